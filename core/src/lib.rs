@@ -1,0 +1,19 @@
+//! `brook-core`: everything in Brook that decides, and nothing that does I/O.
+//!
+//! This crate holds the Kafka record-batch format ([`record`]), the partition commit log
+//! ([`log`]) and the storage abstraction it writes through ([`storage`]). Later issues add the
+//! broker, replication, group and transaction state machines here.
+//!
+//! **Architecture invariant:** no code in this crate opens files or sockets, reads a clock,
+//! spawns threads or draws thread-local randomness. Time arrives as [`types::Millis`] values,
+//! randomness as seeds, and storage through the [`storage::Storage`] trait that the driver
+//! (the `brook` server or the simulator) implements. `tests/no_io.rs` enforces this.
+
+pub mod error;
+pub mod log;
+pub mod record;
+pub mod storage;
+pub mod types;
+
+pub use error::ErrorCode;
+pub use types::{LeaderEpoch, Millis, Offset, ProducerEpoch, ProducerId};

@@ -1,0 +1,2 @@
+//! The `brook` command.
+fn main() {}
