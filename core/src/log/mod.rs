@@ -1,1 +1,793 @@
-//! The partition commit log.
+//! A partition's segmented commit log.
+//!
+//! [`PartitionLog`] appends validated record batches, assigning offsets by patching their
+//! headers; it keeps segments named by base offset with sparse offset and time indexes in
+//! Kafka's file formats; it rolls segments by size and age, applies retention by time and size,
+//! truncates on request and recovers from crashes. Reads return *locations* ([`ReadSlice`]) so
+//! the server can `sendfile` them.
+//!
+//! **Architecture invariant:** the log does not decide the high watermark — replication does.
+//! The log only records it ([`PartitionLog::set_high_watermark`]) and bounds nothing by it;
+//! callers pass the upper bound of a read explicitly.
+//!
+//! Call order for a driver: [`PartitionLog::open`] once; then any mix of `append`, `read`,
+//! `truncate_to`, `advance_log_start`, `apply_retention` and `tick` (which runs the time-based
+//! flush policy); finally [`PartitionLog::close`], which leaves a clean-shutdown marker.
+
+mod config;
+mod recovery;
+mod segment;
+
+use crate::error::ErrorCode;
+use crate::record::{
+    set_base_offset, set_log_append_time, set_partition_leader_epoch, Batch, BatchError,
+    TimestampType,
+};
+use crate::storage::{Storage, StorageError};
+use crate::types::{LeaderEpoch, Millis, Offset};
+
+pub use config::{ConfigError, LogConfig};
+pub use recovery::RecoveryReport;
+pub use segment::{index_file, log_file, parse_file_name, time_index_file};
+use segment::{BatchSummary, Segment, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+
+/// Name of the file that holds the log start offset and recovery point.
+pub const CHECKPOINT_FILE: &str = "log.checkpoint";
+/// Name of the marker left by a clean close; its presence lets the next open skip the scan.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The records offered for append are malformed (permanent: the client must fix them).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The requested offset is outside `[log start, log end]`.
+    #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: Offset,
+        /// The log start offset.
+        log_start: Offset,
+        /// The log end offset.
+        log_end: Offset,
+    },
+    /// Replicated batches do not continue the log (their offsets go backwards).
+    #[error("batch at offset {base} does not follow log end offset {log_end}")]
+    OffsetsNotMonotonic {
+        /// The offending batch's base offset.
+        base: Offset,
+        /// The log end offset it should be at or above.
+        log_end: Offset,
+    },
+    /// A segment file holds bytes that are not a valid batch where one must be.
+    #[error("segment {file} is corrupt at position {position}: {reason}")]
+    CorruptSegment {
+        /// The segment file.
+        file: String,
+        /// Where the bad bytes are.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log's settings are out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The storage failed; the partition cannot go on (Kafka's `KAFKA_STORAGE_ERROR`).
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl From<&LogError> for ErrorCode {
+    fn from(err: &LogError) -> ErrorCode {
+        match err {
+            LogError::Batch(batch) => ErrorCode::from(batch),
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            LogError::OffsetsNotMonotonic { .. } => ErrorCode::InvalidRecord,
+            LogError::Config(_) => ErrorCode::InvalidConfig,
+            LogError::CorruptSegment { .. } | LogError::Storage(_) => ErrorCode::KafkaStorageError,
+        }
+    }
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: Offset,
+    /// Offset assigned to the last record.
+    pub last_offset: Offset,
+    /// Number of batches appended.
+    pub batch_count: usize,
+    /// Number of records appended.
+    pub record_count: i64,
+    /// The append time stamped on the batches, when the topic uses `LogAppendTime`.
+    pub log_append_time: Option<Millis>,
+    /// Whether the append was synced to storage before returning.
+    pub synced: bool,
+}
+
+/// Where the bytes of a read are: a run of whole batches in one segment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadSlice {
+    /// The segment's `.log` file name in the log's storage.
+    pub file: String,
+    /// Byte position of the first batch in the file.
+    pub position: u64,
+    /// Number of bytes: whole batches only.
+    pub length: u64,
+    /// Base offset of the first batch (may be below the offset asked for).
+    pub first_offset: Offset,
+    /// The offset after the last batch in the slice: where the next read continues.
+    pub next_offset: Offset,
+}
+
+/// The header fields a scan needs, read from a segment file.
+#[derive(Clone, Copy, Debug)]
+struct HeaderInfo {
+    summary: BatchSummary,
+}
+
+/// A partition's commit log over a [`Storage`] directory. See the module doc for call order.
+pub struct PartitionLog<S: Storage> {
+    storage: S,
+    config: LogConfig,
+    /// Segments in offset order; never empty, the last one is active.
+    segments: Vec<Segment>,
+    log_start: Offset,
+    /// Every offset below this one is synced to storage.
+    recovery_point: Offset,
+    high_watermark: Offset,
+    /// Records appended since the last sync.
+    unflushed_records: u64,
+    /// When the oldest unsynced append happened.
+    unflushed_since: Option<Millis>,
+}
+
+impl<S: Storage> PartitionLog<S> {
+    /// The log's storage, for drivers that read slices' bytes or inspect files.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+    /// The log's settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// Replaces the settings (AlterConfigs); they apply from the next operation.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+    /// The first offset a consumer can read.
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+    /// Every offset below this one has been synced to storage.
+    pub fn recovery_point(&self) -> Offset {
+        self.recovery_point
+    }
+    /// The high watermark last set by replication (capped at the log end offset).
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+    /// Records the high watermark decided by replication (clamped into the log's range).
+    pub fn set_high_watermark(&mut self, offset: Offset) {
+        self.high_watermark = offset.clamp(self.log_start, self.log_end_offset());
+    }
+    /// Total bytes in all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.segments.iter().map(|s| s.base).collect()
+    }
+    /// The largest batch timestamp in the log and the offset of the batch holding it.
+    pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
+        let newest = self.segments.iter().max_by_key(|s| s.max_timestamp)?;
+        (newest.max_timestamp >= 0)
+            .then_some((newest.max_timestamp, newest.offset_of_max_timestamp))
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    /// Appends the batches in `records` (one produce request's records for this partition,
+    /// v2 batches only) as leader: validates them, assigns offsets from the log end offset and
+    /// the leader epoch by patching the headers, and writes them in one storage append.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: LeaderEpoch,
+        now: Millis,
+    ) -> Result<AppendInfo, LogError> {
+        let batches = self.validate_batches(records)?;
+        let log_append_time =
+            (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let mut next = self.log_end_offset();
+        let mut summaries = Vec::with_capacity(batches.len());
+        for &(start, size) in &batches {
+            let bytes = &mut records[start..start + size];
+            set_base_offset(bytes, next);
+            set_partition_leader_epoch(bytes, leader_epoch);
+            if let Some(now) = log_append_time {
+                set_log_append_time(bytes, now.0);
+            }
+            let batch = Batch::parse(bytes).expect("validated above");
+            summaries.push(summarize(&batch));
+            next = batch.next_offset();
+        }
+        self.write_batches(records, &summaries, now, log_append_time)
+    }
+
+    /// Appends batches that already carry offsets (a follower copying its leader): they must
+    /// be valid and start at or after the log end offset, in increasing order.
+    pub fn append_replicated(
+        &mut self,
+        records: &[u8],
+        now: Millis,
+    ) -> Result<AppendInfo, LogError> {
+        let batches = self.validate_batches(records)?;
+        let mut log_end = self.log_end_offset();
+        let mut summaries = Vec::with_capacity(batches.len());
+        for &(start, size) in &batches {
+            let batch = Batch::parse(&records[start..start + size]).expect("validated above");
+            if batch.base_offset() < log_end {
+                return Err(LogError::OffsetsNotMonotonic {
+                    base: batch.base_offset(),
+                    log_end,
+                });
+            }
+            log_end = batch.next_offset();
+            summaries.push(summarize(&batch));
+        }
+        self.write_batches(records, &summaries, now, None)
+    }
+
+    /// Splits `records` into whole, valid v2 batches: (start, size) of each.
+    fn validate_batches(&self, records: &[u8]) -> Result<Vec<(usize, usize)>, LogError> {
+        let mut batches = Vec::new();
+        let mut position = 0;
+        while position < records.len() {
+            let batch = Batch::parse(&records[position..])?;
+            batch.validate(self.config.max_message_bytes)?;
+            batches.push((position, batch.size()));
+            position += batch.size();
+        }
+        if batches.is_empty() {
+            return Err(BatchError::InvalidRecord("no record batch in the request".into()).into());
+        }
+        Ok(batches)
+    }
+
+    /// Writes already-assigned batches to the active segment (rolling first if needed),
+    /// updates the indexes and applies the flush policy.
+    fn write_batches(
+        &mut self,
+        records: &[u8],
+        summaries: &[BatchSummary],
+        now: Millis,
+        log_append_time: Option<Millis>,
+    ) -> Result<AppendInfo, LogError> {
+        let first = summaries.first().expect("at least one batch");
+        let last = summaries.last().expect("at least one batch");
+        self.maybe_roll(
+            records.len() as u64,
+            first.base_offset,
+            last.last_offset,
+            now,
+        )?;
+        let index_interval_bytes = self.config.index_interval_bytes;
+        let base = self.active().base;
+        let mut offset_entries = Vec::new();
+        let mut time_entries = Vec::new();
+        let mut position = self.active().size;
+        let segment = self.active_mut();
+        for summary in summaries {
+            let (offset_entry, time_entry) =
+                segment.note_batch(position, summary, index_interval_bytes);
+            offset_entries.extend(offset_entry.map(|e| e.encode()));
+            time_entries.extend(time_entry.map(|e| e.encode()));
+            position += summary.size;
+        }
+        segment.last_append = now;
+        segment.first_append.get_or_insert(now);
+        self.storage.append(&log_file(base), records)?;
+        if !offset_entries.is_empty() {
+            self.storage
+                .append(&index_file(base), offset_entries.as_flattened())?;
+        }
+        if !time_entries.is_empty() {
+            self.storage
+                .append(&time_index_file(base), time_entries.as_flattened())?;
+        }
+        let record_count = last.last_offset.0 - first.base_offset.0 + 1;
+        self.unflushed_records += record_count as u64;
+        self.unflushed_since.get_or_insert(now);
+        let synced = self.maybe_flush(now)?;
+        self.check_invariants();
+        Ok(AppendInfo {
+            base_offset: first.base_offset,
+            last_offset: last.last_offset,
+            batch_count: summaries.len(),
+            record_count,
+            log_append_time,
+            synced,
+        })
+    }
+
+    /// Rolls to a new segment if the active one is full, too old, its index is full, or the
+    /// new offsets would not fit its 32-bit relative offsets.
+    fn maybe_roll(
+        &mut self,
+        incoming_bytes: u64,
+        first_offset: Offset,
+        last_offset: Offset,
+        now: Millis,
+    ) -> Result<(), LogError> {
+        let config = &self.config;
+        let segment = self.active();
+        if segment.is_empty() {
+            return Ok(());
+        }
+        let full = segment.size + incoming_bytes > config.segment_bytes;
+        let aged = segment
+            .first_append
+            .is_some_and(|first| now.since(first) >= config.segment_ms);
+        let index_full = ((segment.offset_index.len() + 1) * OFFSET_ENTRY_LEN) as u64
+            > config.segment_index_bytes
+            || ((segment.time_index.len() + 1) * TIME_ENTRY_LEN) as u64
+                > config.segment_index_bytes;
+        let overflow = last_offset.0 - segment.base.0 > i64::from(i32::MAX);
+        if full || aged || index_full || overflow {
+            self.roll(first_offset.max(self.log_end_offset()), now)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (final time-index entry, sync) and starts a new one at
+    /// `base`. Returns the new segment's base offset.
+    pub fn roll(&mut self, base: Offset, now: Millis) -> Result<Offset, LogError> {
+        assert!(
+            base >= self.log_end_offset(),
+            "a new segment starts at or after the log end"
+        );
+        if self.active().is_empty() && self.active().base == base {
+            return Ok(base);
+        }
+        self.seal_active()?;
+        self.sync_unflushed()?;
+        self.storage.create(&log_file(base))?;
+        self.storage.create(&index_file(base))?;
+        self.storage.create(&time_index_file(base))?;
+        self.segments.push(Segment::new(base, now));
+        self.recovery_point = base;
+        self.write_checkpoint()?;
+        self.check_invariants();
+        Ok(base)
+    }
+
+    /// Appends the active segment's final time-index entry, as Kafka does on roll and close.
+    fn seal_active(&mut self) -> Result<(), LogError> {
+        let base = self.active().base;
+        if let Some(entry) = self.active_mut().next_time_entry() {
+            self.storage
+                .append(&time_index_file(base), &entry.encode())?;
+        }
+        Ok(())
+    }
+
+    /// Applies `flush.messages`; returns whether it synced.
+    fn maybe_flush(&mut self, now: Millis) -> Result<bool, LogError> {
+        let by_count = self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_records >= n);
+        let by_time = match (self.config.flush_ms, self.unflushed_since) {
+            (Some(ms), Some(since)) => now.since(since) >= ms,
+            _ => false,
+        };
+        if by_count || by_time {
+            self.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Runs the time-based parts of the policy: `flush.ms`. Call it on the driver's timer.
+    pub fn tick(&mut self, now: Millis) -> Result<(), LogError> {
+        self.maybe_flush(now)?;
+        Ok(())
+    }
+
+    /// Syncs everything appended so far; afterwards the recovery point is the log end offset.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.sync_unflushed()?;
+        self.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Syncs the files of every segment that may hold unsynced bytes.
+    fn sync_unflushed(&mut self) -> Result<(), LogError> {
+        let recovery_point = self.recovery_point;
+        let dirty: Vec<Offset> = self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > recovery_point || s.base >= recovery_point)
+            .map(|s| s.base)
+            .collect();
+        for base in dirty {
+            self.storage.sync(&log_file(base))?;
+            self.storage.sync(&index_file(base))?;
+            self.storage.sync(&time_index_file(base))?;
+        }
+        self.unflushed_records = 0;
+        self.unflushed_since = None;
+        Ok(())
+    }
+
+    /// Finds the batches to serve from `from`: whole batches of one segment, ending at or
+    /// below `upper` (the high watermark or last stable offset), within `max_bytes` — except
+    /// that the first batch is returned whole even when larger, so consumers always progress.
+    /// `None` when there is nothing below `upper` at `from`.
+    pub fn read(
+        &self,
+        from: Offset,
+        max_bytes: u64,
+        upper: Offset,
+    ) -> Result<Option<ReadSlice>, LogError> {
+        let log_end = self.log_end_offset();
+        if from < self.log_start || from > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: from,
+                log_start: self.log_start,
+                log_end,
+            });
+        }
+        let upper = upper.min(log_end);
+        if from >= upper {
+            return Ok(None);
+        }
+        let index = self.segments.partition_point(|s| s.next_offset <= from);
+        let Some(segment) = self.segments.get(index) else {
+            return Ok(None);
+        };
+        let mut position = segment.scan_start(from);
+        // Skip batches that end before `from`.
+        let first = loop {
+            if position >= segment.size {
+                return Ok(None);
+            }
+            let header = self.read_header(segment, position)?;
+            if header.summary.last_offset >= from {
+                break header;
+            }
+            position += header.summary.size;
+        };
+        if first.summary.last_offset >= upper {
+            return Ok(None);
+        }
+        let start = position;
+        let mut next_offset = first.summary.last_offset.plus(1);
+        position += first.summary.size;
+        while position < segment.size && position - start < max_bytes {
+            let header = self.read_header(segment, position)?;
+            let fits = position - start + header.summary.size <= max_bytes;
+            if !fits || header.summary.last_offset >= upper {
+                break;
+            }
+            next_offset = header.summary.last_offset.plus(1);
+            position += header.summary.size;
+        }
+        Ok(Some(ReadSlice {
+            file: log_file(segment.base),
+            position: start,
+            length: position - start,
+            first_offset: first.summary.base_offset,
+            next_offset,
+        }))
+    }
+
+    /// Copies a slice's bytes out of storage (the simulator and tests; the server sends them
+    /// with `sendfile` instead).
+    pub fn read_bytes(&self, slice: &ReadSlice) -> Result<Vec<u8>, LogError> {
+        let mut buf = vec![0; slice.length as usize];
+        self.storage
+            .read_at(&slice.file, slice.position, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads and sanity-checks the batch header at `position`: the bytes must look like a v2
+    /// batch of this segment, so a damaged index or file never yields garbage locations.
+    fn read_header(&self, segment: &Segment, position: u64) -> Result<HeaderInfo, LogError> {
+        let file = log_file(segment.base);
+        let corrupt = |reason: String| LogError::CorruptSegment {
+            file: file.clone(),
+            position,
+            reason,
+        };
+        let batch = match recovery::header_at(&self.storage, &file, position, segment.size)? {
+            Ok(batch) => batch,
+            Err(reason) => return Err(corrupt(reason)),
+        };
+        if batch.base_offset < segment.base || batch.last_offset >= segment.next_offset {
+            return Err(corrupt(format!(
+                "batch offset {} outside the segment",
+                batch.base_offset
+            )));
+        }
+        Ok(HeaderInfo { summary: batch })
+    }
+
+    /// The first offset whose batch has a max timestamp ≥ `timestamp` (ListOffsets by time),
+    /// with that batch's max timestamp; `None` if every batch is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>, LogError> {
+        for segment in self
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= timestamp)
+        {
+            let mut position = segment.time_scan_start(timestamp);
+            while position < segment.size {
+                let header = self.read_header(segment, position)?;
+                if header.summary.max_timestamp >= timestamp {
+                    let offset = header.summary.base_offset.max(self.log_start);
+                    return Ok(Some((offset, header.summary.max_timestamp)));
+                }
+                position += header.summary.size;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch holding an offset ≥ `offset` (a follower after a leader change):
+    /// the log end becomes `offset`, or the base of the batch containing it. Durable on return.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start {
+            return self.truncate_fully_and_start_at(offset.max(self.log_start), None);
+        }
+        while self.segments.len() > 1 && self.active().base >= offset {
+            let segment = self.segments.pop().expect("more than one segment");
+            self.delete_segment_files(segment.base)?;
+        }
+        let segment = self.active().clone();
+        let mut position = segment.scan_start(offset);
+        let cut_offset = loop {
+            let header = self.read_header(&segment, position)?;
+            if header.summary.last_offset >= offset {
+                break header.summary.base_offset;
+            }
+            position += header.summary.size;
+        };
+        let truncated =
+            recovery::truncate_segment(&mut self.storage, &segment, position, cut_offset)?;
+        *self.active_mut() = truncated;
+        self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        self.high_watermark = self.high_watermark.min(self.log_end_offset());
+        self.write_checkpoint()?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Deletes every segment and starts an empty log at `offset` (a replica too far behind).
+    /// `now` defaults to the active segment's last append time for the new segment's clock.
+    pub fn truncate_fully_and_start_at(
+        &mut self,
+        offset: Offset,
+        now: Option<Millis>,
+    ) -> Result<(), LogError> {
+        let now = now.unwrap_or(self.active().last_append);
+        for segment in std::mem::take(&mut self.segments) {
+            self.delete_segment_files(segment.base)?;
+        }
+        self.storage.create(&log_file(offset))?;
+        self.storage.create(&index_file(offset))?;
+        self.storage.create(&time_index_file(offset))?;
+        self.segments.push(Segment::new(offset, now));
+        self.log_start = offset;
+        self.recovery_point = offset;
+        self.high_watermark = offset;
+        self.write_checkpoint()?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Moves the log start offset forward (DeleteRecords); segments wholly below it go.
+    /// `offset` must not exceed the high watermark; the caller checks that against the request.
+    pub fn advance_log_start(&mut self, offset: Offset) -> Result<(), LogError> {
+        let log_end = self.log_end_offset();
+        if offset > log_end || offset < Offset(0) {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start,
+                log_end,
+            });
+        }
+        if offset <= self.log_start {
+            return Ok(());
+        }
+        self.log_start = offset;
+        self.high_watermark = self.high_watermark.max(offset);
+        self.write_checkpoint()?;
+        self.delete_segments_below_start()?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Deletes segments whose every offset is below the log start offset.
+    fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 && self.segments[1].base <= self.log_start {
+            let segment = self.segments.remove(0);
+            self.delete_segment_files(segment.base)?;
+            deleted += 1;
+        }
+        if self.segments.len() == 1 && self.active().next_offset <= self.log_start {
+            let start = self.log_start;
+            if !self.active().is_empty() || self.active().base < start {
+                let now = self.active().last_append;
+                self.roll(start, now)?;
+                let old = self.segments.remove(0);
+                self.delete_segment_files(old.base)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: deletes the oldest segments that are
+    /// too old or push the log over its size limit, rolling first if the active segment
+    /// must go too. Returns how many segments were deleted.
+    pub fn apply_retention(&mut self, now: Millis) -> Result<usize, LogError> {
+        let mut doomed = 0;
+        if let Some(retention_ms) = self.config.retention_ms {
+            doomed = self
+                .segments
+                .iter()
+                .take_while(|s| !s.is_empty() && now.since(segment_age_basis(s)) > retention_ms)
+                .count();
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let mut excess = self.size_bytes().saturating_sub(retention_bytes);
+            let by_size = self
+                .segments
+                .iter()
+                .take_while(|s| {
+                    let goes = !s.is_empty() && s.size <= excess;
+                    excess = excess.saturating_sub(s.size);
+                    goes
+                })
+                .count();
+            doomed = doomed.max(by_size);
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let new_start = match self.segments.get(doomed) {
+            Some(segment) => segment.base,
+            None => self.log_end_offset(),
+        };
+        self.log_start = self.log_start.max(new_start);
+        self.high_watermark = self.high_watermark.max(self.log_start);
+        self.write_checkpoint()?;
+        let deleted = self.delete_segments_below_start()?;
+        self.check_invariants();
+        Ok(deleted)
+    }
+
+    fn delete_segment_files(&mut self, base: Offset) -> Result<(), StorageError> {
+        self.storage.delete(&log_file(base))?;
+        self.storage.delete(&index_file(base))?;
+        self.storage.delete(&time_index_file(base))
+    }
+
+    /// Persists the log start offset and recovery point (atomically, durably).
+    fn write_checkpoint(&mut self) -> Result<(), LogError> {
+        let bytes = recovery::encode_checkpoint(self.log_start, self.recovery_point);
+        self.storage.write_atomic(CHECKPOINT_FILE, &bytes)?;
+        Ok(())
+    }
+
+    /// Syncs everything, writes the checkpoint and the clean-shutdown marker, and releases the
+    /// files. The next open trusts the files and skips the recovery scan.
+    pub fn close(mut self) -> Result<S, LogError> {
+        self.seal_active()?;
+        self.flush()?;
+        self.write_checkpoint()?;
+        for base in self.segment_bases() {
+            self.storage.close(&log_file(base))?;
+            self.storage.close(&index_file(base))?;
+            self.storage.close(&time_index_file(base))?;
+        }
+        self.storage.write_atomic(CLEAN_SHUTDOWN_FILE, b"")?;
+        Ok(self.storage)
+    }
+
+    /// Gives the storage back without syncing or marking a clean shutdown (a crash, in tests).
+    pub fn abandon(self) -> S {
+        self.storage
+    }
+
+    /// Checks the relations between the log's offsets and segments (debug builds).
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        assert!(
+            !self.segments.is_empty(),
+            "a log always has an active segment"
+        );
+        for pair in self.segments.windows(2) {
+            assert!(
+                pair[0].base < pair[1].base,
+                "segments ordered by base offset"
+            );
+            assert!(
+                pair[0].next_offset <= pair[1].base,
+                "segments do not overlap"
+            );
+        }
+        for segment in &self.segments {
+            assert!(
+                segment.next_offset >= segment.base,
+                "segment end after its base"
+            );
+            assert!(
+                segment.size <= i32::MAX as u64,
+                "segment positions fit 32 bits"
+            );
+        }
+        assert!(
+            self.log_start <= self.log_end_offset(),
+            "log start within the log"
+        );
+        assert!(
+            self.recovery_point <= self.log_end_offset(),
+            "recovery point within the log"
+        );
+        assert!(
+            self.high_watermark <= self.log_end_offset(),
+            "high watermark within the log"
+        );
+        assert!(self.segments[0].base <= self.log_start.max(self.segments[0].base));
+    }
+}
+
+/// The time `retention.ms` counts from: the newest timestamp in the segment, or the last
+/// append when batches carry no timestamps.
+fn segment_age_basis(segment: &Segment) -> Millis {
+    if segment.max_timestamp >= 0 {
+        Millis(segment.max_timestamp)
+    } else {
+        segment.last_append
+    }
+}
+
+fn summarize(batch: &Batch<'_>) -> BatchSummary {
+    BatchSummary {
+        base_offset: batch.base_offset(),
+        last_offset: batch.last_offset(),
+        max_timestamp: batch.max_timestamp(),
+        size: batch.size() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,440 @@
+//! Unit tests of the partition log over the in-memory disk.
+
+use super::*;
+use crate::record::{BatchBuilder, Record};
+use crate::storage::{CrashMode, MemoryStorage};
+
+fn batch(records: usize, value_len: usize, timestamp: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Offset(0));
+    for i in 0..records {
+        builder.push(&Record {
+            timestamp: timestamp + i as i64,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(vec![b'v'; value_len]),
+            headers: Vec::new(),
+        });
+    }
+    builder.build()
+}
+
+fn open(
+    storage: MemoryStorage,
+    config: LogConfig,
+) -> (PartitionLog<MemoryStorage>, RecoveryReport) {
+    PartitionLog::open(storage, config, Millis(1_000)).expect("open")
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 512,
+        ..LogConfig::default()
+    }
+}
+
+/// Reads every batch from `from` to the log end and returns (base offset, record count) pairs.
+fn read_all(log: &PartitionLog<MemoryStorage>, from: Offset) -> Vec<(Offset, i32)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while let Some(slice) = log.read(next, 1 << 20, log.log_end_offset()).expect("read") {
+        let bytes = log.read_bytes(&slice).expect("bytes");
+        for batch in crate::record::Batches::new(&bytes) {
+            let batch = batch.expect("stored batch parses");
+            batch.verify_crc().expect("stored batch CRC");
+            out.push((batch.base_offset(), batch.record_count()));
+        }
+        next = slice.next_offset;
+    }
+    out
+}
+
+#[test]
+fn log_append_assigns_offsets_and_epoch_outside_the_crc() {
+    let (mut log, _) = open(MemoryStorage::new(), LogConfig::default());
+    let mut records = batch(3, 10, 100);
+    let first_size = records.len();
+    records.extend_from_slice(&batch(2, 10, 200));
+    let info = log
+        .append(&mut records, LeaderEpoch(7), Millis(5))
+        .expect("append");
+    assert_eq!((info.base_offset, info.last_offset), (Offset(0), Offset(4)));
+    assert_eq!((info.batch_count, info.record_count), (2, 5));
+    assert_eq!(log.log_end_offset(), Offset(5));
+    let second = Batch::parse(&records[first_size..]).expect("second batch");
+    assert_eq!(second.base_offset(), Offset(3));
+    assert_eq!(second.partition_leader_epoch(), LeaderEpoch(7));
+    second
+        .verify_crc()
+        .expect("patching base offset and epoch keeps the CRC valid");
+    assert_eq!(
+        read_all(&log, Offset(0)),
+        vec![(Offset(0), 3), (Offset(3), 2)]
+    );
+}
+
+#[test]
+fn log_append_rejects_bad_batches_with_kafka_codes() {
+    let config = LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    let mut corrupt = batch(1, 10, 0);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x40;
+    let err = log
+        .append(&mut corrupt, LeaderEpoch(0), Millis(0))
+        .unwrap_err();
+    assert_eq!(ErrorCode::from(&err), ErrorCode::CorruptMessage);
+    let mut large = batch(1, 500, 0);
+    let err = log
+        .append(&mut large, LeaderEpoch(0), Millis(0))
+        .unwrap_err();
+    assert_eq!(ErrorCode::from(&err), ErrorCode::MessageTooLarge);
+    let mut truncated = batch(1, 10, 0);
+    truncated.pop();
+    let err = log
+        .append(&mut truncated, LeaderEpoch(0), Millis(0))
+        .unwrap_err();
+    assert_eq!(ErrorCode::from(&err), ErrorCode::CorruptMessage);
+    let err = log.append(&mut [], LeaderEpoch(0), Millis(0)).unwrap_err();
+    assert_eq!(ErrorCode::from(&err), ErrorCode::InvalidRecord);
+    assert_eq!(log.log_end_offset(), Offset(0), "nothing was appended");
+}
+
+#[test]
+fn log_read_respects_budget_upper_bound_and_range() {
+    let (mut log, _) = open(MemoryStorage::new(), LogConfig::default());
+    for _ in 0..4 {
+        let mut records = batch(2, 100, 0);
+        log.append(&mut records, LeaderEpoch(0), Millis(0))
+            .expect("append");
+    }
+    let size = batch(2, 100, 0).len() as u64;
+    let slice = log.read(Offset(0), size * 2, Offset(8)).unwrap().unwrap();
+    assert_eq!(
+        (slice.position, slice.length, slice.next_offset),
+        (0, size * 2, Offset(4))
+    );
+    let slice = log.read(Offset(3), 1, Offset(8)).unwrap().unwrap();
+    assert_eq!(
+        slice.length, size,
+        "the first batch is returned whole even over budget"
+    );
+    assert_eq!(slice.first_offset, Offset(2));
+    let slice = log.read(Offset(0), 1 << 20, Offset(5)).unwrap().unwrap();
+    assert_eq!(
+        slice.next_offset,
+        Offset(4),
+        "batches past the upper bound are not served"
+    );
+    assert_eq!(log.read(Offset(8), 1 << 20, Offset(8)).unwrap(), None);
+    assert!(matches!(
+        log.read(Offset(9), 10, Offset(9)),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn log_rolls_segments_by_size_and_indexes_sparsely() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for _ in 0..40 {
+        let mut records = batch(4, 50, 0);
+        log.append(&mut records, LeaderEpoch(0), Millis(0))
+            .expect("append");
+    }
+    let bases = log.segment_bases();
+    assert!(bases.len() > 3, "segments: {bases:?}");
+    for base in &bases {
+        let name = log_file(*base);
+        let size = log.storage().size(&name).unwrap();
+        assert!(size <= 4096, "{name} is {size} bytes");
+        let index = log.storage().size(&index_file(*base)).unwrap();
+        assert!(
+            index > 0 || base == bases.last().unwrap(),
+            "{name} has index entries"
+        );
+    }
+    assert_eq!(read_all(&log, Offset(0)).len(), 40);
+    assert_eq!(read_all(&log, Offset(77)).first(), Some(&(Offset(76), 4)));
+}
+
+#[test]
+fn log_rolls_by_segment_age() {
+    let config = LogConfig {
+        segment_ms: 1000,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    log.append(&mut batch(1, 10, 0), LeaderEpoch(0), Millis(10_000))
+        .unwrap();
+    log.append(&mut batch(1, 10, 0), LeaderEpoch(0), Millis(10_500))
+        .unwrap();
+    assert_eq!(log.segment_bases(), vec![Offset(0)]);
+    log.append(&mut batch(1, 10, 0), LeaderEpoch(0), Millis(11_000))
+        .unwrap();
+    assert_eq!(log.segment_bases(), vec![Offset(0), Offset(2)]);
+}
+
+#[test]
+fn log_retention_by_size_and_time_advances_the_start() {
+    let config = LogConfig {
+        retention_bytes: Some(8192),
+        retention_ms: None,
+        ..small_segments()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    for i in 0..120 {
+        log.append(&mut batch(2, 50, i), LeaderEpoch(0), Millis(0))
+            .unwrap();
+    }
+    let before = (log.size_bytes(), log.segment_bases());
+    let deleted = log.apply_retention(Millis(0)).unwrap();
+    assert!(deleted > 0, "{before:?} {:?}", log.segment_bases());
+    assert!(
+        log.size_bytes() <= 8192 + 4096,
+        "size {} after retention",
+        log.size_bytes()
+    );
+    assert_eq!(log.log_start_offset(), log.segment_bases()[0]);
+    assert!(matches!(
+        log.read(Offset(0), 10, Offset(240)),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+
+    let config = LogConfig {
+        retention_ms: Some(1000),
+        ..small_segments()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    for i in 0..30 {
+        log.append(
+            &mut batch(2, 50, 10_000 + i),
+            LeaderEpoch(0),
+            Millis(10_000),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        log.apply_retention(Millis(10_500)).unwrap(),
+        0,
+        "nothing is old yet"
+    );
+    assert!(log.apply_retention(Millis(20_000)).unwrap() > 0);
+    assert_eq!(
+        log.log_start_offset(),
+        Offset(60),
+        "every segment expired, the active one too"
+    );
+    assert_eq!(log.log_end_offset(), Offset(60));
+    log.append(&mut batch(1, 5, 0), LeaderEpoch(0), Millis(20_000))
+        .unwrap();
+    assert_eq!(read_all(&log, Offset(60)), vec![(Offset(60), 1)]);
+}
+
+#[test]
+fn log_delete_records_moves_the_start_and_survives_reopen() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for _ in 0..40 {
+        log.append(&mut batch(4, 50, 0), LeaderEpoch(0), Millis(0))
+            .unwrap();
+    }
+    log.advance_log_start(Offset(101)).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(101));
+    assert!(log.segment_bases()[0] <= Offset(101));
+    assert_eq!(read_all(&log, Offset(101)).first(), Some(&(Offset(100), 4)));
+    let storage = log.abandon();
+    let (log, _) = open(storage, small_segments());
+    assert_eq!(
+        log.log_start_offset(),
+        Offset(101),
+        "log start is checkpointed"
+    );
+    assert!(log.advance_log_start_check(Offset(161)));
+}
+
+impl PartitionLog<MemoryStorage> {
+    fn advance_log_start_check(mut self, beyond_end: Offset) -> bool {
+        matches!(
+            self.advance_log_start(beyond_end),
+            Err(LogError::OffsetOutOfRange { .. })
+        )
+    }
+}
+
+#[test]
+fn log_truncate_to_removes_later_batches_durably() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for _ in 0..40 {
+        log.append(&mut batch(4, 50, 0), LeaderEpoch(0), Millis(0))
+            .unwrap();
+    }
+    log.truncate_to(Offset(50)).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(48),
+        "cut at the start of the batch holding 50"
+    );
+    let mut storage = log.abandon();
+    storage.crash(CrashMode::LoseUnsynced);
+    let (mut log, _) = open(storage, small_segments());
+    assert_eq!(log.log_end_offset(), Offset(48));
+    log.append(&mut batch(1, 10, 0), LeaderEpoch(1), Millis(0))
+        .unwrap();
+    let batches = read_all(&log, Offset(40));
+    assert_eq!(batches.last(), Some(&(Offset(48), 1)));
+    log.truncate_to(Offset(0)).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (Offset(0), Offset(0))
+    );
+}
+
+#[test]
+fn log_clean_close_skips_the_scan_and_crash_truncates_torn_tail() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for _ in 0..20 {
+        log.append(&mut batch(4, 50, 0), LeaderEpoch(0), Millis(0))
+            .unwrap();
+    }
+    let storage = log.close().unwrap();
+    let (mut log, report) = open(storage, small_segments());
+    assert!(report.clean);
+    assert_eq!(report.segments_scanned, 0);
+    assert_eq!(log.log_end_offset(), Offset(80));
+    log.flush().unwrap();
+    for _ in 0..3 {
+        log.append(&mut batch(4, 50, 0), LeaderEpoch(0), Millis(0))
+            .unwrap();
+    }
+    let mut storage = log.abandon();
+    let active = log_file(*segment_names(&storage).last().unwrap());
+    let len = storage.bytes_mut(&active).unwrap().len();
+    storage.bytes_mut(&active).unwrap().truncate(len - 7); // a torn final write
+    let (log, report) = open(storage, small_segments());
+    assert!(!report.clean);
+    assert!(report.segments_scanned >= 1);
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(88),
+        "the torn batch is gone, the rest kept"
+    );
+    assert!(report.bytes_truncated > 0);
+}
+
+fn segment_names(storage: &MemoryStorage) -> Vec<Offset> {
+    let mut bases: Vec<Offset> = storage
+        .list()
+        .unwrap()
+        .iter()
+        .filter_map(|n| parse_file_name(n))
+        .filter(|(_, ext)| *ext == "log")
+        .map(|(b, _)| b)
+        .collect();
+    bases.sort();
+    bases
+}
+
+#[test]
+fn log_flush_messages_one_syncs_every_append() {
+    let config = LogConfig {
+        flush_messages: Some(1),
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    let info = log
+        .append(&mut batch(2, 10, 0), LeaderEpoch(0), Millis(0))
+        .unwrap();
+    assert!(info.synced);
+    assert_eq!(log.recovery_point(), Offset(2));
+    let mut storage = log.abandon();
+    storage.crash(CrashMode::LoseUnsynced);
+    let (log, _) = open(storage, LogConfig::default());
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(2),
+        "a synced append survives a crash"
+    );
+
+    let config = LogConfig {
+        flush_ms: Some(100),
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    let info = log
+        .append(&mut batch(2, 10, 0), LeaderEpoch(0), Millis(1000))
+        .unwrap();
+    assert!(!info.synced);
+    log.tick(Millis(1050)).unwrap();
+    assert_eq!(log.recovery_point(), Offset(0));
+    log.tick(Millis(1100)).unwrap();
+    assert_eq!(log.recovery_point(), Offset(2));
+}
+
+#[test]
+fn log_append_time_overrides_timestamps_and_keeps_crc_valid() {
+    let config = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    let mut records = batch(2, 10, 5);
+    let info = log
+        .append(&mut records, LeaderEpoch(0), Millis(777))
+        .unwrap();
+    assert_eq!(info.log_append_time, Some(Millis(777)));
+    let stored = Batch::parse(&records).unwrap();
+    assert_eq!(stored.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(stored.max_timestamp(), 777);
+    stored.validate(1 << 20).expect("CRC recomputed");
+}
+
+#[test]
+fn log_offset_for_timestamp_finds_first_batch_at_or_after() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for i in 0..40 {
+        log.append(&mut batch(2, 50, 1000 * i), LeaderEpoch(0), Millis(0))
+            .unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((Offset(0), 1)));
+    assert_eq!(
+        log.offset_for_timestamp(5000).unwrap(),
+        Some((Offset(10), 5001))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(5002).unwrap(),
+        Some((Offset(12), 6001))
+    );
+    assert_eq!(log.offset_for_timestamp(1_000_000).unwrap(), None);
+    assert_eq!(log.max_timestamp(), Some((39_001, Offset(79))));
+}
+
+#[test]
+fn log_replicated_append_keeps_leader_offsets() {
+    let (mut leader, _) = open(MemoryStorage::new(), LogConfig::default());
+    for _ in 0..3 {
+        leader
+            .append(&mut batch(2, 10, 0), LeaderEpoch(3), Millis(0))
+            .unwrap();
+    }
+    let slice = leader.read(Offset(0), 1 << 20, Offset(6)).unwrap().unwrap();
+    let bytes = leader.read_bytes(&slice).unwrap();
+    let (mut follower, _) = open(MemoryStorage::new(), LogConfig::default());
+    follower.append_replicated(&bytes, Millis(0)).unwrap();
+    assert_eq!(follower.log_end_offset(), Offset(6));
+    let err = follower.append_replicated(&bytes, Millis(0)).unwrap_err();
+    assert!(matches!(err, LogError::OffsetsNotMonotonic { .. }));
+}
+
+#[test]
+fn log_config_out_of_range_is_refused_by_name() {
+    let config = LogConfig {
+        segment_bytes: 10,
+        ..LogConfig::default()
+    };
+    let err = PartitionLog::open(MemoryStorage::new(), config, Millis(0))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("segment.bytes"), "{err}");
+    assert_eq!(ErrorCode::from(&err), ErrorCode::InvalidConfig);
+}
