@@ -187,6 +187,10 @@ impl<S: Storage> PartitionLog<S> {
     pub fn segment_bases(&self) -> Vec<Offset> {
         self.segments.iter().map(|s| s.base).collect()
     }
+    /// Sizes in bytes of the segment files, oldest first.
+    pub fn segment_sizes(&self) -> Vec<u64> {
+        self.segments.iter().map(|s| s.size).collect()
+    }
     /// The largest batch timestamp in the log and the offset of the batch holding it.
     pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
         let newest = self.segments.iter().max_by_key(|s| s.max_timestamp)?;
@@ -567,6 +571,10 @@ impl<S: Storage> PartitionLog<S> {
             let segment = self.segments.pop().expect("more than one segment");
             self.delete_segment_files(segment.base)?;
         }
+        if offset >= self.log_end_offset() {
+            // The cut fell exactly on a segment boundary.
+            return self.finish_truncation();
+        }
         let segment = self.active().clone();
         let mut position = segment.scan_start(offset);
         let cut_offset = loop {
@@ -576,9 +584,19 @@ impl<S: Storage> PartitionLog<S> {
             }
             position += header.summary.size;
         };
+        if cut_offset <= self.log_start {
+            // Everything from the log start on sits in the batch being cut.
+            let start = self.log_start;
+            return self.truncate_fully_and_start_at(start, None);
+        }
         let truncated =
             recovery::truncate_segment(&mut self.storage, &segment, position, cut_offset)?;
         *self.active_mut() = truncated;
+        self.finish_truncation()
+    }
+
+    /// Pulls the recovery point and high watermark back to the new log end.
+    fn finish_truncation(&mut self) -> Result<(), LogError> {
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
         self.high_watermark = self.high_watermark.min(self.log_end_offset());
         self.write_checkpoint()?;

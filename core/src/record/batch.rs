@@ -196,14 +196,20 @@ impl<'a> Batch<'a> {
     /// Views the batch at the start of `buf`; `buf` may hold more bytes after it.
     pub fn parse(buf: &'a [u8]) -> Result<Batch<'a>, BatchError> {
         if buf.len() < MAGIC_OFFSET + 1 {
-            return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: buf.len(),
+            });
         }
         let magic = buf[MAGIC_OFFSET] as i8;
         if magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic(magic));
         }
         if buf.len() < HEADER_LEN {
-            return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: buf.len(),
+            });
         }
         let length = be_i32(buf, 8);
         if length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
@@ -211,9 +217,14 @@ impl<'a> Batch<'a> {
         }
         let size = LOG_OVERHEAD + length as usize;
         if buf.len() < size {
-            return Err(BatchError::Truncated { needed: size, available: buf.len() });
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: buf.len(),
+            });
         }
-        Ok(Batch { bytes: &buf[..size] })
+        Ok(Batch {
+            bytes: &buf[..size],
+        })
     }
 
     /// The batch's bytes, header included.
@@ -321,7 +332,10 @@ impl<'a> Batch<'a> {
     pub fn verify_crc(&self) -> Result<(), BatchError> {
         let computed = self.computed_crc();
         if computed != self.crc() {
-            return Err(BatchError::CrcMismatch { stored: self.crc(), computed });
+            return Err(BatchError::CrcMismatch {
+                stored: self.crc(),
+                computed,
+            });
         }
         Ok(())
     }
@@ -330,7 +344,10 @@ impl<'a> Batch<'a> {
     /// record count that agrees with the last offset delta.
     pub fn validate(&self, max_message_bytes: usize) -> Result<(), BatchError> {
         if self.size() > max_message_bytes {
-            return Err(BatchError::TooLarge { size: self.size(), max: max_message_bytes });
+            return Err(BatchError::TooLarge {
+                size: self.size(),
+                max: max_message_bytes,
+            });
         }
         self.verify_crc()?;
         if self.compression().is_none() {
@@ -338,7 +355,10 @@ impl<'a> Batch<'a> {
         }
         let count = self.record_count();
         let last_offset_delta = self.last_offset_delta();
-        let invalid = BatchError::InvalidRecordCount { count, last_offset_delta };
+        let invalid = BatchError::InvalidRecordCount {
+            count,
+            last_offset_delta,
+        };
         if count <= 0 || last_offset_delta != count - 1 {
             return Err(invalid);
         }
@@ -367,7 +387,10 @@ pub struct Batches<'a> {
 impl<'a> Batches<'a> {
     /// Iterates over the batches at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Batches<'a> {
-        Batches { rest: buf, failed: false }
+        Batches {
+            rest: buf,
+            failed: false,
+        }
     }
 
     /// Bytes not yet consumed: empty after a clean end, a partial batch otherwise.

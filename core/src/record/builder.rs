@@ -1,7 +1,8 @@
 //! Building v2 record batches: used by tests, the legacy-format conversion and control
 //! markers. Producers build their own batches; the broker only builds these.
 
-use super::batch::{CRC_START, HEADER_LEN, MAGIC_V2};
+use super::batch::{Compression, CRC_START, HEADER_LEN, MAGIC_V2};
+use super::compression::compress;
 use super::varint::put_varint;
 use super::varint::put_varlong;
 use crate::types::{Offset, ProducerEpoch, ProducerId};
@@ -28,11 +29,16 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-/// Assembles records into one uncompressed v2 batch.
+/// Attribute bits 0–2: the codec.
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+
+/// Assembles records into one v2 batch, optionally compressed.
 #[derive(Clone, Debug)]
 pub struct BatchBuilder {
     base_offset: Offset,
+    /// Attribute bits other than the codec's.
     attributes: i16,
+    compression: Compression,
     producer_id: ProducerId,
     producer_epoch: ProducerEpoch,
     base_sequence: i32,
@@ -48,6 +54,7 @@ impl BatchBuilder {
         BatchBuilder {
             base_offset,
             attributes: 0,
+            compression: Compression::None,
             producer_id: ProducerId(-1),
             producer_epoch: ProducerEpoch(-1),
             base_sequence: -1,
@@ -66,11 +73,21 @@ impl BatchBuilder {
         self
     }
 
-    /// Sets raw attribute bits (transactional, control, timestamp type); compression bits
-    /// must be zero since this builder writes uncompressed records.
+    /// Sets raw attribute bits (transactional, control, timestamp type). Nonzero codec bits
+    /// (0–2) select the codec as [`BatchBuilder::compression`] does; a reserved codec id is a
+    /// programmer error and panics.
     pub fn attributes(mut self, attributes: i16) -> Self {
-        assert_eq!(attributes & 0x07, 0, "BatchBuilder writes uncompressed batches");
-        self.attributes = attributes;
+        let codec_id = (attributes & ATTR_COMPRESSION_MASK) as u8;
+        if codec_id != 0 {
+            self.compression = Compression::from_id(codec_id).expect("a defined codec id");
+        }
+        self.attributes = attributes & !ATTR_COMPRESSION_MASK;
+        self
+    }
+
+    /// Compresses the records section with `codec` when the batch is built.
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
         self
     }
 
@@ -84,13 +101,35 @@ impl BatchBuilder {
         self.count == 0
     }
 
+    /// The batch's size in bytes if built now without compression.
+    pub fn uncompressed_size(&self) -> usize {
+        HEADER_LEN + self.records.len()
+    }
+
     /// Appends a record; its offset is the next one in the batch.
     pub fn push(&mut self, record: &Record) {
-        let base_timestamp = *self.base_timestamp.get_or_insert(record.timestamp);
-        self.max_timestamp = self.max_timestamp.max(record.timestamp);
+        let body = self.encode_record(record);
+        self.append_body(record, &body);
+    }
+
+    /// Appends a record only if the uncompressed batch then stays within `batch_bytes_max`;
+    /// returns whether it did. Leaves the builder unchanged otherwise.
+    pub fn push_within(&mut self, record: &Record, batch_bytes_max: usize) -> bool {
+        let body = self.encode_record(record);
+        let added = super::varint::varlong_len(body.len() as i64) + body.len();
+        if self.uncompressed_size().saturating_add(added) > batch_bytes_max {
+            return false;
+        }
+        self.append_body(record, &body);
+        true
+    }
+
+    /// Encodes `record` as the batch's next record, without its length prefix.
+    fn encode_record(&self, record: &Record) -> Vec<u8> {
+        let base_timestamp = self.base_timestamp.unwrap_or(record.timestamp);
         let mut body = Vec::with_capacity(16 + record_payload_len(record));
         body.push(0); // record attributes: unused
-        put_varlong(&mut body, record.timestamp - base_timestamp);
+        put_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
         put_varint(&mut body, self.count);
         put_bytes(&mut body, record.key.as_deref());
         put_bytes(&mut body, record.value.as_deref());
@@ -99,17 +138,31 @@ impl BatchBuilder {
             put_bytes(&mut body, Some(header.key.as_bytes()));
             put_bytes(&mut body, header.value.as_deref());
         }
+        body
+    }
+
+    fn append_body(&mut self, record: &Record, body: &[u8]) {
+        self.base_timestamp.get_or_insert(record.timestamp);
+        self.max_timestamp = self.max_timestamp.max(record.timestamp);
         put_varint(&mut self.records, body.len() as i32);
-        self.records.extend_from_slice(&body);
+        self.records.extend_from_slice(body);
         self.count += 1;
     }
 
-    /// Encodes the batch with its CRC. Panics if no record was added: Kafka has no empty batch.
+    /// Encodes the batch with its CRC, compressing the records section if a codec was set.
+    /// Panics if no record was added: Kafka has no empty batch.
     pub fn build(&self) -> Vec<u8> {
         assert!(self.count > 0, "a record batch holds at least one record");
+        let compressed;
+        let records = if self.compression == Compression::None {
+            &self.records[..]
+        } else {
+            compressed = compress(self.compression, &self.records);
+            &compressed[..]
+        };
         encode_batch(&BatchFields {
             base_offset: self.base_offset,
-            attributes: self.attributes,
+            attributes: self.attributes | i16::from(self.compression.id()),
             last_offset_delta: self.count - 1,
             base_timestamp: self.base_timestamp.unwrap_or(-1),
             max_timestamp: self.max_timestamp,
@@ -117,7 +170,7 @@ impl BatchBuilder {
             producer_epoch: self.producer_epoch,
             base_sequence: self.base_sequence,
             record_count: self.count,
-            records: &self.records,
+            records,
         })
     }
 }
@@ -171,5 +224,62 @@ fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
             put_varint(out, bytes.len() as i32);
             out.extend_from_slice(bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::batch::Batch;
+
+    fn record(value: &[u8]) -> Record {
+        Record {
+            timestamp: 10,
+            value: Some(value.to_vec()),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn builder_compression_sets_codec_bits_and_keeps_others() {
+        let mut builder = BatchBuilder::new(Offset(0))
+            .attributes(0x10)
+            .compression(Compression::Zstd);
+        builder.push(&record(b"abc"));
+        let bytes = builder.build();
+        let batch = Batch::parse(&bytes).unwrap();
+        batch.validate(1 << 20).unwrap();
+        assert_eq!(batch.compression(), Some(Compression::Zstd));
+        assert!(batch.is_transactional());
+        assert_eq!(batch.attributes(), 0x10 | 4);
+    }
+
+    #[test]
+    fn builder_attributes_codec_bits_select_the_codec() {
+        let mut builder = BatchBuilder::new(Offset(0)).attributes(0x20 | 1);
+        builder.push(&record(b"abc"));
+        let bytes = builder.build();
+        let batch = Batch::parse(&bytes).unwrap();
+        assert_eq!(batch.compression(), Some(Compression::Gzip));
+        assert!(batch.is_control());
+    }
+
+    #[test]
+    fn builder_push_within_respects_the_limit() {
+        let mut builder = BatchBuilder::new(Offset(0));
+        assert!(
+            !builder.push_within(&record(&[0; 100]), HEADER_LEN + 50),
+            "too big alone"
+        );
+        assert!(builder.is_empty());
+        assert!(builder.push_within(&record(&[0; 10]), HEADER_LEN + 40));
+        let size = builder.uncompressed_size();
+        assert!(
+            !builder.push_within(&record(&[0; 10]), size + 10),
+            "would exceed"
+        );
+        assert_eq!(builder.len(), 1);
+        assert!(builder.push_within(&record(&[0; 10]), size + 40));
+        assert_eq!(builder.build().len(), builder.uncompressed_size());
     }
 }

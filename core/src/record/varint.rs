@@ -53,13 +53,28 @@ mod tests {
 
     #[test]
     fn varint_round_trips_edge_values() {
-        for value in [0i64, 1, -1, 63, -64, 64, 300, i64::from(i32::MAX), i64::MIN, i64::MAX] {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut buf = Vec::new();
             put_varlong(&mut buf, value);
             assert_eq!(buf.len(), varlong_len(value));
             assert_eq!(get_varlong(&buf), Some((value, buf.len())));
         }
         assert_eq!(get_varlong(&[0x80, 0x80]), None, "truncated varint");
-        assert_eq!(get_varint(&[0xfe, 0xff, 0xff, 0xff, 0x1f]), None, "overflows i32");
+        assert_eq!(
+            get_varint(&[0xfe, 0xff, 0xff, 0xff, 0x1f]),
+            None,
+            "overflows i32"
+        );
     }
 }

@@ -75,11 +75,15 @@ impl MemoryStorage {
     }
 
     fn file(&self, name: &str) -> Result<&MemoryFile, StorageError> {
-        self.files.get(name).ok_or_else(|| StorageError::NotFound(name.to_string()))
+        self.files
+            .get(name)
+            .ok_or_else(|| StorageError::NotFound(name.to_string()))
     }
 
     fn file_mut(&mut self, name: &str) -> Result<&mut MemoryFile, StorageError> {
-        self.files.get_mut(name).ok_or_else(|| StorageError::NotFound(name.to_string()))
+        self.files
+            .get_mut(name)
+            .ok_or_else(|| StorageError::NotFound(name.to_string()))
     }
 }
 
@@ -204,7 +208,13 @@ mod tests {
         disk.create("a").unwrap();
         disk.append("a", b"abc").unwrap();
         let mut buf = [0u8; 4];
-        assert!(matches!(disk.read_at("a", 0, &mut buf), Err(StorageError::ReadPastEnd { .. })));
-        assert!(matches!(disk.size("missing"), Err(StorageError::NotFound(_))));
+        assert!(matches!(
+            disk.read_at("a", 0, &mut buf),
+            Err(StorageError::ReadPastEnd { .. })
+        ));
+        assert!(matches!(
+            disk.size("missing"),
+            Err(StorageError::NotFound(_))
+        ));
     }
 }
