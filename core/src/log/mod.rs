@@ -122,12 +122,6 @@ pub struct ReadSlice {
     pub next_offset: Offset,
 }
 
-/// The header fields a scan needs, read from a segment file.
-#[derive(Clone, Copy, Debug)]
-struct HeaderInfo {
-    summary: BatchSummary,
-}
-
 /// A partition's commit log over a [`Storage`] directory. See the module doc for call order.
 pub struct PartitionLog<S: Storage> {
     storage: S,
@@ -470,38 +464,32 @@ impl<S: Storage> PartitionLog<S> {
         let Some(segment) = self.segments.get(index) else {
             return Ok(None);
         };
-        let mut position = segment.scan_start(from);
-        // Skip batches that end before `from`.
-        let first = loop {
-            if position >= segment.size {
-                return Ok(None);
-            }
-            let header = self.read_header(segment, position)?;
-            if header.summary.last_offset >= from {
-                break header;
-            }
-            position += header.summary.size;
+        let start = segment.scan_start(from);
+        let Some((mut position, first)) =
+            self.find_batch(segment, start, |b| b.last_offset >= from)?
+        else {
+            return Ok(None);
         };
-        if first.summary.last_offset >= upper {
+        if first.last_offset >= upper {
             return Ok(None);
         }
         let start = position;
-        let mut next_offset = first.summary.last_offset.plus(1);
-        position += first.summary.size;
+        let mut next_offset = first.last_offset.plus(1);
+        position += first.size;
         while position < segment.size && position - start < max_bytes {
             let header = self.read_header(segment, position)?;
-            let fits = position - start + header.summary.size <= max_bytes;
-            if !fits || header.summary.last_offset >= upper {
+            let fits = position - start + header.size <= max_bytes;
+            if !fits || header.last_offset >= upper {
                 break;
             }
-            next_offset = header.summary.last_offset.plus(1);
-            position += header.summary.size;
+            next_offset = header.last_offset.plus(1);
+            position += header.size;
         }
         Ok(Some(ReadSlice {
             file: log_file(segment.base),
             position: start,
             length: position - start,
-            first_offset: first.summary.base_offset,
+            first_offset: first.base_offset,
             next_offset,
         }))
     }
@@ -517,7 +505,7 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Reads and sanity-checks the batch header at `position`: the bytes must look like a v2
     /// batch of this segment, so a damaged index or file never yields garbage locations.
-    fn read_header(&self, segment: &Segment, position: u64) -> Result<HeaderInfo, LogError> {
+    fn read_header(&self, segment: &Segment, position: u64) -> Result<BatchSummary, LogError> {
         let file = log_file(segment.base);
         let corrupt = |reason: String| LogError::CorruptSegment {
             file: file.clone(),
@@ -534,7 +522,32 @@ impl<S: Storage> PartitionLog<S> {
                 batch.base_offset
             )));
         }
-        Ok(HeaderInfo { summary: batch })
+        Ok(batch)
+    }
+
+    /// Walks batch headers from `start` (an index hint) to the first batch matching `found`:
+    /// its position and summary, or `None` at the segment's end. If the walk from the hint
+    /// meets damage, the hint itself may be bad, so it walks again from the segment start.
+    fn find_batch(
+        &self,
+        segment: &Segment,
+        start: u64,
+        found: impl Fn(&BatchSummary) -> bool,
+    ) -> Result<Option<(u64, BatchSummary)>, LogError> {
+        let walk = |mut position: u64| -> Result<Option<(u64, BatchSummary)>, LogError> {
+            while position < segment.size {
+                let header = self.read_header(segment, position)?;
+                if found(&header) {
+                    return Ok(Some((position, header)));
+                }
+                position += header.size;
+            }
+            Ok(None)
+        };
+        match walk(start) {
+            Err(LogError::CorruptSegment { .. }) if start > 0 => walk(0),
+            result => result,
+        }
     }
 
     /// The first offset whose batch has a max timestamp ≥ `timestamp` (ListOffsets by time),
@@ -545,14 +558,11 @@ impl<S: Storage> PartitionLog<S> {
             .iter()
             .filter(|s| s.max_timestamp >= timestamp)
         {
-            let mut position = segment.time_scan_start(timestamp);
-            while position < segment.size {
-                let header = self.read_header(segment, position)?;
-                if header.summary.max_timestamp >= timestamp {
-                    let offset = header.summary.base_offset.max(self.log_start);
-                    return Ok(Some((offset, header.summary.max_timestamp)));
-                }
-                position += header.summary.size;
+            let start = segment.time_scan_start(timestamp);
+            let found = self.find_batch(segment, start, |b| b.max_timestamp >= timestamp)?;
+            if let Some((_, batch)) = found {
+                let offset = batch.base_offset.max(self.log_start);
+                return Ok(Some((offset, batch.max_timestamp)));
             }
         }
         Ok(None)
@@ -576,13 +586,17 @@ impl<S: Storage> PartitionLog<S> {
             return self.finish_truncation();
         }
         let segment = self.active().clone();
-        let mut position = segment.scan_start(offset);
-        let cut_offset = loop {
-            let header = self.read_header(&segment, position)?;
-            if header.summary.last_offset >= offset {
-                break header.summary.base_offset;
+        let start = segment.scan_start(offset);
+        let found = self.find_batch(&segment, start, |b| b.last_offset >= offset)?;
+        let (position, cut_offset) = match found {
+            Some((position, batch)) => (position, batch.base_offset),
+            None => {
+                return Err(LogError::CorruptSegment {
+                    file: log_file(segment.base),
+                    position: segment.size,
+                    reason: format!("no batch holds offset {offset} below the segment's end"),
+                })
             }
-            position += header.summary.size;
         };
         if cut_offset <= self.log_start {
             // Everything from the log start on sits in the batch being cut.
