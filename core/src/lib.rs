@@ -9,8 +9,10 @@
 //! randomness as seeds, and storage through the [`storage::Storage`] trait that the driver
 //! (the `brook` server or the simulator) implements. `tests/no_io.rs` enforces this.
 
+pub mod broker;
 pub mod error;
 pub mod log;
+pub mod protocol;
 pub mod record;
 pub mod storage;
 pub mod types;

@@ -1,7 +1,9 @@
 //! Brook's production shell around `brook-core`: the pieces that touch the real world.
 //!
-//! `brook-core` holds the protocol and log logic and never performs I/O itself; this crate
-//! supplies the operating-system side of its interfaces. So far that is [`storage`], the
-//! real-file implementation of the core's `Storage` trait. It is not a library for clients.
+//! `brook-core` holds the protocol, broker and log logic and never performs I/O itself; this
+//! crate supplies the operating-system side: [`storage`] (real files), [`net`] (the tokio
+//! listener, Kafka framing and `sendfile` fetch) and [`config`] (flags and TOML).
 
+pub mod config;
+pub mod net;
 pub mod storage;

@@ -1,2 +1,170 @@
-//! The `brook` command.
-fn main() {}
+//! The `brook` command: `brook server` runs a single-node broker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use brook_core::broker::{Broker, BrokerConfig};
+use brook_server::config::{FileConfig, ServerConfig};
+use brook_server::net::{self, DataDir, Shared};
+use clap::{Args, Parser, Subcommand};
+
+/// Brook: a Kafka-compatible streaming platform.
+#[derive(Parser, Debug)]
+#[command(name = "brook", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a single-node broker (defaults: data in ./brook-data, listening on 127.0.0.1:9092).
+    Server(ServerArgs),
+}
+
+/// Flags of `brook server`; each may also be set in the `--config` TOML file.
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// TOML file with any of the settings below (flags win over it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for partition logs and metadata [default: ./brook-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address clients are told to connect to [default: the listen address].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_listen: Option<String>,
+    /// This broker's node id [default: 1].
+    #[arg(long, value_name = "N")]
+    node_id: Option<i32>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, value_name = "N")]
+    num_partitions: Option<i32>,
+    /// Replication factor of new topics [default: 1].
+    #[arg(long, value_name = "N")]
+    default_replication_factor: Option<i16>,
+    /// Create unknown topics when clients ask for their metadata [default: true].
+    #[arg(long, value_name = "BOOL")]
+    auto_create_topics: Option<bool>,
+    /// Log filter: error, warn, info, debug, trace or tracing directives [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+impl ServerArgs {
+    fn resolve(self) -> Result<ServerConfig, String> {
+        let flags = FileConfig {
+            data_dir: self.data_dir,
+            listen: self.listen,
+            advertised_listen: self.advertised_listen,
+            node_id: self.node_id,
+            num_partitions: self.num_partitions,
+            default_replication_factor: self.default_replication_factor,
+            auto_create_topics: self.auto_create_topics,
+            log_level: self.log_level,
+            ..FileConfig::default()
+        };
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path).map_err(|e| e.to_string())?,
+            None => FileConfig::default(),
+        };
+        flags.or(file).resolve().map_err(|e| e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => args.resolve().and_then(run_server),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(config: ServerConfig) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .map_err(|err| format!("invalid --log-level {:?}: {err}", config.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
+        format!(
+            "cannot use data directory {}: {err}",
+            config.data_dir.display()
+        )
+    })?;
+    let broker_config = BrokerConfig {
+        node_id: config.node_id,
+        advertised_host: config.advertised_host.clone(),
+        advertised_port: i32::from(config.advertised_port),
+        num_partitions: config.num_partitions,
+        default_replication_factor: config.default_replication_factor,
+        auto_create_topics: config.auto_create_topics,
+        ..BrokerConfig::default()
+    };
+    let data_dir = DataDir::new(config.data_dir.clone());
+    let broker = Broker::open(data_dir.clone(), broker_config, net::now()).map_err(|err| {
+        format!(
+            "cannot open data directory {}: {err}",
+            config.data_dir.display()
+        )
+    })?;
+    let shared = Shared::new(broker, data_dir, config.request_bytes_max);
+    // Ready means listening: bind only once every log is open and recovered.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        "brook broker {} ready",
+        config.node_id
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(net::serve(
+        listener,
+        shared.clone(),
+        config.connections_max,
+        stopped,
+    ));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = server.await;
+    // Let in-flight requests finish before the logs close.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    if let Some(broker) = shared.take_broker() {
+        broker
+            .close()
+            .map_err(|err| format!("clean shutdown failed: {err}"))?;
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

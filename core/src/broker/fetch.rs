@@ -1,0 +1,297 @@
+//! Fetch (with long polling) and ListOffsets.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{partition_dir, Broker, Reply, StorageProvider};
+use crate::error::ErrorCode;
+use crate::log::LogError;
+use crate::protocol::fetch_types::FileRange;
+use crate::protocol::{FetchPartitionData, FetchResponseData, FetchTopicData};
+use crate::types::{Millis, Offset};
+
+/// Identifies a fetch parked until data arrives or its wait ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParkedFetchId(pub u64);
+
+/// The most fetches that may wait at once; beyond it a fetch is answered at once.
+pub const PARKED_FETCHES_MAX: usize = 10_000;
+
+struct Parked {
+    request: FetchRequest,
+    deadline: Millis,
+}
+
+/// Fetches waiting for `min_bytes` or their `max_wait_ms`, and those answered since.
+#[derive(Default)]
+pub(crate) struct ParkedFetches {
+    next_id: u64,
+    waiting: BTreeMap<ParkedFetchId, Parked>,
+    completed: Vec<(ParkedFetchId, FetchResponseData)>,
+    /// Ids whose deadline passed, to answer on the next completion pass.
+    expired: Vec<ParkedFetchId>,
+}
+
+impl ParkedFetches {
+    pub(crate) fn expire(&mut self, now: Millis) {
+        let due = self
+            .waiting
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id);
+        self.expired.extend(due);
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.waiting.values().map(|p| p.deadline).min()
+    }
+}
+
+impl<P: StorageProvider> Broker<P> {
+    /// Answers Fetch now, or parks it until `min_bytes` are there or `max_wait_ms` passed.
+    pub(crate) fn handle_fetch(
+        &mut self,
+        now: Millis,
+        request: FetchRequest,
+        version: i16,
+    ) -> Reply {
+        // KIP-227: this broker declines to create fetch sessions (session id 0 in every
+        // answer), so clients keep sending full requests; an incremental request names a
+        // session that cannot exist.
+        if version >= 7 && request.session_id != 0 {
+            let data = FetchResponseData {
+                error_code: ErrorCode::FetchSessionIdNotFound.code(),
+                ..FetchResponseData::default()
+            };
+            return Reply::Fetch(data);
+        }
+        let data = self.read_fetch(&request);
+        let min_bytes = i64::from(request.min_bytes.max(1));
+        let enough = data.record_bytes() as i64 >= min_bytes || has_error(&data);
+        if enough || request.max_wait_ms <= 0 || self.fetches.waiting.len() >= PARKED_FETCHES_MAX {
+            return Reply::Fetch(data);
+        }
+        let id = ParkedFetchId(self.fetches.next_id);
+        self.fetches.next_id += 1;
+        let deadline = Millis(now.0 + i64::from(request.max_wait_ms));
+        self.fetches
+            .waiting
+            .insert(id, Parked { request, deadline });
+        Reply::Parked(id)
+    }
+
+    /// Drains the parked fetches that have been answered (enough data, or time is up).
+    pub fn poll_completed_fetches(&mut self) -> Vec<(ParkedFetchId, FetchResponseData)> {
+        std::mem::take(&mut self.fetches.completed)
+    }
+
+    /// Forgets a parked fetch whose connection went away.
+    pub fn cancel_fetch(&mut self, id: ParkedFetchId) {
+        self.fetches.waiting.remove(&id);
+    }
+
+    /// Re-reads every parked fetch and completes those with enough data or past deadline.
+    pub(crate) fn complete_ready_fetches(&mut self, now: Millis) {
+        self.fetches.expire(now);
+        let expired = std::mem::take(&mut self.fetches.expired);
+        let waiting = std::mem::take(&mut self.fetches.waiting);
+        for (id, parked) in waiting {
+            let data = self.read_fetch(&parked.request);
+            let min_bytes = i64::from(parked.request.min_bytes.max(1));
+            let done = data.record_bytes() as i64 >= min_bytes
+                || has_error(&data)
+                || expired.contains(&id)
+                || parked.deadline <= now;
+            if done {
+                self.fetches.completed.push((id, data));
+            } else {
+                self.fetches.waiting.insert(id, parked);
+            }
+        }
+    }
+
+    /// Finds the records a fetch asks for, within its byte limits.
+    pub(crate) fn read_fetch(&self, request: &FetchRequest) -> FetchResponseData {
+        let response_max = i64::from(
+            request
+                .max_bytes
+                .min(self.config.fetch_response_bytes_max)
+                .max(0),
+        );
+        let mut remaining = if request.max_bytes == 0 {
+            i64::from(self.config.fetch_response_bytes_max)
+        } else {
+            response_max
+        };
+        let mut data = FetchResponseData::default();
+        for topic in &request.topics {
+            let name = topic.topic.0.as_str();
+            let mut answer = FetchTopicData {
+                name: name.to_string(),
+                partitions: Vec::new(),
+            };
+            for wanted in &topic.partitions {
+                let budget = remaining.min(i64::from(wanted.partition_max_bytes.max(0)));
+                // The first batch of the response is sent even over the limits, so that
+                // consumers always progress (Kafka's rule).
+                let first = data.record_bytes() == 0;
+                let partition = self.read_partition(name, wanted, budget, first);
+                remaining -= partition
+                    .records
+                    .iter()
+                    .map(|r| r.length as i64)
+                    .sum::<i64>();
+                answer.partitions.push(partition);
+            }
+            data.topics.push(answer);
+        }
+        data
+    }
+
+    fn read_partition(
+        &self,
+        topic: &str,
+        wanted: &kafka_protocol::messages::fetch_request::FetchPartition,
+        budget: i64,
+        first: bool,
+    ) -> FetchPartitionData {
+        let mut out = FetchPartitionData {
+            partition_index: wanted.partition,
+            error_code: 0,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted_transactions: Vec::new(),
+            records: Vec::new(),
+        };
+        let partition = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(wanted.partition).ok()?));
+        let Some(partition) = partition else {
+            out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+            return out;
+        };
+        let log = &partition.log;
+        out.high_watermark = log.high_watermark().0;
+        out.last_stable_offset = log.high_watermark().0;
+        out.log_start_offset = log.log_start_offset().0;
+        if let Some(code) = epoch_error(wanted.current_leader_epoch, partition.leader_epoch.0) {
+            out.error_code = code.code();
+            return out;
+        }
+        if budget <= 0 && !first {
+            return out;
+        }
+        match log.read(
+            Offset(wanted.fetch_offset),
+            budget.max(0) as u64,
+            log.high_watermark(),
+        ) {
+            Ok(Some(slice)) => out.records.push(FileRange {
+                dir: partition_dir(topic, wanted.partition),
+                file: slice.file,
+                position: slice.position,
+                length: slice.length,
+            }),
+            Ok(None) => {}
+            Err(err) => out.error_code = ErrorCode::from(&err).code(),
+        }
+        out
+    }
+
+    /// Answers ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
+    pub(crate) fn handle_list_offsets(
+        &self,
+        request: ListOffsetsRequest,
+        version: i16,
+    ) -> ListOffsetsResponse {
+        let mut response = ListOffsetsResponse::default();
+        for topic in request.topics {
+            let mut answer = ListOffsetsTopicResponse::default();
+            answer.name = topic.name.clone();
+            for wanted in topic.partitions {
+                let mut result = ListOffsetsPartitionResponse::default();
+                result.partition_index = wanted.partition_index;
+                let partition = self.topics.get(topic.name.0.as_str()).and_then(|t| {
+                    t.partitions
+                        .get(usize::try_from(wanted.partition_index).ok()?)
+                });
+                let found = match partition {
+                    None => Err(ErrorCode::UnknownTopicOrPartition),
+                    Some(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch.0) {
+                        Some(code) => Err(code),
+                        None => {
+                            lookup_offset(&p.log, wanted.timestamp).map(|r| (r, p.leader_epoch.0))
+                        }
+                    },
+                };
+                match found {
+                    Ok(((offset, timestamp), epoch)) => {
+                        // Fields a version lacks must keep their defaults to encode.
+                        if version >= 1 {
+                            result.offset = offset;
+                            result.timestamp = timestamp;
+                        }
+                        if version >= 4 {
+                            result.leader_epoch = epoch;
+                        }
+                        if version == 0 {
+                            result.old_style_offsets = if offset >= 0 {
+                                vec![offset]
+                            } else {
+                                Vec::new()
+                            };
+                        }
+                    }
+                    Err(code) => result.error_code = code.code(),
+                }
+                answer.partitions.push(result);
+            }
+            response.topics.push(answer);
+        }
+        response
+    }
+}
+
+/// Resolves a ListOffsets timestamp to (offset, timestamp); -1/-1 when no record matches.
+fn lookup_offset<S: crate::storage::Storage>(
+    log: &crate::log::PartitionLog<S>,
+    timestamp: i64,
+) -> Result<(i64, i64), ErrorCode> {
+    match timestamp {
+        -2 => Ok((log.log_start_offset().0, -1)),
+        -1 => Ok((log.high_watermark().0, -1)),
+        -3 => Ok(log
+            .max_timestamp()
+            .map_or((-1, -1), |(ts, offset)| (offset.0, ts))),
+        t if t >= 0 => match log.offset_for_timestamp(t) {
+            Ok(Some((offset, ts))) => Ok((offset.0, ts)),
+            Ok(None) => Ok((-1, -1)),
+            Err(err) => Err(ErrorCode::from(&err as &LogError)),
+        },
+        _ => Err(ErrorCode::InvalidRequest),
+    }
+}
+
+/// KIP-320: a client naming a leader epoch other than the current one is told which way.
+fn epoch_error(requested: i32, current: i32) -> Option<ErrorCode> {
+    match requested {
+        r if r < 0 || r == current => None,
+        r if r < current => Some(ErrorCode::FencedLeaderEpoch),
+        _ => Some(ErrorCode::UnknownLeaderEpoch),
+    }
+}
+
+fn has_error(data: &FetchResponseData) -> bool {
+    data.error_code != 0
+        || data
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error_code != 0)
+}

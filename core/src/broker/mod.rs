@@ -1,0 +1,265 @@
+//! The broker state machine: decoded Kafka requests in, responses out.
+//!
+//! [`Broker`] owns the topics and their partition logs and answers every request the
+//! server or the simulator hands it. It never touches a socket or a clock: time arrives as
+//! [`Millis`], storage through a [`StorageProvider`].
+//!
+//! Call order for a driver:
+//! 1. [`Broker::open`] once, with the storage provider and the configuration.
+//! 2. For each decoded request, [`Broker::handle_request`]; the [`Reply`] says whether to
+//!    send a response now, send nothing (acks=0), or wait: a parked fetch completes later.
+//! 3. After each request and on every timer, [`Broker::poll_completed_fetches`] yields the
+//!    parked fetches that are now answered; [`Broker::next_deadline`] says when to call
+//!    [`Broker::handle_tick`], which also runs retention and the time-based flush.
+//! 4. [`Broker::close`] on shutdown, which closes every log cleanly.
+
+mod fetch;
+mod metadata;
+mod produce;
+mod producer_state;
+mod topics;
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+
+use crate::error::ErrorCode;
+use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
+use crate::storage::{Storage, StorageError};
+use crate::types::{LeaderEpoch, Millis};
+
+pub use fetch::ParkedFetchId;
+use producer_state::ProducerStates;
+pub use topics::{validate_topic_name, TopicConfigError, TOPIC_CONFIGS};
+
+/// Opens the storage directories the broker keeps its state in.
+pub trait StorageProvider {
+    /// One directory's storage.
+    type Storage: Storage;
+    /// Opens (creating if needed) the named directory: `meta` or a partition's `topic-N`.
+    fn open_dir(&mut self, name: &str) -> Result<Self::Storage, StorageError>;
+    /// Removes a directory and everything in it.
+    fn remove_dir(&mut self, name: &str) -> Result<(), StorageError>;
+}
+
+/// The broker's settings; every field has the embedded default `brook server` starts with.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// This broker's node id.
+    pub node_id: i32,
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: i32,
+    /// Partitions of an auto-created or default topic.
+    pub num_partitions: i32,
+    /// Replication factor of an auto-created or default topic.
+    pub default_replication_factor: i16,
+    /// Whether Metadata for an unknown topic creates it.
+    pub auto_create_topics: bool,
+    /// Broker-wide defaults of the topic configs.
+    pub log: LogConfig,
+    /// `min.insync.replicas` default.
+    pub min_insync_replicas: i32,
+    /// The most bytes one fetch response may carry, whatever the client asks.
+    pub fetch_response_bytes_max: i32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            node_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            log: LogConfig::default(),
+            min_insync_replicas: 1,
+            fetch_response_bytes_max: 55 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why the broker could not open or persist its state.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A directory could not be read or written.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A partition log failed to open or close.
+    #[error("partition {partition}: {source}")]
+    Log {
+        /// `topic-N`.
+        partition: String,
+        /// What the log reported.
+        source: LogError,
+    },
+    /// The metadata file is damaged.
+    #[error("metadata file is corrupt: {0}")]
+    CorruptMetadata(String),
+}
+
+/// What to do with a request's answer.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send this response now.
+    Response(Box<ResponseKind>),
+    /// Send this Fetch response now (its records go straight from files).
+    Fetch(FetchResponseData),
+    /// Send nothing (a Produce with acks=0).
+    None,
+    /// The fetch waits for data or its deadline; it comes back from
+    /// [`Broker::poll_completed_fetches`] with this id.
+    Parked(ParkedFetchId),
+}
+
+/// One partition: its log and the state that goes with it.
+pub(crate) struct Partition<S: Storage> {
+    pub(crate) log: PartitionLog<S>,
+    pub(crate) leader_epoch: LeaderEpoch,
+    pub(crate) producers: ProducerStates,
+}
+
+/// One topic.
+pub(crate) struct Topic<S: Storage> {
+    pub(crate) id: uuid::Uuid,
+    /// Topic-level config overrides (Kafka names → values).
+    pub(crate) overrides: BTreeMap<String, String>,
+    pub(crate) partitions: Vec<Partition<S>>,
+}
+
+/// The broker state machine. See the module doc for the call order.
+pub struct Broker<P: StorageProvider> {
+    config: BrokerConfig,
+    provider: P,
+    meta: P::Storage,
+    cluster_id: String,
+    /// The next producer id InitProducerId hands out.
+    next_producer_id: i64,
+    topics: BTreeMap<String, Topic<P::Storage>>,
+    fetches: fetch::ParkedFetches,
+}
+
+impl<P: StorageProvider> Broker<P> {
+    /// The broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The cluster id (persisted at first start).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Names of the topics, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+
+    /// The storage of a partition's log, for drivers that serve its files.
+    pub fn partition_storage(&self, topic: &str, partition: i32) -> Option<&P::Storage> {
+        let topic = self.topics.get(topic)?;
+        let partition = topic.partitions.get(usize::try_from(partition).ok()?)?;
+        Some(partition.log.storage())
+    }
+
+    /// Answers one decoded request.
+    pub fn handle_request(&mut self, now: Millis, request: Request) -> Reply {
+        let version = request.api_version;
+        let response = match request.body {
+            RequestKind::ApiVersions(_) => api_versions(ErrorCode::None),
+            RequestKind::Metadata(body) => {
+                ResponseKind::Metadata(self.handle_metadata(now, body, version))
+            }
+            RequestKind::CreateTopics(body) => {
+                ResponseKind::CreateTopics(self.handle_create_topics(now, body, version))
+            }
+            RequestKind::DeleteTopics(body) => {
+                ResponseKind::DeleteTopics(self.handle_delete_topics(body, version))
+            }
+            RequestKind::Produce(body) => match self.handle_produce(now, body, version) {
+                Some(response) => ResponseKind::Produce(response),
+                None => return Reply::None,
+            },
+            RequestKind::Fetch(body) => return self.handle_fetch(now, body, version),
+            RequestKind::ListOffsets(body) => {
+                ResponseKind::ListOffsets(self.handle_list_offsets(body, version))
+            }
+            RequestKind::InitProducerId(body) => {
+                ResponseKind::InitProducerId(self.handle_init_producer_id(body))
+            }
+            other => unreachable!("decode_request only lets served APIs through: {other:?}"),
+        };
+        Reply::Response(Box::new(response))
+    }
+
+    /// Runs time-based work: expires parked fetches, applies retention and `flush.ms`.
+    pub fn handle_tick(&mut self, now: Millis) {
+        self.fetches.expire(now);
+        for (name, topic) in &mut self.topics {
+            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+                let result = partition
+                    .log
+                    .apply_retention(now)
+                    .and_then(|_| partition.log.tick(now));
+                if let Err(err) = result {
+                    // Storage failures on a background task cannot be answered to a client;
+                    // the next request to the partition reports them.
+                    debug_assert!(!matches!(err, LogError::Batch(_)), "{name}-{index}: {err}");
+                }
+            }
+        }
+        self.complete_ready_fetches(now);
+    }
+
+    /// When [`Broker::handle_tick`] should next run at the latest.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.fetches.next_deadline()
+    }
+
+    /// Closes every partition log cleanly (clean-shutdown markers written).
+    pub fn close(self) -> Result<(), BrokerError> {
+        for (name, topic) in self.topics {
+            for (index, partition) in topic.partitions.into_iter().enumerate() {
+                partition.log.close().map_err(|source| BrokerError::Log {
+                    partition: format!("{name}-{index}"),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ApiVersions response: every served API with its version range.
+pub fn api_versions(error: ErrorCode) -> ResponseKind {
+    let mut response = ApiVersionsResponse::default();
+    response.error_code = error.code();
+    response.api_keys = SUPPORTED_APIS
+        .iter()
+        .map(|&(key, min, max)| {
+            let mut version = ApiVersion::default();
+            version.api_key = key as i16;
+            version.min_version = min;
+            version.max_version = max;
+            version
+        })
+        .collect();
+    ResponseKind::ApiVersions(response)
+}
+
+/// The name of a partition's directory, as Kafka names it.
+pub fn partition_dir(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// Whether an API is answered by this broker (for drivers deciding how to react to errors).
+pub fn is_served(api: ApiKey) -> bool {
+    SUPPORTED_APIS.iter().any(|(key, _, _)| *key == api)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! Produce and InitProducerId: validating, converting and appending client batches.
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::producer_state::{BatchSequence, SequenceVerdict};
+use super::{Broker, StorageProvider};
+use crate::error::ErrorCode;
+use crate::log::LogError;
+use crate::record::{convert_legacy, is_legacy, Batch};
+use crate::types::{Millis, ProducerEpoch, ProducerId};
+
+/// What producing to one partition came to.
+struct Outcome {
+    error: ErrorCode,
+    message: Option<String>,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+impl Outcome {
+    fn error(error: ErrorCode, message: impl Into<String>) -> Outcome {
+        Outcome {
+            error,
+            message: Some(message.into()),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+impl<P: StorageProvider> Broker<P> {
+    /// Answers Produce; `None` when acks=0 asks for no response.
+    pub(crate) fn handle_produce(
+        &mut self,
+        now: Millis,
+        request: ProduceRequest,
+        version: i16,
+    ) -> Option<ProduceResponse> {
+        let acks = request.acks;
+        let transactional = request.transactional_id.is_some();
+        let mut response = ProduceResponse::default();
+        for topic in request.topic_data {
+            let name = topic.name.0.as_str().to_string();
+            let mut topic_response = TopicProduceResponse::default();
+            topic_response.name = topic.name;
+            for partition in topic.partition_data {
+                let outcome = if transactional {
+                    Outcome::error(
+                        ErrorCode::TransactionalIdAuthorizationFailed,
+                        "transactions are not supported yet",
+                    )
+                } else {
+                    self.produce_partition(now, &name, partition.index, partition.records, acks)
+                };
+                let mut answer = PartitionProduceResponse::default();
+                answer.index = partition.index;
+                answer.error_code = outcome.error.code();
+                answer.base_offset = outcome.base_offset;
+                // Fields a version lacks must keep their defaults to encode.
+                if version >= 8 {
+                    answer.error_message = outcome.message.map(StrBytes::from_string);
+                }
+                if version >= 2 {
+                    answer.log_append_time_ms = outcome.log_append_time_ms;
+                }
+                if version >= 5 {
+                    answer.log_start_offset = outcome.log_start_offset;
+                }
+                topic_response.partition_responses.push(answer);
+            }
+            response.responses.push(topic_response);
+        }
+        self.complete_ready_fetches(now);
+        (acks != 0).then_some(response)
+    }
+
+    fn produce_partition(
+        &mut self,
+        now: Millis,
+        topic: &str,
+        index: i32,
+        records: Option<bytes::Bytes>,
+        acks: i16,
+    ) -> Outcome {
+        if !matches!(acks, -1..=1) {
+            return Outcome::error(
+                ErrorCode::InvalidRequiredAcks,
+                format!("acks {acks} is not -1, 0 or 1"),
+            );
+        }
+        let Some(stored) = self.topics.get(topic) else {
+            return Outcome::error(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("unknown topic {topic}"),
+            );
+        };
+        let min_insync = stored
+            .overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(self.config.min_insync_replicas);
+        if acks == -1 && min_insync > 1 {
+            let message =
+                format!("min.insync.replicas is {min_insync} but only 1 replica is in sync");
+            return Outcome::error(ErrorCode::NotEnoughReplicas, message);
+        }
+        let Some(partition) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(index).ok()?))
+        else {
+            return Outcome::error(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("unknown partition {topic}-{index}"),
+            );
+        };
+        let Some(records) = records.filter(|r| !r.is_empty()) else {
+            return Outcome::error(ErrorCode::InvalidRecord, "no records");
+        };
+        let max_message_bytes = partition.log.config().max_message_bytes;
+        let mut bytes = if is_legacy(&records) {
+            match convert_legacy(&records, max_message_bytes) {
+                Ok(converted) => converted,
+                Err(err) => return Outcome::error(ErrorCode::from(&err), err.to_string()),
+            }
+        } else {
+            records.to_vec()
+        };
+        // Idempotence: one batch per request for an idempotent producer, as Kafka requires.
+        let idempotent = match Batch::parse(&bytes) {
+            Ok(batch) if batch.producer_id().0 >= 0 => {
+                if batch.is_transactional() || batch.is_control() {
+                    return Outcome::error(
+                        ErrorCode::InvalidRecord,
+                        "transactional and control batches are not accepted yet",
+                    );
+                }
+                if batch.size() != bytes.len() {
+                    return Outcome::error(
+                        ErrorCode::InvalidRecord,
+                        "an idempotent producer sends one batch per partition",
+                    );
+                }
+                let first = batch.base_sequence();
+                let last = first.wrapping_add(batch.last_offset_delta());
+                Some((batch.producer_id(), batch.producer_epoch(), first, last))
+            }
+            _ => None,
+        };
+        if let Some((id, epoch, first, last)) = idempotent {
+            match partition.producers.check(id, epoch, first, last) {
+                SequenceVerdict::Append => {}
+                SequenceVerdict::Duplicate(seen) => {
+                    return Outcome {
+                        error: ErrorCode::None,
+                        message: None,
+                        base_offset: seen.base_offset.0,
+                        log_append_time_ms: -1,
+                        log_start_offset: partition.log.log_start_offset().0,
+                    }
+                }
+                SequenceVerdict::Refuse(code) => {
+                    return Outcome::error(
+                        code,
+                        format!("producer {} epoch {} sequence {first}", id.0, epoch.0),
+                    );
+                }
+            }
+        }
+        match partition
+            .log
+            .append(&mut bytes, partition.leader_epoch, now)
+        {
+            Ok(info) => {
+                let end = partition.log.log_end_offset();
+                partition.log.set_high_watermark(end);
+                if let Some((id, epoch, first, last)) = idempotent {
+                    let batch = BatchSequence {
+                        first_sequence: first,
+                        last_sequence: last,
+                        base_offset: info.base_offset,
+                    };
+                    partition.producers.record(id, epoch, batch);
+                }
+                Outcome {
+                    error: ErrorCode::None,
+                    message: None,
+                    base_offset: info.base_offset.0,
+                    log_append_time_ms: info.log_append_time.map_or(-1, |t| t.0),
+                    log_start_offset: partition.log.log_start_offset().0,
+                }
+            }
+            Err(err) => {
+                let code = ErrorCode::from(&err);
+                if matches!(err, LogError::Storage(_)) {
+                    // The partition's directory failed; later requests report it again.
+                    return Outcome::error(code, format!("storage failure: {err}"));
+                }
+                Outcome::error(code, err.to_string())
+            }
+        }
+    }
+
+    /// Answers InitProducerId for idempotent (non-transactional) producers.
+    pub(crate) fn handle_init_producer_id(
+        &mut self,
+        request: InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
+        let mut response = InitProducerIdResponse::default();
+        if request.transactional_id.is_some() {
+            response.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
+            response.producer_id = kafka_protocol::messages::ProducerId(-1);
+            response.producer_epoch = -1;
+            return response;
+        }
+        let previous = (request.producer_id.0 >= 0).then_some((
+            ProducerId(request.producer_id.0),
+            ProducerEpoch(request.producer_epoch),
+        ));
+        let (id, epoch) = match previous {
+            // KIP-360: a producer bumping its own epoch keeps its id.
+            Some((id, epoch))
+                if epoch.0 >= 0 && epoch.0 < i16::MAX - 1 && id.0 < self.next_producer_id =>
+            {
+                (id, ProducerEpoch(epoch.0 + 1))
+            }
+            _ => {
+                let id = ProducerId(self.next_producer_id);
+                self.next_producer_id += 1;
+                if self.persist_meta().is_err() {
+                    response.error_code = ErrorCode::KafkaStorageError.code();
+                    return response;
+                }
+                (id, ProducerEpoch(0))
+            }
+        };
+        response.producer_id = kafka_protocol::messages::ProducerId(id.0);
+        response.producer_epoch = epoch.0;
+        response
+    }
+}

@@ -1,0 +1,29 @@
+//! The API versions Brook serves, as advertised in ApiVersions.
+
+use kafka_protocol::messages::ApiKey;
+
+/// Every API Brook serves with its (min, max) version. Produce starts at v0 because
+/// librdkafka only enables compression when Produce v0–2 is advertised (KAFKA-18659).
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 0, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 0, 7),
+    (ApiKey::DeleteTopics, 0, 6),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+/// The (min, max) versions served for an API, or `None` if it is not served.
+pub fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(key, _, _)| *key == api)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Whether `version` of `api` is served.
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    supported_versions(api).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
