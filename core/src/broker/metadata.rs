@@ -151,11 +151,14 @@ impl<P: StorageProvider> Broker<P> {
     ) -> Result<Partition<P::Storage>, BrokerError> {
         let dir = super::partition_dir(topic, index);
         let storage = self.provider.open_dir(&dir)?;
-        let (log, _report) =
+        let (mut log, _report) =
             PartitionLog::open(storage, log_config, now).map_err(|source| BrokerError::Log {
                 partition: dir,
                 source,
             })?;
+        // A single replica is the whole ISR: everything in its log is committed.
+        let end = log.log_end_offset();
+        log.set_high_watermark(end);
         let producers = super::producer_state::ProducerStates::default();
         Ok(Partition {
             log,

@@ -1,1 +1,522 @@
+//! Broker tests through `handle_request`, over in-memory directories that survive a restart.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::*;
+use crate::protocol::{encode_response, Request};
+use crate::record::{BatchBuilder, Batches, Record};
+use crate::storage::MemoryStorage;
+use crate::types::{Offset, ProducerEpoch, ProducerId};
+
+/// A directory shared between the test and the broker, so it outlives a broker instance.
+#[derive(Clone, Default)]
+struct SharedDir(Rc<RefCell<MemoryStorage>>);
+
+impl Storage for SharedDir {
+    fn list(&self) -> Result<Vec<String>, StorageError> {
+        self.0.borrow().list()
+    }
+    fn create(&mut self, name: &str) -> Result<(), StorageError> {
+        self.0.borrow_mut().create(name)
+    }
+    fn size(&self, name: &str) -> Result<u64, StorageError> {
+        self.0.borrow().size(name)
+    }
+    fn append(&mut self, name: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.0.borrow_mut().append(name, data)
+    }
+    fn read_at(&self, name: &str, position: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.0.borrow().read_at(name, position, buf)
+    }
+    fn sync(&mut self, name: &str) -> Result<(), StorageError> {
+        self.0.borrow_mut().sync(name)
+    }
+    fn truncate(&mut self, name: &str, size: u64) -> Result<(), StorageError> {
+        self.0.borrow_mut().truncate(name, size)
+    }
+    fn delete(&mut self, name: &str) -> Result<(), StorageError> {
+        self.0.borrow_mut().delete(name)
+    }
+    fn write_atomic(&mut self, name: &str, data: &[u8]) -> Result<(), StorageError> {
+        self.0.borrow_mut().write_atomic(name, data)
+    }
+    fn close(&mut self, name: &str) -> Result<(), StorageError> {
+        self.0.borrow_mut().close(name)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Dirs(Rc<RefCell<HashMap<String, SharedDir>>>);
+
+impl StorageProvider for Dirs {
+    type Storage = SharedDir;
+    fn open_dir(&mut self, name: &str) -> Result<SharedDir, StorageError> {
+        Ok(self
+            .0
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_default()
+            .clone())
+    }
+    fn remove_dir(&mut self, name: &str) -> Result<(), StorageError> {
+        self.0.borrow_mut().remove(name);
+        Ok(())
+    }
+}
+
+const NOW: Millis = Millis(1_700_000_000_000);
+
+fn broker(dirs: &Dirs) -> Broker<Dirs> {
+    Broker::open(dirs.clone(), BrokerConfig::default(), NOW).expect("open broker")
+}
+
+fn call(broker: &mut Broker<Dirs>, version: i16, body: RequestKind) -> Reply {
+    let api_key = match &body {
+        RequestKind::Produce(_) => ApiKey::Produce,
+        RequestKind::Fetch(_) => ApiKey::Fetch,
+        RequestKind::ListOffsets(_) => ApiKey::ListOffsets,
+        RequestKind::Metadata(_) => ApiKey::Metadata,
+        RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
+        RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
+        RequestKind::InitProducerId(_) => ApiKey::InitProducerId,
+        _ => ApiKey::ApiVersions,
+    };
+    let request = Request {
+        api_key,
+        api_version: version,
+        correlation_id: 1,
+        client_id: None,
+        body,
+    };
+    let header = Request {
+        body: RequestKind::ApiVersions(Default::default()),
+        ..request.clone()
+    };
+    let reply = broker.handle_request(NOW, request);
+    if let Reply::Response(response) = &reply {
+        encode_response(&header, response).expect("every response encodes in its version");
+    }
+    reply
+}
+
+fn response(reply: Reply) -> ResponseKind {
+    match reply {
+        Reply::Response(response) => *response,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn create(broker: &mut Broker<Dirs>, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.into()));
+    topic.num_partitions = partitions;
+    topic.replication_factor = 1;
+    topic.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut config = CreatableTopicConfig::default();
+            config.name = StrBytes::from_string((*k).into());
+            config.value = Some(StrBytes::from_string((*v).into()));
+            config
+        })
+        .collect();
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    match response(call(broker, 5, RequestKind::CreateTopics(request))) {
+        ResponseKind::CreateTopics(r) => r.topics[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn records(count: usize, producer: Option<(i64, i32)>) -> Bytes {
+    let mut builder = BatchBuilder::new(Offset(0));
+    if let Some((id, sequence)) = producer {
+        builder = builder.producer(ProducerId(id), ProducerEpoch(0), sequence);
+    }
+    for i in 0..count {
+        builder.push(&Record {
+            timestamp: NOW.0 + i as i64,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            headers: Vec::new(),
+        });
+    }
+    Bytes::from(builder.build())
+}
+
+/// Produces to partition 0 of `topic`; returns (error code, base offset).
+fn produce(broker: &mut Broker<Dirs>, topic: &str, acks: i16, data: Bytes) -> Option<(i16, i64)> {
+    let mut partition = PartitionProduceData::default();
+    partition.index = 0;
+    partition.records = Some(data);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_string(topic.into()));
+    topic_data.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 1000;
+    request.topic_data = vec![topic_data];
+    match call(broker, 9, RequestKind::Produce(request)) {
+        Reply::None => None,
+        reply => match response(reply) {
+            ResponseKind::Produce(r) => {
+                let p = &r.responses[0].partition_responses[0];
+                Some((p.error_code, p.base_offset))
+            }
+            other => panic!("{other:?}"),
+        },
+    }
+}
+
+fn fetch_request(topic: &str, offset: i64, min_bytes: i32, max_wait_ms: i32) -> FetchRequest {
+    let mut partition = FetchPartition::default();
+    partition.partition = 0;
+    partition.fetch_offset = offset;
+    partition.partition_max_bytes = 1 << 20;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = TopicName(StrBytes::from_string(topic.into()));
+    fetch_topic.partitions = vec![partition];
+    let mut request = FetchRequest::default();
+    request.max_bytes = 1 << 20;
+    request.min_bytes = min_bytes;
+    request.max_wait_ms = max_wait_ms;
+    request.session_epoch = -1;
+    request.topics = vec![fetch_topic];
+    request
+}
+
+/// The (offset, value) pairs in a fetch answer, read from the partition's storage.
+fn fetched(broker: &Broker<Dirs>, data: &FetchResponseData) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    for partition in data.topics.iter().flat_map(|t| &t.partitions) {
+        for range in &partition.records {
+            let storage = broker.partition_storage(&data.topics[0].name, 0).unwrap();
+            let mut bytes = vec![0; range.length as usize];
+            storage
+                .read_at(&range.file, range.position, &mut bytes)
+                .unwrap();
+            for batch in Batches::new(&bytes) {
+                let batch = batch.unwrap();
+                for record in crate::record::decode_records(&batch, 1 << 20).unwrap() {
+                    let value = String::from_utf8(record.record.value.unwrap()).unwrap();
+                    out.push((record.offset.0, value));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn broker_create_topic_validates_and_metadata_lists_it() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    assert_eq!(
+        create(&mut broker, "orders", 3, &[("retention.ms", "60000")]),
+        0
+    );
+    assert_eq!(
+        create(&mut broker, "orders", 3, &[]),
+        ErrorCode::TopicAlreadyExists.code()
+    );
+    assert_eq!(
+        create(&mut broker, "bad name", 1, &[]),
+        ErrorCode::InvalidTopicException.code()
+    );
+    assert_eq!(
+        create(&mut broker, "zero", 0, &[]),
+        ErrorCode::InvalidPartitions.code()
+    );
+    assert_eq!(
+        create(&mut broker, "cfg", 1, &[("segment.bytes", "10")]),
+        ErrorCode::InvalidConfig.code()
+    );
+    assert_eq!(
+        create(&mut broker, "cfg", 1, &[("no.such", "1")]),
+        ErrorCode::InvalidConfig.code()
+    );
+    for version in [0, 1, 4, 9, 12] {
+        let mut body = MetadataRequest::default();
+        // v0 asks for every topic with an empty list, later versions with a null one.
+        body.topics = if version == 0 { Some(Vec::new()) } else { None };
+        let ResponseKind::Metadata(meta) =
+            response(call(&mut broker, version, RequestKind::Metadata(body)))
+        else {
+            panic!("metadata")
+        };
+        assert_eq!(meta.topics.len(), 1, "v{version}");
+        assert_eq!(meta.topics[0].partitions.len(), 3);
+        assert_eq!(meta.brokers[0].port, 9092);
+    }
+}
+
+#[test]
+fn broker_metadata_auto_creates_unknown_topics() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    let mut topic = MetadataRequestTopic::default();
+    topic.name = Some(TopicName(StrBytes::from_static_str("auto")));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![topic]);
+    request.allow_auto_topic_creation = true;
+    let ResponseKind::Metadata(meta) =
+        response(call(&mut broker, 9, RequestKind::Metadata(request)))
+    else {
+        panic!("metadata")
+    };
+    assert_eq!(meta.topics[0].error_code, 0);
+    assert_eq!(broker.topic_names(), vec!["auto".to_string()]);
+}
+
+#[test]
+fn broker_produce_then_fetch_returns_the_records_in_order() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    create(&mut broker, "t", 1, &[]);
+    assert_eq!(produce(&mut broker, "t", 1, records(3, None)), Some((0, 0)));
+    assert_eq!(
+        produce(&mut broker, "t", -1, records(2, None)),
+        Some((0, 3))
+    );
+    assert_eq!(
+        produce(&mut broker, "t", 0, records(1, None)),
+        None,
+        "acks=0 gets no answer"
+    );
+    for version in [4, 11, 12] {
+        let Reply::Fetch(data) = call(
+            &mut broker,
+            version,
+            RequestKind::Fetch(fetch_request("t", 1, 1, 0)),
+        ) else {
+            panic!("fetch")
+        };
+        let values = fetched(&broker, &data);
+        let offsets: Vec<i64> = values.iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            offsets,
+            vec![0, 1, 2, 3, 4, 5],
+            "whole batches from the one holding offset 1"
+        );
+        assert_eq!(data.topics[0].partitions[0].high_watermark, 6);
+    }
+    let Reply::Fetch(data) = call(
+        &mut broker,
+        12,
+        RequestKind::Fetch(fetch_request("t", 99, 1, 0)),
+    ) else {
+        panic!("fetch")
+    };
+    assert_eq!(
+        data.topics[0].partitions[0].error_code,
+        ErrorCode::OffsetOutOfRange.code()
+    );
+    assert_eq!(
+        produce(&mut broker, "missing", 1, records(1, None))
+            .unwrap()
+            .0,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+}
+
+#[test]
+fn broker_produce_refuses_corrupt_batches_and_bad_acks() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    create(&mut broker, "t", 1, &[]);
+    let mut corrupt = records(2, None).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let (code, _) = produce(&mut broker, "t", 1, Bytes::from(corrupt)).unwrap();
+    assert_eq!(code, ErrorCode::CorruptMessage.code());
+    let (code, _) = produce(&mut broker, "t", 5, records(1, None)).unwrap();
+    assert_eq!(code, ErrorCode::InvalidRequiredAcks.code());
+    let (code, _) = produce(&mut broker, "t", 1, Bytes::from_static(&[1, 2, 3])).unwrap();
+    assert_eq!(code, ErrorCode::CorruptMessage.code());
+    let Reply::Fetch(data) = call(
+        &mut broker,
+        12,
+        RequestKind::Fetch(fetch_request("t", 0, 1, 0)),
+    ) else {
+        panic!("fetch")
+    };
+    assert!(
+        fetched(&broker, &data).is_empty(),
+        "nothing was half-appended"
+    );
+}
+
+#[test]
+fn broker_idempotent_retry_gets_the_original_offset_and_gaps_are_refused() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    create(&mut broker, "t", 1, &[]);
+    let mut init = InitProducerIdRequest::default();
+    init.transactional_id = None; // an idempotent, non-transactional producer
+    init.producer_id = kafka_protocol::messages::ProducerId(-1);
+    init.producer_epoch = -1;
+    let ResponseKind::InitProducerId(init) =
+        response(call(&mut broker, 4, RequestKind::InitProducerId(init)))
+    else {
+        panic!("init")
+    };
+    assert_eq!(init.error_code, 0);
+    let id = init.producer_id.0;
+    assert_eq!(
+        produce(&mut broker, "t", -1, records(3, Some((id, 0)))),
+        Some((0, 0))
+    );
+    assert_eq!(
+        produce(&mut broker, "t", -1, records(3, Some((id, 0)))),
+        Some((0, 0)),
+        "retry"
+    );
+    assert_eq!(
+        produce(&mut broker, "t", -1, records(2, Some((id, 3)))),
+        Some((0, 3))
+    );
+    let (code, _) = produce(&mut broker, "t", -1, records(1, Some((id, 9)))).unwrap();
+    assert_eq!(code, ErrorCode::OutOfOrderSequenceNumber.code());
+    let Reply::Fetch(data) = call(
+        &mut broker,
+        12,
+        RequestKind::Fetch(fetch_request("t", 0, 1, 0)),
+    ) else {
+        panic!("fetch")
+    };
+    assert_eq!(
+        fetched(&broker, &data).len(),
+        5,
+        "the retry was not written twice"
+    );
+}
+
+#[test]
+fn broker_fetch_long_poll_answers_as_soon_as_data_arrives_or_at_the_deadline() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    create(&mut broker, "t", 1, &[]);
+    let Reply::Parked(id) = call(
+        &mut broker,
+        12,
+        RequestKind::Fetch(fetch_request("t", 0, 1, 500)),
+    ) else {
+        panic!("an empty partition parks the fetch")
+    };
+    assert_eq!(broker.next_deadline(), Some(Millis(NOW.0 + 500)));
+    assert!(broker.poll_completed_fetches().is_empty());
+    produce(&mut broker, "t", 1, records(2, None));
+    let completed = broker.poll_completed_fetches();
+    assert_eq!(
+        completed.len(),
+        1,
+        "the produce completed the waiting fetch at once"
+    );
+    assert_eq!(completed[0].0, id);
+    assert_eq!(fetched(&broker, &completed[0].1).len(), 2);
+
+    let Reply::Parked(_) = call(
+        &mut broker,
+        12,
+        RequestKind::Fetch(fetch_request("t", 2, 1, 500)),
+    ) else {
+        panic!("parked")
+    };
+    broker.handle_tick(Millis(NOW.0 + 499));
+    assert!(
+        broker.poll_completed_fetches().is_empty(),
+        "not before the deadline"
+    );
+    broker.handle_tick(Millis(NOW.0 + 500));
+    let completed = broker.poll_completed_fetches();
+    assert_eq!(completed.len(), 1, "answered empty at the deadline");
+    assert!(fetched(&broker, &completed[0].1).is_empty());
+}
+
+#[test]
+fn broker_list_offsets_earliest_latest_and_by_time() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    create(&mut broker, "t", 1, &[]);
+    produce(&mut broker, "t", 1, records(3, None));
+    produce(&mut broker, "t", 1, records(3, None));
+    for (version, timestamp, expected) in [
+        (1, -2, 0),
+        (1, -1, 6),
+        (7, -1, 6),
+        (7, NOW.0 + 1, 0),
+        (7, NOW.0 + 100, -1),
+        (0, -1, 6),
+    ] {
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = 0;
+        partition.timestamp = timestamp;
+        partition.max_num_offsets = 1;
+        let mut topic = ListOffsetsTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str("t"));
+        topic.partitions = vec![partition];
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.topics = vec![topic];
+        let ResponseKind::ListOffsets(answer) = response(call(
+            &mut broker,
+            version,
+            RequestKind::ListOffsets(request),
+        )) else {
+            panic!("list offsets")
+        };
+        let p = &answer.topics[0].partitions[0];
+        let offset = if version == 0 {
+            p.old_style_offsets.first().copied().unwrap_or(-1)
+        } else {
+            p.offset
+        };
+        assert_eq!(offset, expected, "v{version} timestamp {timestamp}");
+    }
+}
+
+#[test]
+fn broker_restart_keeps_topics_and_records() {
+    let dirs = Dirs::default();
+    let mut first = broker(&dirs);
+    create(&mut first, "kept", 2, &[("retention.ms", "-1")]);
+    produce(&mut first, "kept", 1, records(4, None));
+    let cluster_id = first.cluster_id().to_string();
+    first.close().unwrap();
+    let mut second = broker(&dirs);
+    assert_eq!(second.cluster_id(), cluster_id);
+    assert_eq!(second.topic_names(), vec!["kept".to_string()]);
+    let Reply::Fetch(data) = call(
+        &mut second,
+        12,
+        RequestKind::Fetch(fetch_request("kept", 0, 1, 0)),
+    ) else {
+        panic!("fetch")
+    };
+    assert_eq!(fetched(&second, &data).len(), 4);
+    let mut request = DeleteTopicsRequest::default();
+    request.topic_names = vec![TopicName(StrBytes::from_static_str("kept"))];
+    let ResponseKind::DeleteTopics(deleted) =
+        response(call(&mut second, 4, RequestKind::DeleteTopics(request)))
+    else {
+        panic!("delete")
+    };
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert!(
+        !dirs.0.borrow().contains_key("kept-0"),
+        "partition directories removed"
+    );
+    drop(second);
+    assert!(broker(&dirs).topic_names().is_empty(), "deletion persisted");
+}
