@@ -2,8 +2,10 @@
 //!
 //! `brook-core` holds the protocol, broker and log logic and never performs I/O itself; this
 //! crate supplies the operating-system side: [`storage`] (real files), [`net`] (the tokio
-//! listener, Kafka framing and `sendfile` fetch) and [`config`] (flags and TOML).
+//! listener, Kafka framing and `sendfile` fetch), [`config`] (flags and TOML) and [`alloc`]
+//! (the allocator that keeps hostile length fields from aborting the process).
 
+pub mod alloc;
 pub mod config;
 pub mod net;
 pub mod storage;

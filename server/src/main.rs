@@ -8,6 +8,10 @@ use brook_server::config::{FileConfig, ServerConfig};
 use brook_server::net::{self, DataDir, Shared};
 use clap::{Args, Parser, Subcommand};
 
+/// Huge allocations are mapped lazily so hostile array lengths cannot abort the broker.
+#[global_allocator]
+static ALLOCATOR: brook_server::alloc::LazyLargeAlloc = brook_server::alloc::LazyLargeAlloc;
+
 /// Brook: a Kafka-compatible streaming platform.
 #[derive(Parser, Debug)]
 #[command(name = "brook", version, about)]
