@@ -9,3 +9,4 @@ pub mod alloc;
 pub mod config;
 pub mod net;
 pub mod storage;
+pub mod tools;

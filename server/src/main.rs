@@ -1,4 +1,5 @@
-//! The `brook` command: `brook server` runs a single-node broker.
+//! The `brook` command: `brook server` runs a single-node broker; `brook topics`,
+//! `brook produce` and `brook consume` are console clients of a running one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use brook_core::broker::{Broker, BrokerConfig};
 use brook_server::config::{FileConfig, ServerConfig};
 use brook_server::net::{self, DataDir, Shared};
+use brook_server::tools;
 use clap::{Args, Parser, Subcommand};
 
 /// Huge allocations are mapped lazily so hostile array lengths cannot abort the broker.
@@ -24,6 +26,12 @@ struct Cli {
 enum Command {
     /// Run a single-node broker (defaults: data in ./brook-data, listening on 127.0.0.1:9092).
     Server(ServerArgs),
+    /// Create, list, describe or delete topics.
+    Topics(tools::topics::TopicsArgs),
+    /// Send stdin to a topic, one record per line.
+    Produce(tools::produce::ProduceArgs),
+    /// Print a topic's records, one per line.
+    Consume(tools::consume::ConsumeArgs),
 }
 
 /// Flags of `brook server`; each may also be set in the `--config` TOML file.
@@ -83,6 +91,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => args.resolve().and_then(run_server),
+        Command::Topics(args) => tools::topics::run(args).map_err(|err| err.to_string()),
+        Command::Produce(args) => tools::produce::run(args).map_err(|err| err.to_string()),
+        Command::Consume(args) => tools::consume::run(args).map_err(|err| err.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 //!    [`Broker::handle_tick`], which also runs retention and the time-based flush.
 //! 4. [`Broker::close`] on shutdown, which closes every log cleanly.
 
+mod admin;
 mod fetch;
 mod metadata;
 mod produce;
@@ -191,6 +192,27 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::InitProducerId(body) => {
                 ResponseKind::InitProducerId(self.handle_init_producer_id(body))
             }
+            RequestKind::DescribeConfigs(body) => {
+                ResponseKind::DescribeConfigs(self.handle_describe_configs(body, version))
+            }
+            RequestKind::AlterConfigs(body) => {
+                ResponseKind::AlterConfigs(self.handle_alter_configs(body))
+            }
+            RequestKind::IncrementalAlterConfigs(body) => {
+                ResponseKind::IncrementalAlterConfigs(self.handle_incremental_alter_configs(body))
+            }
+            RequestKind::CreatePartitions(body) => {
+                ResponseKind::CreatePartitions(self.handle_create_partitions(now, body))
+            }
+            RequestKind::DescribeCluster(body) => {
+                ResponseKind::DescribeCluster(self.handle_describe_cluster(body, version))
+            }
+            RequestKind::DeleteRecords(body) => {
+                ResponseKind::DeleteRecords(self.handle_delete_records(body))
+            }
+            RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
+                self.handle_offset_for_leader_epoch(body, version),
+            ),
             other => unreachable!("decode_request only lets served APIs through: {other:?}"),
         };
         Reply::Response(Box::new(response))

@@ -103,6 +103,10 @@ fn apply_config(log: &mut LogConfig, name: &str, value: &str) -> Result<(), Topi
         value: value.to_string(),
         reason: reason.to_string(),
     };
+    if value.chars().any(char::is_control) {
+        // Values live one per line in the metadata file; control characters are never valid.
+        return Err(invalid("contains a control character"));
+    }
     match name {
         "retention.ms" => {
             let ms = parse_i64(name, value, -1)?;
@@ -484,6 +488,10 @@ mod tests {
         assert!(matches!(
             apply_config(&mut log, "no.such", "1"),
             Err(TopicConfigError::Unknown(_))
+        ));
+        assert!(matches!(
+            apply_config(&mut log, "retention.ms", "100\n"),
+            Err(TopicConfigError::Invalid { .. })
         ));
     }
 }

@@ -1,0 +1,668 @@
+//! Cluster and topic administration beyond create/delete: configs (DescribeConfigs,
+//! AlterConfigs, IncrementalAlterConfigs), CreatePartitions, DescribeCluster, DeleteRecords
+//! and OffsetForLeaderEpoch.
+//!
+//! Every handler filters the request first — unknown resources, bad values, impossible
+//! counts are answered with a Kafka error code and message per resource — and only then
+//! changes state. Config and partition changes are persisted with the metadata file before
+//! they are answered; a storage failure rolls the in-memory change back.
+
+mod configs;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource as IncrementalResource;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, BrokerId, CreatePartitionsRequest,
+    CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::topics::PARTITIONS_MAX;
+use super::{Broker, Partition, StorageProvider, TopicConfigError, TOPIC_CONFIGS};
+use crate::error::ErrorCode;
+use crate::types::{Millis, Offset};
+
+/// `ConfigResource.Type.TOPIC`.
+pub(crate) const RESOURCE_TOPIC: i8 = 2;
+/// `ConfigResource.Type.BROKER`.
+pub(crate) const RESOURCE_BROKER: i8 = 4;
+
+/// IncrementalAlterConfigs operation `SET`.
+const OP_SET: i8 = 0;
+/// IncrementalAlterConfigs operation `DELETE`.
+const OP_DELETE: i8 = 1;
+/// IncrementalAlterConfigs operation `APPEND` (list configs only).
+const OP_APPEND: i8 = 2;
+/// IncrementalAlterConfigs operation `SUBTRACT` (list configs only).
+const OP_SUBTRACT: i8 = 3;
+
+/// DescribeCluster `endpoint_type` of brokers (v1+); 2 would be controllers.
+const ENDPOINT_BROKERS: i8 = 1;
+/// DescribeCluster's answer to `include_cluster_authorized_operations`: Brook has no
+/// authorizer, so every cluster operation is allowed (CREATE, ALTER, DESCRIBE,
+/// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE_TOKENS,
+/// DESCRIBE_TOKENS, as `AclOperation` bit positions).
+const CLUSTER_OPERATIONS_ALL: i32 =
+    1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 14;
+
+/// OffsetForLeaderEpoch's `UNDEFINED_EPOCH`.
+const UNDEFINED_EPOCH: i32 = -1;
+/// OffsetForLeaderEpoch's `UNDEFINED_EPOCH_OFFSET`.
+const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+/// DeleteRecords: delete up to the high watermark.
+const DELETE_TO_HIGH_WATERMARK: i64 = -1;
+
+/// Why an admin request on one resource was refused. All are permanent except `Storage`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AdminError {
+    /// The request is malformed for this resource (`INVALID_REQUEST`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The topic name is not a legal one (`INVALID_TOPIC_EXCEPTION`).
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// No topic has this name (`UNKNOWN_TOPIC_OR_PARTITION`).
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    /// A config name or value is refused (`INVALID_CONFIG`).
+    #[error(transparent)]
+    Config(#[from] TopicConfigError),
+    /// An operation that does not apply to the config (`INVALID_CONFIG`).
+    #[error("{0}")]
+    ConfigOperation(String),
+    /// The new partition count is not acceptable (`INVALID_PARTITIONS`).
+    #[error("{0}")]
+    Partitions(String),
+    /// The replica assignment names brokers that do not exist (`INVALID_REPLICA_ASSIGNMENT`).
+    #[error("{0}")]
+    ReplicaAssignment(String),
+    /// Storage failed while applying the change; retryable (`KAFKA_STORAGE_ERROR`).
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl AdminError {
+    /// The Kafka error code a client sees.
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            AdminError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            AdminError::InvalidTopic(_) => ErrorCode::InvalidTopicException,
+            AdminError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+            AdminError::Config(_) | AdminError::ConfigOperation(_) => ErrorCode::InvalidConfig,
+            AdminError::Partitions(_) => ErrorCode::InvalidPartitions,
+            AdminError::ReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
+            AdminError::Storage(_) => ErrorCode::KafkaStorageError,
+        }
+    }
+}
+
+/// (error code, error message) of an outcome, as admin responses carry them.
+fn outcome_fields(outcome: Result<(), AdminError>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(err) => (
+            err.code().code(),
+            Some(StrBytes::from_string(err.to_string())),
+        ),
+    }
+}
+
+/// The keys that occur more than once (Kafka refuses every copy of a duplicate resource).
+fn duplicates<'a, K: Ord + 'a>(keys: impl Iterator<Item = K>) -> BTreeSet<K> {
+    let mut seen = BTreeSet::new();
+    let mut twice = BTreeSet::new();
+    for key in keys {
+        if seen.contains(&key) {
+            twice.insert(key);
+        } else {
+            seen.insert(key);
+        }
+    }
+    twice
+}
+
+/// Refuses values the metadata file cannot hold on one line, and empty ones.
+fn check_value(name: &str, value: &str) -> Result<(), AdminError> {
+    if value.chars().any(char::is_control) {
+        return Err(AdminError::Config(TopicConfigError::Invalid {
+            name: name.to_string(),
+            value: value.to_string(),
+            reason: "must not contain control characters".into(),
+        }));
+    }
+    Ok(())
+}
+
+/// The items of a list config value, trimmed, without empty ones.
+fn list_items(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl<P: StorageProvider> Broker<P> {
+    /// Answers AlterConfigs: each topic's whole override set is replaced (Kafka semantics:
+    /// a config left out of the request returns to its default).
+    pub(crate) fn handle_alter_configs(
+        &mut self,
+        request: AlterConfigsRequest,
+    ) -> AlterConfigsResponse {
+        let twice = duplicates(
+            request
+                .resources
+                .iter()
+                .map(|r| (r.resource_type, r.resource_name.to_string())),
+        );
+        let mut response = AlterConfigsResponse::default();
+        for resource in &request.resources {
+            let key = (resource.resource_type, resource.resource_name.to_string());
+            let outcome = if twice.contains(&key) {
+                Err(AdminError::InvalidRequest(
+                    "the resource is named twice".into(),
+                ))
+            } else {
+                let configs = resource
+                    .configs
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
+                self.check_config_resource(resource.resource_type, &resource.resource_name)
+                    .and_then(|()| replacement_overrides(configs))
+                    .and_then(|overrides| {
+                        self.replace_overrides(
+                            &resource.resource_name,
+                            overrides,
+                            request.validate_only,
+                        )
+                    })
+            };
+            let mut result = AlterConfigsResourceResponse::default();
+            (result.error_code, result.error_message) = outcome_fields(outcome);
+            result.resource_type = resource.resource_type;
+            result.resource_name = resource.resource_name.clone();
+            response.responses.push(result);
+        }
+        response
+    }
+
+    /// Answers IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's
+    /// overrides, applied in order, validated as a whole.
+    pub(crate) fn handle_incremental_alter_configs(
+        &mut self,
+        request: IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
+        let twice = duplicates(
+            request
+                .resources
+                .iter()
+                .map(|r| (r.resource_type, r.resource_name.to_string())),
+        );
+        let mut response = IncrementalAlterConfigsResponse::default();
+        for resource in &request.resources {
+            let key = (resource.resource_type, resource.resource_name.to_string());
+            let outcome = if twice.contains(&key) {
+                Err(AdminError::InvalidRequest(
+                    "the resource is named twice".into(),
+                ))
+            } else {
+                self.check_config_resource(resource.resource_type, &resource.resource_name)
+                    .and_then(|()| self.incremental_overrides(resource))
+                    .and_then(|overrides| {
+                        self.replace_overrides(
+                            &resource.resource_name,
+                            overrides,
+                            request.validate_only,
+                        )
+                    })
+            };
+            let mut result = IncrementalResult::default();
+            (result.error_code, result.error_message) = outcome_fields(outcome);
+            result.resource_type = resource.resource_type;
+            result.resource_name = resource.resource_name.clone();
+            response.responses.push(result);
+        }
+        response
+    }
+
+    /// A resource whose configs may be altered: an existing topic. Broker configs are
+    /// taken at startup and refused here.
+    fn check_config_resource(&self, kind: i8, name: &str) -> Result<(), AdminError> {
+        match kind {
+            RESOURCE_TOPIC => {
+                super::validate_topic_name(name).map_err(AdminError::InvalidTopic)?;
+                if self.topics.contains_key(name) {
+                    Ok(())
+                } else {
+                    Err(AdminError::UnknownTopic(name.to_string()))
+                }
+            }
+            RESOURCE_BROKER => {
+                self.check_broker_resource(name)?;
+                Err(AdminError::InvalidRequest(
+                    "broker configs are static in Brook: set them when starting the broker".into(),
+                ))
+            }
+            other => Err(AdminError::InvalidRequest(format!(
+                "resource type {other} is not supported (topics are 2)"
+            ))),
+        }
+    }
+
+    /// The overrides a topic would have after an IncrementalAlterConfigs resource.
+    fn incremental_overrides(
+        &self,
+        resource: &IncrementalResource,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        let name = resource.resource_name.as_str();
+        let mut overrides = self
+            .topics
+            .get(name)
+            .map(|t| t.overrides.clone())
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let keys = resource.configs.iter().map(|c| c.name.as_str());
+        if let Some(key) = duplicates(keys).first() {
+            return Err(AdminError::InvalidRequest(format!(
+                "config {key} is named twice"
+            )));
+        }
+        for config in &resource.configs {
+            let key = config.name.as_str();
+            let value = config.value.as_ref().map(|v| v.as_str());
+            let default = configs::topic_default(&self.config, key);
+            apply_operation(&mut overrides, key, config.config_operation, value, default)?;
+        }
+        Ok(overrides)
+    }
+
+    /// Makes `overrides` the topic's config overrides: validates them with the topic config
+    /// parser, persists the metadata and hands every partition log its new config.
+    fn replace_overrides(
+        &mut self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let log_config = self.log_config_for(&overrides)?;
+        if validate_only {
+            return Ok(());
+        }
+        let topic = self
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let previous = std::mem::replace(&mut topic.overrides, overrides);
+        if let Err(err) = self.persist_meta() {
+            if let Some(topic) = self.topics.get_mut(name) {
+                topic.overrides = previous;
+            }
+            return Err(AdminError::Storage(err.to_string()));
+        }
+        for partition in self
+            .topics
+            .get_mut(name)
+            .into_iter()
+            .flat_map(|t| &mut t.partitions)
+        {
+            let applied = partition.log.set_config(log_config.clone());
+            debug_assert!(applied.is_ok(), "log_config_for validated it: {applied:?}");
+        }
+        Ok(())
+    }
+
+    /// Answers CreatePartitions: grows topics to the requested partition count.
+    pub(crate) fn handle_create_partitions(
+        &mut self,
+        now: Millis,
+        request: CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
+        let twice = duplicates(request.topics.iter().map(|t| t.name.0.to_string()));
+        let mut response = CreatePartitionsResponse::default();
+        for topic in &request.topics {
+            let outcome = if twice.contains(topic.name.0.as_str()) {
+                Err(AdminError::InvalidRequest(
+                    "the topic is named twice".into(),
+                ))
+            } else {
+                self.check_new_partitions(topic)
+                    .and_then(|current| match request.validate_only {
+                        true => Ok(()),
+                        false => {
+                            self.add_partitions(now, topic.name.0.as_str(), current, topic.count)
+                        }
+                    })
+            };
+            let mut result = CreatePartitionsTopicResult::default();
+            result.name = topic.name.clone();
+            (result.error_code, result.error_message) = outcome_fields(outcome);
+            response.results.push(result);
+        }
+        response
+    }
+
+    /// Checks a CreatePartitions topic; returns its current partition count.
+    fn check_new_partitions(&self, request: &CreatePartitionsTopic) -> Result<i32, AdminError> {
+        let name = request.name.0.as_str();
+        let topic = self
+            .topics
+            .get(name)
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let current = topic.partitions.len() as i32;
+        let count = request.count;
+        if count <= current {
+            return Err(AdminError::Partitions(format!(
+                "topic {name} has {current} partitions; the new count {count} must be higher"
+            )));
+        }
+        if count > PARTITIONS_MAX {
+            return Err(AdminError::Partitions(format!(
+                "partition count {count} exceeds the maximum of {PARTITIONS_MAX}"
+            )));
+        }
+        if let Some(assignments) = &request.assignments {
+            let added = count - current;
+            if assignments.len() as i64 != i64::from(added) {
+                return Err(AdminError::ReplicaAssignment(format!(
+                    "{added} new partitions need {added} assignments, not {}",
+                    assignments.len()
+                )));
+            }
+            let node = self.config.node_id;
+            if assignments.iter().any(|a| a.broker_ids != [BrokerId(node)]) {
+                return Err(AdminError::ReplicaAssignment(format!(
+                    "every new partition must be assigned to broker {node} alone"
+                )));
+            }
+        }
+        Ok(current)
+    }
+
+    /// Opens the logs of partitions `current..count` and records them in the metadata.
+    fn add_partitions(
+        &mut self,
+        now: Millis,
+        name: &str,
+        current: i32,
+        count: i32,
+    ) -> Result<(), AdminError> {
+        let overrides = self
+            .topics
+            .get(name)
+            .map(|t| t.overrides.clone())
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let log_config = self.log_config_for(&overrides)?;
+        let mut opened = Vec::with_capacity((count - current) as usize);
+        for index in current..count {
+            let partition = self
+                .open_partition(name, index, log_config.clone(), now)
+                .map_err(|err| AdminError::Storage(err.to_string()))?;
+            opened.push(partition);
+        }
+        if let Some(topic) = self.topics.get_mut(name) {
+            topic.partitions.extend(opened);
+        }
+        if let Err(err) = self.persist_meta() {
+            if let Some(topic) = self.topics.get_mut(name) {
+                topic.partitions.truncate(current as usize);
+            }
+            return Err(AdminError::Storage(err.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Answers DescribeCluster: this broker is the whole cluster and its controller.
+    pub(crate) fn handle_describe_cluster(
+        &self,
+        request: DescribeClusterRequest,
+        version: i16,
+    ) -> DescribeClusterResponse {
+        let mut response = DescribeClusterResponse::default();
+        if version >= 1 {
+            response.endpoint_type = request.endpoint_type;
+            if request.endpoint_type != ENDPOINT_BROKERS {
+                response.error_code = ErrorCode::InvalidRequest.code();
+                response.error_message = Some(StrBytes::from_string(format!(
+                    "endpoint type {} is not served: Brook has no separate controllers",
+                    request.endpoint_type
+                )));
+                return response;
+            }
+        }
+        let node = BrokerId(self.config.node_id);
+        response.cluster_id = StrBytes::from_string(self.cluster_id.clone());
+        response.controller_id = node;
+        let mut broker = DescribeClusterBroker::default();
+        broker.broker_id = node;
+        broker.host = StrBytes::from_string(self.config.advertised_host.clone());
+        broker.port = self.config.advertised_port;
+        response.brokers = vec![broker];
+        if request.include_cluster_authorized_operations {
+            response.cluster_authorized_operations = CLUSTER_OPERATIONS_ALL;
+        }
+        response
+    }
+
+    /// Answers DeleteRecords: moves each partition's log start offset forward.
+    pub(crate) fn handle_delete_records(
+        &mut self,
+        request: DeleteRecordsRequest,
+    ) -> DeleteRecordsResponse {
+        let mut response = DeleteRecordsResponse::default();
+        for topic in request.topics {
+            let mut answer = DeleteRecordsTopicResult::default();
+            for wanted in &topic.partitions {
+                let mut result = DeleteRecordsPartitionResult::default();
+                result.partition_index = wanted.partition_index;
+                let index = wanted.partition_index;
+                match self.delete_records(topic.name.0.as_str(), index, wanted.offset) {
+                    Ok(low_watermark) => result.low_watermark = low_watermark.0,
+                    Err(code) => {
+                        result.error_code = code.code();
+                        result.low_watermark = -1;
+                    }
+                }
+                answer.partitions.push(result);
+            }
+            answer.name = topic.name;
+            response.topics.push(answer);
+        }
+        response
+    }
+
+    /// Deletes the records of one partition below `offset` (-1: the high watermark); returns
+    /// the new log start offset. As in Kafka, an offset at or below the log start offset
+    /// changes nothing, and one above the high watermark is `OFFSET_OUT_OF_RANGE`.
+    fn delete_records(
+        &mut self,
+        topic: &str,
+        index: i32,
+        offset: i64,
+    ) -> Result<Offset, ErrorCode> {
+        let partition = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(index).ok()?))
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let log = &mut partition.log;
+        let high_watermark = log.high_watermark();
+        let target = match offset {
+            DELETE_TO_HIGH_WATERMARK => high_watermark,
+            offset => Offset(offset),
+        };
+        if target < Offset(0) || target > high_watermark {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        log.advance_log_start(target)
+            .map_err(|err| ErrorCode::from(&err))?;
+        Ok(log.log_start_offset())
+    }
+
+    /// Answers OffsetForLeaderEpoch (KIP-101, KIP-279; KIP-320 epoch fencing from v2).
+    pub(crate) fn handle_offset_for_leader_epoch(
+        &self,
+        request: OffsetForLeaderEpochRequest,
+        version: i16,
+    ) -> OffsetForLeaderEpochResponse {
+        let mut response = OffsetForLeaderEpochResponse::default();
+        for topic in request.topics {
+            let mut answer = OffsetForLeaderTopicResult::default();
+            for wanted in &topic.partitions {
+                let mut result = EpochEndOffset::default();
+                result.partition = wanted.partition;
+                let partition = self
+                    .topics
+                    .get(topic.topic.0.as_str())
+                    .and_then(|t| t.partitions.get(usize::try_from(wanted.partition).ok()?));
+                match partition.map(|p| epoch_end_offset(p, wanted)) {
+                    None => result.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                    Some(Err(code)) => result.error_code = code.code(),
+                    Some(Ok((epoch, end_offset))) => {
+                        // v0 has no leader_epoch field: it must keep its default to encode.
+                        if version >= 1 {
+                            result.leader_epoch = epoch;
+                        }
+                        result.end_offset = end_offset;
+                    }
+                }
+                answer.partitions.push(result);
+            }
+            answer.topic = topic.topic;
+            response.topics.push(answer);
+        }
+        response
+    }
+}
+
+/// The (epoch, end offset) answer for one partition, or the KIP-320 fencing error.
+///
+/// Brook keeps no epoch history: a partition's log holds only batches of its current leader
+/// epoch, which therefore starts at the log start offset. Against that one-entry history
+/// Kafka's lookup (`LeaderEpochFileCache.endOffsetFor`) gives: the current epoch → the log
+/// end offset; a later epoch or `UNDEFINED_EPOCH` → (-1, -1); an earlier epoch → that epoch
+/// with the current epoch's start offset.
+fn epoch_end_offset<S: crate::storage::Storage>(
+    partition: &Partition<S>,
+    wanted: &OffsetForLeaderPartition,
+) -> Result<(i32, i64), ErrorCode> {
+    let current = partition.leader_epoch.0;
+    match wanted.current_leader_epoch {
+        known if known < 0 || known == current => {}
+        older if older < current => return Err(ErrorCode::FencedLeaderEpoch),
+        _ => return Err(ErrorCode::UnknownLeaderEpoch),
+    }
+    let requested = wanted.leader_epoch;
+    let answer = if requested < 0 || requested > current {
+        (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+    } else if requested == current {
+        (current, partition.log.log_end_offset().0)
+    } else {
+        (requested, partition.log.log_start_offset().0)
+    };
+    Ok(answer)
+}
+
+/// Applies one IncrementalAlterConfigs operation to an override set. APPEND and SUBTRACT
+/// start from the default when the topic has no override, and a list left empty removes
+/// the override (Kafka's rules).
+fn apply_operation(
+    overrides: &mut BTreeMap<String, String>,
+    key: &str,
+    operation: i8,
+    value: Option<&str>,
+    default: Option<String>,
+) -> Result<(), AdminError> {
+    if !TOPIC_CONFIGS.contains(&key) {
+        return Err(TopicConfigError::Unknown(key.to_string()).into());
+    }
+    if operation == OP_DELETE {
+        overrides.remove(key);
+        return Ok(());
+    }
+    let Some(value) = value else {
+        return Err(AdminError::InvalidRequest(format!(
+            "config {key} has a null value"
+        )));
+    };
+    check_value(key, value)?;
+    let current = overrides.get(key).cloned().or(default).unwrap_or_default();
+    let items = match operation {
+        OP_SET => {
+            overrides.insert(key.to_string(), value.to_string());
+            return Ok(());
+        }
+        OP_APPEND | OP_SUBTRACT if !configs::is_list_config(key) => {
+            return Err(AdminError::ConfigOperation(format!(
+                "config {key} is not a list: APPEND and SUBTRACT apply only to lists"
+            )));
+        }
+        OP_APPEND => {
+            let mut items = list_items(&current);
+            for item in list_items(value) {
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+            }
+            items
+        }
+        OP_SUBTRACT => {
+            let removed = list_items(value);
+            let mut items = list_items(&current);
+            items.retain(|item| !removed.contains(item));
+            items
+        }
+        other => {
+            return Err(AdminError::InvalidRequest(format!(
+                "unknown config operation {other}"
+            )))
+        }
+    };
+    if items.is_empty() {
+        overrides.remove(key);
+    } else {
+        overrides.insert(key.to_string(), items.join(","));
+    }
+    Ok(())
+}
+
+/// The override set an AlterConfigs resource asks for: every named config with a value
+/// (a null value leaves the config at its default, as in Kafka).
+fn replacement_overrides<'a>(
+    configs: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    let mut overrides = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (name, value) in configs {
+        if !seen.insert(name) {
+            return Err(AdminError::InvalidRequest(format!(
+                "config {name} is named twice"
+            )));
+        }
+        if !TOPIC_CONFIGS.contains(&name) {
+            return Err(TopicConfigError::Unknown(name.to_string()).into());
+        }
+        if let Some(value) = value {
+            check_value(name, value)?;
+            overrides.insert(name.to_string(), value.to_string());
+        }
+    }
+    Ok(overrides)
+}
+
+#[cfg(test)]
+mod tests;

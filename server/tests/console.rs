@@ -1,0 +1,363 @@
+//! The console tools against a real `brook server` process: `brook topics`, `brook produce`
+//! and `brook consume` run as separate processes, the way an operator runs them.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use brook_server::tools::produce::partition_for_key;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BROOK: &str = env!("CARGO_BIN_EXE_brook");
+/// Longest any one console command may run before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `brook server` on a free port with its data in a temporary directory; stopped with
+/// SIGTERM when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(BROOK)
+            .args(["server", "--listen", &addr, "--log-level", "warn"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start brook server");
+        let server = Server {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&server.addr).is_err() {
+            assert!(Instant::now() < deadline, "brook server never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Runs `brook ARGS --bootstrap ADDR` with `stdin` and waits for it.
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--bootstrap", &self.addr]);
+        run_brook(&all, stdin)
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.run(args, stdin);
+        assert!(
+            output.status.success(),
+            "brook {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `brook ARGS` with `stdin`, killing it if it outlives [`COMMAND_TIMEOUT`].
+fn run_brook(args: &[&str], stdin: &str) -> Output {
+    let mut child = spawn_brook(args);
+    // A command that fails early stops reading: a broken pipe here is not the test's concern.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    wait_output(child, args)
+}
+
+fn spawn_brook(args: &[&str]) -> Child {
+    Command::new(BROOK)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start brook")
+}
+
+/// Waits for `child` and collects its output (read while it runs, so a full pipe cannot
+/// stall it); kills it if it outlives [`COMMAND_TIMEOUT`].
+fn wait_output(child: Child, args: &[&str]) -> Output {
+    let pid = Pid::from_raw(child.id() as i32);
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(output) => output.expect("collect output"),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            panic!("brook {args:?} ran longer than {COMMAND_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Asserts a failed command: non-zero exit, one `error: …` line containing `expected`, and
+/// no panic.
+fn assert_error(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "expected failure, got: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "stderr lacks {expected:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
+
+#[test]
+fn console_topics_create_list_describe_delete() {
+    let server = Server::start();
+    let created = server.ok(
+        &[
+            "topics",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=86400000",
+        ],
+        "",
+    );
+    assert_eq!(created, "Created topic orders.\n");
+    server.ok(&["topics", "create", "audit", "--partitions", "1"], "");
+    assert_eq!(server.ok(&["topics", "list"], ""), "audit\norders\n");
+
+    let described = server.ok(&["topics", "describe", "orders"], "");
+    let lines: Vec<&str> = described.lines().collect();
+    assert_eq!(lines.len(), 4, "{described}");
+    assert!(lines[0].starts_with("Topic: orders\t"), "{described}");
+    assert!(lines[0].contains("PartitionCount: 3\tReplicationFactor: 1"));
+    if lines[0].contains("Configs:") {
+        // Only when the broker serves DescribeConfigs.
+        assert!(lines[0].contains("retention.ms=86400000"), "{described}");
+    }
+    for (index, line) in lines[1..].iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("\tTopic: orders\tPartition: {index}\tLeader: 1\tReplicas: 1\tIsr: 1")
+        );
+    }
+
+    let again = server.run(&["topics", "create", "orders", "--partitions", "1"], "");
+    assert_error(&again, "TOPIC_ALREADY_EXISTS");
+    let bad_config = server.run(&["topics", "create", "x", "--config", "oops"], "");
+    assert_error(&bad_config, "KEY=VALUE");
+
+    assert_eq!(
+        server.ok(&["topics", "delete", "orders"], ""),
+        "Deleted topic orders.\n"
+    );
+    assert_eq!(server.ok(&["topics", "list"], ""), "audit\n");
+    assert_error(
+        &server.run(&["topics", "describe", "orders"], ""),
+        "UNKNOWN_TOPIC_OR_PARTITION",
+    );
+    assert_error(
+        &server.run(&["topics", "delete", "orders"], ""),
+        "UNKNOWN_TOPIC_OR_PARTITION",
+    );
+}
+
+#[test]
+fn console_produce_then_consume_from_beginning_each_codec() {
+    let server = Server::start();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("lines-{codec}");
+        server.ok(&["topics", "create", &topic, "--partitions", "1"], "");
+        // 1,200 lines: more than one batch and more than one request.
+        let lines: Vec<String> = (0..1200)
+            .map(|i| format!("key{}:value {i}", i % 7))
+            .collect();
+        let input = lines.join("\n") + "\n";
+        server.ok(
+            &[
+                "produce",
+                &topic,
+                "--key-separator",
+                ":",
+                "--compression",
+                codec,
+            ],
+            &input,
+        );
+        let consumed = server.ok(
+            &[
+                "consume",
+                &topic,
+                "--from-beginning",
+                "--max-messages",
+                "1200",
+                "--print-key",
+                "--key-separator",
+                ":",
+            ],
+            "",
+        );
+        assert_eq!(consumed, input, "codec {codec}");
+        let values = server.ok(
+            &["consume", &topic, "--from-beginning", "--max-messages", "2"],
+            "",
+        );
+        assert_eq!(values, "value 0\nvalue 1\n", "codec {codec}");
+    }
+}
+
+#[test]
+fn console_keys_choose_partitions_by_murmur2() {
+    let server = Server::start();
+    server.ok(&["topics", "create", "keyed", "--partitions", "3"], "");
+    let lines: Vec<String> = (0..90).map(|i| format!("user-{}|{i}", i % 10)).collect();
+    server.ok(
+        &["produce", "keyed", "--key-separator", "|"],
+        &(lines.join("\n") + "\n"),
+    );
+    let mut total = 0;
+    for partition in 0..3 {
+        let out = server.ok(
+            &[
+                "consume",
+                "keyed",
+                "--from-beginning",
+                "--partition",
+                &partition.to_string(),
+                "--print-key",
+                "--key-separator",
+                "|",
+                "--timeout-ms",
+                "1000",
+            ],
+            "",
+        );
+        let expected: Vec<&String> = lines
+            .iter()
+            .filter(|line| {
+                let key = line.split('|').next().unwrap();
+                partition_for_key(key.as_bytes(), 3) == partition
+            })
+            .collect();
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(got, expected, "partition {partition}");
+        total += got.len();
+    }
+    assert_eq!(total, 90);
+    // Unkeyed records go round robin: 6 lines put 2 in each partition.
+    server.ok(&["topics", "create", "plain", "--partitions", "3"], "");
+    server.ok(&["produce", "plain"], "a\nb\nc\nd\ne\nf\n");
+    let first = server.ok(
+        &[
+            "consume",
+            "plain",
+            "--from-beginning",
+            "--partition",
+            "0",
+            "--timeout-ms",
+            "1000",
+        ],
+        "",
+    );
+    assert_eq!(first, "a\nd\n");
+}
+
+#[test]
+fn console_consume_without_from_beginning_starts_at_the_end() {
+    let server = Server::start();
+    server.ok(&["topics", "create", "live", "--partitions", "2"], "");
+    server.ok(&["produce", "live"], "old 1\nold 2\n");
+    let args = [
+        "consume",
+        "live",
+        "--max-messages",
+        "1",
+        "--timeout-ms",
+        "30000",
+        "--bootstrap",
+        &server.addr,
+    ];
+    let consumer = spawn_brook(&args);
+    // Keep producing until the consumer, which started at the end, has seen one record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut consumer = Some(consumer);
+    while Instant::now() < deadline {
+        server.ok(&["produce", "live"], "new\n");
+        let running = consumer.as_mut().unwrap();
+        if running.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = wait_output(consumer.take().unwrap(), &args);
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "new\n");
+}
+
+#[test]
+fn console_errors_are_one_line_and_exit_non_zero() {
+    let server = Server::start();
+    assert_error(
+        &server.run(&["consume", "missing", "--timeout-ms", "100"], ""),
+        "topic missing: UNKNOWN_TOPIC_OR_PARTITION (3)",
+    );
+    server.ok(&["topics", "create", "two", "--partitions", "2"], "");
+    assert_error(
+        &server.run(&["produce", "two", "--partition", "7"], "x\n"),
+        "--partition 7",
+    );
+    let skipped = server.run(&["produce", "two", "--key-separator", "="], "k=v\nnokey\n");
+    assert_error(&skipped, "no key separator");
+    assert!(String::from_utf8_lossy(&skipped.stderr).contains("1 of 2 records failed"));
+
+    // Nothing listens on the port of a listener that was just closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let nowhere = format!("127.0.0.1:{port}");
+    for args in [
+        vec!["topics", "list"],
+        vec!["produce", "two"],
+        vec!["consume", "two"],
+    ] {
+        let mut args = args;
+        args.extend(["--bootstrap", &nowhere]);
+        assert_error(
+            &run_brook(&args, "x\n"),
+            &format!("cannot connect to {nowhere}"),
+        );
+    }
+}
