@@ -111,6 +111,7 @@ fn run_server(config: ServerConfig) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,6 +173,21 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one: every partition keeps its segment and
+/// index files open, as Kafka does, so 1,000 partitions need more than the usual 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-files limit from {soft} to {hard}: {err}");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!("cannot read the open-files limit: {err}"),
+    }
 }
 
 async fn wait_for_signal() {

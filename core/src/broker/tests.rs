@@ -455,7 +455,7 @@ fn broker_list_offsets_earliest_latest_and_by_time() {
         (1, -2, 0),
         (1, -1, 6),
         (7, -1, 6),
-        (7, NOW.0 + 1, 0),
+        (7, NOW.0 + 1, 1),
         (7, NOW.0 + 100, -1),
         (0, -1, 6),
     ] {

@@ -29,8 +29,10 @@ use crate::types::{LeaderEpoch, Millis, Offset};
 pub use config::{ConfigError, LogConfig};
 pub use recovery::RecoveryReport;
 pub use segment::{index_file, log_file, parse_file_name, time_index_file};
-use segment::{BatchSummary, Segment, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+use segment::{BatchSummary, Segment, SegmentFiles, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 
+/// The most bytes a batch may decompress to when the log looks inside it (ListOffsets).
+pub const DECOMPRESSED_BYTES_MAX: usize = 256 << 20;
 /// Name of the file that holds the log start offset and recovery point.
 pub const CHECKPOINT_FILE: &str = "log.checkpoint";
 /// Name of the marker left by a clean close; its presence lets the next open skip the scan.
@@ -52,7 +54,7 @@ pub enum LogError {
         /// The log end offset.
         log_end: Offset,
     },
-    /// Replicated batches do not continue the log (their offsets go backwards).
+    /// Replicated batches do not continue the log end offset exactly.
     #[error("batch at offset {base} does not follow log end offset {log_end}")]
     OffsetsNotMonotonic {
         /// The offending batch's base offset.
@@ -136,6 +138,23 @@ pub struct PartitionLog<S: Storage> {
     unflushed_records: u64,
     /// When the oldest unsynced append happened.
     unflushed_since: Option<Millis>,
+    /// Buffers reused by every append instead of allocated per call.
+    scratch: AppendScratch,
+}
+
+/// What an append builds on its way to storage, kept between appends so the hot path does
+/// not allocate: cleared (not freed) at the start of each use. Each grows to what the
+/// largest request so far needed — one summary per batch, one index entry per
+/// `index.interval.bytes` — so the request size limit bounds it.
+#[derive(Debug, Default)]
+struct AppendScratch {
+    /// The summaries of the batches being appended, in order; `append` and
+    /// `append_replicated` fill it and `write_batches` writes what it lists.
+    summaries: Vec<BatchSummary>,
+    /// Encoded offset-index entries, written with one storage append.
+    offset_entries: Vec<u8>,
+    /// Encoded time-index entries, written with one storage append.
+    time_entries: Vec<u8>,
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -213,76 +232,84 @@ impl<S: Storage> PartitionLog<S> {
         leader_epoch: LeaderEpoch,
         now: Millis,
     ) -> Result<AppendInfo, LogError> {
-        let batches = self.validate_batches(records)?;
+        self.validate_batches(records)?;
         let log_append_time =
             (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
         let mut next = self.log_end_offset();
-        let mut summaries = Vec::with_capacity(batches.len());
-        for &(start, size) in &batches {
-            let bytes = &mut records[start..start + size];
+        self.scratch.summaries.clear();
+        let mut position = 0;
+        while position < records.len() {
+            let size = Batch::parse(&records[position..])
+                .expect("validated above")
+                .size();
+            // Exactly one batch: `set_log_append_time` checksums to the end of the slice.
+            let bytes = &mut records[position..position + size];
             set_base_offset(bytes, next);
             set_partition_leader_epoch(bytes, leader_epoch);
             if let Some(now) = log_append_time {
                 set_log_append_time(bytes, now.0);
             }
             let batch = Batch::parse(bytes).expect("validated above");
-            summaries.push(summarize(&batch));
+            self.scratch.summaries.push(summarize(&batch));
             next = batch.next_offset();
+            position += size;
         }
-        self.write_batches(records, &summaries, now, log_append_time)
+        self.write_batches(records, now, log_append_time)
     }
 
     /// Appends batches that already carry offsets (a follower copying its leader): they must
-    /// be valid and start at or after the log end offset, in increasing order.
+    /// be valid and continue the log end offset exactly, batch after batch (recovery relies
+    /// on offsets being contiguous within a segment until compaction exists).
     pub fn append_replicated(
         &mut self,
         records: &[u8],
         now: Millis,
     ) -> Result<AppendInfo, LogError> {
-        let batches = self.validate_batches(records)?;
+        self.validate_batches(records)?;
         let mut log_end = self.log_end_offset();
-        let mut summaries = Vec::with_capacity(batches.len());
-        for &(start, size) in &batches {
-            let batch = Batch::parse(&records[start..start + size]).expect("validated above");
-            if batch.base_offset() < log_end {
+        self.scratch.summaries.clear();
+        let mut position = 0;
+        while position < records.len() {
+            let batch = Batch::parse(&records[position..]).expect("validated above");
+            if batch.base_offset() != log_end {
                 return Err(LogError::OffsetsNotMonotonic {
                     base: batch.base_offset(),
                     log_end,
                 });
             }
             log_end = batch.next_offset();
-            summaries.push(summarize(&batch));
+            self.scratch.summaries.push(summarize(&batch));
+            position += batch.size();
         }
-        self.write_batches(records, &summaries, now, None)
+        self.write_batches(records, now, None)
     }
 
-    /// Splits `records` into whole, valid v2 batches: (start, size) of each.
-    fn validate_batches(&self, records: &[u8]) -> Result<Vec<(usize, usize)>, LogError> {
-        let mut batches = Vec::new();
+    /// Checks that `records` is a run of one or more whole, valid v2 batches.
+    fn validate_batches(&self, records: &[u8]) -> Result<(), LogError> {
+        if records.is_empty() {
+            return Err(BatchError::InvalidRecord("no record batch in the request".into()).into());
+        }
         let mut position = 0;
         while position < records.len() {
             let batch = Batch::parse(&records[position..])?;
             batch.validate(self.config.max_message_bytes)?;
-            batches.push((position, batch.size()));
             position += batch.size();
         }
-        if batches.is_empty() {
-            return Err(BatchError::InvalidRecord("no record batch in the request".into()).into());
-        }
-        Ok(batches)
+        Ok(())
     }
 
-    /// Writes already-assigned batches to the active segment (rolling first if needed),
-    /// updates the indexes and applies the flush policy.
+    /// Writes the already-assigned batches `records`, summarized in `scratch.summaries`, to
+    /// the active segment (rolling first if needed), updates the indexes and applies the
+    /// flush policy.
     fn write_batches(
         &mut self,
         records: &[u8],
-        summaries: &[BatchSummary],
         now: Millis,
         log_append_time: Option<Millis>,
     ) -> Result<AppendInfo, LogError> {
-        let first = summaries.first().expect("at least one batch");
-        let last = summaries.last().expect("at least one batch");
+        let first = *self.scratch.summaries.first().expect("at least one batch");
+        let last = *self.scratch.summaries.last().expect("at least one batch");
+        let batch_count = self.scratch.summaries.len();
         self.maybe_roll(
             records.len() as u64,
             first.base_offset,
@@ -290,28 +317,37 @@ impl<S: Storage> PartitionLog<S> {
             now,
         )?;
         let index_interval_bytes = self.config.index_interval_bytes;
-        let base = self.active().base;
-        let mut offset_entries = Vec::new();
-        let mut time_entries = Vec::new();
-        let mut position = self.active().size;
-        let segment = self.active_mut();
-        for summary in summaries {
+        // Disjoint fields, not `active_mut()`: the segment's names are borrowed while the
+        // storage and the scratch buffers are written.
+        let scratch = &mut self.scratch;
+        let segment = self
+            .segments
+            .last_mut()
+            .expect("a log always has an active segment");
+        scratch.offset_entries.clear();
+        scratch.time_entries.clear();
+        let mut position = segment.size;
+        for summary in &scratch.summaries {
             let (offset_entry, time_entry) =
                 segment.note_batch(position, summary, index_interval_bytes);
-            offset_entries.extend(offset_entry.map(|e| e.encode()));
-            time_entries.extend(time_entry.map(|e| e.encode()));
+            if let Some(entry) = offset_entry {
+                scratch.offset_entries.extend_from_slice(&entry.encode());
+            }
+            if let Some(entry) = time_entry {
+                scratch.time_entries.extend_from_slice(&entry.encode());
+            }
             position += summary.size;
         }
         segment.last_append = now;
         segment.first_append.get_or_insert(now);
-        self.storage.append(&log_file(base), records)?;
-        if !offset_entries.is_empty() {
+        self.storage.append(&segment.files.log, records)?;
+        if !scratch.offset_entries.is_empty() {
             self.storage
-                .append(&index_file(base), offset_entries.as_flattened())?;
+                .append(&segment.files.index, &scratch.offset_entries)?;
         }
-        if !time_entries.is_empty() {
+        if !scratch.time_entries.is_empty() {
             self.storage
-                .append(&time_index_file(base), time_entries.as_flattened())?;
+                .append(&segment.files.time_index, &scratch.time_entries)?;
         }
         let record_count = last.last_offset.0 - first.base_offset.0 + 1;
         self.unflushed_records += record_count as u64;
@@ -321,7 +357,7 @@ impl<S: Storage> PartitionLog<S> {
         Ok(AppendInfo {
             base_offset: first.base_offset,
             last_offset: last.last_offset,
-            batch_count: summaries.len(),
+            batch_count,
             record_count,
             log_append_time,
             synced,
@@ -369,10 +405,11 @@ impl<S: Storage> PartitionLog<S> {
         }
         self.seal_active()?;
         self.sync_unflushed()?;
-        self.storage.create(&log_file(base))?;
-        self.storage.create(&index_file(base))?;
-        self.storage.create(&time_index_file(base))?;
-        self.segments.push(Segment::new(base, now));
+        let segment = Segment::new(base, now);
+        for name in segment.files.all() {
+            self.storage.create(name)?;
+        }
+        self.segments.push(segment);
         self.recovery_point = base;
         self.write_checkpoint()?;
         self.check_invariants();
@@ -381,10 +418,13 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Appends the active segment's final time-index entry, as Kafka does on roll and close.
     fn seal_active(&mut self) -> Result<(), LogError> {
-        let base = self.active().base;
-        if let Some(entry) = self.active_mut().next_time_entry() {
+        let segment = self
+            .segments
+            .last_mut()
+            .expect("a log always has an active segment");
+        if let Some(entry) = segment.next_time_entry() {
             self.storage
-                .append(&time_index_file(base), &entry.encode())?;
+                .append(&segment.files.time_index, &entry.encode())?;
         }
         Ok(())
     }
@@ -422,16 +462,14 @@ impl<S: Storage> PartitionLog<S> {
     /// Syncs the files of every segment that may hold unsynced bytes.
     fn sync_unflushed(&mut self) -> Result<(), LogError> {
         let recovery_point = self.recovery_point;
-        let dirty: Vec<Offset> = self
+        let dirty = self
             .segments
             .iter()
-            .filter(|s| s.next_offset > recovery_point || s.base >= recovery_point)
-            .map(|s| s.base)
-            .collect();
-        for base in dirty {
-            self.storage.sync(&log_file(base))?;
-            self.storage.sync(&index_file(base))?;
-            self.storage.sync(&time_index_file(base))?;
+            .filter(|s| s.next_offset > recovery_point || s.base >= recovery_point);
+        for segment in dirty {
+            for name in segment.files.all() {
+                self.storage.sync(name)?;
+            }
         }
         self.unflushed_records = 0;
         self.unflushed_since = None;
@@ -486,7 +524,7 @@ impl<S: Storage> PartitionLog<S> {
             position += header.size;
         }
         Ok(Some(ReadSlice {
-            file: log_file(segment.base),
+            file: segment.files.log.clone(),
             position: start,
             length: position - start,
             first_offset: first.base_offset,
@@ -506,13 +544,13 @@ impl<S: Storage> PartitionLog<S> {
     /// Reads and sanity-checks the batch header at `position`: the bytes must look like a v2
     /// batch of this segment, so a damaged index or file never yields garbage locations.
     fn read_header(&self, segment: &Segment, position: u64) -> Result<BatchSummary, LogError> {
-        let file = log_file(segment.base);
+        let file = &segment.files.log;
         let corrupt = |reason: String| LogError::CorruptSegment {
             file: file.clone(),
             position,
             reason,
         };
-        let batch = match recovery::header_at(&self.storage, &file, position, segment.size)? {
+        let batch = match recovery::header_at(&self.storage, file, position, segment.size)? {
             Ok(batch) => batch,
             Err(reason) => return Err(corrupt(reason)),
         };
@@ -550,8 +588,8 @@ impl<S: Storage> PartitionLog<S> {
         }
     }
 
-    /// The first offset whose batch has a max timestamp ≥ `timestamp` (ListOffsets by time),
-    /// with that batch's max timestamp; `None` if every batch is older.
+    /// The first offset whose record has a timestamp ≥ `timestamp` (ListOffsets by time),
+    /// with that record's timestamp; `None` if every record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>, LogError> {
         for segment in self
             .segments
@@ -560,12 +598,41 @@ impl<S: Storage> PartitionLog<S> {
         {
             let start = segment.time_scan_start(timestamp);
             let found = self.find_batch(segment, start, |b| b.max_timestamp >= timestamp)?;
-            if let Some((_, batch)) = found {
-                let offset = batch.base_offset.max(self.log_start);
-                return Ok(Some((offset, batch.max_timestamp)));
+            if let Some((position, batch)) = found {
+                return self
+                    .record_for_timestamp(segment, position, &batch, timestamp)
+                    .map(Some);
             }
         }
         Ok(None)
+    }
+
+    /// Looks inside the batch at `position` for its first record (at or after the log start)
+    /// whose timestamp is ≥ `timestamp`, as Kafka's ListOffsets answers per record.
+    fn record_for_timestamp(
+        &self,
+        segment: &Segment,
+        position: u64,
+        summary: &BatchSummary,
+        timestamp: i64,
+    ) -> Result<(Offset, i64), LogError> {
+        let fallback = (
+            summary.base_offset.max(self.log_start),
+            summary.max_timestamp,
+        );
+        let mut bytes = vec![0; summary.size as usize];
+        self.storage
+            .read_at(&segment.files.log, position, &mut bytes)?;
+        let batch = Batch::parse(&bytes)?;
+        if batch.timestamp_type() == TimestampType::LogAppendTime {
+            // Every record of the batch carries the append time.
+            return Ok(fallback);
+        }
+        let records = crate::record::decode_records(&batch, DECOMPRESSED_BYTES_MAX)?;
+        let first = records
+            .iter()
+            .find(|r| r.offset >= self.log_start && r.record.timestamp >= timestamp);
+        Ok(first.map_or(fallback, |r| (r.offset, r.record.timestamp)))
     }
 
     /// Removes every batch holding an offset ≥ `offset` (a follower after a leader change):
@@ -579,7 +646,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         while self.segments.len() > 1 && self.active().base >= offset {
             let segment = self.segments.pop().expect("more than one segment");
-            self.delete_segment_files(segment.base)?;
+            self.delete_segment_files(&segment.files)?;
         }
         if offset >= self.log_end_offset() {
             // The cut fell exactly on a segment boundary.
@@ -592,7 +659,7 @@ impl<S: Storage> PartitionLog<S> {
             Some((position, batch)) => (position, batch.base_offset),
             None => {
                 return Err(LogError::CorruptSegment {
-                    file: log_file(segment.base),
+                    file: segment.files.log.clone(),
                     position: segment.size,
                     reason: format!("no batch holds offset {offset} below the segment's end"),
                 })
@@ -627,12 +694,13 @@ impl<S: Storage> PartitionLog<S> {
     ) -> Result<(), LogError> {
         let now = now.unwrap_or(self.active().last_append);
         for segment in std::mem::take(&mut self.segments) {
-            self.delete_segment_files(segment.base)?;
+            self.delete_segment_files(&segment.files)?;
         }
-        self.storage.create(&log_file(offset))?;
-        self.storage.create(&index_file(offset))?;
-        self.storage.create(&time_index_file(offset))?;
-        self.segments.push(Segment::new(offset, now));
+        let segment = Segment::new(offset, now);
+        for name in segment.files.all() {
+            self.storage.create(name)?;
+        }
+        self.segments.push(segment);
         self.log_start = offset;
         self.recovery_point = offset;
         self.high_watermark = offset;
@@ -668,7 +736,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut deleted = 0;
         while self.segments.len() > 1 && self.segments[1].base <= self.log_start {
             let segment = self.segments.remove(0);
-            self.delete_segment_files(segment.base)?;
+            self.delete_segment_files(&segment.files)?;
             deleted += 1;
         }
         if self.segments.len() == 1 && self.active().next_offset <= self.log_start {
@@ -677,7 +745,7 @@ impl<S: Storage> PartitionLog<S> {
                 let now = self.active().last_append;
                 self.roll(start, now)?;
                 let old = self.segments.remove(0);
-                self.delete_segment_files(old.base)?;
+                self.delete_segment_files(&old.files)?;
                 deleted += 1;
             }
         }
@@ -724,10 +792,11 @@ impl<S: Storage> PartitionLog<S> {
         Ok(deleted)
     }
 
-    fn delete_segment_files(&mut self, base: Offset) -> Result<(), StorageError> {
-        self.storage.delete(&log_file(base))?;
-        self.storage.delete(&index_file(base))?;
-        self.storage.delete(&time_index_file(base))
+    fn delete_segment_files(&mut self, files: &SegmentFiles) -> Result<(), StorageError> {
+        for name in files.all() {
+            self.storage.delete(name)?;
+        }
+        Ok(())
     }
 
     /// Persists the log start offset and recovery point (atomically, durably).
@@ -743,10 +812,10 @@ impl<S: Storage> PartitionLog<S> {
         self.seal_active()?;
         self.flush()?;
         self.write_checkpoint()?;
-        for base in self.segment_bases() {
-            self.storage.close(&log_file(base))?;
-            self.storage.close(&index_file(base))?;
-            self.storage.close(&time_index_file(base))?;
+        for segment in &self.segments {
+            for name in segment.files.all() {
+                self.storage.close(name)?;
+            }
         }
         self.storage.write_atomic(CLEAN_SHUTDOWN_FILE, b"")?;
         Ok(self.storage)
@@ -780,6 +849,11 @@ impl<S: Storage> PartitionLog<S> {
             assert!(
                 segment.next_offset >= segment.base,
                 "segment end after its base"
+            );
+            assert_eq!(
+                segment.files,
+                SegmentFiles::new(segment.base),
+                "cached file names match the base offset"
             );
             assert!(
                 segment.size <= i32::MAX as u64,

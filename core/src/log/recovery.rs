@@ -2,11 +2,12 @@
 //! left, and the checkpoint file that says where each begins.
 
 use super::segment::{
-    decode_offset_index, decode_time_index, BatchSummary, Segment, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN,
+    decode_offset_index, decode_time_index, BatchSummary, Segment, SegmentFiles, OFFSET_ENTRY_LEN,
+    TIME_ENTRY_LEN,
 };
 use super::{
-    index_file, log_file, parse_file_name, time_index_file, LogConfig, LogError, PartitionLog,
-    CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE,
+    parse_file_name, AppendScratch, LogConfig, LogError, PartitionLog, CHECKPOINT_FILE,
+    CLEAN_SHUTDOWN_FILE,
 };
 use crate::record::{Batch, HEADER_LEN, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2};
 use crate::storage::{Storage, StorageError};
@@ -164,10 +165,11 @@ impl<S: Storage> PartitionLog<S> {
             None => first_base.unwrap_or(Offset(0)),
         };
         if segments.is_empty() {
-            storage.create(&log_file(log_start))?;
-            storage.create(&index_file(log_start))?;
-            storage.create(&time_index_file(log_start))?;
-            segments.push(Segment::new(log_start, now));
+            let segment = Segment::new(log_start, now);
+            for name in segment.files.all() {
+                storage.create(name)?;
+            }
+            segments.push(segment);
         }
         let log_end = segments.last().expect("at least one segment").next_offset;
         let mut log = PartitionLog {
@@ -179,6 +181,7 @@ impl<S: Storage> PartitionLog<S> {
             high_watermark: log_start.min(log_end),
             unflushed_records: 0,
             unflushed_since: None,
+            scratch: AppendScratch::default(),
         };
         if log_start > log_end {
             report.repairs.push(format!(
@@ -225,9 +228,9 @@ fn delete_from<S: Storage>(
     report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     for &base in bases {
-        storage.delete(&log_file(base))?;
-        storage.delete(&index_file(base))?;
-        storage.delete(&time_index_file(base))?;
+        for name in SegmentFiles::new(base).all() {
+            storage.delete(name)?;
+        }
         report.segments_deleted += 1;
         report
             .repairs
@@ -245,10 +248,10 @@ fn load_segment<S: Storage>(
     now: Millis,
     report: &mut RecoveryReport,
 ) -> Result<Option<Segment>, StorageError> {
-    let file = log_file(base);
-    let size = storage.size(&file)?;
-    let index_bytes = storage.read_all(&index_file(base))?.unwrap_or_default();
     let mut segment = Segment::new(base, now);
+    let file = &segment.files.log;
+    let size = storage.size(file)?;
+    let index_bytes = storage.read_all(&segment.files.index)?.unwrap_or_default();
     segment.size = size;
     segment.offset_index = decode_offset_index(&index_bytes, size);
     let mut position = segment
@@ -258,7 +261,7 @@ fn load_segment<S: Storage>(
     let mut next_offset = base;
     let mut max_seen = (-1i64, base);
     while position < size {
-        let summary = match header_at(storage, &file, position, size)? {
+        let summary = match header_at(storage, file, position, size)? {
             Ok(summary) if summary.base_offset >= next_offset => summary,
             _ => return Ok(None),
         };
@@ -273,7 +276,7 @@ fn load_segment<S: Storage>(
     }
     segment.next_offset = next_offset;
     let time_bytes = storage
-        .read_all(&time_index_file(base))?
+        .read_all(&segment.files.time_index)?
         .unwrap_or_default();
     segment.time_index = decode_time_index(&time_bytes, (next_offset.0 - base.0) as u64);
     let indexed = segment
@@ -310,9 +313,9 @@ fn scan_segment<S: Storage>(
     now: Millis,
     report: &mut RecoveryReport,
 ) -> Result<(Segment, bool), StorageError> {
-    let file = log_file(base);
-    let size = storage.size(&file)?;
     let mut segment = Segment::new(base, now);
+    let file = segment.files.log.clone();
+    let size = storage.size(&file)?;
     let mut buf = Vec::new();
     let mut problem = None;
     report.segments_scanned += 1;
@@ -332,8 +335,19 @@ fn scan_segment<S: Storage>(
             problem = Some(err.to_string());
             break;
         }
-        if summary.base_offset < segment.next_offset {
-            problem = Some(format!("offset {} goes backwards", summary.base_offset));
+        // The base offset sits outside the CRC's range, so damage there passes the check
+        // above. Within a segment this log writes contiguous offsets (appends and replicated
+        // appends continue the log end; nothing compacts yet), so any jump is damage. The
+        // first batch may start after the segment's base, but within 32-bit reach of it.
+        let expected = (segment.size > 0).then_some(segment.next_offset);
+        let jumped = expected.is_some_and(|next| summary.base_offset != next);
+        let out_of_reach =
+            summary.base_offset < base || summary.last_offset.0 - base.0 > i64::from(i32::MAX);
+        if jumped || out_of_reach {
+            problem = Some(format!(
+                "batch offset {} does not continue the segment at {}",
+                summary.base_offset, segment.next_offset
+            ));
             break;
         }
         segment.note_batch(position, &summary, config.index_interval_bytes);
@@ -363,13 +377,13 @@ fn write_indexes<S: Storage>(storage: &mut S, segment: &Segment) -> Result<(), S
         .collect();
     let time_bytes: Vec<u8> = segment.time_index.iter().flat_map(|e| e.encode()).collect();
     for (name, bytes) in [
-        (index_file(segment.base), offset_bytes),
-        (time_index_file(segment.base), time_bytes),
+        (&segment.files.index, offset_bytes),
+        (&segment.files.time_index, time_bytes),
     ] {
-        storage.create(&name)?;
-        storage.truncate(&name, 0)?;
-        storage.append(&name, &bytes)?;
-        storage.sync(&name)?;
+        storage.create(name)?;
+        storage.truncate(name, 0)?;
+        storage.append(name, &bytes)?;
+        storage.sync(name)?;
     }
     Ok(())
 }
@@ -409,9 +423,8 @@ pub(super) fn truncate_segment<S: Storage>(
     if position == 0 {
         cut.first_append = None;
     }
-    let file = log_file(cut.base);
-    storage.truncate(&file, position)?;
-    storage.sync(&file)?;
+    storage.truncate(&cut.files.log, position)?;
+    storage.sync(&cut.files.log)?;
     write_indexes(storage, &cut)?;
     Ok(cut)
 }

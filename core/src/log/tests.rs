@@ -390,23 +390,78 @@ fn log_append_time_overrides_timestamps_and_keeps_crc_valid() {
 }
 
 #[test]
-fn log_offset_for_timestamp_finds_first_batch_at_or_after() {
+fn log_offset_for_timestamp_finds_the_first_record_at_or_after() {
     let (mut log, _) = open(MemoryStorage::new(), small_segments());
     for i in 0..40 {
         log.append(&mut batch(2, 50, 1000 * i), LeaderEpoch(0), Millis(0))
             .unwrap();
     }
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((Offset(0), 1)));
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((Offset(0), 0)));
     assert_eq!(
         log.offset_for_timestamp(5000).unwrap(),
-        Some((Offset(10), 5001))
+        Some((Offset(10), 5000))
     );
     assert_eq!(
         log.offset_for_timestamp(5002).unwrap(),
-        Some((Offset(12), 6001))
+        Some((Offset(12), 6000))
     );
     assert_eq!(log.offset_for_timestamp(1_000_000).unwrap(), None);
     assert_eq!(log.max_timestamp(), Some((39_001, Offset(79))));
+}
+
+#[test]
+fn log_append_of_many_batches_writes_every_index_entry() {
+    // Each request holds 12 batches and crosses `index.interval.bytes` several times, so one
+    // append writes several offset- and time-index entries through the reused buffers.
+    let config = LogConfig {
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config);
+    for request in 0..3 {
+        let mut records: Vec<u8> = (0..12)
+            .flat_map(|i| batch(2, 100, 1_000 * request + 10 * i))
+            .collect();
+        let info = log.append(&mut records, LeaderEpoch(0), Millis(0)).unwrap();
+        assert_eq!(info.batch_count, 12);
+        assert_eq!(info.base_offset, Offset(24 * request));
+    }
+    let segment = log.active().clone();
+    assert!(
+        segment.offset_index.len() > 6,
+        "entries: {}",
+        segment.offset_index.len()
+    );
+    assert!(
+        segment.time_index.len() > 6,
+        "entries: {}",
+        segment.time_index.len()
+    );
+    let offset_bytes: Vec<u8> = segment
+        .offset_index
+        .iter()
+        .flat_map(|e| e.encode())
+        .collect();
+    let time_bytes: Vec<u8> = segment.time_index.iter().flat_map(|e| e.encode()).collect();
+    let storage = log.storage();
+    assert_eq!(
+        storage.read_all(&segment.files.index).unwrap(),
+        Some(offset_bytes)
+    );
+    assert_eq!(
+        storage.read_all(&segment.files.time_index).unwrap(),
+        Some(time_bytes)
+    );
+    for entry in &segment.offset_index {
+        let header = log
+            .read_header(&segment, u64::from(entry.position))
+            .unwrap();
+        assert_eq!(
+            header.last_offset,
+            segment.base.plus(i64::from(entry.relative_offset))
+        );
+    }
+    assert_eq!(read_all(&log, Offset(0)).len(), 36);
 }
 
 #[test]
