@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub socket_request_max_bytes: Option<usize>,
     /// The most client connections served at once.
     pub connections_max: Option<usize>,
+    /// Send fetched records with sendfile(2) (true) or read + write (false).
+    pub sendfile: Option<bool>,
 }
 
 /// The resolved settings the server runs with.
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     pub request_bytes_max: usize,
     /// The most client connections served at once.
     pub connections_max: usize,
+    /// Send fetched records with sendfile(2) (true) or read + write (false).
+    pub sendfile: bool,
 }
 
 /// A setting that cannot be used, with the flag or file that gave it.
@@ -118,6 +122,7 @@ impl FileConfig {
                 .socket_request_max_bytes
                 .or(lower.socket_request_max_bytes),
             connections_max: self.connections_max.or(lower.connections_max),
+            sendfile: self.sendfile.or(lower.sendfile),
         }
     }
 
@@ -181,6 +186,7 @@ impl FileConfig {
             log_level: self.log_level.unwrap_or_else(|| "info".into()),
             request_bytes_max,
             connections_max: self.connections_max.unwrap_or(10_000),
+            sendfile: self.sendfile.unwrap_or(true),
         })
     }
 }

@@ -142,7 +142,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             config.data_dir.display()
         )
     })?;
-    let shared = Shared::new(broker, data_dir, config.request_bytes_max);
+    let shared = Shared::new(broker, data_dir, config.request_bytes_max, config.sendfile);
     // Ready means listening: bind only once every log is open and recovered.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -84,6 +84,8 @@ pub struct Shared {
     state: Mutex<State>,
     data_dir: DataDir,
     request_bytes_max: usize,
+    /// Whether record bytes go out with sendfile(2) or through a user-space buffer.
+    sendfile: bool,
 }
 
 impl Shared {
@@ -92,6 +94,7 @@ impl Shared {
         broker: Broker<DataDir>,
         data_dir: DataDir,
         request_bytes_max: usize,
+        sendfile: bool,
     ) -> Arc<Shared> {
         let state = State {
             broker: Some(broker),
@@ -101,6 +104,7 @@ impl Shared {
             state: Mutex::new(state),
             data_dir,
             request_bytes_max,
+            sendfile,
         })
     }
 
@@ -289,7 +293,7 @@ async fn respond(
         Reply::Fetch(data) => {
             write_parts(
                 socket,
-                &shared.data_dir,
+                shared,
                 &encode_fetch_response(version, correlation_id, &data),
             )
             .await?
@@ -307,7 +311,7 @@ async fn respond(
             };
             write_parts(
                 socket,
-                &shared.data_dir,
+                shared,
                 &encode_fetch_response(version, correlation_id, &data),
             )
             .await?
@@ -316,17 +320,42 @@ async fn respond(
     Ok(())
 }
 
-/// Writes an encoded response: bytes as they are, file ranges with `sendfile(2)`.
+/// Writes an encoded response: bytes as they are, file ranges with `sendfile(2)` (or through
+/// a buffer when sendfile is switched off).
 async fn write_parts(
     socket: &mut TcpStream,
-    data_dir: &DataDir,
+    shared: &Shared,
     parts: &[Part],
 ) -> std::io::Result<()> {
     for part in parts {
         match part {
             Part::Bytes(bytes) => socket.write_all(bytes).await?,
-            Part::File(range) => send_file(socket, data_dir, range).await?,
+            Part::File(range) if shared.sendfile => {
+                send_file(socket, &shared.data_dir, range).await?
+            }
+            Part::File(range) => copy_file(socket, &shared.data_dir, range).await?,
         }
+    }
+    Ok(())
+}
+
+/// Sends a file range through a user-space buffer (positional reads, then writes): the
+/// baseline the sendfile path is measured against.
+async fn copy_file(
+    socket: &mut TcpStream,
+    data_dir: &DataDir,
+    range: &FileRange,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(data_dir.file_path(&range.dir, &range.file))?;
+    let mut buf = vec![0u8; (range.length as usize).min(1 << 20)];
+    let mut position = range.position;
+    let end = range.position + range.length;
+    while position < end {
+        let chunk = ((end - position) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..chunk], position)?;
+        socket.write_all(&buf[..chunk]).await?;
+        position += chunk as u64;
     }
     Ok(())
 }
