@@ -12,6 +12,7 @@
 pub mod broker;
 pub mod error;
 pub mod log;
+pub mod planted;
 pub mod protocol;
 pub mod record;
 pub mod storage;

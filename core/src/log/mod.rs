@@ -19,6 +19,7 @@ mod recovery;
 mod segment;
 
 use crate::error::ErrorCode;
+use crate::planted::PlantedBug;
 use crate::record::{
     set_base_offset, set_log_append_time, set_partition_leader_epoch, Batch, BatchError,
     TimestampType,
@@ -439,6 +440,9 @@ impl<S: Storage> PartitionLog<S> {
             (Some(ms), Some(since)) => now.since(since) >= ms,
             _ => false,
         };
+        if (by_count || by_time) && crate::planted::is_planted(PlantedBug::AckBeforeSync) {
+            return Ok(true);
+        }
         if by_count || by_time {
             self.flush()?;
             return Ok(true);

@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 
 use super::{Storage, StorageError};
 
+/// The granularity of a torn write: garbage never spans more than one sector.
+const SECTOR_BYTES: u64 = 512;
+
 /// What a simulated crash keeps of the bytes written since a file's last sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
     /// Only synced bytes survive.
     LoseUnsynced,
-    /// Synced bytes survive plus a seed-chosen prefix of the unsynced appends (a torn write),
-    /// whose last surviving byte may also be flipped.
+    /// Synced bytes survive plus a seed-chosen prefix (possibly all) of the unsynced appends
+    /// (a torn write), whose last sector may hold garbage.
     Tear {
         /// Seed for the choice of prefix and corruption.
         seed: u64,
@@ -51,16 +54,35 @@ impl MemoryStorage {
             if let (Some(rng), true) = (rng.as_mut(), appended_only) {
                 let extra = &file.current[file.durable.len()..];
                 if !extra.is_empty() {
-                    let keep = (rng.next() % (extra.len() as u64 + 1)) as usize;
+                    // Half the time the page cache reached the disk whole, otherwise a torn
+                    // prefix; a third of the time the last sector written holds garbage.
+                    let keep = match rng.next() % 2 {
+                        0 => extra.len(),
+                        _ => (rng.next() % (extra.len() as u64 + 1)) as usize,
+                    };
                     survived.extend_from_slice(&extra[..keep]);
-                    if keep > 0 && rng.next() % 4 == 0 {
-                        let last = survived.len() - 1;
-                        survived[last] ^= 1 << (rng.next() % 8);
+                    if keep > 0 && rng.next() % 3 == 0 {
+                        let garbage = 1 + (rng.next() % SECTOR_BYTES.min(keep as u64)) as usize;
+                        let start = survived.len() - garbage;
+                        for byte in &mut survived[start..] {
+                            *byte = rng.next() as u8;
+                        }
                     }
                 }
             }
             file.current = survived.clone();
             file.durable = survived;
+        }
+    }
+
+    /// Flips one bit of a file's current (and durable) content: bit rot on the platter.
+    pub fn flip_bit(&mut self, name: &str, position: usize, bit: u8) {
+        if let Some(file) = self.files.get_mut(name) {
+            for bytes in [&mut file.current, &mut file.durable] {
+                if let Some(byte) = bytes.get_mut(position) {
+                    *byte ^= 1 << (bit % 8);
+                }
+            }
         }
     }
 
@@ -196,9 +218,14 @@ mod tests {
             let after = disk.read_all("a").unwrap().unwrap();
             assert!(after.starts_with(b"durable"), "seed {seed}: {after:?}");
             assert!(after.len() <= b"durable0123456789".len());
-            let torn = &after[7..];
-            let intact = torn.len().saturating_sub(1);
-            assert_eq!(&torn[..intact], &b"0123456789"[..intact], "seed {seed}");
+            let kept = &after[7..];
+            let original = &b"0123456789"[..kept.len()];
+            let first_difference = kept.iter().zip(original).position(|(a, b)| a != b);
+            let garbage = first_difference.map_or(0, |at| kept.len() - at);
+            assert!(
+                garbage <= 512,
+                "seed {seed}: garbage only in the torn tail: {after:?}"
+            );
         }
     }
 

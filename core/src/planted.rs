@@ -1,0 +1,61 @@
+//! Deliberately wrong behaviours that the simulator switches on (`scripts/sim --plant-bug`)
+//! to prove its checkers can fail. Nothing but the simulator ever plants one; with none
+//! planted every check below is a single relaxed atomic load.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static PLANTED: AtomicU32 = AtomicU32::new(0);
+
+/// A bug that can be planted in core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PlantedBug {
+    /// Recovery accepts batches without checking their CRC.
+    SkipRecoveryCrc = 1,
+    /// The flush policy reports appends as synced without syncing them.
+    AckBeforeSync = 2,
+    /// Recovery drops the last batch of the active segment even when it is intact.
+    DropTailOnRecovery = 4,
+}
+
+impl PlantedBug {
+    /// Every plantable bug.
+    pub const ALL: [PlantedBug; 3] = [
+        PlantedBug::SkipRecoveryCrc,
+        PlantedBug::AckBeforeSync,
+        PlantedBug::DropTailOnRecovery,
+    ];
+
+    /// The bug's name on the simulator's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::SkipRecoveryCrc => "skip-recovery-crc",
+            PlantedBug::AckBeforeSync => "ack-before-sync",
+            PlantedBug::DropTailOnRecovery => "drop-tail-on-recovery",
+        }
+    }
+
+    /// The bug with this name.
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+
+    /// What the bug breaks, for `--list-planted-bugs`.
+    pub fn description(self) -> &'static str {
+        match self {
+            PlantedBug::SkipRecoveryCrc => "recovery keeps batches whose CRC does not match",
+            PlantedBug::AckBeforeSync => "flush.messages=1 acknowledges before the data is synced",
+            PlantedBug::DropTailOnRecovery => "recovery drops the last intact batch",
+        }
+    }
+}
+
+/// Plants `bug` (or clears every planted bug with `None`) for the whole process.
+pub fn plant(bug: Option<PlantedBug>) {
+    PLANTED.store(bug.map_or(0, |b| b as u32), Ordering::Relaxed);
+}
+
+/// Whether `bug` is planted.
+pub fn is_planted(bug: PlantedBug) -> bool {
+    PLANTED.load(Ordering::Relaxed) & bug as u32 != 0
+}
