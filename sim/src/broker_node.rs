@@ -1,0 +1,143 @@
+//! A simulated broker process: the core `Broker` over a [`SimDisk`], behind a madsim TCP
+//! listener, answering Kafka frames exactly as `brook server` does except that record bytes
+//! are copied out of the simulated disk (there is no `sendfile` here).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use brook_core::broker::{Broker, BrokerConfig, Reply};
+use brook_core::protocol::{
+    decode_request, encode_fetch_response, encode_response, frame_len, Part, Request,
+};
+use brook_core::storage::Storage;
+use brook_core::Millis;
+use bytes::BytesMut;
+use kafka_protocol::messages::RequestKind;
+use madsim::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::disk::SimDisk;
+use crate::trace::Trace;
+
+/// The port every simulated broker listens on.
+pub const BROKER_PORT: u16 = 9092;
+/// The largest request frame a simulated broker accepts.
+const REQUEST_BYTES_MAX: usize = 16 << 20;
+
+/// The simulated wall clock, in the broker's units.
+pub fn now() -> Millis {
+    let time = madsim::time::TimeHandle::current().now_time();
+    Millis(
+        time.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64,
+    )
+}
+
+type Shared = Arc<Mutex<Broker<SimDisk>>>;
+
+/// Runs one incarnation of a broker until the node is killed.
+pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace) {
+    let broker = match Broker::open(disk, config, now()) {
+        Ok(broker) => broker,
+        Err(err) => {
+            trace.record(format!("{} broker: cannot open: {err}", now().0));
+            return;
+        }
+    };
+    trace.record(format!(
+        "{} broker: open, topics {:?}",
+        now().0,
+        broker.topic_names()
+    ));
+    let shared: Shared = Arc::new(Mutex::new(broker));
+    let listener = TcpListener::bind(("0.0.0.0", BROKER_PORT))
+        .await
+        .expect("bind broker port");
+    let ticker = shared.clone();
+    madsim::task::spawn(async move {
+        loop {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            ticker.lock().expect("broker lock").handle_tick(now());
+        }
+    });
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        madsim::task::spawn(async move {
+            let _ = serve_connection(stream, shared).await;
+        });
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let len = loop {
+            match frame_len(&buf, REQUEST_BYTES_MAX) {
+                Ok(Some(len)) => break len,
+                Ok(None) => {}
+                Err(_) => return Ok(()),
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let mut frame = buf.split_to(4 + len);
+        let _ = frame.split_to(4);
+        let Ok(request) = decode_request(frame.freeze()) else {
+            return Ok(());
+        };
+        let header = Request {
+            body: RequestKind::ApiVersions(Default::default()),
+            ..request.clone()
+        };
+        let bytes = {
+            let mut broker = shared.lock().expect("broker lock");
+            match broker.handle_request(now(), request) {
+                Reply::Response(response) => match encode_response(&header, &response) {
+                    Ok(bytes) => bytes.to_vec(),
+                    Err(_) => return Ok(()),
+                },
+                Reply::Fetch(data) => {
+                    let parts =
+                        encode_fetch_response(header.api_version, header.correlation_id, &data);
+                    flatten(&broker, &parts)?
+                }
+                Reply::Parked(id) => {
+                    // Simulated consumers never wait in the broker (max_wait_ms = 0).
+                    broker.cancel_fetch(id);
+                    return Ok(());
+                }
+                Reply::None => continue,
+            }
+        };
+        stream.write_all(&bytes).await?;
+        stream.flush().await?;
+    }
+}
+
+/// Builds the response bytes, reading record ranges from the simulated disk.
+fn flatten(broker: &Broker<SimDisk>, parts: &[Part]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => out.extend_from_slice(bytes),
+            Part::File(range) => {
+                let (topic, partition) = range.dir.rsplit_once('-').expect("topic-partition");
+                let partition: i32 = partition.parse().expect("partition number");
+                let storage = broker
+                    .partition_storage(topic, partition)
+                    .ok_or_else(|| std::io::Error::other("partition vanished"))?;
+                let start = out.len();
+                out.resize(start + range.length as usize, 0);
+                storage
+                    .read_at(&range.file, range.position, &mut out[start..])
+                    .map_err(std::io::Error::other)?;
+            }
+        }
+    }
+    Ok(out)
+}

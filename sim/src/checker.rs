@@ -1,0 +1,156 @@
+//! The checkers: each names an anomaly (Jepsen's Kafka vocabulary) and looks for it in the
+//! history. Losses that the configuration does not promise to prevent — a power loss with
+//! durability left to the page cache — are counted and reported instead of failing the run.
+
+use std::collections::BTreeMap;
+
+use crate::workload::History;
+
+/// One violated guarantee.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The checker that found it.
+    pub checker: &'static str,
+    /// What it saw.
+    pub detail: String,
+}
+
+/// What the checkers concluded.
+#[derive(Clone, Debug, Default)]
+pub struct Verdict {
+    /// Guarantees violated.
+    pub failures: Vec<Failure>,
+    /// Acknowledged records lost where losses were allowed (reported, not failures).
+    pub allowed_losses: usize,
+}
+
+/// Runs every checker. `losses_allowed` is true when unsynced data was exposed to a power
+/// loss (page-cache durability and at least one power loss).
+pub fn check(history: &History, losses_allowed: bool) -> Verdict {
+    let mut verdict = Verdict::default();
+    let mut fail = |checker: &'static str, detail: String| {
+        verdict.failures.push(Failure { checker, detail });
+    };
+    for detail in &history.corrupt_batches {
+        fail(
+            "corrupt-read",
+            format!("a served batch failed its CRC: {detail}"),
+        );
+    }
+    if !history.final_read_done || history.producers_done == 0 {
+        fail(
+            "liveness",
+            "the workload did not finish after healing".into(),
+        );
+    }
+    // Inconsistent offsets: one offset, one value, for every reader and acknowledgement.
+    let mut seen: BTreeMap<(i32, i64), &str> = BTreeMap::new();
+    let observations = history
+        .reads
+        .iter()
+        .map(|r| (r.partition, r.offset, r.value.as_str()))
+        .chain(
+            history
+                .final_log
+                .iter()
+                .map(|(&(p, o), v)| (p, o, v.as_str())),
+        );
+    for (partition, offset, value) in observations {
+        if let Some(previous) = seen.insert((partition, offset), value) {
+            if previous != value && !losses_allowed {
+                fail(
+                    "inconsistent-offsets",
+                    format!("{partition}/{offset}: {previous} and {value}"),
+                );
+            }
+        }
+    }
+    // Lost writes: every acknowledged record is in the final log at its offset.
+    let mut lost = 0;
+    for ack in &history.acks {
+        let stored = history.final_log.get(&(ack.partition, ack.offset));
+        if stored != Some(&ack.value) {
+            lost += 1;
+            if !losses_allowed {
+                let detail = format!(
+                    "{}/{} acked as {}, final log has {stored:?}",
+                    ack.partition, ack.offset, ack.value
+                );
+                fail("lost-write", detail);
+            }
+        }
+    }
+    if losses_allowed {
+        verdict.allowed_losses = lost;
+    }
+    check_readers(history, losses_allowed, &mut verdict);
+    if !losses_allowed {
+        // After an allowed loss, offsets are handed out again: order is not comparable.
+        check_producer_order(history, &mut verdict);
+    }
+    verdict
+}
+
+/// Consumers read dense, increasing offsets unless they seeked; high watermarks never go
+/// backwards unless losses were allowed.
+fn check_readers(history: &History, losses_allowed: bool, verdict: &mut Verdict) {
+    let mut last: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+    for read in &history.reads {
+        let key = (read.reader, read.partition);
+        if let Some(&previous) = last.get(&key) {
+            let seeked = history
+                .seeks
+                .iter()
+                .any(|s| (s.0, s.1) == key && s.3 <= read.offset && s.2 > previous);
+            if read.offset != previous + 1 && !seeked && !losses_allowed {
+                verdict.failures.push(Failure {
+                    checker: "nonmonotonic-read",
+                    detail: format!(
+                        "reader {} partition {}: offset {} after {previous}",
+                        read.reader, read.partition, read.offset
+                    ),
+                });
+            }
+        } else if read.offset != 0 && !losses_allowed {
+            verdict.failures.push(Failure {
+                checker: "nonmonotonic-read",
+                detail: format!(
+                    "reader {} partition {} started at {}",
+                    read.reader, read.partition, read.offset
+                ),
+            });
+        }
+        last.insert(key, read.offset);
+    }
+    let mut high: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+    for &(reader, partition, hw) in &history.high_watermarks {
+        let previous = high.insert((reader, partition), hw).unwrap_or(hw);
+        if hw < previous && !losses_allowed {
+            verdict.failures.push(Failure {
+                checker: "high-watermark-regression",
+                detail: format!("reader {reader} partition {partition}: {hw} after {previous}"),
+            });
+        }
+    }
+}
+
+/// A producer's later sends never land at earlier offsets of a partition (while nothing
+/// acknowledged can be lost).
+fn check_producer_order(history: &History, verdict: &mut Verdict) {
+    let mut last: BTreeMap<(usize, i32), (u32, i64)> = BTreeMap::new();
+    for ack in &history.acks {
+        let key = (ack.producer, ack.partition);
+        if let Some(&(sequence, offset)) = last.get(&key) {
+            if ack.sequence > sequence && ack.offset <= offset {
+                verdict.failures.push(Failure {
+                    checker: "producer-order",
+                    detail: format!(
+                        "producer {} partition {}: send {} at {} after send {sequence} at {offset}",
+                        ack.producer, ack.partition, ack.sequence, ack.offset
+                    ),
+                });
+            }
+        }
+        last.insert(key, (ack.sequence, ack.offset));
+    }
+}

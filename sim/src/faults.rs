@@ -1,0 +1,125 @@
+//! The fault plan of a run, drawn from its seed: the flush policy, broker crashes (process
+//! kills and power losses) and network cuts between clients and the broker.
+
+use std::fmt;
+
+use madsim::rand::{thread_rng, Rng};
+
+/// How the broker goes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashKind {
+    /// The process dies; the operating system's page cache survives.
+    ProcessKill,
+    /// The machine loses power; unsynced bytes are lost or torn.
+    PowerLoss,
+}
+
+/// One broker crash.
+#[derive(Clone, Copy, Debug)]
+pub struct Crash {
+    /// Simulated milliseconds into the safety phase.
+    pub at_ms: u64,
+    /// Process kill or power loss.
+    pub kind: CrashKind,
+    /// How long the broker stays down.
+    pub down_ms: u64,
+}
+
+/// One cut of a client's link to the broker.
+#[derive(Clone, Copy, Debug)]
+pub struct Clog {
+    /// Simulated milliseconds into the safety phase.
+    pub at_ms: u64,
+    /// Which client node (index into the client list).
+    pub client: usize,
+    /// How long the link stays cut.
+    pub duration_ms: u64,
+}
+
+/// Everything a run's faults will be, printed at the start of a run.
+#[derive(Clone, Debug)]
+pub struct FaultPlan {
+    /// Topic config `flush.messages=1`: every append synced before it is acknowledged.
+    pub sync_every_append: bool,
+    /// Broker crashes in time order.
+    pub crashes: Vec<Crash>,
+    /// Network cuts in time order.
+    pub clogs: Vec<Clog>,
+}
+
+impl FaultPlan {
+    /// Draws a plan for a safety phase of `safety_ms` with `clients` client nodes.
+    pub fn draw(safety_ms: u64, clients: usize) -> FaultPlan {
+        let mut rng = thread_rng();
+        let sync_every_append = rng.gen_bool(0.5);
+        let mut crashes: Vec<Crash> = (0..rng.gen_range(0..4))
+            .map(|_| Crash {
+                at_ms: rng.gen_range(0..safety_ms),
+                kind: if rng.gen_bool(0.5) {
+                    CrashKind::ProcessKill
+                } else {
+                    CrashKind::PowerLoss
+                },
+                down_ms: rng.gen_range(10..2_000),
+            })
+            .collect();
+        crashes.sort_by_key(|c| c.at_ms);
+        let mut clogs: Vec<Clog> = (0..rng.gen_range(0..5))
+            .map(|_| Clog {
+                at_ms: rng.gen_range(0..safety_ms),
+                client: rng.gen_range(0..clients),
+                duration_ms: rng.gen_range(100..5_000),
+            })
+            .collect();
+        clogs.sort_by_key(|c| c.at_ms);
+        FaultPlan {
+            sync_every_append,
+            crashes,
+            clogs,
+        }
+    }
+
+    /// Whether any power loss is planned.
+    pub fn has_power_loss(&self) -> bool {
+        self.crashes.iter().any(|c| c.kind == CrashKind::PowerLoss)
+    }
+}
+
+impl fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flush={} crashes=[",
+            if self.sync_every_append {
+                "every-append"
+            } else {
+                "page-cache"
+            }
+        )?;
+        for (i, c) in self.crashes.iter().enumerate() {
+            let kind = match c.kind {
+                CrashKind::ProcessKill => "kill",
+                CrashKind::PowerLoss => "power",
+            };
+            write!(
+                f,
+                "{}{kind}@{}ms/{}ms",
+                if i > 0 { " " } else { "" },
+                c.at_ms,
+                c.down_ms
+            )?;
+        }
+        write!(f, "] clogs=[")?;
+        for (i, c) in self.clogs.iter().enumerate() {
+            write!(
+                f,
+                "{}client{}@{}ms/{}ms",
+                if i > 0 { " " } else { "" },
+                c.client,
+                c.at_ms,
+                c.duration_ms
+            )?;
+        }
+        write!(f, "]")
+    }
+}

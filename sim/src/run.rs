@@ -1,0 +1,210 @@
+//! One simulation run: build the nodes, draw the faults, run the safety phase and the
+//! liveness phase, check the history.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brook_core::broker::BrokerConfig;
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, Runtime};
+
+use crate::broker_node::{now, run_broker};
+use crate::checker::{check, Verdict};
+use crate::disk::SimDisk;
+use crate::faults::{CrashKind, FaultPlan};
+use crate::trace::Trace;
+use crate::workload::{self, History, SharedHistory};
+use crate::Options;
+
+/// Producers in a run.
+const PRODUCERS: usize = 2;
+/// Consumers in a run.
+const CONSUMERS: usize = 2;
+
+/// What one seed did.
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The faults drawn from it.
+    pub plan: String,
+    /// The checkers' verdict.
+    pub verdict: Verdict,
+    /// Hash of the trace (determinism check).
+    pub trace_hash: u64,
+    /// The trace itself.
+    pub trace: Vec<String>,
+    /// Simulated seconds the run covered.
+    pub simulated_secs: f64,
+    /// Acknowledged records.
+    pub acks: usize,
+}
+
+/// Runs one seed to completion.
+pub fn run_seed(seed: u64, options: &Options) -> RunReport {
+    let mut config = madsim::Config::default();
+    // Latency on every link, drawn from the seed outside the runtime.
+    let latency_ms = 1 + seed % 20;
+    config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(latency_ms + 1);
+    let runtime = Runtime::with_seed_and_config(seed, config);
+    let options = options.clone();
+    runtime.block_on(async move { simulate(seed, options).await })
+}
+
+async fn simulate(seed: u64, options: Options) -> RunReport {
+    let handle = Handle::current();
+    let trace = Trace::default();
+    let history: SharedHistory = Arc::new(Mutex::new(History::default()));
+    let clients = PRODUCERS + CONSUMERS + 2;
+    let plan = FaultPlan::draw(options.safety_secs * 1000, clients);
+    trace.record(format!("seed {seed} plan {plan}"));
+    let started = Instant::now();
+
+    let disk = SimDisk::default();
+    let broker_config = BrokerConfig {
+        advertised_host: "10.0.0.1".into(),
+        ..BrokerConfig::default()
+    };
+    let broker = {
+        let (disk, trace) = (disk.clone(), trace.clone());
+        handle
+            .create_node()
+            .name("broker")
+            .ip(ip("10.0.0.1"))
+            .init(move || run_broker(disk.clone(), broker_config.clone(), trace.clone()))
+            .build()
+    };
+    let client_nodes: Vec<_> = (0..clients)
+        .map(|i| {
+            handle
+                .create_node()
+                .name(format!("client{i}"))
+                .ip(ip(&format!("10.0.1.{}", i + 1)))
+                .build()
+        })
+        .collect();
+    madsim::time::sleep(Duration::from_millis(50)).await;
+    let setup = client_nodes[0].spawn(workload::create_topic(
+        plan.sync_every_append,
+        trace.clone(),
+    ));
+    let _ = setup.await;
+
+    let mut producers = Vec::new();
+    for id in 0..PRODUCERS {
+        let task = workload::producer(
+            id,
+            options.records_per_producer,
+            history.clone(),
+            trace.clone(),
+        );
+        producers.push(client_nodes[1 + id].spawn(task));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for id in 0..CONSUMERS {
+        let task = workload::consumer(id, stop.clone(), history.clone());
+        let _ = client_nodes[1 + PRODUCERS + id].spawn(task);
+    }
+
+    // Safety phase: faults on.
+    let net = NetSim::current();
+    let phase_start = madsim::time::Instant::now();
+    let mut events: Vec<(u64, Event)> = Vec::new();
+    for crash in &plan.crashes {
+        events.push((crash.at_ms, Event::Down(crash.kind)));
+        events.push((crash.at_ms + crash.down_ms, Event::Up));
+    }
+    for clog in &plan.clogs {
+        events.push((clog.at_ms, Event::Clog(clog.client)));
+        events.push((clog.at_ms + clog.duration_ms, Event::Unclog(clog.client)));
+    }
+    events.sort_by_key(|(at, _)| *at);
+    let mut down = false;
+    let mut power_lost = false;
+    for (at, event) in events {
+        madsim::time::sleep_until(phase_start + Duration::from_millis(at)).await;
+        match event {
+            Event::Down(_) if down => {}
+            Event::Down(kind) => {
+                handle.kill(broker.id());
+                if kind == CrashKind::PowerLoss {
+                    disk.power_loss(seed ^ at);
+                    power_lost = true;
+                }
+                down = true;
+                trace.record(format!("{} fault: broker {kind:?}", now().0));
+            }
+            Event::Up if down => {
+                handle.restart(broker.id());
+                down = false;
+                trace.record(format!("{} fault: broker restarted", now().0));
+            }
+            Event::Up => {}
+            Event::Clog(client) => {
+                net.clog_link(client_nodes[client % clients].id(), broker.id());
+                net.clog_link(broker.id(), client_nodes[client % clients].id());
+            }
+            Event::Unclog(client) => {
+                net.unclog_link(client_nodes[client % clients].id(), broker.id());
+                net.unclog_link(broker.id(), client_nodes[client % clients].id());
+            }
+        }
+    }
+    madsim::time::sleep_until(phase_start + Duration::from_secs(options.safety_secs)).await;
+
+    // Liveness phase: heal everything; the workload must finish.
+    for node in &client_nodes {
+        net.unclog_link(node.id(), broker.id());
+        net.unclog_link(broker.id(), node.id());
+    }
+    if down {
+        handle.restart(broker.id());
+        trace.record(format!("{} heal: broker restarted", now().0));
+    }
+    trace.record(format!("{} heal: network healed", now().0));
+    let deadline = madsim::time::Instant::now() + Duration::from_secs(options.liveness_secs);
+    for producer in producers {
+        let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+        let _ = madsim::time::timeout(remaining, producer).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+    let reader =
+        client_nodes[clients - 1].spawn(workload::final_read(history.clone(), trace.clone()));
+    let _ = madsim::time::timeout(remaining, reader).await;
+
+    let losses_allowed = power_lost && !plan.sync_every_append;
+    let history = history.lock().expect("history");
+    let verdict = check(&history, losses_allowed);
+    trace.record(format!(
+        "{} done: {} acks, {} reads, {} failures, {} allowed losses",
+        now().0,
+        history.acks.len(),
+        history.reads.len(),
+        verdict.failures.len(),
+        verdict.allowed_losses
+    ));
+    let _ = started;
+    RunReport {
+        seed,
+        plan: plan.to_string(),
+        acks: history.acks.len(),
+        verdict,
+        trace_hash: trace.hash(),
+        trace: trace.lines(),
+        simulated_secs: phase_start.elapsed().as_secs_f64(),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    Down(CrashKind),
+    Up,
+    Clog(usize),
+    Unclog(usize),
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("literal IP address")
+}

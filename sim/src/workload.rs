@@ -1,0 +1,364 @@
+//! Simulated clients: producers with acks=all and retries, consumers reading by offset, and
+//! the final reader of the liveness phase. Everything they see goes into the [`History`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brook_core::record::{decode_records, BatchBuilder, Batches, Record};
+use brook_core::{ErrorCode, Offset};
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, FetchRequest, ProduceRequest, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use madsim::rand::{thread_rng, Rng};
+
+use crate::broker_node::now;
+use crate::client::Conn;
+use crate::trace::Trace;
+
+/// The topic every workload writes.
+pub const TOPIC: &str = "sim";
+/// Its partition count.
+pub const PARTITIONS: i32 = 2;
+/// The broker's address on the simulated network.
+pub const BROKER_ADDR: &str = "10.0.0.1:9092";
+
+/// An acknowledged produce: what the producer was told.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    /// The producer.
+    pub producer: usize,
+    /// Its send order.
+    pub sequence: u32,
+    /// The partition written.
+    pub partition: i32,
+    /// The offset the broker assigned.
+    pub offset: i64,
+    /// The record's value.
+    pub value: String,
+}
+
+/// One record a reader saw.
+#[derive(Clone, Debug)]
+pub struct Read {
+    /// The reader.
+    pub reader: usize,
+    /// The partition read.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's value.
+    pub value: String,
+}
+
+/// Everything the clients observed.
+#[derive(Default, Debug)]
+pub struct History {
+    /// Acknowledged produces.
+    pub acks: Vec<Ack>,
+    /// Records consumers read, in the order each read them.
+    pub reads: Vec<Read>,
+    /// Repositionings a consumer made (reader, partition, from, to) — allowed skips.
+    pub seeks: Vec<(usize, i32, i64, i64)>,
+    /// High watermarks seen: (reader, partition, high watermark), in order.
+    pub high_watermarks: Vec<(usize, i32, i64)>,
+    /// Batches served that failed their CRC.
+    pub corrupt_batches: Vec<String>,
+    /// The final read: (partition, offset) → value.
+    pub final_log: BTreeMap<(i32, i64), String>,
+    /// Producers that sent their whole quota.
+    pub producers_done: usize,
+    /// Whether the final read completed.
+    pub final_read_done: bool,
+}
+
+/// The history shared by every client of a run.
+pub type SharedHistory = Arc<Mutex<History>>;
+
+fn topic_name() -> TopicName {
+    TopicName(StrBytes::from_static_str(TOPIC))
+}
+
+/// Creates the workload topic, retrying until the broker answers.
+pub async fn create_topic(sync_every_append: bool, trace: Trace) {
+    let mut topic = CreatableTopic::default();
+    topic.name = topic_name();
+    topic.num_partitions = PARTITIONS;
+    topic.replication_factor = 1;
+    if sync_every_append {
+        let mut config = CreatableTopicConfig::default();
+        config.name = StrBytes::from_static_str("flush.messages");
+        config.value = Some(StrBytes::from_static_str("1"));
+        topic.configs = vec![config];
+    }
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 1000;
+    loop {
+        if let Ok(mut conn) = Conn::connect(BROKER_ADDR).await {
+            if let Ok(Some(ResponseKind::CreateTopics(r))) =
+                conn.call(ApiKey::CreateTopics, 5, &request, true).await
+            {
+                let code = r.topics[0].error_code;
+                if code == 0 || code == ErrorCode::TopicAlreadyExists.code() {
+                    trace.record(format!("{} setup: topic ready (code {code})", now().0));
+                    return;
+                }
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn produce_request(partition: i32, value: &str) -> ProduceRequest {
+    let mut builder = BatchBuilder::new(Offset(0));
+    builder.push(&Record {
+        timestamp: now().0,
+        key: None,
+        value: Some(value.as_bytes().to_vec()),
+        headers: Vec::new(),
+    });
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(Bytes::from(builder.build()));
+    let mut topic = TopicProduceData::default();
+    topic.name = topic_name();
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.transactional_id = None;
+    request.acks = -1;
+    request.timeout_ms = 1000;
+    request.topic_data = vec![topic];
+    request
+}
+
+/// Sends `quota` records with acks=all, each retried until acknowledged.
+pub async fn producer(id: usize, quota: u32, history: SharedHistory, trace: Trace) {
+    let mut conn: Option<Conn> = None;
+    for sequence in 0..quota {
+        let value = format!("p{id}-{sequence}");
+        let partition = (sequence % PARTITIONS as u32) as i32;
+        let request = produce_request(partition, &value);
+        loop {
+            if conn.is_none() {
+                conn = Conn::connect(BROKER_ADDR).await.ok();
+            }
+            let Some(c) = conn.as_mut() else {
+                madsim::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match c.call(ApiKey::Produce, 9, &request, true).await {
+                Ok(Some(ResponseKind::Produce(response))) => {
+                    let answer = &response.responses[0].partition_responses[0];
+                    if answer.error_code == 0 {
+                        let at = answer.base_offset;
+                        trace.record(format!(
+                            "{} producer{id}: {value} at {partition}/{at}",
+                            now().0
+                        ));
+                        history.lock().expect("history").acks.push(Ack {
+                            producer: id,
+                            sequence,
+                            partition,
+                            offset: answer.base_offset,
+                            value: value.clone(),
+                        });
+                        break;
+                    }
+                    trace.record(format!(
+                        "{} producer{id}: error {}",
+                        now().0,
+                        answer.error_code
+                    ));
+                    madsim::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => {
+                    conn = None;
+                    madsim::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let pause = thread_rng().gen_range(0..40);
+        madsim::time::sleep(Duration::from_millis(pause)).await;
+    }
+    trace.record(format!("{} producer{id}: done", now().0));
+    history.lock().expect("history").producers_done += 1;
+}
+
+fn fetch_request(positions: &[i64]) -> FetchRequest {
+    let mut topic = FetchTopic::default();
+    topic.topic = topic_name();
+    topic.partitions = positions
+        .iter()
+        .enumerate()
+        .map(|(partition, &offset)| {
+            let mut p = FetchPartition::default();
+            p.partition = partition as i32;
+            p.fetch_offset = offset;
+            p.partition_max_bytes = 64 * 1024;
+            p
+        })
+        .collect();
+    let mut request = FetchRequest::default();
+    request.max_wait_ms = 0;
+    request.min_bytes = 1;
+    request.max_bytes = 256 * 1024;
+    request.session_epoch = -1;
+    request.topics = vec![topic];
+    request
+}
+
+/// What one fetch round did for one partition.
+struct Fetched {
+    records: Vec<(i64, String)>,
+    high_watermark: i64,
+    next: Option<i64>,
+    out_of_range: bool,
+}
+
+/// Reads every batch in a partition's answer, checking CRCs; records bad ones.
+fn read_partition(
+    answer: &kafka_protocol::messages::fetch_response::PartitionData,
+    position: i64,
+    history: &SharedHistory,
+) -> Fetched {
+    let mut fetched = Fetched {
+        records: Vec::new(),
+        high_watermark: answer.high_watermark,
+        next: None,
+        out_of_range: answer.error_code == ErrorCode::OffsetOutOfRange.code(),
+    };
+    let Some(bytes) = answer.records.as_ref() else {
+        return fetched;
+    };
+    for batch in Batches::new(bytes) {
+        let Ok(batch) = batch else { break };
+        if let Err(err) = batch.verify_crc() {
+            let detail = format!(
+                "partition {} offset {}: {err}",
+                answer.partition_index,
+                batch.base_offset()
+            );
+            history
+                .lock()
+                .expect("history")
+                .corrupt_batches
+                .push(detail);
+            break;
+        }
+        let Ok(records) = decode_records(&batch, 1 << 20) else {
+            break;
+        };
+        for record in records.into_iter().filter(|r| r.offset.0 >= position) {
+            let value = String::from_utf8_lossy(record.record.value.as_deref().unwrap_or_default());
+            fetched.records.push((record.offset.0, value.into_owned()));
+        }
+        fetched.next = Some(batch.next_offset().0);
+    }
+    fetched
+}
+
+/// Reads both partitions from offset 0 until `stop`, recording every record and high
+/// watermark it sees.
+pub async fn consumer(id: usize, stop: Arc<AtomicBool>, history: SharedHistory) {
+    let mut positions = vec![0i64; PARTITIONS as usize];
+    let mut conn: Option<Conn> = None;
+    while !stop.load(Ordering::Relaxed) {
+        madsim::time::sleep(Duration::from_millis(100)).await;
+        if conn.is_none() {
+            conn = Conn::connect(BROKER_ADDR).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let Ok(Some(ResponseKind::Fetch(response))) = c
+            .call(ApiKey::Fetch, 12, &fetch_request(&positions), true)
+            .await
+        else {
+            conn = None;
+            continue;
+        };
+        let Some(topic) = response.responses.first() else {
+            continue;
+        };
+        for answer in &topic.partitions {
+            let partition = answer.partition_index;
+            let slot = partition as usize;
+            let fetched = read_partition(answer, positions[slot], &history);
+            let mut history = history.lock().expect("history");
+            if answer.error_code == 0 {
+                history
+                    .high_watermarks
+                    .push((id, partition, fetched.high_watermark));
+            }
+            if fetched.out_of_range {
+                // The log lost its tail (a power loss without sync): seek to its end.
+                let to = fetched.high_watermark.max(0);
+                history.seeks.push((id, partition, positions[slot], to));
+                positions[slot] = to;
+                continue;
+            }
+            for (offset, value) in fetched.records {
+                history.reads.push(Read {
+                    reader: id,
+                    partition,
+                    offset,
+                    value,
+                });
+            }
+            if let Some(next) = fetched.next {
+                positions[slot] = next;
+            }
+        }
+    }
+}
+
+/// Reads every partition from its start to its high watermark once the faults are healed.
+pub async fn final_read(history: SharedHistory, trace: Trace) {
+    let mut positions = vec![0i64; PARTITIONS as usize];
+    let mut ends = vec![None::<i64>; PARTITIONS as usize];
+    let mut conn: Option<Conn> = None;
+    let mut log = BTreeMap::new();
+    while ends
+        .iter()
+        .zip(&positions)
+        .any(|(end, position)| end.is_none_or(|e| *position < e))
+    {
+        if conn.is_none() {
+            conn = Conn::connect(BROKER_ADDR).await.ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(Some(ResponseKind::Fetch(response))) = c
+            .call(ApiKey::Fetch, 12, &fetch_request(&positions), true)
+            .await
+        else {
+            conn = None;
+            continue;
+        };
+        for answer in response.responses.iter().flat_map(|t| &t.partitions) {
+            let slot = answer.partition_index as usize;
+            if answer.error_code != 0 {
+                continue;
+            }
+            let fetched = read_partition(answer, positions[slot], &history);
+            ends[slot] = Some(fetched.high_watermark);
+            for (offset, value) in fetched.records {
+                log.insert((answer.partition_index, offset), value);
+            }
+            if let Some(next) = fetched.next {
+                positions[slot] = next;
+            }
+        }
+    }
+    trace.record(format!("{} final read: {} records", now().0, log.len()));
+    let mut history = history.lock().expect("history");
+    history.final_log = log;
+    history.final_read_done = true;
+}
