@@ -159,7 +159,11 @@ impl<P: StorageProvider> Broker<P> {
         // A single replica is the whole ISR: everything in its log is committed.
         let end = log.log_end_offset();
         log.set_high_watermark(end);
-        let producers = super::producer_state::ProducerStates::default();
+        let batches = log.producer_batches().map_err(|source| BrokerError::Log {
+            partition: super::partition_dir(topic, index),
+            source,
+        })?;
+        let producers = super::producer_state::ProducerStates::rebuild(&batches);
         Ok(Partition {
             log,
             leader_epoch: LeaderEpoch(0),

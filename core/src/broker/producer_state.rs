@@ -89,6 +89,22 @@ impl ProducerStates {
         }
     }
 
+    /// Rebuilds the state from the batches a log holds (after a restart), so a producer
+    /// retrying across the restart is still de-duplicated.
+    pub fn rebuild(batches: &[crate::log::ProducerBatch]) -> ProducerStates {
+        let mut states = ProducerStates::default();
+        for batch in batches.iter().filter(|b| !b.is_control) {
+            let delta = (batch.last_offset.0 - batch.base_offset.0) as i32;
+            let sequence = BatchSequence {
+                first_sequence: batch.base_sequence,
+                last_sequence: batch.base_sequence.wrapping_add(delta),
+                base_offset: batch.base_offset,
+            };
+            states.record(batch.producer_id, batch.producer_epoch, sequence);
+        }
+        states
+    }
+
     /// Records a batch that was appended.
     pub fn record(&mut self, id: ProducerId, epoch: ProducerEpoch, batch: BatchSequence) {
         self.clock += 1;

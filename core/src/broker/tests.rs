@@ -520,3 +520,30 @@ fn broker_restart_keeps_topics_and_records() {
     drop(second);
     assert!(broker(&dirs).topic_names().is_empty(), "deletion persisted");
 }
+
+#[test]
+fn broker_idempotent_retry_after_restart_is_still_deduplicated() {
+    let dirs = Dirs::default();
+    let mut first = broker(&dirs);
+    create(&mut first, "t", 1, &[]);
+    assert_eq!(
+        produce(&mut first, "t", -1, records(2, Some((5000, 0)))),
+        Some((0, 0))
+    );
+    assert_eq!(
+        produce(&mut first, "t", -1, records(2, Some((5000, 2)))),
+        Some((0, 2))
+    );
+    drop(first); // a crash: no clean close
+    let mut second = broker(&dirs);
+    let retry = produce(&mut second, "t", -1, records(2, Some((5000, 2))));
+    assert_eq!(
+        retry,
+        Some((0, 2)),
+        "the retried batch gets its original offset"
+    );
+    assert_eq!(
+        produce(&mut second, "t", -1, records(1, Some((5000, 4)))),
+        Some((0, 4))
+    );
+}

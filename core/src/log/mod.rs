@@ -110,6 +110,23 @@ pub struct AppendInfo {
     pub synced: bool,
 }
 
+/// The producer fields of one stored batch ([`PartitionLog::producer_batches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// The producer's id.
+    pub producer_id: crate::types::ProducerId,
+    /// The producer's epoch.
+    pub producer_epoch: crate::types::ProducerEpoch,
+    /// Sequence of the batch's first record.
+    pub base_sequence: i32,
+    /// Offset of the batch's first record.
+    pub base_offset: Offset,
+    /// Offset of the batch's last record.
+    pub last_offset: Offset,
+    /// Whether it is a transaction marker.
+    pub is_control: bool,
+}
+
 /// Where the bytes of a read are: a run of whole batches in one segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadSlice {
@@ -534,6 +551,38 @@ impl<S: Storage> PartitionLog<S> {
             first_offset: first.base_offset,
             next_offset,
         }))
+    }
+
+    /// The idempotent-producer fields of every batch in the active segment, oldest first,
+    /// so the broker can rebuild producer state after a restart (older state is forgotten,
+    /// as Kafka forgets expired producers).
+    pub fn producer_batches(&self) -> Result<Vec<ProducerBatch>, LogError> {
+        let segment = self.active();
+        let mut out = Vec::new();
+        let mut position = 0;
+        while position < segment.size {
+            let summary = self.read_header(segment, position)?;
+            let mut header = [0u8; crate::record::HEADER_LEN];
+            self.storage
+                .read_at(&segment.files.log, position, &mut header)?;
+            let field = |at: usize, len: usize| &header[at..at + len];
+            let producer_id = i64::from_be_bytes(field(43, 8).try_into().expect("8 bytes"));
+            if producer_id >= 0 {
+                let attributes = i16::from_be_bytes(field(21, 2).try_into().expect("2 bytes"));
+                out.push(ProducerBatch {
+                    producer_id: crate::types::ProducerId(producer_id),
+                    producer_epoch: crate::types::ProducerEpoch(i16::from_be_bytes(
+                        field(51, 2).try_into().expect("2 bytes"),
+                    )),
+                    base_sequence: i32::from_be_bytes(field(53, 4).try_into().expect("4 bytes")),
+                    base_offset: summary.base_offset,
+                    last_offset: summary.last_offset,
+                    is_control: attributes & 0x20 != 0,
+                });
+            }
+            position += summary.size;
+        }
+        Ok(out)
     }
 
     /// Copies a slice's bytes out of storage (the simulator and tests; the server sends them
