@@ -1,10 +1,10 @@
 //! `brook-sim`: Brook's deterministic simulator.
 //!
 //! The same `brook-core` broker that `brook server` runs is driven here on madsim's
-//! simulated clock and network, over a simulated disk ([`disk`]) that loses or tears unsynced
-//! writes on a power loss. Simulated Kafka clients ([`client`], [`workload`]) produce and
-//! consume through the real wire codec while a fault plan drawn from the seed ([`faults`])
-//! kills, power-cycles and cuts off the broker; [`checker`] then proves the guarantees held.
+//! simulated clock and network, over a simulated disk (`disk`) that loses or tears unsynced
+//! writes on a power loss. Simulated Kafka clients (`client`, `workload`) produce and
+//! consume through the real wire codec while a fault plan drawn from the seed (`faults`)
+//! kills, power-cycles and cuts off the broker; `checker` then proves the guarantees held.
 //! Every run is a seed: the same seed replays the same trace.
 //!
 //! The simulation exists only when built with `RUSTFLAGS="--cfg madsim"` (`scripts/sim` does
