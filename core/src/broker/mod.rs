@@ -45,6 +45,19 @@ pub trait StorageProvider {
     fn remove_dir(&mut self, name: &str) -> Result<(), StorageError>;
 }
 
+impl StorageProvider for crate::storage::MemoryDirs {
+    type Storage = crate::storage::SharedStorage;
+
+    fn open_dir(&mut self, name: &str) -> Result<Self::Storage, StorageError> {
+        Ok(self.dir(name))
+    }
+
+    fn remove_dir(&mut self, name: &str) -> Result<(), StorageError> {
+        self.remove(name);
+        Ok(())
+    }
+}
+
 /// The broker's settings; every field has the embedded default `brook server` starts with.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {

@@ -1,9 +1,5 @@
 //! Broker tests through `handle_request`, over in-memory directories that survive a restart.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -16,64 +12,11 @@ use kafka_protocol::protocol::StrBytes;
 use super::*;
 use crate::protocol::{encode_response, Request};
 use crate::record::{BatchBuilder, Batches, Record};
-use crate::storage::MemoryStorage;
+use crate::storage::MemoryDirs;
 use crate::types::{Offset, ProducerEpoch, ProducerId};
 
-/// A directory shared between the test and the broker, so it outlives a broker instance.
-#[derive(Clone, Default)]
-struct SharedDir(Rc<RefCell<MemoryStorage>>);
-
-impl Storage for SharedDir {
-    fn list(&self) -> Result<Vec<String>, StorageError> {
-        self.0.borrow().list()
-    }
-    fn create(&mut self, name: &str) -> Result<(), StorageError> {
-        self.0.borrow_mut().create(name)
-    }
-    fn size(&self, name: &str) -> Result<u64, StorageError> {
-        self.0.borrow().size(name)
-    }
-    fn append(&mut self, name: &str, data: &[u8]) -> Result<(), StorageError> {
-        self.0.borrow_mut().append(name, data)
-    }
-    fn read_at(&self, name: &str, position: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.0.borrow().read_at(name, position, buf)
-    }
-    fn sync(&mut self, name: &str) -> Result<(), StorageError> {
-        self.0.borrow_mut().sync(name)
-    }
-    fn truncate(&mut self, name: &str, size: u64) -> Result<(), StorageError> {
-        self.0.borrow_mut().truncate(name, size)
-    }
-    fn delete(&mut self, name: &str) -> Result<(), StorageError> {
-        self.0.borrow_mut().delete(name)
-    }
-    fn write_atomic(&mut self, name: &str, data: &[u8]) -> Result<(), StorageError> {
-        self.0.borrow_mut().write_atomic(name, data)
-    }
-    fn close(&mut self, name: &str) -> Result<(), StorageError> {
-        self.0.borrow_mut().close(name)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Dirs(Rc<RefCell<HashMap<String, SharedDir>>>);
-
-impl StorageProvider for Dirs {
-    type Storage = SharedDir;
-    fn open_dir(&mut self, name: &str) -> Result<SharedDir, StorageError> {
-        Ok(self
-            .0
-            .borrow_mut()
-            .entry(name.to_string())
-            .or_default()
-            .clone())
-    }
-    fn remove_dir(&mut self, name: &str) -> Result<(), StorageError> {
-        self.0.borrow_mut().remove(name);
-        Ok(())
-    }
-}
+/// The test's disk: directories that outlive a broker instance, so a restart recovers.
+type Dirs = MemoryDirs;
 
 const NOW: Millis = Millis(1_700_000_000_000);
 
@@ -513,10 +456,7 @@ fn broker_restart_keeps_topics_and_records() {
         panic!("delete")
     };
     assert_eq!(deleted.responses[0].error_code, 0);
-    assert!(
-        !dirs.0.borrow().contains_key("kept-0"),
-        "partition directories removed"
-    );
+    assert!(!dirs.contains("kept-0"), "partition directories removed");
     drop(second);
     assert!(broker(&dirs).topic_names().is_empty(), "deletion persisted");
 }

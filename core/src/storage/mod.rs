@@ -9,8 +9,10 @@
 //! state machine that uses a `Storage` stays deterministic when the storage is deterministic.
 
 mod memory;
+mod shared;
 
 pub use memory::{CrashMode, MemoryStorage};
+pub use shared::{MemoryDirs, SharedStorage};
 
 /// Why a storage call failed. The log treats every variant as an environmental failure of the
 /// directory (Kafka's `KAFKA_STORAGE_ERROR`), except `NotFound` where it expects absence.

@@ -1,8 +1,6 @@
 //! Admin API tests through `Broker::handle_request`; every response is also encoded at the
 //! lowest and highest version served, so a field set in a version that lacks it fails here.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
@@ -27,22 +25,10 @@ use crate::broker::metadata::{StoredMeta, META_FILE};
 use crate::broker::{BrokerConfig, Reply};
 use crate::protocol::{encode_response, supported_versions, Request};
 use crate::record::{BatchBuilder, Record};
-use crate::storage::{MemoryStorage, Storage, StorageError};
+use crate::storage::Storage;
 
-/// In-memory directories; each broker gets its own copy of a directory.
-#[derive(Default)]
-struct Dirs(HashMap<String, MemoryStorage>);
-
-impl StorageProvider for Dirs {
-    type Storage = MemoryStorage;
-    fn open_dir(&mut self, name: &str) -> Result<MemoryStorage, StorageError> {
-        Ok(self.0.entry(name.to_string()).or_default().clone())
-    }
-    fn remove_dir(&mut self, name: &str) -> Result<(), StorageError> {
-        self.0.remove(name);
-        Ok(())
-    }
-}
+/// The test's disk: shared in-memory directories.
+type Dirs = crate::storage::MemoryDirs;
 
 const NOW: Millis = Millis(1_700_000_000_000);
 
