@@ -121,9 +121,10 @@ mod cli {
     fn run_range(args: &Args) -> ExitCode {
         let single = args.seeds.end - args.seeds.start == 1;
         let wall = Instant::now();
-        let (mut failed, mut simulated) = (0, 0.0);
+        let (mut failed, mut simulated, mut seeds) = (0, 0.0, 0u64);
         for seed in args.seeds.clone() {
             let report = run_seed(seed, &args.options);
+            seeds += 1;
             simulated += report.simulated_secs;
             if args.options.trace {
                 report.trace.iter().for_each(|line| println!("{line}"));
@@ -146,7 +147,6 @@ mod cli {
             }
         }
         let elapsed = wall.elapsed().as_secs_f64().max(1e-9);
-        let seeds = args.seeds.end - args.seeds.start;
         println!(
             "{seeds} seeds, {failed} failed; {simulated:.0} simulated s in {elapsed:.1} wall s ({:.0} sim s per wall s, {:.0} seeds per minute)",
             simulated / elapsed,
