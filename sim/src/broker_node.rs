@@ -2,12 +2,14 @@
 //! listener, answering Kafka frames exactly as `brook server` does except that record bytes
 //! are copied out of the simulated disk (there is no `sendfile` here).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
-use brook_core::broker::{Broker, BrokerConfig, Reply};
+use brook_core::broker::{Broker, BrokerConfig, ParkedFetchId, Reply};
 use brook_core::protocol::{
-    decode_request, encode_fetch_response, encode_response, frame_len, Part, Request,
+    decode_request, encode_fetch_response, encode_response, frame_len, FetchResponseData, Part,
+    Request,
 };
 use brook_core::storage::Storage;
 use brook_core::Millis;
@@ -15,6 +17,7 @@ use bytes::BytesMut;
 use kafka_protocol::messages::RequestKind;
 use madsim::net::{TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 
 use crate::disk::SimDisk;
 use crate::trace::Trace;
@@ -34,7 +37,31 @@ pub fn now() -> Millis {
     )
 }
 
-type Shared = Arc<Mutex<Broker<SimDisk>>>;
+/// The broker and the connections waiting on its parked (long-poll) fetches.
+struct State {
+    broker: Broker<SimDisk>,
+    waiters: HashMap<ParkedFetchId, oneshot::Sender<FetchResponseData>>,
+}
+
+impl State {
+    /// Hands every fetch the broker completed to the connection waiting for it.
+    fn deliver_completed(&mut self) {
+        for (id, data) in self.broker.poll_completed_fetches() {
+            if let Some(waiter) = self.waiters.remove(&id) {
+                let _ = waiter.send(data);
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().expect("broker lock")
+    }
+}
 
 /// Runs one incarnation of a broker until the node is killed.
 pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace) {
@@ -50,7 +77,10 @@ pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace) {
         now().0,
         broker.topic_names()
     ));
-    let shared: Shared = Arc::new(Mutex::new(broker));
+    let shared = Shared(Arc::new(Mutex::new(State {
+        broker,
+        waiters: HashMap::new(),
+    })));
     let listener = TcpListener::bind(("0.0.0.0", BROKER_PORT))
         .await
         .expect("bind broker port");
@@ -58,7 +88,9 @@ pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace) {
     madsim::task::spawn(async move {
         loop {
             madsim::time::sleep(Duration::from_millis(100)).await;
-            ticker.lock().expect("broker lock").handle_tick(now());
+            let mut state = ticker.lock();
+            state.broker.handle_tick(now());
+            state.deliver_completed();
         }
     });
     loop {
@@ -94,24 +126,39 @@ async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Res
             body: RequestKind::ApiVersions(Default::default()),
             ..request.clone()
         };
-        let bytes = {
-            let mut broker = shared.lock().expect("broker lock");
-            match broker.handle_request(now(), request) {
+        let (version, correlation_id) = (header.api_version, header.correlation_id);
+        let waiter = {
+            let mut state = shared.lock();
+            let reply = state.broker.handle_request(now(), request);
+            let outcome = match reply {
                 Reply::Response(response) => match encode_response(&header, &response) {
-                    Ok(bytes) => bytes.to_vec(),
+                    Ok(bytes) => Ok(bytes.to_vec()),
                     Err(_) => return Ok(()),
                 },
                 Reply::Fetch(data) => {
-                    let parts =
-                        encode_fetch_response(header.api_version, header.correlation_id, &data);
-                    flatten(&broker, &parts)?
+                    let parts = encode_fetch_response(version, correlation_id, &data);
+                    Ok(flatten(&state.broker, &parts)?)
                 }
                 Reply::Parked(id) => {
-                    // Simulated consumers never wait in the broker (max_wait_ms = 0).
-                    broker.cancel_fetch(id);
-                    return Ok(());
+                    let (sender, receiver) = oneshot::channel();
+                    state.waiters.insert(id, sender);
+                    Err(receiver)
                 }
-                Reply::None => continue,
+                Reply::None => Ok(Vec::new()),
+            };
+            state.deliver_completed();
+            outcome
+        };
+        let bytes = match waiter {
+            Ok(bytes) if bytes.is_empty() => continue,
+            Ok(bytes) => bytes,
+            Err(receiver) => {
+                let Ok(data) = receiver.await else {
+                    return Ok(());
+                };
+                let state = shared.lock();
+                let parts = encode_fetch_response(version, correlation_id, &data);
+                flatten(&state.broker, &parts)?
             }
         };
         stream.write_all(&bytes).await?;

@@ -191,7 +191,7 @@ pub async fn producer(id: usize, quota: u32, history: SharedHistory, trace: Trac
     history.lock().expect("history").producers_done += 1;
 }
 
-fn fetch_request(positions: &[i64]) -> FetchRequest {
+fn fetch_request(positions: &[i64], max_wait_ms: i32) -> FetchRequest {
     let mut topic = FetchTopic::default();
     topic.topic = topic_name();
     topic.partitions = positions
@@ -206,7 +206,7 @@ fn fetch_request(positions: &[i64]) -> FetchRequest {
         })
         .collect();
     let mut request = FetchRequest::default();
-    request.max_wait_ms = 0;
+    request.max_wait_ms = max_wait_ms;
     request.min_bytes = 1;
     request.max_bytes = 256 * 1024;
     request.session_epoch = -1;
@@ -270,18 +270,30 @@ pub async fn consumer(id: usize, stop: Arc<AtomicBool>, history: SharedHistory) 
     let mut positions = vec![0i64; PARTITIONS as usize];
     let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) {
-        madsim::time::sleep(Duration::from_millis(100)).await;
         if conn.is_none() {
             conn = Conn::connect(BROKER_ADDR).await.ok();
         }
-        let Some(c) = conn.as_mut() else { continue };
+        let Some(c) = conn.as_mut() else {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         let Ok(Some(ResponseKind::Fetch(response))) = c
-            .call(ApiKey::Fetch, 12, &fetch_request(&positions), true)
+            .call(ApiKey::Fetch, 12, &fetch_request(&positions, 500), true)
             .await
         else {
             conn = None;
             continue;
         };
+        // An answer with no records (an error, or a long poll that timed out) is followed by
+        // a pause, so a broker answering at once can never spin the simulation.
+        let empty = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.records.as_ref().is_none_or(|r| r.is_empty()));
+        if empty {
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
         let Some(topic) = response.responses.first() else {
             continue;
         };
@@ -336,12 +348,14 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
             continue;
         };
         let Ok(Some(ResponseKind::Fetch(response))) = c
-            .call(ApiKey::Fetch, 12, &fetch_request(&positions), true)
+            .call(ApiKey::Fetch, 12, &fetch_request(&positions, 0), true)
             .await
         else {
             conn = None;
             continue;
         };
+        // Pace the rounds: an erroring broker must not spin the simulation.
+        madsim::time::sleep(Duration::from_millis(10)).await;
         for answer in response.responses.iter().flat_map(|t| &t.partitions) {
             let slot = answer.partition_index as usize;
             if answer.error_code != 0 {
