@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod error;
+pub mod group;
 pub mod log;
 pub mod planted;
 pub mod protocol;

@@ -3,8 +3,8 @@
 //!
 //! The broker state machine sits behind one mutex; a connection task decodes a request,
 //! hands it to the broker, and writes the reply. Requests on a connection are answered in
-//! order because the task handles one at a time. A fetch that must wait parks in the broker;
-//! its task awaits a oneshot that the broker's completions feed.
+//! order because the task handles one at a time. A fetch (or a JoinGroup/SyncGroup) that must
+//! wait parks in the broker; its task awaits a oneshot that the broker's completions feed.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -73,10 +73,16 @@ pub fn now() -> Millis {
     Millis(since_epoch.as_millis() as i64)
 }
 
-/// The broker plus the parked fetches' waiting connections.
+/// The answer of a parked request: a fetch's records or a group request's response.
+enum Completed {
+    Fetch(brook_core::protocol::FetchResponseData),
+    Response(Box<kafka_protocol::messages::ResponseKind>),
+}
+
+/// The broker plus the parked requests' waiting connections.
 struct State {
     broker: Option<Broker<DataDir>>,
-    waiters: HashMap<ParkedFetchId, oneshot::Sender<brook_core::protocol::FetchResponseData>>,
+    waiters: HashMap<ParkedFetchId, oneshot::Sender<Completed>>,
 }
 
 /// What every connection task shares.
@@ -134,9 +140,19 @@ fn deliver_completed(state: &mut State) {
     let Some(broker) = state.broker.as_mut() else {
         return;
     };
-    for (id, data) in broker.poll_completed_fetches() {
+    let fetches = broker.poll_completed_fetches();
+    let responses = broker.poll_completed_responses();
+    let completed = fetches
+        .into_iter()
+        .map(|(id, data)| (id, Completed::Fetch(data)))
+        .chain(
+            responses
+                .into_iter()
+                .map(|(id, response)| (id, Completed::Response(Box::new(response)))),
+        );
+    for (id, answer) in completed {
         if let Some(waiter) = state.waiters.remove(&id) {
-            let _ = waiter.send(data);
+            let _ = waiter.send(answer);
         }
     }
 }
@@ -299,22 +315,33 @@ async fn respond(
             .await?
         }
         Reply::Parked(_) => {
-            let (id, receiver) = waiter.expect("a parked fetch has a waiter");
-            let data = match receiver.await {
-                Ok(data) => data,
+            let (id, receiver) = waiter.expect("a parked request has a waiter");
+            let answer = match receiver.await {
+                Ok(answer) => answer,
                 Err(_) => {
                     if let Some(broker) = shared.lock().broker.as_mut() {
-                        broker.cancel_fetch(id);
+                        broker.cancel_parked(id);
                     }
                     return Err(ConnectionError::ShuttingDown);
                 }
             };
-            write_parts(
-                socket,
-                shared,
-                &encode_fetch_response(version, correlation_id, &data),
-            )
-            .await?
+            match answer {
+                Completed::Fetch(data) => {
+                    write_parts(
+                        socket,
+                        shared,
+                        &encode_fetch_response(version, correlation_id, &data),
+                    )
+                    .await?
+                }
+                Completed::Response(response) => {
+                    let bytes = encode_response(&header, &response).map_err(|err| {
+                        tracing::error!("{err}");
+                        ConnectionError::Encode(err)
+                    })?;
+                    socket.write_all(&bytes).await?
+                }
+            }
         }
     }
     Ok(())

@@ -111,6 +111,7 @@ impl<P: StorageProvider> Broker<P> {
                 topics: BTreeMap::new(),
             },
         };
+        let config_group = config.group.clone();
         let mut broker = Broker {
             config,
             provider,
@@ -119,6 +120,7 @@ impl<P: StorageProvider> Broker<P> {
             next_producer_id: stored.next_producer_id,
             topics: BTreeMap::new(),
             fetches: Default::default(),
+            groups: super::groups::Groups::new(config_group),
         };
         for (name, (id, count, overrides)) in stored.topics {
             let log_config = broker
@@ -137,6 +139,7 @@ impl<P: StorageProvider> Broker<P> {
                 },
             );
         }
+        broker.load_groups(now)?;
         broker.persist_meta()?;
         Ok(broker)
     }

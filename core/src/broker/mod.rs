@@ -9,12 +9,15 @@
 //! 2. For each decoded request, [`Broker::handle_request`]; the [`Reply`] says whether to
 //!    send a response now, send nothing (acks=0), or wait: a parked fetch completes later.
 //! 3. After each request and on every timer, [`Broker::poll_completed_fetches`] yields the
-//!    parked fetches that are now answered; [`Broker::next_deadline`] says when to call
-//!    [`Broker::handle_tick`], which also runs retention and the time-based flush.
+//!    parked fetches that are now answered and [`Broker::poll_completed_responses`] the
+//!    parked JoinGroup/SyncGroup requests (a [`Reply::Parked`] id is either kind);
+//!    [`Broker::next_deadline`] says when to call [`Broker::handle_tick`], which also runs
+//!    retention, the time-based flush and the group timers.
 //! 4. [`Broker::close`] on shutdown, which closes every log cleanly.
 
 mod admin;
 mod fetch;
+mod groups;
 mod metadata;
 mod produce;
 mod producer_state;
@@ -26,12 +29,14 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
 
 use crate::error::ErrorCode;
+use crate::group::GroupConfig;
 use crate::log::{LogConfig, LogError, PartitionLog};
 use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
 use crate::storage::{Storage, StorageError};
 use crate::types::{LeaderEpoch, Millis};
 
 pub use fetch::ParkedFetchId;
+pub use groups::OFFSETS_TOPIC;
 use producer_state::ProducerStates;
 pub use topics::{validate_topic_name, TopicConfigError, TOPIC_CONFIGS};
 
@@ -79,6 +84,10 @@ pub struct BrokerConfig {
     pub min_insync_replicas: i32,
     /// The most bytes one fetch response may carry, whatever the client asks.
     pub fetch_response_bytes_max: i32,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
+    pub offsets_topic_partitions: i32,
+    /// The group coordinator's timeouts and limits.
+    pub group: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -93,6 +102,8 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             min_insync_replicas: 1,
             fetch_response_bytes_max: 55 * 1024 * 1024,
+            offsets_topic_partitions: 50,
+            group: GroupConfig::default(),
         }
     }
 }
@@ -125,8 +136,9 @@ pub enum Reply {
     Fetch(FetchResponseData),
     /// Send nothing (a Produce with acks=0).
     None,
-    /// The fetch waits for data or its deadline; it comes back from
-    /// [`Broker::poll_completed_fetches`] with this id.
+    /// The request waits: a fetch for data or its deadline (it comes back from
+    /// [`Broker::poll_completed_fetches`]), a JoinGroup/SyncGroup for the rebalance (it comes
+    /// back from [`Broker::poll_completed_responses`]).
     Parked(ParkedFetchId),
 }
 
@@ -155,6 +167,8 @@ pub struct Broker<P: StorageProvider> {
     next_producer_id: i64,
     topics: BTreeMap<String, Topic<P::Storage>>,
     fetches: fetch::ParkedFetches,
+    /// Consumer groups and their parked JoinGroup/SyncGroup requests.
+    groups: groups::Groups,
 }
 
 impl<P: StorageProvider> Broker<P> {
@@ -183,10 +197,23 @@ impl<P: StorageProvider> Broker<P> {
     /// Answers one decoded request.
     pub fn handle_request(&mut self, now: Millis, request: Request) -> Reply {
         let version = request.api_version;
+        let client_id = request.client_id.unwrap_or_default();
         let response = match request.body {
             RequestKind::ApiVersions(_) => api_versions(ErrorCode::None),
             RequestKind::Metadata(body) => {
-                ResponseKind::Metadata(self.handle_metadata(now, body, version))
+                let named: Vec<String> = body
+                    .topics
+                    .iter()
+                    .flatten()
+                    .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
+                    .collect();
+                if named.iter().any(|n| n == OFFSETS_TOPIC) {
+                    // Created with its own settings, never auto-created as a plain topic.
+                    let _ = self.ensure_offsets_topic(now);
+                }
+                let mut response = self.handle_metadata(now, body, version);
+                self.mark_internal_topics(&mut response, &named, version);
+                ResponseKind::Metadata(response)
             }
             RequestKind::CreateTopics(body) => {
                 ResponseKind::CreateTopics(self.handle_create_topics(now, body, version))
@@ -194,10 +221,16 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::DeleteTopics(body) => {
                 ResponseKind::DeleteTopics(self.handle_delete_topics(body, version))
             }
-            RequestKind::Produce(body) => match self.handle_produce(now, body, version) {
-                Some(response) => ResponseKind::Produce(response),
-                None => return Reply::None,
-            },
+            RequestKind::Produce(mut body) => {
+                let refused = Self::strip_internal_produce(&mut body);
+                match self.handle_produce(now, body, version) {
+                    Some(mut response) => {
+                        Self::refuse_internal_produce(&mut response, refused, version);
+                        ResponseKind::Produce(response)
+                    }
+                    None => return Reply::None,
+                }
+            }
             RequestKind::Fetch(body) => return self.handle_fetch(now, body, version),
             RequestKind::ListOffsets(body) => {
                 ResponseKind::ListOffsets(self.handle_list_offsets(body, version))
@@ -226,6 +259,37 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
                 self.handle_offset_for_leader_epoch(body, version),
             ),
+            RequestKind::FindCoordinator(body) => {
+                ResponseKind::FindCoordinator(self.handle_find_coordinator(now, body, version))
+            }
+            RequestKind::JoinGroup(body) => {
+                return self.handle_join_group(now, body, version, &client_id)
+            }
+            RequestKind::SyncGroup(body) => return self.handle_sync_group(now, body, version),
+            RequestKind::Heartbeat(body) => {
+                ResponseKind::Heartbeat(self.handle_heartbeat(now, body))
+            }
+            RequestKind::LeaveGroup(body) => {
+                ResponseKind::LeaveGroup(self.handle_leave_group(now, body, version))
+            }
+            RequestKind::OffsetCommit(body) => {
+                ResponseKind::OffsetCommit(self.handle_offset_commit(now, body, version))
+            }
+            RequestKind::OffsetFetch(body) => {
+                ResponseKind::OffsetFetch(self.handle_offset_fetch(body, version))
+            }
+            RequestKind::OffsetDelete(body) => {
+                ResponseKind::OffsetDelete(self.handle_offset_delete(now, body))
+            }
+            RequestKind::DescribeGroups(body) => {
+                ResponseKind::DescribeGroups(self.handle_describe_groups(body, version))
+            }
+            RequestKind::ListGroups(body) => {
+                ResponseKind::ListGroups(self.handle_list_groups(body, version))
+            }
+            RequestKind::DeleteGroups(body) => {
+                ResponseKind::DeleteGroups(self.handle_delete_groups(now, body))
+            }
             other => unreachable!("decode_request only lets served APIs through: {other:?}"),
         };
         Reply::Response(Box::new(response))
@@ -248,11 +312,14 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         self.complete_ready_fetches(now);
+        self.tick_groups(now);
     }
 
     /// When [`Broker::handle_tick`] should next run at the latest.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.fetches.next_deadline()
+        let fetches = self.fetches.next_deadline();
+        let groups = self.next_group_deadline();
+        fetches.into_iter().chain(groups).min()
     }
 
     /// Closes every partition log cleanly (clean-shutdown markers written).
@@ -296,5 +363,7 @@ pub fn is_served(api: ApiKey) -> bool {
     SUPPORTED_APIS.iter().any(|(key, _, _)| *key == api)
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;
