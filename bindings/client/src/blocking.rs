@@ -1,0 +1,252 @@
+//! Blocking versions of the three clients, each owning a small tokio runtime: for callers
+//! without one (the C and Python bindings, scripts). Do not call them from inside an async
+//! context; blocking a runtime's thread on another runtime panics.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use crate::{
+    AdminConfig, ConfigEntry, ConfigOp, ConsumerConfig, ConsumerRecord, DeliveryFuture, Error,
+    NewTopic, ProducerConfig, ProducerRecord, RecordMetadata, TopicInfo, TopicPartition,
+};
+
+/// A runtime with worker threads, so a producer's background task runs between calls.
+fn runtime(name: &str) -> Result<Arc<Runtime>, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|err| Error::Config(format!("cannot start a tokio runtime: {err}")))
+}
+
+/// Runs `future` on `runtime`, giving up after `timeout` if one is given.
+fn block<T>(
+    runtime: &Runtime,
+    timeout: Option<Duration>,
+    what: &str,
+    future: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match timeout {
+        None => runtime.block_on(future),
+        Some(limit) => runtime
+            .block_on(async { tokio::time::timeout(limit, future).await })
+            .map_err(|_| Error::Timeout(format!("{what} did not finish within {limit:?}")))?,
+    }
+}
+
+/// A blocking producer. Dropping it flushes what was sent (up to the delivery timeout).
+#[derive(Debug)]
+pub struct Producer {
+    runtime: Arc<Runtime>,
+    inner: Option<crate::Producer>,
+}
+
+/// A pending delivery report of a blocking producer.
+#[derive(Debug)]
+pub struct Delivery {
+    runtime: Arc<Runtime>,
+    future: DeliveryFuture,
+}
+
+impl Delivery {
+    /// Waits for the delivery report, at most `timeout` if one is given.
+    pub fn wait(self, timeout: Option<Duration>) -> Result<RecordMetadata, Error> {
+        block(&self.runtime, timeout, "delivery", self.future)
+    }
+}
+
+impl Producer {
+    /// Starts a producer with its own runtime.
+    pub fn new(config: ProducerConfig) -> Result<Producer, Error> {
+        let runtime = runtime("brook-producer")?;
+        let inner = {
+            let _entered = runtime.enter();
+            crate::Producer::new(config)?
+        };
+        Ok(Producer {
+            runtime,
+            inner: Some(inner),
+        })
+    }
+
+    fn inner(&self) -> &crate::Producer {
+        self.inner.as_ref().expect("present until dropped")
+    }
+
+    /// Queues `record`; returns its pending delivery report.
+    pub fn send(&self, record: ProducerRecord) -> Result<Delivery, Error> {
+        let future = self.runtime.block_on(self.inner().send(record))?;
+        Ok(Delivery {
+            runtime: Arc::clone(&self.runtime),
+            future,
+        })
+    }
+
+    /// Sends everything queued and waits for every answer, at most `timeout` if given.
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        block(&self.runtime, timeout, "flush", self.inner().flush())
+    }
+
+    /// The number of partitions of `topic`.
+    pub fn partition_count(&self, topic: &str) -> Result<i32, Error> {
+        self.runtime.block_on(self.inner().partition_count(topic))
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return; // inside an async context: cannot block here
+        }
+        let limit = Duration::from_millis(inner.config().delivery_timeout_ms);
+        let _ = block(&self.runtime, Some(limit), "flush", inner.flush());
+    }
+}
+
+/// A blocking consumer of assigned partitions.
+#[derive(Debug)]
+pub struct Consumer {
+    runtime: Arc<Runtime>,
+    inner: crate::Consumer,
+}
+
+impl Consumer {
+    /// A consumer with its own runtime and nothing assigned.
+    pub fn new(config: ConsumerConfig) -> Result<Consumer, Error> {
+        Ok(Consumer {
+            runtime: runtime("brook-consumer")?,
+            inner: crate::Consumer::new(config)?,
+        })
+    }
+
+    /// Replaces the assignment.
+    pub fn assign(&mut self, partitions: Vec<TopicPartition>) {
+        self.inner.assign(partitions);
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.inner.assignment()
+    }
+
+    /// Makes `offset` the next offset read from `tp`.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), Error> {
+        self.inner.seek(tp, offset)
+    }
+
+    /// Moves `partitions` to their log start offsets.
+    pub fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.seek_to_beginning(partitions))
+    }
+
+    /// Moves `partitions` to their log end offsets.
+    pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.seek_to_end(partitions))
+    }
+
+    /// The next offset `poll` returns from `tp`.
+    pub fn position(&mut self, tp: &TopicPartition) -> Result<i64, Error> {
+        self.runtime.block_on(self.inner.position(tp))
+    }
+
+    /// Stops fetching from `partitions`.
+    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.inner.pause(partitions)
+    }
+
+    /// Fetches from `partitions` again.
+    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.inner.resume(partitions)
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.inner.paused()
+    }
+
+    /// The log start offsets of `partitions`.
+    pub fn beginning_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>, Error> {
+        self.runtime
+            .block_on(self.inner.beginning_offsets(partitions))
+    }
+
+    /// The log end offsets of `partitions`.
+    pub fn end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>, Error> {
+        self.runtime.block_on(self.inner.end_offsets(partitions))
+    }
+
+    /// Up to `max.poll.records` records, waiting up to `timeout`; empty on timeout.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
+        self.runtime.block_on(self.inner.poll(timeout))
+    }
+}
+
+/// A blocking admin client.
+#[derive(Debug)]
+pub struct Admin {
+    runtime: Arc<Runtime>,
+    inner: crate::Admin,
+}
+
+impl Admin {
+    /// An admin client with its own runtime.
+    pub fn new(config: AdminConfig) -> Result<Admin, Error> {
+        Ok(Admin {
+            runtime: runtime("brook-admin")?,
+            inner: crate::Admin::new(config)?,
+        })
+    }
+
+    /// Creates `topics`.
+    pub fn create_topics(&self, topics: &[NewTopic]) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.create_topics(topics))
+    }
+
+    /// Deletes `topics`.
+    pub fn delete_topics(&self, topics: &[&str]) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.delete_topics(topics))
+    }
+
+    /// The names of all topics, sorted.
+    pub fn list_topics(&self) -> Result<Vec<String>, Error> {
+        self.runtime.block_on(self.inner.list_topics())
+    }
+
+    /// A topic's partitions and leaders.
+    pub fn describe_topic(&self, topic: &str) -> Result<TopicInfo, Error> {
+        self.runtime.block_on(self.inner.describe_topic(topic))
+    }
+
+    /// Every config of `topic`.
+    pub fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>, Error> {
+        self.runtime.block_on(self.inner.describe_configs(topic))
+    }
+
+    /// Changes some configs of `topic` (incrementally).
+    pub fn alter_configs(&self, topic: &str, changes: &[(&str, ConfigOp)]) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.alter_configs(topic, changes))
+    }
+
+    /// Grows `topic` to `total_partitions` partitions.
+    pub fn create_partitions(&self, topic: &str, total_partitions: i32) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.create_partitions(topic, total_partitions))
+    }
+}

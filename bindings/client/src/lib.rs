@@ -1,0 +1,108 @@
+//! `brook-client`: Brook's Rust client for Brook and any other Kafka-compatible broker — a
+//! batching, idempotent [`Producer`], a [`Consumer`] of assigned partitions and an [`Admin`]
+//! client, all async on tokio, plus a [`blocking`] facade for the C and Python bindings.
+//!
+//! It is not (yet) a group consumer: `subscribe` and offset commits arrive with consumer
+//! groups, and transactions after them.
+//!
+//! ```no_run
+//! use brook_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+//! use brook_client::TopicPartition;
+//! use std::time::Duration;
+//!
+//! # async fn example() -> Result<(), brook_client::Error> {
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:9092"))?;
+//! let delivery = producer.send(ProducerRecord::new("events", "hello").key("user-1")).await?;
+//! let metadata = delivery.await?; // topic, partition, offset, timestamp
+//!
+//! let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:9092"))?;
+//! consumer.assign(vec![TopicPartition::new("events", metadata.partition)]);
+//! consumer.seek(&TopicPartition::new("events", metadata.partition), metadata.offset)?;
+//! for record in consumer.poll(Duration::from_secs(1)).await? {
+//!     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layers, bottom up: `connection` (one broker: frames, headers, ApiVersions), `network`
+//! (connections per broker and the metadata cache), then the three clients.
+
+mod admin;
+pub mod blocking;
+mod connection;
+mod consumer;
+mod error;
+#[cfg(test)]
+mod fake_broker_tests;
+mod network;
+mod partitioner;
+mod producer;
+
+pub use admin::{Admin, AdminConfig, ConfigEntry, ConfigOp, NewTopic};
+pub use brook_core::record::{Compression, Header};
+pub use brook_core::ErrorCode;
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset};
+pub use error::Error;
+pub use network::{PartitionInfo, TopicInfo};
+pub use partitioner::{murmur2, partition_for_key, Partitioner};
+pub use producer::{
+    parse_compression, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord,
+};
+
+/// A topic's partition.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// The partition `partition` of `topic`.
+    pub fn new(topic: &str, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Where a produced record landed: the delivery report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset, or -1 with acks=0.
+    pub offset: i64,
+    /// The record's timestamp: create time, or the broker's append time if the topic uses it.
+    pub timestamp: i64,
+}
+
+/// Parses a numeric property value, naming the property on failure.
+pub(crate) fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| Error::Config(format!("{key} must be a number, not {value:?}")))
+}
+
+/// Parses a boolean property value (`true`/`false`).
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::Config(format!(
+            "{key} must be true or false, not {value:?}"
+        ))),
+    }
+}
