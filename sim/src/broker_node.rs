@@ -14,7 +14,7 @@ use brook_core::protocol::{
 use brook_core::storage::Storage;
 use brook_core::Millis;
 use bytes::BytesMut;
-use kafka_protocol::messages::RequestKind;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
 use madsim::net::{TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -37,18 +37,30 @@ pub fn now() -> Millis {
     )
 }
 
-/// The broker and the connections waiting on its parked (long-poll) fetches.
+/// A parked request's answer once the broker completes it.
+enum Completed {
+    /// A long-poll fetch.
+    Fetch(FetchResponseData),
+    /// A JoinGroup or SyncGroup waiting for its rebalance.
+    Response(Box<ResponseKind>),
+}
+
+/// The broker and the connections waiting on its parked requests.
 struct State {
     broker: Broker<SimDisk>,
-    waiters: HashMap<ParkedFetchId, oneshot::Sender<FetchResponseData>>,
+    waiters: HashMap<ParkedFetchId, oneshot::Sender<Completed>>,
 }
 
 impl State {
-    /// Hands every fetch the broker completed to the connection waiting for it.
+    /// Hands every parked request the broker completed to the connection waiting for it.
     fn deliver_completed(&mut self) {
-        for (id, data) in self.broker.poll_completed_fetches() {
+        let fetches = self.broker.poll_completed_fetches().into_iter();
+        let fetches = fetches.map(|(id, data)| (id, Completed::Fetch(data)));
+        let responses = self.broker.poll_completed_responses().into_iter();
+        let responses = responses.map(|(id, r)| (id, Completed::Response(Box::new(r))));
+        for (id, completed) in fetches.chain(responses).collect::<Vec<_>>() {
             if let Some(waiter) = self.waiters.remove(&id) {
-                let _ = waiter.send(data);
+                let _ = waiter.send(completed);
             }
         }
     }
@@ -153,12 +165,20 @@ async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Res
             Ok(bytes) if bytes.is_empty() => continue,
             Ok(bytes) => bytes,
             Err(receiver) => {
-                let Ok(data) = receiver.await else {
+                let Ok(completed) = receiver.await else {
                     return Ok(());
                 };
                 let state = shared.lock();
-                let parts = encode_fetch_response(version, correlation_id, &data);
-                flatten(&state.broker, &parts)?
+                match completed {
+                    Completed::Fetch(data) => {
+                        let parts = encode_fetch_response(version, correlation_id, &data);
+                        flatten(&state.broker, &parts)?
+                    }
+                    Completed::Response(response) => match encode_response(&header, &response) {
+                        Ok(bytes) => bytes.to_vec(),
+                        Err(_) => return Ok(()),
+                    },
+                }
             }
         };
         stream.write_all(&bytes).await?;

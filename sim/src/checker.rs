@@ -154,3 +154,68 @@ fn check_producer_order(history: &History, verdict: &mut Verdict) {
         last.insert(key, (ack.sequence, ack.offset));
     }
 }
+
+/// The consumer-group checkers: one owner per partition per generation and acknowledged
+/// commits never going backwards (both unless a power loss may have taken the coordinator's
+/// recent records), and, after healing, the group consumed every partition to its end.
+pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
+    use crate::group_member::GroupEvent;
+    let mut owners: BTreeMap<(i32, i32), usize> = BTreeMap::new();
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    for event in &history.group_events {
+        match event {
+            GroupEvent::Owned {
+                member,
+                generation,
+                partitions,
+            } => {
+                for &partition in partitions {
+                    let previous = owners.insert((*generation, partition), *member);
+                    // A power loss can take the coordinator's latest generation record with
+                    // it (page-cache durability), so a generation number may be handed out
+                    // twice; only without one is a second owner a failure.
+                    if previous.is_some_and(|other| other != *member) && !power_lost {
+                        verdict.failures.push(Failure {
+                            checker: "group-double-owner",
+                            detail: format!(
+                                "generation {generation}: partition {partition} owned by members {} and {member}",
+                                previous.unwrap_or_default()
+                            ),
+                        });
+                    }
+                }
+            }
+            GroupEvent::Committed { partition, offset } => {
+                let previous = committed.insert(*partition, *offset).unwrap_or(*offset);
+                if *offset < previous && !power_lost {
+                    verdict.failures.push(Failure {
+                        checker: "group-commit-regression",
+                        detail: format!(
+                            "partition {partition}: committed {offset} after {previous}"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    for partition in 0..crate::workload::PARTITIONS {
+        let end = history
+            .final_log
+            .range((partition, 0)..(partition, i64::MAX))
+            .next_back()
+            .map_or(0, |((_, offset), _)| offset + 1);
+        let reached = history
+            .final_committed
+            .get(&partition)
+            .copied()
+            .unwrap_or(-1);
+        if reached < end {
+            verdict.failures.push(Failure {
+                checker: "group-liveness",
+                detail: format!(
+                    "partition {partition}: group committed {reached}, log ends at {end}"
+                ),
+            });
+        }
+    }
+}

@@ -45,11 +45,13 @@ pub struct FaultPlan {
     pub crashes: Vec<Crash>,
     /// Network cuts in time order.
     pub clogs: Vec<Clog>,
+    /// Group-member crashes in time order: (at ms, member, down ms).
+    pub member_crashes: Vec<(u64, usize, u64)>,
 }
 
 impl FaultPlan {
     /// Draws a plan for a safety phase of `safety_ms` with `clients` client nodes.
-    pub fn draw(safety_ms: u64, clients: usize) -> FaultPlan {
+    pub fn draw(safety_ms: u64, clients: usize, members: usize) -> FaultPlan {
         let mut rng = thread_rng();
         let sync_every_append = rng.gen_bool(0.5);
         let mut crashes: Vec<Crash> = (0..rng.gen_range(0..4))
@@ -72,10 +74,18 @@ impl FaultPlan {
             })
             .collect();
         clogs.sort_by_key(|c| c.at_ms);
+        let mut member_crashes: Vec<(u64, usize, u64)> = (0..rng.gen_range(0..3))
+            .map(|_| {
+                let at = rng.gen_range(0..safety_ms);
+                (at, rng.gen_range(0..members), rng.gen_range(100..12_000))
+            })
+            .collect();
+        member_crashes.sort();
         FaultPlan {
             sync_every_append,
             crashes,
             clogs,
+            member_crashes,
         }
     }
 
@@ -119,6 +129,11 @@ impl fmt::Display for FaultPlan {
                 c.at_ms,
                 c.duration_ms
             )?;
+        }
+        write!(f, "] members=[")?;
+        for (i, (at, member, down)) in self.member_crashes.iter().enumerate() {
+            let gap = if i > 0 { " " } else { "" };
+            write!(f, "{gap}member{member}@{at}ms/{down}ms")?;
         }
         write!(f, "]")
     }

@@ -22,6 +22,8 @@ pub mod disk;
 #[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
+pub mod group_member;
+#[cfg(madsim)]
 pub mod run;
 pub mod trace;
 #[cfg(madsim)]

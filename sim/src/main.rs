@@ -26,6 +26,15 @@ mod cli {
     }
 }
 
+/// Prints a line to stdout, ignoring a closed pipe (`scripts/sim … | head`).
+#[cfg(madsim)]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[cfg(madsim)]
 mod cli {
     use std::ops::Range;
@@ -99,7 +108,7 @@ mod cli {
         };
         if args.list_bugs {
             for bug in PlantedBug::ALL {
-                println!("{} — {}", bug.name(), bug.description());
+                say!("{} — {}", bug.name(), bug.description());
             }
             return ExitCode::SUCCESS;
         }
@@ -127,7 +136,7 @@ mod cli {
             seeds += 1;
             simulated += report.simulated_secs;
             if args.options.trace {
-                report.trace.iter().for_each(|line| println!("{line}"));
+                report.trace.iter().for_each(|line| say!("{line}"));
             }
             if single {
                 print_report(&report);
@@ -135,7 +144,7 @@ mod cli {
             if !report.verdict.failures.is_empty() {
                 failed += 1;
                 let first = &report.verdict.failures[0];
-                println!(
+                say!(
                     "seed {seed} FAILED {}: {} — replay: {}",
                     first.checker,
                     first.detail,
@@ -147,14 +156,14 @@ mod cli {
             }
         }
         let elapsed = wall.elapsed().as_secs_f64().max(1e-9);
-        println!(
+        say!(
             "{seeds} seeds, {failed} failed; {simulated:.0} simulated s in {elapsed:.1} wall s ({:.0} sim s per wall s, {:.0} seeds per minute)",
             simulated / elapsed,
             seeds as f64 * 60.0 / elapsed
         );
         match (args.bug, failed) {
             (Some(bug), 0) => {
-                println!(
+                say!(
                     "planted bug {} was NOT caught in seeds {:?}",
                     bug.name(),
                     args.seeds
@@ -162,7 +171,7 @@ mod cli {
                 ExitCode::FAILURE
             }
             (Some(bug), _) => {
-                println!("planted bug {} caught", bug.name());
+                say!("planted bug {} caught", bug.name());
                 ExitCode::SUCCESS
             }
             (None, 0) => ExitCode::SUCCESS,
@@ -171,8 +180,8 @@ mod cli {
     }
 
     fn print_report(report: &RunReport) {
-        println!("seed {} plan: {}", report.seed, report.plan);
-        println!(
+        say!("seed {} plan: {}", report.seed, report.plan);
+        say!(
             "seed {}: {} acks, {} failures, {} allowed losses, trace hash {:016x}",
             report.seed,
             report.acks,
@@ -181,7 +190,7 @@ mod cli {
             report.trace_hash
         );
         for failure in &report.verdict.failures {
-            println!("  {}: {}", failure.checker, failure.detail);
+            say!("  {}: {}", failure.checker, failure.detail);
         }
     }
 
@@ -190,10 +199,10 @@ mod cli {
             let first = run_seed(seed, &args.options).trace_hash;
             let second = run_seed(seed, &args.options).trace_hash;
             if first != second {
-                println!("seed {seed} is NOT deterministic: {first:016x} vs {second:016x}");
+                say!("seed {seed} is NOT deterministic: {first:016x} vs {second:016x}");
                 return ExitCode::FAILURE;
             }
-            println!("seed {seed}: same trace hash twice ({first:016x})");
+            say!("seed {seed}: same trace hash twice ({first:016x})");
         }
         ExitCode::SUCCESS
     }

@@ -14,6 +14,7 @@ use crate::broker_node::{now, run_broker};
 use crate::checker::{check, Verdict};
 use crate::disk::SimDisk;
 use crate::faults::{CrashKind, FaultPlan};
+use crate::group_member::group_member;
 use crate::trace::Trace;
 use crate::workload::{self, History, SharedHistory};
 use crate::Options;
@@ -22,6 +23,8 @@ use crate::Options;
 const PRODUCERS: usize = 2;
 /// Consumers in a run.
 const CONSUMERS: usize = 2;
+/// Consumer-group members in a run.
+const MEMBERS: usize = 3;
 
 /// What one seed did.
 pub struct RunReport {
@@ -57,7 +60,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let trace = Trace::default();
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
     let clients = PRODUCERS + CONSUMERS + 2;
-    let plan = FaultPlan::draw(options.safety_secs * 1000, clients);
+    let plan = FaultPlan::draw(options.safety_secs * 1000, clients, MEMBERS);
     trace.record(format!("seed {seed} plan {plan}"));
     let started = Instant::now();
 
@@ -102,6 +105,17 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         producers.push(client_nodes[1 + id].spawn(task));
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let members: Vec<_> = (0..MEMBERS)
+        .map(|i| {
+            let (stop, history) = (stop.clone(), history.clone());
+            handle
+                .create_node()
+                .name(format!("member{i}"))
+                .ip(ip(&format!("10.0.2.{}", i + 1)))
+                .init(move || group_member(i, stop.clone(), history.clone()))
+                .build()
+        })
+        .collect();
     for id in 0..CONSUMERS {
         let task = workload::consumer(id, stop.clone(), history.clone());
         let _ = client_nodes[1 + PRODUCERS + id].spawn(task);
@@ -114,6 +128,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     for crash in &plan.crashes {
         events.push((crash.at_ms, Event::Down(crash.kind)));
         events.push((crash.at_ms + crash.down_ms, Event::Up));
+    }
+    for &(at, member, down_ms) in &plan.member_crashes {
+        events.push((at, Event::MemberDown(member)));
+        events.push((at + down_ms, Event::MemberUp(member)));
     }
     for clog in &plan.clogs {
         events.push((clog.at_ms, Event::Clog(clog.client)));
@@ -141,6 +159,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 trace.record(format!("{} fault: broker restarted", now().0));
             }
             Event::Up => {}
+            Event::MemberDown(member) => {
+                handle.kill(members[member].id());
+                trace.record(format!("{} fault: member{member} killed", now().0));
+            }
+            Event::MemberUp(member) => {
+                handle.restart(members[member].id());
+                trace.record(format!("{} fault: member{member} restarted", now().0));
+            }
             Event::Clog(client) => {
                 net.clog_link(client_nodes[client % clients].id(), broker.id());
                 net.clog_link(broker.id(), client_nodes[client % clients].id());
@@ -158,6 +184,11 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         net.unclog_link(node.id(), broker.id());
         net.unclog_link(broker.id(), node.id());
     }
+    for member in &members {
+        if handle.is_exit(member.id()) {
+            handle.restart(member.id());
+        }
+    }
     if down {
         handle.restart(broker.id());
         trace.record(format!("{} heal: broker restarted", now().0));
@@ -168,15 +199,22 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
         let _ = madsim::time::timeout(remaining, producer).await;
     }
-    stop.store(true, Ordering::Relaxed);
     let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
     let reader =
         client_nodes[clients - 1].spawn(workload::final_read(history.clone(), trace.clone()));
     let _ = madsim::time::timeout(remaining, reader).await;
+    // The group must consume everything: wait for its commits to reach the log end.
+    let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+    let watcher = workload::await_group_caught_up(history.clone(), trace.clone());
+    let _ = madsim::time::timeout(remaining, client_nodes[clients - 2].spawn(watcher)).await;
+    stop.store(true, Ordering::Relaxed);
 
     let losses_allowed = power_lost && !plan.sync_every_append;
     let history = history.lock().expect("history");
-    let verdict = check(&history, losses_allowed);
+    let mut verdict = check(&history, losses_allowed);
+    // Group commits live in __consumer_offsets with page-cache durability: any power loss
+    // may take recent ones back.
+    crate::checker::check_group(&history, power_lost, &mut verdict);
     trace.record(format!(
         "{} done: {} acks, {} reads, {} failures, {} allowed losses",
         now().0,
@@ -203,6 +241,8 @@ enum Event {
     Up,
     Clog(usize),
     Unclog(usize),
+    MemberDown(usize),
+    MemberUp(usize),
 }
 
 fn ip(text: &str) -> IpAddr {

@@ -76,6 +76,10 @@ pub struct History {
     pub producers_done: usize,
     /// Whether the final read completed.
     pub final_read_done: bool,
+    /// What the consumer-group members saw, in order.
+    pub group_events: Vec<crate::group_member::GroupEvent>,
+    /// Committed offsets read after healing, per partition.
+    pub final_committed: BTreeMap<i32, i64>,
 }
 
 /// The history shared by every client of a run.
@@ -192,14 +196,20 @@ pub async fn producer(id: usize, quota: u32, history: SharedHistory, trace: Trac
 }
 
 fn fetch_request(positions: &[i64], max_wait_ms: i32) -> FetchRequest {
+    let partitions: Vec<i32> = (0..positions.len() as i32).collect();
+    fetch_request_for(&partitions, positions, max_wait_ms)
+}
+
+/// A Fetch of `partitions` of the workload topic at `positions`.
+pub fn fetch_request_for(partitions: &[i32], positions: &[i64], max_wait_ms: i32) -> FetchRequest {
     let mut topic = FetchTopic::default();
     topic.topic = topic_name();
-    topic.partitions = positions
+    topic.partitions = partitions
         .iter()
-        .enumerate()
-        .map(|(partition, &offset)| {
+        .zip(positions)
+        .map(|(&partition, &offset)| {
             let mut p = FetchPartition::default();
-            p.partition = partition as i32;
+            p.partition = partition;
             p.fetch_offset = offset;
             p.partition_max_bytes = 64 * 1024;
             p
@@ -215,15 +225,19 @@ fn fetch_request(positions: &[i64], max_wait_ms: i32) -> FetchRequest {
 }
 
 /// What one fetch round did for one partition.
-struct Fetched {
-    records: Vec<(i64, String)>,
-    high_watermark: i64,
-    next: Option<i64>,
-    out_of_range: bool,
+pub struct Fetched {
+    /// (offset, value) of the records at or after the position.
+    pub records: Vec<(i64, String)>,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// Where the next fetch continues, if any batch came back.
+    pub next: Option<i64>,
+    /// Whether the broker answered OFFSET_OUT_OF_RANGE.
+    pub out_of_range: bool,
 }
 
 /// Reads every batch in a partition's answer, checking CRCs; records bad ones.
-fn read_partition(
+pub fn read_partition(
     answer: &kafka_protocol::messages::fetch_response::PartitionData,
     position: i64,
     history: &SharedHistory,
@@ -375,4 +389,54 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
     let mut history = history.lock().expect("history");
     history.final_log = log;
     history.final_read_done = true;
+}
+
+/// Waits until the consumer group's committed offsets reach the end of every partition (as
+/// the final read found it), recording what it last saw in `History::final_committed`.
+pub async fn await_group_caught_up(history: SharedHistory, trace: Trace) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    let ends: BTreeMap<i32, i64> = {
+        let history = history.lock().expect("history");
+        (0..PARTITIONS)
+            .map(|p| {
+                let end = history.final_log.range((p, 0)..(p, i64::MAX)).next_back();
+                (p, end.map_or(0, |((_, offset), _)| offset + 1))
+            })
+            .collect()
+    };
+    let mut request = OffsetFetchRequest::default();
+    request.group_id = GroupId(StrBytes::from_static_str(crate::group_member::GROUP));
+    let mut topic = OffsetFetchRequestTopic::default();
+    topic.name = topic_name();
+    topic.partition_indexes = (0..PARTITIONS).collect();
+    request.topics = Some(vec![topic]);
+    let mut conn: Option<Conn> = None;
+    loop {
+        madsim::time::sleep(Duration::from_millis(500)).await;
+        if conn.is_none() {
+            conn = Conn::connect(BROKER_ADDR).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let Ok(Some(ResponseKind::OffsetFetch(response))) =
+            c.call(ApiKey::OffsetFetch, 5, &request, true).await
+        else {
+            conn = None;
+            continue;
+        };
+        let committed: BTreeMap<i32, i64> = response
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| (p.partition_index, p.committed_offset))
+            .collect();
+        let caught_up = ends
+            .iter()
+            .all(|(p, end)| committed.get(p).is_some_and(|c| c >= end));
+        history.lock().expect("history").final_committed = committed;
+        if caught_up {
+            trace.record(format!("{} group caught up with {ends:?}", now().0));
+            return;
+        }
+    }
 }
