@@ -16,14 +16,17 @@ pub enum PlantedBug {
     AckBeforeSync = 2,
     /// Recovery drops the last batch of the active segment even when it is intact.
     DropTailOnRecovery = 4,
+    /// The group coordinator accepts offset commits from members of past generations.
+    AcceptStaleCommits = 8,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 3] = [
+    pub const ALL: [PlantedBug; 4] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
+        PlantedBug::AcceptStaleCommits,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -32,6 +35,7 @@ impl PlantedBug {
             PlantedBug::SkipRecoveryCrc => "skip-recovery-crc",
             PlantedBug::AckBeforeSync => "ack-before-sync",
             PlantedBug::DropTailOnRecovery => "drop-tail-on-recovery",
+            PlantedBug::AcceptStaleCommits => "accept-stale-commits",
         }
     }
 
@@ -46,6 +50,9 @@ impl PlantedBug {
             PlantedBug::SkipRecoveryCrc => "recovery keeps batches whose CRC does not match",
             PlantedBug::AckBeforeSync => "flush.messages=1 acknowledges before the data is synced",
             PlantedBug::DropTailOnRecovery => "recovery drops the last intact batch",
+            PlantedBug::AcceptStaleCommits => {
+                "the group coordinator takes commits from members of old generations"
+            }
         }
     }
 }

@@ -155,37 +155,37 @@ fn check_producer_order(history: &History, verdict: &mut Verdict) {
     }
 }
 
-/// The consumer-group checkers: one owner per partition per generation and acknowledged
-/// commits never going backwards (both unless a power loss may have taken the coordinator's
-/// recent records), and, after healing, the group consumed every partition to its end.
+/// The consumer-group checkers: one owner per partition per generation, no commit from a
+/// superseded generation acknowledged, acknowledged commits never going backwards (all three
+/// unless a power loss may have taken the coordinator's recent records), and, after healing,
+/// the group consumed every partition to its end.
 pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
     use crate::group_member::GroupEvent;
     let mut owners: BTreeMap<(i32, i32), usize> = BTreeMap::new();
     let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut newest_generation = 0;
     for event in &history.group_events {
         match event {
-            GroupEvent::Owned {
-                member,
-                generation,
-                partitions,
-            } => {
-                for &partition in partitions {
-                    let previous = owners.insert((*generation, partition), *member);
-                    // A power loss can take the coordinator's latest generation record with
-                    // it (page-cache durability), so a generation number may be handed out
-                    // twice; only without one is a second owner a failure.
-                    if previous.is_some_and(|other| other != *member) && !power_lost {
-                        verdict.failures.push(Failure {
-                            checker: "group-double-owner",
-                            detail: format!(
-                                "generation {generation}: partition {partition} owned by members {} and {member}",
-                                previous.unwrap_or_default()
-                            ),
-                        });
-                    }
-                }
+            GroupEvent::Owned { generation, .. } if *generation > newest_generation => {
+                newest_generation = *generation;
+                check_owned(event, &mut owners, power_lost, verdict);
             }
-            GroupEvent::Committed { partition, offset } => {
+            GroupEvent::Owned { .. } => check_owned(event, &mut owners, power_lost, verdict),
+            GroupEvent::Committed {
+                generation,
+                partition,
+                offset,
+            } => {
+                // Once a newer generation has synced, the coordinator must refuse commits
+                // from older ones (a zombie member).
+                if *generation < newest_generation && !power_lost {
+                    verdict.failures.push(Failure {
+                        checker: "group-zombie-commit",
+                        detail: format!(
+                            "partition {partition}: commit of generation {generation} acknowledged after generation {newest_generation} synced"
+                        ),
+                    });
+                }
                 let previous = committed.insert(*partition, *offset).unwrap_or(*offset);
                 if *offset < previous && !power_lost {
                     verdict.failures.push(Failure {
@@ -198,6 +198,43 @@ pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
             }
         }
     }
+    check_group_liveness(history, verdict);
+}
+
+/// One owner per partition per generation. A power loss can take the coordinator's latest
+/// generation record with it (page-cache durability), so a generation number may be handed
+/// out twice; only without one is a second owner a failure.
+fn check_owned(
+    event: &crate::group_member::GroupEvent,
+    owners: &mut BTreeMap<(i32, i32), usize>,
+    power_lost: bool,
+    verdict: &mut Verdict,
+) {
+    let crate::group_member::GroupEvent::Owned {
+        member,
+        generation,
+        partitions,
+    } = event
+    else {
+        return;
+    };
+    for &partition in partitions {
+        let previous = owners.insert((*generation, partition), *member);
+        if let Some(other) = previous.filter(|other| other != member) {
+            if !power_lost {
+                verdict.failures.push(Failure {
+                    checker: "group-double-owner",
+                    detail: format!(
+                        "generation {generation}: partition {partition} owned by members {other} and {member}"
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// After healing, the group's commits reached the end of every partition.
+fn check_group_liveness(history: &History, verdict: &mut Verdict) {
     for partition in 0..crate::workload::PARTITIONS {
         let end = history
             .final_log

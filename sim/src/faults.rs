@@ -36,6 +36,19 @@ pub struct Clog {
     pub duration_ms: u64,
 }
 
+/// A consumer-group member killed (then restarted) or cut off from the broker for a while.
+#[derive(Clone, Copy, Debug)]
+pub struct MemberFault {
+    /// Simulated milliseconds into the safety phase.
+    pub at_ms: u64,
+    /// Which member.
+    pub member: usize,
+    /// How long it is down or cut off.
+    pub duration_ms: u64,
+    /// Cut off from the network (true) or killed (false).
+    pub cut_off: bool,
+}
+
 /// Everything a run's faults will be, printed at the start of a run.
 #[derive(Clone, Debug)]
 pub struct FaultPlan {
@@ -45,8 +58,8 @@ pub struct FaultPlan {
     pub crashes: Vec<Crash>,
     /// Network cuts in time order.
     pub clogs: Vec<Clog>,
-    /// Group-member crashes in time order: (at ms, member, down ms).
-    pub member_crashes: Vec<(u64, usize, u64)>,
+    /// Group-member faults in time order.
+    pub member_faults: Vec<MemberFault>,
 }
 
 impl FaultPlan {
@@ -74,18 +87,20 @@ impl FaultPlan {
             })
             .collect();
         clogs.sort_by_key(|c| c.at_ms);
-        let mut member_crashes: Vec<(u64, usize, u64)> = (0..rng.gen_range(0..3))
-            .map(|_| {
-                let at = rng.gen_range(0..safety_ms);
-                (at, rng.gen_range(0..members), rng.gen_range(100..12_000))
+        let mut member_faults: Vec<MemberFault> = (0..rng.gen_range(0..4))
+            .map(|_| MemberFault {
+                at_ms: rng.gen_range(0..safety_ms),
+                member: rng.gen_range(0..members),
+                duration_ms: rng.gen_range(100..12_000),
+                cut_off: rng.gen_bool(0.5),
             })
             .collect();
-        member_crashes.sort();
+        member_faults.sort_by_key(|f| f.at_ms);
         FaultPlan {
             sync_every_append,
             crashes,
             clogs,
-            member_crashes,
+            member_faults,
         }
     }
 
@@ -131,9 +146,11 @@ impl fmt::Display for FaultPlan {
             )?;
         }
         write!(f, "] members=[")?;
-        for (i, (at, member, down)) in self.member_crashes.iter().enumerate() {
+        for (i, fault) in self.member_faults.iter().enumerate() {
             let gap = if i > 0 { " " } else { "" };
-            write!(f, "{gap}member{member}@{at}ms/{down}ms")?;
+            let kind = if fault.cut_off { "cut" } else { "kill" };
+            let (member, at, duration) = (fault.member, fault.at_ms, fault.duration_ms);
+            write!(f, "{gap}{kind}:member{member}@{at}ms/{duration}ms")?;
         }
         write!(f, "]")
     }

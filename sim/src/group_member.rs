@@ -43,6 +43,8 @@ pub enum GroupEvent {
     },
     /// The broker acknowledged a commit.
     Committed {
+        /// The generation the member committed in.
+        generation: i32,
         /// The partition.
         partition: i32,
         /// The committed offset.
@@ -224,11 +226,20 @@ impl Member {
         };
         let mut last_heartbeat = now();
         while !stop.load(Ordering::Relaxed) {
+            // Like real clients, a member that lost its connection reconnects and carries on
+            // in the generation it knows; only the coordinator's answer ends the generation.
+            if self.conn.is_none() {
+                self.conn = Conn::connect(BROKER_ADDR).await.ok();
+                if self.conn.is_none() {
+                    madsim::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
             let mut request = crate::workload::fetch_request_for(partitions, &positions, 300);
             request.session_epoch = -1;
             let Some(ResponseKind::Fetch(response)) = self.call(ApiKey::Fetch, 12, &request).await
             else {
-                return;
+                continue;
             };
             let mut progressed = false;
             for answer in response.responses.iter().flat_map(|t| &t.partitions) {
@@ -245,8 +256,10 @@ impl Member {
             if !progressed {
                 madsim::time::sleep(Duration::from_millis(100)).await;
             }
-            if !self.commit(generation, partitions, &positions).await {
-                return;
+            match self.commit(generation, partitions, &positions).await {
+                Some(true) => {}
+                Some(false) => return,
+                None => continue,
             }
             if now().0 - last_heartbeat.0 >= 1_000 {
                 last_heartbeat = now();
@@ -257,16 +270,23 @@ impl Member {
                 heartbeat.group_instance_id = None;
                 match self.call(ApiKey::Heartbeat, 3, &heartbeat).await {
                     Some(ResponseKind::Heartbeat(beat)) if beat.error_code == 0 => {}
-                    _ => return,
+                    Some(_) => return,
+                    None => continue,
                 }
             }
         }
     }
 
-    /// Commits `positions`; false when the generation is over (or the call failed).
-    async fn commit(&mut self, generation: i32, partitions: &[i32], positions: &[i64]) -> bool {
+    /// Commits `positions`: `Some(false)` when the coordinator ended the generation, `None`
+    /// when the connection failed.
+    async fn commit(
+        &mut self,
+        generation: i32,
+        partitions: &[i32],
+        positions: &[i64],
+    ) -> Option<bool> {
         if partitions.is_empty() {
-            return true;
+            return Some(true);
         }
         let mut request = OffsetCommitRequest::default();
         request.group_id = group_id();
@@ -290,21 +310,22 @@ impl Member {
         let Some(ResponseKind::OffsetCommit(committed)) =
             self.call(ApiKey::OffsetCommit, 7, &request).await
         else {
-            return false;
+            return None;
         };
         let mut history = self.history.lock().expect("history");
         for answer in committed.topics.iter().flat_map(|t| &t.partitions) {
             if answer.error_code != 0 {
-                return false;
+                return Some(false);
             }
             let slot = partitions.iter().position(|p| *p == answer.partition_index);
             if let Some(slot) = slot {
                 history.group_events.push(GroupEvent::Committed {
+                    generation,
                     partition: answer.partition_index,
                     offset: positions[slot],
                 });
             }
         }
-        true
+        Some(true)
     }
 }

@@ -129,9 +129,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         events.push((crash.at_ms, Event::Down(crash.kind)));
         events.push((crash.at_ms + crash.down_ms, Event::Up));
     }
-    for &(at, member, down_ms) in &plan.member_crashes {
-        events.push((at, Event::MemberDown(member)));
-        events.push((at + down_ms, Event::MemberUp(member)));
+    for fault in &plan.member_faults {
+        let (member, cut) = (fault.member, fault.cut_off);
+        events.push((fault.at_ms, Event::MemberDown(member, cut)));
+        events.push((fault.at_ms + fault.duration_ms, Event::MemberUp(member, cut)));
     }
     for clog in &plan.clogs {
         events.push((clog.at_ms, Event::Clog(clog.client)));
@@ -159,13 +160,24 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 trace.record(format!("{} fault: broker restarted", now().0));
             }
             Event::Up => {}
-            Event::MemberDown(member) => {
+            Event::MemberDown(member, true) => {
+                net.clog_link(members[member].id(), broker.id());
+                net.clog_link(broker.id(), members[member].id());
+                trace.record(format!("{} fault: member{member} cut off", now().0));
+            }
+            Event::MemberUp(member, true) => {
+                net.unclog_link(members[member].id(), broker.id());
+                net.unclog_link(broker.id(), members[member].id());
+            }
+            Event::MemberDown(member, false) => {
                 handle.kill(members[member].id());
                 trace.record(format!("{} fault: member{member} killed", now().0));
             }
-            Event::MemberUp(member) => {
-                handle.restart(members[member].id());
-                trace.record(format!("{} fault: member{member} restarted", now().0));
+            Event::MemberUp(member, false) => {
+                if handle.is_exit(members[member].id()) {
+                    handle.restart(members[member].id());
+                    trace.record(format!("{} fault: member{member} restarted", now().0));
+                }
             }
             Event::Clog(client) => {
                 net.clog_link(client_nodes[client % clients].id(), broker.id());
@@ -185,6 +197,8 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         net.unclog_link(broker.id(), node.id());
     }
     for member in &members {
+        net.unclog_link(member.id(), broker.id());
+        net.unclog_link(broker.id(), member.id());
         if handle.is_exit(member.id()) {
             handle.restart(member.id());
         }
@@ -241,8 +255,8 @@ enum Event {
     Up,
     Clog(usize),
     Unclog(usize),
-    MemberDown(usize),
-    MemberUp(usize),
+    MemberDown(usize, bool),
+    MemberUp(usize, bool),
 }
 
 fn ip(text: &str) -> IpAddr {

@@ -83,6 +83,9 @@ impl GroupCoordinator {
                 (true, false) => Ok(()),
             };
         };
+        if crate::planted::is_planted(crate::planted::PlantedBug::AcceptStaleCommits) {
+            return Ok(());
+        }
         if let Some(instance) = &request.group_instance_id {
             if group
                 .static_members
