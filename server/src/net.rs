@@ -15,13 +15,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use brook_core::broker::{api_versions, Broker, ParkedFetchId, Reply, StorageProvider};
 use brook_core::protocol::fetch_types::FileRange;
 use brook_core::protocol::{
-    decode_request, encode_fetch_response, encode_response, encode_response_for, frame_len, Part,
-    ProtocolError, Request,
+    decode_request, encode_fetch_response, encode_response_for, frame_len, Part, ProtocolError,
+    Request,
 };
 use brook_core::storage::StorageError;
 use brook_core::{ErrorCode, Millis};
 use bytes::BytesMut;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -274,11 +274,13 @@ async fn respond(
     shared: &Shared,
     request: Request,
 ) -> Result<(), ConnectionError> {
-    let version = request.api_version;
-    let correlation_id = request.correlation_id;
-    let header = Request {
-        body: kafka_protocol::messages::RequestKind::ApiVersions(Default::default()),
-        ..request.clone()
+    let (api, version, correlation_id) =
+        (request.api_key, request.api_version, request.correlation_id);
+    let encode = |response: &ResponseKind| {
+        encode_response_for(api, version, correlation_id, response).map_err(|err| {
+            tracing::error!("{err}");
+            ConnectionError::Encode(err)
+        })
     };
     let (reply, waiter) = {
         let mut state = shared.lock();
@@ -298,13 +300,7 @@ async fn respond(
         (reply, waiter)
     };
     match reply {
-        Reply::Response(response) => {
-            let bytes = encode_response(&header, &response).map_err(|err| {
-                tracing::error!("{err}");
-                ConnectionError::Encode(err)
-            })?;
-            socket.write_all(&bytes).await?
-        }
+        Reply::Response(response) => socket.write_all(&encode(&response)?).await?,
         Reply::None => {}
         Reply::Fetch(data) => {
             write_parts(
@@ -334,13 +330,7 @@ async fn respond(
                     )
                     .await?
                 }
-                Completed::Response(response) => {
-                    let bytes = encode_response(&header, &response).map_err(|err| {
-                        tracing::error!("{err}");
-                        ConnectionError::Encode(err)
-                    })?;
-                    socket.write_all(&bytes).await?
-                }
+                Completed::Response(response) => socket.write_all(&encode(&response)?).await?,
             }
         }
     }

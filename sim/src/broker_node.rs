@@ -8,13 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use brook_core::broker::{Broker, BrokerConfig, ParkedFetchId, Reply};
 use brook_core::protocol::{
-    decode_request, encode_fetch_response, encode_response, frame_len, FetchResponseData, Part,
-    Request,
+    decode_request, encode_fetch_response, encode_response_for, frame_len, FetchResponseData, Part,
 };
 use brook_core::storage::Storage;
 use brook_core::Millis;
 use bytes::BytesMut;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::ResponseKind;
 use madsim::net::{TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -134,19 +133,18 @@ async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Res
         let Ok(request) = decode_request(frame.freeze()) else {
             return Ok(());
         };
-        let header = Request {
-            body: RequestKind::ApiVersions(Default::default()),
-            ..request.clone()
-        };
-        let (version, correlation_id) = (header.api_version, header.correlation_id);
+        let (api, version, correlation_id) =
+            (request.api_key, request.api_version, request.correlation_id);
         let waiter = {
             let mut state = shared.lock();
             let reply = state.broker.handle_request(now(), request);
             let outcome = match reply {
-                Reply::Response(response) => match encode_response(&header, &response) {
-                    Ok(bytes) => Ok(bytes.to_vec()),
-                    Err(_) => return Ok(()),
-                },
+                Reply::Response(response) => {
+                    match encode_response_for(api, version, correlation_id, &response) {
+                        Ok(bytes) => Ok(bytes.to_vec()),
+                        Err(_) => return Ok(()),
+                    }
+                }
                 Reply::Fetch(data) => {
                     let parts = encode_fetch_response(version, correlation_id, &data);
                     Ok(flatten(&state.broker, &parts)?)
@@ -174,10 +172,12 @@ async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Res
                         let parts = encode_fetch_response(version, correlation_id, &data);
                         flatten(&state.broker, &parts)?
                     }
-                    Completed::Response(response) => match encode_response(&header, &response) {
-                        Ok(bytes) => bytes.to_vec(),
-                        Err(_) => return Ok(()),
-                    },
+                    Completed::Response(response) => {
+                        match encode_response_for(api, version, correlation_id, &response) {
+                            Ok(bytes) => bytes.to_vec(),
+                            Err(_) => return Ok(()),
+                        }
+                    }
                 }
             }
         };
