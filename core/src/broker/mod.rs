@@ -295,7 +295,8 @@ impl<P: StorageProvider> Broker<P> {
         Reply::Response(Box::new(response))
     }
 
-    /// Runs time-based work: expires parked fetches, applies retention and `flush.ms`.
+    /// Runs time-based work: expires parked fetches, applies retention, compaction (for
+    /// `cleanup.policy=compact`, once per rolled segment) and `flush.ms`.
     pub fn handle_tick(&mut self, now: Millis) {
         self.fetches.expire(now);
         for (name, topic) in &mut self.topics {
@@ -303,6 +304,7 @@ impl<P: StorageProvider> Broker<P> {
                 let result = partition
                     .log
                     .apply_retention(now)
+                    .and_then(|_| partition.log.compact(now))
                     .and_then(|_| partition.log.tick(now));
                 if let Err(err) = result {
                     // Storage failures on a background task cannot be answered to a client;

@@ -137,12 +137,12 @@ fn apply_config(log: &mut LogConfig, name: &str, value: &str) -> Result<(), Topi
             }
         }
         "cleanup.policy" => {
-            if !value
-                .split(',')
-                .all(|p| matches!(p.trim(), "delete" | "compact"))
-            {
+            let policies: Vec<&str> = value.split(',').map(str::trim).collect();
+            if policies.is_empty() || !policies.iter().all(|p| matches!(*p, "delete" | "compact")) {
                 return Err(invalid("must be delete, compact or both"));
             }
+            log.cleanup_delete = policies.contains(&"delete");
+            log.cleanup_compact = policies.contains(&"compact");
         }
         "min.insync.replicas" => {
             parse_i64(name, value, 1)?;

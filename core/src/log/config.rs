@@ -26,6 +26,10 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// `message.timestamp.type`: whether batches keep producer time or get the append time.
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy` contains `delete`: retention by time and size applies.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: older records of a key are removed.
+    pub cleanup_compact: bool,
 }
 
 impl Default for LogConfig {
@@ -41,6 +45,8 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             timestamp_type: TimestampType::CreateTime,
+            cleanup_delete: true,
+            cleanup_compact: false,
         }
     }
 }

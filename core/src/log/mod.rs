@@ -14,6 +14,7 @@
 //! `truncate_to`, `advance_log_start`, `apply_retention` and `tick` (which runs the time-based
 //! flush policy); finally [`PartitionLog::close`], which leaves a clean-shutdown marker.
 
+mod compaction;
 mod config;
 mod recovery;
 mod segment;
@@ -27,6 +28,7 @@ use crate::record::{
 use crate::storage::{Storage, StorageError};
 use crate::types::{LeaderEpoch, Millis, Offset};
 
+pub use compaction::CompactionReport;
 pub use config::{ConfigError, LogConfig};
 pub use recovery::RecoveryReport;
 pub use segment::{index_file, log_file, parse_file_name, time_index_file};
@@ -156,6 +158,8 @@ pub struct PartitionLog<S: Storage> {
     unflushed_records: u64,
     /// When the oldest unsynced append happened.
     unflushed_since: Option<Millis>,
+    /// Segments below this base offset were compacted by the last pass.
+    compacted_below: Offset,
     /// Buffers reused by every append instead of allocated per call.
     scratch: AppendScratch,
 }
@@ -519,14 +523,18 @@ impl<S: Storage> PartitionLog<S> {
         if from >= upper {
             return Ok(None);
         }
+        // The first segment holding a batch that ends at or after `from`; compaction can
+        // leave a segment without one (its tail was removed), so look further.
         let index = self.segments.partition_point(|s| s.next_offset <= from);
-        let Some(segment) = self.segments.get(index) else {
-            return Ok(None);
-        };
-        let start = segment.scan_start(from);
-        let Some((mut position, first)) =
-            self.find_batch(segment, start, |b| b.last_offset >= from)?
-        else {
+        let mut found = None;
+        for segment in &self.segments[index..] {
+            let start = segment.scan_start(from);
+            if let Some(hit) = self.find_batch(segment, start, |b| b.last_offset >= from)? {
+                found = Some((segment, hit));
+                break;
+            }
+        }
+        let Some((segment, (mut position, first))) = found else {
             return Ok(None);
         };
         if first.last_offset >= upper {
@@ -809,6 +817,9 @@ impl<S: Storage> PartitionLog<S> {
     /// too old or push the log over its size limit, rolling first if the active segment
     /// must go too. Returns how many segments were deleted.
     pub fn apply_retention(&mut self, now: Millis) -> Result<usize, LogError> {
+        if !self.config.cleanup_delete {
+            return Ok(0);
+        }
         let mut doomed = 0;
         if let Some(retention_ms) = self.config.retention_ms {
             doomed = self

@@ -182,6 +182,7 @@ impl<S: Storage> PartitionLog<S> {
             high_watermark: log_start.min(log_end),
             unflushed_records: 0,
             unflushed_since: None,
+            compacted_below: Offset(0),
             scratch: AppendScratch::default(),
         };
         if log_start > log_end {
@@ -346,10 +347,14 @@ fn scan_segment<S: Storage>(
         }
         // The base offset sits outside the CRC's range, so damage there passes the check
         // above. Within a segment this log writes contiguous offsets (appends and replicated
-        // appends continue the log end; nothing compacts yet), so any jump is damage. The
+        // appends continue the log end), so without compaction any jump is damage. The
         // first batch may start after the segment's base, but within 32-bit reach of it.
         let expected = (segment.size > 0).then_some(segment.next_offset);
-        let jumped = expected.is_some_and(|next| summary.base_offset != next);
+        // Compaction leaves gaps, so a compacted log only requires offsets to increase.
+        let jumped = expected.is_some_and(|next| match config.cleanup_compact {
+            true => summary.base_offset < next,
+            false => summary.base_offset != next,
+        });
         let out_of_reach =
             summary.base_offset < base || summary.last_offset.0 - base.0 > i64::from(i32::MAX);
         if jumped || out_of_reach {

@@ -1,6 +1,7 @@
 //! Unit tests of the partition log over the in-memory disk.
 
 use super::*;
+use crate::log::CompactionReport;
 use crate::record::{BatchBuilder, Record};
 use crate::storage::{CrashMode, MemoryStorage};
 
@@ -492,4 +493,149 @@ fn log_config_out_of_range_is_refused_by_name() {
         .unwrap();
     assert!(err.to_string().contains("segment.bytes"), "{err}");
     assert_eq!(ErrorCode::from(&err), ErrorCode::InvalidConfig);
+}
+
+fn keyed(pairs: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Offset(0));
+    for (key, value) in pairs {
+        builder.push(&Record {
+            timestamp,
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        });
+    }
+    builder.build()
+}
+
+/// Every (offset, key, value) the log serves from its start.
+fn read_records(log: &PartitionLog<MemoryStorage>) -> Vec<(i64, String, String)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while let Some(slice) = log.read(next, 1 << 20, log.log_end_offset()).expect("read") {
+        let bytes = log.read_bytes(&slice).expect("bytes");
+        for batch in crate::record::Batches::new(&bytes) {
+            let batch = batch.expect("batch");
+            batch
+                .verify_crc()
+                .expect("compacted batches keep valid CRCs");
+            for record in crate::record::decode_records(&batch, 1 << 20).expect("records") {
+                let key = String::from_utf8(record.record.key.unwrap()).unwrap();
+                let value = String::from_utf8(record.record.value.unwrap()).unwrap();
+                out.push((record.offset.0, key, value));
+            }
+        }
+        next = slice.next_offset;
+    }
+    out
+}
+
+#[test]
+fn log_compaction_keeps_the_latest_record_per_key_at_its_offset() {
+    let config = LogConfig {
+        cleanup_compact: true,
+        cleanup_delete: false,
+        ..small_segments()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config.clone());
+    for round in 0..150 {
+        let value = format!("v{round}");
+        // Keys a, b, c recur all the time; k0..k39 each come back every 40 rounds, so older
+        // segments keep some of them and compacted segments have gaps.
+        let spread = format!("k{}", round % 40);
+        let pairs = [
+            (spread.as_str(), value.as_str()),
+            ("a", value.as_str()),
+            ("b", value.as_str()),
+            ("c", value.as_str()),
+        ];
+        log.append(
+            &mut keyed(&pairs[..(round % 4) + 1], 1_000),
+            LeaderEpoch(2),
+            Millis(0),
+        )
+        .unwrap();
+    }
+    let end = log.log_end_offset();
+    let before = read_records(&log);
+    let report = log.compact(Millis(0)).unwrap();
+    assert!(report.records_removed > 0, "{report:?}");
+    assert_eq!(
+        log.log_end_offset(),
+        end,
+        "compaction never moves the log end"
+    );
+    let after = read_records(&log);
+    assert!(after.len() < before.len());
+    // Every record read back is the one appended at that offset…
+    for record in &after {
+        assert!(
+            before.contains(record),
+            "{record:?} was appended at that offset"
+        );
+    }
+    // …and for every key the newest record survives.
+    for key in ["a", "b", "c"] {
+        let newest = before.iter().filter(|r| r.1 == key).next_back().unwrap();
+        assert!(after.contains(newest), "newest {key} kept");
+    }
+    // Outside the active segment, each key appears at most once.
+    let active = *log.segment_bases().last().unwrap();
+    for key in ["a", "b", "c"] {
+        let older = after
+            .iter()
+            .filter(|r| r.1 == key && r.0 < active.0)
+            .count();
+        assert!(
+            older <= 1,
+            "key {key} kept {older} times in compacted segments"
+        );
+    }
+    assert_eq!(
+        log.compact(Millis(0)).unwrap(),
+        CompactionReport::default(),
+        "nothing new"
+    );
+    // Gaps survive a crash (after a flush, so the active segment is durable too) and a
+    // clean restart.
+    log.flush().unwrap();
+    let mut storage = log.abandon();
+    storage.crash(CrashMode::LoseUnsynced);
+    let (log, report) = open(storage, config.clone());
+    assert!(
+        report
+            .repairs
+            .iter()
+            .all(|r| !r.contains("does not continue")),
+        "{report:?}"
+    );
+    assert_eq!(read_records(&log), after);
+    let (log, _) = open(log.close().unwrap(), config);
+    assert_eq!(read_records(&log), after);
+}
+
+#[test]
+fn log_without_compact_policy_is_not_compacted_and_compact_only_skips_retention() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for round in 0..20 {
+        log.append(
+            &mut keyed(&[("k", &round.to_string())], 0),
+            LeaderEpoch(0),
+            Millis(0),
+        )
+        .unwrap();
+    }
+    assert_eq!(log.compact(Millis(0)).unwrap(), CompactionReport::default());
+    let config = LogConfig {
+        cleanup_compact: true,
+        cleanup_delete: false,
+        retention_ms: Some(1),
+        ..small_segments()
+    };
+    log.set_config(config).unwrap();
+    assert_eq!(
+        log.apply_retention(Millis(1_000_000)).unwrap(),
+        0,
+        "compact-only keeps old data"
+    );
 }

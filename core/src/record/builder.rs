@@ -45,6 +45,10 @@ pub struct BatchBuilder {
     base_timestamp: Option<i64>,
     max_timestamp: i64,
     count: i32,
+    /// Offset delta the next record gets (equals `count` unless records were skipped).
+    delta_next: i32,
+    /// The batch's declared last offset delta, when set explicitly.
+    last_offset_delta: Option<i32>,
     records: Vec<u8>,
 }
 
@@ -61,6 +65,8 @@ impl BatchBuilder {
             base_timestamp: None,
             max_timestamp: -1,
             count: 0,
+            delta_next: 0,
+            last_offset_delta: None,
             records: Vec::new(),
         }
     }
@@ -106,6 +112,24 @@ impl BatchBuilder {
         HEADER_LEN + self.records.len()
     }
 
+    /// Appends a record at offset `base + delta`, leaving a gap after the previous record
+    /// (compaction keeps records' offsets). `delta` must exceed every delta used so far.
+    pub fn push_at_delta(&mut self, delta: i32, record: &Record) {
+        assert!(
+            delta >= self.delta_next,
+            "offset deltas increase within a batch"
+        );
+        self.delta_next = delta;
+        self.push(record);
+    }
+
+    /// Declares the batch's last offset delta when records at its end were removed, so the
+    /// batch still ends where it did (compaction); at least the last delta pushed.
+    pub fn last_offset_delta(mut self, delta: i32) -> Self {
+        self.last_offset_delta = Some(delta);
+        self
+    }
+
     /// Appends a record; its offset is the next one in the batch.
     pub fn push(&mut self, record: &Record) {
         let body = self.encode_record(record);
@@ -130,7 +154,7 @@ impl BatchBuilder {
         let mut body = Vec::with_capacity(16 + record_payload_len(record));
         body.push(0); // record attributes: unused
         put_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
-        put_varint(&mut body, self.count);
+        put_varint(&mut body, self.delta_next);
         put_bytes(&mut body, record.key.as_deref());
         put_bytes(&mut body, record.value.as_deref());
         put_varint(&mut body, record.headers.len() as i32);
@@ -147,6 +171,7 @@ impl BatchBuilder {
         put_varint(&mut self.records, body.len() as i32);
         self.records.extend_from_slice(body);
         self.count += 1;
+        self.delta_next += 1;
     }
 
     /// Encodes the batch with its CRC, compressing the records section if a codec was set.
@@ -163,7 +188,10 @@ impl BatchBuilder {
         encode_batch(&BatchFields {
             base_offset: self.base_offset,
             attributes: self.attributes | i16::from(self.compression.id()),
-            last_offset_delta: self.count - 1,
+            last_offset_delta: self
+                .last_offset_delta
+                .unwrap_or(self.delta_next - 1)
+                .max(self.delta_next - 1),
             base_timestamp: self.base_timestamp.unwrap_or(-1),
             max_timestamp: self.max_timestamp,
             producer_id: self.producer_id,
