@@ -576,7 +576,7 @@ fn log_compaction_keeps_the_latest_record_per_key_at_its_offset() {
     }
     // …and for every key the newest record survives.
     for key in ["a", "b", "c"] {
-        let newest = before.iter().filter(|r| r.1 == key).next_back().unwrap();
+        let newest = before.iter().rfind(|r| r.1 == key).unwrap();
         assert!(after.contains(newest), "newest {key} kept");
     }
     // Outside the active segment, each key appears at most once.
