@@ -132,7 +132,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     for fault in &plan.member_faults {
         let (member, cut) = (fault.member, fault.cut_off);
         events.push((fault.at_ms, Event::MemberDown(member, cut)));
-        events.push((fault.at_ms + fault.duration_ms, Event::MemberUp(member, cut)));
+        events.push((
+            fault.at_ms + fault.duration_ms,
+            Event::MemberUp(member, cut),
+        ));
     }
     for clog in &plan.clogs {
         events.push((clog.at_ms, Event::Clog(clog.client)));
