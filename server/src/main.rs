@@ -30,8 +30,10 @@ enum Command {
     Topics(tools::topics::TopicsArgs),
     /// Send stdin to a topic, one record per line.
     Produce(tools::produce::ProduceArgs),
-    /// Print a topic's records, one per line.
+    /// Print a topic's records, one per line (alone, or as a consumer group member).
     Consume(tools::consume::ConsumeArgs),
+    /// List, describe, reset the offsets of, or delete consumer groups.
+    Groups(tools::groups::GroupsArgs),
 }
 
 /// Flags of `brook server`; each may also be set in the `--config` TOML file.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Topics(args) => tools::topics::run(args).map_err(|err| err.to_string()),
         Command::Produce(args) => tools::produce::run(args).map_err(|err| err.to_string()),
         Command::Consume(args) => tools::consume::run(args).map_err(|err| err.to_string()),
+        Command::Groups(args) => tools::groups::run(args).map_err(|err| err.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

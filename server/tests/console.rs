@@ -1,5 +1,5 @@
-//! The console tools against a real `brook server` process: `brook topics`, `brook produce`
-//! and `brook consume` run as separate processes, the way an operator runs them.
+//! The console tools against a real `brook server` process: `brook topics`, `brook produce`,
+//! `brook consume` and `brook groups` run as separate processes, the way an operator runs them.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -360,4 +360,414 @@ fn console_errors_are_one_line_and_exit_non_zero() {
             &format!("cannot connect to {nowhere}"),
         );
     }
+}
+
+/// Polls `brook groups describe GROUP` until `ready` accepts its output.
+fn wait_for_group(server: &Server, group: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = server.run(&["groups", "describe", group], "");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        if output.status.success() && ready(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} never got ready: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The partition rows of `brook groups describe`: (partition, current, log end, lag).
+fn offset_rows(described: &str) -> Vec<(String, String, String, String)> {
+    described
+        .lines()
+        .skip_while(|line| !line.starts_with("TOPIC"))
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            (
+                cells[1].to_string(),
+                cells[2].to_string(),
+                cells[3].to_string(),
+                cells[4].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn console_groups_list_and_describe_after_consume_group() {
+    let server = Server::start();
+    server.ok(&["topics", "create", "events", "--partitions", "2"], "");
+    let lines: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
+    server.ok(&["produce", "events"], &(lines.join("\n") + "\n"));
+    let group_args = [
+        "consume",
+        "events",
+        "--group",
+        "readers",
+        "--from-beginning",
+        "--timeout-ms",
+        "10000",
+    ];
+    let mut first: Vec<String> = server
+        .ok(&[&group_args[..], &["--max-messages", "10"]].concat(), "")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    first.sort();
+    let mut expected = lines.clone();
+    expected.sort();
+    assert_eq!(first, expected);
+
+    let listed = server.ok(&["groups", "list"], "");
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["GROUP", "STATE", "PROTOCOL-TYPE"], "{listed}");
+    assert!(
+        rows.contains(&vec!["readers", "Empty", "consumer"]),
+        "{listed}"
+    );
+
+    let described = server.ok(&["groups", "describe", "readers"], "");
+    assert!(
+        described.starts_with("Group: readers\tState: Empty\tProtocolType: consumer\t"),
+        "{described}"
+    );
+    assert!(described.contains("No active members."), "{described}");
+    let rows = offset_rows(&described);
+    assert_eq!(rows.len(), 2, "{described}");
+    for (partition, current, end, lag) in &rows {
+        assert_eq!(current, end, "partition {partition}: {described}");
+        assert_eq!(lag, "0", "{described}");
+    }
+    let total: i64 = rows.iter().map(|r| r.1.parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 10, "{described}");
+
+    // The committed offsets are where a new member starts: nothing old is printed again,
+    // and a stop in the middle of a batch commits exactly what was printed.
+    server.ok(
+        &["produce", "events", "--partition", "0"],
+        "n1\nn2\nn3\nn4\n",
+    );
+    let some = server.ok(&[&group_args[..], &["--max-messages", "3"]].concat(), "");
+    assert_eq!(some, "n1\nn2\nn3\n");
+    let rest = server.ok(&[&group_args[..4], &["--timeout-ms", "1500"]].concat(), "");
+    assert_eq!(rest, "n4\n");
+    let described = server.ok(&["groups", "describe", "readers"], "");
+    assert!(
+        offset_rows(&described).iter().all(|r| r.3 == "0"),
+        "{described}"
+    );
+}
+
+#[test]
+fn console_groups_two_members_split_four_partitions_exactly_once() {
+    let server = Server::start();
+    server.ok(&["topics", "create", "split", "--partitions", "4"], "");
+    let args = [
+        "consume",
+        "split",
+        "--group",
+        "pair",
+        "--from-beginning",
+        "--timeout-ms",
+        "8000",
+        "--max-messages",
+        "400",
+        "--bootstrap",
+        &server.addr,
+    ];
+    let first = spawn_brook(&args);
+    let second = spawn_brook(&args);
+    // Records go out only once both members own two partitions each.
+    wait_for_group(&server, "pair", |text| {
+        text.contains("State: Stable")
+            && text.contains("Members: 2")
+            && text.lines().filter(|l| l.starts_with("split ")).count() == 4
+    });
+    let lines: Vec<String> = (0..400).map(|i| format!("record {i}")).collect();
+    server.ok(&["produce", "split"], &(lines.join("\n") + "\n"));
+    let outputs = [wait_output(first, &args), wait_output(second, &args)];
+    let mut seen: Vec<String> = Vec::new();
+    for output in &outputs {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let printed: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        // Unkeyed records go round robin: 100 per partition, two partitions per member.
+        assert_eq!(printed.len(), 200, "{stderr}");
+        seen.extend(printed);
+    }
+    seen.sort();
+    let mut expected = lines;
+    expected.sort();
+    assert_eq!(seen, expected, "every record exactly once");
+    let described = server.ok(&["groups", "describe", "pair"], "");
+    assert!(described.contains("State: Empty"), "{described}");
+    let rows = offset_rows(&described);
+    assert_eq!(rows.len(), 4, "{described}");
+    assert!(
+        rows.iter().all(|r| r.1 == "100" && r.3 == "0"),
+        "{described}"
+    );
+}
+
+#[test]
+fn console_groups_reset_offsets_only_when_empty_then_reread() {
+    let server = Server::start();
+    server.ok(&["topics", "create", "replay", "--partitions", "3"], "");
+    let lines: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
+    let input = lines.join("\n") + "\n";
+    server.ok(&["produce", "replay"], &input);
+    let consume = |extra: &[&str]| {
+        let base = ["consume", "replay", "--group", "again", "--from-beginning"];
+        let mut printed: Vec<String> = server
+            .ok(&[&base[..], extra].concat(), "")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        printed.sort();
+        printed
+    };
+    let mut expected = lines.clone();
+    expected.sort();
+    assert_eq!(
+        consume(&["--max-messages", "30", "--timeout-ms", "10000"]),
+        expected
+    );
+    assert!(consume(&["--timeout-ms", "1000"]).is_empty());
+
+    // A running member: the group is not Empty, so neither reset nor delete may touch it.
+    let args = [
+        "consume",
+        "replay",
+        "--group",
+        "again",
+        "--timeout-ms",
+        "30000",
+        "--bootstrap",
+        &server.addr,
+    ];
+    let member = spawn_brook(&args);
+    wait_for_group(&server, "again", |text| text.contains("State: Stable"));
+    assert_error(
+        &server.run(
+            &[
+                "groups",
+                "reset-offsets",
+                "again",
+                "--topic",
+                "replay",
+                "--to-earliest",
+            ],
+            "",
+        ),
+        "only while the group is Empty",
+    );
+    assert_error(
+        &server.run(&["groups", "delete", "again"], ""),
+        "NON_EMPTY_GROUP",
+    );
+    // SIGTERM: the member commits, leaves the group and exits normally.
+    let _ = kill(Pid::from_raw(member.id() as i32), Signal::SIGTERM);
+    let stopped = wait_output(member, &args);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    wait_for_group(&server, "again", |text| text.contains("State: Empty"));
+
+    let reset = server.ok(
+        &[
+            "groups",
+            "reset-offsets",
+            "again",
+            "--topic",
+            "replay",
+            "--to-earliest",
+        ],
+        "",
+    );
+    let rows: Vec<Vec<&str>> = reset
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"]);
+    assert_eq!(
+        &rows[1..],
+        [
+            ["again", "replay", "0", "0"],
+            ["again", "replay", "1", "0"],
+            ["again", "replay", "2", "0"]
+        ]
+    );
+    assert_eq!(
+        consume(&["--max-messages", "30", "--timeout-ms", "10000"]),
+        expected
+    );
+
+    // One partition to an explicit offset (clamped to the log end), then to the end.
+    let one = server.ok(
+        &[
+            "groups",
+            "reset-offsets",
+            "again",
+            "--topic",
+            "replay",
+            "--partition",
+            "1",
+            "--to-offset",
+            "5",
+        ],
+        "",
+    );
+    assert!(one.ends_with("again  replay  1          5\n"), "{one}");
+    assert_eq!(consume(&["--timeout-ms", "1500"]).len(), 5);
+    server.ok(
+        &[
+            "groups",
+            "reset-offsets",
+            "again",
+            "--topic",
+            "replay",
+            "--to-latest",
+        ],
+        "",
+    );
+    assert!(consume(&["--timeout-ms", "1000"]).is_empty());
+    assert_eq!(
+        server.ok(&["groups", "delete", "again"], ""),
+        "Deleted group again.\n"
+    );
+}
+
+#[test]
+fn console_groups_errors_are_one_line_and_exit_non_zero() {
+    let server = Server::start();
+    assert_error(
+        &server.run(&["groups", "describe", "nobody"], ""),
+        "group nobody: GROUP_ID_NOT_FOUND (69)",
+    );
+    assert_error(
+        &server.run(&["groups", "delete", "nobody"], ""),
+        "GROUP_ID_NOT_FOUND",
+    );
+    assert_error(
+        &server.run(
+            &[
+                "groups",
+                "reset-offsets",
+                "nobody",
+                "--topic",
+                "missing",
+                "--to-latest",
+            ],
+            "",
+        ),
+        "topic missing: UNKNOWN_TOPIC_OR_PARTITION",
+    );
+    server.ok(&["topics", "create", "one", "--partitions", "1"], "");
+    assert_error(
+        &server.run(
+            &[
+                "groups",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "one",
+                "--to-earliest",
+                "--partition",
+                "3",
+            ],
+            "",
+        ),
+        "--partition 3",
+    );
+    assert_error(
+        &server.run(&["groups", "reset-offsets", "g", "--topic", "one"], ""),
+        "--to-earliest",
+    );
+    assert_error(
+        &server.run(&["consume", "one", "--group", "g", "--partition", "0"], ""),
+        "--partition",
+    );
+    assert_error(
+        &server.run(
+            &["consume", "missing", "--group", "g", "--timeout-ms", "100"],
+            "",
+        ),
+        "UNKNOWN_TOPIC_OR_PARTITION",
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let nowhere = format!("127.0.0.1:{port}");
+    assert_error(
+        &run_brook(&["groups", "list", "--bootstrap", &nowhere], ""),
+        &format!("cannot connect to {nowhere}"),
+    );
+}
+
+#[test]
+fn console_groups_member_joining_mid_stream_rebalances_without_duplicates() {
+    let server = Server::start();
+    server.ok(&["topics", "create", "moving", "--partitions", "4"], "");
+    let chunk =
+        |n: usize| -> Vec<String> { (0..200).map(|i| format!("chunk {n} record {i}")).collect() };
+    let mut produced: Vec<String> = Vec::new();
+    let mut produce = |n: usize| {
+        let lines = chunk(n);
+        server.ok(&["produce", "moving"], &(lines.join("\n") + "\n"));
+        produced.extend(lines);
+    };
+    produce(0);
+    let args = [
+        "consume",
+        "moving",
+        "--group",
+        "movers",
+        "--from-beginning",
+        "--timeout-ms",
+        "8000",
+        "--bootstrap",
+        &server.addr,
+    ];
+    let first = spawn_brook(&args);
+    wait_for_group(&server, "movers", |text| {
+        text.contains("State: Stable") && text.contains("Members: 1")
+    });
+    // The second member joins while records keep arriving: the first one must commit what
+    // it printed before giving partitions away (REBALANCE_IN_PROGRESS → commit → rejoin).
+    let second = spawn_brook(&args);
+    for n in 1..=10 {
+        produce(n);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for_group(&server, "movers", |text| {
+        text.contains("State: Stable") && text.contains("Members: 2")
+    });
+    produce(11);
+    let mut seen: Vec<String> = Vec::new();
+    for output in [wait_output(first, &args), wait_output(second, &args)] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        seen.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    seen.sort();
+    produced.sort();
+    assert_eq!(seen.len(), produced.len(), "duplicates or losses");
+    assert_eq!(seen, produced);
 }

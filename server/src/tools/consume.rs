@@ -1,12 +1,18 @@
 //! `brook consume`: print a topic's records, one per line (like `kafka-console-consumer`).
 //!
-//! There are no consumer groups yet: the start offset of each partition comes from
-//! ListOffsets (earliest with `--from-beginning`, else latest), and a Fetch loop follows every
-//! chosen partition from there. Compressed batches are decompressed; control batches
-//! (transaction markers) are skipped. Records are read uncommitted, up to the high watermark.
+//! Without `--group` the start offset of each partition comes from ListOffsets (earliest with
+//! `--from-beginning`, else latest), and a Fetch loop follows every chosen partition from there.
+//! With `--group G` the consumer is a member of consumer group G ([`GroupMember`]): it reads
+//! the partitions the group assigns it, starting at the group's committed offsets (else
+//! earliest/latest as above), commits its position every [`COMMIT_INTERVAL_MS`], before each
+//! rebalance and on exit, and leaves the group on exit (Ctrl-C or SIGTERM included).
+//! Compressed batches are decompressed; control batches (transaction markers) are skipped.
+//! Records are read uncommitted, up to the high watermark.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brook_core::record::{decode_records, Batches, Record};
@@ -15,7 +21,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest};
 
+use super::assignor::Assignment;
 use super::client::Client;
+use super::member::{GroupMember, MemberConfig, Offsets};
 use super::topics::topic_name;
 use super::{ConnectArgs, ToolError};
 
@@ -28,11 +36,20 @@ pub const PARTITION_FETCH_BYTES_MAX: i32 = 1024 * 1024;
 /// Most bytes one batch may decompress to.
 pub const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// ListOffsets timestamp meaning "the log start offset".
-const EARLIEST: i64 = -2;
+pub const EARLIEST: i64 = -2;
 /// ListOffsets timestamp meaning "the high watermark".
-const LATEST: i64 = -1;
+pub const LATEST: i64 = -1;
 /// Kafka's `OFFSET_OUT_OF_RANGE` error code.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// A group member silent for this long is expelled by the coordinator.
+pub const SESSION_TIMEOUT_MS: i32 = 10_000;
+/// How long the coordinator waits for members to rejoin; JoinGroup can be parked this long,
+/// so it stays below the client's request timeout.
+pub const REBALANCE_TIMEOUT_MS: i32 = 20_000;
+/// Time between heartbeats: short, so a rebalance is noticed within about a second.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+/// Time between periodic offset commits of a group member.
+pub const COMMIT_INTERVAL_MS: u64 = 2_000;
 
 /// Flags of `brook consume`.
 #[derive(Args, Debug)]
@@ -57,9 +74,14 @@ pub struct ConsumeArgs {
     /// What separates key and value with --print-key.
     #[arg(long, value_name = "SEP", default_value = "\t")]
     pub key_separator: String,
-    /// Stop when no record arrived for this long [default: run until interrupted].
+    /// Stop when no record arrived for this long [default: run until interrupted]. With
+    /// --group the clock starts once the first assignment arrives.
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
+    /// Consume as a member of this consumer group: partitions assigned by the group, offsets
+    /// committed to it.
+    #[arg(long, value_name = "GROUP", conflicts_with = "partition")]
+    pub group: Option<String>,
 }
 
 /// Prints records until `--max-messages`, `--timeout-ms` or Ctrl-C.
@@ -84,23 +106,79 @@ pub fn run(args: ConsumeArgs) -> Result<(), ToolError> {
     } else {
         LATEST
     };
-    let offsets = list_offsets(&mut client, list_version, &args.topic, &partitions, start)?;
     let mut consumer = Consumer {
         client,
         fetch_version,
         list_version,
         start,
-        offsets,
+        offsets: BTreeMap::new(),
+        committed: BTreeMap::new(),
         out: BufWriter::new(std::io::stdout().lock()),
         printed: 0,
     };
-    let result = consumer.run(&args);
+    let result = match &args.group {
+        Some(group) => consumer.run_group(&args, group),
+        None => list_offsets(
+            &mut consumer.client,
+            list_version,
+            &args.topic,
+            &partitions,
+            start,
+        )
+        .and_then(|offsets| {
+            consumer.offsets = offsets;
+            consumer.run(&args)
+        }),
+    };
     if is_stdout_closed(&result) {
         return Ok(());
     }
     result?;
     eprintln!("Processed a total of {} messages", consumer.printed);
     Ok(())
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it starts later) and turns them
+/// into a flag a thread sets: the consumer then commits and leaves its group. A second
+/// signal exits at once.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, ToolError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().map_err(|errno| ToolError::Io {
+        what: "cannot block SIGINT and SIGTERM",
+        source: errno.into(),
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            while let Ok(signal) = signals.wait() {
+                if flag.swap(true, Ordering::SeqCst) {
+                    std::process::exit(128 + signal as i32);
+                }
+            }
+        })
+        .map_err(|source| ToolError::Io {
+            what: "cannot start the signal thread",
+            source,
+        })?;
+    Ok(stop)
+}
+
+/// How long the next Fetch may wait: at most [`FETCH_MAX_WAIT_MS`] and what is left of the
+/// idle timeout; `None` once the idle timeout has passed.
+fn fetch_wait_ms(timeout: Option<Duration>, last_data: Instant) -> Option<u64> {
+    let Some(timeout) = timeout else {
+        return Some(FETCH_MAX_WAIT_MS);
+    };
+    let left = timeout.saturating_sub(last_data.elapsed());
+    if left.is_zero() {
+        return None;
+    }
+    Some(FETCH_MAX_WAIT_MS.min(left.as_millis() as u64).max(1))
 }
 
 /// Whether `result` only says that stdout was closed (e.g. `| head`): a normal end.
@@ -116,8 +194,10 @@ struct Consumer<W: Write> {
     list_version: i16,
     /// Where to restart after OFFSET_OUT_OF_RANGE: EARLIEST or LATEST.
     start: i64,
-    /// Partition → next offset to fetch.
+    /// Partition → next offset to fetch (and to commit: every record before it was printed).
     offsets: BTreeMap<i32, i64>,
+    /// With --group: partition → the offset the group has committed, as far as known.
+    committed: BTreeMap<i32, i64>,
     out: W,
     printed: u64,
 }
@@ -130,14 +210,9 @@ impl<W: Write> Consumer<W> {
             if args.max_messages.is_some_and(|max| self.printed >= max) {
                 return Ok(());
             }
-            let mut wait_ms = FETCH_MAX_WAIT_MS;
-            if let Some(timeout) = timeout {
-                let left = timeout.saturating_sub(last_data.elapsed());
-                if left.is_zero() {
-                    return Ok(());
-                }
-                wait_ms = wait_ms.min(left.as_millis() as u64).max(1);
-            }
+            let Some(wait_ms) = fetch_wait_ms(timeout, last_data) else {
+                return Ok(());
+            };
             let printed_before = self.printed;
             self.fetch_once(args, wait_ms as i32)?;
             self.out.flush().map_err(stdout_error)?;
@@ -221,6 +296,8 @@ impl<W: Write> Consumer<W> {
                     continue;
                 }
                 if args.max_messages.is_some_and(|max| self.printed >= max) {
+                    // Stop right here, so a commit covers exactly what was printed.
+                    self.offsets.insert(partition, decoded.offset.0);
                     return Ok(());
                 }
                 write_record(&mut self.out, &decoded.record, args).map_err(stdout_error)?;
@@ -257,6 +334,133 @@ impl<W: Write> Consumer<W> {
     }
 }
 
+/// The group member's side of the Fetch loop.
+impl<W: Write> Consumer<W> {
+    /// Joins `group`, prints what it assigns until a stop condition, then commits and leaves.
+    fn run_group(&mut self, args: &ConsumeArgs, group: &str) -> Result<(), ToolError> {
+        // Before any thread starts, so that every thread inherits the blocked signals.
+        let stop = stop_on_signals()?;
+        let config = MemberConfig {
+            group: group.to_string(),
+            topics: vec![args.topic.clone()],
+            session_timeout_ms: SESSION_TIMEOUT_MS,
+            rebalance_timeout_ms: REBALANCE_TIMEOUT_MS,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+        };
+        let mut member = GroupMember::new(&mut self.client, config)?;
+        let result = self.follow_group(args, &mut member, &stop);
+        if result.is_ok() || is_stdout_closed(&result) {
+            self.commit_positions(args, &mut member)?;
+            member.leave(&mut self.client)?;
+        } else {
+            // Leave so the others need not wait for our session to expire; the first error
+            // is the one worth reporting.
+            let _ = member.leave(&mut self.client);
+        }
+        result
+    }
+
+    fn follow_group(
+        &mut self,
+        args: &ConsumeArgs,
+        member: &mut GroupMember,
+        stop: &AtomicBool,
+    ) -> Result<(), ToolError> {
+        self.take_assignment(args, member)?;
+        let timeout = args.timeout_ms.map(Duration::from_millis);
+        let commit_interval = Duration::from_millis(COMMIT_INTERVAL_MS);
+        let mut last_data = Instant::now();
+        let mut last_commit = Instant::now();
+        loop {
+            if stop.load(Ordering::SeqCst) || args.max_messages.is_some_and(|m| self.printed >= m) {
+                return Ok(());
+            }
+            if member.needs_rejoin()? {
+                // Eager rebalance: commit what was printed, then give everything back.
+                self.commit_positions(args, member)?;
+                self.take_assignment(args, member)?;
+                continue;
+            }
+            let Some(wait_ms) = fetch_wait_ms(timeout, last_data) else {
+                return Ok(());
+            };
+            let printed_before = self.printed;
+            if self.offsets.is_empty() {
+                // Nothing assigned (more members than partitions): wait for a rebalance.
+                std::thread::sleep(Duration::from_millis(wait_ms));
+            } else {
+                self.fetch_once(args, wait_ms as i32)?;
+                self.out.flush().map_err(stdout_error)?;
+            }
+            if self.printed > printed_before {
+                last_data = Instant::now();
+            }
+            if last_commit.elapsed() >= commit_interval {
+                self.commit_positions(args, member)?;
+                last_commit = Instant::now();
+            }
+        }
+    }
+
+    /// Joins (or rejoins) and starts each assigned partition at its committed offset, else at
+    /// the earliest or latest offset.
+    fn take_assignment(
+        &mut self,
+        args: &ConsumeArgs,
+        member: &mut GroupMember,
+    ) -> Result<(), ToolError> {
+        let assignment = member.join(&mut self.client)?;
+        let partitions = assignment.get(&args.topic).cloned().unwrap_or_default();
+        self.offsets.clear();
+        self.committed.clear();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mine: Assignment = [(args.topic.clone(), partitions.clone())].into();
+        for ((_, partition), offset) in member.committed(&mut self.client, &mine)? {
+            self.committed.insert(partition, offset);
+        }
+        let missing: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !self.committed.contains_key(p))
+            .collect();
+        self.offsets = self.committed.clone();
+        if !missing.is_empty() {
+            let version = self.list_version;
+            let found = list_offsets(&mut self.client, version, &args.topic, &missing, self.start)?;
+            self.offsets.extend(found);
+        }
+        Ok(())
+    }
+
+    /// Commits the position of every partition whose position moved since its last commit.
+    fn commit_positions(
+        &mut self,
+        args: &ConsumeArgs,
+        member: &mut GroupMember,
+    ) -> Result<(), ToolError> {
+        let changed: Offsets = self
+            .offsets
+            .iter()
+            .filter(|(partition, offset)| self.committed.get(partition) != Some(offset))
+            .map(|(&partition, &offset)| ((args.topic.clone(), partition), offset))
+            .collect();
+        if member.commit(&mut self.client, &changed)? {
+            for ((_, partition), offset) in changed {
+                self.committed.insert(partition, offset);
+            }
+        } else {
+            eprintln!(
+                "warning: group {}: the generation ended before offsets could be committed; \
+                 the next owner may read some records again",
+                args.group.as_deref().unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Writes `[key SEP] value\n`; a null key or value prints as `null`.
 fn write_record(out: &mut impl Write, record: &Record, args: &ConsumeArgs) -> std::io::Result<()> {
     if args.print_key {
@@ -275,7 +479,7 @@ fn stdout_error(source: std::io::Error) -> ToolError {
 }
 
 /// Asks for the offset at `timestamp` (EARLIEST or LATEST) of each partition.
-fn list_offsets(
+pub fn list_offsets(
     client: &mut Client,
     version: i16,
     topic: &str,

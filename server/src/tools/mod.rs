@@ -1,16 +1,20 @@
-//! Console tools in the spirit of `kafka-topics`, `kafka-console-producer` and
-//! `kafka-console-consumer`: `brook topics`, `brook produce` and `brook consume`.
+//! Console tools in the spirit of `kafka-topics`, `kafka-console-producer`,
+//! `kafka-console-consumer` and `kafka-consumer-groups`: `brook topics`, `brook produce`,
+//! `brook consume` and `brook groups`.
 //!
 //! They talk to a broker over the Kafka protocol like any other client, through the blocking
 //! [`client::Client`]; they never open a data directory. **API boundary:** nothing here is
 //! used by the broker itself. Every failure becomes a [`ToolError`], which `main` prints as
 //! one `error: …` line before exiting non-zero.
 //!
-//! Gaps: all requests go to the bootstrap broker (fine for one node; leaders elsewhere are
-//! not followed), and there are no consumer groups, so `consume` starts from ListOffsets.
+//! Gaps: all requests go to the bootstrap broker (fine for one node; leaders and group
+//! coordinators elsewhere are not followed).
 
+pub mod assignor;
 pub mod client;
 pub mod consume;
+pub mod groups;
+pub mod member;
 pub mod produce;
 pub mod topics;
 
