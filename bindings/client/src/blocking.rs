@@ -11,7 +11,8 @@ use tokio::runtime::Runtime;
 
 use crate::{
     AdminConfig, ConfigEntry, ConfigOp, ConsumerConfig, ConsumerRecord, DeliveryFuture, Error,
-    NewTopic, ProducerConfig, ProducerRecord, RecordMetadata, TopicInfo, TopicPartition,
+    NewTopic, ProducerConfig, ProducerRecord, RebalanceListener, RecordMetadata, TopicInfo,
+    TopicPartition,
 };
 
 /// A runtime with worker threads, so a producer's background task runs between calls.
@@ -112,11 +113,28 @@ impl Drop for Producer {
     }
 }
 
-/// A blocking consumer of assigned partitions.
+/// A blocking consumer: a group member (`subscribe`) or of assigned partitions. Its
+/// heartbeats run on its runtime's worker thread between calls. Dropping it closes it
+/// (commit with auto-commit, LeaveGroup), waiting at most the request timeout.
 #[derive(Debug)]
 pub struct Consumer {
     runtime: Arc<Runtime>,
     inner: crate::Consumer,
+    closed: bool,
+}
+
+/// A pending asynchronous commit of a blocking consumer.
+#[derive(Debug)]
+pub struct PendingCommit {
+    runtime: Arc<Runtime>,
+    inner: crate::PendingCommit,
+}
+
+impl PendingCommit {
+    /// Waits for the commit's outcome.
+    pub fn wait(self) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.wait())
+    }
 }
 
 impl Consumer {
@@ -125,12 +143,75 @@ impl Consumer {
         Ok(Consumer {
             runtime: runtime("brook-consumer")?,
             inner: crate::Consumer::new(config)?,
+            closed: false,
         })
     }
 
-    /// Replaces the assignment.
-    pub fn assign(&mut self, partitions: Vec<TopicPartition>) {
-        self.inner.assign(partitions);
+    /// Replaces the assignment (refused while subscribed).
+    pub fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        self.inner.assign(partitions)
+    }
+
+    /// Joins the group subscribed to `topics`; the assignment arrives in the next `poll`.
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), Error> {
+        self.closed = false;
+        self.inner.subscribe(topics)
+    }
+
+    /// Like [`Consumer::subscribe`], calling `listener` around every rebalance.
+    pub fn subscribe_with_listener(
+        &mut self,
+        topics: &[&str],
+        listener: Box<dyn RebalanceListener>,
+    ) -> Result<(), Error> {
+        self.closed = false;
+        self.inner.subscribe_with_listener(topics, listener)
+    }
+
+    /// The subscribed topics.
+    pub fn subscription(&self) -> Vec<String> {
+        self.inner.subscription()
+    }
+
+    /// Leaves the group (after a commit with auto-commit).
+    pub fn unsubscribe(&mut self) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.unsubscribe())
+    }
+
+    /// Commits the positions of all assigned partitions.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.commit())
+    }
+
+    /// Commits `offsets` (next offset to read, per partition).
+    pub fn commit_offsets(&mut self, offsets: &HashMap<TopicPartition, i64>) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.commit_offsets(offsets))
+    }
+
+    /// Starts committing the positions; the commit proceeds on the runtime's worker.
+    pub fn commit_async(&mut self) -> Result<PendingCommit, Error> {
+        let inner = {
+            let _entered = self.runtime.enter();
+            self.inner.commit_async()?
+        };
+        Ok(PendingCommit {
+            runtime: Arc::clone(&self.runtime),
+            inner,
+        })
+    }
+
+    /// The group's committed offsets of `partitions` (`None` where none is).
+    pub fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, Option<i64>>, Error> {
+        self.runtime.block_on(self.inner.committed(partitions))
+    }
+
+    /// Commits (with auto-commit) and leaves the group.
+    pub fn close(&mut self) -> Result<(), Error> {
+        self.closed = true;
+        self.runtime.block_on(self.inner.close())
     }
 
     /// The assigned partitions.
@@ -194,6 +275,16 @@ impl Consumer {
     /// Up to `max.poll.records` records, waiting up to `timeout`; empty on timeout.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
         self.runtime.block_on(self.inner.poll(timeout))
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.closed || tokio::runtime::Handle::try_current().is_ok() {
+            return; // closed already, or inside an async context: cannot block here
+        }
+        let limit = Duration::from_millis(self.inner.config().request_timeout_ms);
+        let _ = block(&self.runtime, Some(limit), "close", self.inner.close());
     }
 }
 

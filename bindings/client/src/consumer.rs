@@ -3,7 +3,9 @@
 //! ListOffsets. Every fetched batch has its CRC checked; control batches (transaction
 //! markers) are skipped, and under read_committed so are batches of aborted transactions.
 //!
-//! Groups (`subscribe`, offset commits) are not here yet; they come with consumer groups.
+//! With a `group_id` the consumer also joins a consumer group (`subscribe`, classic
+//! protocol, eager rebalances) and commits offsets; that half lives in `consumer/groups.rs`
+//! over the protocol client in `group.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,9 +21,15 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::assignor::Assignor;
 use crate::error::Error;
+use crate::group::{GroupClient, GroupSettings};
 use crate::network::{Network, NetworkConfig};
-use crate::{parse_number, TopicPartition};
+use crate::{parse_bool, parse_number, TopicPartition};
+
+mod groups;
+
+pub use groups::{PendingCommit, RebalanceListener};
 
 /// Fetch v4 is the first with record batches v2 and isolation levels; v12 is the newest
 /// that names topics (v13 switches to topic ids).
@@ -34,6 +42,9 @@ const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;
 /// How many times a ListOffsets lookup retries retriable failures.
 const LIST_OFFSETS_ATTEMPTS_MAX: u32 = 10;
+/// The shortest session timeout a Kafka broker accepts by default
+/// (`group.min.session.timeout.ms`); Brook enforces the same.
+pub const SESSION_TIMEOUT_MS_MIN: u64 = 6_000;
 
 /// Where to start a partition that has no position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +100,23 @@ pub struct ConsumerConfig {
     pub request_timeout_ms: u64,
     /// Bound on a decompressed batch, against decompression bombs.
     pub decompressed_bytes_max: usize,
+    /// The consumer group (`group.id`); needed by `subscribe` and offset commits.
+    pub group_id: Option<String>,
+    /// How long the coordinator keeps a silent member (`session.timeout.ms`, at least
+    /// [`SESSION_TIMEOUT_MS_MIN`]).
+    pub session_timeout_ms: u64,
+    /// The gap between heartbeats (`heartbeat.interval.ms`), below the session timeout.
+    pub heartbeat_interval_ms: u64,
+    /// The longest gap between polls before the member leaves its group; also the
+    /// rebalance timeout sent in JoinGroup (`max.poll.interval.ms`).
+    pub max_poll_interval_ms: u64,
+    /// Whether positions are committed every `auto_commit_interval_ms`, before a rebalance
+    /// revokes partitions and on close (`enable.auto.commit`).
+    pub enable_auto_commit: bool,
+    /// The gap between automatic commits (`auto.commit.interval.ms`).
+    pub auto_commit_interval_ms: u64,
+    /// The assignors offered to the group, preferred first (`partition.assignment.strategy`).
+    pub partition_assignment_strategy: Vec<Assignor>,
 }
 
 impl ConsumerConfig {
@@ -106,7 +134,52 @@ impl ConsumerConfig {
             poll_records_max: 500,
             request_timeout_ms: 30_000,
             decompressed_bytes_max: 64 * 1024 * 1024,
+            group_id: None,
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            max_poll_interval_ms: 300_000,
+            enable_auto_commit: true,
+            auto_commit_interval_ms: 5_000,
+            partition_assignment_strategy: vec![Assignor::Range],
         }
+    }
+
+    /// The group settings, checked; `None` without a `group_id`.
+    fn group_settings(&self) -> Result<Option<GroupSettings>, Error> {
+        let Some(group_id) = self.group_id.clone() else {
+            return Ok(None);
+        };
+        if group_id.is_empty() {
+            return Err(Error::Config("group.id is empty".into()));
+        }
+        if self.session_timeout_ms < SESSION_TIMEOUT_MS_MIN {
+            return Err(Error::Config(format!(
+                "session.timeout.ms must be at least {SESSION_TIMEOUT_MS_MIN}"
+            )));
+        }
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.session_timeout_ms
+        {
+            return Err(Error::Config(
+                "heartbeat.interval.ms must be positive and below session.timeout.ms".into(),
+            ));
+        }
+        if self.max_poll_interval_ms == 0 || self.auto_commit_interval_ms == 0 {
+            return Err(Error::Config(
+                "max.poll.interval.ms and auto.commit.interval.ms must be positive".into(),
+            ));
+        }
+        if self.partition_assignment_strategy.is_empty() {
+            return Err(Error::Config(
+                "partition.assignment.strategy is empty".into(),
+            ));
+        }
+        Ok(Some(GroupSettings {
+            group_id,
+            session_timeout_ms: self.session_timeout_ms,
+            rebalance_timeout_ms: self.max_poll_interval_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            assignors: self.partition_assignment_strategy.clone(),
+        }))
     }
 
     /// Sets one property by its Java/librdkafka name (`auto.offset.reset`,
@@ -148,6 +221,19 @@ impl ConsumerConfig {
             }
             "max.poll.records" => self.poll_records_max = parse_number(key, value)?,
             "request.timeout.ms" => self.request_timeout_ms = parse_number(key, value)?,
+            "group.id" => self.group_id = Some(value.to_string()).filter(|g| !g.is_empty()),
+            "session.timeout.ms" => self.session_timeout_ms = parse_number(key, value)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval_ms = parse_number(key, value)?,
+            "max.poll.interval.ms" => self.max_poll_interval_ms = parse_number(key, value)?,
+            "enable.auto.commit" => self.enable_auto_commit = parse_bool(key, value)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval_ms = parse_number(key, value)?,
+            "partition.assignment.strategy" => {
+                self.partition_assignment_strategy = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(Assignor::parse)
+                    .collect::<Result<_, _>>()?
+            }
             _ => return Err(Error::Config(format!("unknown consumer property {key}"))),
         }
         Ok(())
@@ -190,12 +276,33 @@ impl PartitionState {
     }
 }
 
-/// A consumer of explicitly assigned partitions. Not shared: `poll` takes `&mut self`.
+/// A consumer of a group's partitions (`subscribe`) or of explicitly assigned ones
+/// (`assign`). Not shared: `poll` takes `&mut self`.
+///
+/// Group members rejoin inside `poll`: the heartbeat task only notes that a rebalance
+/// began, and the next `poll` commits (with auto-commit), calls `on_partitions_revoked`,
+/// joins, restores committed positions and calls `on_partitions_assigned`, in that order
+/// (cooperative-sticky revokes only what moves, after the join). A `poll` that rejoins may
+/// take longer than its timeout: a JoinGroup waits until every member has rejoined.
+///
+/// Call [`Consumer::close`] when done: dropping the consumer stops its heartbeats but sends
+/// no LeaveGroup, so the group waits `session_timeout_ms` before handing its partitions on.
 #[derive(Debug)]
 pub struct Consumer {
     config: ConsumerConfig,
     network: Arc<Network>,
     assignment: BTreeMap<TopicPartition, PartitionState>,
+    /// The group client when `group_id` is set.
+    group: Option<GroupClient>,
+    /// The subscribed topics and the callbacks while subscribed.
+    subscription: Option<groups::Subscription>,
+    /// The heartbeat task while a member.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+    /// When the next automatic commit is due.
+    next_auto_commit: Instant,
+    /// The newest asynchronous commit; the next commit waits for it, so commits land in
+    /// the order they were made.
+    last_async_commit: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Consumer {
@@ -204,15 +311,24 @@ impl Consumer {
         if config.poll_records_max == 0 {
             return Err(Error::Config("max.poll.records must be positive".into()));
         }
-        let network = Network::new(NetworkConfig::new(
+        let network_config = NetworkConfig::new(
             &config.bootstrap,
             &config.client_id,
             config.request_timeout_ms,
-        )?);
+        )?;
+        let group = config
+            .group_settings()?
+            .map(|settings| GroupClient::new(settings, network_config.clone()));
         Ok(Consumer {
-            config,
-            network: Arc::new(network),
+            network: Arc::new(Network::new(network_config)),
             assignment: BTreeMap::new(),
+            group,
+            subscription: None,
+            heartbeat: None,
+            next_auto_commit: Instant::now()
+                + Duration::from_millis(config.auto_commit_interval_ms),
+            last_async_commit: None,
+            config,
         })
     }
 
@@ -222,7 +338,18 @@ impl Consumer {
     }
 
     /// Replaces the assignment. Partitions that stay keep their position and pause state.
-    pub fn assign(&mut self, partitions: Vec<TopicPartition>) {
+    /// Refused while subscribed: the group decides the assignment then.
+    pub fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        if self.subscription.is_some() {
+            return Err(Error::InvalidState(
+                "assign while subscribed; unsubscribe first".into(),
+            ));
+        }
+        self.replace_assignment(partitions);
+        Ok(())
+    }
+
+    fn replace_assignment(&mut self, partitions: Vec<TopicPartition>) {
         let mut old = std::mem::take(&mut self.assignment);
         for tp in partitions {
             let state = old.remove(&tp).unwrap_or_default();
@@ -315,6 +442,17 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Err(err) = self.ensure_group().await {
+                if !err.is_retriable() {
+                    return Err(err);
+                }
+                if Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            self.maybe_auto_commit();
             let records = self.drain();
             if !records.is_empty() {
                 return Ok(records);

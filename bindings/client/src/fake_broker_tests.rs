@@ -221,7 +221,7 @@ async fn not_leader_on_list_offsets_refreshes_metadata_and_retries() {
     config.auto_offset_reset = OffsetReset::Latest;
     let mut consumer = Consumer::new(config).expect("consumer");
     let tp = TopicPartition::new("t", 0);
-    consumer.assign(vec![tp.clone()]);
+    consumer.assign(vec![tp.clone()]).expect("assign");
     let position = tokio::time::timeout(Duration::from_secs(10), consumer.position(&tp))
         .await
         .expect("answered in time")

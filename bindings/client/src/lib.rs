@@ -1,9 +1,8 @@
 //! `brook-client`: Brook's Rust client for Brook and any other Kafka-compatible broker — a
-//! batching, idempotent [`Producer`], a [`Consumer`] of assigned partitions and an [`Admin`]
-//! client, all async on tokio, plus a [`blocking`] facade for the C and Python bindings.
-//!
-//! It is not (yet) a group consumer: `subscribe` and offset commits arrive with consumer
-//! groups, and transactions after them.
+//! batching, idempotent [`Producer`], a [`Consumer`] of a consumer group's partitions
+//! (`subscribe`, classic protocol with the range and roundrobin assignors, commits) or of
+//! hand-assigned ones, and an [`Admin`] client, all async on tokio, plus a [`blocking`]
+//! facade for the C and Python bindings. Transactions are not here yet.
 //!
 //! ```no_run
 //! use brook_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
@@ -16,33 +15,49 @@
 //! let metadata = delivery.await?; // topic, partition, offset, timestamp
 //!
 //! let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:9092"))?;
-//! consumer.assign(vec![TopicPartition::new("events", metadata.partition)]);
+//! consumer.assign(vec![TopicPartition::new("events", metadata.partition)])?;
 //! consumer.seek(&TopicPartition::new("events", metadata.partition), metadata.offset)?;
 //! for record in consumer.poll(Duration::from_secs(1)).await? {
 //!     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
 //! }
+//!
+//! let mut config = ConsumerConfig::new("127.0.0.1:9092");
+//! config.group_id = Some("readers".to_string());
+//! let mut member = Consumer::new(config)?;
+//! member.subscribe(&["events"])?; // joins the group at the first poll
+//! let records = member.poll(Duration::from_secs(1)).await?;
+//! member.commit().await?; // positions after the records returned
+//! member.close().await?; // LeaveGroup: the others get its partitions
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Layers, bottom up: `connection` (one broker: frames, headers, ApiVersions), `network`
-//! (connections per broker and the metadata cache), then the three clients.
+//! (connections per broker and the metadata cache), then the three clients; the consumer's
+//! group protocol is in `group` (coordinator, join/sync, heartbeats, commits) and
+//! `assignor` (the leader's assignors and the consumer protocol's byte formats).
 
 mod admin;
+mod assignor;
 pub mod blocking;
 mod connection;
 mod consumer;
 mod error;
 #[cfg(test)]
 mod fake_broker_tests;
+mod group;
 mod network;
 mod partitioner;
 mod producer;
 
 pub use admin::{Admin, AdminConfig, ConfigEntry, ConfigOp, NewTopic};
+pub use assignor::Assignor;
 pub use brook_core::record::{Compression, Header};
 pub use brook_core::ErrorCode;
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, PendingCommit,
+    RebalanceListener, SESSION_TIMEOUT_MS_MIN,
+};
 pub use error::Error;
 pub use network::{PartitionInfo, TopicInfo};
 pub use partitioner::{murmur2, partition_for_key, Partitioner};

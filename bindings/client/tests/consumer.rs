@@ -57,7 +57,7 @@ async fn consumer_offset_reset_seek_and_position() {
     let tp = TopicPartition::new("t", 0);
 
     let mut latest = consumer(&server.addr, OffsetReset::Latest);
-    latest.assign(vec![tp.clone()]);
+    latest.assign(vec![tp.clone()]).expect("assign");
     assert_eq!(latest.position(&tp).await.expect("position"), 20);
     assert!(latest
         .poll(Duration::from_millis(200))
@@ -66,7 +66,7 @@ async fn consumer_offset_reset_seek_and_position() {
         .is_empty());
 
     let mut none = consumer(&server.addr, OffsetReset::None);
-    none.assign(vec![tp.clone()]);
+    none.assign(vec![tp.clone()]).expect("assign");
     let err = none
         .poll(Duration::from_millis(100))
         .await
@@ -74,7 +74,7 @@ async fn consumer_offset_reset_seek_and_position() {
     assert_eq!(err.code(), ErrorCode::OffsetOutOfRange);
 
     let mut earliest = consumer(&server.addr, OffsetReset::Earliest);
-    earliest.assign(vec![tp.clone()]);
+    earliest.assign(vec![tp.clone()]).expect("assign");
     let first = earliest.poll(Duration::from_secs(5)).await.expect("poll");
     assert_eq!(first.len(), 7, "max.poll.records");
     assert_eq!(first[0].offset, 0);
@@ -121,7 +121,7 @@ async fn consumer_pause_and_resume() {
     let server = setup(2, 5).await;
     let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
     let mut consumer = consumer(&server.addr, OffsetReset::Earliest);
-    consumer.assign(vec![a.clone(), b.clone()]);
+    consumer.assign(vec![a.clone(), b.clone()]).expect("assign");
     consumer.pause(std::slice::from_ref(&b)).expect("pause");
     let records = poll_until(&mut consumer, 5).await;
     assert!(records.iter().all(|r| r.partition == 0));
@@ -181,7 +181,9 @@ async fn producer_settings_and_refusals() {
     fire.flush().await.expect("flush");
 
     let mut consumer = consumer(&server.addr, OffsetReset::Earliest);
-    consumer.assign(vec![TopicPartition::new("t", 0)]);
+    consumer
+        .assign(vec![TopicPartition::new("t", 0)])
+        .expect("assign");
     let read = poll_until(&mut consumer, 2).await;
     assert_eq!((read[0].key.as_ref(), read[0].value.as_ref()), (None, None));
     assert_eq!(
@@ -250,10 +252,12 @@ fn blocking_facade_round_trip() {
     let mut config = ConsumerConfig::new(&server.addr);
     config.auto_offset_reset = OffsetReset::Earliest;
     let mut consumer = blocking::Consumer::new(config).expect("consumer");
-    consumer.assign(vec![
-        TopicPartition::new("b", 0),
-        TopicPartition::new("b", 1),
-    ]);
+    consumer
+        .assign(vec![
+            TopicPartition::new("b", 0),
+            TopicPartition::new("b", 1),
+        ])
+        .expect("assign");
     let mut read = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while read.len() < 100 {

@@ -37,11 +37,13 @@ async fn read_all(
     let mut config = ConsumerConfig::new(addr);
     config.auto_offset_reset = OffsetReset::Earliest;
     let mut consumer = Consumer::new(config).expect("consumer");
-    consumer.assign(
-        (0..partitions)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect(),
-    );
+    consumer
+        .assign(
+            (0..partitions)
+                .map(|p| TopicPartition::new(topic, p))
+                .collect(),
+        )
+        .expect("assign");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
     while out.len() < total {

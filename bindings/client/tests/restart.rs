@@ -66,7 +66,7 @@ async fn producer_retries_survive_a_broker_restart_without_duplicates() {
     let partitions: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new("crash", p))
         .collect();
-    consumer.assign(partitions.clone());
+    consumer.assign(partitions.clone()).expect("assign");
     let ends = consumer
         .end_offsets(&partitions)
         .await

@@ -143,13 +143,13 @@ fn assignment_positions_seek_and_pause() {
     let mut consumer = Consumer::new(ConsumerConfig::new("b:1")).expect("consumer");
     let a = TopicPartition::new("t", 0);
     let b = TopicPartition::new("t", 1);
-    consumer.assign(vec![a.clone(), b.clone()]);
+    consumer.assign(vec![a.clone(), b.clone()]).expect("assign");
     consumer.seek(&a, 42).expect("assigned");
     assert!(consumer.seek(&TopicPartition::new("u", 0), 1).is_err());
     assert!(consumer.seek(&a, -1).is_err());
     consumer.pause(std::slice::from_ref(&b)).expect("assigned");
     assert_eq!(consumer.paused(), vec![b.clone()]);
-    consumer.assign(vec![a.clone()]);
+    consumer.assign(vec![a.clone()]).expect("assign");
     assert_eq!(consumer.assignment(), vec![a.clone()]);
     assert_eq!(
         consumer.assignment[&a].position(),
@@ -158,4 +158,53 @@ fn assignment_positions_seek_and_pause() {
     );
     consumer.resume(&[a]).expect("assigned");
     assert!(consumer.paused().is_empty());
+}
+
+#[test]
+fn group_properties_use_kafka_names_and_are_validated() {
+    let mut config = ConsumerConfig::new("b:1");
+    assert_eq!(config.session_timeout_ms, 45_000, "the Java default");
+    assert!(config.enable_auto_commit);
+    assert_eq!(config.partition_assignment_strategy, vec![Assignor::Range]);
+    config.set("group.id", "g").expect("group.id");
+    config.set("enable.auto.commit", "false").expect("bool");
+    config
+        .set("partition.assignment.strategy", "roundrobin, range")
+        .expect("list");
+    assert_eq!(
+        config.partition_assignment_strategy,
+        vec![Assignor::RoundRobin, Assignor::Range]
+    );
+    assert!(config
+        .set("partition.assignment.strategy", "sticky")
+        .is_err());
+    assert!(config.set("enable.auto.commit", "yes").is_err());
+    assert!(Consumer::new(config.clone()).is_ok());
+
+    let mut short = config.clone();
+    short.set("session.timeout.ms", "5999").expect("number");
+    assert!(
+        matches!(Consumer::new(short), Err(Error::Config(_))),
+        "broker minimum"
+    );
+    let mut slow_heartbeat = config.clone();
+    slow_heartbeat.heartbeat_interval_ms = slow_heartbeat.session_timeout_ms;
+    assert!(Consumer::new(slow_heartbeat).is_err());
+
+    let mut no_group = Consumer::new(ConsumerConfig::new("b:1")).expect("consumer");
+    assert!(matches!(no_group.subscribe(&["t"]), Err(Error::Config(_))));
+    let mut member = Consumer::new(config).expect("consumer");
+    member.assign(vec![tp()]).expect("assign");
+    assert!(
+        matches!(member.subscribe(&["t"]), Err(Error::InvalidState(_))),
+        "subscribe over a manual assignment"
+    );
+    member.assign(Vec::new()).expect("assign");
+    member.subscribe(&["t", "t"]).expect("subscribe");
+    assert_eq!(member.subscription(), vec!["t".to_string()]);
+    assert!(
+        member.assign(vec![tp()]).is_err(),
+        "assign while subscribed"
+    );
+    assert!(member.subscribe(&[]).is_err());
 }
