@@ -126,6 +126,9 @@ impl Shared {
         let mut state = self.lock();
         if let Some(broker) = state.broker.as_mut() {
             broker.handle_tick(now());
+            for error in broker.poll_background_errors() {
+                tracing::error!("background work failed: {error}");
+            }
         }
         deliver_completed(&mut state);
     }

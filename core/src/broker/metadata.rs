@@ -120,6 +120,7 @@ impl<P: StorageProvider> Broker<P> {
             next_producer_id: stored.next_producer_id,
             topics: BTreeMap::new(),
             fetches: Default::default(),
+            background_errors: Vec::new(),
             groups: super::groups::Groups::new(config_group),
         };
         for (name, (id, count, overrides)) in stored.topics {

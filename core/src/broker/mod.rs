@@ -127,6 +127,9 @@ pub enum BrokerError {
     CorruptMetadata(String),
 }
 
+/// The most background failures kept between two [`Broker::poll_background_errors`] calls.
+pub const BACKGROUND_ERRORS_MAX: usize = 100;
+
 /// What to do with a request's answer.
 #[derive(Debug)]
 pub enum Reply {
@@ -167,6 +170,9 @@ pub struct Broker<P: StorageProvider> {
     next_producer_id: i64,
     topics: BTreeMap<String, Topic<P::Storage>>,
     fetches: fetch::ParkedFetches,
+    /// Failures of background work (retention, compaction, flush) for the driver to log;
+    /// at most `BACKGROUND_ERRORS_MAX` are kept.
+    background_errors: Vec<String>,
     /// Consumer groups and their parked JoinGroup/SyncGroup requests.
     groups: groups::Groups,
 }
@@ -307,14 +313,22 @@ impl<P: StorageProvider> Broker<P> {
                     .and_then(|_| partition.log.compact(now))
                     .and_then(|_| partition.log.tick(now));
                 if let Err(err) = result {
-                    // Storage failures on a background task cannot be answered to a client;
-                    // the next request to the partition reports them.
-                    debug_assert!(!matches!(err, LogError::Batch(_)), "{name}-{index}: {err}");
+                    // Background failures cannot be answered to a client (the next request to
+                    // the partition meets them); the driver logs them.
+                    if self.background_errors.len() < BACKGROUND_ERRORS_MAX {
+                        self.background_errors
+                            .push(format!("{name}-{index}: {err}"));
+                    }
                 }
             }
         }
         self.complete_ready_fetches(now);
         self.tick_groups(now);
+    }
+
+    /// Drains the failures of background work since the last call, for the driver to log.
+    pub fn poll_background_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.background_errors)
     }
 
     /// When [`Broker::handle_tick`] should next run at the latest.
