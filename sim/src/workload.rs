@@ -278,24 +278,41 @@ pub fn read_partition(
     fetched
 }
 
+/// Calls the broker over `conn`, connecting first if needed: `None` when the connection could
+/// not be made (after a pause) or the call failed (the connection is then dropped, so the
+/// next call reconnects).
+async fn call_reconnecting<T: kafka_protocol::protocol::Encodable>(
+    conn: &mut Option<Conn>,
+    api: ApiKey,
+    version: i16,
+    body: &T,
+) -> Option<ResponseKind> {
+    if conn.is_none() {
+        *conn = Conn::connect(BROKER_ADDR).await.ok();
+    }
+    let Some(c) = conn.as_mut() else {
+        madsim::time::sleep(Duration::from_millis(100)).await;
+        return None;
+    };
+    match c.call(api, version, body, true).await {
+        Ok(Some(response)) => Some(response),
+        _ => {
+            *conn = None;
+            None
+        }
+    }
+}
+
 /// Reads both partitions from offset 0 until `stop`, recording every record and high
 /// watermark it sees.
 pub async fn consumer(id: usize, stop: Arc<AtomicBool>, history: SharedHistory) {
     let mut positions = vec![0i64; PARTITIONS as usize];
     let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            conn = Conn::connect(BROKER_ADDR).await.ok();
-        }
-        let Some(c) = conn.as_mut() else {
-            madsim::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Ok(Some(ResponseKind::Fetch(response))) = c
-            .call(ApiKey::Fetch, 12, &fetch_request(&positions, 500), true)
-            .await
+        let request = fetch_request(&positions, 500);
+        let Some(ResponseKind::Fetch(response)) =
+            call_reconnecting(&mut conn, ApiKey::Fetch, 12, &request).await
         else {
-            conn = None;
             continue;
         };
         // An answer with no records (an error, or a long poll that timed out) is followed by
@@ -354,18 +371,10 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
         .zip(&positions)
         .any(|(end, position)| end.is_none_or(|e| *position < e))
     {
-        if conn.is_none() {
-            conn = Conn::connect(BROKER_ADDR).await.ok();
-        }
-        let Some(c) = conn.as_mut() else {
-            madsim::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Ok(Some(ResponseKind::Fetch(response))) = c
-            .call(ApiKey::Fetch, 12, &fetch_request(&positions, 0), true)
-            .await
+        let request = fetch_request(&positions, 0);
+        let Some(ResponseKind::Fetch(response)) =
+            call_reconnecting(&mut conn, ApiKey::Fetch, 12, &request).await
         else {
-            conn = None;
             continue;
         };
         // Pace the rounds: an erroring broker must not spin the simulation.

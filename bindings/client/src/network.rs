@@ -121,13 +121,7 @@ impl Network {
     ) -> Result<R::Response, Error> {
         let slot = self.slot(addr);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            let connection =
-                Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                    .await?;
-            *guard = Some(connection);
-        }
-        let connection = guard.as_mut().expect("connected above");
+        let connection = self.connected(addr, &mut guard).await?;
         let version = connection.version::<R>(min, max)?;
         let request = build(version);
         let timeout = self.config.request_timeout + extra;
@@ -156,13 +150,7 @@ impl Network {
     ) -> Result<(), Error> {
         let slot = self.slot(addr);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            let connection =
-                Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                    .await?;
-            *guard = Some(connection);
-        }
-        let connection = guard.as_mut().expect("connected above");
+        let connection = self.connected(addr, &mut guard).await?;
         let version = connection.version::<R>(min, max)?;
         let request = build(version);
         let result = connection.send_only(version, &request).await;
@@ -354,6 +342,21 @@ impl Network {
             }
         }
         addrs
+    }
+
+    /// The slot's connection, opened first if the slot is empty.
+    async fn connected<'a>(
+        &self,
+        addr: &str,
+        slot: &'a mut Option<Connection>,
+    ) -> Result<&'a mut Connection, Error> {
+        if slot.is_none() {
+            let connection =
+                Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
+                    .await?;
+            *slot = Some(connection);
+        }
+        Ok(slot.as_mut().expect("connected above"))
     }
 
     fn slot(&self, addr: &str) -> Slot {
