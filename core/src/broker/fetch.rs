@@ -129,12 +129,28 @@ impl<P: StorageProvider> Broker<P> {
         };
         let mut data = FetchResponseData::default();
         for topic in &request.topics {
-            let name = topic.topic.0.as_str();
+            // v13+ names topics by id (the name is empty); older versions by name.
+            let by_id = !topic.topic_id.is_nil();
+            let name = if by_id {
+                self.topics
+                    .iter()
+                    .find(|(_, t)| t.id == topic.topic_id)
+                    .map_or("", |(name, _)| name.as_str())
+            } else {
+                topic.topic.0.as_str()
+            };
             let mut answer = FetchTopicData {
                 name: name.to_string(),
+                topic_id: topic.topic_id,
                 partitions: Vec::new(),
             };
             for wanted in &topic.partitions {
+                if by_id && name.is_empty() {
+                    answer
+                        .partitions
+                        .push(partition_error(wanted.partition, ErrorCode::UnknownTopicId));
+                    continue;
+                }
                 let budget = remaining.min(i64::from(wanted.partition_max_bytes.max(0)));
                 // The first batch of the response is sent even over the limits, so that
                 // consumers always progress (Kafka's rule).
@@ -159,15 +175,7 @@ impl<P: StorageProvider> Broker<P> {
         budget: i64,
         first: bool,
     ) -> FetchPartitionData {
-        let mut out = FetchPartitionData {
-            partition_index: wanted.partition,
-            error_code: 0,
-            high_watermark: -1,
-            last_stable_offset: -1,
-            log_start_offset: -1,
-            aborted_transactions: Vec::new(),
-            records: Vec::new(),
-        };
+        let mut out = partition_error(wanted.partition, ErrorCode::None);
         let partition = self
             .topics
             .get(topic)
@@ -204,7 +212,8 @@ impl<P: StorageProvider> Broker<P> {
         out
     }
 
-    /// Answers ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or by timestamp.
+    /// Answers ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local
+    /// (-4), latest tiered (-5) or by timestamp.
     pub(crate) fn handle_list_offsets(
         &self,
         request: ListOffsetsRequest,
@@ -264,7 +273,11 @@ fn lookup_offset<S: crate::storage::Storage>(
     timestamp: i64,
 ) -> Result<(i64, i64), ErrorCode> {
     match timestamp {
-        -2 => Ok((log.log_start_offset().0, -1)),
+        // -4 (KIP-405, v8+) is the earliest offset kept locally: without tiered storage
+        // that is the log start, like -2.
+        -2 | -4 => Ok((log.log_start_offset().0, -1)),
+        // -5 (KIP-1005, v9+) is the last offset copied to tiered storage: there is none.
+        -5 => Ok((-1, -1)),
         -1 => Ok((log.high_watermark().0, -1)),
         -3 => Ok(log
             .max_timestamp()
@@ -284,6 +297,19 @@ fn epoch_error(requested: i32, current: i32) -> Option<ErrorCode> {
         r if r < 0 || r == current => None,
         r if r < current => Some(ErrorCode::FencedLeaderEpoch),
         _ => Some(ErrorCode::UnknownLeaderEpoch),
+    }
+}
+
+/// A partition's answer with no records and unknown offsets.
+fn partition_error(partition_index: i32, error: ErrorCode) -> FetchPartitionData {
+    FetchPartitionData {
+        partition_index,
+        error_code: error.code(),
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        aborted_transactions: Vec::new(),
+        records: Vec::new(),
     }
 }
 

@@ -388,6 +388,50 @@ fn broker_fetch_long_poll_answers_as_soon_as_data_arrives_or_at_the_deadline() {
 }
 
 #[test]
+fn broker_fetch_v13_and_later_name_topics_by_id() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    create(&mut broker, "t", 1, &[]);
+    produce(&mut broker, "t", 1, records(3, None));
+    let mut topic = MetadataRequestTopic::default();
+    topic.name = Some(TopicName(StrBytes::from_static_str("t")));
+    let mut metadata = MetadataRequest::default();
+    metadata.topics = Some(vec![topic]);
+    let ResponseKind::Metadata(meta) =
+        response(call(&mut broker, 12, RequestKind::Metadata(metadata)))
+    else {
+        panic!("metadata")
+    };
+    let id = meta.topics[0].topic_id;
+    assert!(!id.is_nil(), "Metadata v10+ gives the topic id");
+    for version in 13..=17 {
+        let mut request = fetch_request("", 0, 1, 0);
+        request.topics[0].topic_id = id;
+        let Reply::Fetch(data) = call(&mut broker, version, RequestKind::Fetch(request)) else {
+            panic!("fetch")
+        };
+        assert_eq!(data.topics[0].topic_id, id);
+        assert_eq!(
+            data.topics[0].name, "t",
+            "v{version}: the id resolves to the topic"
+        );
+        let offsets: Vec<i64> = fetched(&broker, &data).iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, vec![0, 1, 2], "v{version}");
+
+        let mut unknown = fetch_request("", 0, 1, 0);
+        unknown.topics[0].topic_id = uuid::Uuid::from_u128(42);
+        let Reply::Fetch(data) = call(&mut broker, version, RequestKind::Fetch(unknown)) else {
+            panic!("fetch")
+        };
+        assert_eq!(
+            data.topics[0].partitions[0].error_code,
+            ErrorCode::UnknownTopicId.code(),
+            "v{version}: an unknown id is UNKNOWN_TOPIC_ID"
+        );
+    }
+}
+
+#[test]
 fn broker_list_offsets_earliest_latest_and_by_time() {
     let dirs = Dirs::default();
     let mut broker = broker(&dirs);
@@ -401,6 +445,9 @@ fn broker_list_offsets_earliest_latest_and_by_time() {
         (7, NOW.0 + 1, 1),
         (7, NOW.0 + 100, -1),
         (0, -1, 6),
+        (8, -4, 0),
+        (9, -2, 0),
+        (9, -5, -1),
     ] {
         let mut partition = ListOffsetsPartition::default();
         partition.partition_index = 0;

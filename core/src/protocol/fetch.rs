@@ -1,11 +1,13 @@
 //! Brook's own Fetch response encoder, so record bytes never pass through memory: the
 //! response is a list of [`Part`]s — framing bytes to write and file ranges to `sendfile`.
 //!
-//! Layout (Kafka's FetchResponse v4–v12; v12 is the first flexible version, with compact
+//! Layout (Kafka's FetchResponse v4–v17; v12 is the first flexible version, with compact
 //! strings, arrays and bytes and tagged-field sections):
-//! throttle_time_ms, error_code (v7+), session_id (v7+), then per topic its name and per
-//! partition: index, error_code, high_watermark, last_stable_offset, log_start_offset (v5+),
-//! aborted_transactions, preferred_read_replica (v11+), records.
+//! throttle_time_ms, error_code (v7+), session_id (v7+), then per topic its name (v4–12) or
+//! topic id (v13+) and per partition: index, error_code, high_watermark, last_stable_offset,
+//! log_start_offset (v5+), aborted_transactions, preferred_read_replica (v11+), records.
+//! v14–v17 change only request fields and add optional tagged fields (the current leader and
+//! node endpoints of KIP-951), which a single broker never needs to send.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -70,8 +72,10 @@ pub struct FetchPartitionData {
 /// One topic's partitions in a Fetch response.
 #[derive(Clone, Debug)]
 pub struct FetchTopicData {
-    /// The topic name.
+    /// The topic name (written in v4–v12).
     pub name: String,
+    /// The topic id (written in v13+, where requests name topics by id).
+    pub topic_id: uuid::Uuid,
     /// Its partitions.
     pub partitions: Vec<FetchPartitionData>,
 }
@@ -176,14 +180,17 @@ impl Writer {
     }
 }
 
-/// Encodes a Fetch response (versions 4–12) with its size prefix and response header.
+/// The Fetch versions [`encode_fetch_response`] writes.
+pub const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=17;
+
+/// Encodes a Fetch response (versions 4–17) with its size prefix and response header.
 pub fn encode_fetch_response(
     version: i16,
     correlation_id: i32,
     data: &FetchResponseData,
 ) -> Vec<Part> {
     assert!(
-        (4..=12).contains(&version),
+        FETCH_VERSIONS.contains(&version),
         "Fetch v{version} is not encoded here"
     );
     let mut writer = Writer {
@@ -201,7 +208,11 @@ pub fn encode_fetch_response(
     }
     writer.array_len(data.topics.len());
     for topic in &data.topics {
-        writer.string(&topic.name);
+        if version >= 13 {
+            writer.current.put_slice(topic.topic_id.as_bytes());
+        } else {
+            writer.string(&topic.name);
+        }
         writer.array_len(topic.partitions.len());
         for partition in &topic.partitions {
             writer.partition(partition);

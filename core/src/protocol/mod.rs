@@ -20,6 +20,7 @@ use kafka_protocol::protocol::Decodable;
 
 pub use fetch::{
     encode_fetch_response, FetchPartitionData, FetchResponseData, FetchTopicData, Part,
+    FETCH_VERSIONS,
 };
 pub use versions::{supported_versions, SUPPORTED_APIS};
 

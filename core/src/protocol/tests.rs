@@ -115,6 +115,7 @@ fn protocol_fetch_response_decodes_with_an_independent_decoder_in_every_version(
         session_id: 0,
         topics: vec![FetchTopicData {
             name: "orders".into(),
+            topic_id: uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
             partitions: vec![
                 FetchPartitionData {
                     partition_index: 0,
@@ -137,7 +138,7 @@ fn protocol_fetch_response_decodes_with_an_independent_decoder_in_every_version(
             ],
         }],
     };
-    for version in 4..=12 {
+    for version in FETCH_VERSIONS {
         let parts = encode_fetch_response(version, 77, &data);
         assert!(
             parts.iter().any(|p| matches!(p, Part::File(_))),
@@ -153,7 +154,14 @@ fn protocol_fetch_response_decodes_with_an_independent_decoder_in_every_version(
         let decoded = FetchResponse::decode(&mut body, version).unwrap();
         assert!(body.is_empty(), "v{version}: no trailing bytes");
         let topic = &decoded.responses[0];
-        assert_eq!(topic.topic.0.as_str(), "orders");
+        if version >= 13 {
+            assert_eq!(
+                topic.topic_id, data.topics[0].topic_id,
+                "v{version}: topic id"
+            );
+        } else {
+            assert_eq!(topic.topic.0.as_str(), "orders");
+        }
         let first = &topic.partitions[0];
         assert_eq!((first.high_watermark, first.last_stable_offset), (42, 42));
         if version >= 5 {

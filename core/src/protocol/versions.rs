@@ -5,9 +5,9 @@ use kafka_protocol::messages::ApiKey;
 /// Every API Brook serves with its (min, max) version. Produce starts at v0 because
 /// librdkafka only enables compression when Produce v0–2 is advertised (KAFKA-18659).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 0, 7),
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 0, 9),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 0, 7),
