@@ -1,35 +1,36 @@
 #!/usr/bin/env python3
-"""Brook broker benchmark: librdkafka (confluent-kafka) load against `brook server`,
-with librdkafka's in-process mock cluster as the client-side ceiling, in one run.
+"""Brook broker benchmark: librdkafka load against `brook server`, with librdkafka's
+in-process mock cluster as the client-side ceiling, in one run.
 
-Scenarios (each against Brook, most also against the mock cluster):
+The load comes from bench/rdkafka_load.c, a small C program on the system's librdkafka
+(Debian's librdkafka-dev), compiled by this script, so that the figures are not bounded by a
+Python client's per-record cost. Scenarios (each against Brook, most also against the mock):
   * idle RSS: fresh broker, then after creating one topic with 1,000 partitions;
   * produce throughput: 100 B and 1 KiB records, acks=1 and acks=all, linger.ms=5;
-  * produce latency: paced at a fixed 50,000 records/s (delivery-report latency);
-  * consume of a backlog (1 KiB records) with a group-less assign()ed consumer,
-    plus kcat (C, librdkafka) when it is installed (Brook only: the mock cluster keeps
-    about 5 MB per partition, too little for a backlog).
+  * produce latency: paced at a fixed 50,000 records/s (delivery-report latency), linger
+    1 ms and 5 ms;
+  * consume of a backlog (1 KiB records, about --backlog-mb) from the beginning by a
+    group-less consumer, alternately with the broker serving records with sendfile(2) and
+    with read + write (the `sendfile` config key), twice each. Brook only: the mock cluster
+    keeps about 5 MB per partition, too little for a backlog.
 For every Brook scenario the broker's peak RSS (VmHWM, reset before the scenario via
 /proc/PID/clear_refs) and CPU time (utime+stime from /proc/PID/stat) are recorded.
 
 Run from the repository root:  python bench/broker_bench.py [--quick]
+(needs confluent-kafka for topic creation: pip install -r bench/requirements.txt)
 """
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import signal
 import socket
-import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
-import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -44,19 +45,23 @@ PARTITIONS = 4  # the mock cluster auto-creates topics with 4 partitions; Brook'
 class Broker:
     """A `brook server` child process on a free loopback port with a temporary data dir."""
 
-    def __init__(self, binary, data_root):
-        self.data_dir = tempfile.mkdtemp(prefix="brook-bench-", dir=data_root)
+    def __init__(self, binary, data_root, data_dir=None, sendfile=True):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="brook-bench-", dir=data_root)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.log = open(self.data_dir + ".log", "w")
+        self.log = open(self.data_dir + ".log", "a")
+        self.config = self.data_dir + ".toml"
+        with open(self.config, "w") as f:
+            f.write(f"sendfile = {'true' if sendfile else 'false'}\n")
         self.proc = subprocess.Popen(
-            [binary, "server", "--data-dir", self.data_dir, "--listen", self.bootstrap,
-             "--num-partitions", str(PARTITIONS), "--log-level", "warn"],
+            [binary, "server", "--config", self.config, "--data-dir", self.data_dir,
+             "--listen", self.bootstrap, "--num-partitions", str(PARTITIONS),
+             "--log-level", "warn"],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
-        deadline = time.time() + 10
+        deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}, see {self.log.name}")
@@ -65,7 +70,7 @@ class Broker:
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("broker did not start listening within 10 s")
+        raise RuntimeError("broker did not start listening within 60 s")
 
     def status_kb(self, field):
         with open(f"/proc/{self.pid}/status") as f:
@@ -94,7 +99,8 @@ class Broker:
         # fields[0] is state (field 3); utime/stime are fields 14/15
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-    def stop(self):
+    def stop(self, keep_data=False):
+        """SIGTERM and wait for the clean shutdown; deletes the data unless `keep_data`."""
         died = self.proc.poll() is not None
         if not died:
             self.proc.send_signal(signal.SIGTERM)
@@ -102,12 +108,15 @@ class Broker:
             try:
                 # A clean shutdown syncs every partition's log, which can take a while with
                 # gigabytes still dirty in the page cache.
-                self.proc.wait(120)
-                print(f"broker stopped cleanly in {time.perf_counter() - t0:.1f} s")
+                self.proc.wait(300)
+                print(f"broker stopped cleanly in {time.perf_counter() - t0:.1f} s", flush=True)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        os.unlink(self.config)
+        if keep_data:
+            return
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if not died and self.proc.returncode in (0, -signal.SIGTERM):
             os.unlink(self.log.name)
@@ -139,185 +148,29 @@ class Meter:
         return False
 
 
-# --------------------------------------------------------------------------- mock cluster
+# --------------------------------------------------------------------------- load generator
 
-class _LogCapture(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-def mock_producer(conf):
-    """A Producer running librdkafka's in-process mock cluster (test.mock.num.brokers=1).
-    Returns (producer, bootstrap address of the mock broker, for other clients)."""
-    cap = _LogCapture()
-    logger = logging.getLogger(f"mock-{id(cap)}")
-    logger.addHandler(cap)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    conf = dict(conf, **{"test.mock.num.brokers": 1})
-    conf.pop("bootstrap.servers", None)
-    p = ck.Producer(conf, logger=logger)
-    addr = None
-    for _ in range(100):
-        p.poll(0.02)
-        for line in cap.lines:
-            if "replaced with" in line:
-                addr = line.rsplit("replaced with", 1)[1].strip()
-        if addr:
-            break
-    return p, addr
+def build_loadgen(root, out_dir):
+    """Compiles bench/rdkafka_load.c against the system librdkafka (Debian's librdkafka-dev)."""
+    src = os.path.join(root, "bench", "rdkafka_load.c")
+    exe = os.path.join(out_dir, "rdkafka_load")
+    try:
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "rdkafka"], check=True,
+                               capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        sys.exit("librdkafka's headers are missing: apt-get install librdkafka-dev pkg-config")
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", exe, src, *flags], check=True)
+    version = subprocess.run(["pkg-config", "--modversion", "rdkafka"], capture_output=True,
+                             text=True).stdout.strip()
+    return exe, version
 
 
-# --------------------------------------------------------------------------- clients
-
-def producer_conf(bootstrap, acks, linger_ms=5):
-    return {
-        "bootstrap.servers": bootstrap,
-        "acks": acks,
-        "linger.ms": linger_ms,
-        "queue.buffering.max.messages": 200_000,
-        "queue.buffering.max.kbytes": 262_144,
-        "enable.idempotence": False,
-    }
-
-
-class ErrorCount:
-    def __init__(self):
-        self.n = 0
-        self.first = None
-
-    def __call__(self, err, msg):
-        if err is not None:
-            self.n += 1
-            self.first = self.first or str(err)
-
-
-def make_producer(target, bootstrap, conf):
-    errs = ErrorCount()
-    conf = dict(conf, **{"delivery.report.only.error": True, "on_delivery": errs})
-    if target == "mock":
-        p, _ = mock_producer(conf)
-    else:
-        p = ck.Producer(dict(conf, **{"bootstrap.servers": bootstrap}))
-    return p, errs
-
-
-def warm_up(p, topic, payload):
-    """Metadata lookup and connection set-up, outside the timed part."""
-    p.produce(topic, payload)
-    p.flush(10)
-
-
-def produce_for(p, topic, payload, seconds=None, count=None):
-    """Produce as fast as the client allows, for `seconds` or `count` records; flush.
-    Returns (records, elapsed seconds including the final flush)."""
-    n = 0
-    t0 = time.perf_counter()
-    produce = p.produce
-    while True:
-        for _ in range(1000):
-            while True:
-                try:
-                    produce(topic, payload)
-                    break
-                except BufferError:  # client queue full: wait for acknowledgements
-                    p.poll(0.001)
-        n += 1000
-        p.poll(0)
-        if count is not None and n >= count:
-            break
-        if seconds is not None and time.perf_counter() - t0 >= seconds:
-            break
-    if p.flush(60) != 0:
-        raise RuntimeError("flush timed out")
-    return n, time.perf_counter() - t0
-
-
-def produce_paced(p, topic, size, rate, seconds, lat):
-    """Produce `size`-byte records at `rate`/s for `seconds`; delivery latency goes to `lat`
-    (the send time travels in the first 8 bytes of the value)."""
-    pad = b"x" * (size - 8)
-    pack = struct.Struct("<d").pack
-    now = time.perf_counter
-    produce = p.produce
-    sent = 0
-    t0 = now()
-    end = t0 + seconds
-    while True:
-        t = now()
-        if t >= end:
-            break
-        due = int((t - t0) * rate) - sent
-        if due > 0:
-            for _ in range(min(due, 500)):
-                produce(topic, pack(now()) + pad)
-            sent += min(due, 500)
-            p.poll(0)
-        else:
-            p.poll(0.0002)  # returns early when a delivery report arrives
-    p.flush(30)
-    return sent, now() - t0
-
-
-def consumer_conf(bootstrap):
-    return {
-        "bootstrap.servers": bootstrap,
-        # confluent-kafka insists on a group.id; with assign() and no commits the broker
-        # never has to coordinate a group (Brook has no group APIs yet).
-        "group.id": "brook-bench-unused",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": 8 * 1024 * 1024,
-        "receive.message.max.bytes": 70_000_000,
-        "queued.max.messages.kbytes": 1_048_576,
-        "fetch.wait.max.ms": 100,
-        "error_cb": lambda err: None,
-    }
-
-
-def backlog_count(bootstrap, topic):
-    c = ck.Consumer(consumer_conf(bootstrap))
-    total = 0
-    for part in range(PARTITIONS):
-        lo, hi = c.get_watermark_offsets(ck.TopicPartition(topic, part), timeout=10)
-        total += hi - lo
-    c.close()
-    return total
-
-
-def consume_python(bootstrap, topic, expected, timeout_s):
-    c = ck.Consumer(consumer_conf(bootstrap))
-    c.assign([ck.TopicPartition(topic, part, ck.OFFSET_BEGINNING) for part in range(PARTITIONS)])
-    n = 0
-    t0 = time.perf_counter()
-    while n < expected and time.perf_counter() - t0 < timeout_s:
-        msgs = c.consume(10_000, 1.0)
-        for m in msgs:
-            if m.error() is not None and m.error().code() != ck.KafkaError._PARTITION_EOF:
-                raise RuntimeError(str(m.error()))
-        n += len(msgs)
-    dt = time.perf_counter() - t0
-    c.close()
-    return n, dt
-
-
-def consume_kcat(kcat, bootstrap, topic, timeout_s):
-    """kcat (C, librdkafka) reads every partition to its end; one byte of output per record."""
-    out = tempfile.TemporaryFile()
-    cmd = [kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "x",
-           "-X", "fetch.max.bytes=67108864", "-X", "max.partition.fetch.bytes=8388608",
-           "-X", "receive.message.max.bytes=70000000", "-X", "queued.max.messages.kbytes=1048576"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=out, stderr=subprocess.DEVNULL, timeout=timeout_s, check=True)
-    dt = time.perf_counter() - t0
-    n = out.seek(0, os.SEEK_END)
-    out.close()
-    return n, dt
+def loadgen(exe, *args, timeout=600):
+    """Runs the C load generator; returns its JSON result."""
+    out = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"rdkafka_load {' '.join(map(str, args))} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
 
 
 # --------------------------------------------------------------------------- report
@@ -400,13 +253,13 @@ def main():
     args = ap.parse_args()
     secs = args.seconds or (2.0 if args.quick else 10.0)
     backlog_mb = args.backlog_mb or (300 if args.quick else 2000)
-    kcat = shutil.which("kcat")
 
     if not os.access(args.broker, os.X_OK):
         sys.exit(f"{args.broker} not found: run `cargo build --release -p brook-server` first")
-    print(f"librdkafka {ck.libversion()[0]}, confluent-kafka {ck.version()[0]}, "
-          f"{secs:g} s per scenario, backlog {backlog_mb} MB, kcat: {kcat or 'not installed'}",
-          flush=True)
+    build_dir = tempfile.mkdtemp(prefix="brook-bench-bin-")
+    exe, rdkafka_version = build_loadgen(root, build_dir)
+    print(f"load generator: bench/rdkafka_load.c on librdkafka {rdkafka_version}; "
+          f"{secs:g} s per scenario, backlog {backlog_mb} MB", flush=True)
     t_start = time.perf_counter()
     broker = Broker(args.broker, args.data_root)
     try:
@@ -433,99 +286,75 @@ def main():
         print("produce throughput", flush=True)
         produce_rows = {}
         for size in (100, 1024):
-            payload = b"x" * size
             for acks in ("1", "all"):
                 name = f"produce {size} B, acks={acks}, linger 5 ms"
                 ceiling = None
                 for target in ("mock", "brook"):
                     topic = f"produce-{size}-{acks}"
-                    conf = producer_conf(broker.bootstrap, acks)
-                    p, errs = make_producer(target, broker.bootstrap, conf)
                     if target == "brook":
                         create(topic, PARTITIONS)
-                    warm_up(p, topic, payload)
+                    where = broker.bootstrap if target == "brook" else "mock"
                     with Meter(broker if target == "brook" else None) as m:
-                        n, dt = produce_for(p, topic, payload, seconds=secs)
-                    if errs.n:
-                        print(f"  {errs.n} delivery errors, first: {errs.first}")
-                    r = row(name, target, n, dt, size, meter=m, ceiling=ceiling,
-                            note=f"{errs.n} errors" if errs.n else "")
+                        res = loadgen(exe, "produce", where, topic, size, secs, acks, 5)
+                    r = row(name, target, res["records"], res["seconds"], size, meter=m,
+                            ceiling=ceiling, note=f"{res['errors']} errors" if res["errors"] else "")
                     if target == "mock":
                         ceiling = r
                     else:
                         produce_rows[(size, acks)] = r
-                    del p
 
         # ---- produce latency at a fixed rate
         print("produce latency", flush=True)
         lat_rows = {}
-        for acks, linger in (("1", 5), ("all", 5), ("1", 0)):
+        for acks, linger in (("1", 1), ("all", 1), ("1", 5)):
             name = f"produce 100 B at {args.rate:,}/s, acks={acks}, linger {linger} ms"
             for target in ("mock", "brook"):
                 topic = f"latency-{acks}-{linger}"
-                lat = []
-                conf = producer_conf(broker.bootstrap, acks, linger)
-
-                def on_delivery(err, msg, lat=lat):
-                    if err is None:
-                        lat.append(time.perf_counter() - struct.unpack_from("<d", msg.value())[0])
-
-                conf["on_delivery"] = on_delivery
-                if target == "mock":
-                    p, _ = mock_producer(conf)
-                else:
+                if target == "brook":
                     create(topic, PARTITIONS)
-                    p = ck.Producer(conf)
-                warm_up(p, topic, struct.pack("<d", time.perf_counter()) + b"x" * 92)
-                lat.clear()
+                where = broker.bootstrap if target == "brook" else "mock"
                 with Meter(broker if target == "brook" else None) as m:
-                    n, dt = produce_paced(p, topic, 100, args.rate, secs, lat)
-                # drop the first 10 % (connection warm-up, first batches)
-                ls = sorted(lat[len(lat) // 10:])
-                p50 = ls[len(ls) // 2] * 1e3
-                p99 = ls[int(len(ls) * 0.99)] * 1e3
-                r = row(name, target, n, dt, 100, p50, p99, meter=m,
-                        note="" if len(lat) == n else f"{n - len(lat)} undelivered")
+                    res = loadgen(exe, "latency", where, topic, 100, args.rate, secs, acks, linger)
+                r = row(name, target, res["records"], res["seconds"], 100, res["p50_ms"],
+                        res["p99_ms"], meter=m,
+                        note="" if res["records"] == res["sent"] else
+                        f"{res['sent'] - res['records']} undelivered")
                 if target == "brook":
                     lat_rows[(acks, linger)] = r
-                del p
 
-        # ---- consume a backlog of 1 KiB records
+        # ---- consume a backlog of 1 KiB records, with sendfile and with read + write
         print("consume backlog", flush=True)
         size = 1024
-        payload = b"x" * size
-        count = int(backlog_mb * MB / size) // 1000 * 1000
-        consume_rows = []
-        # Brook
         topic = "backlog"
         create(topic, PARTITIONS)
-        p, errs = make_producer("brook", broker.bootstrap, producer_conf(broker.bootstrap, "1"))
+        # The generator produces for a time, not a count: about 400,000 records/s here.
+        fill_secs = backlog_mb * MB / size / 400_000
         with Meter(broker) as m:
-            n, dt = produce_for(p, topic, payload, count=count)
-        row("fill backlog 1 KiB, acks=1", "brook", n, dt, size, meter=m)
-        del p
-        expected = backlog_count(broker.bootstrap, topic)
-        time.sleep(1)
-        with Meter(broker) as m:
-            n, dt = consume_python(broker.bootstrap, topic, expected, timeout_s=120)
-        py_brook = row(f"consume backlog {expected * size / GB:.2f} GB, 1 KiB", "brook", n, dt, size,
-                       meter=m, note="Python consumer")
-        consume_rows.append(py_brook)
-        if kcat:
+            res = loadgen(exe, "produce", broker.bootstrap, topic, size, max(fill_secs, 1), "1", 5)
+        row("fill backlog 1 KiB, acks=1", "brook", res["records"], res["seconds"], size, meter=m)
+        expected = res["records"]
+        gb = expected * size / GB
+        # Both paths read the same segments, which are in the page cache after the fill; the
+        # broker restarts between runs to switch paths (the `sendfile` config key).
+        consume_rows = {}
+        data_dir = broker.data_dir
+        for sendfile in (True, False, True, False):
+            broker.stop(keep_data=True)
+            broker = Broker(args.broker, args.data_root, data_dir=data_dir, sendfile=sendfile)
+            path = "sendfile" if sendfile else "read + write"
             with Meter(broker) as m:
-                n, dt = consume_kcat(kcat, broker.bootstrap, topic, timeout_s=120)
-            consume_rows.append(row(f"consume backlog {expected * size / GB:.2f} GB, 1 KiB", "brook",
-                                    n, dt, size, meter=m, note="kcat, C"))
-        # No mock-cluster row here: the mock keeps only about 5 MB per partition (older
-        # segments are dropped), so it cannot hold a backlog; the broker's CPU seconds per GB
-        # show instead how much of the consume path is the broker's.
+                res = loadgen(exe, "consume", broker.bootstrap, topic, PARTITIONS, expected)
+            r = row(f"consume backlog {gb:.2f} GB, 1 KiB", "brook", res["records"], res["seconds"],
+                    size, meter=m, note=f"{path}; first record after {res['startup_s']:.1f} s")
+            r["path"] = path
+            consume_rows.setdefault(path, []).append(r)
 
         # ---- goals
         load_peak = max(r.get("peak_rss_mb", 0) for r in ROWS[2:])
         p100 = produce_rows[(100, "1")]
         p100all = produce_rows[(100, "all")]
-        best_consume = max(consume_rows, key=lambda r: r["mb_s"])
-        lat_r = lat_rows[("1", 5)]
+        best_consume = max((r for rs in consume_rows.values() for r in rs), key=lambda r: r["mb_s"])
+        lat_r = lat_rows[("1", 1)]
         goals = [
             ("idle RSS, 1,000 partitions", "≤ 50 MB", f"{idle1000:.1f} MB", idle1000 <= 50),
             ("peak RSS under produce/consume load", "≤ 300 MB", f"{load_peak:.1f} MB", load_peak <= 300),
@@ -533,10 +362,13 @@ def main():
              f"{100 * p100['vs_mock']:.1f} % / {100 * p100all['vs_mock']:.1f} %",
              min(p100["vs_mock"], p100all["vs_mock"]) >= 0.8),
             ("consume backlog, 1 KiB records", "≥ 1,000 MB/s",
-             f"{best_consume['mb_s']:,.0f} MB/s ({best_consume['note']})", best_consume["mb_s"] >= 1000),
-            (f"p99 produce latency at {args.rate:,}/s (acks=1, linger 5 ms)", "≤ 5 ms",
+             f"{best_consume['mb_s']:,.0f} MB/s ({best_consume['path']})", best_consume["mb_s"] >= 1000),
+            (f"p99 produce latency at {args.rate:,}/s (acks=1, linger 1 ms)", "≤ 5 ms",
              f"{lat_r['p99_ms']:.2f} ms", lat_r["p99_ms"] <= 5),
         ]
+        for path, rs in consume_rows.items():
+            print(f"{path}: " + ", ".join(f"{r['mb_s']:,.0f} MB/s at {r['cpu_s_per_gb']:.2f} "
+                                           "broker CPU s/GB" for r in rs))
         print(f"\ntotal run time {time.perf_counter() - t_start:.0f} s")
         print_table(goals, args.markdown)
         if args.json:
@@ -544,6 +376,7 @@ def main():
                 json.dump({"rows": ROWS, "goals": [list(g) for g in goals]}, f, indent=1)
     finally:
         broker.stop()
+        shutil.rmtree(build_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
