@@ -100,6 +100,17 @@ def produce_v3_body(topic, partition, records, acks=-1, timeout_ms=10_000):
     )
 
 
+def fetch_v4_body(topic, partition, offset, max_bytes, max_wait_ms=0, min_bytes=1):
+    """A Fetch v4 body for one partition (read_uncommitted)."""
+    return (
+        struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0)
+        + struct.pack(">i", 1)
+        + kstring(topic)
+        + struct.pack(">i", 1)
+        + struct.pack(">iqi", partition, offset, max_bytes)
+    )
+
+
 class Reader:
     def __init__(self, data):
         self.data = data
