@@ -4,7 +4,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use brook_core::group::GroupConfig;
 use serde::Deserialize;
+
+/// The most partitions `__consumer_offsets` may be created with (as for any topic).
+const OFFSETS_TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// The default partition count of `__consumer_offsets` (Kafka's).
+const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
 
 /// Settings from the TOML file; every field optional, named like the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +38,18 @@ pub struct FileConfig {
     pub connections_max: Option<usize>,
     /// Send fetched records with sendfile(2) (true) or read + write (false).
     pub sendfile: Option<bool>,
+    /// `offsets.retention.minutes`: how long committed offsets outlive their group.
+    pub offsets_retention_minutes: Option<i32>,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: Option<i64>,
+    /// `group.min.session.timeout.ms`: the shortest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// `group.max.session.timeout.ms`: the longest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// `group.initial.rebalance.delay.ms`: how long a new group's first rebalance waits.
+    pub group_initial_rebalance_delay_ms: Option<i32>,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
+    pub offsets_topic_num_partitions: Option<i32>,
 }
 
 /// The resolved settings the server runs with.
@@ -61,6 +79,10 @@ pub struct ServerConfig {
     pub connections_max: usize,
     /// Send fetched records with sendfile(2) (true) or read + write (false).
     pub sendfile: bool,
+    /// The group coordinator's timeouts, limits and offset retention.
+    pub group: GroupConfig,
+    /// Partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_partitions: i32,
 }
 
 /// A setting that cannot be used, with the flag or file that gave it.
@@ -123,11 +145,101 @@ impl FileConfig {
                 .or(lower.socket_request_max_bytes),
             connections_max: self.connections_max.or(lower.connections_max),
             sendfile: self.sendfile.or(lower.sendfile),
+            offsets_retention_minutes: self
+                .offsets_retention_minutes
+                .or(lower.offsets_retention_minutes),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .or(lower.offsets_retention_check_interval_ms),
+            group_min_session_timeout_ms: self
+                .group_min_session_timeout_ms
+                .or(lower.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: self
+                .group_max_session_timeout_ms
+                .or(lower.group_max_session_timeout_ms),
+            group_initial_rebalance_delay_ms: self
+                .group_initial_rebalance_delay_ms
+                .or(lower.group_initial_rebalance_delay_ms),
+            offsets_topic_num_partitions: self
+                .offsets_topic_num_partitions
+                .or(lower.offsets_topic_num_partitions),
         }
+    }
+
+    /// The group settings with Kafka's defaults (but the initial rebalance delay, see
+    /// [`GroupConfig::initial_rebalance_delay_ms`]), each checked.
+    fn resolve_group(&self) -> Result<(GroupConfig, i32), ConfigError> {
+        let defaults = GroupConfig::default();
+        let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
+        let retention_minutes = match self.offsets_retention_minutes {
+            Some(minutes) if minutes < 1 => {
+                return Err(invalid(
+                    "--offsets-retention-minutes",
+                    format!("{minutes} must be at least 1"),
+                ))
+            }
+            Some(minutes) => i64::from(minutes),
+            None => defaults.offsets_retention_ms / 60_000,
+        };
+        let check_interval_ms = self
+            .offsets_retention_check_interval_ms
+            .unwrap_or(defaults.offsets_retention_check_interval_ms);
+        if check_interval_ms < 1 {
+            return Err(invalid(
+                "--offsets-retention-check-interval-ms",
+                format!("{check_interval_ms} must be at least 1"),
+            ));
+        }
+        let session_min = self
+            .group_min_session_timeout_ms
+            .unwrap_or(defaults.session_timeout_ms_min);
+        let session_max = self
+            .group_max_session_timeout_ms
+            .unwrap_or(defaults.session_timeout_ms_max);
+        if session_min < 1 {
+            return Err(invalid(
+                "--group-min-session-timeout-ms",
+                format!("{session_min} must be at least 1"),
+            ));
+        }
+        if session_max < session_min {
+            return Err(invalid(
+                "--group-max-session-timeout-ms",
+                format!("{session_max} is below --group-min-session-timeout-ms ({session_min})"),
+            ));
+        }
+        let delay_ms = self
+            .group_initial_rebalance_delay_ms
+            .unwrap_or(defaults.initial_rebalance_delay_ms);
+        if delay_ms < 0 {
+            return Err(invalid(
+                "--group-initial-rebalance-delay-ms",
+                format!("{delay_ms} must not be negative"),
+            ));
+        }
+        let partitions = self
+            .offsets_topic_num_partitions
+            .unwrap_or(OFFSETS_TOPIC_PARTITIONS_DEFAULT);
+        if !(1..=OFFSETS_TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(invalid(
+                "--offsets-topic-num-partitions",
+                format!("{partitions} is not in 1..={OFFSETS_TOPIC_PARTITIONS_MAX}"),
+            ));
+        }
+        let group = GroupConfig {
+            session_timeout_ms_min: session_min,
+            session_timeout_ms_max: session_max,
+            initial_rebalance_delay_ms: delay_ms,
+            offsets_retention_ms: retention_minutes * 60_000,
+            offsets_retention_check_interval_ms: check_interval_ms,
+            ..defaults
+        };
+        Ok((group, partitions))
     }
 
     /// Applies the embedded defaults and checks every value.
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let (group, offsets_topic_partitions) = self.resolve_group()?;
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
         let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
             name: "--listen",
@@ -187,6 +299,8 @@ impl FileConfig {
             request_bytes_max,
             connections_max: self.connections_max.unwrap_or(10_000),
             sendfile: self.sendfile.unwrap_or(true),
+            group,
+            offsets_topic_partitions,
         })
     }
 }
@@ -227,5 +341,88 @@ mod tests {
             .to_string()
             .contains("--num-partitions"));
         assert!(toml::from_str::<FileConfig>("no-such = 1").is_err());
+    }
+
+    #[test]
+    fn config_group_settings_default_to_kafka_and_come_from_flags_or_file() {
+        let config = FileConfig::default().resolve().unwrap();
+        assert_eq!(config.group.offsets_retention_ms, 7 * 24 * 60 * 60 * 1000);
+        assert_eq!(config.group.offsets_retention_check_interval_ms, 600_000);
+        assert_eq!(config.group.session_timeout_ms_min, 6_000);
+        assert_eq!(config.group.session_timeout_ms_max, 1_800_000);
+        assert_eq!(config.group.initial_rebalance_delay_ms, 0);
+        assert_eq!(config.offsets_topic_partitions, 50);
+        let file: FileConfig = toml::from_str(
+            "offsets-retention-minutes = 60\n\
+             offsets-retention-check-interval-ms = 5000\n\
+             group-min-session-timeout-ms = 1000\n\
+             group-max-session-timeout-ms = 60000\n\
+             group-initial-rebalance-delay-ms = 3000\n\
+             offsets-topic-num-partitions = 8",
+        )
+        .unwrap();
+        let flags = FileConfig {
+            offsets_retention_minutes: Some(1),
+            ..FileConfig::default()
+        };
+        let config = flags.or(file).resolve().unwrap();
+        assert_eq!(config.group.offsets_retention_ms, 60_000, "the flag wins");
+        assert_eq!(config.group.offsets_retention_check_interval_ms, 5_000);
+        assert_eq!(config.group.session_timeout_ms_min, 1_000);
+        assert_eq!(config.group.session_timeout_ms_max, 60_000);
+        assert_eq!(config.group.initial_rebalance_delay_ms, 3_000);
+        assert_eq!(config.offsets_topic_partitions, 8);
+    }
+
+    #[test]
+    fn config_bad_group_settings_name_their_flag() {
+        let cases = [
+            (
+                FileConfig {
+                    offsets_retention_minutes: Some(0),
+                    ..FileConfig::default()
+                },
+                "--offsets-retention-minutes",
+            ),
+            (
+                FileConfig {
+                    offsets_retention_check_interval_ms: Some(0),
+                    ..FileConfig::default()
+                },
+                "--offsets-retention-check-interval-ms",
+            ),
+            (
+                FileConfig {
+                    group_min_session_timeout_ms: Some(0),
+                    ..FileConfig::default()
+                },
+                "--group-min-session-timeout-ms",
+            ),
+            (
+                FileConfig {
+                    group_max_session_timeout_ms: Some(5_000),
+                    ..FileConfig::default()
+                },
+                "--group-max-session-timeout-ms",
+            ),
+            (
+                FileConfig {
+                    group_initial_rebalance_delay_ms: Some(-1),
+                    ..FileConfig::default()
+                },
+                "--group-initial-rebalance-delay-ms",
+            ),
+            (
+                FileConfig {
+                    offsets_topic_num_partitions: Some(0),
+                    ..FileConfig::default()
+                },
+                "--offsets-topic-num-partitions",
+            ),
+        ];
+        for (config, flag) in cases {
+            let message = config.resolve().unwrap_err().to_string();
+            assert!(message.contains(flag), "{message} names {flag}");
+        }
     }
 }

@@ -66,6 +66,24 @@ struct ServerArgs {
     /// Log filter: error, warn, info, debug, trace or tracing directives [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Committed offsets of a group expire this long after it became empty [default: 10080].
+    #[arg(long, value_name = "MINUTES")]
+    offsets_retention_minutes: Option<i32>,
+    /// How often expired offsets are looked for [default: 600000].
+    #[arg(long, value_name = "MS")]
+    offsets_retention_check_interval_ms: Option<i64>,
+    /// Shortest session timeout a group member may ask for [default: 6000].
+    #[arg(long, value_name = "MS")]
+    group_min_session_timeout_ms: Option<i32>,
+    /// Longest session timeout a group member may ask for [default: 1800000].
+    #[arg(long, value_name = "MS")]
+    group_max_session_timeout_ms: Option<i32>,
+    /// How long a new group's first rebalance waits for more members [default: 0].
+    #[arg(long, value_name = "MS")]
+    group_initial_rebalance_delay_ms: Option<i32>,
+    /// Partitions of __consumer_offsets when it is created [default: 50].
+    #[arg(long, value_name = "N")]
+    offsets_topic_num_partitions: Option<i32>,
 }
 
 impl ServerArgs {
@@ -79,6 +97,12 @@ impl ServerArgs {
             default_replication_factor: self.default_replication_factor,
             auto_create_topics: self.auto_create_topics,
             log_level: self.log_level,
+            offsets_retention_minutes: self.offsets_retention_minutes,
+            offsets_retention_check_interval_ms: self.offsets_retention_check_interval_ms,
+            group_min_session_timeout_ms: self.group_min_session_timeout_ms,
+            group_max_session_timeout_ms: self.group_max_session_timeout_ms,
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            offsets_topic_num_partitions: self.offsets_topic_num_partitions,
             ..FileConfig::default()
         };
         let file = match &self.config {
@@ -136,6 +160,8 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         num_partitions: config.num_partitions,
         default_replication_factor: config.default_replication_factor,
         auto_create_topics: config.auto_create_topics,
+        offsets_topic_partitions: config.offsets_topic_partitions,
+        group: config.group.clone(),
         ..BrokerConfig::default()
     };
     let data_dir = DataDir::new(config.data_dir.clone());

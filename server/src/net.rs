@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brook_core::broker::{api_versions, Broker, ParkedFetchId, Reply, StorageProvider};
+use brook_core::broker::{
+    api_versions, Broker, ParkedFetchId, Reply, RequestContext, StorageProvider,
+};
 use brook_core::protocol::fetch_types::FileRange;
 use brook_core::protocol::{
     decode_request, encode_fetch_response, encode_response_for, frame_len, Part, ProtocolError,
@@ -189,7 +191,11 @@ pub async fn serve(
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = handle_connection(socket, &shared, shutdown).await {
+                    // Kafka shows a member's host as Java prints an address: "/127.0.0.1".
+                    let context = RequestContext {
+                        client_host: format!("/{}", peer.ip()),
+                    };
+                    if let Err(err) = handle_connection(socket, &shared, &context, shutdown).await {
                         tracing::debug!(%peer, "connection closed: {err}");
                     }
                     drop(permit);
@@ -215,6 +221,7 @@ enum ConnectionError {
 async fn handle_connection(
     mut socket: TcpStream,
     shared: &Shared,
+    context: &RequestContext,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -244,7 +251,7 @@ async fn handle_connection(
                 return Err(err.into());
             }
         };
-        respond(&mut socket, shared, request).await?;
+        respond(&mut socket, shared, context, request).await?;
     }
 }
 
@@ -275,6 +282,7 @@ async fn read_frame(
 async fn respond(
     socket: &mut TcpStream,
     shared: &Shared,
+    context: &RequestContext,
     request: Request,
 ) -> Result<(), ConnectionError> {
     let (api, version, correlation_id) =
@@ -290,7 +298,7 @@ async fn respond(
         let Some(broker) = state.broker.as_mut() else {
             return Err(ConnectionError::ShuttingDown);
         };
-        let reply = broker.handle_request(now(), request);
+        let reply = broker.handle_request_from(now(), context, request);
         let waiter = match &reply {
             Reply::Parked(id) => {
                 let (sender, receiver) = oneshot::channel();

@@ -5,19 +5,35 @@ Timeouts are short (6 s sessions, the broker's minimum; 100 ms heartbeats) so re
 finish in well under a second and the module stays fast.
 """
 
+import os
+import struct
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 from kafka import KafkaConsumer
+
+from conftest import Broker
 
 RESULT_TIMEOUT_S = 20
 SETTLE_TIMEOUT_S = 30
@@ -235,6 +251,8 @@ def test_admin_lists_and_describes_groups(broker, topic_name):
             tp.partition for m in description.members for tp in m.assignment.topic_partitions
         )
         assert assigned == [0, 1]
+        # Kafka prints the member's address as Java does.
+        assert [m.host for m in description.members] == ["/127.0.0.1"] * 2
     finally:
         for c in members:
             c.close()
@@ -330,6 +348,191 @@ def test_broker_restart_keeps_committed_offsets(broker, topic_name):
         c.close()
     listed = admin(broker).list_consumer_groups(request_timeout=RESULT_TIMEOUT_S).result()
     assert group in {g.group_id for g in listed.valid}
+
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def ensure_offsets_topic(broker, topic_name):
+    """A commit makes sure the broker has created __consumer_offsets."""
+    create_topic(broker, topic_name, 1)
+    c = group_consumer(broker, f"maker-{uuid.uuid4().hex[:8]}")
+    c.commit(offsets=[TopicPartition(topic_name, 0, 1)], asynchronous=False)
+    c.close()
+
+
+def error_code(future):
+    with pytest.raises(KafkaException) as raised:
+        future.result(timeout=RESULT_TIMEOUT_S)
+    return raised.value.args[0].code()
+
+
+def test_internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted(broker, topic_name):
+    ensure_offsets_topic(broker, topic_name)
+    client = admin(broker)
+    partitions = len(client.list_topics(OFFSETS_TOPIC, timeout=RESULT_TIMEOUT_S).topics[OFFSETS_TOPIC].partitions)
+    assert partitions == 50
+    deleted = client.delete_topics([OFFSETS_TOPIC], request_timeout=RESULT_TIMEOUT_S)
+    assert error_code(deleted[OFFSETS_TOPIC]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    grown = client.create_partitions(
+        [NewPartitions(OFFSETS_TOPIC, 60)], request_timeout=RESULT_TIMEOUT_S
+    )
+    assert error_code(grown[OFFSETS_TOPIC]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    truncated = client.delete_records(
+        [TopicPartition(OFFSETS_TOPIC, 0, -1)], request_timeout=RESULT_TIMEOUT_S
+    )
+    [(_, future)] = list(truncated.items())
+    assert error_code(future) == KafkaError.TOPIC_EXCEPTION
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        OFFSETS_TOPIC,
+        incremental_configs=[
+            ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    [(_, future)] = list(client.incremental_alter_configs([resource]).items())
+    assert error_code(future) == KafkaError.POLICY_VIOLATION
+    # Other settings may change.
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        OFFSETS_TOPIC,
+        incremental_configs=[
+            ConfigEntry("flush.ms", "60000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    [(_, future)] = list(client.incremental_alter_configs([resource]).items())
+    future.result(timeout=RESULT_TIMEOUT_S)
+    [(_, future)] = list(
+        client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, OFFSETS_TOPIC)]).items()
+    )
+    configs = future.result(timeout=RESULT_TIMEOUT_S)
+    assert configs["cleanup.policy"].value == "compact"
+    assert configs["flush.ms"].value == "60000"
+    topic = client.list_topics(OFFSETS_TOPIC, timeout=RESULT_TIMEOUT_S).topics[OFFSETS_TOPIC]
+    assert topic.error is None and len(topic.partitions) == partitions
+
+
+def read_string(data, at):
+    (length,) = struct.unpack_from(">h", data, at)
+    return data[at + 2 : at + 2 + length].decode(), at + 2 + length
+
+
+def offsets_topic_records(broker):
+    """Every record of __consumer_offsets as (key, value), decoded keys: ("offset", group,
+    topic, partition) or ("group", group)."""
+    c = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        metadata = c.list_topics(OFFSETS_TOPIC, timeout=RESULT_TIMEOUT_S)
+        partitions = list(metadata.topics[OFFSETS_TOPIC].partitions)
+        c.assign([TopicPartition(OFFSETS_TOPIC, p, OFFSET_BEGINNING) for p in partitions])
+        at_end = set()
+        records = []
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while len(at_end) < len(partitions) and time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                at_end.add(msg.partition())
+                continue
+            key = msg.key()
+            (version,) = struct.unpack_from(">h", key, 0)
+            group, at = read_string(key, 2)
+            if version in (0, 1):
+                topic, at = read_string(key, at)
+                (partition,) = struct.unpack_from(">i", key, at)
+                records.append((("offset", group, topic, partition), msg.value()))
+            else:
+                records.append((("group", group), msg.value()))
+        assert len(at_end) == len(partitions), "read every partition to its end"
+        return records
+    finally:
+        c.close()
+
+
+def test_deleted_group_and_offsets_leave_tombstones_in_the_offsets_topic(broker, topic_name):
+    create_topic(broker, topic_name, 2)
+    group = f"tombstoned-{uuid.uuid4().hex[:8]}"
+    c = group_consumer(broker, group)
+    c.commit(
+        offsets=[TopicPartition(topic_name, 0, 4), TopicPartition(topic_name, 1, 9)],
+        asynchronous=False,
+    )
+    c.close()
+    deleted = admin(broker).delete_consumer_groups([group], request_timeout=RESULT_TIMEOUT_S)
+    deleted[group].result()
+    mine = [(key, value) for key, value in offsets_topic_records(broker) if key[1] == group]
+    latest = {}
+    for key, value in mine:
+        latest[key] = value
+    assert set(latest) == {
+        ("offset", group, topic_name, 0),
+        ("offset", group, topic_name, 1),
+        ("group", group),
+    }, mine
+    assert all(value is None for value in latest.values()), "the latest record is a tombstone"
+    assert mine[-1] == (("group", group), None), "the group goes after its offsets"
+
+
+@pytest.mark.skipif(
+    os.environ.get("BROOK_INTEROP_SLOW") != "1",
+    reason="waits for a one-minute offsets.retention.minutes; set BROOK_INTEROP_SLOW=1",
+)
+def test_offsets_expire_after_retention_and_stay_gone_after_restart(topic_name):
+    with tempfile.TemporaryDirectory(prefix="brook-interop-retention-") as tmp:
+        retention = Broker(
+            Path(tmp) / "data",
+            ["--offsets-retention-minutes", "1", "--offsets-retention-check-interval-ms", "500"],
+        )
+        retention.start()
+        try:
+            create_topic(retention, topic_name, 2)
+            kept, expired = f"kept-{uuid.uuid4().hex[:8]}", f"expired-{uuid.uuid4().hex[:8]}"
+            c = group_consumer(retention, expired)
+            c.commit(offsets=[TopicPartition(topic_name, 0, 5)], asynchronous=False)
+            c.close()
+            live = group_consumer(retention, kept)
+            live.subscribe([topic_name])
+            settle([live], [2])
+            live.commit(offsets=[TopicPartition(topic_name, 0, 7)], asynchronous=False)
+            listed = admin(retention).list_consumer_groups(request_timeout=RESULT_TIMEOUT_S)
+            assert {kept, expired} <= {g.group_id for g in listed.result().valid}
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                settle([live], [2], timeout_s=1)
+                listed = admin(retention).list_consumer_groups(request_timeout=RESULT_TIMEOUT_S)
+                if expired not in {g.group_id for g in listed.result().valid}:
+                    break
+                time.sleep(0.5)
+            assert expired not in {g.group_id for g in listed.result().valid}
+            # The stable group keeps the offsets of the topic it subscribes to.
+            committed = live.committed([TopicPartition(topic_name, 0)], timeout=RESULT_TIMEOUT_S)
+            assert committed[0].offset == 7
+            live.close()
+            retention.clients.clear()
+            retention._groups_admin = None
+            retention.restart()
+            request = [ConsumerGroupTopicPartitions(expired)]
+            listed = admin(retention).list_consumer_group_offsets(
+                request, request_timeout=RESULT_TIMEOUT_S
+            )
+            offsets = [tp.offset for tp in listed[expired].result().topic_partitions]
+            assert all(o < 0 for o in offsets), offsets
+            groups = admin(retention).list_consumer_groups(request_timeout=RESULT_TIMEOUT_S)
+            assert expired not in {g.group_id for g in groups.result().valid}
+        finally:
+            retention.clients.clear()
+            retention._groups_admin = None
+            if retention.running():
+                assert retention.stop() == 0
 
 
 def test_broker_logged_no_errors(broker):

@@ -5,9 +5,11 @@
 //! Every handler filters the request first — unknown resources, bad values, impossible
 //! counts are answered with a Kafka error code and message per resource — and only then
 //! changes state. Config and partition changes are persisted with the metadata file before
-//! they are answered; a storage failure rolls the in-memory change back.
+//! they are answered; a storage failure rolls the in-memory change back. The internal
+//! topic `__consumer_offsets` is protected from changes that would break it (`internal.rs`).
 
 mod configs;
+mod internal;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,6 +96,12 @@ pub(crate) enum AdminError {
     /// Storage failed while applying the change; retryable (`KAFKA_STORAGE_ERROR`).
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The change would break the internal topic (`TOPIC_AUTHORIZATION_FAILED`).
+    #[error("{0}")]
+    InternalTopic(String),
+    /// A config value the broker's policy for the topic refuses (`POLICY_VIOLATION`).
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl AdminError {
@@ -107,6 +115,8 @@ impl AdminError {
             AdminError::Partitions(_) => ErrorCode::InvalidPartitions,
             AdminError::ReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
             AdminError::Storage(_) => ErrorCode::KafkaStorageError,
+            AdminError::InternalTopic(_) => ErrorCode::TopicAuthorizationFailed,
+            AdminError::Policy(_) => ErrorCode::PolicyViolation,
         }
     }
 }
@@ -300,6 +310,7 @@ impl<P: StorageProvider> Broker<P> {
         validate_only: bool,
     ) -> Result<(), AdminError> {
         let log_config = self.log_config_for(&overrides)?;
+        internal::check_overrides(name, &overrides)?;
         if validate_only {
             return Ok(());
         }
@@ -363,6 +374,7 @@ impl<P: StorageProvider> Broker<P> {
             .topics
             .get(name)
             .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        internal::check_partitions_change(name)?;
         let current = topic.partitions.len() as i32;
         let count = request.count;
         if count <= current {
@@ -494,6 +506,7 @@ impl<P: StorageProvider> Broker<P> {
         index: i32,
         offset: i64,
     ) -> Result<Offset, ErrorCode> {
+        internal::check_delete_records(topic)?;
         let partition = self
             .topics
             .get_mut(topic)

@@ -490,7 +490,7 @@ fn groups_admin_apis_describe_list_delete_find_coordinator() {
     let dirs = Dirs::default();
     let mut broker = open(&dirs);
     create_topic(&mut broker, "t", 1);
-    for version in 0..=4 {
+    for version in 0..=min_max(ApiKey::FindCoordinator)[1] {
         let mut body = FindCoordinatorRequest::default();
         if version >= 4 {
             body.coordinator_keys = vec![s("a"), s("b")];
@@ -573,6 +573,8 @@ fn groups_admin_apis_describe_list_delete_find_coordinator() {
     };
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     assert_eq!(fetch_offsets(&mut broker, 9, "idle", "t", 1), vec![-1]);
+    // Its last offset gone, the member-less group is Dead, as in Kafka.
+    assert_eq!(broker.group_state("idle"), crate::group::GroupState::Dead);
     // LeaveGroup, then DeleteGroups.
     for version in min_max(ApiKey::LeaveGroup) {
         let mut body = LeaveGroupRequest::default();
@@ -621,7 +623,7 @@ fn groups_admin_apis_describe_list_delete_find_coordinator() {
         crate::group::GroupState::Dead,
         "deletion persisted"
     );
-    assert_eq!(broker.group_state("idle"), crate::group::GroupState::Empty);
+    assert_eq!(broker.group_state("idle"), crate::group::GroupState::Dead);
 }
 
 #[test]
@@ -913,4 +915,138 @@ mod random_walk {
             prop_assert_eq!(before, after);
         }
     }
+}
+
+/// A broker whose offsets expire after 100 s, checked every second, opened at `now`.
+fn open_with_retention(dirs: &Dirs, now: Millis) -> Broker<Dirs> {
+    let config = BrokerConfig {
+        offsets_topic_partitions: 3,
+        group: crate::group::GroupConfig {
+            offsets_retention_ms: 100_000,
+            offsets_retention_check_interval_ms: 1_000,
+            ..crate::group::GroupConfig::default()
+        },
+        ..BrokerConfig::default()
+    };
+    Broker::open(dirs.clone(), config, now).expect("open broker")
+}
+
+fn after(ms: i64) -> Millis {
+    Millis(NOW.0 + ms)
+}
+
+fn leave(broker: &mut Broker<Dirs>, now: Millis, group: &str, member: &str) {
+    let mut body = LeaveGroupRequest::default();
+    body.group_id = GroupId(s(group));
+    body.member_id = s(member);
+    let Reply::Response(response) = call_at(broker, now, 0, RequestKind::LeaveGroup(body)) else {
+        panic!("leave answers at once")
+    };
+    let ResponseKind::LeaveGroup(r) = *response else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0);
+}
+
+#[test]
+fn groups_retention_expired_offsets_and_dead_groups_stay_gone_after_restart() {
+    let dirs = Dirs::default();
+    let mut broker = open_with_retention(&dirs, NOW);
+    create_topic(&mut broker, "t", 2);
+    let (member, generation) = join_and_sync(&mut broker, "g", 9, 5);
+    let codes = commit(
+        &mut broker,
+        9,
+        "g",
+        &member,
+        generation,
+        "t",
+        &[(0, 5), (1, 6)],
+    );
+    assert_eq!(codes, vec![0, 0]);
+    assert_eq!(
+        commit(&mut broker, 9, "solo", "", -1, "t", &[(0, 9)]),
+        vec![0]
+    );
+    leave(&mut broker, after(10_000), "g", &member);
+    broker.handle_tick(after(60_000));
+    assert_eq!(fetch_offsets(&mut broker, 9, "g", "t", 2), vec![5, 6]);
+    broker.close().unwrap();
+
+    // Restarted 50 s later: "g" has been Empty since 10 s and "solo" committed at 0 s.
+    let mut broker = open_with_retention(&dirs, after(110_000));
+    assert_eq!(fetch_offsets(&mut broker, 9, "g", "t", 2), vec![5, 6]);
+    assert_eq!(fetch_offsets(&mut broker, 9, "solo", "t", 1), vec![9]);
+    broker.handle_tick(after(110_000));
+    assert_eq!(fetch_offsets(&mut broker, 9, "g", "t", 2), vec![-1, -1]);
+    assert_eq!(fetch_offsets(&mut broker, 9, "solo", "t", 1), vec![-1]);
+    assert_eq!(broker.group_state("g"), crate::group::GroupState::Dead);
+    assert_eq!(broker.group_state("solo"), crate::group::GroupState::Dead);
+    // Without a clean close: the tombstones are in the log, so the replay agrees.
+    drop(broker);
+    let mut broker = open_with_retention(&dirs, after(120_000));
+    assert_eq!(fetch_offsets(&mut broker, 9, "g", "t", 2), vec![-1, -1]);
+    assert_eq!(broker.group_state("g"), crate::group::GroupState::Dead);
+    assert_eq!(broker.group_state("solo"), crate::group::GroupState::Dead);
+    let ResponseKind::ListGroups(r) = call(
+        &mut broker,
+        5,
+        RequestKind::ListGroups(ListGroupsRequest::default()),
+    ) else {
+        panic!()
+    };
+    assert!(r.groups.is_empty(), "{r:?}");
+}
+
+#[test]
+fn groups_describe_shows_the_member_host_the_driver_reports() {
+    let dirs = Dirs::default();
+    let mut broker = open(&dirs);
+    let context = RequestContext {
+        client_host: "/10.1.2.3".into(),
+    };
+    let request = Request {
+        api_key: ApiKey::JoinGroup,
+        api_version: 3,
+        correlation_id: 1,
+        client_id: Some("tester".into()),
+        body: RequestKind::JoinGroup(join_body("g", "", 3)),
+    };
+    let Reply::Parked(_) = broker.handle_request_from(NOW, &context, request) else {
+        panic!("a join parks")
+    };
+    let done = broker.poll_completed_responses();
+    let ResponseKind::JoinGroup(join) = &done[0].1 else {
+        panic!()
+    };
+    assert_eq!(join.error_code, 0);
+    for version in min_max(ApiKey::DescribeGroups) {
+        let mut body = DescribeGroupsRequest::default();
+        body.groups = vec![GroupId(s("g"))];
+        let ResponseKind::DescribeGroups(r) =
+            call(&mut broker, version, RequestKind::DescribeGroups(body))
+        else {
+            panic!()
+        };
+        assert_eq!(r.groups[0].members[0].client_host.as_str(), "/10.1.2.3");
+        assert_eq!(r.groups[0].members[0].client_id.as_str(), "tester");
+    }
+}
+
+#[test]
+fn groups_find_coordinator_v6_refuses_share_group_keys() {
+    let dirs = Dirs::default();
+    let mut broker = open(&dirs);
+    let mut body = FindCoordinatorRequest::default();
+    body.key_type = 2;
+    body.coordinator_keys = vec![s("share")];
+    let ResponseKind::FindCoordinator(r) = call(&mut broker, 6, RequestKind::FindCoordinator(body))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        r.coordinators[0].error_code,
+        ErrorCode::InvalidRequest.code()
+    );
+    assert_eq!(r.coordinators[0].node_id.0, -1);
 }

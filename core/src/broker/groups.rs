@@ -40,7 +40,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, BrokerError, ParkedFetchId, Reply, StorageProvider};
+use super::{Broker, BrokerError, ParkedFetchId, Reply, RequestContext, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::{
     partition_for_group, Answer, CommitRequest, Completion, GroupConfig, GroupCoordinator,
@@ -317,7 +317,7 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
-    /// FindCoordinator (v0–4): this broker coordinates every group.
+    /// FindCoordinator (v0–6; batched keys from v4): this broker coordinates every group.
     pub(crate) fn handle_find_coordinator(
         &mut self,
         now: Millis,
@@ -378,13 +378,14 @@ impl<P: StorageProvider> Broker<P> {
         request: JoinGroupRequest,
         version: i16,
         client_id: &str,
+        context: &RequestContext,
     ) -> Reply {
         let join = JoinRequest {
             group_id: request.group_id.0.to_string(),
             member_id: request.member_id.to_string(),
             group_instance_id: request.group_instance_id.map(|s| s.to_string()),
             client_id: client_id.to_string(),
-            client_host: String::new(),
+            client_host: context.client_host.clone(),
             session_timeout_ms: request.session_timeout_ms,
             rebalance_timeout_ms: if version >= 1 {
                 request.rebalance_timeout_ms

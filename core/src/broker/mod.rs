@@ -6,8 +6,10 @@
 //!
 //! Call order for a driver:
 //! 1. [`Broker::open`] once, with the storage provider and the configuration.
-//! 2. For each decoded request, [`Broker::handle_request`]; the [`Reply`] says whether to
-//!    send a response now, send nothing (acks=0), or wait: a parked fetch completes later.
+//! 2. For each decoded request, [`Broker::handle_request_from`] with what the driver knows of
+//!    the connection ([`RequestContext`]; [`Broker::handle_request`] when it knows nothing);
+//!    the [`Reply`] says whether to send a response now, send nothing (acks=0), or wait: a
+//!    parked fetch completes later.
 //! 3. After each request and on every timer, [`Broker::poll_completed_fetches`] yields the
 //!    parked fetches that are now answered and [`Broker::poll_completed_responses`] the
 //!    parked JoinGroup/SyncGroup requests (a [`Reply::Parked`] id is either kind);
@@ -130,6 +132,14 @@ pub enum BrokerError {
 /// The most background failures kept between two [`Broker::poll_background_errors`] calls.
 pub const BACKGROUND_ERRORS_MAX: usize = 100;
 
+/// What the driver knows of a request's connection that the request itself does not carry.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    /// The client's address as Kafka shows it in DescribeGroups (`/127.0.0.1`); empty when
+    /// unknown.
+    pub client_host: String,
+}
+
 /// What to do with a request's answer.
 #[derive(Debug)]
 pub enum Reply {
@@ -200,8 +210,18 @@ impl<P: StorageProvider> Broker<P> {
         Some(partition.log.storage())
     }
 
-    /// Answers one decoded request.
+    /// Answers one decoded request from a connection the broker knows nothing about.
     pub fn handle_request(&mut self, now: Millis, request: Request) -> Reply {
+        self.handle_request_from(now, &RequestContext::default(), request)
+    }
+
+    /// Answers one decoded request that arrived on a connection described by `context`.
+    pub fn handle_request_from(
+        &mut self,
+        now: Millis,
+        context: &RequestContext,
+        request: Request,
+    ) -> Reply {
         let version = request.api_version;
         let client_id = request.client_id.unwrap_or_default();
         let response = match request.body {
@@ -225,7 +245,7 @@ impl<P: StorageProvider> Broker<P> {
                 ResponseKind::CreateTopics(self.handle_create_topics(now, body, version))
             }
             RequestKind::DeleteTopics(body) => {
-                ResponseKind::DeleteTopics(self.handle_delete_topics(body, version))
+                ResponseKind::DeleteTopics(self.handle_delete_topics_guarded(body, version))
             }
             RequestKind::Produce(mut body) => {
                 let refused = Self::strip_internal_produce(&mut body);
@@ -269,7 +289,7 @@ impl<P: StorageProvider> Broker<P> {
                 ResponseKind::FindCoordinator(self.handle_find_coordinator(now, body, version))
             }
             RequestKind::JoinGroup(body) => {
-                return self.handle_join_group(now, body, version, &client_id)
+                return self.handle_join_group(now, body, version, &client_id, context)
             }
             RequestKind::SyncGroup(body) => return self.handle_sync_group(now, body, version),
             RequestKind::Heartbeat(body) => {

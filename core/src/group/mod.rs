@@ -18,7 +18,10 @@
 //! 2. `handle_*` per request; after each, drain [`GroupCoordinator::poll_records`] (persist)
 //!    and [`GroupCoordinator::poll_completed`] (answer parked requests).
 //! 3. [`GroupCoordinator::handle_tick`] at [`GroupCoordinator::next_deadline`] at the latest:
-//!    session timeouts, rebalance timeouts, expiry of KIP-394 pending member ids.
+//!    session timeouts, rebalance timeouts, expiry of KIP-394 pending member ids, and every
+//!    `offsets.retention.check.interval.ms` the expiry of committed offsets (KIP-211); then
+//!    drain [`GroupCoordinator::poll_records`] again: expired offsets and dead groups leave
+//!    tombstones for `__consumer_offsets`, so compaction removes them and a replay agrees.
 
 mod membership;
 mod offsets;
@@ -62,8 +65,17 @@ pub struct GroupConfig {
     pub empty_group_retention_ms: i64,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an Empty group
     /// waits for more members (extended while members keep arriving, up to the rebalance
-    /// timeout). Kafka's default is 3000; Brook's is 0 until the server exposes the setting.
+    /// timeout). Kafka's default is 3000; Brook's is 0, so a lone consumer gets its
+    /// assignment at once (`brook server --group-initial-rebalance-delay-ms` sets it).
     pub initial_rebalance_delay_ms: i32,
+    /// `offsets.retention.minutes` in milliseconds (Kafka's default: 7 days). KIP-211: the
+    /// offsets of an Empty group expire this long after it became Empty; a Stable consumer
+    /// group keeps the offsets of the topics its members subscribe to and loses the others
+    /// this long after their commit; a group that only commits (no members, no protocol)
+    /// loses each offset this long after its commit.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -76,6 +88,8 @@ impl Default for GroupConfig {
             offset_metadata_bytes_max: 4096,
             empty_group_retention_ms: 10 * 60 * 1000,
             initial_rebalance_delay_ms: 0,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -421,6 +435,8 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
     outbox: Outbox,
+    /// When committed offsets are next checked for expiry; `None` while no group has any.
+    next_offsets_check: Option<Millis>,
 }
 
 impl GroupCoordinator {
@@ -430,6 +446,7 @@ impl GroupCoordinator {
             config,
             groups: BTreeMap::new(),
             outbox: Outbox::default(),
+            next_offsets_check: None,
         }
     }
 
@@ -475,9 +492,12 @@ impl GroupCoordinator {
         }
     }
 
-    /// Replays one stored record (broker open). Groups come back Empty with their offsets;
-    /// members must rejoin.
+    /// Replays one stored record (broker open), tombstones included. Groups come back Empty
+    /// with their offsets; members must rejoin. A group stored Empty keeps the time it became
+    /// Empty (its offsets' expiry clock); one stored with members becomes Empty at `now`.
+    /// Replayed offsets are checked for expiry at the first tick.
     pub fn load(&mut self, record: GroupRecord, now: Millis) {
+        self.next_offsets_check.get_or_insert(now);
         match record {
             GroupRecord::Offset {
                 group,
@@ -501,6 +521,11 @@ impl GroupCoordinator {
                     entry.generation = value.generation.max(0);
                     entry.protocol_type =
                         (!value.protocol_type.is_empty()).then_some(value.protocol_type);
+                    entry.state_since = if value.members.is_empty() {
+                        Millis(value.state_timestamp_ms)
+                    } else {
+                        now
+                    };
                 }
                 None => {
                     self.groups.remove(&group);
@@ -530,11 +555,13 @@ impl GroupCoordinator {
                     .chain(group.initial_delay.map(|(until, _)| until))
                     .chain(forget)
             })
+            .chain(self.next_offsets_check)
             .min()
     }
 
     /// Runs the timers due at `now`: pending member ids expire, silent members are removed,
-    /// rebalances past their timeout complete, long-empty groups without offsets go.
+    /// rebalances past their timeout complete, long-empty groups without offsets go, and
+    /// (every check interval) committed offsets past their retention expire.
     pub fn handle_tick(&mut self, now: Millis) {
         let retention = self.config.empty_group_retention_ms;
         let mut forgotten = Vec::new();
@@ -576,6 +603,15 @@ impl GroupCoordinator {
                 value: None,
             });
         }
+        if self.next_offsets_check.is_some_and(|due| due <= now) {
+            self.expire_offsets(now);
+            let interval = self.config.offsets_retention_check_interval_ms.max(1);
+            self.next_offsets_check = self
+                .groups
+                .values()
+                .any(Group::has_offsets)
+                .then_some(Millis(now.0 + interval));
+        }
         self.check_invariants();
     }
 
@@ -588,6 +624,10 @@ impl GroupCoordinator {
             );
             for (group_id, group) in &self.groups {
                 group.check_invariants(group_id);
+                assert!(
+                    !group.has_offsets() || self.next_offsets_check.is_some(),
+                    "{group_id}: offsets are checked for expiry"
+                );
             }
         }
     }

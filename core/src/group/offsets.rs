@@ -1,5 +1,10 @@
 //! Committed offsets and group administration: OffsetCommit checks, offsets as stored,
-//! OffsetDelete, DeleteGroups, DescribeGroups and ListGroups.
+//! their expiry (`offsets.retention.minutes`, KIP-211), OffsetDelete, DeleteGroups,
+//! DescribeGroups and ListGroups.
+//!
+//! Every offset that goes — expired, deleted, or with its group — leaves a tombstone in
+//! [`GroupCoordinator::poll_records`], and so does every group that goes (Dead): compaction
+//! of `__consumer_offsets` then drops the key, and a replay ends where memory is.
 
 use std::collections::BTreeMap;
 
@@ -128,7 +133,54 @@ impl GroupCoordinator {
         for (topic, partition, value) in offsets {
             group.offsets.insert((topic, partition), value);
         }
+        let interval = self.config.offsets_retention_check_interval_ms.max(1);
+        self.next_offsets_check
+            .get_or_insert(Millis(now.0 + interval));
         self.check_invariants();
+    }
+
+    /// Removes the offsets past their retention (KIP-211 rules, see
+    /// [`super::GroupConfig::offsets_retention_ms`]) with a tombstone each; an Empty group
+    /// left without offsets goes Dead (removed, with a group tombstone), as in Kafka.
+    pub(crate) fn expire_offsets(&mut self, now: Millis) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut dead = Vec::new();
+        for (group_id, group) in self.groups.iter_mut() {
+            let expired = expired_offsets(group, now, retention_ms);
+            if expired.is_empty() {
+                continue;
+            }
+            for (topic, partition) in expired {
+                let removed = group.offsets.remove(&(topic.clone(), partition));
+                assert!(removed.is_some(), "{group_id}: expired offsets exist");
+                self.outbox.records.push(GroupRecord::Offset {
+                    group: group_id.clone(),
+                    topic,
+                    partition,
+                    value: None,
+                });
+            }
+            if is_dead(group) {
+                dead.push(group_id.clone());
+            }
+        }
+        for group_id in dead {
+            self.remove_dead_group(&group_id);
+        }
+    }
+
+    /// Removes a group that went Dead and writes its tombstone.
+    fn remove_dead_group(&mut self, group_id: &str) {
+        let group = self.groups.remove(group_id).expect("the dead group exists");
+        assert!(group.offsets.is_empty(), "{group_id}: offsets went first");
+        assert!(
+            group.members.is_empty(),
+            "{group_id}: a dead group has no members"
+        );
+        self.outbox.records.push(GroupRecord::Group {
+            group: group_id.to_string(),
+            value: None,
+        });
     }
 
     /// A group's committed offsets, `None` if the group does not exist.
@@ -151,7 +203,10 @@ impl GroupCoordinator {
         };
         let subscribed: Vec<String> = match group.state {
             GroupState::Empty => Vec::new(),
-            _ if group.protocol_type.as_deref() == Some("consumer") => subscribed_topics(group),
+            _ if group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) => {
+                // Unreadable subscriptions protect nothing, as in Kafka.
+                subscribed_topics(group).unwrap_or_default()
+            }
             _ => return Err(ErrorCode::NonEmptyGroup),
         };
         let mut answers = Vec::with_capacity(partitions.len());
@@ -169,6 +224,9 @@ impl GroupCoordinator {
                 });
             }
             answers.push(ErrorCode::None);
+        }
+        if is_dead(group) {
+            self.remove_dead_group(group_id);
         }
         self.check_invariants();
         Ok(answers)
@@ -263,28 +321,79 @@ impl GroupCoordinator {
     }
 }
 
+/// The protocol type of consumer groups (the Java consumer, librdkafka, ...).
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+/// Whether a group is Dead once its offsets went: Empty, nothing left, nobody joining.
+fn is_dead(group: &Group) -> bool {
+    group.state == GroupState::Empty && !group.has_offsets() && group.pending.is_empty()
+}
+
+/// The offsets of a group past their retention at `now`, by Kafka's rules (KIP-211,
+/// `GroupMetadata.removeExpiredOffsets`):
+/// - an Empty group with a protocol type: all of them, once the group has been Empty for the
+///   retention (its clock starts when the last member left, not at the last commit);
+/// - a Stable consumer group whose subscriptions are known: those of topics no member
+///   subscribes to, each once its commit is older than the retention;
+/// - a group without a protocol type (commits only, no members): each offset once its
+///   commit is older than the retention;
+/// - any other group (rebalancing, or not a consumer group): none.
+fn expired_offsets(group: &Group, now: Millis, retention_ms: i64) -> Vec<(String, i32)> {
+    let commit_expired =
+        |value: &OffsetValue| now.0.saturating_sub(value.commit_timestamp_ms) >= retention_ms;
+    match (group.protocol_type.as_deref(), group.state) {
+        (Some(_), GroupState::Empty) => {
+            if now.since(group.state_since) >= retention_ms {
+                group.offsets.keys().cloned().collect()
+            } else {
+                Vec::new()
+            }
+        }
+        (Some(CONSUMER_PROTOCOL_TYPE), GroupState::Stable) => {
+            let Some(subscribed) = subscribed_topics(group) else {
+                return Vec::new();
+            };
+            group
+                .offsets
+                .iter()
+                .filter(|((topic, _), value)| !subscribed.contains(topic) && commit_expired(value))
+                .map(|(key, _)| key.clone())
+                .collect()
+        }
+        (None, _) => group
+            .offsets
+            .iter()
+            .filter(|(_, value)| commit_expired(value))
+            .map(|(key, _)| key.clone())
+            .collect(),
+        (Some(_), _) => Vec::new(),
+    }
+}
+
 /// The topics a consumer group's members subscribe to, read from their
-/// ConsumerProtocolSubscription metadata (version, then an array of topic names).
-fn subscribed_topics(group: &Group) -> Vec<String> {
-    let Some(protocol) = group.protocol_name.as_deref() else {
-        return Vec::new();
-    };
+/// ConsumerProtocolSubscription metadata (version, then an array of topic names); `None`
+/// when the group has no protocol yet or a member's subscription cannot be read.
+fn subscribed_topics(group: &Group) -> Option<Vec<String>> {
+    let protocol = group.protocol_name.as_deref()?;
     let mut topics = Vec::new();
     for member in group.members.values() {
         let metadata = member.metadata_for(protocol);
         let mut buf: &[u8] = &metadata;
         if buf.remaining() < 6 {
-            continue;
+            return None;
         }
         let _version = buf.get_i16();
         let count = buf.get_i32();
-        for _ in 0..count.max(0) {
+        if count < 0 {
+            return None;
+        }
+        for _ in 0..count {
             if buf.remaining() < 2 {
-                break;
+                return None;
             }
             let len = buf.get_i16();
             if len < 0 || buf.remaining() < len as usize {
-                break;
+                return None;
             }
             let name = String::from_utf8_lossy(&buf[..len as usize]).into_owned();
             buf.advance(len as usize);
@@ -293,5 +402,5 @@ fn subscribed_topics(group: &Group) -> Vec<String> {
             }
         }
     }
-    topics
+    Some(topics)
 }

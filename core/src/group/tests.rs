@@ -651,3 +651,294 @@ fn group_random_operations_keep_invariants_and_answer_every_park_once() {
         "the walk completes syncs ({syncs_answered})"
     );
 }
+
+/// A retention of 100 s checked every second, so expiry is easy to step through.
+fn retention_config() -> GroupConfig {
+    GroupConfig {
+        offsets_retention_ms: 100_000,
+        offsets_retention_check_interval_ms: 1_000,
+        ..GroupConfig::default()
+    }
+}
+
+fn offset_value(offset: i64, committed: Millis) -> OffsetValue {
+    OffsetValue {
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: committed.0,
+    }
+}
+
+/// Commits `(topic, partition, offset)`s for a group as the broker does: check, then apply.
+fn commit_at(
+    coordinator: &mut GroupCoordinator,
+    now: Millis,
+    request: &CommitRequest,
+    offsets: &[(&str, i32, i64)],
+) {
+    assert_eq!(coordinator.check_commit(now, request), Ok(()));
+    let offsets = offsets
+        .iter()
+        .map(|(t, p, o)| ((*t).to_string(), *p, offset_value(*o, now)))
+        .collect();
+    coordinator.apply_commit(now, &request.group_id, offsets);
+}
+
+fn simple_commit(group: &str) -> CommitRequest {
+    CommitRequest {
+        group_id: group.into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        generation_id: -1,
+    }
+}
+
+/// The (topic, partition) keys of the offset tombstones and the groups of the group
+/// tombstones among drained records.
+fn tombstones(records: &[GroupRecord]) -> (Vec<(String, i32)>, Vec<String>) {
+    let mut offsets = Vec::new();
+    let mut groups = Vec::new();
+    for record in records {
+        match record {
+            GroupRecord::Offset {
+                topic,
+                partition,
+                value: None,
+                ..
+            } => offsets.push((topic.clone(), *partition)),
+            GroupRecord::Group { group, value: None } => groups.push(group.clone()),
+            _ => {}
+        }
+    }
+    (offsets, groups)
+}
+
+/// A ConsumerProtocolSubscription (v0) naming `topics`.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut out = vec![0, 0];
+    out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for topic in topics {
+        out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        out.extend_from_slice(topic.as_bytes());
+    }
+    Bytes::from(out)
+}
+
+#[test]
+fn group_retention_empty_group_offsets_expire_from_when_it_became_empty_kip_211() {
+    let mut coordinator = GroupCoordinator::new(retention_config());
+    let (id, generation) = single_member_group(&mut coordinator, "g");
+    let member = CommitRequest {
+        group_id: "g".into(),
+        member_id: id.clone(),
+        group_instance_id: None,
+        generation_id: generation,
+    };
+    commit_at(&mut coordinator, T0, &member, &[("t", 0, 5), ("t", 1, 7)]);
+    assert_eq!(coordinator.next_deadline(), Some(at(1_000)), "first check");
+    coordinator
+        .handle_leave(at(50_000), "g", &[me(&id)])
+        .unwrap();
+    assert_eq!(coordinator.group_state("g"), GroupState::Empty);
+    coordinator.poll_records();
+    // The commits are 149 s old, but the group has been Empty for 99 s only.
+    coordinator.handle_tick(at(149_000));
+    assert_eq!(coordinator.committed_offsets("g").unwrap().len(), 2);
+    assert!(coordinator.poll_records().is_empty());
+    coordinator.handle_tick(at(150_000));
+    assert_eq!(coordinator.group_state("g"), GroupState::Dead);
+    assert!(coordinator.committed_offsets("g").is_none());
+    let (offsets, groups) = tombstones(&coordinator.poll_records());
+    assert_eq!(offsets, vec![("t".to_string(), 0), ("t".to_string(), 1)]);
+    assert_eq!(
+        groups,
+        vec!["g".to_string()],
+        "the dead group's tombstone follows"
+    );
+    assert_eq!(coordinator.next_deadline(), None, "nothing left to check");
+}
+
+#[test]
+fn group_retention_stable_group_keeps_subscribed_topics_and_expires_others_kip_211() {
+    let mut coordinator = GroupCoordinator::new(retention_config());
+    let id = new_member_id(&mut coordinator, T0, "g");
+    let join = JoinRequest {
+        protocols: vec![("range".into(), subscription(&["t"]))],
+        ..join_request("g", &id, &["range"])
+    };
+    parked(coordinator.handle_join(T0, join));
+    let generation = joins(&mut coordinator)[0].1.generation_id;
+    parked(coordinator.handle_sync(T0, sync_request("g", &id, generation, &[(&id, "t-0")])));
+    assert_eq!(coordinator.group_state("g"), GroupState::Stable);
+    let member = CommitRequest {
+        group_id: "g".into(),
+        member_id: id.clone(),
+        group_instance_id: None,
+        generation_id: generation,
+    };
+    commit_at(&mut coordinator, T0, &member, &[("t", 0, 5), ("old", 0, 9)]);
+    coordinator.poll_records();
+    for step in 1..=11 {
+        let now = at(step * 9_000);
+        assert_eq!(
+            coordinator.handle_heartbeat(now, "g", &me(&id), generation),
+            ErrorCode::None
+        );
+        coordinator.handle_tick(now);
+    }
+    assert_eq!(coordinator.group_state("g"), GroupState::Stable);
+    assert_eq!(coordinator.committed_offsets("g").unwrap().len(), 2);
+    coordinator.handle_heartbeat(at(100_000), "g", &me(&id), generation);
+    coordinator.handle_tick(at(100_000));
+    let kept: Vec<&(String, i32)> = coordinator.committed_offsets("g").unwrap().keys().collect();
+    assert_eq!(
+        kept,
+        vec![&("t".to_string(), 0)],
+        "the subscribed topic's offset stays"
+    );
+    let (offsets, groups) = tombstones(&coordinator.poll_records());
+    assert_eq!(offsets, vec![("old".to_string(), 0)]);
+    assert!(groups.is_empty(), "a live group is not dead");
+    assert_eq!(coordinator.group_state("g"), GroupState::Stable);
+}
+
+#[test]
+fn group_retention_commit_only_group_expires_each_offset_by_its_commit_time() {
+    let mut coordinator = GroupCoordinator::new(retention_config());
+    commit_at(&mut coordinator, T0, &simple_commit("solo"), &[("t", 0, 1)]);
+    commit_at(
+        &mut coordinator,
+        at(50_000),
+        &simple_commit("solo"),
+        &[("t", 1, 2)],
+    );
+    coordinator.handle_tick(at(99_999));
+    assert_eq!(coordinator.committed_offsets("solo").unwrap().len(), 2);
+    // Expiry runs at the check interval: the next check is a second after the last one.
+    coordinator.handle_tick(at(100_000));
+    assert_eq!(coordinator.committed_offsets("solo").unwrap().len(), 2);
+    assert_eq!(coordinator.next_deadline(), Some(at(100_999)));
+    coordinator.handle_tick(at(100_999));
+    let left: Vec<&(String, i32)> = coordinator
+        .committed_offsets("solo")
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(left, vec![&("t".to_string(), 1)]);
+    assert_eq!(
+        tombstones(&coordinator.poll_records()),
+        (vec![("t".to_string(), 0)], vec![])
+    );
+    // Committing again restarts that offset's clock.
+    commit_at(
+        &mut coordinator,
+        at(120_000),
+        &simple_commit("solo"),
+        &[("t", 1, 3)],
+    );
+    coordinator.handle_tick(at(150_000));
+    assert_eq!(coordinator.committed_offsets("solo").unwrap().len(), 1);
+    coordinator.handle_tick(at(220_000));
+    assert_eq!(coordinator.group_state("solo"), GroupState::Dead);
+    assert_eq!(
+        tombstones(&coordinator.poll_records()),
+        (vec![("t".to_string(), 1)], vec!["solo".to_string()])
+    );
+}
+
+#[test]
+fn group_retention_replay_keeps_the_empty_clock_and_honours_tombstones() {
+    let mut coordinator = GroupCoordinator::new(retention_config());
+    let (id, generation) = single_member_group(&mut coordinator, "g");
+    let member = CommitRequest {
+        group_id: "g".into(),
+        member_id: id.clone(),
+        group_instance_id: None,
+        generation_id: generation,
+    };
+    commit_at(&mut coordinator, T0, &member, &[("t", 0, 5)]);
+    let mut log = coordinator.poll_records();
+    // The broker writes offsets itself; the coordinator only returns group records.
+    log.push(GroupRecord::Offset {
+        group: "g".into(),
+        topic: "t".into(),
+        partition: 0,
+        value: Some(offset_value(5, T0)),
+    });
+    coordinator
+        .handle_leave(at(10_000), "g", &[me(&id)])
+        .unwrap();
+    log.extend(coordinator.poll_records());
+    commit_at(
+        &mut coordinator,
+        at(10_000),
+        &simple_commit("solo"),
+        &[("t", 0, 1)],
+    );
+    log.push(GroupRecord::Offset {
+        group: "solo".into(),
+        topic: "t".into(),
+        partition: 0,
+        value: Some(offset_value(1, at(10_000))),
+    });
+
+    // A restart 60 s later: "g" has been Empty since 10 s, not since the restart.
+    let mut restored = GroupCoordinator::new(retention_config());
+    for record in log.clone() {
+        restored.load(record, at(70_000));
+    }
+    assert_eq!(
+        restored.next_deadline(),
+        Some(at(70_000)),
+        "checked at once"
+    );
+    restored.handle_tick(at(70_000));
+    assert_eq!(restored.committed_offsets("g").unwrap().len(), 1);
+    restored.handle_tick(at(110_000));
+    assert_eq!(restored.group_state("g"), GroupState::Dead);
+    assert_eq!(restored.group_state("solo"), GroupState::Dead);
+    log.extend(restored.poll_records());
+
+    // Replaying the tombstones too ends where memory ended: nothing.
+    let mut again = GroupCoordinator::new(retention_config());
+    for record in log {
+        again.load(record, at(120_000));
+    }
+    assert_eq!(again.group_state("g"), GroupState::Dead);
+    assert!(again.committed_offsets("solo").is_none());
+    assert!(again.list().is_empty());
+    again.check_invariants();
+}
+
+#[test]
+fn group_offset_delete_of_the_last_offset_makes_an_empty_group_dead() {
+    let mut coordinator = GroupCoordinator::new(GroupConfig::default());
+    commit_at(
+        &mut coordinator,
+        T0,
+        &simple_commit("solo"),
+        &[("t", 0, 1), ("u", 0, 2)],
+    );
+    let answers = coordinator
+        .delete_offsets("solo", &[("t".to_string(), 0)])
+        .unwrap();
+    assert_eq!(answers, vec![ErrorCode::None]);
+    assert_eq!(coordinator.group_state("solo"), GroupState::Empty);
+    let answers = coordinator
+        .delete_offsets("solo", &[("u".to_string(), 0)])
+        .unwrap();
+    assert_eq!(answers, vec![ErrorCode::None]);
+    assert_eq!(coordinator.group_state("solo"), GroupState::Dead);
+    assert_eq!(
+        tombstones(&coordinator.poll_records()),
+        (
+            vec![("t".to_string(), 0), ("u".to_string(), 0)],
+            vec!["solo".to_string()]
+        )
+    );
+    assert_eq!(
+        coordinator.delete_offsets("solo", &[("u".to_string(), 0)]),
+        Err(ErrorCode::GroupIdNotFound)
+    );
+}

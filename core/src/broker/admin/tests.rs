@@ -22,7 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::configs::{SOURCE_DEFAULT_CONFIG, SOURCE_STATIC_BROKER_CONFIG, SOURCE_TOPIC_CONFIG};
 use super::*;
 use crate::broker::metadata::{StoredMeta, META_FILE};
-use crate::broker::{BrokerConfig, Reply};
+use crate::broker::{BrokerConfig, Reply, OFFSETS_TOPIC};
 use crate::protocol::{encode_response, supported_versions, Request};
 use crate::record::{BatchBuilder, Record};
 use crate::storage::Storage;
@@ -47,6 +47,7 @@ fn api_key(body: &RequestKind) -> ApiKey {
         RequestKind::DescribeCluster(_) => ApiKey::DescribeCluster,
         RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
         RequestKind::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
+        RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         other => panic!("no key for {other:?}"),
     }
 }
@@ -867,4 +868,129 @@ fn admin_apis_are_advertised() {
             "{api:?}"
         );
     }
+}
+
+// --- The internal topic ----------------------------------------------------------------
+
+/// DeleteTopics of one topic, by name or (v6+) by id: (error code, message).
+fn delete_topic(
+    broker: &mut Broker<Dirs>,
+    version: i16,
+    name: Option<&str>,
+    id: uuid::Uuid,
+) -> (i16, Option<String>) {
+    let mut request = DeleteTopicsRequest::default();
+    if version >= 6 {
+        let mut topic = delete_topics_request::DeleteTopicState::default();
+        topic.name = name.map(|n| TopicName(StrBytes::from_string(n.into())));
+        topic.topic_id = id;
+        request.topics = vec![topic];
+    } else {
+        request.topic_names = vec![TopicName(StrBytes::from_string(name.unwrap().into()))];
+    }
+    match call(broker, version, RequestKind::DeleteTopics(request)) {
+        ResponseKind::DeleteTopics(r) => {
+            assert_eq!(r.responses.len(), 1);
+            let result = &r.responses[0];
+            (
+                result.error_code,
+                result.error_message.as_ref().map(|m| m.to_string()),
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted() {
+    let mut broker = broker();
+    broker.ensure_offsets_topic(NOW).unwrap();
+    let partitions = broker.topics[OFFSETS_TOPIC].partitions.len();
+    let id = broker.topics[OFFSETS_TOPIC].id;
+    let denied = ErrorCode::TopicAuthorizationFailed.code();
+    for version in version_range(ApiKey::DeleteTopics) {
+        let (code, message) =
+            delete_topic(&mut broker, version, Some(OFFSETS_TOPIC), uuid::Uuid::nil());
+        assert_eq!(code, denied, "DeleteTopics v{version}");
+        assert_eq!(
+            message.is_some_and(|m| m.contains("internal topic")),
+            version >= 5
+        );
+    }
+    let (code, _) = delete_topic(&mut broker, 6, None, id);
+    assert_eq!(code, denied, "by topic id");
+    for version in version_range(ApiKey::CreatePartitions) {
+        let (code, message) =
+            create_partitions(&mut broker, version, OFFSETS_TOPIC, 60, None, false);
+        assert_eq!(code, denied, "CreatePartitions v{version}");
+        assert!(message.unwrap().contains("internal topic"));
+    }
+    assert_eq!(broker.topics[OFFSETS_TOPIC].partitions.len(), partitions);
+
+    let mut partition = DeleteRecordsPartition::default();
+    partition.offset = -1;
+    let mut topic = DeleteRecordsTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str(OFFSETS_TOPIC));
+    topic.partitions = vec![partition];
+    let mut request = DeleteRecordsRequest::default();
+    request.topics = vec![topic];
+    for version in version_range(ApiKey::DeleteRecords) {
+        let ResponseKind::DeleteRecords(r) = call(
+            &mut broker,
+            version,
+            RequestKind::DeleteRecords(request.clone()),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ErrorCode::InvalidTopicException.code(),
+            "DeleteRecords v{version}"
+        );
+    }
+
+    // Configs may change, but compaction, and only compaction, stays.
+    let policy = ErrorCode::PolicyViolation.code();
+    for version in version_range(ApiKey::AlterConfigs) {
+        let uncompacted = [("cleanup.policy", Some("delete"))];
+        let (code, message) = alter(
+            &mut broker,
+            version,
+            RESOURCE_TOPIC,
+            OFFSETS_TOPIC,
+            &uncompacted,
+            false,
+        );
+        assert_eq!(code, policy, "AlterConfigs v{version}");
+        assert!(message.unwrap().contains("cleanup.policy"));
+        let dropped = [("flush.messages", Some("1"))];
+        let (code, _) = alter(
+            &mut broker,
+            version,
+            RESOURCE_TOPIC,
+            OFFSETS_TOPIC,
+            &dropped,
+            false,
+        );
+        assert_eq!(code, policy, "leaving cleanup.policy out resets it");
+    }
+    for version in version_range(ApiKey::IncrementalAlterConfigs) {
+        let refused: [&[Op]; 3] = [
+            &[("cleanup.policy", OP_SET, Some("compact,delete"))],
+            &[("cleanup.policy", OP_APPEND, Some("delete"))],
+            &[("cleanup.policy", OP_DELETE, None)],
+        ];
+        for ops in refused {
+            let code = alter_incremental(&mut broker, version, OFFSETS_TOPIC, ops);
+            assert_eq!(code, policy, "IncrementalAlterConfigs v{version} {ops:?}");
+        }
+        let flush = [("flush.messages", OP_SET, Some("1"))];
+        assert_eq!(
+            alter_incremental(&mut broker, version, OFFSETS_TOPIC, &flush),
+            0
+        );
+    }
+    let overrides = overrides(&broker, OFFSETS_TOPIC);
+    assert!(overrides.contains(&("cleanup.policy".to_string(), "compact".to_string())));
+    assert!(overrides.contains(&("flush.messages".to_string(), "1".to_string())));
 }
