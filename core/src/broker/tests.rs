@@ -534,3 +534,43 @@ fn broker_idempotent_retry_after_restart_is_still_deduplicated() {
         Some((0, 4))
     );
 }
+
+#[test]
+fn broker_internal_offsets_topic_is_created_only_as_the_coordinator_needs_it() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    assert_eq!(
+        create(&mut broker, OFFSETS_TOPIC, 3, &[]),
+        ErrorCode::InvalidRequest.code(),
+        "clients may not create the internal topic"
+    );
+    assert!(!broker.topic_names().contains(&OFFSETS_TOPIC.to_string()));
+
+    // Auto-creation through Metadata makes it with the coordinator's settings.
+    let mut topic = MetadataRequestTopic::default();
+    topic.name = Some(TopicName(StrBytes::from_static_str(OFFSETS_TOPIC)));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![topic]);
+    request.allow_auto_topic_creation = true;
+    let ResponseKind::Metadata(meta) =
+        response(call(&mut broker, 9, RequestKind::Metadata(request)))
+    else {
+        panic!("metadata")
+    };
+    assert_eq!(meta.topics[0].error_code, 0);
+    assert_eq!(
+        meta.topics[0].partitions.len() as i32,
+        BrokerConfig::default().offsets_topic_partitions
+    );
+    assert_eq!(
+        broker.topics[OFFSETS_TOPIC]
+            .overrides
+            .get("cleanup.policy")
+            .map(String::as_str),
+        Some("compact")
+    );
+    assert_eq!(
+        create(&mut broker, OFFSETS_TOPIC, 3, &[]),
+        ErrorCode::TopicAlreadyExists.code()
+    );
+}

@@ -250,6 +250,13 @@ impl<P: StorageProvider> Broker<P> {
             topic.error_code = match (auto_create, validate_topic_name(name)) {
                 (_, Err(_)) => ErrorCode::InvalidTopicException.code(),
                 (false, Ok(())) => ErrorCode::UnknownTopicOrPartition.code(),
+                // Auto-creation makes the internal topic as the coordinator needs it.
+                (true, Ok(())) if name == super::groups::OFFSETS_TOPIC => {
+                    match self.ensure_offsets_topic(now) {
+                        Ok(()) => ErrorCode::None.code(),
+                        Err(code) => code.code(),
+                    }
+                }
                 (true, Ok(())) => {
                     let partitions = self.config.num_partitions;
                     match self.create_topic(name, partitions, BTreeMap::new(), now) {
@@ -355,6 +362,14 @@ impl<P: StorageProvider> Broker<P> {
         overrides: &BTreeMap<String, String>,
     ) -> Result<(), (ErrorCode, String)> {
         validate_topic_name(name).map_err(|m| (ErrorCode::InvalidTopicException, m))?;
+        if name == super::groups::OFFSETS_TOPIC && !self.topics.contains_key(name) {
+            // Kafka's answer too: the broker creates it, with the settings it needs
+            // (compaction, its partition count), when a group first needs it.
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("creation of internal topic {name} is prohibited"),
+            ));
+        }
         if self.topics.contains_key(name) {
             return Err((
                 ErrorCode::TopicAlreadyExists,
