@@ -18,15 +18,24 @@ pub enum PlantedBug {
     DropTailOnRecovery = 4,
     /// The group coordinator accepts offset commits from members of past generations.
     AcceptStaleCommits = 8,
+    /// A roll creates the new segment's files without syncing the directory.
+    SkipDirSync = 16,
+    /// A failed sync is retried, and the retry's success believed (fsyncgate).
+    IgnoreSyncError = 32,
+    /// The broker appends an idempotent producer's retried batch again.
+    AcceptDuplicates = 64,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
         PlantedBug::AcceptStaleCommits,
+        PlantedBug::SkipDirSync,
+        PlantedBug::IgnoreSyncError,
+        PlantedBug::AcceptDuplicates,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -36,6 +45,9 @@ impl PlantedBug {
             PlantedBug::AckBeforeSync => "ack-before-sync",
             PlantedBug::DropTailOnRecovery => "drop-tail-on-recovery",
             PlantedBug::AcceptStaleCommits => "accept-stale-commits",
+            PlantedBug::SkipDirSync => "skip-dir-sync",
+            PlantedBug::IgnoreSyncError => "ignore-sync-error",
+            PlantedBug::AcceptDuplicates => "accept-duplicates",
         }
     }
 
@@ -52,6 +64,15 @@ impl PlantedBug {
             PlantedBug::DropTailOnRecovery => "recovery drops the last intact batch",
             PlantedBug::AcceptStaleCommits => {
                 "the group coordinator takes commits from members of old generations"
+            }
+            PlantedBug::SkipDirSync => {
+                "a roll does not sync the directory, so a new segment's name may not survive"
+            }
+            PlantedBug::IgnoreSyncError => {
+                "a failed sync is retried and its success believed (fsyncgate)"
+            }
+            PlantedBug::AcceptDuplicates => {
+                "the broker appends an idempotent producer's retried batch again"
             }
         }
     }

@@ -118,7 +118,7 @@ impl FileStorage {
     }
 
     /// Makes the directory's entries (created, renamed, removed names) durable.
-    fn sync_dir(&self) -> Result<(), StorageError> {
+    fn fsync_dir(&self) -> Result<(), StorageError> {
         self.dir_handle
             .sync_all()
             .map_err(|err| io_error("sync directory", &self.dir.display().to_string(), err))
@@ -158,7 +158,7 @@ impl Storage for FileStorage {
             .open(&path);
         let file = match created {
             Ok(file) => {
-                self.sync_dir()?;
+                self.fsync_dir()?;
                 OpenFile::from_file(file, name)?
             }
             Err(err) if err.kind() == ErrorKind::AlreadyExists => OpenFile::open(&path, name)?,
@@ -199,6 +199,11 @@ impl Storage for FileStorage {
         self.file_mut(name)?.sync(name)
     }
 
+    fn sync_dir(&mut self) -> Result<(), StorageError> {
+        // Creates and deletes already fsync the directory; this covers anything else.
+        self.fsync_dir()
+    }
+
     fn truncate(&mut self, name: &str, size: u64) -> Result<(), StorageError> {
         self.file_mut(name)?.truncate(name, size)
     }
@@ -207,7 +212,7 @@ impl Storage for FileStorage {
         check_name(name)?;
         self.files_mut().remove(name);
         match fs::remove_file(self.dir.join(name)) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => self.fsync_dir(),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
             Err(err) => Err(io_error("delete", name, err)),
         }
@@ -231,7 +236,7 @@ impl Storage for FileStorage {
             let _ = fs::remove_file(&tmp_path);
             return Err(io_error("rename", name, err));
         }
-        self.sync_dir()
+        self.fsync_dir()
     }
 
     fn close(&mut self, name: &str) -> Result<(), StorageError> {

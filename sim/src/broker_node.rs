@@ -15,6 +15,7 @@ use brook_core::Millis;
 use bytes::BytesMut;
 use kafka_protocol::messages::ResponseKind;
 use madsim::net::{TcpListener, TcpStream};
+use madsim::rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -74,8 +75,10 @@ impl Shared {
     }
 }
 
-/// Runs one incarnation of a broker until the node is killed.
-pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace) {
+/// Runs one incarnation of a broker until the node is killed. Of the Produce responses,
+/// `lost_per_mille` in a thousand are lost with their connection after the request was
+/// handled (a reset at the worst moment), so clients retry batches the broker already wrote.
+pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace, lost_per_mille: u32) {
     let broker = match Broker::open(disk, config, now()) {
         Ok(broker) => broker,
         Err(err) => {
@@ -110,12 +113,16 @@ pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace) {
         };
         let shared = shared.clone();
         madsim::task::spawn(async move {
-            let _ = serve_connection(stream, shared).await;
+            let _ = serve_connection(stream, shared, lost_per_mille).await;
         });
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    shared: Shared,
+    lost_per_mille: u32,
+) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let len = loop {
@@ -159,6 +166,12 @@ async fn serve_connection(mut stream: TcpStream, shared: Shared) -> std::io::Res
             state.deliver_completed();
             outcome
         };
+        if api == kafka_protocol::messages::ApiKey::Produce
+            && lost_per_mille > 0
+            && madsim::rand::thread_rng().gen_range(0..1000) < lost_per_mille
+        {
+            return Ok(()); // the connection drops with the response
+        }
         let bytes = match waiter {
             Ok(bytes) if bytes.is_empty() => continue,
             Ok(bytes) => bytes,

@@ -84,6 +84,7 @@ pub fn check(history: &History, losses_allowed: bool) -> Verdict {
         verdict.allowed_losses = lost;
     }
     check_readers(history, losses_allowed, &mut verdict);
+    check_idempotence(history, losses_allowed, &mut verdict);
     if !losses_allowed {
         // After an allowed loss, offsets are handed out again: order is not comparable.
         check_producer_order(history, &mut verdict);
@@ -251,6 +252,53 @@ fn check_group_liveness(history: &History, verdict: &mut Verdict) {
                 checker: "group-liveness",
                 detail: format!(
                     "partition {partition}: group committed {reached}, log ends at {end}"
+                ),
+            });
+        }
+    }
+}
+
+/// No duplicates under idempotence: each record of an idempotent producer (one value per
+/// producer and send, so one per producer id and sequence within an epoch) is in the final
+/// log at most once, and each acknowledged one exactly once. After an allowed loss the
+/// producer may have bumped its epoch and resent a batch the broker had half-forgotten, which
+/// idempotence does not cover (KIP-360), so duplicates are then reported only as losses are.
+fn check_idempotence(history: &History, losses_allowed: bool, verdict: &mut Verdict) {
+    let mut copies: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    for (&(partition, offset), value) in &history.final_log {
+        if value.starts_with(crate::workload::IDEMPOTENT_PREFIX) {
+            copies
+                .entry(value.as_str())
+                .or_default()
+                .push((partition, offset));
+        }
+    }
+    for ack in &history.acks {
+        if !ack.value.starts_with(crate::workload::IDEMPOTENT_PREFIX) {
+            continue;
+        }
+        let found = copies.get(ack.value.as_str()).map_or(0, Vec::len);
+        if found > 1 && !losses_allowed {
+            verdict.failures.push(Failure {
+                checker: "idempotent-duplicate",
+                detail: format!(
+                    "{} (acked at {}/{}) is in the log {found} times: {:?}",
+                    ack.value,
+                    ack.partition,
+                    ack.offset,
+                    copies[ack.value.as_str()]
+                ),
+            });
+        }
+    }
+    for (value, places) in &copies {
+        let acked = history.acks.iter().any(|a| a.value == *value);
+        if places.len() > 1 && !acked && !losses_allowed {
+            verdict.failures.push(Failure {
+                checker: "idempotent-duplicate",
+                detail: format!(
+                    "{value} (never acked) is in the log {} times: {places:?}",
+                    places.len()
                 ),
             });
         }

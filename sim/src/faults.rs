@@ -1,5 +1,6 @@
-//! The fault plan of a run, drawn from its seed: the flush policy, broker crashes (process
-//! kills and power losses) and network cuts between clients and the broker.
+//! The fault plan of a run, drawn from its seed: the flush policy and segment size, broker
+//! crashes (process kills and power losses), disk faults (a failed sync, a full disk) and
+//! network cuts between clients and the broker.
 
 use std::fmt;
 
@@ -49,11 +50,39 @@ pub struct MemberFault {
     pub cut_off: bool,
 }
 
+/// What goes wrong with the broker's disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFaultKind {
+    /// The next sync with bytes to write fails with EIO and the kernel drops those bytes.
+    SyncError,
+    /// The disk is full: appends write a prefix and fail with ENOSPC.
+    Full,
+}
+
+/// One disk fault; when it heals the operator restarts the broker (a process kill), which
+/// recovers any partition the fault took offline.
+#[derive(Clone, Copy, Debug)]
+pub struct DiskFault {
+    /// Simulated milliseconds into the safety phase.
+    pub at_ms: u64,
+    /// What goes wrong.
+    pub kind: DiskFaultKind,
+    /// How long until the fault heals and the broker is restarted.
+    pub duration_ms: u64,
+}
+
 /// Everything a run's faults will be, printed at the start of a run.
 #[derive(Clone, Debug)]
 pub struct FaultPlan {
     /// Topic config `flush.messages=1`: every append synced before it is acknowledged.
     pub sync_every_append: bool,
+    /// Topic config `segment.bytes`, when small enough for the run to roll segments.
+    pub segment_bytes: Option<u64>,
+    /// Disk faults in time order.
+    pub disk_faults: Vec<DiskFault>,
+    /// Produce responses lost with their connection, per thousand (clients retry batches
+    /// the broker already wrote).
+    pub produce_responses_lost_per_mille: u32,
     /// Broker crashes in time order.
     pub crashes: Vec<Crash>,
     /// Network cuts in time order.
@@ -96,8 +125,27 @@ impl FaultPlan {
             })
             .collect();
         member_faults.sort_by_key(|f| f.at_ms);
+        // Drawn last, so the faults above keep the times older versions drew for a seed.
+        let segment_bytes = rng.gen_bool(0.5).then(|| rng.gen_range(1024..4096));
+        let disk_fault_count = [0, 0, 1, 1, 2][rng.gen_range(0..5)];
+        let mut disk_faults: Vec<DiskFault> = (0..disk_fault_count)
+            .map(|_| DiskFault {
+                at_ms: rng.gen_range(0..safety_ms),
+                kind: if rng.gen_bool(0.5) {
+                    DiskFaultKind::SyncError
+                } else {
+                    DiskFaultKind::Full
+                },
+                duration_ms: rng.gen_range(200..3_000),
+            })
+            .collect();
+        disk_faults.sort_by_key(|f| f.at_ms);
+        let produce_responses_lost_per_mille = [0, 0, 10, 50][rng.gen_range(0..4)];
         FaultPlan {
+            produce_responses_lost_per_mille,
             sync_every_append,
+            segment_bytes,
+            disk_faults,
             crashes,
             clogs,
             member_faults,
@@ -114,12 +162,14 @@ impl fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "flush={} crashes=[",
+            "flush={} segment={} crashes=[",
             if self.sync_every_append {
                 "every-append"
             } else {
                 "page-cache"
-            }
+            },
+            self.segment_bytes
+                .map_or("default".to_string(), |bytes| format!("{bytes}B")),
         )?;
         for (i, c) in self.crashes.iter().enumerate() {
             let kind = match c.kind {
@@ -145,7 +195,20 @@ impl fmt::Display for FaultPlan {
                 c.duration_ms
             )?;
         }
-        write!(f, "] members=[")?;
+        write!(f, "] disk=[")?;
+        for (i, fault) in self.disk_faults.iter().enumerate() {
+            let gap = if i > 0 { " " } else { "" };
+            let kind = match fault.kind {
+                DiskFaultKind::SyncError => "sync-error",
+                DiskFaultKind::Full => "full",
+            };
+            write!(f, "{gap}{kind}@{}ms/{}ms", fault.at_ms, fault.duration_ms)?;
+        }
+        write!(
+            f,
+            "] lost-produce-responses={}‰ members=[",
+            self.produce_responses_lost_per_mille
+        )?;
         for (i, fault) in self.member_faults.iter().enumerate() {
             let gap = if i > 0 { " " } else { "" };
             let kind = if fault.cut_off { "cut" } else { "kill" };

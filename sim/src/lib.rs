@@ -4,7 +4,8 @@
 //! simulated clock and network, over a simulated disk (`disk`) that loses or tears unsynced
 //! writes on a power loss. Simulated Kafka clients (`client`, `workload`) produce and
 //! consume through the real wire codec while a fault plan drawn from the seed (`faults`)
-//! kills, power-cycles and cuts off the broker; `checker` then proves the guarantees held.
+//! kills, power-cycles and cuts off the broker and fails its disk; `checker` then proves the
+//! guarantees held.
 //! Every run is a seed: the same seed replays the same trace.
 //!
 //! The simulation exists only when built with `RUSTFLAGS="--cfg madsim"` (`scripts/sim` does

@@ -13,14 +13,16 @@ use madsim::runtime::{Handle, Runtime};
 use crate::broker_node::{now, run_broker};
 use crate::checker::{check, Verdict};
 use crate::disk::SimDisk;
-use crate::faults::{CrashKind, FaultPlan};
+use crate::faults::{CrashKind, DiskFaultKind, FaultPlan};
 use crate::group_member::group_member;
 use crate::trace::Trace;
 use crate::workload::{self, History, SharedHistory};
 use crate::Options;
 
-/// Producers in a run.
+/// Plain producers in a run (acks=all, retries).
 const PRODUCERS: usize = 2;
+/// Idempotent producers in a run.
+const IDEMPOTENT_PRODUCERS: usize = 1;
 /// Consumers in a run.
 const CONSUMERS: usize = 2;
 /// Consumer-group members in a run.
@@ -59,7 +61,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let handle = Handle::current();
     let trace = Trace::default();
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
-    let clients = PRODUCERS + CONSUMERS + 2;
+    let clients = PRODUCERS + IDEMPOTENT_PRODUCERS + CONSUMERS + 2;
     let plan = FaultPlan::draw(options.safety_secs * 1000, clients, MEMBERS);
     trace.record(format!("seed {seed} plan {plan}"));
     let started = Instant::now();
@@ -69,13 +71,17 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         advertised_host: "10.0.0.1".into(),
         ..BrokerConfig::default()
     };
+    let lost_per_mille = plan.produce_responses_lost_per_mille;
     let broker = {
         let (disk, trace) = (disk.clone(), trace.clone());
         handle
             .create_node()
             .name("broker")
             .ip(ip("10.0.0.1"))
-            .init(move || run_broker(disk.clone(), broker_config.clone(), trace.clone()))
+            .init(move || {
+                let (disk, config, trace) = (disk.clone(), broker_config.clone(), trace.clone());
+                run_broker(disk, config, trace, lost_per_mille)
+            })
             .build()
     };
     let client_nodes: Vec<_> = (0..clients)
@@ -90,6 +96,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     madsim::time::sleep(Duration::from_millis(50)).await;
     let setup = client_nodes[0].spawn(workload::create_topic(
         plan.sync_every_append,
+        plan.segment_bytes,
         trace.clone(),
     ));
     let _ = setup.await;
@@ -97,6 +104,16 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let mut producers = Vec::new();
     for id in 0..PRODUCERS {
         let task = workload::producer(
+            id,
+            options.records_per_producer,
+            history.clone(),
+            trace.clone(),
+        );
+        producers.push(client_nodes[1 + id].spawn(task));
+    }
+    for k in 0..IDEMPOTENT_PRODUCERS {
+        let id = PRODUCERS + k;
+        let task = workload::idempotent_producer(
             id,
             options.records_per_producer,
             history.clone(),
@@ -118,7 +135,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         .collect();
     for id in 0..CONSUMERS {
         let task = workload::consumer(id, stop.clone(), history.clone());
-        let _ = client_nodes[1 + PRODUCERS + id].spawn(task);
+        drop(client_nodes[1 + PRODUCERS + IDEMPOTENT_PRODUCERS + id].spawn(task));
     }
 
     // Safety phase: faults on.
@@ -137,6 +154,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             Event::MemberUp(member, cut),
         ));
     }
+    for fault in &plan.disk_faults {
+        events.push((fault.at_ms, Event::DiskFault(fault.kind)));
+        events.push((fault.at_ms + fault.duration_ms, Event::DiskHeal));
+    }
     for clog in &plan.clogs {
         events.push((clog.at_ms, Event::Clog(clog.client)));
         events.push((clog.at_ms + clog.duration_ms, Event::Unclog(clog.client)));
@@ -144,6 +165,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     events.sort_by_key(|(at, _)| *at);
     let mut down = false;
     let mut power_lost = false;
+    let mut disk_faulty = false;
     for (at, event) in events {
         madsim::time::sleep_until(phase_start + Duration::from_millis(at)).await;
         match event {
@@ -163,6 +185,25 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 trace.record(format!("{} fault: broker restarted", now().0));
             }
             Event::Up => {}
+            Event::DiskFault(kind) => {
+                match kind {
+                    DiskFaultKind::SyncError => disk.faults().arm_sync_error(),
+                    DiskFaultKind::Full => disk.faults().set_full(true, seed ^ at),
+                }
+                disk_faulty = true;
+                trace.record(format!("{} fault: disk {kind:?}", now().0));
+            }
+            Event::DiskHeal => {
+                disk.faults().heal();
+                disk_faulty = false;
+                // The operator's answer to an offline log directory: restart the broker
+                // (unless it is down anyway), whose recovery brings the partitions back.
+                if !down {
+                    handle.kill(broker.id());
+                    handle.restart(broker.id());
+                }
+                trace.record(format!("{} heal: disk healed, broker restarted", now().0));
+            }
             Event::MemberDown(member, true) => {
                 net.clog_link(members[member].id(), broker.id());
                 net.clog_link(broker.id(), members[member].id());
@@ -206,7 +247,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             handle.restart(member.id());
         }
     }
-    if down {
+    disk.faults().heal();
+    if down || disk_faulty {
+        handle.kill(broker.id());
         handle.restart(broker.id());
         trace.record(format!("{} heal: broker restarted", now().0));
     }
@@ -226,12 +269,20 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let _ = madsim::time::timeout(remaining, client_nodes[clients - 2].spawn(watcher)).await;
     stop.store(true, Ordering::Relaxed);
 
-    let losses_allowed = power_lost && !plan.sync_every_append;
+    // A failed sync drops the unsynced pages as a power loss would (fsyncgate): with
+    // page-cache durability, what was acknowledged before the sync may go with them.
+    let sync_failed = disk.faults().sync_errors() > 0;
+    let unsynced_lost = power_lost || sync_failed;
+    let losses_allowed = unsynced_lost && !plan.sync_every_append;
     let history = history.lock().expect("history");
     let mut verdict = check(&history, losses_allowed);
     // Group commits live in __consumer_offsets with page-cache durability: any power loss
-    // may take recent ones back.
-    crate::checker::check_group(&history, power_lost, &mut verdict);
+    // (or failed sync) may take recent ones back. A failed write there (a full disk) loses
+    // the coordinator's generation record too: broker/groups.rs answers SyncGroup even when
+    // that write failed (Kafka answers an error and rebalances), so after the restart a
+    // generation can be handed out twice.
+    let group_write_failed = disk.faults().no_space_errors() > 0;
+    crate::checker::check_group(&history, unsynced_lost || group_write_failed, &mut verdict);
     trace.record(format!(
         "{} done: {} acks, {} reads, {} failures, {} allowed losses",
         now().0,
@@ -260,6 +311,8 @@ enum Event {
     Unclog(usize),
     MemberDown(usize, bool),
     MemberUp(usize, bool),
+    DiskFault(DiskFaultKind),
+    DiskHeal,
 }
 
 fn ip(text: &str) -> IpAddr {

@@ -1,5 +1,6 @@
-//! Simulated clients: producers with acks=all and retries, consumers reading by offset, and
-//! the final reader of the liveness phase. Everything they see goes into the [`History`].
+//! Simulated clients: producers with acks=all and retries, idempotent producers (KIP-98),
+//! consumers reading by offset, and the final reader of the liveness phase. Everything they
+//! see goes into the [`History`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use brook_core::record::{decode_records, BatchBuilder, Batches, Record};
-use brook_core::{ErrorCode, Offset};
+use brook_core::{ErrorCode, Offset, ProducerEpoch, ProducerId};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, ProduceRequest, ResponseKind, TopicName,
+    ApiKey, CreateTopicsRequest, FetchRequest, InitProducerIdRequest, ProduceRequest, ResponseKind,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
@@ -80,6 +82,11 @@ pub struct History {
     pub group_events: Vec<crate::group_member::GroupEvent>,
     /// Committed offsets read after healing, per partition.
     pub final_committed: BTreeMap<i32, i64>,
+    /// Producer epochs an idempotent producer bumped to after the broker lost its sequence
+    /// state (KIP-360): (producer, new epoch).
+    pub epoch_bumps: Vec<(usize, i16)>,
+    /// Produce answers with `KAFKA_STORAGE_ERROR` (an offline partition), for the report.
+    pub storage_errors: usize,
 }
 
 /// The history shared by every client of a run.
@@ -89,17 +96,28 @@ fn topic_name() -> TopicName {
     TopicName(StrBytes::from_static_str(TOPIC))
 }
 
+/// Prefix of the values idempotent producers write (`i{producer}-{send}`).
+pub const IDEMPOTENT_PREFIX: &str = "i";
+
 /// Creates the workload topic, retrying until the broker answers.
-pub async fn create_topic(sync_every_append: bool, trace: Trace) {
+pub async fn create_topic(sync_every_append: bool, segment_bytes: Option<u64>, trace: Trace) {
     let mut topic = CreatableTopic::default();
     topic.name = topic_name();
     topic.num_partitions = PARTITIONS;
     topic.replication_factor = 1;
-    if sync_every_append {
+    let config = |name: &'static str, value: String| {
         let mut config = CreatableTopicConfig::default();
-        config.name = StrBytes::from_static_str("flush.messages");
-        config.value = Some(StrBytes::from_static_str("1"));
-        topic.configs = vec![config];
+        config.name = StrBytes::from_static_str(name);
+        config.value = Some(StrBytes::from_string(value));
+        config
+    };
+    if sync_every_append {
+        topic.configs.push(config("flush.messages", "1".into()));
+    }
+    if let Some(bytes) = segment_bytes {
+        topic
+            .configs
+            .push(config("segment.bytes", bytes.to_string()));
     }
     let mut request = CreateTopicsRequest::default();
     request.topics = vec![topic];
@@ -120,8 +138,22 @@ pub async fn create_topic(sync_every_append: bool, trace: Trace) {
     }
 }
 
+/// The producer fields of an idempotent batch: id, epoch, base sequence.
+type Idempotence = (ProducerId, ProducerEpoch, i32);
+
 fn produce_request(partition: i32, value: &str) -> ProduceRequest {
-    let mut builder = BatchBuilder::new(Offset(0));
+    produce_request_as(partition, value, None)
+}
+
+fn produce_request_as(
+    partition: i32,
+    value: &str,
+    idempotence: Option<Idempotence>,
+) -> ProduceRequest {
+    let mut builder = match idempotence {
+        Some((id, epoch, sequence)) => BatchBuilder::new(Offset(0)).producer(id, epoch, sequence),
+        None => BatchBuilder::new(Offset(0)),
+    };
     builder.push(&Record {
         timestamp: now().0,
         key: None,
@@ -180,6 +212,9 @@ pub async fn producer(id: usize, quota: u32, history: SharedHistory, trace: Trac
                         now().0,
                         answer.error_code
                     ));
+                    if answer.error_code == ErrorCode::KafkaStorageError.code() {
+                        history.lock().expect("history").storage_errors += 1;
+                    }
                     madsim::time::sleep(Duration::from_millis(50)).await;
                 }
                 _ => {
@@ -187,6 +222,109 @@ pub async fn producer(id: usize, quota: u32, history: SharedHistory, trace: Trac
                     madsim::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+        }
+        let pause = thread_rng().gen_range(0..40);
+        madsim::time::sleep(Duration::from_millis(pause)).await;
+    }
+    trace.record(format!("{} producer{id}: done", now().0));
+    history.lock().expect("history").producers_done += 1;
+}
+
+/// Asks for a producer id (or, with `previous`, an epoch bump of that id, KIP-360) until the
+/// broker grants one.
+async fn init_producer_id(
+    conn: &mut Option<Conn>,
+    previous: Option<(ProducerId, ProducerEpoch)>,
+) -> (ProducerId, ProducerEpoch) {
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = 60_000;
+    let (id, epoch) = previous.unwrap_or((ProducerId(-1), ProducerEpoch(-1)));
+    request.producer_id = kafka_protocol::messages::ProducerId(id.0);
+    request.producer_epoch = epoch.0;
+    loop {
+        if let Some(ResponseKind::InitProducerId(response)) =
+            call_reconnecting(conn, ApiKey::InitProducerId, 3, &request).await
+        {
+            if response.error_code == 0 {
+                return (
+                    ProducerId(response.producer_id.0),
+                    ProducerEpoch(response.producer_epoch),
+                );
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An idempotent producer (KIP-98), `id` counted after the plain producers: a producer id
+/// from InitProducerId, a sequence number per partition, one batch in flight, and the very
+/// same batch retried after errors, timeouts and lost connections until acknowledged — so the
+/// broker must write each batch exactly once. When the broker has lost the producer's
+/// sequence state (a power loss took batches it acknowledged), it bumps its epoch (KIP-360)
+/// and numbers from 0 again.
+pub async fn idempotent_producer(id: usize, quota: u32, history: SharedHistory, trace: Trace) {
+    let mut conn: Option<Conn> = None;
+    let (mut producer_id, mut epoch) = init_producer_id(&mut conn, None).await;
+    trace.record(format!(
+        "{} producer{id}: idempotent as {} epoch {}",
+        now().0,
+        producer_id.0,
+        epoch.0
+    ));
+    let mut sequences = vec![0i32; PARTITIONS as usize];
+    for send in 0..quota {
+        let value = format!("{IDEMPOTENT_PREFIX}{id}-{send}");
+        let partition = (send % PARTITIONS as u32) as i32;
+        let slot = partition as usize;
+        loop {
+            let idempotence = (producer_id, epoch, sequences[slot]);
+            let request = produce_request_as(partition, &value, Some(idempotence));
+            let Some(ResponseKind::Produce(response)) =
+                call_reconnecting(&mut conn, ApiKey::Produce, 9, &request).await
+            else {
+                continue;
+            };
+            let answer = &response.responses[0].partition_responses[0];
+            let code = answer.error_code;
+            if code == 0 {
+                trace.record(format!(
+                    "{} producer{id}: {value} at {partition}/{}",
+                    now().0,
+                    answer.base_offset
+                ));
+                history.lock().expect("history").acks.push(Ack {
+                    producer: id,
+                    sequence: send,
+                    partition,
+                    offset: answer.base_offset,
+                    value: value.clone(),
+                });
+                sequences[slot] = sequences[slot].wrapping_add(1);
+                break;
+            }
+            trace.record(format!("{} producer{id}: error {code}", now().0));
+            let lost_state = [
+                ErrorCode::OutOfOrderSequenceNumber,
+                ErrorCode::UnknownProducerId,
+                ErrorCode::InvalidProducerEpoch,
+            ]
+            .iter()
+            .any(|c| c.code() == code);
+            if lost_state {
+                (producer_id, epoch) =
+                    init_producer_id(&mut conn, Some((producer_id, epoch))).await;
+                sequences.iter_mut().for_each(|s| *s = 0);
+                history
+                    .lock()
+                    .expect("history")
+                    .epoch_bumps
+                    .push((id, epoch.0));
+            }
+            if code == ErrorCode::KafkaStorageError.code() {
+                history.lock().expect("history").storage_errors += 1;
+            }
+            madsim::time::sleep(Duration::from_millis(50)).await;
         }
         let pause = thread_rng().gen_range(0..40);
         madsim::time::sleep(Duration::from_millis(pause)).await;

@@ -358,17 +358,34 @@ impl<P: StorageProvider> Broker<P> {
         fetches.into_iter().chain(groups).min()
     }
 
-    /// Closes every partition log cleanly (clean-shutdown markers written).
-    pub fn close(self) -> Result<(), BrokerError> {
-        for (name, topic) in self.topics {
-            for (index, partition) in topic.partitions.into_iter().enumerate() {
-                partition.log.close().map_err(|source| BrokerError::Log {
-                    partition: format!("{name}-{index}"),
-                    source,
-                })?;
+    /// The partitions (`topic-N`) whose log a storage failure took offline: they answer
+    /// `KAFKA_STORAGE_ERROR` until the broker is reopened, which recovers them. Kafka halts a
+    /// broker whose every log directory failed; a driver may do the same.
+    pub fn offline_partitions(&self) -> Vec<String> {
+        let mut offline = Vec::new();
+        for (name, topic) in &self.topics {
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                if partition.log.offline_reason().is_some() {
+                    offline.push(format!("{name}-{index}"));
+                }
             }
         }
-        Ok(())
+        offline
+    }
+
+    /// Closes every partition log cleanly (clean-shutdown markers written); an offline log
+    /// is left for recovery and reported, after the others are closed.
+    pub fn close(self) -> Result<(), BrokerError> {
+        let mut first_error = None;
+        for (name, topic) in self.topics {
+            for (index, partition) in topic.partitions.into_iter().enumerate() {
+                if let Err(source) = partition.log.close() {
+                    let partition = format!("{name}-{index}");
+                    first_error.get_or_insert(BrokerError::Log { partition, source });
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

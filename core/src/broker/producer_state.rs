@@ -76,6 +76,9 @@ impl ProducerStates {
             .iter()
             .find(|b| b.first_sequence == first && b.last_sequence == last)
         {
+            if crate::planted::is_planted(crate::planted::PlantedBug::AcceptDuplicates) {
+                return SequenceVerdict::Append;
+            }
             return SequenceVerdict::Duplicate(*seen);
         }
         let expected = entry

@@ -28,9 +28,8 @@ pub struct CompactionReport {
 }
 
 impl<S: Storage> PartitionLog<S> {
-    /// Compacts every segment but the active one, if the log is compacted and a segment was
-    /// rolled since the last pass (so each pass has new data to look at).
-    pub fn compact(&mut self, now: Millis) -> Result<CompactionReport, LogError> {
+    /// Compaction ([`PartitionLog::compact`]) without the offline guard.
+    pub(super) fn compact_unguarded(&mut self, now: Millis) -> Result<CompactionReport, LogError> {
         let active_base = self.active().base;
         if !self.config.cleanup_compact || self.compacted_below >= active_base {
             return Ok(CompactionReport::default());

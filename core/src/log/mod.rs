@@ -16,6 +16,7 @@
 
 mod compaction;
 mod config;
+mod offline;
 mod recovery;
 mod segment;
 
@@ -81,6 +82,12 @@ pub enum LogError {
     /// The storage failed; the partition cannot go on (Kafka's `KAFKA_STORAGE_ERROR`).
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// An earlier storage failure took the log offline; reopening it (a restart) recovers it.
+    #[error("log is offline after a storage failure: {reason}")]
+    Offline {
+        /// The storage failure that took it offline.
+        reason: String,
+    },
 }
 
 impl From<&LogError> for ErrorCode {
@@ -90,7 +97,9 @@ impl From<&LogError> for ErrorCode {
             LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             LogError::OffsetsNotMonotonic { .. } => ErrorCode::InvalidRecord,
             LogError::Config(_) => ErrorCode::InvalidConfig,
-            LogError::CorruptSegment { .. } | LogError::Storage(_) => ErrorCode::KafkaStorageError,
+            LogError::CorruptSegment { .. } | LogError::Storage(_) | LogError::Offline { .. } => {
+                ErrorCode::KafkaStorageError
+            }
         }
     }
 }
@@ -162,6 +171,9 @@ pub struct PartitionLog<S: Storage> {
     compacted_below: Offset,
     /// Buffers reused by every append instead of allocated per call.
     scratch: AppendScratch,
+    /// Why the log went offline: a storage call failed while changing it, so its files may
+    /// not match its state. Every later call fails until the log is reopened (recovered).
+    offline: Option<String>,
 }
 
 /// What an append builds on its way to storage, kept between appends so the hot path does
@@ -245,10 +257,8 @@ impl<S: Storage> PartitionLog<S> {
             .expect("a log always has an active segment")
     }
 
-    /// Appends the batches in `records` (one produce request's records for this partition,
-    /// v2 batches only) as leader: validates them, assigns offsets from the log end offset and
-    /// the leader epoch by patching the headers, and writes them in one storage append.
-    pub fn append(
+    /// [`PartitionLog::append`] without the offline guard.
+    fn append_unguarded(
         &mut self,
         records: &mut [u8],
         leader_epoch: LeaderEpoch,
@@ -279,10 +289,8 @@ impl<S: Storage> PartitionLog<S> {
         self.write_batches(records, now, log_append_time)
     }
 
-    /// Appends batches that already carry offsets (a follower copying its leader): they must
-    /// be valid and continue the log end offset exactly, batch after batch (recovery relies
-    /// on offsets being contiguous within a segment until compaction exists).
-    pub fn append_replicated(
+    /// [`PartitionLog::append_replicated`] without the offline guard.
+    fn append_replicated_unguarded(
         &mut self,
         records: &[u8],
         now: Millis,
@@ -410,14 +418,13 @@ impl<S: Storage> PartitionLog<S> {
                 > config.segment_index_bytes;
         let overflow = last_offset.0 - segment.base.0 > i64::from(i32::MAX);
         if full || aged || index_full || overflow {
-            self.roll(first_offset.max(self.log_end_offset()), now)?;
+            self.roll_unguarded(first_offset.max(self.log_end_offset()), now)?;
         }
         Ok(())
     }
 
-    /// Closes the active segment (final time-index entry, sync) and starts a new one at
-    /// `base`. Returns the new segment's base offset.
-    pub fn roll(&mut self, base: Offset, now: Millis) -> Result<Offset, LogError> {
+    /// [`PartitionLog::roll`] without the offline guard.
+    fn roll_unguarded(&mut self, base: Offset, now: Millis) -> Result<Offset, LogError> {
         assert!(
             base >= self.log_end_offset(),
             "a new segment starts at or after the log end"
@@ -430,6 +437,11 @@ impl<S: Storage> PartitionLog<S> {
         let segment = Segment::new(base, now);
         for name in segment.files.all() {
             self.storage.create(name)?;
+        }
+        // The new names must survive a crash before anything synced into them is
+        // acknowledged: syncing a file does not make its directory entry durable.
+        if !crate::planted::is_planted(PlantedBug::SkipDirSync) {
+            self.storage.sync_dir()?;
         }
         self.segments.push(segment);
         self.recovery_point = base;
@@ -465,20 +477,20 @@ impl<S: Storage> PartitionLog<S> {
             return Ok(true);
         }
         if by_count || by_time {
-            self.flush()?;
+            self.flush_unguarded()?;
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// Runs the time-based parts of the policy: `flush.ms`. Call it on the driver's timer.
-    pub fn tick(&mut self, now: Millis) -> Result<(), LogError> {
+    /// [`PartitionLog::tick`] without the offline guard.
+    fn tick_unguarded(&mut self, now: Millis) -> Result<(), LogError> {
         self.maybe_flush(now)?;
         Ok(())
     }
 
-    /// Syncs everything appended so far; afterwards the recovery point is the log end offset.
-    pub fn flush(&mut self) -> Result<(), LogError> {
+    /// [`PartitionLog::flush`] without the offline guard.
+    fn flush_unguarded(&mut self) -> Result<(), LogError> {
         self.sync_unflushed()?;
         self.recovery_point = self.log_end_offset();
         Ok(())
@@ -493,7 +505,13 @@ impl<S: Storage> PartitionLog<S> {
             .filter(|s| s.next_offset > recovery_point || s.base >= recovery_point);
         for segment in dirty {
             for name in segment.files.all() {
-                self.storage.sync(name)?;
+                match self.storage.sync(name) {
+                    // The fsyncgate mistake: retry, and believe the retry.
+                    Err(err) if crate::planted::is_planted(PlantedBug::IgnoreSyncError) => {
+                        self.storage.sync(name).map_err(|_| err)?
+                    }
+                    result => result?,
+                }
             }
         }
         self.unflushed_records = 0;
@@ -511,6 +529,7 @@ impl<S: Storage> PartitionLog<S> {
         max_bytes: u64,
         upper: Offset,
     ) -> Result<Option<ReadSlice>, LogError> {
+        self.check_online()?;
         let log_end = self.log_end_offset();
         if from < self.log_start || from > log_end {
             return Err(LogError::OffsetOutOfRange {
@@ -596,6 +615,7 @@ impl<S: Storage> PartitionLog<S> {
     /// Copies a slice's bytes out of storage (the simulator and tests; the server sends them
     /// with `sendfile` instead).
     pub fn read_bytes(&self, slice: &ReadSlice) -> Result<Vec<u8>, LogError> {
+        self.check_online()?;
         let mut buf = vec![0; slice.length as usize];
         self.storage
             .read_at(&slice.file, slice.position, &mut buf)?;
@@ -652,6 +672,7 @@ impl<S: Storage> PartitionLog<S> {
     /// The first offset whose record has a timestamp ≥ `timestamp` (ListOffsets by time),
     /// with that record's timestamp; `None` if every record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>, LogError> {
+        self.check_online()?;
         for segment in self
             .segments
             .iter()
@@ -696,14 +717,13 @@ impl<S: Storage> PartitionLog<S> {
         Ok(first.map_or(fallback, |r| (r.offset, r.record.timestamp)))
     }
 
-    /// Removes every batch holding an offset ≥ `offset` (a follower after a leader change):
-    /// the log end becomes `offset`, or the base of the batch containing it. Durable on return.
-    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+    /// [`PartitionLog::truncate_to`] without the offline guard.
+    fn truncate_to_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
         if offset <= self.log_start {
-            return self.truncate_fully_and_start_at(offset.max(self.log_start), None);
+            return self.truncate_fully_and_start_at_unguarded(offset.max(self.log_start), None);
         }
         while self.segments.len() > 1 && self.active().base >= offset {
             let segment = self.segments.pop().expect("more than one segment");
@@ -729,7 +749,7 @@ impl<S: Storage> PartitionLog<S> {
         if cut_offset <= self.log_start {
             // Everything from the log start on sits in the batch being cut.
             let start = self.log_start;
-            return self.truncate_fully_and_start_at(start, None);
+            return self.truncate_fully_and_start_at_unguarded(start, None);
         }
         let truncated =
             recovery::truncate_segment(&mut self.storage, &segment, position, cut_offset)?;
@@ -739,6 +759,8 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Pulls the recovery point and high watermark back to the new log end.
     fn finish_truncation(&mut self) -> Result<(), LogError> {
+        // Segments deleted above the cut must stay deleted before the checkpoint says so.
+        self.storage.sync_dir()?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
         self.high_watermark = self.high_watermark.min(self.log_end_offset());
         self.write_checkpoint()?;
@@ -746,9 +768,8 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
-    /// Deletes every segment and starts an empty log at `offset` (a replica too far behind).
-    /// `now` defaults to the active segment's last append time for the new segment's clock.
-    pub fn truncate_fully_and_start_at(
+    /// [`PartitionLog::truncate_fully_and_start_at`] without the offline guard.
+    fn truncate_fully_and_start_at_unguarded(
         &mut self,
         offset: Offset,
         now: Option<Millis>,
@@ -761,6 +782,7 @@ impl<S: Storage> PartitionLog<S> {
         for name in segment.files.all() {
             self.storage.create(name)?;
         }
+        self.storage.sync_dir()?;
         self.segments.push(segment);
         self.log_start = offset;
         self.recovery_point = offset;
@@ -770,9 +792,8 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
-    /// Moves the log start offset forward (DeleteRecords); segments wholly below it go.
-    /// `offset` must not exceed the high watermark; the caller checks that against the request.
-    pub fn advance_log_start(&mut self, offset: Offset) -> Result<(), LogError> {
+    /// [`PartitionLog::advance_log_start`] without the offline guard.
+    fn advance_log_start_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         let log_end = self.log_end_offset();
         if offset > log_end || offset < Offset(0) {
             return Err(LogError::OffsetOutOfRange {
@@ -804,19 +825,20 @@ impl<S: Storage> PartitionLog<S> {
             let start = self.log_start;
             if !self.active().is_empty() || self.active().base < start {
                 let now = self.active().last_append;
-                self.roll(start, now)?;
+                self.roll_unguarded(start, now)?;
                 let old = self.segments.remove(0);
                 self.delete_segment_files(&old.files)?;
                 deleted += 1;
             }
         }
+        if deleted > 0 {
+            self.storage.sync_dir()?;
+        }
         Ok(deleted)
     }
 
-    /// Applies `retention.ms` and `retention.bytes`: deletes the oldest segments that are
-    /// too old or push the log over its size limit, rolling first if the active segment
-    /// must go too. Returns how many segments were deleted.
-    pub fn apply_retention(&mut self, now: Millis) -> Result<usize, LogError> {
+    /// [`PartitionLog::apply_retention`] without the offline guard.
+    fn apply_retention_unguarded(&mut self, now: Millis) -> Result<usize, LogError> {
         if !self.config.cleanup_delete {
             return Ok(0);
         }
@@ -870,11 +892,10 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
-    /// Syncs everything, writes the checkpoint and the clean-shutdown marker, and releases the
-    /// files. The next open trusts the files and skips the recovery scan.
-    pub fn close(mut self) -> Result<S, LogError> {
+    /// [`PartitionLog::close`] without the offline guard.
+    fn close_unguarded(mut self) -> Result<S, LogError> {
         self.seal_active()?;
-        self.flush()?;
+        self.flush_unguarded()?;
         self.write_checkpoint()?;
         for segment in &self.segments {
             for name in segment.files.all() {

@@ -117,8 +117,12 @@ impl<S: Storage> PartitionLog<S> {
             clean: names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE),
             ..RecoveryReport::default()
         };
-        // From here on a crash must look unclean.
-        storage.delete(CLEAN_SHUTDOWN_FILE)?;
+        // From here on a crash must look unclean: the marker's removal must be durable
+        // before anything is written that a trusted open would not check.
+        if report.clean {
+            storage.delete(CLEAN_SHUTDOWN_FILE)?;
+            storage.sync_dir()?;
+        }
         let checkpoint = storage
             .read_all(CHECKPOINT_FILE)?
             .and_then(|b| decode_checkpoint(&b));
@@ -172,6 +176,9 @@ impl<S: Storage> PartitionLog<S> {
             }
             segments.push(segment);
         }
+        // Repairs (deleted segments, created files) are durable before the checkpoint below
+        // describes the log they left.
+        storage.sync_dir()?;
         let log_end = segments.last().expect("at least one segment").next_offset;
         let mut log = PartitionLog {
             storage,
@@ -184,6 +191,7 @@ impl<S: Storage> PartitionLog<S> {
             unflushed_since: None,
             compacted_below: Offset(0),
             scratch: AppendScratch::default(),
+            offline: None,
         };
         if log_start > log_end {
             report.repairs.push(format!(

@@ -639,3 +639,96 @@ fn log_without_compact_policy_is_not_compacted_and_compact_only_skips_retention(
         "compact-only keeps old data"
     );
 }
+
+fn sync_every_append() -> LogConfig {
+    LogConfig {
+        flush_messages: Some(1),
+        ..small_segments()
+    }
+}
+
+#[test]
+fn log_sync_error_takes_the_log_offline_until_reopened() {
+    let (mut log, _) = open(MemoryStorage::new(), sync_every_append());
+    let faults = log.storage().faults().clone();
+    log.append(&mut batch(2, 10, 100), LeaderEpoch(0), Millis(1))
+        .expect("first append");
+    faults.arm_sync_error();
+    let err = log
+        .append(&mut batch(1, 10, 200), LeaderEpoch(0), Millis(2))
+        .expect_err("a failed sync is not acknowledged");
+    assert_eq!(ErrorCode::from(&err), ErrorCode::KafkaStorageError);
+    assert!(log.offline_reason().is_some());
+    let refused = log.append(&mut batch(1, 10, 300), LeaderEpoch(0), Millis(3));
+    assert!(matches!(refused, Err(LogError::Offline { .. })));
+    assert!(matches!(
+        log.read(Offset(0), 1 << 20, Offset(2)),
+        Err(LogError::Offline { .. })
+    ));
+    assert_eq!(
+        log.tick(Millis(4)).ok(),
+        Some(()),
+        "background work is skipped"
+    );
+    let storage = log.abandon();
+    let (reopened, report) = open(storage, sync_every_append());
+    assert!(!report.clean);
+    assert_eq!(
+        reopened.log_end_offset(),
+        Offset(2),
+        "only the synced batch"
+    );
+    assert_eq!(read_all(&reopened, Offset(0)), vec![(Offset(0), 2)]);
+}
+
+#[test]
+fn log_offline_close_leaves_recovery_to_the_next_open() {
+    let (mut log, _) = open(MemoryStorage::new(), LogConfig::default());
+    let faults = log.storage().faults().clone();
+    log.append(&mut batch(2, 10, 100), LeaderEpoch(0), Millis(1))
+        .expect("append");
+    faults.arm_sync_error();
+    assert!(log.flush().is_err());
+    assert!(log.close().is_err(), "no clean-shutdown marker");
+}
+
+#[test]
+fn log_full_disk_leaves_no_partial_batch_after_recovery() {
+    for seed in 0..16 {
+        let (mut log, _) = open(MemoryStorage::new(), small_segments());
+        let faults = log.storage().faults().clone();
+        log.append(&mut batch(2, 10, 100), LeaderEpoch(0), Millis(1))
+            .expect("append");
+        faults.set_full(true, seed);
+        let err = log
+            .append(&mut batch(3, 50, 200), LeaderEpoch(0), Millis(2))
+            .expect_err("no space");
+        assert_eq!(ErrorCode::from(&err), ErrorCode::KafkaStorageError);
+        faults.heal();
+        let (mut reopened, _) = open(log.abandon(), small_segments());
+        assert_eq!(reopened.log_end_offset(), Offset(2), "seed {seed}");
+        assert_eq!(read_all(&reopened, Offset(0)), vec![(Offset(0), 2)]);
+        reopened
+            .append(&mut batch(1, 10, 300), LeaderEpoch(0), Millis(3))
+            .expect("appends work again once space is back");
+    }
+}
+
+#[test]
+fn log_rolled_segment_survives_a_power_loss_once_synced() {
+    let config = sync_every_append();
+    let (mut log, _) = open(MemoryStorage::new(), config.clone());
+    while log.segment_bases().len() < 3 {
+        log.append(&mut batch(4, 100, 100), LeaderEpoch(0), Millis(1))
+            .expect("append");
+    }
+    let end = log.log_end_offset();
+    let mut storage = log.abandon();
+    storage.crash(CrashMode::LoseUnsynced);
+    let (reopened, _) = open(storage, config);
+    assert_eq!(
+        reopened.log_end_offset(),
+        end,
+        "every synced append survives"
+    );
+}

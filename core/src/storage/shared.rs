@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{CrashMode, MemoryStorage, Storage, StorageError};
+use super::{CrashMode, DiskFaults, MemoryStorage, Storage, StorageError};
 
 /// One shared in-memory directory.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +40,9 @@ impl Storage for SharedStorage {
     fn sync(&mut self, name: &str) -> Result<(), StorageError> {
         self.lock().sync(name)
     }
+    fn sync_dir(&mut self) -> Result<(), StorageError> {
+        self.lock().sync_dir()
+    }
     fn truncate(&mut self, name: &str, size: u64) -> Result<(), StorageError> {
         self.lock().truncate(name, size)
     }
@@ -54,20 +57,41 @@ impl Storage for SharedStorage {
     }
 }
 
-/// A whole simulated disk: shared directories by name (a broker's `StorageProvider`).
+/// A whole simulated disk: shared directories by name (a broker's `StorageProvider`), with
+/// one set of fault switches for all of them.
 #[derive(Clone, Debug, Default)]
-pub struct MemoryDirs(Arc<Mutex<BTreeMap<String, SharedStorage>>>);
+pub struct MemoryDirs {
+    dirs: Arc<Mutex<BTreeMap<String, SharedStorage>>>,
+    faults: DiskFaults,
+}
 
 impl MemoryDirs {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, SharedStorage>> {
-        self.0
+        self.dirs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The named directory, created empty if it does not exist.
     pub fn dir(&self, name: &str) -> SharedStorage {
-        self.lock().entry(name.to_string()).or_default().clone()
+        let faults = &self.faults;
+        self.lock()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let storage = MemoryStorage::with_faults(faults.clone());
+                SharedStorage(Arc::new(Mutex::new(storage)))
+            })
+            .clone()
+    }
+
+    /// The disk's fault switches (sync errors, a full disk), shared by every directory.
+    pub fn faults(&self) -> &DiskFaults {
+        &self.faults
+    }
+
+    /// The names of the directories, sorted.
+    pub fn dir_names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     /// Removes a directory and everything in it.
