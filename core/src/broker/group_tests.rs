@@ -1050,3 +1050,61 @@ fn groups_find_coordinator_v6_refuses_share_group_keys() {
     );
     assert_eq!(r.coordinators[0].node_id.0, -1);
 }
+
+#[test]
+fn groups_sync_fails_and_the_group_rebalances_when_its_generation_cannot_be_stored() {
+    let dirs = Dirs::default();
+    let mut broker = open(&dirs);
+    // A first group creates and writes __consumer_offsets while the disk is fine.
+    join_and_sync(&mut broker, "first", 5, 3);
+    for (name, dir) in dirs.0.borrow().iter() {
+        if name.starts_with(OFFSETS_TOPIC) {
+            dir.0.borrow().faults().set_full(true, 7);
+        }
+    }
+    // A second group joins (v3: no member-id round trip) and its leader syncs.
+    let Reply::Parked(_) = call_at(
+        &mut broker,
+        NOW,
+        3,
+        RequestKind::JoinGroup(join_body("second", "", 3)),
+    ) else {
+        panic!("join parks")
+    };
+    let done = broker.poll_completed_responses();
+    let ResponseKind::JoinGroup(join) = &done[0].1 else {
+        panic!("join")
+    };
+    assert_eq!(join.error_code, 0);
+    let (member, generation) = (join.member_id.to_string(), join.generation_id);
+    let mut assignment = SyncGroupRequestAssignment::default();
+    assignment.member_id = s(&member);
+    assignment.assignment = Bytes::from_static(b"plan");
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(s("second"));
+    sync.member_id = s(&member);
+    sync.generation_id = generation;
+    sync.assignments = vec![assignment];
+    let Reply::Parked(_) = call_at(&mut broker, NOW, 3, RequestKind::SyncGroup(sync)) else {
+        panic!("sync parks")
+    };
+    let done = broker.poll_completed_responses();
+    let ResponseKind::SyncGroup(answer) = &done[0].1 else {
+        panic!("sync")
+    };
+    assert_eq!(
+        answer.error_code,
+        ErrorCode::CoordinatorNotAvailable.code(),
+        "a generation that was not stored is not handed out"
+    );
+    assert!(answer.assignment.is_empty());
+    // The member learns on its next heartbeat that it must rejoin.
+    let mut heartbeat = HeartbeatRequest::default();
+    heartbeat.group_id = GroupId(s("second"));
+    heartbeat.member_id = s(&member);
+    heartbeat.generation_id = generation;
+    let ResponseKind::Heartbeat(r) = call(&mut broker, 3, RequestKind::Heartbeat(heartbeat)) else {
+        panic!("heartbeat")
+    };
+    assert_eq!(r.error_code, ErrorCode::RebalanceInProgress.code());
+}

@@ -9,7 +9,7 @@
 //! `__consumer_offsets` log; on open the log is replayed, so every acknowledged commit
 //! survives a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -44,7 +44,7 @@ use super::{Broker, BrokerError, ParkedFetchId, Reply, RequestContext, StoragePr
 use crate::error::ErrorCode;
 use crate::group::{
     partition_for_group, Answer, CommitRequest, Completion, GroupConfig, GroupCoordinator,
-    GroupRecord, GroupState, JoinRequest, MemberIdentity, OffsetValue, SyncRequest,
+    GroupRecord, GroupState, JoinRequest, MemberIdentity, OffsetValue, SyncRequest, SyncResponse,
 };
 use crate::record::{decode_records, BatchBuilder, Batches, Record};
 use crate::types::{Millis, Offset};
@@ -123,10 +123,20 @@ impl<P: StorageProvider> Broker<P> {
     /// Persists the coordinator's records and turns its completions into responses.
     fn flush_group_outputs(&mut self, now: Millis) {
         let records = self.groups.coordinator.poll_records();
-        if !records.is_empty() {
-            // Group metadata records are a snapshot the next change rewrites; a failed write
-            // only loses that snapshot (offsets are written and checked separately).
-            let _ = self.append_group_records(now, &records);
+        // Group metadata records (offsets are written and checked separately) carry a
+        // generation and its assignment: one that is not stored must not be handed out, or a
+        // restart would hand the same generation out again with another assignment. As in
+        // Kafka, the SyncGroup answers get an error and the group rebalances.
+        let store_failed = !records.is_empty() && self.append_group_records(now, &records).is_err();
+        if store_failed {
+            let groups: BTreeSet<&str> = records
+                .iter()
+                .filter(|r| matches!(r, GroupRecord::Group { .. }))
+                .map(GroupRecord::group)
+                .collect();
+            for group in groups {
+                self.groups.coordinator.metadata_store_failed(group, now);
+            }
         }
         for (id, completion) in self.groups.coordinator.poll_completed() {
             let id = park_id(id);
@@ -137,6 +147,11 @@ impl<P: StorageProvider> Broker<P> {
                 Completion::Join(answer) => {
                     debug_assert_eq!(api, ApiKey::JoinGroup);
                     ResponseKind::JoinGroup(join_response(answer, version))
+                }
+                Completion::Sync(answer) if store_failed && answer.error == ErrorCode::None => {
+                    debug_assert_eq!(api, ApiKey::SyncGroup);
+                    let failed = SyncResponse::error(ErrorCode::CoordinatorNotAvailable);
+                    ResponseKind::SyncGroup(sync_response(failed, version))
                 }
                 Completion::Sync(answer) => {
                     debug_assert_eq!(api, ApiKey::SyncGroup);

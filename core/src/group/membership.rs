@@ -283,6 +283,22 @@ impl GroupCoordinator {
         }
     }
 
+    /// The group's metadata record (its new generation and assignment) could not be stored:
+    /// the generation must not stand, so a Stable group drops its assignment and rebalances,
+    /// as Kafka does when storing a SyncGroup's assignment fails.
+    pub fn metadata_store_failed(&mut self, group_id: &str, now: Millis) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.state == GroupState::Stable {
+            for member in group.members.values_mut() {
+                member.assignment = Bytes::new();
+            }
+            prepare_rebalance(group, now, &mut self.outbox);
+        }
+        self.check_invariants();
+    }
+
     /// Heartbeat: keeps a member alive and tells it when to rejoin.
     pub fn handle_heartbeat(
         &mut self,
