@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::producer_state::ProducerStates;
 use super::{Broker, BrokerConfig, BrokerError, Partition, StorageProvider, Topic};
 use crate::log::PartitionLog;
 use crate::storage::Storage;
@@ -163,11 +164,10 @@ impl<P: StorageProvider> Broker<P> {
         // A single replica is the whole ISR: everything in its log is committed.
         let end = log.log_end_offset();
         log.set_high_watermark(end);
-        let batches = log.producer_batches().map_err(|source| BrokerError::Log {
+        let producers = restore_producers(&mut log).map_err(|source| BrokerError::Log {
             partition: super::partition_dir(topic, index),
             source,
         })?;
-        let producers = super::producer_state::ProducerStates::rebuild(&batches);
         Ok(Partition {
             log,
             leader_epoch: LeaderEpoch(0),
@@ -200,6 +200,22 @@ impl<P: StorageProvider> Broker<P> {
     pub(crate) fn broker_config(&self) -> &BrokerConfig {
         &self.config
     }
+}
+
+/// Idempotent-producer state after a restart: the newest producer snapshot, then every batch
+/// after it. Without a usable snapshot the whole log is replayed.
+fn restore_producers<S: Storage>(
+    log: &mut PartitionLog<S>,
+) -> Result<ProducerStates, crate::log::LogError> {
+    let (from, mut producers) = match log.producer_snapshot()? {
+        Some((offset, payload)) => match ProducerStates::decode(&payload) {
+            Some(states) => (offset, states),
+            None => (log.log_start_offset(), ProducerStates::default()),
+        },
+        None => (log.log_start_offset(), ProducerStates::default()),
+    };
+    producers.replay(&log.producer_batches_from(from)?);
+    Ok(producers)
 }
 
 #[cfg(test)]

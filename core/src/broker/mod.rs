@@ -378,7 +378,17 @@ impl<P: StorageProvider> Broker<P> {
     pub fn close(self) -> Result<(), BrokerError> {
         let mut first_error = None;
         for (name, topic) in self.topics {
-            for (index, partition) in topic.partitions.into_iter().enumerate() {
+            for (index, mut partition) in topic.partitions.into_iter().enumerate() {
+                // A snapshot at the log end spares the next start replaying batches for the
+                // idempotent producers; without it the replay rebuilds the same state.
+                if !partition.producers.is_empty() && partition.log.offline_reason().is_none() {
+                    let end = partition.log.log_end_offset();
+                    let payload = partition.producers.encode();
+                    if let Err(source) = partition.log.write_producer_snapshot(end, &payload) {
+                        let partition = format!("{name}-{index}");
+                        first_error.get_or_insert(BrokerError::Log { partition, source });
+                    }
+                }
                 if let Err(source) = partition.log.close() {
                     let partition = format!("{name}-{index}");
                     first_error.get_or_insert(BrokerError::Log { partition, source });

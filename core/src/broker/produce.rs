@@ -173,6 +173,7 @@ impl<P: StorageProvider> Broker<P> {
                 }
             }
         }
+        let segment_before = partition.log.active_segment_base();
         match partition
             .log
             .append(&mut bytes, partition.leader_epoch, now)
@@ -180,6 +181,19 @@ impl<P: StorageProvider> Broker<P> {
             Ok(info) => {
                 let end = partition.log.log_end_offset();
                 partition.log.set_high_watermark(end);
+                let segment = partition.log.active_segment_base();
+                if segment != segment_before {
+                    // The log rolled: snapshot the producer state as of the new segment (every
+                    // batch before this one), so a restart need not replay older segments.
+                    let payload = partition.producers.encode();
+                    let written = partition.log.write_producer_snapshot(segment, &payload);
+                    if let Err(err) = written {
+                        if self.background_errors.len() < super::BACKGROUND_ERRORS_MAX {
+                            let error = format!("producer snapshot of {topic}-{index}: {err}");
+                            self.background_errors.push(error);
+                        }
+                    }
+                }
                 if let Some((id, epoch, first, last)) = idempotent {
                     let batch = BatchSequence {
                         first_sequence: first,

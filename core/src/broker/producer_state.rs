@@ -11,6 +11,8 @@ use crate::types::{Offset, ProducerEpoch, ProducerId};
 pub const BATCHES_REMEMBERED: usize = 5;
 /// The most producers one partition tracks; the least recently used is forgotten first.
 pub const PRODUCERS_MAX: usize = 10_000;
+/// The version byte that starts [`ProducerStates::encode`]'s snapshot bytes.
+const SNAPSHOT_VERSION: u8 = 1;
 
 /// A batch an idempotent producer wrote: its sequence range and where it landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,10 +94,14 @@ impl ProducerStates {
         }
     }
 
-    /// Rebuilds the state from the batches a log holds (after a restart), so a producer
-    /// retrying across the restart is still de-duplicated.
-    pub fn rebuild(batches: &[crate::log::ProducerBatch]) -> ProducerStates {
-        let mut states = ProducerStates::default();
+    /// Whether no producer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Records the batches a log holds after the state's snapshot offset, oldest first (after
+    /// a restart), so a producer retrying across the restart is still de-duplicated.
+    pub fn replay(&mut self, batches: &[crate::log::ProducerBatch]) {
         for batch in batches.iter().filter(|b| !b.is_control) {
             let delta = (batch.last_offset.0 - batch.base_offset.0) as i32;
             let sequence = BatchSequence {
@@ -103,9 +109,66 @@ impl ProducerStates {
                 last_sequence: batch.base_sequence.wrapping_add(delta),
                 base_offset: batch.base_offset,
             };
-            states.record(batch.producer_id, batch.producer_epoch, sequence);
+            self.record(batch.producer_id, batch.producer_epoch, sequence);
         }
-        states
+    }
+
+    /// The state as snapshot bytes (version 1): the producer count, then per producer, least
+    /// recently used first, its id, epoch and remembered batches (first and last sequence,
+    /// base offset). All integers big-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut entries: Vec<(&ProducerId, &ProducerEntry)> = self.producers.iter().collect();
+        entries.sort_by_key(|(id, entry)| (entry.last_used, id.0));
+        let mut out = Vec::with_capacity(5 + entries.len() * (11 + BATCHES_REMEMBERED * 16));
+        out.push(SNAPSHOT_VERSION);
+        out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        for (id, entry) in entries {
+            out.extend_from_slice(&id.0.to_be_bytes());
+            out.extend_from_slice(&entry.epoch.0.to_be_bytes());
+            out.push(entry.batches.len() as u8);
+            for batch in &entry.batches {
+                out.extend_from_slice(&batch.first_sequence.to_be_bytes());
+                out.extend_from_slice(&batch.last_sequence.to_be_bytes());
+                out.extend_from_slice(&batch.base_offset.0.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads [`ProducerStates::encode`]'s bytes; `None` if they are not a whole, known
+    /// snapshot (the caller then rebuilds from the log instead).
+    pub fn decode(bytes: &[u8]) -> Option<ProducerStates> {
+        let mut input = bytes;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, rest) = input.split_at_checked(n)?;
+            input = rest;
+            Some(head)
+        };
+        if take(1)? != [SNAPSHOT_VERSION] {
+            return None;
+        }
+        let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let mut states = ProducerStates::default();
+        for _ in 0..count {
+            let id = ProducerId(i64::from_be_bytes(take(8)?.try_into().ok()?));
+            let epoch = ProducerEpoch(i16::from_be_bytes(take(2)?.try_into().ok()?));
+            let batches = take(1)?[0];
+            if usize::from(batches) > BATCHES_REMEMBERED {
+                return None;
+            }
+            for _ in 0..batches {
+                let first_sequence = i32::from_be_bytes(take(4)?.try_into().ok()?);
+                let last_sequence = i32::from_be_bytes(take(4)?.try_into().ok()?);
+                let base_offset = Offset(i64::from_be_bytes(take(8)?.try_into().ok()?));
+                let batch = BatchSequence {
+                    first_sequence,
+                    last_sequence,
+                    base_offset,
+                };
+                states.record(id, epoch, batch);
+            }
+        }
+        take(1).is_none().then_some(states)
     }
 
     /// Records a batch that was appended.
@@ -204,6 +267,43 @@ mod tests {
         assert_ne!(
             states.check(ID, EPOCH, 1, 1),
             SequenceVerdict::Duplicate(batch(1, 1, 1))
+        );
+    }
+
+    #[test]
+    fn producer_state_snapshot_round_trips_and_refuses_damage() {
+        let mut states = ProducerStates::default();
+        for sequence in 0..8 {
+            let first = sequence * 2;
+            states.record(ID, EPOCH, batch(first, first + 1, i64::from(first) + 100));
+        }
+        states.record(ProducerId(9), ProducerEpoch(3), batch(0, 4, 7));
+        let bytes = states.encode();
+        let decoded = ProducerStates::decode(&bytes).expect("round trip");
+        assert_eq!(decoded.encode(), bytes);
+        assert_eq!(
+            decoded.check(ID, EPOCH, 14, 15),
+            SequenceVerdict::Duplicate(batch(14, 15, 114))
+        );
+        assert_eq!(decoded.check(ID, EPOCH, 16, 16), SequenceVerdict::Append);
+        assert_eq!(
+            decoded.check(ProducerId(9), ProducerEpoch(2), 5, 5),
+            SequenceVerdict::Refuse(ErrorCode::InvalidProducerEpoch)
+        );
+        for cut in 0..bytes.len() {
+            assert!(
+                ProducerStates::decode(&bytes[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ProducerStates::decode(&longer).is_none(), "trailing bytes");
+        let mut unknown = bytes;
+        unknown[0] = 2;
+        assert!(
+            ProducerStates::decode(&unknown).is_none(),
+            "unknown version"
         );
     }
 }

@@ -574,3 +574,52 @@ fn broker_internal_offsets_topic_is_created_only_as_the_coordinator_needs_it() {
         ErrorCode::TopicAlreadyExists.code()
     );
 }
+
+#[test]
+fn broker_idempotent_retry_across_rolls_and_restarts_is_still_deduplicated() {
+    for clean in [false, true] {
+        let dirs = Dirs::default();
+        let mut first = broker(&dirs);
+        create(&mut first, "t", 1, &[("segment.bytes", "1024")]);
+        assert_eq!(
+            produce(&mut first, "t", -1, records(2, Some((5000, 0)))),
+            Some((0, 0))
+        );
+        // Another producer fills several segments after it.
+        let mut next = 2;
+        for sequence in (0..300).step_by(3) {
+            let answer = produce(&mut first, "t", -1, records(3, Some((6000, sequence))));
+            assert_eq!(answer, Some((0, next)));
+            next += 3;
+        }
+        let segments = first.topics["t"].partitions[0].log.segment_bases();
+        assert!(segments.len() > 3, "the log rolled: {segments:?}");
+        if clean {
+            first.close().unwrap();
+        } else {
+            drop(first); // a crash: no clean close
+        }
+        let mut second = broker(&dirs);
+        assert_eq!(
+            produce(&mut second, "t", -1, records(2, Some((5000, 0)))),
+            Some((0, 0)),
+            "clean={clean}: a retry of a batch in an old segment gets its original offset"
+        );
+        assert_eq!(
+            produce(&mut second, "t", -1, records(3, Some((6000, 297)))),
+            Some((0, next - 3)),
+            "clean={clean}: so does a retry of the last batch"
+        );
+        assert_eq!(
+            produce(&mut second, "t", -1, records(1, Some((5000, 3))))
+                .unwrap()
+                .0,
+            ErrorCode::OutOfOrderSequenceNumber.code(),
+            "clean={clean}: a gap is still refused"
+        );
+        assert_eq!(
+            second.topics["t"].partitions[0].log.log_end_offset(),
+            Offset(next)
+        );
+    }
+}

@@ -19,6 +19,7 @@ mod config;
 mod offline;
 mod recovery;
 mod segment;
+mod snapshot;
 
 use crate::error::ErrorCode;
 use crate::planted::PlantedBug;
@@ -230,6 +231,11 @@ impl<S: Storage> PartitionLog<S> {
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size).sum()
     }
+    /// The base offset of the active (last) segment: it changes when the log rolls.
+    pub fn active_segment_base(&self) -> Offset {
+        self.active().base
+    }
+
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
         self.segments.iter().map(|s| s.base).collect()
@@ -580,38 +586,6 @@ impl<S: Storage> PartitionLog<S> {
         }))
     }
 
-    /// The idempotent-producer fields of every batch in the active segment, oldest first,
-    /// so the broker can rebuild producer state after a restart (older state is forgotten,
-    /// as Kafka forgets expired producers).
-    pub fn producer_batches(&self) -> Result<Vec<ProducerBatch>, LogError> {
-        let segment = self.active();
-        let mut out = Vec::new();
-        let mut position = 0;
-        while position < segment.size {
-            let summary = self.read_header(segment, position)?;
-            let mut header = [0u8; crate::record::HEADER_LEN];
-            self.storage
-                .read_at(&segment.files.log, position, &mut header)?;
-            let field = |at: usize, len: usize| &header[at..at + len];
-            let producer_id = i64::from_be_bytes(field(43, 8).try_into().expect("8 bytes"));
-            if producer_id >= 0 {
-                let attributes = i16::from_be_bytes(field(21, 2).try_into().expect("2 bytes"));
-                out.push(ProducerBatch {
-                    producer_id: crate::types::ProducerId(producer_id),
-                    producer_epoch: crate::types::ProducerEpoch(i16::from_be_bytes(
-                        field(51, 2).try_into().expect("2 bytes"),
-                    )),
-                    base_sequence: i32::from_be_bytes(field(53, 4).try_into().expect("4 bytes")),
-                    base_offset: summary.base_offset,
-                    last_offset: summary.last_offset,
-                    is_control: attributes & 0x20 != 0,
-                });
-            }
-            position += summary.size;
-        }
-        Ok(out)
-    }
-
     /// Copies a slice's bytes out of storage (the simulator and tests; the server sends them
     /// with `sendfile` instead).
     pub fn read_bytes(&self, slice: &ReadSlice) -> Result<Vec<u8>, LogError> {
@@ -759,6 +733,7 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Pulls the recovery point and high watermark back to the new log end.
     fn finish_truncation(&mut self) -> Result<(), LogError> {
+        self.delete_snapshots_above(self.log_end_offset())?;
         // Segments deleted above the cut must stay deleted before the checkpoint says so.
         self.storage.sync_dir()?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
@@ -778,6 +753,7 @@ impl<S: Storage> PartitionLog<S> {
         for segment in std::mem::take(&mut self.segments) {
             self.delete_segment_files(&segment.files)?;
         }
+        self.delete_snapshots_above(offset)?;
         let segment = Segment::new(offset, now);
         for name in segment.files.all() {
             self.storage.create(name)?;

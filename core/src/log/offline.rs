@@ -27,7 +27,7 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Runs a change of the log: refused while offline; a storage failure takes it offline.
-    fn guarded<T>(
+    pub(super) fn guarded<T>(
         &mut self,
         change: impl FnOnce(&mut Self) -> Result<T, LogError>,
     ) -> Result<T, LogError> {

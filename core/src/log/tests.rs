@@ -732,3 +732,54 @@ fn log_rolled_segment_survives_a_power_loss_once_synced() {
         "every synced append survives"
     );
 }
+
+#[test]
+fn log_producer_snapshots_keep_the_newest_skip_damage_and_go_with_truncation() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    for _ in 0..40 {
+        log.append(&mut batch(4, 100, 1_000), LeaderEpoch(0), Millis(1_000))
+            .unwrap();
+    }
+    let bases = log.segment_bases();
+    assert!(bases.len() >= 4, "{bases:?}");
+    for (i, base) in bases.iter().enumerate() {
+        log.write_producer_snapshot(*base, format!("state {i}").as_bytes())
+            .unwrap();
+    }
+    let newest = *bases.last().unwrap();
+    let previous = bases[bases.len() - 2];
+    assert_eq!(
+        log.producer_snapshot().unwrap(),
+        Some((newest, format!("state {}", bases.len() - 1).into_bytes()))
+    );
+    let names = log.storage().list().unwrap();
+    let snapshots: Vec<&String> = names.iter().filter(|n| n.ends_with(".snapshot")).collect();
+    assert_eq!(
+        snapshots.len(),
+        2,
+        "only the two newest are kept: {snapshots:?}"
+    );
+
+    // A damaged snapshot is passed over for the older one.
+    let name = format!("{:020}.snapshot", newest.0);
+    log.storage.bytes_mut(&name).unwrap()[5] ^= 1;
+    assert_eq!(
+        log.producer_snapshot().unwrap().map(|(offset, _)| offset),
+        Some(previous)
+    );
+
+    // A truncation below a snapshot deletes it: the batches it describes are gone.
+    log.truncate_to(Offset(previous.0 + 1)).unwrap();
+    assert!(!log.storage().list().unwrap().contains(&name));
+    assert_eq!(
+        log.producer_snapshot().unwrap().map(|(offset, _)| offset),
+        Some(previous)
+    );
+    log.truncate_to(Offset(previous.0 - 1)).unwrap();
+    assert_eq!(log.producer_snapshot().unwrap(), None);
+
+    // Replay starts at the batch holding the snapshot's offset.
+    let from = log.segment_bases()[1];
+    let batches = log.producer_batches_from(from).unwrap();
+    assert!(batches.is_empty(), "these batches have no producer id");
+}
