@@ -3,7 +3,7 @@
 //! context; blocking a runtime's thread on another runtime panics.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,17 @@ fn block<T>(
     }
 }
 
+/// The outcome of [`Producer::try_send`]: like [`crate::TrySend`] with a blocking delivery.
+#[derive(Debug)]
+pub enum TrySend {
+    /// The record is queued; its delivery report will arrive here.
+    Queued(Delivery),
+    /// Queuing would have to wait: the record, untouched, for [`Producer::send`].
+    WouldBlock(ProducerRecord),
+    /// The record was refused.
+    Failed(Error),
+}
+
 /// A blocking producer. Dropping it flushes what was sent (up to the delivery timeout).
 #[derive(Debug)]
 pub struct Producer {
@@ -58,7 +69,33 @@ pub struct Delivery {
 impl Delivery {
     /// Waits for the delivery report, at most `timeout` if one is given.
     pub fn wait(self, timeout: Option<Duration>) -> Result<RecordMetadata, Error> {
-        block(&self.runtime, timeout, "delivery", self.future)
+        block(
+            &self.runtime,
+            timeout,
+            "delivery",
+            self.future.into_future(),
+        )
+    }
+
+    /// The delivery report if it has arrived, without waiting; `None` while pending.
+    pub fn try_take(&mut self) -> Option<Result<RecordMetadata, Error>> {
+        self.future.try_take()
+    }
+
+    /// Waits for the delivery report at most `timeout` (without limit if `None`); `None`
+    /// if it has not arrived by then, and the delivery can still be waited for.
+    pub fn wait_for(&mut self, timeout: Option<Duration>) -> Option<Result<RecordMetadata, Error>> {
+        if let Some(answer) = self.future.try_take() {
+            return Some(answer);
+        }
+        let future = self.future.wait();
+        match timeout {
+            None => Some(self.runtime.block_on(future)),
+            Some(limit) => self
+                .runtime
+                .block_on(async { tokio::time::timeout(limit, future).await })
+                .ok(),
+        }
     }
 }
 
@@ -80,13 +117,32 @@ impl Producer {
         self.inner.as_ref().expect("present until dropped")
     }
 
-    /// Queues `record`; returns its pending delivery report.
+    /// Queues `record`; returns its pending delivery report. Waits only while the topic's
+    /// metadata is fetched or the producer's queue is full.
     pub fn send(&self, record: ProducerRecord) -> Result<Delivery, Error> {
+        let record = match self.try_send(record) {
+            TrySend::Queued(delivery) => return Ok(delivery),
+            TrySend::Failed(err) => return Err(err),
+            TrySend::WouldBlock(record) => record,
+        };
         let future = self.runtime.block_on(self.inner().send(record))?;
         Ok(Delivery {
             runtime: Arc::clone(&self.runtime),
             future,
         })
+    }
+
+    /// Queues `record` if that needs no waiting (see [`crate::Producer::try_send`]); the
+    /// delivery report comes as [`TrySend::Queued`]'s [`Delivery`].
+    pub fn try_send(&self, record: ProducerRecord) -> TrySend {
+        match self.inner().try_send(record) {
+            crate::TrySend::Queued(future) => TrySend::Queued(Delivery {
+                runtime: Arc::clone(&self.runtime),
+                future,
+            }),
+            crate::TrySend::WouldBlock(record) => TrySend::WouldBlock(record),
+            crate::TrySend::Failed(err) => TrySend::Failed(err),
+        }
     }
 
     /// Sends everything queued and waits for every answer, at most `timeout` if given.
@@ -235,6 +291,11 @@ impl Consumer {
         self.runtime.block_on(self.inner.seek_to_end(partitions))
     }
 
+    /// The position of every assigned partition that has one (what `commit` would commit).
+    pub fn positions(&self) -> std::collections::BTreeMap<TopicPartition, i64> {
+        self.inner.positions()
+    }
+
     /// The next offset `poll` returns from `tp`.
     pub fn position(&mut self, tp: &TopicPartition) -> Result<i64, Error> {
         self.runtime.block_on(self.inner.position(tp))
@@ -275,6 +336,31 @@ impl Consumer {
     /// Up to `max.poll.records` records, waiting up to `timeout`; empty on timeout.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
         self.runtime.block_on(self.inner.poll(timeout))
+    }
+
+    /// Up to `records_max` records (at least one), waiting up to `timeout`; empty on timeout.
+    pub fn poll_max(
+        &mut self,
+        timeout: Duration,
+        records_max: usize,
+    ) -> Result<Vec<ConsumerRecord>, Error> {
+        self.runtime
+            .block_on(self.inner.poll_max(timeout, records_max))
+    }
+
+    /// Starts committing `offsets` (next offset to read, per partition) without waiting.
+    pub fn commit_offsets_async(
+        &mut self,
+        offsets: &HashMap<TopicPartition, i64>,
+    ) -> Result<PendingCommit, Error> {
+        let inner = {
+            let _entered = self.runtime.enter();
+            self.inner.commit_offsets_async(offsets)?
+        };
+        Ok(PendingCommit {
+            runtime: Arc::clone(&self.runtime),
+            inner,
+        })
     }
 }
 

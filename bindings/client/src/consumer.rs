@@ -440,6 +440,17 @@ impl Consumer {
     /// order per partition, waiting up to `timeout` for some; empty when none came in time.
     /// Retriable failures (leader moves, lost connections) are retried within the timeout.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
+        self.poll_max(timeout, self.config.poll_records_max).await
+    }
+
+    /// Like [`Consumer::poll`], returning up to `records_max` records (at least one) instead
+    /// of `max.poll.records`.
+    pub async fn poll_max(
+        &mut self,
+        timeout: Duration,
+        records_max: usize,
+    ) -> Result<Vec<ConsumerRecord>, Error> {
+        let records_max = records_max.max(1);
         let deadline = Instant::now() + timeout;
         loop {
             if let Err(err) = self.ensure_group().await {
@@ -453,7 +464,7 @@ impl Consumer {
                 continue;
             }
             self.maybe_auto_commit();
-            let records = self.drain();
+            let records = self.drain(records_max);
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -469,7 +480,7 @@ impl Consumer {
             let wait = (deadline - now).min(Duration::from_millis(self.config.fetch_max_wait_ms));
             self.fetch(wait).await?;
             if Instant::now() >= deadline {
-                return Ok(self.drain());
+                return Ok(self.drain(records_max));
             }
         }
     }
@@ -480,11 +491,11 @@ impl Consumer {
             .ok_or_else(|| Error::InvalidState(format!("{tp} is not assigned")))
     }
 
-    /// Takes buffered records of unpaused partitions, up to `max.poll.records`.
-    fn drain(&mut self) -> Vec<ConsumerRecord> {
+    /// Takes buffered records of unpaused partitions, up to `records_max`.
+    fn drain(&mut self, records_max: usize) -> Vec<ConsumerRecord> {
         let mut out = Vec::new();
         for state in self.assignment.values_mut().filter(|s| !s.paused) {
-            while out.len() < self.config.poll_records_max {
+            while out.len() < records_max {
                 match state.buffered.pop_front() {
                     Some(record) => out.push(record),
                     None => break,

@@ -62,7 +62,7 @@ pub use error::Error;
 pub use network::{PartitionInfo, TopicInfo};
 pub use partitioner::{murmur2, partition_for_key, Partitioner};
 pub use producer::{
-    parse_compression, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord,
+    parse_compression, Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, TrySend,
 };
 
 /// A topic's partition.

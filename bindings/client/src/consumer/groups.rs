@@ -176,8 +176,30 @@ impl Consumer {
     /// Starts committing the current positions without waiting; commits still land in the
     /// order they were made. Must be called inside a tokio runtime.
     pub fn commit_async(&mut self) -> Result<PendingCommit, Error> {
-        let group = self.group_client()?.clone();
         let offsets = self.positions();
+        self.commit_map_async(offsets)
+    }
+
+    /// Starts committing `offsets` (per partition, the offset of the next record to read)
+    /// without waiting, like [`Consumer::commit_async`]. Must be called inside a tokio runtime.
+    pub fn commit_offsets_async(
+        &mut self,
+        offsets: &HashMap<TopicPartition, i64>,
+    ) -> Result<PendingCommit, Error> {
+        if let Some((tp, offset)) = offsets.iter().find(|(_, &o)| o < 0) {
+            return Err(Error::Config(format!(
+                "cannot commit offset {offset} of {tp}"
+            )));
+        }
+        let offsets = offsets.iter().map(|(tp, &o)| (tp.clone(), o)).collect();
+        self.commit_map_async(offsets)
+    }
+
+    fn commit_map_async(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) -> Result<PendingCommit, Error> {
+        let group = self.group_client()?.clone();
         let as_member = self.subscription.is_some();
         let previous = self.last_async_commit.take();
         let (sender, result) = oneshot::channel();
@@ -217,8 +239,9 @@ impl Consumer {
             .ok_or_else(|| Error::Config("consumer groups and commits need group.id".into()))
     }
 
-    /// The position of every assigned partition that has one.
-    fn positions(&self) -> BTreeMap<TopicPartition, i64> {
+    /// The position of every assigned partition that has one (what `commit` would commit),
+    /// without resetting the others.
+    pub fn positions(&self) -> BTreeMap<TopicPartition, i64> {
         self.assignment
             .iter()
             .filter_map(|(tp, state)| state.position().map(|p| (tp.clone(), p)))

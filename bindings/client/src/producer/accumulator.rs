@@ -3,21 +3,110 @@
 //! sealed and waits its turn. At most one batch per partition is in flight, so retries keep
 //! the partition's order (and idempotent sequence numbers stay contiguous).
 //!
+//! The accumulator is shared: `Producer::send` appends on the caller's thread (under a
+//! mutex, as in the Java client) and the background `Sender` takes sealed batches. A batch's
+//! records share one [`BatchOutcome`], so a record costs no channel or allocation of its own
+//! on its way to its delivery report.
+//!
 //! No I/O here: time comes in as `now`, so the batching rules are unit-tested directly.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use brook_core::record::{BatchBuilder, Compression, Record};
 use brook_core::Offset;
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::{RecordMetadata, TopicPartition};
 
-/// Where a record's delivery report goes.
-pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata, Error>>;
+/// What the broker said about a batch: where it starts and, if the topic uses it, the
+/// broker's append time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BatchAck {
+    /// The first record's offset, or -1 with acks=0.
+    pub base_offset: i64,
+    /// The broker's append time, or -1 when records keep their create time.
+    pub append_time_ms: i64,
+}
+
+/// The outcome of one batch, shared by the delivery futures of its records: set once, when
+/// the batch is acknowledged, fails, or is dropped unsent (then [`Error::Closed`]).
+#[derive(Debug)]
+pub(crate) struct BatchOutcome {
+    /// The batch's partition.
+    pub tp: TopicPartition,
+    result: OnceLock<Result<BatchAck, Error>>,
+    settled: Notify,
+}
+
+impl BatchOutcome {
+    fn new(tp: TopicPartition) -> BatchOutcome {
+        BatchOutcome {
+            tp,
+            result: OnceLock::new(),
+            settled: Notify::new(),
+        }
+    }
+
+    /// The outcome, if settled.
+    pub fn get(&self) -> Option<&Result<BatchAck, Error>> {
+        self.result.get()
+    }
+
+    /// Settles the outcome (a second call is ignored) and wakes every waiter.
+    fn settle(&self, result: Result<BatchAck, Error>) {
+        let _ = self.result.set(result);
+        self.settled.notify_waiters();
+    }
+
+    /// Waits until the outcome is settled.
+    pub async fn wait(&self) -> &Result<BatchAck, Error> {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable(); // registered before the check: no wake-up is lost
+            if let Some(result) = self.result.get() {
+                return result;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One record's share of its batch's outcome: enough to make its delivery report.
+#[derive(Clone, Debug)]
+pub(crate) struct RecordSlot {
+    /// The batch's outcome.
+    pub outcome: Arc<BatchOutcome>,
+    /// The record's position in the batch.
+    pub index: i32,
+    /// Its create time.
+    pub timestamp: i64,
+}
+
+impl RecordSlot {
+    /// The record's delivery report from its batch's outcome.
+    pub fn report(&self, result: &Result<BatchAck, Error>) -> Result<RecordMetadata, Error> {
+        let ack = result.as_ref().map_err(Clone::clone)?;
+        Ok(RecordMetadata {
+            topic: self.outcome.tp.topic.clone(),
+            partition: self.outcome.tp.partition,
+            offset: if ack.base_offset >= 0 {
+                ack.base_offset + i64::from(self.index)
+            } else {
+                -1
+            },
+            timestamp: if ack.append_time_ms >= 0 {
+                ack.append_time_ms
+            } else {
+                self.timestamp
+            },
+        })
+    }
+}
 
 /// The batching settings.
 #[derive(Clone, Debug)]
@@ -32,13 +121,13 @@ pub(crate) struct BatchConfig {
     pub delivery_timeout: Duration,
 }
 
-/// One batch of records for one partition, with the replies owed to their senders.
+/// One batch of records for one partition, with the outcome owed to their senders.
 #[derive(Debug)]
 pub(crate) struct ProducerBatch {
     /// The records so far (encoded, not yet compressed).
     pub builder: BatchBuilder,
-    /// Each record's reply and create timestamp, in offset order.
-    pub replies: Vec<(Reply, i64)>,
+    /// The outcome every record of the batch waits for.
+    outcome: Arc<BatchOutcome>,
     /// When the batch was opened.
     pub created: Instant,
     /// How many times it was sent.
@@ -53,6 +142,23 @@ impl ProducerBatch {
     pub fn len(&self) -> i32 {
         self.builder.len()
     }
+}
+
+impl Drop for ProducerBatch {
+    /// A batch dropped without an answer (the producer stopped) fails its records.
+    fn drop(&mut self) {
+        self.outcome.settle(Err(Error::Closed));
+    }
+}
+
+/// What [`Accumulator::append`] did.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    /// The record's share of its batch's outcome.
+    pub slot: RecordSlot,
+    /// Whether the sender must look: a batch was sealed (ready to send) or opened (a new
+    /// linger deadline).
+    pub wake: bool,
 }
 
 /// One partition's queue.
@@ -100,35 +206,56 @@ impl Accumulator {
 
     /// Adds a record to its partition's open batch, sealing the batch first if the record
     /// would take it past `batch_size` (a record larger than that gets a batch of its own).
-    pub fn append(&mut self, now: Instant, tp: TopicPartition, record: &Record, reply: Reply) {
-        let config = self.config.clone();
-        let queue = self.queues.entry(tp).or_default();
+    /// `now` is asked only when a batch opens (reading the clock per record shows up when a
+    /// Python loop sends a million records).
+    pub fn append(
+        &mut self,
+        now: impl FnOnce() -> Instant,
+        tp: &TopicPartition,
+        record: &Record,
+    ) -> Appended {
+        let batch_size = self.config.batch_size;
+        let queue = match self.queues.get_mut(tp) {
+            Some(queue) => queue,
+            None => self.queues.entry(tp.clone()).or_default(),
+        };
+        self.records += 1;
         if let Some(open) = queue.open.as_mut() {
-            if open.builder.push_within(record, config.batch_size) {
-                open.replies.push((reply, record.timestamp));
-                self.records += 1;
-                if open.builder.uncompressed_size() >= config.batch_size {
+            if open.builder.push_within(record, batch_size) {
+                let slot = RecordSlot {
+                    outcome: Arc::clone(&open.outcome),
+                    index: open.builder.len() - 1,
+                    timestamp: record.timestamp,
+                };
+                let full = open.builder.uncompressed_size() >= batch_size;
+                if full {
                     queue.seal();
                 }
-                return;
+                return Appended { slot, wake: full };
             }
             queue.seal();
         }
-        let mut builder = BatchBuilder::new(Offset(0)).compression(config.compression);
+        let mut builder = BatchBuilder::new(Offset(0)).compression(self.config.compression);
         builder.push(record);
+        let outcome = Arc::new(BatchOutcome::new(tp.clone()));
+        let slot = RecordSlot {
+            outcome: Arc::clone(&outcome),
+            index: 0,
+            timestamp: record.timestamp,
+        };
         let batch = ProducerBatch {
             builder,
-            replies: vec![(reply, record.timestamp)],
-            created: now,
+            outcome,
+            created: now(),
             attempts: 0,
             wire: None,
         };
-        let full = batch.builder.uncompressed_size() >= config.batch_size;
+        let full = batch.builder.uncompressed_size() >= batch_size;
         queue.open = Some(batch);
         if full {
             queue.seal();
         }
-        self.records += 1;
+        Appended { slot, wake: true }
     }
 
     /// Seals open batches that lingered long enough, or all of them when `force` (flush).
@@ -189,26 +316,11 @@ impl Accumulator {
         queue.in_flight = false;
         queue.retry_at = None;
         queue.next_sequence = queue.next_sequence.wrapping_add(batch.len()) & i32::MAX;
-        self.records -= batch.replies.len();
-        for (i, (reply, timestamp)) in batch.replies.into_iter().enumerate() {
-            let offset = if base_offset >= 0 {
-                base_offset + i as i64
-            } else {
-                -1
-            };
-            let timestamp = if append_time_ms >= 0 {
-                append_time_ms
-            } else {
-                timestamp
-            };
-            // The sender may have stopped waiting; that is not an error.
-            let _ = reply.send(Ok(RecordMetadata {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset,
-                timestamp,
-            }));
-        }
+        self.records -= batch.len() as usize;
+        batch.outcome.settle(Ok(BatchAck {
+            base_offset,
+            append_time_ms,
+        }));
     }
 
     /// Fails the head batch of `tp`: every record in it gets `err`.
@@ -217,10 +329,8 @@ impl Accumulator {
         let batch = queue.sealed.pop_front().expect("a head batch");
         queue.in_flight = false;
         queue.retry_at = None;
-        self.records -= batch.replies.len();
-        for (reply, _) in batch.replies {
-            let _ = reply.send(Err(err.clone()));
-        }
+        self.records -= batch.len() as usize;
+        batch.outcome.settle(Err(err.clone()));
     }
 
     /// Puts the head batch of `tp` back to be resent at `at`.
@@ -280,16 +390,12 @@ mod tests {
         TopicPartition::new("t", partition)
     }
 
-    fn reply() -> (Reply, oneshot::Receiver<Result<RecordMetadata, Error>>) {
-        oneshot::channel()
-    }
-
     #[test]
     fn records_join_the_open_batch_until_linger_passes() {
         let mut acc = Accumulator::new(config(16 * 1024));
         let t0 = Instant::now();
         for _ in 0..3 {
-            acc.append(t0, tp(0), &record(10), reply().0);
+            acc.append(|| t0, &tp(0), &record(10));
         }
         assert_eq!(acc.records(), 3);
         assert!(acc.ready(t0).is_empty(), "still lingering");
@@ -307,7 +413,7 @@ mod tests {
         let mut acc = Accumulator::new(config(300));
         let t0 = Instant::now();
         for _ in 0..5 {
-            acc.append(t0, tp(1), &record(100), reply().0);
+            acc.append(|| t0, &tp(1), &record(100));
         }
         let queue = acc.queue(&tp(1));
         let sizes: Vec<i32> = queue.sealed.iter().map(ProducerBatch::len).collect();
@@ -320,7 +426,7 @@ mod tests {
     fn an_oversized_record_gets_a_batch_of_its_own() {
         let mut acc = Accumulator::new(config(100));
         let t0 = Instant::now();
-        acc.append(t0, tp(0), &record(500), reply().0);
+        acc.append(|| t0, &tp(0), &record(500));
         assert_eq!(acc.ready(t0), vec![tp(0)]);
         assert_eq!(acc.queue(&tp(0)).head().expect("sealed").len(), 1);
     }
@@ -329,8 +435,8 @@ mod tests {
     fn flush_seals_everything() {
         let mut acc = Accumulator::new(config(16 * 1024));
         let t0 = Instant::now();
-        acc.append(t0, tp(0), &record(1), reply().0);
-        acc.append(t0, tp(2), &record(1), reply().0);
+        acc.append(|| t0, &tp(0), &record(1));
+        acc.append(|| t0, &tp(2), &record(1));
         acc.seal_expired(t0, true);
         assert_eq!(acc.ready(t0), vec![tp(0), tp(2)]);
     }
@@ -339,19 +445,24 @@ mod tests {
     fn completion_reports_offsets_and_advances_the_sequence() {
         let mut acc = Accumulator::new(config(16 * 1024));
         let t0 = Instant::now();
-        let (first, mut first_rx) = reply();
-        let (second, mut second_rx) = reply();
-        acc.append(t0, tp(0), &record(1), first);
-        acc.append(t0, tp(0), &record(1), second);
+        let first = acc.append(|| t0, &tp(0), &record(1));
+        let second = acc.append(|| t0, &tp(0), &record(1));
+        assert!(
+            first.wake,
+            "a new batch wakes the sender (its linger starts)"
+        );
+        assert!(!second.wake, "joining a lingering batch does not");
         acc.seal_expired(t0, true);
         acc.queue(&tp(0)).in_flight = true;
         assert!(
             acc.ready(t0).is_empty(),
             "one batch in flight per partition"
         );
+        assert!(first.slot.outcome.get().is_none());
         acc.complete_head(&tp(0), 40, -1);
-        let first = first_rx.try_recv().expect("answered").expect("ok");
-        let second = second_rx.try_recv().expect("answered").expect("ok");
+        let answer = first.slot.outcome.get().expect("answered");
+        let first = first.slot.report(answer).expect("ok");
+        let second = second.slot.report(answer).expect("ok");
         assert_eq!((first.offset, second.offset), (40, 41));
         assert_eq!(
             first.timestamp, 1_000,
@@ -365,9 +476,9 @@ mod tests {
     fn a_retried_head_waits_for_its_backoff_and_keeps_its_place() {
         let mut acc = Accumulator::new(config(16 * 1024));
         let t0 = Instant::now();
-        acc.append(t0, tp(0), &record(1), reply().0);
+        acc.append(|| t0, &tp(0), &record(1));
         acc.seal_expired(t0, true);
-        acc.append(t0, tp(0), &record(2), reply().0);
+        acc.append(|| t0, &tp(0), &record(2));
         acc.seal_expired(t0, true);
         acc.queue(&tp(0)).in_flight = true;
         let later = t0 + Duration::from_millis(100);
@@ -395,9 +506,27 @@ mod tests {
     fn delivery_timeout_expires_the_head() {
         let mut acc = Accumulator::new(config(16 * 1024));
         let t0 = Instant::now();
-        acc.append(t0, tp(0), &record(1), reply().0);
+        acc.append(|| t0, &tp(0), &record(1));
         acc.seal_expired(t0, true);
         assert!(!acc.head_expired(&tp(0), t0));
         assert!(acc.head_expired(&tp(0), t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn failed_and_dropped_batches_fail_their_records() {
+        let mut acc = Accumulator::new(config(16 * 1024));
+        let t0 = Instant::now();
+        let refused = acc.append(|| t0, &tp(0), &record(1)).slot;
+        acc.seal_expired(t0, true);
+        acc.fail_head(&tp(0), &Error::kafka(87, "bad"));
+        let answer = refused.outcome.get().expect("settled");
+        assert_eq!(
+            refused.report(answer).expect_err("failed").code(),
+            crate::ErrorCode::InvalidRecord
+        );
+        let unsent = acc.append(|| t0, &tp(1), &record(1)).slot;
+        drop(acc);
+        let answer = unsent.outcome.get().expect("settled when dropped");
+        assert_eq!(unsent.report(answer), Err(Error::Closed));
     }
 }

@@ -1,7 +1,9 @@
-//! The producer: `send` picks a partition and hands the record to a background task that
-//! batches per partition (`linger_ms`, `batch_size`), compresses, sends one batch per
-//! partition at a time to the leader, retries retriable failures with backoff and answers
-//! each record's [`DeliveryFuture`].
+//! The producer: `send` picks a partition and appends the record to its partition's open
+//! batch in the shared [`accumulator`] (on the caller's thread, as the Java client does);
+//! a background task seals batches by size and `linger_ms`, compresses, sends one batch per
+//! partition at a time to the leader, retries retriable failures with backoff and settles
+//! each batch's outcome, which its records' [`DeliveryFuture`]s read. The task is woken only
+//! when a batch opens or fills, not per record.
 //!
 //! With `enable_idempotence` (the default) the task first gets a producer id
 //! (InitProducerId) and numbers each partition's records, so a retry of a batch the broker
@@ -10,21 +12,20 @@
 mod accumulator;
 mod sender;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brook_core::record::{Compression, Header, Record};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::error::Error;
 use crate::network::{Network, NetworkConfig};
 use crate::partitioner::Partitioner;
 use crate::{parse_bool, parse_number, RecordMetadata};
 
-use accumulator::BatchConfig;
+use accumulator::{Accumulator, BatchConfig, RecordSlot};
 use sender::{Command, Sender};
 
 /// How many brokers must have a record before it is acknowledged.
@@ -205,19 +206,69 @@ impl ProducerRecord {
     }
 }
 
-/// Resolves to the record's delivery report once the broker answered (or it failed).
+/// The record's delivery report once the broker answered (or it failed): `.await` it, or
+/// check it without waiting with [`DeliveryFuture::try_take`]. Cheap: it shares its batch's
+/// outcome.
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<RecordMetadata, Error>>,
+    slot: RecordSlot,
 }
 
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata, Error>;
+impl DeliveryFuture {
+    /// The delivery report if it has arrived, without waiting; `None` while pending.
+    pub fn try_take(&mut self) -> Option<Result<RecordMetadata, Error>> {
+        self.slot
+            .outcome
+            .get()
+            .map(|result| self.slot.report(result))
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|answer| answer.unwrap_or(Err(Error::Closed)))
+    /// Waits for the delivery report (without consuming the future).
+    pub async fn wait(&self) -> Result<RecordMetadata, Error> {
+        let result = self.slot.outcome.wait().await;
+        self.slot.report(result)
+    }
+}
+
+impl IntoFuture for DeliveryFuture {
+    type Output = Result<RecordMetadata, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.wait().await })
+    }
+}
+
+/// The outcome of [`Producer::try_send`].
+#[derive(Debug)]
+pub enum TrySend {
+    /// The record is queued; its delivery report will arrive here.
+    Queued(DeliveryFuture),
+    /// Queuing would have to wait (no cached metadata for the topic, or the queue is full):
+    /// the record, untouched, for [`Producer::send`].
+    WouldBlock(ProducerRecord),
+    /// The record was refused (too large, no such partition, producer closed).
+    Failed(Error),
+}
+
+/// What the producer and its background task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The batches; appended to by `send`, drained by the background task.
+    pub accumulator: Mutex<Accumulator>,
+    /// Wakes the background task: a batch opened or filled.
+    pub wakeup: Notify,
+    /// Wakes sends waiting for room in the queue: batches were answered.
+    pub room: Notify,
+    /// The background task stopped: sends fail with [`Error::Closed`].
+    pub stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// The accumulator, locked.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        // A panic while holding the lock leaves batch bookkeeping that still adds up.
+        self.accumulator.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -228,7 +279,14 @@ pub struct Producer {
     config: ProducerConfig,
     network: Arc<Network>,
     partitioner: Mutex<Partitioner>,
+    shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
+}
+
+/// The outcome of one attempt to append.
+enum Append {
+    Queued(DeliveryFuture),
+    Full(ProducerRecord),
 }
 
 impl Producer {
@@ -241,14 +299,25 @@ impl Producer {
             &config.client_id,
             config.request_timeout_ms,
         )?));
-        let (commands, receiver) = mpsc::channel(1024);
+        let (commands, receiver) = mpsc::channel(16);
         let batch = BatchConfig {
             batch_size: config.batch_size,
             linger: Duration::from_millis(config.linger_ms),
             compression: config.compression,
             delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
         };
-        let sender = Sender::new(config.clone(), batch, Arc::clone(&network), receiver);
+        let shared = Arc::new(Shared {
+            accumulator: Mutex::new(Accumulator::new(batch)),
+            wakeup: Notify::new(),
+            room: Notify::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+        });
+        let sender = Sender::new(
+            config.clone(),
+            Arc::clone(&shared),
+            Arc::clone(&network),
+            receiver,
+        );
         tokio::spawn(sender.run());
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -257,6 +326,7 @@ impl Producer {
             config,
             network,
             partitioner: Mutex::new(Partitioner::new(seed)),
+            shared,
             commands,
         })
     }
@@ -267,8 +337,58 @@ impl Producer {
     }
 
     /// Queues `record` and returns the future of its delivery report. Waits only while the
-    /// producer's queue is full or the topic's metadata is being fetched.
+    /// producer's queue is full (at most `max.block.ms`) or the topic's metadata is being
+    /// fetched.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, Error> {
+        let partitions = self.partition_count(&record.topic).await?;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.max_block_ms);
+        let mut record = record;
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable(); // registered before the check: no wake-up is lost
+            match self.append(record, partitions)? {
+                Append::Queued(future) => return Ok(future),
+                Append::Full(back) => record = back,
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(Error::Timeout(format!(
+                    "the producer's queue stayed full ({} records) for max.block.ms",
+                    self.config.queued_records_max
+                )));
+            }
+        }
+    }
+
+    /// Queues `record` without waiting, when that is possible: the topic's metadata is
+    /// cached and the producer's queue has room. Otherwise hands the record back
+    /// ([`TrySend::WouldBlock`]) for [`Producer::send`], which may wait. Needs no runtime
+    /// context, so the bindings call it straight from the application's thread.
+    pub fn try_send(&self, record: ProducerRecord) -> TrySend {
+        let Some(partitions) = self.network.cached_partition_count(&record.topic) else {
+            return TrySend::WouldBlock(record);
+        };
+        match self.append(record, partitions) {
+            Ok(Append::Queued(future)) => TrySend::Queued(future),
+            Ok(Append::Full(record)) => TrySend::WouldBlock(record),
+            Err(err) => TrySend::Failed(err),
+        }
+    }
+
+    /// Appends `record` (partition chosen among `partitions`) to the accumulator, unless
+    /// the queue is full.
+    fn append(&self, record: ProducerRecord, partitions: i32) -> Result<Append, Error> {
+        if self
+            .shared
+            .stopped
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(Error::Closed);
+        }
+        if self.shared.lock().records() >= self.config.queued_records_max {
+            return Ok(Append::Full(record));
+        }
         let ProducerRecord {
             topic,
             partition,
@@ -293,7 +413,6 @@ impl Producer {
                 ),
             ));
         }
-        let partitions = self.partition_count(&topic).await?;
         let partition = match partition {
             Some(p) if (0..partitions).contains(&p) => p,
             Some(p) => {
@@ -314,17 +433,17 @@ impl Producer {
                     self.config.batch_size,
                 ),
         };
-        let (reply, receiver) = oneshot::channel();
-        let command = Command::Send {
-            tp: crate::TopicPartition::new(&topic, partition),
-            record,
-            reply,
-        };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| Error::Closed)?;
-        Ok(DeliveryFuture { receiver })
+        let tp = crate::TopicPartition { topic, partition };
+        let appended = self
+            .shared
+            .lock()
+            .append(std::time::Instant::now, &tp, &record);
+        if appended.wake {
+            self.shared.wakeup.notify_one();
+        }
+        Ok(Append::Queued(DeliveryFuture {
+            slot: appended.slot,
+        }))
     }
 
     /// Sends every queued record now (ignoring linger) and waits until each is answered.

@@ -1,12 +1,12 @@
-//! The producer's background task: takes records from `Producer::send`, batches them in the
-//! [`Accumulator`], sends ready batches (one Produce request per leader at a time, one batch
-//! per partition in it), and turns answers into delivery reports, retries or failures.
+//! The producer's background task: seals batches in the shared [`Accumulator`] (filled by
+//! `Producer::send`) when they are full or have lingered, sends ready batches (one Produce
+//! request per leader at a time, one batch per partition in it), and turns answers into
+//! delivery reports, retries or failures.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_core::record::Record;
 use brook_core::{ErrorCode, ProducerEpoch, ProducerId};
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::accumulator::{Accumulator, BatchConfig, Reply};
-use super::{Acks, ProducerConfig};
+use super::{Acks, ProducerConfig, Shared};
 use crate::error::Error;
 use crate::network::Network;
 use crate::TopicPartition;
@@ -28,18 +27,9 @@ const PRODUCE_VERSIONS: (i16, i16) = (3, 9);
 /// InitProducerId versions this client speaks (v4 is the newest Brook serves).
 const INIT_PRODUCER_ID_VERSIONS: (i16, i16) = (0, 4);
 
-/// What `Producer` asks of its background task.
+/// What `Producer` asks of its background task (records go through the accumulator).
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Queue a record for `tp`.
-    Send {
-        /// The partition, already chosen.
-        tp: TopicPartition,
-        /// The record, with its timestamp set.
-        record: Record,
-        /// Where its delivery report goes.
-        reply: Reply,
-    },
     /// Send everything now and answer when nothing is left unanswered.
     Flush(oneshot::Sender<()>),
 }
@@ -57,7 +47,7 @@ pub(crate) struct Sender {
     config: ProducerConfig,
     network: Arc<Network>,
     commands: mpsc::Receiver<Command>,
-    accumulator: Accumulator,
+    shared: Arc<Shared>,
     flushes: Vec<oneshot::Sender<()>>,
     in_flight: JoinSet<Outcome>,
     /// Broker addresses with a Produce request in flight.
@@ -74,7 +64,7 @@ impl Sender {
     /// The task's state before it runs.
     pub fn new(
         config: ProducerConfig,
-        batch: BatchConfig,
+        shared: Arc<Shared>,
         network: Arc<Network>,
         commands: mpsc::Receiver<Command>,
     ) -> Sender {
@@ -82,7 +72,7 @@ impl Sender {
             config,
             network,
             commands,
-            accumulator: Accumulator::new(batch),
+            shared,
             flushes: Vec::new(),
             in_flight: JoinSet::new(),
             busy: HashSet::new(),
@@ -95,85 +85,67 @@ impl Sender {
     /// Runs until the `Producer` is dropped and every queued record is answered.
     pub async fn run(mut self) {
         loop {
-            if self.closed && self.accumulator.is_empty() && self.in_flight.is_empty() {
+            if self.closed && self.shared.lock().is_empty() && self.in_flight.is_empty() {
                 break;
             }
-            let accepting =
-                !self.closed && self.accumulator.records() < self.config.queued_records_max;
             let now = Instant::now();
             let init_at = self.init_retry_at.filter(|&at| at > now);
-            let wake = [
-                self.accumulator
-                    .next_wakeup(now.into_std())
-                    .map(Instant::from_std),
-                init_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let linger_or_retry = self
+                .shared
+                .lock()
+                .next_wakeup(now.into_std())
+                .map(Instant::from_std);
+            let wake = [linger_or_retry, init_at].into_iter().flatten().min();
             let sleep_until = wake.unwrap_or_else(|| now + Duration::from_secs(3600));
             tokio::select! {
-                command = self.commands.recv(), if accepting => match command {
-                    Some(command) => self.on_command(command),
+                command = self.commands.recv(), if !self.closed => match command {
+                    Some(Command::Flush(reply)) => self.flushes.push(reply),
                     None => self.closed = true,
                 },
+                () = self.shared.wakeup.notified() => {}
                 Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     let outcome = joined.expect("a Produce request task never panics");
                     self.on_outcome(outcome);
                 }
                 () = tokio::time::sleep_until(sleep_until), if wake.is_some() => {}
             }
-            // Take whatever else is already queued before sending, so batches fill up.
-            while self.accepting_more() {
-                match self.commands.try_recv() {
-                    Ok(command) => self.on_command(command),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => self.closed = true,
-                }
-            }
             let force = self.closed || !self.flushes.is_empty();
-            self.accumulator
+            self.shared
+                .lock()
                 .seal_expired(std::time::Instant::now(), force);
             self.dispatch().await;
-            if self.accumulator.is_empty() {
+            // Batches answered, failed or expired above: sends waiting for room may go on.
+            self.shared.room.notify_waiters();
+            if self.shared.lock().is_empty() {
                 for flush in self.flushes.drain(..) {
                     let _ = flush.send(());
                 }
             }
         }
-    }
-
-    fn accepting_more(&self) -> bool {
-        !self.closed && self.accumulator.records() < self.config.queued_records_max
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn idempotent(&self) -> bool {
         self.config.enable_idempotence
     }
 
-    fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Send { tp, record, reply } => {
-                self.accumulator
-                    .append(std::time::Instant::now(), tp, &record, reply);
-            }
-            Command::Flush(reply) => self.flushes.push(reply),
-        }
-    }
-
     /// Sends every batch that may go now, one request per idle leader.
     async fn dispatch(&mut self) {
         // Expire first, so records time out even while no producer id can be had.
         let now = std::time::Instant::now();
-        for tp in self.accumulator.ready(now) {
-            if self.accumulator.head_expired(&tp, now) {
+        let ready = self.shared.lock().ready(now);
+        for tp in ready {
+            if self.shared.lock().head_expired(&tp, now) {
                 let err = Error::Timeout(format!(
                     "no acknowledgement for {tp} within delivery.timeout.ms"
                 ));
                 self.give_up(&tp, &err);
             }
         }
-        if self.idempotent() && self.producer.is_none() && !self.accumulator.is_empty() {
+        let empty = self.shared.lock().is_empty();
+        if self.idempotent() && self.producer.is_none() && !empty {
             self.init_producer_id().await;
             if self.producer.is_none() {
                 return;
@@ -181,7 +153,8 @@ impl Sender {
         }
         let now = std::time::Instant::now();
         let mut by_leader: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
-        for tp in self.accumulator.ready(now) {
+        let ready = self.shared.lock().ready(now);
+        for tp in ready {
             match self.network.leader_addr(&tp.topic, tp.partition).await {
                 Ok(addr) if self.busy.contains(&addr) => {}
                 Ok(addr) => by_leader.entry(addr).or_default().push(tp),
@@ -217,7 +190,7 @@ impl Sender {
             Ok(producer) => {
                 self.producer = Some(producer);
                 self.init_retry_at = None;
-                self.accumulator.reset_sequences();
+                self.shared.lock().reset_sequences();
             }
             Err(err) if err.is_retriable() => {
                 self.init_retry_at =
@@ -226,10 +199,10 @@ impl Sender {
             Err(err) => {
                 self.init_retry_at =
                     Some(Instant::now() + Duration::from_millis(self.config.retry_backoff_ms));
-                self.accumulator
-                    .seal_expired(std::time::Instant::now(), true);
-                for tp in self.accumulator.ready(std::time::Instant::now()) {
-                    self.accumulator.fail_head(&tp, &err);
+                let mut accumulator = self.shared.lock();
+                accumulator.seal_expired(std::time::Instant::now(), true);
+                for tp in accumulator.ready(std::time::Instant::now()) {
+                    accumulator.fail_head(&tp, &err);
                 }
             }
         }
@@ -238,24 +211,37 @@ impl Sender {
     /// Builds and spawns one Produce request with the head batch of each partition.
     fn send_request(&mut self, addr: String, partitions: Vec<TopicPartition>) {
         let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
+        let producer = self.producer.filter(|_| self.config.enable_idempotence);
         for tp in &partitions {
-            let producer = self.producer.filter(|_| self.config.enable_idempotence);
-            let queue = self.accumulator.queue(tp);
-            queue.in_flight = true;
-            let sequence = queue.next_sequence;
-            let head = queue.head().expect("a ready partition has a head batch");
-            head.attempts += 1;
-            let wire = head.wire.get_or_insert_with(|| {
-                let mut builder = head.builder.clone();
-                if let Some((id, epoch)) = producer {
-                    builder = builder.producer(ProducerId(id), ProducerEpoch(epoch), sequence);
+            // The batch is built (compressed, CRC'd) outside the lock, so sends go on.
+            let (cached, builder, sequence) = {
+                let mut accumulator = self.shared.lock();
+                let queue = accumulator.queue(tp);
+                queue.in_flight = true;
+                let sequence = queue.next_sequence;
+                let head = queue.head().expect("a ready partition has a head batch");
+                head.attempts += 1;
+                let builder = head.wire.is_none().then(|| head.builder.clone());
+                (head.wire.clone(), builder, sequence)
+            };
+            let wire = match (cached, builder) {
+                (Some(wire), _) => wire,
+                (None, Some(mut builder)) => {
+                    if let Some((id, epoch)) = producer {
+                        builder = builder.producer(ProducerId(id), ProducerEpoch(epoch), sequence);
+                    }
+                    let wire = Bytes::from(builder.build());
+                    let mut accumulator = self.shared.lock();
+                    let head = accumulator.queue(tp).head().expect("the in-flight head");
+                    head.wire = Some(wire.clone());
+                    wire
                 }
-                Bytes::from(builder.build())
-            });
+                (None, None) => unreachable!("a head without wire bytes is cloned above"),
+            };
             topics.entry(tp.topic.clone()).or_default().push(
                 PartitionProduceData::default()
                     .with_index(tp.partition)
-                    .with_records(Some(wire.clone())),
+                    .with_records(Some(wire)),
             );
         }
         let topic_data = topics
@@ -298,8 +284,9 @@ impl Sender {
         let response = match outcome.result {
             Ok(Some(response)) => response,
             Ok(None) => {
+                let mut accumulator = self.shared.lock();
                 for tp in &outcome.partitions {
-                    self.accumulator.complete_head(tp, -1, -1);
+                    accumulator.complete_head(tp, -1, -1);
                 }
                 return;
             }
@@ -327,7 +314,8 @@ impl Sender {
                     if p.error_code == 0
                         || p.error_code == ErrorCode::DuplicateSequenceNumber.code() =>
                 {
-                    self.accumulator
+                    self.shared
+                        .lock()
                         .complete_head(tp, p.base_offset, p.log_append_time_ms);
                 }
                 Some(p) => {
@@ -349,18 +337,16 @@ impl Sender {
             self.network.mark_stale();
         }
         let now = std::time::Instant::now();
-        let attempts = self
-            .accumulator
-            .queue(tp)
-            .head()
-            .map_or(0, |head| head.attempts);
+        let mut accumulator = self.shared.lock();
+        let attempts = accumulator.queue(tp).head().map_or(0, |head| head.attempts);
         let retry = err.is_retriable()
             && attempts <= self.config.retries
-            && !self.accumulator.head_expired(tp, now);
+            && !accumulator.head_expired(tp, now);
         if retry {
             let at = now + Duration::from_millis(self.config.retry_backoff_ms);
-            self.accumulator.retry_head(tp, at);
+            accumulator.retry_head(tp, at);
         } else {
+            drop(accumulator);
             self.give_up(tp, &err);
         }
     }
@@ -369,12 +355,12 @@ impl Sender {
     /// or lost track of our sequence, later batches get a fresh producer id so sequence
     /// numbers never reuse or skip one the broker has seen.
     fn give_up(&mut self, tp: &TopicPartition, err: &Error) {
-        let attempts = self
-            .accumulator
-            .queue(tp)
-            .head()
-            .map_or(0, |head| head.attempts);
-        self.accumulator.fail_head(tp, err);
+        let attempts = {
+            let mut accumulator = self.shared.lock();
+            let attempts = accumulator.queue(tp).head().map_or(0, |head| head.attempts);
+            accumulator.fail_head(tp, err);
+            attempts
+        };
         let outcome_unknown = attempts > 0 && err.is_retriable();
         let sequence_broken = matches!(
             err.code(),
