@@ -122,7 +122,7 @@ pub struct AppendInfo {
     pub synced: bool,
 }
 
-/// The producer fields of one stored batch ([`PartitionLog::producer_batches`]).
+/// The producer fields of one stored batch ([`PartitionLog::producer_batches_from`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerBatch {
     /// The producer's id.
