@@ -24,11 +24,13 @@ pub enum PlantedBug {
     IgnoreSyncError = 32,
     /// The broker appends an idempotent producer's retried batch again.
     AcceptDuplicates = 64,
+    /// The group coordinator never expires a member whose heartbeats stopped.
+    SkipSessionExpiry = 128,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -36,6 +38,7 @@ impl PlantedBug {
         PlantedBug::SkipDirSync,
         PlantedBug::IgnoreSyncError,
         PlantedBug::AcceptDuplicates,
+        PlantedBug::SkipSessionExpiry,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -48,6 +51,7 @@ impl PlantedBug {
             PlantedBug::SkipDirSync => "skip-dir-sync",
             PlantedBug::IgnoreSyncError => "ignore-sync-error",
             PlantedBug::AcceptDuplicates => "accept-duplicates",
+            PlantedBug::SkipSessionExpiry => "skip-session-expiry",
         }
     }
 
@@ -73,6 +77,9 @@ impl PlantedBug {
             }
             PlantedBug::AcceptDuplicates => {
                 "the broker appends an idempotent producer's retried batch again"
+            }
+            PlantedBug::SkipSessionExpiry => {
+                "the group coordinator keeps members whose heartbeats stopped"
             }
         }
     }

@@ -172,6 +172,9 @@ pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
                 check_owned(event, &mut owners, power_lost, verdict);
             }
             GroupEvent::Owned { .. } => check_owned(event, &mut owners, power_lost, verdict),
+            GroupEvent::Joined { .. }
+            | GroupEvent::Killed { .. }
+            | GroupEvent::Described { .. } => {}
             GroupEvent::Committed {
                 generation,
                 partition,
@@ -200,6 +203,52 @@ pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
         }
     }
     check_group_liveness(history, verdict);
+    check_session_expiry(history, verdict);
+}
+
+/// How long after a kill the coordinator may still list the dead member: its session
+/// timeout, or — if it was waiting in a JoinGroup, which keeps a member alive as in Kafka —
+/// the rebalance timeout, plus a second for ticks and the observer's half-second polls.
+const REMOVAL_DEADLINE_MS: i64 = crate::group_member::SESSION_TIMEOUT_MS as i64
+    + crate::group_member::REBALANCE_TIMEOUT_MS as i64
+    + 1_000;
+
+/// A member whose process was killed is removed by the coordinator after its session
+/// timeout: no DescribeGroups answer long enough after the kill lists its member id (it comes
+/// back under a new id).
+fn check_session_expiry(history: &History, verdict: &mut Verdict) {
+    use crate::group_member::GroupEvent;
+    let mut last_id: BTreeMap<usize, &str> = BTreeMap::new();
+    let mut dead: Vec<(&str, i64)> = Vec::new();
+    for event in &history.group_events {
+        match event {
+            GroupEvent::Joined {
+                member, member_id, ..
+            } => {
+                last_id.insert(*member, member_id);
+            }
+            GroupEvent::Killed { member, at_ms } => {
+                if let Some(id) = last_id.remove(member) {
+                    dead.push((id, *at_ms));
+                }
+            }
+            GroupEvent::Described { members, at_ms } => {
+                for (id, killed_at) in dead.iter_mut() {
+                    let overdue = *at_ms - *killed_at > REMOVAL_DEADLINE_MS;
+                    if overdue && members.iter().any(|m| m == id) {
+                        verdict.failures.push(Failure {
+                            checker: "group-session-expiry",
+                            detail: format!(
+                                "member {id}, killed at {killed_at}, still in the group at {at_ms}"
+                            ),
+                        });
+                        *killed_at = i64::MAX; // reported once
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// One owner per partition per generation. A power loss can take the coordinator's latest

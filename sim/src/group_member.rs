@@ -15,8 +15,8 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    ResponseKind, SyncGroupRequest, TopicName,
+    ApiKey, DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ResponseKind, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -28,6 +28,8 @@ use crate::workload::{read_partition, SharedHistory, BROKER_ADDR, PARTITIONS, TO
 pub const GROUP: &str = "sim-group";
 /// Members' session timeout (the broker's minimum).
 pub const SESSION_TIMEOUT_MS: i32 = 6_000;
+/// Members' rebalance timeout.
+pub const REBALANCE_TIMEOUT_MS: i32 = 8_000;
 
 /// What a member observed, for the group checkers.
 #[derive(Clone, Debug)]
@@ -40,6 +42,29 @@ pub enum GroupEvent {
         generation: i32,
         /// Its partitions.
         partitions: Vec<i32>,
+    },
+    /// A member joined a generation under this member id (simulated ms).
+    Joined {
+        /// The member's index.
+        member: usize,
+        /// The id the coordinator gave it.
+        member_id: String,
+        /// When.
+        at_ms: i64,
+    },
+    /// The fault plan killed a member's process (it restarts with a new member id).
+    Killed {
+        /// The member's index.
+        member: usize,
+        /// When.
+        at_ms: i64,
+    },
+    /// DescribeGroups listed these member ids (the observer's view of the coordinator).
+    Described {
+        /// The member ids.
+        members: Vec<String>,
+        /// When the answer arrived.
+        at_ms: i64,
     },
     /// The broker acknowledged a commit.
     Committed {
@@ -93,6 +118,43 @@ pub async fn group_member(index: usize, stop: Arc<AtomicBool>, history: SharedHi
     }
 }
 
+/// Asks the coordinator every half second which members the group has (DescribeGroups),
+/// until `stop`, so the checkers can see when a killed member is removed.
+pub async fn observe_group(stop: Arc<AtomicBool>, history: SharedHistory) {
+    let mut request = DescribeGroupsRequest::default();
+    request.groups = vec![group_id()];
+    let mut conn: Option<Conn> = None;
+    while !stop.load(Ordering::Relaxed) {
+        madsim::time::sleep(Duration::from_millis(500)).await;
+        if conn.is_none() {
+            conn = Conn::connect(BROKER_ADDR).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let Ok(Some(ResponseKind::DescribeGroups(response))) =
+            c.call(ApiKey::DescribeGroups, 5, &request, true).await
+        else {
+            conn = None;
+            continue;
+        };
+        let Some(group) = response.groups.first().filter(|g| g.error_code == 0) else {
+            continue;
+        };
+        let members = group
+            .members
+            .iter()
+            .map(|m| m.member_id.as_str().to_string())
+            .collect();
+        history
+            .lock()
+            .expect("history")
+            .group_events
+            .push(GroupEvent::Described {
+                members,
+                at_ms: now().0,
+            });
+    }
+}
+
 impl Member {
     async fn call(
         &mut self,
@@ -115,7 +177,7 @@ impl Member {
         let mut join = JoinGroupRequest::default();
         join.group_id = group_id();
         join.session_timeout_ms = SESSION_TIMEOUT_MS;
-        join.rebalance_timeout_ms = 8_000;
+        join.rebalance_timeout_ms = REBALANCE_TIMEOUT_MS;
         join.member_id = StrBytes::from_string(self.member_id.clone());
         join.group_instance_id = None;
         join.protocol_type = StrBytes::from_static_str("consumer");
@@ -141,6 +203,15 @@ impl Member {
         }
         self.member_id = joined.member_id.as_str().to_string();
         let generation = joined.generation_id;
+        self.history
+            .lock()
+            .expect("history")
+            .group_events
+            .push(GroupEvent::Joined {
+                member: self.index,
+                member_id: self.member_id.clone(),
+                at_ms: now().0,
+            });
         let mut sync = SyncGroupRequest::default();
         sync.group_id = group_id();
         sync.generation_id = generation;

@@ -14,7 +14,7 @@ use crate::broker_node::{now, run_broker};
 use crate::checker::{check, Verdict};
 use crate::disk::SimDisk;
 use crate::faults::{CrashKind, DiskFaultKind, FaultPlan};
-use crate::group_member::group_member;
+use crate::group_member::{group_member, observe_group, GroupEvent};
 use crate::trace::Trace;
 use crate::workload::{self, History, SharedHistory};
 use crate::Options;
@@ -133,6 +133,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 .build()
         })
         .collect();
+    drop(client_nodes[0].spawn(observe_group(stop.clone(), history.clone())));
     for id in 0..CONSUMERS {
         let task = workload::consumer(id, stop.clone(), history.clone());
         drop(client_nodes[1 + PRODUCERS + IDEMPOTENT_PRODUCERS + id].spawn(task));
@@ -215,6 +216,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             }
             Event::MemberDown(member, false) => {
                 handle.kill(members[member].id());
+                history
+                    .lock()
+                    .expect("history")
+                    .group_events
+                    .push(GroupEvent::Killed {
+                        member,
+                        at_ms: now().0,
+                    });
                 trace.record(format!("{} fault: member{member} killed", now().0));
             }
             Event::MemberUp(member, false) => {

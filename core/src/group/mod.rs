@@ -571,6 +571,9 @@ impl GroupCoordinator {
                 .members
                 .values()
                 .filter(|m| !m.is_kept_alive() && m.session_deadline <= now)
+                .filter(|_| {
+                    !crate::planted::is_planted(crate::planted::PlantedBug::SkipSessionExpiry)
+                })
                 .map(|m| m.member_id.clone())
                 .collect();
             for member_id in expired {
