@@ -225,8 +225,55 @@ class TopicDescription:
     def partitions(self) -> List[PartitionDescription]: ...
 
 @final
+@final
+class GroupListing:
+    """One consumer group as ``Admin.list_groups`` reports it."""
+
+    @property
+    def group_id(self) -> str: ...
+    @property
+    def state(self) -> Optional[str]:
+        """The group's state ("Stable", "Empty", …); None from brokers that do not say."""
+    @property
+    def protocol_type(self) -> str: ...
+
+@final
+class MemberDescription:
+    """One member of a described group."""
+
+    @property
+    def member_id(self) -> str: ...
+    @property
+    def instance_id(self) -> Optional[str]:
+        """The member's group.instance.id if it is a static member."""
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_host(self) -> str: ...
+    @property
+    def assignment(self) -> List[TopicPartition]:
+        """Its partitions (decoded for "consumer" groups; empty otherwise)."""
+
+@final
+class GroupDescription:
+    """A consumer group as ``Admin.describe_group`` reports it."""
+
+    @property
+    def group_id(self) -> str: ...
+    @property
+    def state(self) -> str:
+        """One of PreparingRebalance, CompletingRebalance, Stable or Empty."""
+    @property
+    def protocol_type(self) -> str: ...
+    @property
+    def protocol(self) -> str:
+        """The assignor the members agreed on ("range", …); empty between generations."""
+    @property
+    def members(self) -> List[MemberDescription]: ...
+
 class Admin:
-    """Topics and their configs. Every call waits with the GIL released."""
+    """Topics and their configs, consumer groups and their committed offsets. Every call
+    waits with the GIL released."""
 
     def __new__(cls, bootstrap_servers: str, *, config: Optional[Mapping[str, _ConfigValue]] = None) -> "Admin": ...
     def create_topic(
@@ -243,6 +290,20 @@ class Admin:
     def create_partitions(self, name: str, total_partitions: int) -> None: ...
     def describe_configs(self, name: str) -> Dict[str, Optional[str]]: ...
     def alter_configs(self, name: str, changes: Mapping[str, Optional[_ConfigValue]]) -> None: ...
+    def list_groups(self, states: Optional[Sequence[str]] = None) -> List[GroupListing]:
+        """Every consumer group, sorted by id; only those in ``states`` if given."""
+    def describe_group(self, group: str) -> GroupDescription:
+        """State, protocol and members; BrookError named GROUP_ID_NOT_FOUND if unknown."""
+    def delete_group(self, group: str) -> None:
+        """Deletes the group and its offsets; NON_EMPTY_GROUP while it has members."""
+    def list_group_offsets(
+        self, group: str, partitions: Optional[Sequence[_PartitionLike]] = None
+    ) -> Dict[TopicPartition, int]:
+        """Committed offsets (next offset to read); partitions without one are absent."""
+    def alter_group_offsets(self, group: str, offsets: Mapping[_PartitionLike, int]) -> None:
+        """Sets committed offsets; the group must have no members (else UNKNOWN_MEMBER_ID)."""
+    def delete_group_offsets(self, group: str, partitions: Sequence[_PartitionLike]) -> None:
+        """Deletes committed offsets; refused for topics the group's members consume."""
     def close(self) -> None: ...
     def __enter__(self) -> "Admin": ...
     def __exit__(self, *args: object) -> bool: ...

@@ -32,6 +32,9 @@ fn _brook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<consumer::Consumer>()?;
     m.add_class::<consumer::CommitFuture>()?;
     m.add_class::<admin::Admin>()?;
+    m.add_class::<admin::GroupListing>()?;
+    m.add_class::<admin::GroupDescription>()?;
+    m.add_class::<admin::MemberDescription>()?;
     m.add_class::<types::Record>()?;
     m.add_class::<types::RecordMetadata>()?;
     m.add_class::<types::TopicPartition>()?;

@@ -1,5 +1,7 @@
 """Admin calls, and bad input answered with a BrookError that names the Kafka error."""
 
+import time
+
 import pytest
 
 import brook
@@ -88,3 +90,61 @@ def test_errors_are_exceptions_with_kafka_names():
 
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is brook.ProducerFencedError and again.code == 90
+
+
+def test_group_admin_describe_alter_read_back_delete(broker, admin, make_topic):
+    from conftest import group_name
+
+    topic = make_topic(partitions=2)
+    with brook.Producer(broker.bootstrap) as producer:
+        for i in range(6):
+            producer.send(topic, f"v{i}".encode(), partition=i % 2)
+    group = group_name()
+    consumer = brook.Consumer(
+        broker.bootstrap,
+        group_id=group,
+        topics=[topic],
+        auto_offset_reset="earliest",
+        config={"client.id": "admin-test"},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            consumer.poll(timeout=0.2)
+        described = admin.describe_group(group)
+        assert isinstance(described, brook.GroupDescription)
+        assert (described.group_id, described.state) == (group, "Stable")
+        assert (described.protocol_type, described.protocol) == ("consumer", "range")
+        [member] = described.members
+        assert isinstance(member, brook.MemberDescription)
+        assert member.client_id == "admin-test"
+        assert "127.0.0.1" in member.client_host
+        assert member.instance_id is None
+        assert sorted(member.assignment) == [brook.TopicPartition(topic, 0), brook.TopicPartition(topic, 1)]
+        listed = {g.group_id: g for g in admin.list_groups()}
+        assert all(isinstance(g, brook.GroupListing) for g in listed.values())
+        assert (listed[group].state, listed[group].protocol_type) == ("Stable", "consumer")
+        assert group not in {g.group_id for g in admin.list_groups(states=["Empty"])}
+        # Offsets of a group with members are the members' business.
+        with pytest.raises(brook.BrookError) as info:
+            admin.alter_group_offsets(group, {(topic, 0): 1})
+        assert info.value.name == "UNKNOWN_MEMBER_ID"
+        with pytest.raises(brook.BrookError) as info:
+            admin.delete_group(group)
+        assert info.value.name == "NON_EMPTY_GROUP"
+    finally:
+        consumer.close()
+
+    admin.alter_group_offsets(group, {brook.TopicPartition(topic, 0): 1, (topic, 1): 2})
+    assert admin.list_group_offsets(group) == {
+        brook.TopicPartition(topic, 0): 1,
+        brook.TopicPartition(topic, 1): 2,
+    }
+    assert admin.list_group_offsets(group, [(topic, 1)]) == {brook.TopicPartition(topic, 1): 2}
+    assert admin.describe_group(group).state == "Empty"
+    admin.delete_group(group)
+    with pytest.raises(brook.BrookError) as info:
+        admin.describe_group(group)
+    assert (info.value.name, info.value.code) == ("GROUP_ID_NOT_FOUND", 69)
+    assert admin.list_group_offsets(group) == {}

@@ -1,6 +1,8 @@
-//! The admin client: topics (create, delete, list, describe, add partitions) and topic
-//! configs (describe, incremental alter). Requests go to the controller when the metadata
-//! names one, otherwise to any broker.
+//! The admin client: topics (create, delete, list, describe, add partitions), topic
+//! configs (describe, incremental alter), partition offsets, and consumer groups (list,
+//! describe, delete, committed offsets; in `admin/groups.rs`). Topic requests go to the
+//! controller when the metadata names one, otherwise to any broker; group requests go to
+//! the group's coordinator.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,16 @@ use crate::error::{check, Error};
 use crate::network::{Network, NetworkConfig, TopicInfo};
 use crate::parse_number;
 
+mod groups;
+
+pub use groups::{GroupDescription, GroupListing, GroupState, MemberDescription, OffsetSpec};
+
 /// The config resource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
 const RESOURCE_TOPIC: i8 = 2;
+/// DescribeConfigs config source of a value set on the topic itself (v1+).
+const CONFIG_SOURCE_TOPIC: i8 = 1;
+/// The config source v0 answers decode with (v0 has none).
+const CONFIG_SOURCE_UNKNOWN: i8 = -1;
 /// Versions this client speaks of each admin API.
 const CREATE_TOPICS_VERSIONS: (i16, i16) = (0, 7);
 const DELETE_TOPICS_VERSIONS: (i16, i16) = (0, 6);
@@ -122,6 +132,9 @@ pub struct ConfigEntry {
     pub is_default: bool,
     /// Whether the value is hidden because it is secret.
     pub is_sensitive: bool,
+    /// Whether the value is set on the resource itself (config source TOPIC_CONFIG; before
+    /// DescribeConfigs v1, which has no source, whether it is not the default).
+    pub is_override: bool,
 }
 
 /// An admin client.
@@ -206,8 +219,19 @@ impl Admin {
 
     /// A topic's partitions with their leaders, replicas and in-sync replicas.
     pub async fn describe_topic(&self, topic: &str) -> Result<TopicInfo, Error> {
+        self.topic_metadata(topic, false).await
+    }
+
+    /// Like [`Admin::describe_topic`], but with `allow_auto_create` the broker creates an
+    /// unknown topic if its `auto.create.topics.enable` allows, as it does for producers
+    /// (the console producer needs the partition count of the topic it creates).
+    pub async fn topic_metadata(
+        &self,
+        topic: &str,
+        allow_auto_create: bool,
+    ) -> Result<TopicInfo, Error> {
         self.network.mark_stale();
-        self.network.topic(topic, false).await
+        self.network.topic(topic, allow_auto_create).await
     }
 
     /// Every config of `topic`, with whether each is a default.
@@ -238,6 +262,11 @@ impl Admin {
                 // v0 has is_default; later versions say it with config_source 5 (DEFAULT).
                 is_default: c.is_default || c.config_source == 5,
                 is_sensitive: c.is_sensitive,
+                is_override: match c.config_source {
+                    CONFIG_SOURCE_TOPIC => true,
+                    CONFIG_SOURCE_UNKNOWN => !c.is_default,
+                    _ => false,
+                },
             })
             .collect();
         Ok(entries)

@@ -2,7 +2,7 @@
 //! without one (the C and Python bindings, scripts). Do not call them from inside an async
 //! context; blocking a runtime's thread on another runtime panics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +11,8 @@ use tokio::runtime::Runtime;
 
 use crate::{
     AdminConfig, ConfigEntry, ConfigOp, ConsumerConfig, ConsumerRecord, DeliveryFuture, Error,
-    NewTopic, ProducerConfig, ProducerRecord, RebalanceListener, RecordMetadata, TopicInfo,
-    TopicPartition,
+    GroupDescription, GroupListing, GroupState, NewTopic, OffsetSpec, ProducerConfig,
+    ProducerRecord, RebalanceListener, RecordMetadata, TopicInfo, TopicPartition,
 };
 
 /// A runtime with worker threads, so a producer's background task runs between calls.
@@ -425,5 +425,67 @@ impl Admin {
     pub fn create_partitions(&self, topic: &str, total_partitions: i32) -> Result<(), Error> {
         self.runtime
             .block_on(self.inner.create_partitions(topic, total_partitions))
+    }
+
+    /// A topic's metadata, asking the broker to create it if unknown and its
+    /// `auto.create.topics.enable` allows (what a producer does).
+    pub fn topic_metadata(&self, topic: &str, allow_auto_create: bool) -> Result<TopicInfo, Error> {
+        self.runtime
+            .block_on(self.inner.topic_metadata(topic, allow_auto_create))
+    }
+
+    /// The earliest or latest offset of each of `partitions`.
+    pub fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+        self.runtime
+            .block_on(self.inner.list_offsets(partitions, spec))
+    }
+
+    /// Every group, sorted by id; only those in `states` if given.
+    pub fn list_groups(&self, states: Option<&[GroupState]>) -> Result<Vec<GroupListing>, Error> {
+        self.runtime.block_on(self.inner.list_groups(states))
+    }
+
+    /// Each of `groups` with its state and members (GROUP_ID_NOT_FOUND if one is unknown).
+    pub fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>, Error> {
+        self.runtime.block_on(self.inner.describe_groups(groups))
+    }
+
+    /// Deletes `groups` (each must be empty).
+    pub fn delete_groups(&self, groups: &[&str]) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.delete_groups(groups))
+    }
+
+    /// `group`'s committed offsets, of `partitions` or of all when `None`.
+    pub fn list_group_offsets(
+        &self,
+        group: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+        self.runtime
+            .block_on(self.inner.list_group_offsets(group, partitions))
+    }
+
+    /// Sets `group`'s committed offsets (the group must have no members).
+    pub fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.alter_group_offsets(group, offsets))
+    }
+
+    /// Deletes `group`'s committed offsets of `partitions`.
+    pub fn delete_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.delete_group_offsets(group, partitions))
     }
 }

@@ -37,9 +37,9 @@ const FETCH_VERSIONS: (i16, i16) = (4, 12);
 /// ListOffsets v1 is the first with a single offset per partition.
 const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 7);
 /// ListOffsets timestamp meaning "the log start offset".
-const EARLIEST_TIMESTAMP: i64 = -2;
+pub(crate) const EARLIEST_TIMESTAMP: i64 = -2;
 /// ListOffsets timestamp meaning "the log end offset" (the last stable one in read_committed).
-const LATEST_TIMESTAMP: i64 = -1;
+pub(crate) const LATEST_TIMESTAMP: i64 = -1;
 /// How many times a ListOffsets lookup retries retriable failures.
 const LIST_OFFSETS_ATTEMPTS_MAX: u32 = 10;
 /// The shortest session timeout a Kafka broker accepts by default
@@ -594,23 +594,8 @@ impl Consumer {
 
     /// One partition's ListOffsets answer.
     async fn list_offset(&self, tp: &TopicPartition, timestamp: i64) -> Result<i64, Error> {
-        let addr = self.network.leader_addr(&tp.topic, tp.partition).await?;
-        let isolation = self.config.isolation_level.wire();
-        let response = self
-            .network
-            .call(&addr, LIST_OFFSETS_VERSIONS, Duration::ZERO, |version| {
-                list_offsets_request(version, tp, timestamp, isolation)
-            })
-            .await?;
-        let answer = response
-            .topics
-            .iter()
-            .filter(|t| t.name.0.as_str() == tp.topic)
-            .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition_index == tp.partition)
-            .ok_or_else(|| Error::kafka(13, format!("ListOffsets left out {tp}")))?;
-        crate::error::check(answer.error_code, None, &format!("ListOffsets {tp}"))?;
-        Ok(answer.offset)
+        let isolation = self.config.isolation_level;
+        list_offset(&self.network, tp, timestamp, isolation).await
     }
 
     /// One round of fetches: a Fetch to each leader of a fetchable partition, concurrently,
@@ -844,6 +829,31 @@ impl ReadContext<'_> {
 
 /// A ListOffsets request for one partition, with the isolation level only where the version
 /// has the field (v2+; kafka-protocol refuses to encode it earlier).
+/// One partition's offset at `timestamp` (-2 earliest, -1 latest) from its leader
+/// (ListOffsets); shared with the admin client.
+pub(crate) async fn list_offset(
+    network: &Network,
+    tp: &TopicPartition,
+    timestamp: i64,
+    isolation: IsolationLevel,
+) -> Result<i64, Error> {
+    let addr = network.leader_addr(&tp.topic, tp.partition).await?;
+    let response = network
+        .call(&addr, LIST_OFFSETS_VERSIONS, Duration::ZERO, |version| {
+            list_offsets_request(version, tp, timestamp, isolation.wire())
+        })
+        .await?;
+    let answer = response
+        .topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == tp.topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == tp.partition)
+        .ok_or_else(|| Error::kafka(13, format!("ListOffsets left out {tp}")))?;
+    crate::error::check(answer.error_code, None, &format!("ListOffsets {tp}"))?;
+    Ok(answer.offset)
+}
+
 fn list_offsets_request(
     version: i16,
     tp: &TopicPartition,

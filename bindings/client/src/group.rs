@@ -25,7 +25,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, JoinGroupRequest,
-    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse,
+    SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::task::JoinHandle;
@@ -36,18 +37,18 @@ use crate::error::{check, Error};
 use crate::network::{Network, NetworkConfig};
 use crate::TopicPartition;
 
-const FIND_COORDINATOR_VERSIONS: (i16, i16) = (0, 4);
+pub(crate) const FIND_COORDINATOR_VERSIONS: (i16, i16) = (0, 4);
 /// JoinGroup v1 is the first with a rebalance timeout.
 const JOIN_GROUP_VERSIONS: (i16, i16) = (1, 9);
 const SYNC_GROUP_VERSIONS: (i16, i16) = (0, 5);
 const HEARTBEAT_VERSIONS: (i16, i16) = (0, 4);
 const LEAVE_GROUP_VERSIONS: (i16, i16) = (0, 5);
 /// OffsetCommit v2 is the oldest Kafka 4 serves; v9 only adds KIP-848 member epochs.
-const OFFSET_COMMIT_VERSIONS: (i16, i16) = (2, 8);
+pub(crate) const OFFSET_COMMIT_VERSIONS: (i16, i16) = (2, 8);
 /// OffsetFetch v1 is the oldest Kafka 4 serves; v8 switches to batched groups.
-const OFFSET_FETCH_VERSIONS: (i16, i16) = (1, 7);
+pub(crate) const OFFSET_FETCH_VERSIONS: (i16, i16) = (1, 7);
 /// The protocol type of every consumer group.
-const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+pub(crate) const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 /// How many JoinGroup/SyncGroup rounds one join may take before giving up.
 const JOIN_ROUNDS_MAX: u32 = 50;
 /// How many times an OffsetFetch retries retriable failures.
@@ -173,14 +174,7 @@ impl GroupClient {
         if let Some(addr) = self.lock().coordinator.clone() {
             return Ok(addr);
         }
-        let group = self.settings.group_id.clone();
-        let response = self
-            .network
-            .call_any(FIND_COORDINATOR_VERSIONS, |version| {
-                find_coordinator_request(version, &group)
-            })
-            .await?;
-        let addr = coordinator_addr(&response)?;
+        let addr = find_coordinator(&self.network, &self.settings.group_id).await?;
         self.lock().coordinator = Some(addr.clone());
         Ok(addr)
     }
@@ -568,40 +562,73 @@ impl GroupClient {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, Option<i64>>, Error> {
+        let group_id = &self.settings.group_id;
+        let response = self
+            .call(OFFSET_FETCH_VERSIONS, Duration::ZERO, |_| {
+                offset_fetch_request(group_id, Some(partitions))
+            })
+            .await?;
+        let committed = committed_offsets(&response)?;
+        Ok(partitions
+            .iter()
+            .map(|tp| (tp.clone(), committed.get(tp).copied()))
+            .collect())
+    }
+}
+
+/// The HOST:PORT of `group`'s coordinator, asked of any broker (FindCoordinator). Shared by
+/// group members and the admin client.
+pub(crate) async fn find_coordinator(network: &Network, group: &str) -> Result<String, Error> {
+    let response = network
+        .call_any(FIND_COORDINATOR_VERSIONS, |version| {
+            find_coordinator_request(version, group)
+        })
+        .await?;
+    coordinator_addr(&response)
+}
+
+/// An OffsetFetch request (v1–7 layout) of `group`'s committed offsets of `partitions`, or
+/// of every partition it has committed when `None` (v2+).
+pub(crate) fn offset_fetch_request(
+    group: &str,
+    partitions: Option<&[TopicPartition]>,
+) -> OffsetFetchRequest {
+    let topics = partitions.map(|partitions| {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for tp in partitions {
             by_topic.entry(&tp.topic).or_default().push(tp.partition);
         }
-        let topics: Vec<OffsetFetchRequestTopic> = by_topic
+        by_topic
             .into_iter()
             .map(|(name, indexes)| {
                 OffsetFetchRequestTopic::default()
                     .with_name(TopicName(StrBytes::from_string(name.to_string())))
                     .with_partition_indexes(indexes)
             })
-            .collect();
-        let group_id = self.settings.group_id.clone();
-        let response = self
-            .call(OFFSET_FETCH_VERSIONS, Duration::ZERO, |_| {
-                OffsetFetchRequest::default()
-                    .with_group_id(GroupId(StrBytes::from_string(group_id)))
-                    .with_topics(Some(topics))
-            })
-            .await?;
-        check(response.error_code, None, "OffsetFetch")?;
-        let mut found: HashMap<TopicPartition, Option<i64>> =
-            partitions.iter().map(|tp| (tp.clone(), None)).collect();
-        for topic in &response.topics {
-            for partition in &topic.partitions {
-                let tp = TopicPartition::new(topic.name.0.as_str(), partition.partition_index);
-                check(partition.error_code, None, &format!("OffsetFetch {tp}"))?;
-                if let Some(slot) = found.get_mut(&tp) {
-                    *slot = Some(partition.committed_offset).filter(|&o| o >= 0);
-                }
+            .collect()
+    });
+    OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(topics)
+}
+
+/// The committed offsets in an OffsetFetch answer; partitions without one (offset -1) are
+/// left out. The first group or partition error fails the whole answer.
+pub(crate) fn committed_offsets(
+    response: &OffsetFetchResponse,
+) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+    check(response.error_code, None, "OffsetFetch")?;
+    let mut found = BTreeMap::new();
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            let tp = TopicPartition::new(topic.name.0.as_str(), partition.partition_index);
+            check(partition.error_code, None, &format!("OffsetFetch {tp}"))?;
+            if partition.committed_offset >= 0 {
+                found.insert(tp, partition.committed_offset);
             }
         }
-        Ok(found)
     }
+    Ok(found)
 }
 
 /// A FindCoordinator request for a group: one key (v0–3) or a batch of one (v4+).
@@ -648,7 +675,9 @@ fn leave_request(version: i16, group: &str, member_id: &str, reason: &str) -> Le
     }
 }
 
-fn commit_topics(offsets: &BTreeMap<TopicPartition, i64>) -> Vec<OffsetCommitRequestTopic> {
+pub(crate) fn commit_topics(
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> Vec<OffsetCommitRequestTopic> {
     let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
     for (tp, &offset) in offsets {
         topics.entry(&tp.topic).or_default().push(

@@ -50,7 +50,10 @@ mod network;
 mod partitioner;
 mod producer;
 
-pub use admin::{Admin, AdminConfig, ConfigEntry, ConfigOp, NewTopic};
+pub use admin::{
+    Admin, AdminConfig, ConfigEntry, ConfigOp, GroupDescription, GroupListing, GroupState,
+    MemberDescription, NewTopic, OffsetSpec,
+};
 pub use assignor::Assignor;
 pub use brook_core::record::{Compression, Header};
 pub use brook_core::ErrorCode;

@@ -70,6 +70,8 @@ pub struct PartitionInfo {
 pub struct TopicInfo {
     /// The topic's name.
     pub name: String,
+    /// Its topic id, when the broker sent one (Metadata v10+, not nil).
+    pub topic_id: Option<String>,
     /// Whether it is an internal topic (`__consumer_offsets`, …).
     pub is_internal: bool,
     /// Its partitions, by index.
@@ -247,6 +249,7 @@ impl Network {
             partitions.sort_by_key(|p| p.partition);
             let info = TopicInfo {
                 name: name.clone(),
+                topic_id: (!topic.topic_id.is_nil()).then(|| topic.topic_id.to_string()),
                 is_internal: topic.is_internal,
                 partitions,
             };
@@ -329,6 +332,19 @@ impl Network {
                 ))
             }
         }
+    }
+
+    /// The address of every broker the metadata named, sorted; the bootstrap list before
+    /// any metadata arrived.
+    pub fn broker_addrs(&self) -> Vec<String> {
+        let image = self.image.lock().expect("metadata lock");
+        let mut addrs: Vec<String> = image.brokers.values().cloned().collect();
+        if addrs.is_empty() {
+            addrs = self.config.bootstrap.clone();
+        }
+        addrs.sort();
+        addrs.dedup();
+        addrs
     }
 
     /// Broker addresses to try for requests any broker can answer.

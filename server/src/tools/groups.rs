@@ -7,21 +7,14 @@
 //! while the group is Empty; it checks the state first so the refusal is a clear one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 
-use brook_core::ErrorCode;
+use brook_client::{blocking, ErrorCode, GroupDescription, GroupState, OffsetSpec, TopicPartition};
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetFetchRequest,
-};
 
-use super::assignor::{self, Assignment, PROTOCOL_TYPE};
-use super::client::Client;
-use super::consume::{list_offsets, EARLIEST, LATEST};
-use super::member::{self, broker_error, group_id, Offsets};
 use super::{ConnectArgs, ToolError};
+
+/// Offsets keyed by (topic, partition).
+pub type Offsets = BTreeMap<(String, i32), i64>;
 
 /// Flags of `brook groups`.
 #[derive(Args, Debug)]
@@ -89,34 +82,26 @@ pub struct ResetTarget {
 
 /// Runs `brook groups …`, printing results on stdout.
 pub fn run(args: GroupsArgs) -> Result<(), ToolError> {
-    let mut client = Client::connect(&args.connect.bootstrap)?;
+    let admin = super::admin(&args.connect.bootstrap)?;
     let text = match args.command {
-        GroupsCommand::List => list_groups(&mut client)?,
-        GroupsCommand::Describe { group } => describe_group(&mut client, &group)?,
-        GroupsCommand::ResetOffsets(reset) => reset_offsets(&mut client, &reset)?,
-        GroupsCommand::Delete { group } => delete_group(&mut client, &group)?,
+        GroupsCommand::List => list_groups(&admin)?,
+        GroupsCommand::Describe { group } => describe_group(&admin, &group)?,
+        GroupsCommand::ResetOffsets(reset) => reset_offsets(&admin, &reset)?,
+        GroupsCommand::Delete { group } => delete_group(&admin, &group)?,
     };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| ToolError::Io {
-            what: "cannot write to stdout",
-            source,
-        })
+    super::print(&text)
 }
 
-fn list_groups(client: &mut Client) -> Result<String, ToolError> {
-    let version = client.version::<ListGroupsRequest>(0, 5)?;
-    let response = client.call(version, &ListGroupsRequest::default())?;
-    ToolError::check(|| "list groups".to_string(), response.error_code, None)?;
-    let mut rows: Vec<Vec<String>> = response
-        .groups
-        .iter()
+fn list_groups(admin: &blocking::Admin) -> Result<String, ToolError> {
+    let mut rows: Vec<Vec<String>> = admin
+        .list_groups(None)?
+        .into_iter()
         .map(|group| {
+            let state = group.state.map(|s| s.to_string()).unwrap_or_default();
             vec![
-                group.group_id.0.to_string(),
-                or_dash(group.group_state.as_str()),
-                or_dash(group.protocol_type.as_str()),
+                group.group_id,
+                or_dash(&state),
+                or_dash(&group.protocol_type),
             ]
         })
         .collect();
@@ -125,101 +110,90 @@ fn list_groups(client: &mut Client) -> Result<String, ToolError> {
     Ok(table(&rows))
 }
 
-/// DescribeGroups of one group; an unknown group (state Dead) is `None`.
-fn describe(client: &mut Client, group: &str) -> Result<DescribedGroup, ToolError> {
-    member::find_coordinator(client, group)?;
-    let version = client.version::<DescribeGroupsRequest>(0, 5)?;
-    let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
-    let response = client.call(version, &request)?;
-    let described = response
-        .groups
+/// The group's description; `None` if the coordinator does not know it (Dead).
+fn describe(admin: &blocking::Admin, group: &str) -> Result<Option<GroupDescription>, ToolError> {
+    match admin.describe_groups(&[group]) {
+        Ok(mut described) => Ok(described.pop()),
+        Err(err) if err.code() == ErrorCode::GroupIdNotFound => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn not_found(group: &str) -> ToolError {
+    ToolError::Broker {
+        what: format!("group {group}"),
+        code: ErrorCode::GroupIdNotFound,
+        message: None,
+    }
+}
+
+fn describe_group(admin: &blocking::Admin, group: &str) -> Result<String, ToolError> {
+    let described = describe(admin, group)?;
+    let committed: Offsets = admin
+        .list_group_offsets(group, None)?
         .into_iter()
-        .find(|g| g.group_id.0.as_str() == group)
-        .ok_or_else(|| ToolError::Corrupt(format!("DescribeGroups omitted group {group}")))?;
-    ToolError::check(|| format!("group {group}"), described.error_code, None)?;
-    Ok(described)
-}
-
-/// One member as `describe` prints it.
-struct MemberRow {
-    member_id: String,
-    client_id: String,
-    host: String,
-    assignment: Assignment,
-}
-
-fn describe_group(client: &mut Client, group: &str) -> Result<String, ToolError> {
-    let described = describe(client, group)?;
-    let fetch_version = client.version::<OffsetFetchRequest>(2, 7)?;
-    let committed = member::fetch_committed(client, fetch_version, group, None)?;
-    let state = described.group_state.as_str();
-    if state == "Dead" && committed.is_empty() {
-        return Err(broker_error(
-            format!("group {group}"),
-            ErrorCode::GroupIdNotFound,
-        ));
-    }
-    let mut members = Vec::new();
-    for m in &described.members {
-        let assignment = if described.protocol_type.as_str() == PROTOCOL_TYPE {
-            assignor::decode_assignment(&m.member_assignment).map_err(|err| {
-                ToolError::Corrupt(format!("member {}: {err}", m.member_id.as_str()))
-            })?
-        } else {
-            Assignment::new()
-        };
-        members.push(MemberRow {
-            member_id: m.member_id.to_string(),
-            client_id: m.client_id.to_string(),
-            host: m.client_host.to_string(),
-            assignment,
-        });
-    }
-    let ends = log_end_offsets(client, &members, &committed)?;
-    Ok(format_description(&described, &members, &committed, &ends))
+        .map(|(tp, offset)| ((tp.topic, tp.partition), offset))
+        .collect();
+    let described = match described {
+        Some(described) => described,
+        None if committed.is_empty() => return Err(not_found(group)),
+        // Offsets without a group the coordinator describes: show them under Dead.
+        None => GroupDescription {
+            group_id: group.to_string(),
+            state: GroupState::Dead,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        },
+    };
+    let ends = log_end_offsets(admin, &described, &committed)?;
+    Ok(format_description(&described, &committed, &ends))
 }
 
 /// The log end offset of every partition that is assigned or has a committed offset; a topic
 /// whose offsets cannot be listed (e.g. deleted) is absent.
 fn log_end_offsets(
-    client: &mut Client,
-    members: &[MemberRow],
+    admin: &blocking::Admin,
+    described: &GroupDescription,
     committed: &Offsets,
 ) -> Result<Offsets, ToolError> {
     let mut partitions: BTreeMap<&str, BTreeSet<i32>> = BTreeMap::new();
-    for m in members {
-        for (topic, indexes) in &m.assignment {
-            partitions.entry(topic).or_default().extend(indexes);
-        }
+    for tp in described.members.iter().flat_map(|m| &m.assignment) {
+        partitions
+            .entry(&tp.topic)
+            .or_default()
+            .insert(tp.partition);
     }
     for (topic, partition) in committed.keys() {
         partitions.entry(topic).or_default().insert(*partition);
     }
-    let version = client.version::<ListOffsetsRequest>(1, 7)?;
     let mut ends = Offsets::new();
     for (topic, indexes) in partitions {
-        let indexes: Vec<i32> = indexes.into_iter().collect();
-        match list_offsets(client, version, topic, &indexes, LATEST) {
-            Ok(found) => ends.extend(found.into_iter().map(|(p, o)| ((topic.to_string(), p), o))),
-            Err(ToolError::Broker { .. }) => {} // shown as "-"
-            Err(err) => return Err(err),
+        let tps: Vec<TopicPartition> = indexes
+            .into_iter()
+            .map(|p| TopicPartition::new(topic, p))
+            .collect();
+        match admin.list_offsets(&tps, OffsetSpec::Latest) {
+            Ok(found) => ends.extend(
+                found
+                    .into_iter()
+                    .map(|(tp, offset)| ((tp.topic, tp.partition), offset)),
+            ),
+            Err(brook_client::Error::Kafka { .. }) => {} // shown as "-"
+            Err(err) => return Err(err.into()),
         }
     }
     Ok(ends)
 }
 
-fn format_description(
-    described: &DescribedGroup,
-    members: &[MemberRow],
-    committed: &Offsets,
-    ends: &Offsets,
-) -> String {
+fn format_description(described: &GroupDescription, committed: &Offsets, ends: &Offsets) -> String {
+    let members = &described.members;
     let mut text = format!(
         "Group: {}\tState: {}\tProtocolType: {}\tProtocol: {}\tMembers: {}\n\n",
-        described.group_id.0.as_str(),
-        described.group_state.as_str(),
-        or_dash(described.protocol_type.as_str()),
-        or_dash(described.protocol_data.as_str()),
+        described.group_id,
+        described.state,
+        or_dash(&described.protocol_type),
+        or_dash(&described.protocol),
         members.len()
     );
     let mut owners: BTreeMap<(String, i32), &str> = BTreeMap::new();
@@ -229,16 +203,14 @@ fn format_description(
         let mut rows = vec![header(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"])];
         for m in members {
             let mut assigned = Vec::new();
-            for (topic, indexes) in &m.assignment {
-                for &index in indexes {
-                    owners.insert((topic.clone(), index), &m.member_id);
-                    assigned.push(format!("{topic}-{index}"));
-                }
+            for tp in &m.assignment {
+                owners.insert((tp.topic.clone(), tp.partition), &m.member_id);
+                assigned.push(tp.to_string());
             }
             rows.push(vec![
                 m.member_id.clone(),
                 or_dash(&m.client_id),
-                or_dash(&m.host),
+                or_dash(&m.client_host),
                 or_dash(&assigned.join(",")),
             ]);
         }
@@ -275,19 +247,20 @@ fn format_description(
     text
 }
 
-fn reset_offsets(client: &mut Client, args: &ResetArgs) -> Result<String, ToolError> {
+fn reset_offsets(admin: &blocking::Admin, args: &ResetArgs) -> Result<String, ToolError> {
     let group = &args.group;
-    let described = describe(client, group)?;
-    let state = described.group_state.as_str();
-    if state != "Empty" && state != "Dead" {
-        return Err(ToolError::Usage(format!(
-            "cannot reset the offsets of group {group}: it is {state} with {} members; \
-             offsets can be reset only while the group is Empty (stop its consumers first)",
-            described.members.len()
-        )));
+    if let Some(described) = describe(admin, group)? {
+        if described.state != GroupState::Empty {
+            return Err(ToolError::Usage(format!(
+                "cannot reset the offsets of group {group}: it is {} with {} members; \
+                 offsets can be reset only while the group is Empty (stop its consumers first)",
+                described.state,
+                described.members.len()
+            )));
+        }
     }
-    let info = super::topic_info(client, &args.topic, false)?;
-    let mut partitions: Vec<i32> = info.partitions.iter().map(|p| p.index).collect();
+    let info = super::topic_info(admin, &args.topic, false)?;
+    let mut partitions: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
     if let Some(partition) = args.partition {
         if !partitions.contains(&partition) {
             return Err(ToolError::Usage(format!(
@@ -298,20 +271,22 @@ fn reset_offsets(client: &mut Client, args: &ResetArgs) -> Result<String, ToolEr
         }
         partitions = vec![partition];
     }
-    let list_version = client.version::<ListOffsetsRequest>(1, 7)?;
-    let earliest = list_offsets(client, list_version, &args.topic, &partitions, EARLIEST)?;
-    let latest = list_offsets(client, list_version, &args.topic, &partitions, LATEST)?;
-    let mut offsets = Offsets::new();
-    for &partition in &partitions {
-        let (low, high) = (earliest[&partition], latest[&partition]);
+    let tps: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|&p| TopicPartition::new(&args.topic, p))
+        .collect();
+    let earliest = admin.list_offsets(&tps, OffsetSpec::Earliest)?;
+    let latest = admin.list_offsets(&tps, OffsetSpec::Latest)?;
+    let mut offsets = BTreeMap::new();
+    for tp in &tps {
+        let (low, high) = (earliest[tp], latest[tp]);
         let target = match (&args.target, args.target.to_offset) {
             (_, Some(offset)) => {
                 let clamped = offset.clamp(low, high.max(low));
                 if clamped != offset {
                     eprintln!(
-                        "warning: offset {offset} is outside {}-{partition}'s {low}..={high}; \
-                         using {clamped}",
-                        args.topic
+                        "warning: offset {offset} is outside {tp}'s {low}..={high}; \
+                         using {clamped}"
                     );
                 }
                 clamped
@@ -319,45 +294,25 @@ fn reset_offsets(client: &mut Client, args: &ResetArgs) -> Result<String, ToolEr
             (target, None) if target.to_earliest => low,
             _ => high,
         };
-        offsets.insert((args.topic.clone(), partition), target);
+        offsets.insert(tp.clone(), target);
     }
     if !args.dry_run {
-        let version = client.version::<OffsetCommitRequest>(2, 8)?;
-        let failed = member::commit_offsets(client, version, group, (-1, ""), &offsets)?;
-        if let Some((topic, partition, code)) = failed.into_iter().next() {
-            return Err(broker_error(
-                format!("reset the offset of {topic}-{partition} in group {group}"),
-                code,
-            ));
-        }
+        admin.alter_group_offsets(group, &offsets)?;
     }
     let mut rows = vec![header(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"])];
-    for ((topic, partition), offset) in &offsets {
+    for (tp, offset) in &offsets {
         rows.push(vec![
             group.clone(),
-            topic.clone(),
-            partition.to_string(),
+            tp.topic.clone(),
+            tp.partition.to_string(),
             offset.to_string(),
         ]);
     }
     Ok(table(&rows))
 }
 
-fn delete_group(client: &mut Client, group: &str) -> Result<String, ToolError> {
-    member::find_coordinator(client, group)?;
-    let version = client.version::<DeleteGroupsRequest>(0, 2)?;
-    let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
-    let response = client.call(version, &request)?;
-    let result = response
-        .results
-        .iter()
-        .find(|r| r.group_id.0.as_str() == group)
-        .ok_or_else(|| ToolError::Corrupt(format!("DeleteGroups omitted group {group}")))?;
-    ToolError::check(
-        || format!("cannot delete group {group}"),
-        result.error_code,
-        None,
-    )?;
+fn delete_group(admin: &blocking::Admin, group: &str) -> Result<String, ToolError> {
+    admin.delete_groups(&[group])?;
     Ok(format!("Deleted group {group}.\n"))
 }
 
@@ -403,8 +358,6 @@ fn table(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::GroupId;
-    use kafka_protocol::protocol::StrBytes;
 
     #[test]
     fn groups_table_aligns_columns() {
@@ -414,20 +367,22 @@ mod tests {
 
     #[test]
     fn groups_describe_shows_lag_and_owners() {
-        let mut described = DescribedGroup::default();
-        described.group_id = GroupId(StrBytes::from_static_str("g"));
-        described.group_state = StrBytes::from_static_str("Stable");
-        described.protocol_type = StrBytes::from_static_str("consumer");
-        described.protocol_data = StrBytes::from_static_str("range");
-        let members = vec![MemberRow {
-            member_id: "m1".to_string(),
-            client_id: "c".to_string(),
-            host: String::new(),
-            assignment: [("t".to_string(), vec![0, 1])].into(),
-        }];
+        let described = GroupDescription {
+            group_id: "g".to_string(),
+            state: GroupState::Stable,
+            protocol_type: "consumer".to_string(),
+            protocol: "range".to_string(),
+            members: vec![brook_client::MemberDescription {
+                member_id: "m1".to_string(),
+                instance_id: None,
+                client_id: "c".to_string(),
+                client_host: String::new(),
+                assignment: vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)],
+            }],
+        };
         let committed: Offsets = [(("t".to_string(), 0), 5)].into();
         let ends: Offsets = [(("t".to_string(), 0), 9), (("t".to_string(), 1), 3)].into();
-        let text = format_description(&described, &members, &committed, &ends);
+        let text = format_description(&described, &committed, &ends);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],

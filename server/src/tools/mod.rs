@@ -2,29 +2,23 @@
 //! `kafka-console-consumer` and `kafka-consumer-groups`: `brook topics`, `brook produce`,
 //! `brook consume` and `brook groups`.
 //!
-//! They talk to a broker over the Kafka protocol like any other client, through the blocking
-//! [`client::Client`]; they never open a data directory. **API boundary:** nothing here is
-//! used by the broker itself. Every failure becomes a [`ToolError`], which `main` prints as
-//! one `error: …` line before exiting non-zero.
-//!
-//! Gaps: all requests go to the bootstrap broker (fine for one node; leaders and group
-//! coordinators elsewhere are not followed).
+//! They talk to a broker over the Kafka protocol like any other application, through
+//! `brook-client`'s blocking facade (its `Admin`, `Producer` and `Consumer`); they never open
+//! a data directory. **API boundary:** nothing here is used by the broker itself, and no
+//! request is built here — the tools choose what to ask and format the answers. Every
+//! failure becomes a [`ToolError`], which `main` prints as one `error: …` line before
+//! exiting non-zero.
 
-pub mod assignor;
-pub mod client;
 pub mod consume;
 pub mod groups;
-pub mod member;
 pub mod produce;
 pub mod topics;
 
-use brook_core::ErrorCode;
+use brook_client::{blocking, AdminConfig, ErrorCode, TopicInfo};
 use clap::Args;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
 
-use client::{Client, ClientError};
+/// The client id the tools send in every request header.
+pub const CLIENT_ID: &str = "brook-console";
 
 /// The bootstrap address every tool takes.
 #[derive(Args, Debug, Clone)]
@@ -42,17 +36,18 @@ pub struct ConnectArgs {
 /// Why a console tool failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    /// Talking to the broker failed (connection, framing, versions).
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// The broker answered with an error code.
+    /// The client failed: no connection, a timeout, or a broker error code with the
+    /// client's account of what it was doing.
+    #[error("{}", client_text(.0))]
+    Client(#[from] brook_client::Error),
+    /// The broker answered an error code about `what`.
     #[error("{what}: {code}{}", detail(.message))]
     Broker {
         /// What was asked, e.g. "topic orders".
         what: String,
         /// The code the broker answered.
         code: ErrorCode,
-        /// The broker's error message, if it sent one.
+        /// More detail, if any.
         message: Option<String>,
     },
     /// A flag or an input value is not usable.
@@ -66,17 +61,24 @@ pub enum ToolError {
         /// The error.
         source: std::io::Error,
     },
-    /// The broker's answer is inconsistent or its records do not decode.
-    #[error("{0}")]
-    Corrupt(String),
-    /// Some records were not acknowledged; each failed batch was reported on stderr.
+    /// Some records were not acknowledged; each failure was reported on stderr.
     #[error("{failed} of {total} records failed")]
     RecordsFailed {
-        /// Records in failed batches.
+        /// Records that failed.
         failed: u64,
         /// Records read from stdin.
         total: u64,
     },
+}
+
+/// The client's error as one line; a connection failure says which address it was.
+fn client_text(err: &brook_client::Error) -> String {
+    match err {
+        brook_client::Error::Connection { addr, reason } => {
+            format!("cannot connect to {addr}: {reason}")
+        }
+        other => other.to_string(),
+    }
 }
 
 fn detail(message: &Option<String>) -> String {
@@ -87,103 +89,46 @@ fn detail(message: &Option<String>) -> String {
 }
 
 impl ToolError {
-    /// A broker error for `what`, or `Ok` when `code` is NONE.
-    pub fn check(
-        what: impl FnOnce() -> String,
-        code: i16,
-        message: Option<&StrBytes>,
-    ) -> Result<(), ToolError> {
-        if code == 0 {
-            return Ok(());
+    /// A broker error about `what` when `err` carries a Kafka error code, else `err` itself.
+    pub fn about(what: impl Into<String>, err: brook_client::Error) -> ToolError {
+        match err {
+            brook_client::Error::Kafka { code, .. } => ToolError::Broker {
+                what: what.into(),
+                code,
+                message: None,
+            },
+            other => ToolError::Client(other),
         }
-        Err(ToolError::Broker {
-            what: what(),
-            code: ErrorCode::from_code(code),
-            message: message.map(|m| m.as_str().to_string()),
-        })
     }
 }
 
-/// Metadata versions the tools speak (v4 added `allow_auto_topic_creation`).
-const METADATA_VERSIONS: (i16, i16) = (4, 12);
-
-/// One topic's partitions as Metadata describes them.
-#[derive(Debug, Clone)]
-pub struct TopicInfo {
-    /// The topic's name.
-    pub name: String,
-    /// The topic id's text; `None` when the broker sent none (nil, or Metadata before v10).
-    pub id: Option<String>,
-    /// Partitions in index order.
-    pub partitions: Vec<PartitionInfo>,
+/// A blocking admin client of the broker at `bootstrap`.
+pub fn admin(bootstrap: &str) -> Result<blocking::Admin, ToolError> {
+    let mut config = AdminConfig::new(bootstrap);
+    config.client_id = CLIENT_ID.to_string();
+    Ok(blocking::Admin::new(config)?)
 }
 
-/// One partition's leader and replicas.
-#[derive(Debug, Clone)]
-pub struct PartitionInfo {
-    /// Partition index.
-    pub index: i32,
-    /// Leader broker id (-1 if none).
-    pub leader: i32,
-    /// Replica broker ids.
-    pub replicas: Vec<i32>,
-    /// In-sync replica broker ids.
-    pub isr: Vec<i32>,
-    /// The partition's error code in the Metadata answer.
-    pub error_code: i16,
-}
-
-/// Asks Metadata for `topics` (`None`: every topic).
-pub fn metadata(
-    client: &mut Client,
-    topics: Option<&[&str]>,
-    allow_auto_create: bool,
-) -> Result<MetadataResponse, ToolError> {
-    let version = client.version::<MetadataRequest>(METADATA_VERSIONS.0, METADATA_VERSIONS.1)?;
-    let topics = topics.map(|names| {
-        names
-            .iter()
-            .map(|name| {
-                MetadataRequestTopic::default()
-                    .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
-            })
-            .collect()
-    });
-    let request = MetadataRequest::default()
-        .with_topics(topics)
-        .with_allow_auto_topic_creation(allow_auto_create);
-    Ok(client.call(version, &request)?)
-}
-
-/// The partitions of one topic; an unknown topic is a [`ToolError::Broker`].
+/// The partitions of one topic; an unknown topic is a [`ToolError::Broker`] about
+/// "topic NAME". With `allow_auto_create` the broker may create it (as for producers).
 pub fn topic_info(
-    client: &mut Client,
+    admin: &blocking::Admin,
     name: &str,
     allow_auto_create: bool,
 ) -> Result<TopicInfo, ToolError> {
-    let response = metadata(client, Some(&[name]), allow_auto_create)?;
-    let topic = response
-        .topics
-        .into_iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
-        .ok_or_else(|| ToolError::Usage(format!("the broker's metadata omits topic {name}")))?;
-    ToolError::check(|| format!("topic {name}"), topic.error_code, None)?;
-    let mut partitions: Vec<PartitionInfo> = topic
-        .partitions
-        .iter()
-        .map(|p| PartitionInfo {
-            index: p.partition_index,
-            leader: p.leader_id.0,
-            replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
-            isr: p.isr_nodes.iter().map(|b| b.0).collect(),
-            error_code: p.error_code,
+    admin
+        .topic_metadata(name, allow_auto_create)
+        .map_err(|err| ToolError::about(format!("topic {name}"), err))
+}
+
+/// Writes `text` to stdout and flushes it.
+pub fn print(text: &str) -> Result<(), ToolError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| ToolError::Io {
+            what: "cannot write to stdout",
+            source,
         })
-        .collect();
-    partitions.sort_by_key(|p| p.index);
-    let id = (!topic.topic_id.is_nil()).then(|| topic.topic_id.to_string());
-    Ok(TopicInfo {
-        name: name.to_string(),
-        id,
-        partitions,
-    })
 }

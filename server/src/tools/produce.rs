@@ -1,41 +1,31 @@
 //! `brook produce`: one record per stdin line (like `kafka-console-producer`).
 //!
-//! Lines are gathered into one v2 batch per partition and sent as one Produce request when a
-//! batch reaches [`BATCH_BYTES_MAX`], the request reaches [`REQUEST_RECORDS_MAX`] records, stdin
-//! has nothing more buffered (so interactive lines go out at once), or at end of input.
+//! Records go through `brook-client`'s producer, which batches them per partition
+//! (`linger.ms` [`LINGER_MS`], so interactive lines go out at once) and retries what can be
+//! retried. The tool picks every record's partition itself: Kafka's default partitioner for
+//! keyed records — `murmur2(key) & 0x7fffffff` modulo the partition count, so a key lands
+//! where a Java producer would put it — and round robin over the partitions for records
+//! without a key. `--partition` pins every record to one partition.
 //!
-//! Partitioning follows Kafka's default partitioner for keyed records — `murmur2(key) &
-//! 0x7fffffff` modulo the partition count, so a key lands where a Java producer would put it —
-//! and goes round robin over the partitions for records without a key. `--partition` pins
-//! every record to one partition.
+//! Delivery reports are collected as they arrive; at most [`PENDING_DELIVERIES_MAX`] wait
+//! at once, and a failed record is counted and reported on stderr, once per partition and
+//! reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use brook_core::record::{BatchBuilder, Compression, Record};
-use brook_core::types::Offset;
-use brook_core::ErrorCode;
-use bytes::Bytes;
+use brook_client::{blocking, Acks, Compression, Error, ProducerConfig, ProducerRecord};
+pub use brook_client::{murmur2, partition_for_key};
 use clap::{Args, ValueEnum};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::ProduceRequest;
 
-use super::client::Client;
-use super::topics::topic_name;
 use super::{ConnectArgs, ToolError};
 
-/// Largest uncompressed batch per partition (Kafka's `batch.size` default). A single longer
-/// line still goes out, alone in its batch.
-pub const BATCH_BYTES_MAX: usize = 16 * 1024;
-/// Most records in one Produce request.
-pub const REQUEST_RECORDS_MAX: usize = 500;
-/// How long the broker may wait for acknowledgements.
-const PRODUCE_TIMEOUT_MS: i32 = 30_000;
-/// Bytes of stdin read ahead; a line is sent once this buffer runs dry.
+/// How long the producer waits for more lines before sending a batch.
+pub const LINGER_MS: u64 = 5;
+/// Most delivery reports waited for at once; reading stdin pauses beyond it.
+pub const PENDING_DELIVERIES_MAX: usize = 10_000;
+/// Bytes of stdin read ahead.
 const STDIN_BUFFER_BYTES: usize = 64 * 1024;
-/// Produce versions spoken (v7+ as Kafka 2.1 clients send).
-const PRODUCE_VERSIONS: (i16, i16) = (7, 9);
 
 /// Codecs selectable with `--compression`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,15 +78,19 @@ pub struct ProduceArgs {
 
 /// Reads stdin to its end, producing every line; fails if any record was not acknowledged.
 pub fn run(args: ProduceArgs) -> Result<(), ToolError> {
-    if !matches!(args.acks, -1..=1) {
-        return Err(ToolError::Usage(format!(
-            "--acks {} is not -1, 0 or 1",
-            args.acks
-        )));
-    }
-    let mut client = Client::connect(&args.connect.bootstrap)?;
-    let version = client.version::<ProduceRequest>(PRODUCE_VERSIONS.0, PRODUCE_VERSIONS.1)?;
-    let info = super::topic_info(&mut client, &args.topic, true)?;
+    let acks = match args.acks {
+        -1 => Acks::All,
+        0 => Acks::None,
+        1 => Acks::Leader,
+        other => {
+            return Err(ToolError::Usage(format!(
+                "--acks {other} is not -1, 0 or 1"
+            )))
+        }
+    };
+    let admin = super::admin(&args.connect.bootstrap)?;
+    let info = super::topic_info(&admin, &args.topic, true)?;
+    drop(admin);
     let partition_count = info.partitions.len() as i32;
     if partition_count == 0 {
         return Err(ToolError::Usage(format!(
@@ -113,16 +107,20 @@ pub fn run(args: ProduceArgs) -> Result<(), ToolError> {
             )));
         }
     }
-    let mut producer = Producer {
-        client,
-        version,
+    let mut config = ProducerConfig::new(&args.connect.bootstrap);
+    config.client_id = super::CLIENT_ID.to_string();
+    config.acks = acks;
+    config.compression = args.compression.into();
+    config.linger_ms = LINGER_MS;
+    // Idempotence needs acks=all; with fewer acks the producer runs without it.
+    config.enable_idempotence = acks == Acks::All;
+    let producer = blocking::Producer::new(config)?;
+    let mut sender = Sender {
+        producer,
         topic: args.topic.clone(),
-        acks: args.acks,
-        compression: args.compression.into(),
-        pending: BTreeMap::new(),
-        pending_records: 0,
+        pending: VecDeque::new(),
         total: 0,
-        failed: 0,
+        failures: BTreeMap::new(),
     };
     let mut chooser = Partitioner::new(partition_count, args.partition);
     let mut stdin = BufReader::with_capacity(STDIN_BUFFER_BYTES, std::io::stdin().lock());
@@ -132,28 +130,100 @@ pub fn run(args: ProduceArgs) -> Result<(), ToolError> {
         |line| match line {
             Line::Record { key, value } => {
                 let partition = chooser.choose(key.as_deref());
-                producer.add(partition, key, value)
+                sender.send(partition, key, value)
             }
             Line::Malformed { number } => {
                 eprintln!(
                     "error: line {number}: no key separator {:?} found; record skipped",
                     args.key_separator.as_deref().unwrap_or_default()
                 );
-                producer.total += 1;
-                producer.failed += 1;
+                sender.total += 1;
+                sender.fail(-1, "no key separator".to_string());
                 Ok(())
             }
-            Line::Idle => producer.flush(),
+            Line::Idle => sender.collect(false),
         },
     )?;
-    producer.flush()?;
-    if producer.failed > 0 {
+    sender.producer.flush(None)?;
+    sender.collect(true)?;
+    let failed: u64 = sender.failures.values().sum();
+    for ((partition, reason), count) in &sender.failures {
+        if *partition >= 0 {
+            eprintln!(
+                "error: {count} records to {}-{partition} failed: {reason}",
+                args.topic
+            );
+        }
+    }
+    if failed > 0 {
         return Err(ToolError::RecordsFailed {
-            failed: producer.failed,
-            total: producer.total,
+            failed,
+            total: sender.total,
         });
     }
     Ok(())
+}
+
+/// Sends records and gathers their delivery reports.
+struct Sender {
+    producer: blocking::Producer,
+    topic: String,
+    /// Delivery reports not yet collected, oldest first, with their partitions.
+    pending: VecDeque<(i32, blocking::Delivery)>,
+    /// Records read so far, sent or not.
+    total: u64,
+    /// (partition, reason) → records that failed so (partition -1: never sent).
+    failures: BTreeMap<(i32, String), u64>,
+}
+
+impl Sender {
+    fn send(
+        &mut self,
+        partition: i32,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<(), ToolError> {
+        self.total += 1;
+        let mut record = ProducerRecord::new(&self.topic, value).partition(partition);
+        record.key = key;
+        match self.producer.send(record) {
+            Ok(delivery) => self.pending.push_back((partition, delivery)),
+            // The producer is closed or its queue stayed full: nothing more will go out.
+            Err(err @ (Error::Closed | Error::Timeout(_))) => return Err(err.into()),
+            Err(err) => self.fail(partition, err.to_string()),
+        }
+        while self.pending.len() > PENDING_DELIVERIES_MAX {
+            let (partition, delivery) = self.pending.pop_front().expect("over the limit");
+            if let Err(err) = delivery.wait(None) {
+                self.fail(partition, err.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the delivery reports that have arrived, or, with `all`, waits for every one.
+    fn collect(&mut self, all: bool) -> Result<(), ToolError> {
+        while let Some((partition, delivery)) = self.pending.front_mut() {
+            let partition = *partition;
+            let outcome = if all {
+                delivery.wait_for(None)
+            } else {
+                delivery.try_take()
+            };
+            let Some(outcome) = outcome else {
+                break; // the oldest is still under way, and so are the newer ones
+            };
+            self.pending.pop_front();
+            if let Err(err) = outcome {
+                self.fail(partition, err.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, partition: i32, reason: String) {
+        *self.failures.entry((partition, reason)).or_default() += 1;
+    }
 }
 
 /// One event of the stdin reader.
@@ -258,207 +328,9 @@ impl Partitioner {
     }
 }
 
-/// The partition Kafka's default partitioner gives a keyed record.
-pub fn partition_for_key(key: &[u8], partition_count: i32) -> i32 {
-    assert!(partition_count > 0, "a topic has partitions");
-    (murmur2(key) & 0x7fff_ffff) % partition_count
-}
-
-/// Kafka's 32-bit murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), seed 0x9747b28c.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h: u32 = 0x9747_b28c ^ (data.len() as u32);
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if !tail.is_empty() {
-        if tail.len() >= 3 {
-            h ^= u32::from(tail[2]) << 16;
-        }
-        if tail.len() >= 2 {
-            h ^= u32::from(tail[1]) << 8;
-        }
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// Records waiting to be sent to one partition.
-struct PendingBatch {
-    builder: BatchBuilder,
-}
-
-/// Batches records per partition and sends them.
-struct Producer {
-    client: Client,
-    version: i16,
-    topic: String,
-    acks: i16,
-    compression: Compression,
-    pending: BTreeMap<i32, PendingBatch>,
-    /// Records in `pending`, over all partitions.
-    pending_records: usize,
-    /// Records read so far, sent or not.
-    total: u64,
-    /// Records known to have failed.
-    failed: u64,
-}
-
-impl Producer {
-    /// Adds a record for `partition`, sending first if its batch or the request is full.
-    fn add(
-        &mut self,
-        partition: i32,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-    ) -> Result<(), ToolError> {
-        let record = Record {
-            timestamp: now_ms(),
-            key,
-            value: Some(value),
-            headers: Vec::new(),
-        };
-        self.total += 1;
-        if self.pending_records >= REQUEST_RECORDS_MAX || !self.try_push(partition, &record) {
-            self.flush()?;
-            if !self.try_push(partition, &record) {
-                // Longer than a batch on its own: send it alone (the broker judges its size).
-                self.batch(partition).builder.push(&record);
-                self.pending_records += 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn try_push(&mut self, partition: i32, record: &Record) -> bool {
-        let pushed = self
-            .batch(partition)
-            .builder
-            .push_within(record, BATCH_BYTES_MAX);
-        if pushed {
-            self.pending_records += 1;
-        }
-        pushed
-    }
-
-    fn batch(&mut self, partition: i32) -> &mut PendingBatch {
-        let compression = self.compression;
-        self.pending
-            .entry(partition)
-            .or_insert_with(|| PendingBatch {
-                builder: BatchBuilder::new(Offset(0)).compression(compression),
-            })
-    }
-
-    /// Sends every pending batch in one Produce request and reports each failed batch.
-    fn flush(&mut self) -> Result<(), ToolError> {
-        let batches: Vec<(i32, PendingBatch)> = std::mem::take(&mut self.pending)
-            .into_iter()
-            .filter(|(_, batch)| !batch.builder.is_empty())
-            .collect();
-        self.pending_records = 0;
-        if batches.is_empty() {
-            return Ok(());
-        }
-        let counts: BTreeMap<i32, u64> = batches
-            .iter()
-            .map(|(partition, batch)| (*partition, batch.builder.len() as u64))
-            .collect();
-        let partition_data = batches
-            .iter()
-            .map(|(partition, batch)| {
-                PartitionProduceData::default()
-                    .with_index(*partition)
-                    .with_records(Some(Bytes::from(batch.builder.build())))
-            })
-            .collect();
-        let request = ProduceRequest::default()
-            .with_acks(self.acks)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(&self.topic))
-                .with_partition_data(partition_data)]);
-        if self.acks == 0 {
-            self.client.send_only(self.version, &request)?;
-            return Ok(());
-        }
-        let response = self.client.call(self.version, &request)?;
-        let mut answered = BTreeMap::new();
-        for topic in &response.responses {
-            for partition in &topic.partition_responses {
-                answered.insert(partition.index, partition);
-            }
-        }
-        for (partition, count) in counts {
-            let failure = match answered.get(&partition) {
-                None => Some("the broker did not answer for it".to_string()),
-                Some(answer) if answer.error_code != 0 => {
-                    let code = ErrorCode::from_code(answer.error_code);
-                    Some(match answer.error_message.as_ref() {
-                        Some(message) if !message.is_empty() => format!("{code}: {message}"),
-                        _ => code.to_string(),
-                    })
-                }
-                Some(_) => None,
-            };
-            if let Some(reason) = failure {
-                eprintln!(
-                    "error: batch of {count} records to {}-{partition} failed: {reason}",
-                    self.topic
-                );
-                self.failed += count;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Wall-clock time in milliseconds, the records' create time.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Vectors from Kafka's `UtilsTest.testMurmur2`.
-    #[test]
-    fn produce_murmur2_matches_kafka() {
-        let cases: &[(&[u8], i32)] = &[
-            (b"21", -973932308),
-            (b"foobar", -790332482),
-            (b"a-little-bit-long-string", -985981536),
-            (b"a-little-bit-longer-string", -1486304829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58897971,
-            ),
-            (b"abc", 479470107),
-        ];
-        for (data, expected) in cases {
-            assert_eq!(
-                murmur2(data),
-                *expected,
-                "{:?}",
-                String::from_utf8_lossy(data)
-            );
-        }
-    }
 
     #[test]
     fn produce_partitioner_keys_hash_and_null_keys_round_robin() {
