@@ -362,6 +362,8 @@ impl<S: Storage> PartitionLog<S> {
             .expect("a log always has an active segment");
         scratch.offset_entries.clear();
         scratch.time_entries.clear();
+        // The batches were CRC-checked on their way in: a verified prefix stays whole.
+        let verified_before = segment.verified.get() == segment.size;
         let mut position = segment.size;
         for summary in &scratch.summaries {
             let (offset_entry, time_entry) =
@@ -376,6 +378,9 @@ impl<S: Storage> PartitionLog<S> {
         }
         segment.last_append = now;
         segment.first_append.get_or_insert(now);
+        if verified_before {
+            segment.verified.set(segment.size);
+        }
         self.storage.append(&segment.files.log, records)?;
         if !scratch.offset_entries.is_empty() {
             self.storage
@@ -577,6 +582,10 @@ impl<S: Storage> PartitionLog<S> {
             next_offset = header.last_offset.plus(1);
             position += header.size;
         }
+        if let Some((good_end, good_next)) = self.check_unverified(segment, start, position)? {
+            position = good_end;
+            next_offset = good_next;
+        }
         Ok(Some(ReadSlice {
             file: segment.files.log.clone(),
             position: start,
@@ -584,6 +593,62 @@ impl<S: Storage> PartitionLog<S> {
             first_offset: first.base_offset,
             next_offset,
         }))
+    }
+
+    /// Checks the CRCs of the batches in `[start, end)` of `segment` that were not checked
+    /// since it was opened, before they are served. `None` when all are intact; the end and
+    /// next offset of the intact batches before a damaged one; an error when the first batch
+    /// is damaged — a batch that fails its CRC is never served.
+    fn check_unverified(
+        &self,
+        segment: &Segment,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(u64, Offset)>, LogError> {
+        let verified = segment.verified.get();
+        let from = if start <= verified { verified } else { start };
+        if from >= end {
+            return Ok(None);
+        }
+        let mut bytes = vec![0; (end - from) as usize];
+        self.storage.read_at(&segment.files.log, from, &mut bytes)?;
+        let mut position = 0;
+        let mut damaged = None;
+        while position < bytes.len() {
+            let intact = Batch::parse(&bytes[position..])
+                .ok()
+                .filter(|batch| batch.verify_crc().is_ok());
+            match intact {
+                Some(batch) => position += batch.size(),
+                None => {
+                    damaged = Some(from + position as u64);
+                    break;
+                }
+            }
+        }
+        let good_end = damaged.unwrap_or(end);
+        if start <= verified {
+            segment.verified.set(good_end);
+        }
+        let Some(bad) = damaged else {
+            return Ok(None);
+        };
+        if bad == start {
+            return Err(LogError::CorruptSegment {
+                file: segment.files.log.clone(),
+                position: bad,
+                reason: "the stored batch fails its CRC (damaged on disk); it is not served".into(),
+            });
+        }
+        // The offset after the last intact batch before the damaged one.
+        let mut position = start;
+        let mut next = segment.base;
+        while position < bad {
+            let header = self.read_header(segment, position)?;
+            next = header.last_offset.plus(1);
+            position += header.size;
+        }
+        Ok(Some((bad, next)))
     }
 
     /// Copies a slice's bytes out of storage (the simulator and tests; the server sends them

@@ -420,6 +420,7 @@ pub(super) fn truncate_segment<S: Storage>(
 ) -> Result<Segment, StorageError> {
     let mut cut = segment.clone();
     cut.size = position;
+    cut.verified.set(cut.verified.get().min(position));
     cut.next_offset = cut_offset;
     let keep = cut
         .offset_index

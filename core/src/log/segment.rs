@@ -176,6 +176,10 @@ pub struct Segment {
     pub offset_index: Vec<OffsetEntry>,
     /// The sparse time index.
     pub time_index: Vec<TimeEntry>,
+    /// Bytes from the segment's start whose batch CRCs have been checked since it was opened
+    /// or created (appended here, or served once): a read checks what lies beyond before
+    /// serving it, so a batch damaged on disk is never served.
+    pub verified: std::cell::Cell<u64>,
 }
 
 impl Segment {
@@ -193,6 +197,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             offset_index: Vec::new(),
             time_index: Vec::new(),
+            verified: std::cell::Cell::new(0),
         }
     }
 
