@@ -26,11 +26,13 @@ pub enum PlantedBug {
     AcceptDuplicates = 64,
     /// The group coordinator never expires a member whose heartbeats stopped.
     SkipSessionExpiry = 128,
+    /// Reads serve stored bytes without checking the CRCs of batches not checked since open.
+    ServeUnverified = 256,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -39,6 +41,7 @@ impl PlantedBug {
         PlantedBug::IgnoreSyncError,
         PlantedBug::AcceptDuplicates,
         PlantedBug::SkipSessionExpiry,
+        PlantedBug::ServeUnverified,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -52,6 +55,7 @@ impl PlantedBug {
             PlantedBug::IgnoreSyncError => "ignore-sync-error",
             PlantedBug::AcceptDuplicates => "accept-duplicates",
             PlantedBug::SkipSessionExpiry => "skip-session-expiry",
+            PlantedBug::ServeUnverified => "serve-unverified",
         }
     }
 
@@ -80,6 +84,9 @@ impl PlantedBug {
             }
             PlantedBug::SkipSessionExpiry => {
                 "the group coordinator keeps members whose heartbeats stopped"
+            }
+            PlantedBug::ServeUnverified => {
+                "reads serve stored batches without checking their CRC (bit rot reaches clients)"
             }
         }
     }

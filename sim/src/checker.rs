@@ -160,7 +160,7 @@ fn check_producer_order(history: &History, verdict: &mut Verdict) {
 /// superseded generation acknowledged, acknowledged commits never going backwards (all three
 /// unless a power loss may have taken the coordinator's recent records), and, after healing,
 /// the group consumed every partition to its end.
-pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
+pub fn check_group(history: &History, power_lost: bool, all_readable: bool, verdict: &mut Verdict) {
     use crate::group_member::GroupEvent;
     let mut owners: BTreeMap<(i32, i32), usize> = BTreeMap::new();
     let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
@@ -202,7 +202,10 @@ pub fn check_group(history: &History, power_lost: bool, verdict: &mut Verdict) {
             }
         }
     }
-    check_group_liveness(history, verdict);
+    // A batch damaged on disk stops every reader of its partition, the group too.
+    if all_readable {
+        check_group_liveness(history, verdict);
+    }
     check_session_expiry(history, verdict);
 }
 

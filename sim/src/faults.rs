@@ -78,6 +78,8 @@ pub struct FaultPlan {
     pub sync_every_append: bool,
     /// Topic config `segment.bytes`, when small enough for the run to roll segments.
     pub segment_bytes: Option<u64>,
+    /// Bit rot: at the first power loss, one bit of a stored `.log` file flips on the disk.
+    pub bit_rot: bool,
     /// Disk faults in time order.
     pub disk_faults: Vec<DiskFault>,
     /// Produce responses lost with their connection, per thousand (clients retry batches
@@ -141,7 +143,9 @@ impl FaultPlan {
             .collect();
         disk_faults.sort_by_key(|f| f.at_ms);
         let produce_responses_lost_per_mille = [0, 0, 10, 50][rng.gen_range(0..4)];
+        let bit_rot = rng.gen_bool(0.25);
         FaultPlan {
+            bit_rot,
             produce_responses_lost_per_mille,
             sync_every_append,
             segment_bytes,
@@ -215,6 +219,10 @@ impl fmt::Display for FaultPlan {
             let (member, at, duration) = (fault.member, fault.at_ms, fault.duration_ms);
             write!(f, "{gap}{kind}:member{member}@{at}ms/{duration}ms")?;
         }
-        write!(f, "]")
+        write!(f, "]")?;
+        if self.bit_rot && self.has_power_loss() {
+            write!(f, " bit-rot")?;
+        }
+        Ok(())
     }
 }

@@ -166,6 +166,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     events.sort_by_key(|(at, _)| *at);
     let mut down = false;
     let mut power_lost = false;
+    let mut rotted = false;
     let mut disk_faulty = false;
     for (at, event) in events {
         madsim::time::sleep_until(phase_start + Duration::from_millis(at)).await;
@@ -176,6 +177,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 if kind == CrashKind::PowerLoss {
                     disk.power_loss(seed ^ at);
                     power_lost = true;
+                    if plan.bit_rot && !rotted {
+                        rotted = flip_a_stored_bit(&disk, &trace);
+                    }
                 }
                 down = true;
                 trace.record(format!("{} fault: broker {kind:?}", now().0));
@@ -282,13 +286,25 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     // page-cache durability, what was acknowledged before the sync may go with them.
     let sync_failed = disk.faults().sync_errors() > 0;
     let unsynced_lost = power_lost || sync_failed;
-    let losses_allowed = unsynced_lost && !plan.sync_every_append;
+    // Bit rot destroys acknowledged records on a single node (no replica to repair from):
+    // counted as losses, as long as nothing damaged is served (`corrupt-read`).
+    let losses_allowed = (unsynced_lost && !plan.sync_every_append) || rotted;
     let history = history.lock().expect("history");
     let mut verdict = check(&history, losses_allowed);
+    if !rotted {
+        for &(partition, offset) in &history.unreadable {
+            verdict.failures.push(crate::checker::Failure {
+                checker: "liveness",
+                detail: format!(
+                    "partition {partition} answers KAFKA_STORAGE_ERROR at {offset} after healing"
+                ),
+            });
+        }
+    }
     // Group commits live in __consumer_offsets with page-cache durability: any power loss
     // (or failed sync) may take recent ones back. A write that fails there (a full disk)
     // is not acknowledged: SyncGroup answers an error and the group rebalances.
-    crate::checker::check_group(&history, unsynced_lost, &mut verdict);
+    crate::checker::check_group(&history, unsynced_lost, !rotted, &mut verdict);
     trace.record(format!(
         "{} done: {} acks, {} reads, {} failures, {} allowed losses",
         now().0,
@@ -323,4 +339,41 @@ enum Event {
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("literal IP address")
+}
+
+/// Bit rot: flips one bit of a stored `.log` file of the workload's topic, in the durable
+/// image (called right after a power loss, whose restart reads the disk again). The file,
+/// position and bit come from the seeded generator. True if a bit flipped.
+fn flip_a_stored_bit(disk: &SimDisk, trace: &Trace) -> bool {
+    use brook_core::storage::Storage;
+    use madsim::rand::{thread_rng, Rng};
+    let prefix = format!("{}-", workload::TOPIC);
+    let mut candidates = Vec::new();
+    for dir in disk
+        .dir_names()
+        .into_iter()
+        .filter(|d| d.starts_with(&prefix))
+    {
+        let storage = disk.dir(&dir);
+        let storage = storage.lock();
+        for file in storage.list().unwrap_or_default() {
+            let durable = storage.durable_len(&file).unwrap_or(0);
+            if file.ends_with(".log") && durable > 0 {
+                candidates.push((dir.clone(), file, durable));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return false;
+    }
+    let mut rng = thread_rng();
+    let (dir, file, durable) = candidates.swap_remove(rng.gen_range(0..candidates.len()));
+    let position = rng.gen_range(0..durable);
+    let bit = rng.gen_range(0..8u8);
+    disk.dir(&dir).lock().flip_bit(&file, position, bit);
+    trace.record(format!(
+        "{} fault: bit rot in {dir}/{file} at {position}",
+        now().0
+    ));
+    true
 }

@@ -72,6 +72,9 @@ pub struct History {
     pub high_watermarks: Vec<(usize, i32, i64)>,
     /// Batches served that failed their CRC.
     pub corrupt_batches: Vec<String>,
+    /// Partitions the final read gave up on: (partition, offset) where the broker kept
+    /// answering KAFKA_STORAGE_ERROR (a batch damaged on disk is refused, never served).
+    pub unreadable: Vec<(i32, i64)>,
     /// The final read: (partition, offset) → value.
     pub final_log: BTreeMap<(i32, i64), String>,
     /// Producers that sent their whole quota.
@@ -98,6 +101,9 @@ fn topic_name() -> TopicName {
 
 /// Prefix of the values idempotent producers write (`i{producer}-{send}`).
 pub const IDEMPOTENT_PREFIX: &str = "i";
+/// Consecutive storage errors after which the final read gives a partition up (5 s at its
+/// 10 ms pace): only a batch damaged on disk keeps failing once the faults are healed.
+const STORAGE_ERRORS_MAX: u32 = 500;
 
 /// Creates the workload topic, retrying until the broker answers.
 pub async fn create_topic(sync_every_append: bool, segment_bytes: Option<u64>, trace: Trace) {
@@ -504,10 +510,17 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
     let mut ends = vec![None::<i64>; PARTITIONS as usize];
     let mut conn: Option<Conn> = None;
     let mut log = BTreeMap::new();
+    // Consecutive KAFKA_STORAGE_ERROR answers per partition at the same position; after
+    // STORAGE_ERRORS_MAX the partition is given up on (recorded in `History::unreadable`).
+    let mut storage_errors = vec![0u32; PARTITIONS as usize];
+    let mut unreadable = Vec::new();
     while ends
         .iter()
         .zip(&positions)
-        .any(|(end, position)| end.is_none_or(|e| *position < e))
+        .enumerate()
+        .any(|(slot, (end, position))| {
+            storage_errors[slot] < STORAGE_ERRORS_MAX && end.is_none_or(|e| *position < e)
+        })
     {
         let request = fetch_request(&positions, 0);
         let Some(ResponseKind::Fetch(response)) =
@@ -519,9 +532,17 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
         madsim::time::sleep(Duration::from_millis(10)).await;
         for answer in response.responses.iter().flat_map(|t| &t.partitions) {
             let slot = answer.partition_index as usize;
+            if answer.error_code == ErrorCode::KafkaStorageError.code() {
+                storage_errors[slot] += 1;
+                if storage_errors[slot] == STORAGE_ERRORS_MAX {
+                    unreadable.push((answer.partition_index, positions[slot]));
+                }
+                continue;
+            }
             if answer.error_code != 0 {
                 continue;
             }
+            storage_errors[slot] = 0;
             let fetched = read_partition(answer, positions[slot], &history);
             ends[slot] = Some(fetched.high_watermark);
             for (offset, value) in fetched.records {
@@ -535,6 +556,7 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
     trace.record(format!("{} final read: {} records", now().0, log.len()));
     let mut history = history.lock().expect("history");
     history.final_log = log;
+    history.unreadable = unreadable;
     history.final_read_done = true;
 }
 
