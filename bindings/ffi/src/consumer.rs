@@ -1,5 +1,6 @@
-//! `brook_consumer_t` and `brook_record_t`: a group member handing out one record per
-//! poll, and committing exactly what it handed out.
+//! `brook_consumer_t` and `brook_record_t`: a group member (or a reader of partitions
+//! assigned by hand) handing out one record per poll, and committing exactly what it
+//! handed out.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, CString};
@@ -13,9 +14,12 @@ use crate::util::{c_str, config_pairs, guard, guard_free};
 
 /// Most topics one consumer subscribes to: a bound on reading the `topics` array.
 const TOPICS_MAX: usize = 10_000;
+/// Most partitions one `brook_consumer_assign` call takes: a bound on reading its array.
+const PARTITIONS_MAX: usize = 100_000;
 
-/// A consumer group member. Created by `brook_consumer_new`, owned by the caller, released
-/// with `brook_consumer_free` (which leaves the group).
+/// A consumer: a group member (`brook_consumer_new`) or a reader of partitions assigned by
+/// hand (`brook_consumer_new_assign`). Owned by the caller, released with
+/// `brook_consumer_free` (which leaves the group, if it joined one).
 #[derive(Debug)]
 pub struct BrookConsumer {
     inner: Consumer,
@@ -26,6 +30,32 @@ pub struct BrookConsumer {
 }
 
 impl BrookConsumer {
+    /// A consumer of `group_id` (if any) with `enable.auto.commit` off unless
+    /// `config_pairs` turns it on; subscribes to nothing.
+    ///
+    /// # Safety
+    /// `config_pairs` is NULL or a NULL-terminated array of NUL-terminated strings.
+    unsafe fn new(
+        bootstrap: &str,
+        group_id: Option<&str>,
+        config_pairs: *const *const c_char,
+    ) -> Result<BrookConsumer, BrookError> {
+        let mut config = ConsumerConfig::new(bootstrap);
+        if let Some(group_id) = group_id {
+            config.set("group.id", group_id)?;
+        }
+        config.set("enable.auto.commit", "false")?;
+        // SAFETY: the caller's contract.
+        for (key, value) in unsafe { self::config_pairs(config_pairs) }? {
+            config.set(key, value)?;
+        }
+        Ok(BrookConsumer {
+            inner: Consumer::new(config)?,
+            buffered: VecDeque::new(),
+            delivered: HashMap::new(),
+        })
+    }
+
     /// The next record, polling the broker for up to `timeout` when none is buffered.
     fn next_record(&mut self, timeout: Duration) -> Result<Option<ConsumerRecord>, BrookError> {
         if self.buffered.is_empty() {
@@ -42,6 +72,28 @@ impl BrookConsumer {
         self.delivered.insert(tp, record.offset + 1);
         Ok(Some(record))
     }
+
+    /// Replaces the assignment, forgetting buffered records and delivered offsets of
+    /// partitions no longer assigned.
+    fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<(), BrookError> {
+        self.inner.assign(partitions.clone())?;
+        self.buffered.retain(|r| {
+            partitions
+                .iter()
+                .any(|tp| tp.topic == r.topic && tp.partition == r.partition)
+        });
+        self.delivered.retain(|tp, _| partitions.contains(tp));
+        Ok(())
+    }
+
+    /// Makes `offset` the next offset handed out from `tp`.
+    fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), BrookError> {
+        self.inner.seek(&tp, offset)?;
+        self.buffered
+            .retain(|r| r.topic != tp.topic || r.partition != tp.partition);
+        self.delivered.insert(tp, offset);
+        Ok(())
+    }
 }
 
 /// A record read by `brook_consumer_poll`, owned by the caller and released with
@@ -49,7 +101,34 @@ impl BrookConsumer {
 #[derive(Debug)]
 pub struct BrookRecord {
     topic: CString,
+    /// Each header's name, NUL-terminated, in header order.
+    header_names: Vec<CString>,
     inner: ConsumerRecord,
+}
+
+impl BrookRecord {
+    fn new(inner: ConsumerRecord) -> BrookRecord {
+        BrookRecord {
+            topic: c_string(&inner.topic),
+            header_names: inner.headers.iter().map(|h| c_string(&h.key)).collect(),
+            inner,
+        }
+    }
+}
+
+/// `text` as a C string, interior NULs replaced by spaces.
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', " ")).expect("NULs were replaced")
+}
+
+/// A partition for `brook_consumer_assign`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct BrookTopicPartition {
+    /// The topic: a NUL-terminated string, not NULL; borrowed during the call only.
+    pub topic: *const c_char,
+    /// The partition index.
+    pub partition: i32,
 }
 
 /// Creates a member of the consumer group `group_id` subscribed to the `n_topics` topics in
@@ -92,24 +171,143 @@ pub unsafe extern "C" fn brook_consumer_new(
             // SAFETY: `topics` holds `n_topics` strings.
             names.push(unsafe { c_str(*topics.add(index), "a topic") }?);
         }
-        let mut config = ConsumerConfig::new(bootstrap);
-        config.set("group.id", group_id)?;
-        config.set("enable.auto.commit", "false")?;
         // SAFETY: the caller's contract.
-        for (key, value) in unsafe { self::config_pairs(config_pairs) }? {
-            config.set(key, value)?;
-        }
-        let mut inner = Consumer::new(config)?;
-        inner.subscribe(&names)?;
-        let consumer = BrookConsumer {
-            inner,
-            buffered: VecDeque::new(),
-            delivered: HashMap::new(),
-        };
+        let mut consumer = unsafe { BrookConsumer::new(bootstrap, Some(group_id), config_pairs) }?;
+        consumer.inner.subscribe(&names)?;
         Ok(Box::into_raw(Box::new(consumer)))
     };
     // SAFETY: `err` is NULL or writable.
     unsafe { guard("brook_consumer_new", err, std::ptr::null_mut(), body) }
+}
+
+/// Creates a consumer that joins no group and reads the partitions given to
+/// `brook_consumer_assign` (nothing until then), bootstrapping from `bootstrap`.
+/// `group_id` is NULL or the group whose committed offsets `brook_consumer_commit` stores
+/// (without joining it); with NULL, commits fail. `config_pairs` is as for
+/// `brook_consumer_new` (where a partition starts without a committed offset follows
+/// `auto.offset.reset`). Every argument is only read during the call. Returns a consumer
+/// owned by the caller (free it with `brook_consumer_free`), or NULL with `*err` set.
+///
+/// # Safety
+/// `bootstrap` is a NUL-terminated string; `group_id` is NULL or one; `config_pairs` is NULL
+/// or a NULL-terminated array of strings; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn brook_consumer_new_assign(
+    bootstrap: *const c_char,
+    group_id: *const c_char,
+    config_pairs: *const *const c_char,
+    err: *mut *mut BrookError,
+) -> *mut BrookConsumer {
+    let body = || {
+        // SAFETY: the caller's contract.
+        let bootstrap = unsafe { c_str(bootstrap, "bootstrap") }?;
+        let group_id = if group_id.is_null() {
+            None
+        } else {
+            // SAFETY: the caller's contract.
+            Some(unsafe { c_str(group_id, "group_id") }?)
+        };
+        // SAFETY: the caller's contract.
+        let consumer = unsafe { BrookConsumer::new(bootstrap, group_id, config_pairs) }?;
+        Ok(Box::into_raw(Box::new(consumer)))
+    };
+    // SAFETY: `err` is NULL or writable.
+    unsafe { guard("brook_consumer_new_assign", err, std::ptr::null_mut(), body) }
+}
+
+/// Replaces the partitions `consumer` reads with the `n_partitions` in `partitions`
+/// (refused for a consumer from `brook_consumer_new`, which has its group assign them).
+/// Records already fetched from partitions no longer assigned are dropped. `partitions`
+/// and its topic strings are only read during the call. Returns 0 on success, -1 with
+/// `*err` set.
+///
+/// # Safety
+/// `consumer` is NULL or a live consumer; `partitions` is NULL (with `n_partitions` 0) or
+/// points to `n_partitions` entries with NUL-terminated topics; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn brook_consumer_assign(
+    consumer: *mut BrookConsumer,
+    partitions: *const BrookTopicPartition,
+    n_partitions: usize,
+    err: *mut *mut BrookError,
+) -> i32 {
+    let body = || {
+        // SAFETY: the caller passes NULL or a live consumer, used by one thread.
+        let consumer =
+            unsafe { consumer.as_mut() }.ok_or_else(|| BrookError::null_argument("consumer"))?;
+        if n_partitions > PARTITIONS_MAX {
+            return Err(BrookError::invalid_argument(&format!(
+                "n_partitions must be at most {PARTITIONS_MAX}, not {n_partitions}"
+            )));
+        }
+        let entries = match (partitions.is_null(), n_partitions) {
+            (_, 0) => &[][..],
+            (true, _) => return Err(BrookError::null_argument("partitions")),
+            // SAFETY: the caller passes `n_partitions` entries.
+            (false, n) => unsafe { std::slice::from_raw_parts(partitions, n) },
+        };
+        let mut assignment = Vec::with_capacity(entries.len());
+        for entry in entries {
+            // SAFETY: the caller's contract.
+            let topic = unsafe { c_str(entry.topic, "a topic") }?;
+            assignment.push(TopicPartition::new(
+                topic,
+                partition_index(entry.partition)?,
+            ));
+        }
+        consumer.assign(assignment)?;
+        Ok(0)
+    };
+    // SAFETY: `err` is NULL or writable.
+    unsafe { guard("brook_consumer_assign", err, -1, body) }
+}
+
+/// Makes `offset` the next offset `brook_consumer_poll` hands out from the assigned
+/// partition `partition` of `topic`; records already fetched from it are dropped. Until a
+/// record of that partition is handed out, `brook_consumer_commit` stores `offset` for it.
+/// `topic` is only read during the call. Returns 0 on success, -1 with `*err` set (also
+/// when the partition is not assigned, for instance before a group member's first poll).
+///
+/// # Safety
+/// `consumer` is NULL or a live consumer; `topic` is a NUL-terminated string; `err` is NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn brook_consumer_seek(
+    consumer: *mut BrookConsumer,
+    topic: *const c_char,
+    partition: i32,
+    offset: i64,
+    err: *mut *mut BrookError,
+) -> i32 {
+    let body = || {
+        // SAFETY: the caller passes NULL or a live consumer, used by one thread.
+        let consumer =
+            unsafe { consumer.as_mut() }.ok_or_else(|| BrookError::null_argument("consumer"))?;
+        // SAFETY: the caller's contract.
+        let topic = unsafe { c_str(topic, "topic") }?;
+        if offset < 0 {
+            return Err(BrookError::invalid_argument(&format!(
+                "offset must not be negative, not {offset}"
+            )));
+        }
+        consumer.seek(
+            TopicPartition::new(topic, partition_index(partition)?),
+            offset,
+        )?;
+        Ok(0)
+    };
+    // SAFETY: `err` is NULL or writable.
+    unsafe { guard("brook_consumer_seek", err, -1, body) }
+}
+
+/// `partition` if it is a partition index (not negative).
+fn partition_index(partition: i32) -> Result<i32, BrookError> {
+    if partition < 0 {
+        return Err(BrookError::invalid_argument(&format!(
+            "partition must not be negative, not {partition}"
+        )));
+    }
+    Ok(partition)
 }
 
 /// The next record, waiting up to `timeout_ms` milliseconds (a negative value waits until
@@ -127,7 +325,8 @@ pub unsafe extern "C" fn brook_consumer_poll(
 ) -> *mut BrookRecord {
     let body = || {
         // SAFETY: the caller passes NULL or a live consumer, used by one thread.
-        let consumer = unsafe { consumer.as_mut() }.ok_or(BrookError::null_argument("consumer"))?;
+        let consumer =
+            unsafe { consumer.as_mut() }.ok_or_else(|| BrookError::null_argument("consumer"))?;
         let record = match u64::try_from(timeout_ms) {
             Ok(limit) => consumer.next_record(Duration::from_millis(limit))?,
             Err(_) => loop {
@@ -139,12 +338,7 @@ pub unsafe extern "C" fn brook_consumer_poll(
         let Some(record) = record else {
             return Ok(std::ptr::null_mut());
         };
-        let topic = CString::new(record.topic.replace('\0', " ")).expect("NULs were replaced");
-        let record = BrookRecord {
-            topic,
-            inner: record,
-        };
-        Ok(Box::into_raw(Box::new(record)))
+        Ok(Box::into_raw(Box::new(BrookRecord::new(record))))
     };
     // SAFETY: `err` is NULL or writable.
     unsafe { guard("brook_consumer_poll", err, std::ptr::null_mut(), body) }
@@ -163,7 +357,8 @@ pub unsafe extern "C" fn brook_consumer_commit(
 ) -> i32 {
     let body = || {
         // SAFETY: the caller passes NULL or a live consumer, used by one thread.
-        let consumer = unsafe { consumer.as_mut() }.ok_or(BrookError::null_argument("consumer"))?;
+        let consumer =
+            unsafe { consumer.as_mut() }.ok_or_else(|| BrookError::null_argument("consumer"))?;
         if !consumer.delivered.is_empty() {
             consumer.inner.commit_offsets(&consumer.delivered)?;
             consumer.delivered.clear();
@@ -174,11 +369,13 @@ pub unsafe extern "C" fn brook_consumer_commit(
     unsafe { guard("brook_consumer_commit", err, -1, body) }
 }
 
-/// Leaves the group (waiting at most `request.timeout.ms`) and frees `consumer` (NULL is
-/// ignored). Nothing is committed here unless `enable.auto.commit` is `"true"`.
+/// Leaves the group if it joined one (waiting at most `request.timeout.ms`) and frees
+/// `consumer` (NULL is ignored); records it handed out stay valid until each is freed.
+/// Nothing is committed here unless `enable.auto.commit` is `"true"`.
 ///
 /// # Safety
-/// `consumer` is NULL or a consumer from `brook_consumer_new`, freed at most once.
+/// `consumer` is NULL or a consumer from `brook_consumer_new` or
+/// `brook_consumer_new_assign`, freed at most once.
 #[no_mangle]
 pub unsafe extern "C" fn brook_consumer_free(consumer: *mut BrookConsumer) {
     if consumer.is_null() {
@@ -223,6 +420,67 @@ pub unsafe extern "C" fn brook_record_partition(record: *const BrookRecord) -> i
 pub unsafe extern "C" fn brook_record_offset(record: *const BrookRecord) -> i64 {
     // SAFETY: the caller passes NULL or a live record.
     unsafe { record.as_ref() }.map_or(-1, |r| r.inner.offset)
+}
+
+/// The record's timestamp in milliseconds since the Unix epoch: its create time, or the
+/// broker's append time if the topic uses `LogAppendTime` (-1 if `record` is NULL).
+///
+/// # Safety
+/// `record` is NULL or a live record.
+#[no_mangle]
+pub unsafe extern "C" fn brook_record_timestamp(record: *const BrookRecord) -> i64 {
+    // SAFETY: the caller passes NULL or a live record.
+    unsafe { record.as_ref() }.map_or(-1, |r| r.inner.timestamp)
+}
+
+/// The number of headers the record carries (0 if `record` is NULL).
+///
+/// # Safety
+/// `record` is NULL or a live record.
+#[no_mangle]
+pub unsafe extern "C" fn brook_record_header_count(record: *const BrookRecord) -> usize {
+    // SAFETY: the caller passes NULL or a live record.
+    unsafe { record.as_ref() }.map_or(0, |r| r.inner.headers.len())
+}
+
+/// The record's header number `index` (from 0, in the order the producer sent them; names
+/// may repeat). Stores its name, a NUL-terminated string (interior NULs read as spaces), in
+/// `*name`, and its value in `*value` with the byte count in `*value_len` (NULL and 0 for a
+/// null value; the bytes are not NUL-terminated). All are borrowed from `record`: valid
+/// until `brook_record_free(record)`. Any of `name`, `value` and `value_len` may be NULL.
+/// Returns 0, or -1 (storing NULL, NULL and 0) if `record` is NULL or `index` is not below
+/// `brook_record_header_count(record)`.
+///
+/// # Safety
+/// `record` is NULL or a live record; `name`, `value` and `value_len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn brook_record_header(
+    record: *const BrookRecord,
+    index: usize,
+    name: *mut *const c_char,
+    value: *mut *const u8,
+    value_len: *mut usize,
+) -> i32 {
+    // SAFETY: the caller passes NULL or a live record.
+    let found = unsafe { record.as_ref() }.and_then(|r| {
+        let header = r.inner.headers.get(index)?;
+        Some((r.header_names[index].as_ptr(), header.value.as_ref()))
+    });
+    let (name_ptr, bytes, status) = match found {
+        Some((name_ptr, bytes)) => (name_ptr, bytes, 0),
+        None => (std::ptr::null(), None, -1),
+    };
+    if !name.is_null() {
+        // SAFETY: the caller passes writable storage.
+        unsafe { *name = name_ptr };
+    }
+    // SAFETY: the caller passes NULL or writable `value_len`.
+    let bytes_ptr = unsafe { bytes_out(bytes, value_len) };
+    if !value.is_null() {
+        // SAFETY: the caller passes writable storage.
+        unsafe { *value = bytes_ptr };
+    }
+    status
 }
 
 /// Borrowed bytes and their length, or NULL and 0 for a null field or a NULL record.

@@ -1,6 +1,7 @@
 //! `brook-ffi`: Brook's C library, a thin C ABI over [`brook_client::blocking`]. It is a
-//! producer and a group consumer behind opaque handles; it is not an admin client and has
-//! no transactions yet. The header `brook.h` is generated from this crate by cbindgen at
+//! producer (records with headers and timestamps) and a consumer (a group member, or a
+//! reader of partitions assigned by hand, with seek) behind opaque handles; it is not an
+//! admin client and has no transactions yet. The header `brook.h` is generated from this crate by cbindgen at
 //! build time (`$OUT_DIR/brook.h`, copied to `<target>/include/brook.h`).
 //!
 //! Conventions of every call (they are repeated in the header):
@@ -24,12 +25,14 @@ mod producer;
 mod util;
 
 pub use consumer::{
-    brook_consumer_commit, brook_consumer_free, brook_consumer_new, brook_consumer_poll,
-    brook_record_free, brook_record_key, brook_record_offset, brook_record_partition,
-    brook_record_topic, brook_record_value, BrookConsumer, BrookRecord,
+    brook_consumer_assign, brook_consumer_commit, brook_consumer_free, brook_consumer_new,
+    brook_consumer_new_assign, brook_consumer_poll, brook_consumer_seek, brook_record_free,
+    brook_record_header, brook_record_header_count, brook_record_key, brook_record_offset,
+    brook_record_partition, brook_record_timestamp, brook_record_topic, brook_record_value,
+    BrookConsumer, BrookRecord, BrookTopicPartition,
 };
 pub use error::{brook_error_code, brook_error_free, brook_error_message, BrookError};
 pub use producer::{
     brook_producer_flush, brook_producer_free, brook_producer_new, brook_producer_send,
-    BrookProducer,
+    brook_producer_send_record, BrookHeader, BrookProducer, BrookProducerRecord,
 };

@@ -1,8 +1,8 @@
 //! The C examples against a real broker: builds `brook-ffi` (static library and generated
-//! header), compiles `examples/producer.c` and `examples/group_consumer.c` with gcc, starts
-//! `brook server` on a free port in a temporary directory, then runs the producer (N
-//! records) and the group consumer (reads N, commits), plainly and under valgrind, which
-//! must report no leaks.
+//! header), compiles `examples/*.c` with gcc, starts `brook server` on a free port in a
+//! temporary directory, then runs the producer (N records), the group consumer (reads N,
+//! commits) and `headers_and_seek` (headers, timestamps, assign and seek), plainly and
+//! under valgrind, which must report no leaks.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -174,6 +174,7 @@ fn c_examples_produce_and_consume_in_a_group_without_leaks() {
     let scratch = tempfile::tempdir().expect("a temporary directory");
     let producer = compile("producer", &target, &profile, scratch.path());
     let consumer = compile("group_consumer", &target, &profile, scratch.path());
+    let headers_and_seek = compile("headers_and_seek", &target, &profile, scratch.path());
     let server = Server::start(&brook, &scratch.path().join("data"));
     let bootstrap = server.bootstrap.as_str();
 
@@ -194,6 +195,13 @@ fn c_examples_produce_and_consume_in_a_group_without_leaks() {
         "the group did not resume at its committed offset:\n{stdout}"
     );
 
+    let output = run(&headers_and_seek, &[bootstrap, "c-headers", &n], false);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("checked on {RECORDS_PLAIN} records")),
+        "{stdout}"
+    );
+
     if !valgrind_present() {
         eprintln!("valgrind is missing: skipping the leak check");
         return;
@@ -203,6 +211,11 @@ fn c_examples_produce_and_consume_in_a_group_without_leaks() {
     run(
         &consumer,
         &[bootstrap, "g-valgrind", "c-valgrind", &n],
+        true,
+    );
+    run(
+        &headers_and_seek,
+        &[bootstrap, "c-headers-valgrind", &n],
         true,
     );
 }

@@ -121,3 +121,118 @@ fn consumer_and_record_null_arguments_are_errors() {
         brook_error_free(null_mut());
     }
 }
+
+#[test]
+fn send_record_assign_seek_and_header_arguments_are_checked() {
+    let mut err = null_mut();
+    let bootstrap = c"127.0.0.1:1".as_ptr();
+    let record = BrookProducerRecord {
+        topic: c"t".as_ptr(),
+        partition: -1,
+        key: null(),
+        key_len: 0,
+        value: null(),
+        value_len: 0,
+        headers: null(),
+        header_count: 1,
+        timestamp_ms: 0,
+    };
+    // SAFETY: every pointer is NULL or valid; errors are freed by `take`.
+    unsafe {
+        assert_eq!(
+            brook_producer_send_record(null_mut(), &record, &mut err),
+            -1
+        );
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        let producer = brook_producer_new(bootstrap, null(), &mut err);
+        assert!(!producer.is_null() && err.is_null());
+        assert_eq!(brook_producer_send_record(producer, null(), &mut err), -1);
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        let status = brook_producer_send_record(producer, &record, &mut err);
+        assert_eq!(status, -1, "headers NULL with header_count 1");
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        let nameless = [BrookHeader {
+            name: null(),
+            value: null(),
+            value_len: 0,
+        }];
+        let record = BrookProducerRecord {
+            headers: nameless.as_ptr(),
+            ..record
+        };
+        assert_eq!(brook_producer_send_record(producer, &record, &mut err), -1);
+        let (code, message) = take(err);
+        assert_eq!(code, INVALID_REQUEST);
+        assert!(message.contains("header name"), "{message}");
+        brook_producer_free(producer);
+
+        let partitions = [BrookTopicPartition {
+            topic: c"t".as_ptr(),
+            partition: 0,
+        }];
+        assert_eq!(
+            brook_consumer_assign(null_mut(), partitions.as_ptr(), 1, &mut err),
+            -1
+        );
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        let topic = c"t".as_ptr();
+        assert_eq!(brook_consumer_seek(null_mut(), topic, 0, 0, &mut err), -1);
+        assert_eq!(take(err).0, INVALID_REQUEST);
+
+        let consumer = brook_consumer_new_assign(bootstrap, null(), null(), &mut err);
+        assert!(!consumer.is_null() && err.is_null());
+        assert_eq!(brook_consumer_assign(consumer, null(), 1, &mut err), -1);
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        let negative = [BrookTopicPartition {
+            topic: c"t".as_ptr(),
+            partition: -1,
+        }];
+        assert_eq!(
+            brook_consumer_assign(consumer, negative.as_ptr(), 1, &mut err),
+            -1
+        );
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        assert_eq!(
+            brook_consumer_seek(consumer, topic, 0, 0, &mut err),
+            -1,
+            "seek on a partition not assigned"
+        );
+        let _ = take(err);
+        assert_eq!(
+            brook_consumer_assign(consumer, partitions.as_ptr(), 1, &mut err),
+            0
+        );
+        assert!(err.is_null());
+        assert_eq!(brook_consumer_seek(consumer, topic, 0, -5, &mut err), -1);
+        assert_eq!(take(err).0, INVALID_REQUEST);
+        assert_eq!(brook_consumer_seek(consumer, topic, 0, 7, &mut err), 0);
+        assert_eq!(brook_consumer_assign(consumer, null(), 0, &mut err), 0);
+        brook_consumer_free(consumer);
+
+        let topics = [c"t".as_ptr()];
+        let group = c"g".as_ptr();
+        let member = brook_consumer_new(bootstrap, group, topics.as_ptr(), 1, null(), &mut err);
+        assert!(!member.is_null() && err.is_null());
+        assert_eq!(
+            brook_consumer_assign(member, partitions.as_ptr(), 1, null_mut()),
+            -1,
+            "a group member cannot assign by hand"
+        );
+        brook_consumer_free(member);
+
+        assert_eq!(brook_record_timestamp(null()), -1);
+        assert_eq!(brook_record_header_count(null()), 0);
+        let mut name = c"x".as_ptr();
+        let mut value = c"x".as_ptr().cast::<u8>();
+        let mut len = 7;
+        assert_eq!(
+            brook_record_header(null(), 0, &mut name, &mut value, &mut len),
+            -1
+        );
+        assert!(name.is_null() && value.is_null() && len == 0);
+        assert_eq!(
+            brook_record_header(null(), 0, null_mut(), null_mut(), null_mut()),
+            -1
+        );
+    }
+}
