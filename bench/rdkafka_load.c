@@ -8,9 +8,10 @@
  *   rdkafka_load latency BOOTSTRAP|mock TOPIC SIZE RATE SECONDS ACKS LINGER_MS
  *       produces at a fixed RATE records/s for SECONDS; the latency of a record is the time
  *       from rd_kafka_produce() to its delivery report; the first 10 % are dropped.
- *   rdkafka_load consume BOOTSTRAP TOPIC PARTITIONS RECORDS
- *       reads partitions 0..PARTITIONS-1 from the beginning with the simple consumer until
- *       RECORDS records arrived (no group, no commits), touching each record's length;
+ *   rdkafka_load consume BOOTSTRAP TOPIC PARTITIONS RECORDS [FIRST]
+ *       reads partitions FIRST..FIRST+PARTITIONS-1 (FIRST defaults to 0) from the beginning with the simple consumer until
+ *       RECORDS records arrived — or, with RECORDS 0, until each partition reached its end —
+ *       (no group, no commits), touching each record's length;
  *       "seconds" runs from the first record to the last, "startup_s" until the first.
  *
  * "mock" instead of a bootstrap address runs against librdkafka's in-process mock cluster
@@ -184,13 +185,14 @@ static int run_produce(int argc, char **argv, int paced) {
 }
 
 static int run_consume(int argc, char **argv) {
-    if (argc != 6)
+    if (argc != 6 && argc != 7)
         die("usage", "see the comment at the top of bench/rdkafka_load.c");
     const char *bootstrap = argv[2], *topic = argv[3];
     int partitions = atoi(argv[4]);
+    int first_partition = argc == 7 ? atoi(argv[6]) : 0;
     uint64_t expected = strtoull(argv[5], NULL, 10);
-    if (partitions <= 0)
-        die("usage", "PARTITIONS must be > 0");
+    if (partitions <= 0 || first_partition < 0)
+        die("usage", "PARTITIONS must be > 0 and FIRST >= 0");
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set(conf, "bootstrap.servers", bootstrap);
@@ -199,6 +201,8 @@ static int run_consume(int argc, char **argv) {
     set(conf, "receive.message.max.bytes", "70000000");
     set(conf, "queued.max.messages.kbytes", "1048576");
     set(conf, "log_level", "3");
+    if (expected == 0)
+        set(conf, "enable.partition.eof", "true");
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk)
@@ -211,7 +215,7 @@ static int run_consume(int argc, char **argv) {
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
 
     double start = now_s();
-    for (int p = 0; p < partitions; p++)
+    for (int p = first_partition; p < first_partition + partitions; p++)
         if (rd_kafka_consume_start_queue(rkt, p, RD_KAFKA_OFFSET_BEGINNING, queue) == -1)
             die("consume_start", rd_kafka_err2str(rd_kafka_last_error()));
 
@@ -219,7 +223,8 @@ static int run_consume(int argc, char **argv) {
     rd_kafka_message_t **msgs = malloc(BATCH * sizeof *msgs);
     uint64_t records = 0, bytes = 0, errors = 0;
     double deadline = start + 300, first = 0;
-    while (records < expected && now_s() < deadline) {
+    int at_end = 0; /* partitions that reported their end (RECORDS 0) */
+    while ((expected == 0 ? at_end < partitions : records < expected) && now_s() < deadline) {
         ssize_t n = rd_kafka_consume_batch_queue(queue, 1000, msgs, BATCH);
         if (n < 0)
             die("consume", rd_kafka_err2str(rd_kafka_last_error()));
@@ -229,7 +234,9 @@ static int run_consume(int argc, char **argv) {
             if (msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 records++;
                 bytes += msgs[i]->len;
-            } else if (msgs[i]->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            } else if (msgs[i]->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                at_end++;
+            } else {
                 if (errors++ == 0)
                     fprintf(stderr, "rdkafka_load: %s\n", rd_kafka_message_errstr(msgs[i]));
             }
@@ -242,13 +249,14 @@ static int run_consume(int argc, char **argv) {
     printf("{\"records\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"seconds\": %.6f, "
            "\"startup_s\": %.6f, \"errors\": %" PRIu64 "}\n",
            records, bytes, first ? end - first : 0.0, first ? first - start : end - start, errors);
-    for (int p = 0; p < partitions; p++)
+    for (int p = first_partition; p < first_partition + partitions; p++)
         rd_kafka_consume_stop(rkt, p);
     free(msgs);
     rd_kafka_queue_destroy(queue);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
-    return records >= expected && errors == 0 ? 0 : 1;
+    int done = expected == 0 ? at_end >= partitions : records >= expected;
+    return done && errors == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
