@@ -24,8 +24,8 @@ mod snapshot;
 use crate::error::ErrorCode;
 use crate::planted::PlantedBug;
 use crate::record::{
-    set_base_offset, set_log_append_time, set_partition_leader_epoch, Batch, BatchError,
-    TimestampType,
+    declared_size, set_base_offset, set_log_append_time, set_partition_leader_epoch, Batch,
+    BatchError, TimestampType,
 };
 use crate::storage::{Storage, StorageError};
 use crate::types::{LeaderEpoch, Millis, Offset};
@@ -122,6 +122,9 @@ pub struct AppendInfo {
     pub synced: bool,
 }
 
+/// Bytes read at a time when a read checks the CRCs of bytes not checked since open.
+const VERIFY_CHUNK: usize = 1 << 20;
+
 /// The producer fields of one stored batch ([`PartitionLog::producer_batches_from`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerBatch {
@@ -172,6 +175,9 @@ pub struct PartitionLog<S: Storage> {
     compacted_below: Offset,
     /// Buffers reused by every append instead of allocated per call.
     scratch: AppendScratch,
+    /// The buffer reads check unverified bytes in (`check_unverified`), kept between reads
+    /// so that check allocates nothing; at most `VERIFY_CHUNK` or one batch long.
+    verify_scratch: std::cell::RefCell<Vec<u8>>,
     /// Why the log went offline: a storage call failed while changing it, so its files may
     /// not match its state. Every later call fails until the log is reopened (recovered).
     offline: Option<String>,
@@ -610,22 +616,7 @@ impl<S: Storage> PartitionLog<S> {
         if from >= end || crate::planted::is_planted(PlantedBug::ServeUnverified) {
             return Ok(None);
         }
-        let mut bytes = vec![0; (end - from) as usize];
-        self.storage.read_at(&segment.files.log, from, &mut bytes)?;
-        let mut position = 0;
-        let mut damaged = None;
-        while position < bytes.len() {
-            let intact = Batch::parse(&bytes[position..])
-                .ok()
-                .filter(|batch| batch.verify_crc().is_ok());
-            match intact {
-                Some(batch) => position += batch.size(),
-                None => {
-                    damaged = Some(from + position as u64);
-                    break;
-                }
-            }
-        }
+        let damaged = self.first_damaged(segment, from, end)?;
         let good_end = damaged.unwrap_or(end);
         if start <= verified {
             segment.verified.set(good_end);
@@ -649,6 +640,52 @@ impl<S: Storage> PartitionLog<S> {
             position += header.size;
         }
         Ok(Some((bad, next)))
+    }
+
+    /// The position of the first batch in `[from, end)` (whole batches) that fails its CRC,
+    /// read in chunks of `VERIFY_CHUNK` through the reused scratch buffer.
+    fn first_damaged(
+        &self,
+        segment: &Segment,
+        from: u64,
+        end: u64,
+    ) -> Result<Option<u64>, LogError> {
+        let mut scratch = self.verify_scratch.borrow_mut();
+        let mut position = from;
+        while position < end {
+            let want = ((end - position) as usize).min(VERIFY_CHUNK);
+            scratch.resize(want, 0);
+            self.storage
+                .read_at(&segment.files.log, position, &mut scratch[..want])?;
+            let mut offset = 0;
+            while offset < want {
+                let size = match declared_size(&scratch[offset..want]) {
+                    Some(Ok(size)) => size,
+                    None if offset > 0 => break, // the next chunk starts with this batch
+                    _ => return Ok(Some(position + offset as u64)),
+                };
+                if offset + size > want {
+                    if offset > 0 {
+                        break; // the next chunk starts with this batch
+                    }
+                    // One batch larger than a chunk: check it whole.
+                    if position + size as u64 > end {
+                        return Ok(Some(position));
+                    }
+                    scratch.resize(size, 0);
+                    self.storage
+                        .read_at(&segment.files.log, position, &mut scratch[..size])?;
+                }
+                let intact = Batch::parse(&scratch[offset..offset + size])
+                    .is_ok_and(|batch| batch.verify_crc().is_ok());
+                if !intact {
+                    return Ok(Some(position + offset as u64));
+                }
+                offset += size;
+            }
+            position += offset as u64;
+        }
+        Ok(None)
     }
 
     /// Copies a slice's bytes out of storage (the simulator and tests; the server sends them

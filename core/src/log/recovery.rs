@@ -191,6 +191,7 @@ impl<S: Storage> PartitionLog<S> {
             unflushed_since: None,
             compacted_below: Offset(0),
             scratch: AppendScratch::default(),
+            verify_scratch: Default::default(),
             offline: None,
         };
         if log_start > log_end {

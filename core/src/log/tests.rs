@@ -816,3 +816,42 @@ fn log_a_batch_damaged_on_disk_is_never_served() {
     // Once served, a range is not checked again; the damaged batch keeps failing.
     assert!(log.read(Offset(8), 1 << 20, Offset(40)).is_err());
 }
+
+#[test]
+fn log_damage_is_found_across_check_chunks_and_in_batches_larger_than_one() {
+    let config = LogConfig {
+        max_message_bytes: 4 << 20,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(MemoryStorage::new(), config.clone());
+    // Batches of about 300 KB straddle the 1 MiB check chunks; one of 2.4 MB exceeds a chunk.
+    for records in [3, 3, 3, 3, 3, 24, 3, 3] {
+        log.append(
+            &mut batch(records, 100_000, 1_000),
+            LeaderEpoch(0),
+            Millis(1_000),
+        )
+        .unwrap();
+    }
+    let end = log.log_end_offset();
+    let big = log.read(Offset(15), 1, end).unwrap().unwrap();
+    let after_big = log.read(Offset(39), 1, end).unwrap().unwrap();
+    let mut storage = log.close().unwrap();
+    storage.flip_bit(&after_big.file, after_big.position as usize + 5_000, 1);
+    let (log, _) = open(storage, config.clone());
+    let served = log.read(Offset(0), 64 << 20, end).unwrap().unwrap();
+    assert_eq!(
+        (served.first_offset, served.next_offset),
+        (Offset(0), Offset(39)),
+        "everything before the damaged batch, the big one included"
+    );
+    assert!(log.read(Offset(39), 64 << 20, end).is_err());
+
+    // Damage inside the batch larger than a chunk is found too.
+    let mut storage = log.close().unwrap();
+    storage.flip_bit(&big.file, big.position as usize + 2_000_000, 6);
+    let (log, _) = open(storage, config);
+    let served = log.read(Offset(0), 64 << 20, end).unwrap().unwrap();
+    assert_eq!(served.next_offset, Offset(15));
+    assert!(log.read(Offset(15), 64 << 20, end).is_err());
+}
