@@ -423,7 +423,8 @@ mod tests {
     use super::*;
     use kafka_protocol::protocol::Encodable;
 
-    fn encodes<R: Encodable>(request: &R, (min, max): (i16, i16), what: &str) {
+    /// Encodes `request` in every version from `min` to `max`, panicking on the first refusal.
+    pub(super) fn encodes<R: Encodable>(request: &R, (min, max): (i16, i16), what: &str) {
         for version in min..=max {
             let mut buf = bytes::BytesMut::new();
             request

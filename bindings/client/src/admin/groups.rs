@@ -499,16 +499,7 @@ fn offset_delete_request(group: &str, partitions: &[TopicPartition]) -> OffsetDe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::protocol::Encodable;
-
-    fn encodes<R: Encodable>(request: &R, (min, max): (i16, i16), what: &str) {
-        for version in min..=max {
-            let mut buf = bytes::BytesMut::new();
-            request
-                .encode(&mut buf, version)
-                .unwrap_or_else(|e| panic!("{what} v{version}: {e}"));
-        }
-    }
+    use crate::admin::tests::encodes;
 
     /// Each group request encodes in every version the admin client may pick, with only
     /// the fields that version has.
