@@ -1,8 +1,9 @@
 //! `brook-core`: everything in Brook that decides, and nothing that does I/O.
 //!
 //! This crate holds the Kafka record-batch format ([`record`]), the partition commit log
-//! ([`log`]) and the storage abstraction it writes through ([`storage`]). Later issues add the
-//! broker, replication, group and transaction state machines here.
+//! ([`log`]) and the storage abstraction it writes through ([`storage`]), the broker
+//! ([`broker`]), the consumer-group coordinator ([`group`]) and partition replication
+//! ([`replication`]). Later issues add the controller and transaction state machines here.
 //!
 //! **Architecture invariant:** no code in this crate opens files or sockets, reads a clock,
 //! spawns threads or draws thread-local randomness. Time arrives as [`types::Millis`] values,
@@ -16,8 +17,9 @@ pub mod log;
 pub mod planted;
 pub mod protocol;
 pub mod record;
+pub mod replication;
 pub mod storage;
 pub mod types;
 
 pub use error::ErrorCode;
-pub use types::{LeaderEpoch, Millis, Offset, ProducerEpoch, ProducerId};
+pub use types::{LeaderEpoch, Millis, NodeId, Offset, ProducerEpoch, ProducerId};

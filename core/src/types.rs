@@ -41,3 +41,13 @@ impl Millis {
         (self.0 - earlier.0).max(0)
     }
 }
+
+/// A broker's id in the cluster (`node.id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub i32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

@@ -1,0 +1,55 @@
+//! Partition replication, Kafka's in-sync-replica protocol: what a partition's leader knows
+//! of its followers, and how a follower reconciles its log with a new leader's.
+//!
+//! A partition has one leader and zero or more followers, all named in its replica list.
+//! Followers copy the leader's log by fetching from it (a Fetch carrying their replica id);
+//! the leader learns each follower's log end offset from the offset it fetches at, keeps the
+//! in-sync replica set (ISR: the replicas that caught up with it within
+//! `replica.lag.time.max.ms`) and advances the high watermark to the smallest log end offset
+//! in the ISR. Records below the high watermark are committed: consumers see only those, and
+//! an acks=all produce is answered once the high watermark passes its last record.
+//!
+//! After a leader change, a follower's log may hold a tail the new leader never had (it was
+//! appended by the old leader and not committed). Every batch carries the epoch of the leader
+//! that appended it, and each log keeps its epoch history (the leader-epoch cache); a
+//! follower fetches with the epoch of its last batch, the leader answers with the end of that
+//! epoch in its own history when the follower's log goes past it ([`divergence`], KIP-320),
+//! and the follower truncates to where the two histories agree ([`truncation_offset`],
+//! KIP-101/279) before fetching again.
+//!
+//! This module decides; it stores nothing and sends nothing.
+//!
+//! **API boundary:** [`LeaderState`] is driven by the broker that leads the partition, in
+//! this order: [`LeaderState::new`] when it becomes leader; [`LeaderState::handle_append`]
+//! after each local append; [`LeaderState::handle_follower_fetch`] for each follower fetch,
+//! before answering it; [`LeaderState::handle_tick`] at [`LeaderState::next_deadline`]. Each
+//! returns a [`LeaderUpdate`]: a new high watermark (release parked acks=all produces and
+//! fetches; store it in the log) and ISR changes (to be recorded by the controller once the
+//! cluster has one; until then the leader's own view is authoritative). A follower's driver
+//! uses [`FollowerState`] for its fetch position and the two reconciliation functions.
+
+mod follower;
+mod leader;
+#[cfg(test)]
+mod tests;
+
+pub use follower::{
+    divergence, truncation_offset, DivergingEpoch, FetchPosition, FollowerState, Truncation,
+};
+pub use leader::{LeaderInit, LeaderState, LeaderUpdate};
+
+/// Replication settings shared by every partition of a broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with the leader's log end
+    /// offset for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> ReplicationConfig {
+        ReplicationConfig {
+            replica_lag_time_max_ms: 30_000,
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Tests of the leader's ISR and high-watermark rules and of log reconciliation.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::ErrorCode;
+use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
+
+const LAG_MS: i64 = 10_000;
+
+fn n(id: i32) -> NodeId {
+    NodeId(id)
+}
+
+fn leader(isr: &[i32], log_end: i64, high_watermark: i64) -> LeaderState {
+    LeaderState::new(LeaderInit {
+        node: n(1),
+        epoch: LeaderEpoch(3),
+        replicas: vec![n(1), n(2), n(3)],
+        isr: isr.iter().map(|&i| n(i)).collect(),
+        log_end_offset: Offset(log_end),
+        high_watermark: Offset(high_watermark),
+        now: Millis(0),
+        config: ReplicationConfig {
+            replica_lag_time_max_ms: LAG_MS,
+        },
+    })
+}
+
+fn isr(state: &LeaderState) -> Vec<i32> {
+    state.isr().map(|r| r.0).collect()
+}
+
+fn fetch(state: &mut LeaderState, now: i64, follower: i32, offset: i64) -> LeaderUpdate {
+    state
+        .handle_follower_fetch(Millis(now), n(follower), Offset(offset))
+        .expect("a valid follower fetch")
+}
+
+#[test]
+fn high_watermark_is_the_smallest_log_end_offset_in_the_isr() {
+    let mut s = leader(&[1, 2, 3], 10, 10);
+    assert_eq!(s.handle_append(Offset(15)).high_watermark, None);
+    assert_eq!(
+        fetch(&mut s, 1, 2, 15).high_watermark,
+        None,
+        "3 has not fetched yet"
+    );
+    assert_eq!(fetch(&mut s, 2, 3, 12).high_watermark, Some(Offset(12)));
+    assert_eq!(fetch(&mut s, 3, 3, 15).high_watermark, Some(Offset(15)));
+    assert_eq!(s.high_watermark(), Offset(15));
+}
+
+#[test]
+fn a_leader_alone_in_its_isr_commits_on_append() {
+    let mut s = leader(&[1], 10, 7);
+    assert_eq!(
+        s.high_watermark(),
+        Offset(10),
+        "everything it has is committed at once"
+    );
+    assert_eq!(s.handle_append(Offset(12)).high_watermark, Some(Offset(12)));
+}
+
+#[test]
+fn the_high_watermark_never_moves_down() {
+    let mut s = leader(&[1, 2], 10, 10);
+    fetch(&mut s, 1, 2, 10);
+    // A follower truncating (after a divergence) does not uncommit anything.
+    assert_eq!(fetch(&mut s, 2, 2, 8).high_watermark, None);
+    assert_eq!(s.high_watermark(), Offset(10));
+}
+
+#[test]
+fn a_lagging_follower_leaves_the_isr_after_the_lag_time() {
+    let mut s = leader(&[1, 2, 3], 10, 10);
+    fetch(&mut s, 0, 2, 10);
+    fetch(&mut s, 0, 3, 10);
+    s.handle_append(Offset(20));
+    fetch(&mut s, 100, 2, 20); // 2 keeps up, 3 stops fetching
+    assert_eq!(
+        s.high_watermark(),
+        Offset(10),
+        "3 still holds the high watermark back"
+    );
+    assert_eq!(s.next_deadline(), Some(Millis(LAG_MS + 1)));
+    assert!(
+        s.handle_tick(Millis(LAG_MS)).is_empty(),
+        "not yet: exactly the lag time"
+    );
+    let update = s.handle_tick(Millis(LAG_MS + 1));
+    assert_eq!(update.isr_removed, vec![n(3)]);
+    assert_eq!(
+        update.high_watermark,
+        Some(Offset(20)),
+        "2 alone now decides"
+    );
+    assert_eq!(isr(&s), vec![1, 2]);
+}
+
+#[test]
+fn a_caught_up_follower_stays_in_the_isr_however_long_it_is_quiet() {
+    let mut s = leader(&[1, 2], 10, 10);
+    fetch(&mut s, 0, 2, 10);
+    assert_eq!(s.next_deadline(), None);
+    assert!(s.handle_tick(Millis(10 * LAG_MS)).is_empty());
+    assert_eq!(isr(&s), vec![1, 2]);
+}
+
+#[test]
+fn a_follower_fetching_behind_but_reaching_the_previous_end_counts_as_caught_up_then() {
+    let mut s = leader(&[1, 2], 10, 10);
+    s.handle_append(Offset(20));
+    fetch(&mut s, 5_000, 2, 15); // behind: last caught up stays 0
+    s.handle_append(Offset(30));
+    // At 12,000 it fetches at 20: the leader's end at its previous fetch (5,000).
+    fetch(&mut s, 12_000, 2, 20);
+    assert!(
+        s.handle_tick(Millis(LAG_MS + 1)).is_empty(),
+        "caught up at 5,000"
+    );
+    assert_eq!(
+        s.handle_tick(Millis(5_000 + LAG_MS + 1)).isr_removed,
+        vec![n(2)]
+    );
+}
+
+#[test]
+fn a_follower_rejoins_once_it_holds_the_high_watermark_and_the_leader_epoch() {
+    let mut s = leader(&[1], 10, 10);
+    s.handle_append(Offset(20));
+    assert_eq!(s.high_watermark(), Offset(20));
+    assert!(
+        fetch(&mut s, 1, 2, 15).isr_added.is_empty(),
+        "below the high watermark"
+    );
+    let update = fetch(&mut s, 2, 2, 20);
+    assert_eq!(update.isr_added, vec![n(2)]);
+    assert_eq!(isr(&s), vec![1, 2]);
+    // From now on acks=all waits for 2 as well.
+    s.handle_append(Offset(25));
+    assert_eq!(s.high_watermark(), Offset(20));
+    assert_eq!(fetch(&mut s, 3, 2, 25).high_watermark, Some(Offset(25)));
+}
+
+#[test]
+fn a_follower_below_the_epoch_start_does_not_rejoin_even_at_the_high_watermark() {
+    // The new leader became leader at 10 with the high watermark at 6 and only itself in sync.
+    let mut s = LeaderState::new(LeaderInit {
+        node: n(1),
+        epoch: LeaderEpoch(4),
+        replicas: vec![n(1), n(2)],
+        isr: vec![n(1), n(2)],
+        log_end_offset: Offset(10),
+        high_watermark: Offset(6),
+        now: Millis(0),
+        config: ReplicationConfig::default(),
+    });
+    s.handle_tick(Millis(
+        ReplicationConfig::default().replica_lag_time_max_ms + 1,
+    ));
+    assert_eq!(isr(&s), vec![1]);
+    assert_eq!(s.high_watermark(), Offset(10));
+    let mut s2 = LeaderState::new(LeaderInit {
+        node: n(1),
+        epoch: LeaderEpoch(4),
+        replicas: vec![n(1), n(2)],
+        isr: vec![n(1)],
+        log_end_offset: Offset(10),
+        high_watermark: Offset(6),
+        now: Millis(0),
+        config: ReplicationConfig::default(),
+    });
+    // Its own high watermark went to 10 at once (alone); a follower at 8 may hold another
+    // epoch's records at 8..10 and is not in sync.
+    assert!(s2
+        .handle_follower_fetch(Millis(1), n(2), Offset(8))
+        .unwrap()
+        .isr_added
+        .is_empty());
+    assert_eq!(
+        s2.handle_follower_fetch(Millis(2), n(2), Offset(10))
+            .unwrap()
+            .isr_added,
+        vec![n(2)]
+    );
+}
+
+#[test]
+fn fetches_from_strangers_or_beyond_the_log_end_are_refused_without_effect() {
+    let mut s = leader(&[1, 2, 3], 10, 10);
+    assert_eq!(
+        s.handle_follower_fetch(Millis(1), n(9), Offset(0)),
+        Err(ErrorCode::NotLeaderOrFollower)
+    );
+    assert_eq!(
+        s.handle_follower_fetch(Millis(1), n(1), Offset(0)),
+        Err(ErrorCode::NotLeaderOrFollower),
+        "the leader does not fetch from itself"
+    );
+    assert_eq!(
+        s.handle_follower_fetch(Millis(1), n(2), Offset(11)),
+        Err(ErrorCode::OffsetOutOfRange)
+    );
+    assert_eq!(s.follower_log_end_offset(n(2)), None);
+}
+
+#[test]
+fn acks_all_needs_min_insync_replicas_before_and_after_the_append() {
+    let mut s = leader(&[1, 2], 10, 10);
+    assert_eq!(s.check_acks_all(2), Ok(()));
+    assert_eq!(s.check_acks_all(3), Err(ErrorCode::NotEnoughReplicas));
+    s.handle_append(Offset(12));
+    assert_eq!(s.acks_all_outcome(Offset(12), 2), None, "not committed yet");
+    fetch(&mut s, 1, 2, 12);
+    assert_eq!(s.acks_all_outcome(Offset(12), 2), Some(Ok(())));
+    s.handle_append(Offset(14));
+    let update = s.handle_tick(Millis(LAG_MS + 2));
+    assert_eq!(update.isr_removed, vec![n(2)]);
+    assert_eq!(
+        s.acks_all_outcome(Offset(14), 2),
+        Some(Err(ErrorCode::NotEnoughReplicasAfterAppend)),
+        "committed by the leader alone"
+    );
+}
+
+fn de(epoch: i32, end: i64) -> DivergingEpoch {
+    DivergingEpoch {
+        epoch: LeaderEpoch(epoch),
+        end_offset: Offset(end),
+    }
+}
+
+#[test]
+fn the_leader_reports_divergence_only_when_the_follower_went_past_the_epoch_end() {
+    // The follower's last batch is of epoch 2 and it fetches at 50.
+    assert_eq!(
+        divergence(Offset(50), Some(LeaderEpoch(2)), de(2, 60)),
+        None
+    );
+    assert_eq!(
+        divergence(Offset(50), Some(LeaderEpoch(2)), de(2, 50)),
+        None
+    );
+    assert_eq!(
+        divergence(Offset(50), Some(LeaderEpoch(2)), de(2, 40)),
+        Some(de(2, 40))
+    );
+    // The leader never had epoch 2: its history answers with epoch 1.
+    assert_eq!(
+        divergence(Offset(50), Some(LeaderEpoch(2)), de(1, 70)),
+        Some(de(1, 70))
+    );
+    assert_eq!(
+        divergence(Offset(50), Some(LeaderEpoch(2)), de(-1, -1)),
+        Some(de(-1, -1))
+    );
+    // No epoch sent (empty log, or an old client): nothing to compare.
+    assert_eq!(divergence(Offset(0), None, de(-1, -1)), None);
+}
+
+#[test]
+fn the_follower_truncates_to_where_the_two_histories_agree() {
+    // Same epoch on both sides: the smaller end.
+    assert_eq!(
+        truncation_offset(de(2, 40), Some(de(2, 55)), Offset(55), Offset(30)),
+        Truncation {
+            offset: Offset(40),
+            complete: true
+        }
+    );
+    // The follower knows only epoch 1 below the leader's epoch 2: to its end, then ask again.
+    assert_eq!(
+        truncation_offset(de(2, 40), Some(de(1, 35)), Offset(55), Offset(30)),
+        Truncation {
+            offset: Offset(35),
+            complete: false
+        }
+    );
+    // No local history at or below the epoch: the leader's end.
+    assert_eq!(
+        truncation_offset(de(2, 40), None, Offset(55), Offset(30)),
+        Truncation {
+            offset: Offset(40),
+            complete: true
+        }
+    );
+    // Never beyond the follower's own end.
+    assert_eq!(
+        truncation_offset(de(2, 80), Some(de(2, 90)), Offset(55), Offset(30)),
+        Truncation {
+            offset: Offset(55),
+            complete: true
+        }
+    );
+    // The leader knows nothing: keep what is committed.
+    assert_eq!(
+        truncation_offset(de(-1, -1), None, Offset(55), Offset(30)),
+        Truncation {
+            offset: Offset(30),
+            complete: true
+        }
+    );
+}
+
+#[test]
+fn a_follower_fetches_from_its_log_end_with_its_last_epoch() {
+    let f = FollowerState::new(n(2), LeaderEpoch(5));
+    assert_eq!(
+        f.fetch_position(Offset(42), Some(LeaderEpoch(4))),
+        FetchPosition {
+            leader: n(2),
+            current_leader_epoch: LeaderEpoch(5),
+            fetch_offset: Offset(42),
+            last_fetched_epoch: Some(LeaderEpoch(4)),
+        }
+    );
+    assert_eq!(
+        FollowerState::high_watermark_after_fetch(Offset(50), Offset(42)),
+        Offset(42)
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Append(u8),
+    Fetch { follower: u8, behind: u8, dt: u16 },
+    Tick(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (1u8..20).prop_map(Step::Append),
+        (2u8..=3, 0u8..30, 0u16..4_000).prop_map(|(follower, behind, dt)| Step::Fetch {
+            follower,
+            behind,
+            dt
+        }),
+        (0u16..15_000).prop_map(Step::Tick),
+    ]
+}
+
+proptest! {
+    /// Whatever the order of appends, fetches (followers only move forward) and ticks: the
+    /// high watermark never moves down, never passes the log end offset, and every ISR member
+    /// that has fetched holds everything below it — the committed prefix survives losing
+    /// any ISR member but one.
+    #[test]
+    fn committed_records_are_held_by_every_isr_member(steps in proptest::collection::vec(step(), 1..200)) {
+        let mut s = leader(&[1, 2, 3], 0, 0);
+        let mut now = 0i64;
+        let mut log_end = 0i64;
+        let mut follower_end = [0i64; 4];
+        let mut last_hw = s.high_watermark();
+        for st in steps {
+            match st {
+                Step::Append(k) => {
+                    log_end += i64::from(k);
+                    s.handle_append(Offset(log_end));
+                }
+                Step::Fetch { follower, behind, dt } => {
+                    now += i64::from(dt);
+                    let f = usize::from(follower);
+                    let at = (log_end - i64::from(behind)).max(follower_end[f]);
+                    follower_end[f] = at;
+                    s.handle_follower_fetch(Millis(now), n(i32::from(follower)), Offset(at)).unwrap();
+                }
+                Step::Tick(dt) => {
+                    now += i64::from(dt);
+                    s.handle_tick(Millis(now));
+                }
+            }
+            let hw = s.high_watermark();
+            prop_assert!(hw >= last_hw);
+            prop_assert!(hw <= Offset(log_end));
+            for r in s.isr().filter(|&r| r != n(1)) {
+                if let Some(end) = s.follower_log_end_offset(r) {
+                    prop_assert!(end >= hw, "ISR member {r} at {end} below the high watermark {hw}");
+                }
+            }
+            last_hw = hw;
+        }
+    }
+}
