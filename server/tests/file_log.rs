@@ -6,7 +6,7 @@ use std::path::Path;
 
 use brook_core::log::{
     index_file, log_file, parse_file_name, time_index_file, LogConfig, PartitionLog,
-    RecoveryReport, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE,
+    RecoveryReport, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, EPOCH_CHECKPOINT_FILE,
 };
 use brook_core::record::{Batch, BatchBuilder, Batches, Record};
 use brook_core::types::{LeaderEpoch, Millis, Offset};
@@ -122,7 +122,11 @@ fn file_log_clean_close_leaves_kafka_file_names_and_exact_indexes() {
     let mut expected: Vec<String> = bases
         .iter()
         .flat_map(|&base| [log_file(base), index_file(base), time_index_file(base)])
-        .chain([CHECKPOINT_FILE.to_string(), CLEAN_SHUTDOWN_FILE.to_string()])
+        .chain([
+            CHECKPOINT_FILE.to_string(),
+            CLEAN_SHUTDOWN_FILE.to_string(),
+            EPOCH_CHECKPOINT_FILE.to_string(),
+        ])
         .collect();
     expected.sort();
     assert_eq!(files_on_disk(dir.path()), expected);

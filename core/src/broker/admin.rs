@@ -62,10 +62,6 @@ const ENDPOINT_BROKERS: i8 = 1;
 const CLUSTER_OPERATIONS_ALL: i32 =
     1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 14;
 
-/// OffsetForLeaderEpoch's `UNDEFINED_EPOCH`.
-const UNDEFINED_EPOCH: i32 = -1;
-/// OffsetForLeaderEpoch's `UNDEFINED_EPOCH_OFFSET`.
-const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 /// DeleteRecords: delete up to the high watermark.
 const DELETE_TO_HIGH_WATERMARK: i64 = -1;
 
@@ -564,30 +560,35 @@ impl<P: StorageProvider> Broker<P> {
 
 /// The (epoch, end offset) answer for one partition, or the KIP-320 fencing error.
 ///
-/// Brook keeps no epoch history: a partition's log holds only batches of its current leader
-/// epoch, which therefore starts at the log start offset. Against that one-entry history
-/// Kafka's lookup (`LeaderEpochFileCache.endOffsetFor`) gives: the current epoch → the log
-/// end offset; a later epoch or `UNDEFINED_EPOCH` → (-1, -1); an earlier epoch → that epoch
-/// with the current epoch's start offset.
+/// The answer is Kafka's `LeaderEpochFileCache.endOffsetFor` over the log's epoch history
+/// (`PartitionLog::end_offset_for_epoch`): `UNDEFINED_EPOCH` or an epoch above every known
+/// one → (-1, -1); the latest epoch → the log end offset; an earlier epoch → the largest
+/// known epoch at or below it (or itself, if it precedes them all) with the start offset of
+/// the next known epoch. Kafka records the leader's epoch at the log end when it becomes
+/// leader; Brook's log records it at the first append, so a current epoch newer than the
+/// history is added here, at the log end, before the lookup.
 fn epoch_end_offset<S: crate::storage::Storage>(
     partition: &Partition<S>,
     wanted: &OffsetForLeaderPartition,
 ) -> Result<(i32, i64), ErrorCode> {
-    let current = partition.leader_epoch.0;
+    let current = partition.leader_epoch;
     match wanted.current_leader_epoch {
-        known if known < 0 || known == current => {}
-        older if older < current => return Err(ErrorCode::FencedLeaderEpoch),
+        known if known < 0 || known == current.0 => {}
+        older if older < current.0 => return Err(ErrorCode::FencedLeaderEpoch),
         _ => return Err(ErrorCode::UnknownLeaderEpoch),
     }
-    let requested = wanted.leader_epoch;
-    let answer = if requested < 0 || requested > current {
-        (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
-    } else if requested == current {
-        (current, partition.log.log_end_offset().0)
+    let log = &partition.log;
+    let log_end = log.log_end_offset();
+    let requested = crate::types::LeaderEpoch(wanted.leader_epoch);
+    let newer = log.latest_epoch().is_none_or(|latest| current > latest);
+    let answer = if newer && current.0 >= 0 {
+        let mut history = log.epoch_cache().clone();
+        history.assign(current, log_end);
+        history.end_offset_for(requested, log_end)
     } else {
-        (requested, partition.log.log_start_offset().0)
+        log.end_offset_for_epoch(requested)
     };
-    Ok(answer)
+    Ok((answer.epoch.0, answer.end_offset.0))
 }
 
 /// Applies one IncrementalAlterConfigs operation to an override set. APPEND and SUBTRACT

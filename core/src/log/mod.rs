@@ -10,12 +10,18 @@
 //! The log only records it ([`PartitionLog::set_high_watermark`]) and bounds nothing by it;
 //! callers pass the upper bound of a read explicitly.
 //!
+//! It also keeps the partition's leader-epoch history (`epochs.rs`, KIP-101): the epoch each
+//! appended batch carries, where each epoch starts, kept in step with truncation and the log
+//! start, persisted in `leader-epoch-checkpoint` and answered by
+//! [`PartitionLog::end_offset_for_epoch`] (OffsetForLeaderEpoch).
+//!
 //! Call order for a driver: [`PartitionLog::open`] once; then any mix of `append`, `read`,
 //! `truncate_to`, `advance_log_start`, `apply_retention` and `tick` (which runs the time-based
 //! flush policy); finally [`PartitionLog::close`], which leaves a clean-shutdown marker.
 
 mod compaction;
 mod config;
+mod epochs;
 mod offline;
 mod recovery;
 mod segment;
@@ -32,6 +38,10 @@ use crate::types::{LeaderEpoch, Millis, Offset};
 
 pub use compaction::CompactionReport;
 pub use config::{ConfigError, LogConfig};
+pub use epochs::{
+    EpochEnd, EpochEntry, LeaderEpochCache, EPOCH_CHECKPOINT_FILE, UNDEFINED_EPOCH,
+    UNDEFINED_EPOCH_OFFSET,
+};
 pub use recovery::RecoveryReport;
 pub use segment::{index_file, log_file, parse_file_name, time_index_file};
 use segment::{BatchSummary, Segment, SegmentFiles, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
@@ -83,6 +93,16 @@ pub enum LogError {
     /// The storage failed; the partition cannot go on (Kafka's `KAFKA_STORAGE_ERROR`).
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// A batch's leader epoch is below the newest epoch in the log (KIP-101): appending it
+    /// would break the epoch history, so the appender is a stale leader or copies from one
+    /// (permanent for this appender).
+    #[error("leader epoch {} is below the log's latest epoch {}", .epoch.0, .latest.0)]
+    StaleLeaderEpoch {
+        /// The epoch of the refused batch (or of the leader appending it).
+        epoch: LeaderEpoch,
+        /// The newest epoch in the log's history.
+        latest: LeaderEpoch,
+    },
     /// An earlier storage failure took the log offline; reopening it (a restart) recovers it.
     #[error("log is offline after a storage failure: {reason}")]
     Offline {
@@ -97,6 +117,7 @@ impl From<&LogError> for ErrorCode {
             LogError::Batch(batch) => ErrorCode::from(batch),
             LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             LogError::OffsetsNotMonotonic { .. } => ErrorCode::InvalidRecord,
+            LogError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             LogError::Config(_) => ErrorCode::InvalidConfig,
             LogError::CorruptSegment { .. } | LogError::Storage(_) | LogError::Offline { .. } => {
                 ErrorCode::KafkaStorageError
@@ -173,6 +194,8 @@ pub struct PartitionLog<S: Storage> {
     unflushed_since: Option<Millis>,
     /// Segments below this base offset were compacted by the last pass.
     compacted_below: Offset,
+    /// Where each leader epoch starts; mirrored to `EPOCH_CHECKPOINT_FILE`.
+    epochs: LeaderEpochCache,
     /// Buffers reused by every append instead of allocated per call.
     scratch: AppendScratch,
     /// The buffer reads check unverified bytes in (`check_unverified`), kept between reads
@@ -196,6 +219,8 @@ struct AppendScratch {
     offset_entries: Vec<u8>,
     /// Encoded time-index entries, written with one storage append.
     time_entries: Vec<u8>,
+    /// The epochs the batches being appended start, in order (at most one per batch).
+    epoch_starts: Vec<EpochEntry>,
 }
 
 impl<S: Storage> PartitionLog<S> {
@@ -242,6 +267,24 @@ impl<S: Storage> PartitionLog<S> {
         self.active().base
     }
 
+    /// The newest leader epoch in the log's epoch history, if any.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+    /// Where `requested` ends in this log (Kafka's `endOffsetFor`, KIP-101/KIP-279): see
+    /// [`LeaderEpochCache::end_offset_for`]; the latest epoch ends at the log end offset.
+    pub fn end_offset_for_epoch(&self, requested: LeaderEpoch) -> EpochEnd {
+        self.epochs.end_offset_for(requested, self.log_end_offset())
+    }
+    /// The leader-epoch history, oldest first (tests and inspection).
+    pub fn epoch_entries(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+    /// The leader-epoch history itself, for answers that add the partition's current epoch.
+    pub fn epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
         self.segments.iter().map(|s| s.base).collect()
@@ -277,9 +320,20 @@ impl<S: Storage> PartitionLog<S> {
         now: Millis,
     ) -> Result<AppendInfo, LogError> {
         self.validate_batches(records)?;
+        if !self.epochs.admits(leader_epoch) {
+            return Err(LogError::StaleLeaderEpoch {
+                epoch: leader_epoch,
+                latest: self.epochs.latest_epoch().expect("a history that refuses"),
+            });
+        }
         let log_append_time =
             (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
         let mut next = self.log_end_offset();
+        self.scratch.epoch_starts.clear();
+        self.scratch.epoch_starts.push(EpochEntry {
+            epoch: leader_epoch,
+            start_offset: next,
+        });
         self.scratch.summaries.clear();
         let mut position = 0;
         while position < records.len() {
@@ -298,6 +352,7 @@ impl<S: Storage> PartitionLog<S> {
             next = batch.next_offset();
             position += size;
         }
+        self.assign_epochs()?;
         self.write_batches(records, now, log_append_time)
     }
 
@@ -309,7 +364,9 @@ impl<S: Storage> PartitionLog<S> {
     ) -> Result<AppendInfo, LogError> {
         self.validate_batches(records)?;
         let mut log_end = self.log_end_offset();
+        let mut latest = self.epochs.latest_epoch();
         self.scratch.summaries.clear();
+        self.scratch.epoch_starts.clear();
         let mut position = 0;
         while position < records.len() {
             let batch = Batch::parse(&records[position..]).expect("validated above");
@@ -319,11 +376,49 @@ impl<S: Storage> PartitionLog<S> {
                     log_end,
                 });
             }
+            let epoch = batch.partition_leader_epoch();
+            if let Some(latest) = latest.filter(|&latest| epoch < latest) {
+                return Err(LogError::StaleLeaderEpoch { epoch, latest });
+            }
+            if epoch.0 >= 0 && latest.is_none_or(|latest| epoch > latest) {
+                latest = Some(epoch);
+                self.scratch.epoch_starts.push(EpochEntry {
+                    epoch,
+                    start_offset: log_end,
+                });
+            }
             log_end = batch.next_offset();
             self.scratch.summaries.push(summarize(&batch));
             position += batch.size();
         }
+        self.assign_epochs()?;
         self.write_batches(records, now, None)
+    }
+
+    /// Adds the epochs that the batches about to be written start (`scratch.epoch_starts`,
+    /// checked by the caller to follow the history) and persists the history if it grew —
+    /// before the batches are written, so a batch on disk always has its epoch in the file;
+    /// a crash in between leaves an entry at the log end, which the next open drops.
+    fn assign_epochs(&mut self) -> Result<(), LogError> {
+        let mut grew = false;
+        for entry in &self.scratch.epoch_starts {
+            assert!(
+                self.epochs.admits(entry.epoch),
+                "the caller refused stale epochs"
+            );
+            grew |= self.epochs.assign(entry.epoch, entry.start_offset);
+        }
+        if grew {
+            self.write_epoch_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Persists the leader-epoch history (atomically, durably).
+    fn write_epoch_checkpoint(&mut self) -> Result<(), LogError> {
+        let bytes = self.epochs.encode();
+        self.storage.write_atomic(EPOCH_CHECKPOINT_FILE, &bytes)?;
+        Ok(())
     }
 
     /// Checks that `records` is a run of one or more whole, valid v2 batches.
@@ -833,11 +928,14 @@ impl<S: Storage> PartitionLog<S> {
         self.finish_truncation()
     }
 
-    /// Pulls the recovery point and high watermark back to the new log end.
+    /// Pulls the recovery point, high watermark and epoch history back to the new log end.
     fn finish_truncation(&mut self) -> Result<(), LogError> {
         self.delete_snapshots_above(self.log_end_offset())?;
         // Segments deleted above the cut must stay deleted before the checkpoint says so.
         self.storage.sync_dir()?;
+        if self.epochs.truncate_from_end(self.log_end_offset()) {
+            self.write_epoch_checkpoint()?;
+        }
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
         self.high_watermark = self.high_watermark.min(self.log_end_offset());
         self.write_checkpoint()?;
@@ -865,6 +963,11 @@ impl<S: Storage> PartitionLog<S> {
         self.log_start = offset;
         self.recovery_point = offset;
         self.high_watermark = offset;
+        // After the segments are gone: a crash before this leaves stale entries, which the
+        // next open cuts at the log end and start, never batches without entries.
+        if self.epochs.clear() {
+            self.write_epoch_checkpoint()?;
+        }
         self.write_checkpoint()?;
         self.check_invariants();
         Ok(())
@@ -886,6 +989,9 @@ impl<S: Storage> PartitionLog<S> {
         self.log_start = offset;
         self.high_watermark = self.high_watermark.max(offset);
         self.write_checkpoint()?;
+        if self.epochs.truncate_from_start(offset) {
+            self.write_epoch_checkpoint()?;
+        }
         self.delete_segments_below_start()?;
         self.check_invariants();
         Ok(())
@@ -951,6 +1057,9 @@ impl<S: Storage> PartitionLog<S> {
         self.log_start = self.log_start.max(new_start);
         self.high_watermark = self.high_watermark.max(self.log_start);
         self.write_checkpoint()?;
+        if self.epochs.truncate_from_start(self.log_start) {
+            self.write_epoch_checkpoint()?;
+        }
         let deleted = self.delete_segments_below_start()?;
         self.check_invariants();
         Ok(deleted)
@@ -975,6 +1084,7 @@ impl<S: Storage> PartitionLog<S> {
         self.seal_active()?;
         self.flush_unguarded()?;
         self.write_checkpoint()?;
+        self.write_epoch_checkpoint()?;
         for segment in &self.segments {
             for name in segment.files.all() {
                 self.storage.close(name)?;
@@ -1036,6 +1146,19 @@ impl<S: Storage> PartitionLog<S> {
             "high watermark within the log"
         );
         assert!(self.segments[0].base <= self.log_start.max(self.segments[0].base));
+        self.epochs.check_invariants();
+        if let Some(first) = self.epochs.entries().first() {
+            assert!(
+                first.start_offset >= self.log_start,
+                "epoch history starts at or after the log start"
+            );
+        }
+        if let Some(latest) = self.epochs.latest_entry() {
+            assert!(
+                latest.start_offset <= self.log_end_offset(),
+                "epoch history ends at or before the log end"
+            );
+        }
     }
 }
 
@@ -1058,5 +1181,7 @@ fn summarize(batch: &Batch<'_>) -> BatchSummary {
     }
 }
 
+#[cfg(test)]
+mod epoch_tests;
 #[cfg(test)]
 mod tests;

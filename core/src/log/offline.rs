@@ -55,6 +55,9 @@ impl<S: Storage> PartitionLog<S> {
     /// Appends the batches in `records` (one produce request's records for this partition,
     /// v2 batches only) as leader: validates them, assigns offsets from the log end offset and
     /// the leader epoch by patching the headers, and writes them in one storage append.
+    /// A `leader_epoch` newer than the log's latest starts a new epoch at the log end offset
+    /// (persisted first); one below it is refused with [`LogError::StaleLeaderEpoch`] before
+    /// anything is patched or written (a stale leader must not extend the log).
     pub fn append(
         &mut self,
         records: &mut [u8],
@@ -66,7 +69,10 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Appends batches that already carry offsets (a follower copying its leader): they must
     /// be valid and continue the log end offset exactly, batch after batch (recovery relies
-    /// on offsets being contiguous within a segment until compaction exists).
+    /// on offsets being contiguous within a segment until compaction exists). Each batch's own
+    /// `partition_leader_epoch` extends the epoch history; a batch whose epoch is below the
+    /// latest (in the log or earlier in `records`) refuses the whole request with
+    /// [`LogError::StaleLeaderEpoch`] and nothing is written.
     pub fn append_replicated(
         &mut self,
         records: &[u8],
@@ -92,12 +98,14 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Removes every batch holding an offset ≥ `offset` (a follower after a leader change):
-    /// the log end becomes `offset`, or the base of the batch containing it. Durable on return.
+    /// the log end becomes `offset`, or the base of the batch containing it. Epochs that
+    /// started at or after the new end leave the history. Durable on return.
     pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
         self.guarded(|log| log.truncate_to_unguarded(offset))
     }
 
-    /// Deletes every segment and starts an empty log at `offset` (a replica too far behind).
+    /// Deletes every segment and starts an empty log at `offset` (a replica too far behind);
+    /// the epoch history is cleared.
     /// `now` defaults to the active segment's last append time for the new segment's clock.
     pub fn truncate_fully_and_start_at(
         &mut self,
@@ -107,7 +115,8 @@ impl<S: Storage> PartitionLog<S> {
         self.guarded(|log| log.truncate_fully_and_start_at_unguarded(offset, now))
     }
 
-    /// Moves the log start offset forward (DeleteRecords); segments wholly below it go.
+    /// Moves the log start offset forward (DeleteRecords); segments wholly below it go, and so
+    /// do the epochs that ended below it (the one covering it now starts there).
     /// `offset` must not exceed the high watermark; the caller checks that against the request.
     pub fn advance_log_start(&mut self, offset: Offset) -> Result<(), LogError> {
         self.guarded(|log| log.advance_log_start_unguarded(offset))

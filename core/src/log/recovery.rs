@@ -6,16 +6,18 @@ use super::segment::{
     TIME_ENTRY_LEN,
 };
 use super::{
-    parse_file_name, AppendScratch, LogConfig, LogError, PartitionLog, CHECKPOINT_FILE,
-    CLEAN_SHUTDOWN_FILE,
+    parse_file_name, AppendScratch, LeaderEpochCache, LogConfig, LogError, PartitionLog,
+    CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, EPOCH_CHECKPOINT_FILE,
 };
 use crate::planted::{is_planted, PlantedBug};
 use crate::record::{Batch, HEADER_LEN, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2};
 use crate::storage::{Storage, StorageError};
-use crate::types::{Millis, Offset};
+use crate::types::{LeaderEpoch, Millis, Offset};
 
 const CHECKPOINT_MAGIC: &[u8; 6] = b"BRKCP\x01";
 const CHECKPOINT_LEN: usize = CHECKPOINT_MAGIC.len() + 8 + 8 + 4;
+/// Where a v2 batch header holds its `partition_leader_epoch`.
+const LEADER_EPOCH_AT: u64 = 12;
 
 /// What opening a log found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,6 +108,7 @@ impl<S: Storage> PartitionLog<S> {
     /// trusted; otherwise every segment from the checkpointed recovery point on is scanned,
     /// its CRCs verified, a torn or corrupt tail truncated (with every later segment) and its
     /// indexes rebuilt. Damaged or missing index files of trusted segments are rebuilt too.
+    /// The leader-epoch history is recovered by the rule in `epochs.rs`'s module doc.
     pub fn open(
         mut storage: S,
         config: LogConfig,
@@ -138,6 +141,7 @@ impl<S: Storage> PartitionLog<S> {
             (false, None) => Offset(0),
         };
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+        let mut first_scanned = None;
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let follows = segments.last().is_none_or(|prev| prev.next_offset <= base);
@@ -155,7 +159,10 @@ impl<S: Storage> PartitionLog<S> {
             };
             let (segment, intact) = match loaded {
                 Some(segment) => (segment, true),
-                None => scan_segment(&mut storage, &config, base, now, &mut report)?,
+                None => {
+                    first_scanned = first_scanned.or(Some(segments.len()));
+                    scan_segment(&mut storage, &config, base, now, &mut report)?
+                }
             };
             let ends_before_next = next_base.is_none_or(|next| segment.next_offset <= next);
             segments.push(segment);
@@ -180,6 +187,7 @@ impl<S: Storage> PartitionLog<S> {
         // describes the log they left.
         storage.sync_dir()?;
         let log_end = segments.last().expect("at least one segment").next_offset;
+        let stored_epochs = storage.read_all(EPOCH_CHECKPOINT_FILE)?;
         let mut log = PartitionLog {
             storage,
             config,
@@ -190,10 +198,12 @@ impl<S: Storage> PartitionLog<S> {
             unflushed_records: 0,
             unflushed_since: None,
             compacted_below: Offset(0),
+            epochs: LeaderEpochCache::new(),
             scratch: AppendScratch::default(),
             verify_scratch: Default::default(),
             offline: None,
         };
+        log.epochs = log.recover_epochs(stored_epochs.as_deref(), first_scanned, &mut report)?;
         if log_start > log_end {
             report.repairs.push(format!(
                 "log start {log_start} beyond recovered end {log_end}"
@@ -204,8 +214,114 @@ impl<S: Storage> PartitionLog<S> {
             log.truncate_to(log_end.plus(-1))?;
         }
         log.write_checkpoint()?;
+        // A new, empty log needs no file yet: a missing one means "rebuild", which is free
+        // here. Otherwise the file is rewritten only if recovery changed the history.
+        let encoded = log.epochs.encode();
+        let current = match stored_epochs.as_deref() {
+            Some(stored) => stored == encoded.as_slice(),
+            None => log.epochs.entries().is_empty() && log.size_bytes() == 0,
+        };
+        if !current {
+            log.write_epoch_checkpoint()?;
+        }
         log.check_invariants();
         Ok((log, report))
+    }
+
+    /// The leader-epoch history of the opened log, by the rule in `epochs.rs`'s module doc:
+    /// the stored file cut at the log end and re-derived from the segments from index
+    /// `first_scanned` on, or rebuilt from every segment when the file is missing, damaged or
+    /// disagrees with the batches; then cut at the log start.
+    fn recover_epochs(
+        &self,
+        stored: Option<&[u8]>,
+        first_scanned: Option<usize>,
+        report: &mut RecoveryReport,
+    ) -> Result<LeaderEpochCache, LogError> {
+        let log_end = self.log_end_offset();
+        let mut epochs = match stored.map(LeaderEpochCache::decode) {
+            Some(Some(mut epochs)) => {
+                epochs.truncate_from_end(log_end);
+                let tail = first_scanned.unwrap_or(self.segments.len());
+                if let Some(segment) = self.segments.get(tail) {
+                    epochs.truncate_from_end(segment.base);
+                }
+                let agrees = self.assign_batch_epochs(&mut epochs, tail, report)?;
+                if !agrees {
+                    report
+                        .repairs
+                        .push("leader-epoch checkpoint disagrees with the batches: rebuilt".into());
+                }
+                agrees.then_some(epochs)
+            }
+            Some(None) => {
+                report
+                    .repairs
+                    .push("damaged leader-epoch checkpoint: rebuilt from the batches".into());
+                None
+            }
+            None => {
+                if self.size_bytes() > 0 {
+                    report
+                        .repairs
+                        .push("no leader-epoch checkpoint: rebuilt from the batches".into());
+                }
+                None
+            }
+        };
+        if epochs.is_none() {
+            let mut rebuilt = LeaderEpochCache::new();
+            if !self.assign_batch_epochs(&mut rebuilt, 0, report)? {
+                report.repairs.push(
+                    "a batch's leader epoch goes backwards: epoch history kept up to it".into(),
+                );
+            }
+            epochs = Some(rebuilt);
+        }
+        let mut epochs = epochs.expect("recovered or rebuilt");
+        epochs.truncate_from_start(self.log_start);
+        Ok(epochs)
+    }
+
+    /// Assigns to `epochs` the leader epoch of every batch in the segments from index `from`
+    /// on, oldest first. Returns `false` (stopping there) at a batch whose epoch is below the
+    /// history's newest: the history and the log disagree. A batch header that cannot be read
+    /// ends the walk with a repair note; the read path reports that damage when it is reached.
+    fn assign_batch_epochs(
+        &self,
+        epochs: &mut LeaderEpochCache,
+        from: usize,
+        report: &mut RecoveryReport,
+    ) -> Result<bool, LogError> {
+        for segment in self.segments.iter().skip(from) {
+            let mut position = 0;
+            while position < segment.size {
+                let header = match self.read_header(segment, position) {
+                    Ok(header) => header,
+                    Err(LogError::CorruptSegment { reason, .. }) => {
+                        report.repairs.push(format!(
+                            "segment {}: epoch history stops at position {position}: {reason}",
+                            segment.base
+                        ));
+                        return Ok(true);
+                    }
+                    Err(err) => return Err(err),
+                };
+                let mut field = [0u8; 4];
+                self.storage
+                    .read_at(&segment.files.log, position + LEADER_EPOCH_AT, &mut field)?;
+                let epoch = LeaderEpoch(i32::from_be_bytes(field));
+                position += header.size;
+                if epoch.0 < 0 {
+                    continue; // a batch without an epoch adds no entry (Kafka)
+                }
+                if !epochs.admits(epoch) {
+                    return Ok(false);
+                }
+                epochs.assign(epoch, header.base_offset);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -5,7 +5,7 @@ use crate::log::CompactionReport;
 use crate::record::{BatchBuilder, Record};
 use crate::storage::{CrashMode, MemoryStorage};
 
-fn batch(records: usize, value_len: usize, timestamp: i64) -> Vec<u8> {
+pub(super) fn batch(records: usize, value_len: usize, timestamp: i64) -> Vec<u8> {
     let mut builder = BatchBuilder::new(Offset(0));
     for i in 0..records {
         builder.push(&Record {
@@ -18,14 +18,14 @@ fn batch(records: usize, value_len: usize, timestamp: i64) -> Vec<u8> {
     builder.build()
 }
 
-fn open(
+pub(super) fn open(
     storage: MemoryStorage,
     config: LogConfig,
 ) -> (PartitionLog<MemoryStorage>, RecoveryReport) {
     PartitionLog::open(storage, config, Millis(1_000)).expect("open")
 }
 
-fn small_segments() -> LogConfig {
+pub(super) fn small_segments() -> LogConfig {
     LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 512,

@@ -1,40 +1,33 @@
 //! The follower's side and log reconciliation after a leader change (KIP-101, KIP-279,
 //! KIP-320).
 
+use crate::error::ErrorCode;
+use crate::log::EpochEnd;
 use crate::types::{LeaderEpoch, NodeId, Offset};
 
-/// Where a follower's log stops agreeing with its leader's: the leader's end offset of an
-/// epoch (the epoch may be older than the one asked about when the leader never had it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DivergingEpoch {
-    /// The latest epoch in the leader's history not after the follower's last fetched epoch;
-    /// -1 when the leader has none.
-    pub epoch: LeaderEpoch,
-    /// Where that epoch ends in the leader's log (the next epoch's start, or the leader's log
-    /// end offset for its latest epoch); -1 when unknown.
-    pub end_offset: Offset,
-}
-
-/// The leader's check of a follower fetch (KIP-320): `None` when the follower's log agrees
-/// with the leader's up to `fetch_offset` and the fetch is served; otherwise the epoch end
-/// offset to answer with instead of records.
+/// The leader's check of a follower fetch (KIP-320): `Ok(None)` when the follower's log
+/// agrees with the leader's up to `fetch_offset`; `Ok(Some(end))` when the follower holds a
+/// tail the leader does not, with the epoch end to answer instead of records;
+/// `OFFSET_OUT_OF_RANGE` when the leader's history has no end for the epoch at all.
 ///
-/// `last_fetched_epoch` is the epoch of the follower's last batch (`None`: empty log, or a
-/// client that does not send it); `leader_end_for_epoch` is the leader's leader-epoch-cache
-/// lookup for it, (-1, -1) when undefined.
+/// `last_fetched_epoch` is the epoch of the follower's last batch; `leader_end_for_epoch`
+/// is the leader's leader-epoch-cache lookup for it, (-1, -1) when undefined.
 pub fn divergence(
     fetch_offset: Offset,
-    last_fetched_epoch: Option<LeaderEpoch>,
-    leader_end_for_epoch: DivergingEpoch,
-) -> Option<DivergingEpoch> {
-    let last = last_fetched_epoch?;
+    last_fetched_epoch: LeaderEpoch,
+    leader_end_for_epoch: EpochEnd,
+) -> Result<Option<EpochEnd>, ErrorCode> {
     let found = leader_end_for_epoch;
+    if found.epoch.0 < 0 || found.end_offset.0 < 0 {
+        return Err(ErrorCode::OffsetOutOfRange);
+    }
     // The leader never had that epoch (it answers an older one), or the epoch ended in its
     // log before the follower's end: the follower holds a tail the leader does not.
-    (found.epoch < last || found.end_offset < fetch_offset).then_some(found)
+    let diverged = found.epoch < last_fetched_epoch || found.end_offset < fetch_offset;
+    Ok(diverged.then_some(found))
 }
 
-/// Where a follower truncates its log after the leader reported [`DivergingEpoch`].
+/// Where a follower truncates its log after the leader reported [`EpochEnd`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Truncation {
     /// The new log end offset.
@@ -47,32 +40,50 @@ pub struct Truncation {
 /// The follower's side of reconciliation (Kafka's `getOffsetTruncationState`).
 ///
 /// `local_end_for_epoch` is the follower's own leader-epoch-cache lookup for
-/// `diverging.epoch` (`None` when its history has no epoch at or below it);
-/// `high_watermark` is the follower's, the fallback when the leader knows no end offset.
+/// `diverging.epoch` (`None` when its history has no epoch at or below it).
 pub fn truncation_offset(
-    diverging: DivergingEpoch,
-    local_end_for_epoch: Option<DivergingEpoch>,
+    diverging: EpochEnd,
+    local_end_for_epoch: Option<EpochEnd>,
     log_end_offset: Offset,
-    high_watermark: Offset,
 ) -> Truncation {
-    let (offset, complete) = if diverging.end_offset.0 < 0 || diverging.epoch.0 < 0 {
-        // The leader has no history to compare with: keep only what is committed.
-        (high_watermark, true)
-    } else {
-        match local_end_for_epoch {
-            Some(local) if local.epoch == diverging.epoch => {
-                (diverging.end_offset.min(local.end_offset), true)
-            }
-            // The follower never had the leader's epoch: cut back to the end of the latest one
-            // it had below it, and ask again from there.
-            Some(local) => (local.end_offset, false),
-            None => (diverging.end_offset, true),
+    let (offset, complete) = match local_end_for_epoch {
+        Some(local) if local.epoch == diverging.epoch => {
+            (diverging.end_offset.min(local.end_offset), true)
         }
+        // The follower never had the leader's epoch: cut back to the end of the latest one it
+        // had below it, and ask again from there.
+        Some(local) => (local.end_offset, false),
+        None => (diverging.end_offset, true),
     };
     Truncation {
         offset: offset.min(log_end_offset),
         complete,
     }
+}
+
+/// Where a follower goes when its leader answers `OFFSET_OUT_OF_RANGE` (Kafka's
+/// `fetchOffsetAndTruncate`): back to the leader's log end when it is ahead of it (a tail the
+/// leader never had), otherwise — it fell below the leader's log start — an empty log
+/// starting at the leader's log start.
+pub fn out_of_range_reset(
+    log_end_offset: Offset,
+    leader_log_start_offset: Offset,
+    leader_log_end_offset: Offset,
+) -> OutOfRangeReset {
+    if leader_log_end_offset < log_end_offset {
+        OutOfRangeReset::TruncateTo(leader_log_end_offset)
+    } else {
+        OutOfRangeReset::StartAt(leader_log_start_offset)
+    }
+}
+
+/// What [`out_of_range_reset`] tells the follower to do with its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutOfRangeReset {
+    /// Truncate to this offset and fetch from there.
+    TruncateTo(Offset),
+    /// Drop the whole log and start it empty at this offset.
+    StartAt(Offset),
 }
 
 /// What a follower puts in its Fetch for one partition.

@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::ReplicationConfig;
+use super::{divergence, ReplicationConfig};
 use crate::error::ErrorCode;
+use crate::log::EpochEnd;
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
 /// What a broker knows when it becomes a partition's leader.
@@ -17,14 +18,40 @@ pub struct LeaderInit {
     pub replicas: Vec<NodeId>,
     /// The ISR it inherits (from the controller); this broker among them.
     pub isr: Vec<NodeId>,
-    /// Its log end offset now: where its epoch starts.
+    /// Its log end offset now: where its epoch starts. The driver records the new epoch at
+    /// this offset in the log's leader-epoch cache (Kafka's `maybeAssignEpochStartOffset`),
+    /// so a follower that fetches with this epoch before any batch of it exists is answered
+    /// from the cache, not as an unknown epoch.
     pub log_end_offset: Offset,
     /// Its high watermark now (a follower's is at most the old leader's).
     pub high_watermark: Offset,
     /// The time it became leader: the inherited ISR members count as caught up now.
     pub now: Millis,
+    /// The topic's `min.insync.replicas`.
+    pub min_insync_replicas: usize,
     /// Replication settings.
     pub config: ReplicationConfig,
+}
+
+/// A follower's Fetch for one partition, as the leader checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerFetch {
+    /// The follower (the Fetch's replica id).
+    pub follower: NodeId,
+    /// The offset it fetches at: its log end offset.
+    pub fetch_offset: Offset,
+    /// The epoch of its last batch (Fetch v12+), for the divergence check.
+    pub last_fetched_epoch: Option<LeaderEpoch>,
+}
+
+/// How the leader answers a follower fetch that passed its checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchVerdict {
+    /// Serve records from the fetch offset; the follower's progress was recorded.
+    Serve(LeaderUpdate),
+    /// Answer with this epoch end instead of records; nothing was recorded (the follower's
+    /// log past it is not the leader's).
+    Diverging(EpochEnd),
 }
 
 /// What one input changed, for the driver to act on.
@@ -58,8 +85,9 @@ impl LeaderUpdate {
 struct FollowerProgress {
     /// The offset it last fetched at (its log end offset), unknown until it fetches.
     log_end_offset: Option<Offset>,
-    /// The last time its log end offset reached the leader's.
-    last_caught_up: Millis,
+    /// The last time its log end offset reached the leader's; `None`: not since this broker
+    /// became leader (and it was not in the ISR then).
+    last_caught_up: Option<Millis>,
     /// Its previous fetch: when, and the leader's log end offset then.
     last_fetch: Option<(Millis, Offset)>,
 }
@@ -83,6 +111,7 @@ pub struct LeaderState {
     followers: BTreeMap<NodeId, FollowerProgress>,
     log_end_offset: Offset,
     high_watermark: Offset,
+    min_insync_replicas: usize,
     config: ReplicationConfig,
 }
 
@@ -115,9 +144,11 @@ impl LeaderState {
             .iter()
             .filter(|&&r| r != init.node)
             .map(|&r| {
+                // Kafka's `resetReplicaState`: the inherited ISR counts as caught up now, the
+                // others as never, so a dead follower outside the ISR holds nothing back.
                 let progress = FollowerProgress {
                     log_end_offset: None,
-                    last_caught_up: init.now,
+                    last_caught_up: isr.contains(&r).then_some(init.now),
                     last_fetch: None,
                 };
                 (r, progress)
@@ -132,10 +163,11 @@ impl LeaderState {
             followers,
             log_end_offset: init.log_end_offset,
             high_watermark: init.high_watermark,
+            min_insync_replicas: init.min_insync_replicas,
             config: init.config,
         };
         // A leader alone in its ISR commits everything it has at once.
-        state.advance_high_watermark();
+        state.advance_high_watermark(init.now);
         state.check_invariants();
         state
     }
@@ -165,66 +197,86 @@ impl LeaderState {
         self.followers.get(&follower)?.log_end_offset
     }
 
-    /// Records a local append that moved the log end offset to `log_end_offset`.
-    pub fn handle_append(&mut self, log_end_offset: Offset) -> LeaderUpdate {
+    /// Records a local append at `now` that moved the log end offset to `log_end_offset`.
+    pub fn handle_append(&mut self, now: Millis, log_end_offset: Offset) -> LeaderUpdate {
         assert!(
             log_end_offset >= self.log_end_offset,
             "appends only grow the log"
         );
         self.log_end_offset = log_end_offset;
         let update = LeaderUpdate {
-            high_watermark: self.advance_high_watermark(),
+            high_watermark: self.advance_high_watermark(now),
             ..LeaderUpdate::default()
         };
         self.check_invariants();
         update
     }
 
-    /// Records that `follower` fetched at `fetch_offset` at `now` (its log end offset), before
-    /// the fetch is answered: its progress, the ISR and the high watermark follow.
+    /// Checks a follower's fetch and, when it is served, records the follower's progress
+    /// (the ISR and the high watermark follow) — before the fetch is answered.
+    ///
+    /// `epoch_end` is the leader's leader-epoch-cache lookup (`end_offset_for`), asked only
+    /// for the fetch's `last_fetched_epoch`; `log_start_offset` is the leader's. Kafka's order:
+    /// the epochs are compared first, so a follower holding another leader's longer tail is
+    /// told where to truncate rather than that it is out of range.
     ///
     /// Errors (the fetch is answered with the code and changes nothing):
-    /// `NOT_LEADER_OR_FOLLOWER` when `follower` is not one of this partition's followers,
-    /// `OFFSET_OUT_OF_RANGE` when `fetch_offset` is beyond the leader's log end offset.
+    /// `NOT_LEADER_OR_FOLLOWER` when `follower` is not one of this partition's followers;
+    /// `OFFSET_OUT_OF_RANGE` when the leader has no end for the follower's epoch, or the fetch
+    /// offset is outside the leader's log.
     pub fn handle_follower_fetch(
         &mut self,
         now: Millis,
-        follower: NodeId,
-        fetch_offset: Offset,
-    ) -> Result<LeaderUpdate, ErrorCode> {
+        fetch: FollowerFetch,
+        epoch_end: impl FnOnce(LeaderEpoch) -> EpochEnd,
+        log_start_offset: Offset,
+    ) -> Result<FetchVerdict, ErrorCode> {
         let leader_end = self.log_end_offset;
-        let Some(progress) = self.followers.get_mut(&follower) else {
+        if !self.followers.contains_key(&fetch.follower) {
             return Err(ErrorCode::NotLeaderOrFollower);
-        };
-        if fetch_offset > leader_end || fetch_offset.0 < 0 {
+        }
+        if let Some(last) = fetch.last_fetched_epoch {
+            if let Some(diverging) = divergence(fetch.fetch_offset, last, epoch_end(last))? {
+                return Ok(FetchVerdict::Diverging(diverging));
+            }
+        }
+        if fetch.fetch_offset > leader_end || fetch.fetch_offset < log_start_offset {
             return Err(ErrorCode::OffsetOutOfRange);
         }
+        let progress = self
+            .followers
+            .get_mut(&fetch.follower)
+            .expect("checked above");
         // Kafka's rule for "caught up": a fetch at the leader's end offset is caught up now;
         // a fetch at the end offset the leader had at this follower's previous fetch shows it
         // was caught up then.
-        if fetch_offset >= leader_end {
-            progress.last_caught_up = progress.last_caught_up.max(now);
-        } else if let Some((at, end_then)) = progress.last_fetch {
-            if fetch_offset >= end_then {
-                progress.last_caught_up = progress.last_caught_up.max(at);
-            }
+        let caught_up_at = if fetch.fetch_offset >= leader_end {
+            Some(now)
+        } else {
+            progress
+                .last_fetch
+                .filter(|&(_, end_then)| fetch.fetch_offset >= end_then)
+                .map(|(at, _)| at)
+        };
+        if let Some(at) = caught_up_at {
+            progress.last_caught_up = Some(progress.last_caught_up.map_or(at, |t| t.max(at)));
         }
         progress.last_fetch = Some((now, leader_end));
-        progress.log_end_offset = Some(fetch_offset);
+        progress.log_end_offset = Some(fetch.fetch_offset);
 
         let mut update = LeaderUpdate::default();
         // A follower rejoins once it holds everything committed and has reached this
         // leader's epoch (below its start it may still hold another leader's tail).
-        if !self.isr.contains(&follower)
-            && fetch_offset >= self.high_watermark
-            && fetch_offset >= self.epoch_start_offset
+        if !self.isr.contains(&fetch.follower)
+            && fetch.fetch_offset >= self.high_watermark
+            && fetch.fetch_offset >= self.epoch_start_offset
         {
-            self.isr.insert(follower);
-            update.isr_added.push(follower);
+            self.isr.insert(fetch.follower);
+            update.isr_added.push(fetch.follower);
         }
-        update.high_watermark = self.advance_high_watermark();
+        update.high_watermark = self.advance_high_watermark(now);
         self.check_invariants();
-        Ok(update)
+        Ok(FetchVerdict::Serve(update))
     }
 
     /// Removes from the ISR the followers that have not caught up for
@@ -241,71 +293,106 @@ impl LeaderState {
             self.isr.remove(r);
         }
         update.isr_removed = lagging;
+        // Time also ends a non-ISR follower's "caught up", which may release the watermark.
         update.merge(LeaderUpdate {
-            high_watermark: self.advance_high_watermark(),
+            high_watermark: self.advance_high_watermark(now),
             ..LeaderUpdate::default()
         });
         self.check_invariants();
         update
     }
 
-    /// When [`LeaderState::handle_tick`] could next remove a follower from the ISR; `None`
-    /// when every ISR follower is caught up (or there is none).
+    /// When [`LeaderState::handle_tick`] could next change something (a follower leaving the
+    /// ISR or ceasing to count as caught up); `None` when nothing is waiting on time. Every
+    /// input may move it, even one whose update is empty: re-read it after each call.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.isr
-            .iter()
-            .filter(|&&r| r != self.node)
-            .filter_map(|r| {
-                let p = &self.followers[r];
-                (p.log_end_offset != Some(self.log_end_offset)).then_some(Millis(
-                    p.last_caught_up.0 + self.config.replica_lag_time_max_ms + 1,
-                ))
+        self.followers
+            .values()
+            .filter(|p| p.log_end_offset != Some(self.log_end_offset))
+            .filter_map(|p| {
+                let at = p.last_caught_up?;
+                Some(Millis(at.0 + self.config.replica_lag_time_max_ms + 1))
             })
             .min()
     }
 
+    /// Takes a new `min.insync.replicas` (an AlterConfigs); the watermark may move.
+    pub fn set_min_insync_replicas(
+        &mut self,
+        now: Millis,
+        min_insync_replicas: usize,
+    ) -> LeaderUpdate {
+        self.min_insync_replicas = min_insync_replicas;
+        let update = LeaderUpdate {
+            high_watermark: self.advance_high_watermark(now),
+            ..LeaderUpdate::default()
+        };
+        self.check_invariants();
+        update
+    }
+
+    /// `min.insync.replicas` as Kafka applies it: never more than the replicas there are.
+    pub fn effective_min_insync_replicas(&self) -> usize {
+        self.min_insync_replicas.clamp(1, self.replicas.len())
+    }
+
     /// Whether an acks=all produce may be appended: `NOT_ENOUGH_REPLICAS` while the ISR is
-    /// smaller than `min_insync_replicas`.
-    pub fn check_acks_all(&self, min_insync_replicas: usize) -> Result<(), ErrorCode> {
-        if self.isr.len() < min_insync_replicas {
+    /// smaller than the effective `min.insync.replicas`.
+    pub fn check_acks_all(&self) -> Result<(), ErrorCode> {
+        if self.isr.len() < self.effective_min_insync_replicas() {
             return Err(ErrorCode::NotEnoughReplicas);
         }
         Ok(())
     }
 
     /// The answer for an acks=all produce whose records end before `next_offset`: `None`
-    /// while it must wait (not yet committed); `NOT_ENOUGH_REPLICAS_AFTER_APPEND` when it
-    /// was committed by an ISR smaller than `min_insync_replicas`.
-    pub fn acks_all_outcome(
-        &self,
-        next_offset: Offset,
-        min_insync_replicas: usize,
-    ) -> Option<Result<(), ErrorCode>> {
+    /// while it must wait (not yet committed); `NOT_ENOUGH_REPLICAS_AFTER_APPEND` when the
+    /// ISR is smaller than the effective `min.insync.replicas` once it is committed.
+    pub fn acks_all_outcome(&self, next_offset: Offset) -> Option<Result<(), ErrorCode>> {
         if self.high_watermark < next_offset {
             return None;
         }
-        if self.isr.len() < min_insync_replicas {
+        if self.isr.len() < self.effective_min_insync_replicas() {
             return Some(Err(ErrorCode::NotEnoughReplicasAfterAppend));
         }
         Some(Ok(()))
     }
 
-    fn is_out_of_sync(&self, follower: NodeId, now: Millis) -> bool {
+    /// Kafka's `isCaughtUp`: at the leader's log end, or caught up within the lag time.
+    fn is_caught_up(&self, follower: NodeId, now: Millis) -> bool {
         let p = &self.followers[&follower];
-        p.log_end_offset != Some(self.log_end_offset)
-            && now.since(p.last_caught_up) > self.config.replica_lag_time_max_ms
+        p.log_end_offset == Some(self.log_end_offset)
+            || p.last_caught_up
+                .is_some_and(|t| now.since(t) <= self.config.replica_lag_time_max_ms)
     }
 
-    /// Moves the high watermark up to the smallest log end offset in the ISR, if that is
-    /// higher; returns the new value when it moved. It never moves down.
-    fn advance_high_watermark(&mut self) -> Option<Offset> {
+    fn is_out_of_sync(&self, follower: NodeId, now: Millis) -> bool {
+        !self.is_caught_up(follower, now)
+    }
+
+    /// Moves the high watermark up to the smallest log end offset among the ISR and the
+    /// caught-up followers outside it (Kafka's `maybeIncrementLeaderHW`: counting those lets a
+    /// follower that keeps up under load reach the watermark and rejoin), if that is higher;
+    /// returns the new value when it moved. It never moves down, and not at all while the ISR
+    /// is smaller than the effective `min.insync.replicas` (Kafka 3.7+, KAFKA-15583: consumers
+    /// never see records fewer replicas hold).
+    fn advance_high_watermark(&mut self, now: Millis) -> Option<Offset> {
+        if self.isr.len() < self.effective_min_insync_replicas() {
+            return None;
+        }
         let mut candidate = self.log_end_offset;
-        for r in self.isr.iter().filter(|&&r| r != self.node) {
-            match self.followers[r].log_end_offset {
-                // An ISR member that has not fetched yet may hold less than the leader knows
-                // to be committed: wait for it (or for it to leave the ISR).
-                None => return None,
-                Some(end) => candidate = candidate.min(end),
+        for (&r, p) in &self.followers {
+            if self.isr.contains(&r) {
+                match p.log_end_offset {
+                    // An ISR member that has not fetched yet may hold less than the leader
+                    // knows to be committed: wait for it (or for it to leave the ISR).
+                    None => return None,
+                    Some(end) => candidate = candidate.min(end),
+                }
+            } else if let Some(end) = p.log_end_offset {
+                if self.is_caught_up(r, now) {
+                    candidate = candidate.min(end);
+                }
             }
         }
         (candidate > self.high_watermark).then(|| {

@@ -22,7 +22,8 @@
 //! **API boundary:** [`LeaderState`] is driven by the broker that leads the partition, in
 //! this order: [`LeaderState::new`] when it becomes leader; [`LeaderState::handle_append`]
 //! after each local append; [`LeaderState::handle_follower_fetch`] for each follower fetch,
-//! before answering it; [`LeaderState::handle_tick`] at [`LeaderState::next_deadline`]. Each
+//! before answering it (it also runs the divergence check); [`LeaderState::handle_tick`] at
+//! [`LeaderState::next_deadline`], re-read after every call. Each
 //! returns a [`LeaderUpdate`]: a new high watermark (release parked acks=all produces and
 //! fetches; store it in the log) and ISR changes (to be recorded by the controller once the
 //! cluster has one; until then the leader's own view is authoritative). A follower's driver
@@ -34,9 +35,10 @@ mod leader;
 mod tests;
 
 pub use follower::{
-    divergence, truncation_offset, DivergingEpoch, FetchPosition, FollowerState, Truncation,
+    divergence, out_of_range_reset, truncation_offset, FetchPosition, FollowerState,
+    OutOfRangeReset, Truncation,
 };
-pub use leader::{LeaderInit, LeaderState, LeaderUpdate};
+pub use leader::{FetchVerdict, FollowerFetch, LeaderInit, LeaderState, LeaderUpdate};
 
 /// Replication settings shared by every partition of a broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::error::ErrorCode;
+use crate::log::EpochEnd;
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
 const LAG_MS: i64 = 10_000;
@@ -12,35 +13,75 @@ fn n(id: i32) -> NodeId {
     NodeId(id)
 }
 
-fn leader(isr: &[i32], log_end: i64, high_watermark: i64) -> LeaderState {
-    LeaderState::new(LeaderInit {
+fn init(replicas: &[i32], isr: &[i32], log_end: i64, high_watermark: i64) -> LeaderInit {
+    LeaderInit {
         node: n(1),
         epoch: LeaderEpoch(3),
-        replicas: vec![n(1), n(2), n(3)],
+        replicas: replicas.iter().map(|&i| n(i)).collect(),
         isr: isr.iter().map(|&i| n(i)).collect(),
         log_end_offset: Offset(log_end),
         high_watermark: Offset(high_watermark),
         now: Millis(0),
+        min_insync_replicas: 1,
         config: ReplicationConfig {
             replica_lag_time_max_ms: LAG_MS,
         },
-    })
+    }
+}
+
+fn leader(isr: &[i32], log_end: i64, high_watermark: i64) -> LeaderState {
+    LeaderState::new(init(&[1, 2, 3], isr, log_end, high_watermark))
 }
 
 fn isr(state: &LeaderState) -> Vec<i32> {
     state.isr().map(|r| r.0).collect()
 }
 
+fn plain(follower: i32, offset: i64) -> FollowerFetch {
+    FollowerFetch {
+        follower: n(follower),
+        fetch_offset: Offset(offset),
+        last_fetched_epoch: None,
+    }
+}
+
+/// A fetch without an epoch (nothing to compare), served from log start 0.
+fn try_fetch(
+    state: &mut LeaderState,
+    now: i64,
+    follower: i32,
+    offset: i64,
+) -> Result<FetchVerdict, ErrorCode> {
+    let no_lookup = |_| panic!("no epoch was sent: nothing to look up");
+    state.handle_follower_fetch(Millis(now), plain(follower, offset), no_lookup, Offset(0))
+}
+
 fn fetch(state: &mut LeaderState, now: i64, follower: i32, offset: i64) -> LeaderUpdate {
-    state
-        .handle_follower_fetch(Millis(now), n(follower), Offset(offset))
-        .expect("a valid follower fetch")
+    match try_fetch(state, now, follower, offset) {
+        Ok(FetchVerdict::Serve(update)) => update,
+        other => panic!("a valid follower fetch, got {other:?}"),
+    }
+}
+
+/// A fetch with the follower's last epoch, against a leader whose history says `epoch_end`.
+fn epoch_fetch(
+    state: &mut LeaderState,
+    follower: i32,
+    offset: i64,
+    last_epoch: i32,
+    epoch_end: EpochEnd,
+) -> Result<FetchVerdict, ErrorCode> {
+    let fetch = FollowerFetch {
+        last_fetched_epoch: Some(LeaderEpoch(last_epoch)),
+        ..plain(follower, offset)
+    };
+    state.handle_follower_fetch(Millis(1), fetch, |_| epoch_end, Offset(0))
 }
 
 #[test]
 fn high_watermark_is_the_smallest_log_end_offset_in_the_isr() {
     let mut s = leader(&[1, 2, 3], 10, 10);
-    assert_eq!(s.handle_append(Offset(15)).high_watermark, None);
+    assert_eq!(s.handle_append(Millis(0), Offset(15)).high_watermark, None);
     assert_eq!(
         fetch(&mut s, 1, 2, 15).high_watermark,
         None,
@@ -59,7 +100,10 @@ fn a_leader_alone_in_its_isr_commits_on_append() {
         Offset(10),
         "everything it has is committed at once"
     );
-    assert_eq!(s.handle_append(Offset(12)).high_watermark, Some(Offset(12)));
+    assert_eq!(
+        s.handle_append(Millis(0), Offset(12)).high_watermark,
+        Some(Offset(12))
+    );
 }
 
 #[test]
@@ -76,7 +120,7 @@ fn a_lagging_follower_leaves_the_isr_after_the_lag_time() {
     let mut s = leader(&[1, 2, 3], 10, 10);
     fetch(&mut s, 0, 2, 10);
     fetch(&mut s, 0, 3, 10);
-    s.handle_append(Offset(20));
+    s.handle_append(Millis(0), Offset(20));
     fetch(&mut s, 100, 2, 20); // 2 keeps up, 3 stops fetching
     assert_eq!(
         s.high_watermark(),
@@ -110,9 +154,9 @@ fn a_caught_up_follower_stays_in_the_isr_however_long_it_is_quiet() {
 #[test]
 fn a_follower_fetching_behind_but_reaching_the_previous_end_counts_as_caught_up_then() {
     let mut s = leader(&[1, 2], 10, 10);
-    s.handle_append(Offset(20));
+    s.handle_append(Millis(0), Offset(20));
     fetch(&mut s, 5_000, 2, 15); // behind: last caught up stays 0
-    s.handle_append(Offset(30));
+    s.handle_append(Millis(0), Offset(30));
     // At 12,000 it fetches at 20: the leader's end at its previous fetch (5,000).
     fetch(&mut s, 12_000, 2, 20);
     assert!(
@@ -128,7 +172,7 @@ fn a_follower_fetching_behind_but_reaching_the_previous_end_counts_as_caught_up_
 #[test]
 fn a_follower_rejoins_once_it_holds_the_high_watermark_and_the_leader_epoch() {
     let mut s = leader(&[1], 10, 10);
-    s.handle_append(Offset(20));
+    s.handle_append(Millis(0), Offset(20));
     assert_eq!(s.high_watermark(), Offset(20));
     assert!(
         fetch(&mut s, 1, 2, 15).isr_added.is_empty(),
@@ -138,94 +182,168 @@ fn a_follower_rejoins_once_it_holds_the_high_watermark_and_the_leader_epoch() {
     assert_eq!(update.isr_added, vec![n(2)]);
     assert_eq!(isr(&s), vec![1, 2]);
     // From now on acks=all waits for 2 as well.
-    s.handle_append(Offset(25));
+    s.handle_append(Millis(0), Offset(25));
     assert_eq!(s.high_watermark(), Offset(20));
     assert_eq!(fetch(&mut s, 3, 2, 25).high_watermark, Some(Offset(25)));
 }
 
 #[test]
-fn a_follower_below_the_epoch_start_does_not_rejoin_even_at_the_high_watermark() {
-    // The new leader became leader at 10 with the high watermark at 6 and only itself in sync.
-    let mut s = LeaderState::new(LeaderInit {
-        node: n(1),
-        epoch: LeaderEpoch(4),
-        replicas: vec![n(1), n(2)],
-        isr: vec![n(1), n(2)],
-        log_end_offset: Offset(10),
-        high_watermark: Offset(6),
-        now: Millis(0),
-        config: ReplicationConfig::default(),
-    });
-    s.handle_tick(Millis(
-        ReplicationConfig::default().replica_lag_time_max_ms + 1,
-    ));
-    assert_eq!(isr(&s), vec![1]);
-    assert_eq!(s.high_watermark(), Offset(10));
-    let mut s2 = LeaderState::new(LeaderInit {
-        node: n(1),
-        epoch: LeaderEpoch(4),
-        replicas: vec![n(1), n(2)],
-        isr: vec![n(1)],
-        log_end_offset: Offset(10),
-        high_watermark: Offset(6),
-        now: Millis(0),
-        config: ReplicationConfig::default(),
-    });
-    // Its own high watermark went to 10 at once (alone); a follower at 8 may hold another
-    // epoch's records at 8..10 and is not in sync.
-    assert!(s2
-        .handle_follower_fetch(Millis(1), n(2), Offset(8))
-        .unwrap()
-        .isr_added
-        .is_empty());
-    assert_eq!(
-        s2.handle_follower_fetch(Millis(2), n(2), Offset(10))
-            .unwrap()
-            .isr_added,
-        vec![n(2)]
+fn a_follower_below_the_epoch_start_does_not_rejoin_even_above_the_high_watermark() {
+    // Leader since 10 with the high watermark at 6; follower 3 is out of sync and at 8 it
+    // may hold another leader's records at 8..10.
+    let mut s = LeaderState::new(init(&[1, 2, 3], &[1, 2], 10, 6));
+    fetch(&mut s, 1, 2, 6);
+    assert_eq!(s.high_watermark(), Offset(6));
+    assert!(
+        fetch(&mut s, 2, 3, 8).isr_added.is_empty(),
+        "at 8 ≥ the watermark 6"
     );
+    assert_eq!(fetch(&mut s, 3, 3, 10).isr_added, vec![n(3)]);
+    assert_eq!(isr(&s), vec![1, 2, 3]);
 }
 
 #[test]
-fn fetches_from_strangers_or_beyond_the_log_end_are_refused_without_effect() {
+fn a_follower_that_keeps_up_under_load_rejoins() {
+    // The leader alone in the ISR would commit each append at once, leaving a follower that
+    // fetches just behind forever below the watermark; counting a caught-up follower outside
+    // the ISR (Kafka's `maybeIncrementLeaderHW`) holds the watermark for it.
+    let mut s = LeaderState::new(init(&[1, 2], &[1], 0, 0));
+    s.handle_append(Millis(0), Offset(10));
+    assert_eq!(
+        s.high_watermark(),
+        Offset(10),
+        "2 has never caught up: nothing to wait for"
+    );
+    fetch(&mut s, 1, 2, 5);
+    s.handle_append(Millis(2), Offset(20));
+    assert_eq!(s.high_watermark(), Offset(20));
+    fetch(&mut s, 3, 2, 10); // the leader's end at its previous fetch: caught up at 1
+    s.handle_append(Millis(4), Offset(30));
+    assert_eq!(
+        s.high_watermark(),
+        Offset(20),
+        "held at 2's end while it is caught up"
+    );
+    assert_eq!(fetch(&mut s, 5, 2, 20).isr_added, vec![n(2)]);
+}
+
+#[test]
+fn a_dead_follower_outside_the_isr_holds_nothing_back() {
+    let mut s = LeaderState::new(init(&[1, 2], &[1], 10, 10));
+    assert_eq!(
+        s.handle_append(Millis(1), Offset(15)).high_watermark,
+        Some(Offset(15))
+    );
+    assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
+fn fetches_from_strangers_or_outside_the_log_are_refused_without_effect() {
     let mut s = leader(&[1, 2, 3], 10, 10);
     assert_eq!(
-        s.handle_follower_fetch(Millis(1), n(9), Offset(0)),
+        try_fetch(&mut s, 1, 9, 0),
         Err(ErrorCode::NotLeaderOrFollower)
     );
     assert_eq!(
-        s.handle_follower_fetch(Millis(1), n(1), Offset(0)),
+        try_fetch(&mut s, 1, 1, 0),
         Err(ErrorCode::NotLeaderOrFollower),
         "the leader does not fetch from itself"
     );
     assert_eq!(
-        s.handle_follower_fetch(Millis(1), n(2), Offset(11)),
+        try_fetch(&mut s, 1, 2, 11),
         Err(ErrorCode::OffsetOutOfRange)
     );
+    let below_start = s.handle_follower_fetch(
+        Millis(1),
+        plain(2, 3),
+        |_| panic!("no epoch sent"),
+        Offset(4),
+    );
+    assert_eq!(below_start, Err(ErrorCode::OffsetOutOfRange));
     assert_eq!(s.follower_log_end_offset(n(2)), None);
 }
 
 #[test]
-fn acks_all_needs_min_insync_replicas_before_and_after_the_append() {
-    let mut s = leader(&[1, 2], 10, 10);
-    assert_eq!(s.check_acks_all(2), Ok(()));
-    assert_eq!(s.check_acks_all(3), Err(ErrorCode::NotEnoughReplicas));
-    s.handle_append(Offset(12));
-    assert_eq!(s.acks_all_outcome(Offset(12), 2), None, "not committed yet");
-    fetch(&mut s, 1, 2, 12);
-    assert_eq!(s.acks_all_outcome(Offset(12), 2), Some(Ok(())));
-    s.handle_append(Offset(14));
-    let update = s.handle_tick(Millis(LAG_MS + 2));
-    assert_eq!(update.isr_removed, vec![n(2)]);
+fn a_diverging_fetch_records_nothing() {
+    // The leader's epoch 2 ended at 40; the follower holds epoch-2 records up to 50 that the
+    // leader does not have. Counting its 50 would commit offsets 40..50 it holds differently.
+    let mut s = leader(&[1, 2], 60, 30);
+    let verdict = epoch_fetch(&mut s, 2, 50, 2, de(2, 40));
+    assert_eq!(verdict, Ok(FetchVerdict::Diverging(de(2, 40))));
+    assert_eq!(s.follower_log_end_offset(n(2)), None);
+    assert_eq!(s.high_watermark(), Offset(30));
+    // Once truncated to 40 it is served from there.
+    assert!(matches!(
+        epoch_fetch(&mut s, 2, 40, 2, de(2, 40)),
+        Ok(FetchVerdict::Serve(_))
+    ));
+    assert_eq!(s.follower_log_end_offset(n(2)), Some(Offset(40)));
+}
+
+#[test]
+fn divergence_is_checked_before_the_range() {
+    // After a failover the follower's old tail runs past the new leader's log end: it must
+    // learn where to truncate, not that it is out of range.
+    let mut s = leader(&[1, 2], 30, 30);
     assert_eq!(
-        s.acks_all_outcome(Offset(14), 2),
-        Some(Err(ErrorCode::NotEnoughReplicasAfterAppend)),
-        "committed by the leader alone"
+        epoch_fetch(&mut s, 2, 50, 2, de(2, 25)),
+        Ok(FetchVerdict::Diverging(de(2, 25)))
+    );
+    assert_eq!(
+        epoch_fetch(&mut s, 2, 50, 2, de(-1, -1)),
+        Err(ErrorCode::OffsetOutOfRange),
+        "no end for the epoch at all"
     );
 }
 
-fn de(epoch: i32, end: i64) -> DivergingEpoch {
-    DivergingEpoch {
+#[test]
+fn acks_all_uses_the_effective_min_insync_replicas() {
+    let mut s = LeaderState::new(LeaderInit {
+        min_insync_replicas: 2,
+        ..init(&[1, 2, 3], &[1, 2], 10, 10)
+    });
+    assert_eq!(s.check_acks_all(), Ok(()));
+    s.handle_append(Millis(0), Offset(12));
+    assert_eq!(s.acks_all_outcome(Offset(12)), None, "not committed yet");
+    fetch(&mut s, 1, 2, 12);
+    assert_eq!(s.acks_all_outcome(Offset(12)), Some(Ok(())));
+    // min.insync.replicas 3 on three replicas with two in sync: refused up front.
+    s.set_min_insync_replicas(Millis(1), 3);
+    assert_eq!(s.check_acks_all(), Err(ErrorCode::NotEnoughReplicas));
+    // A topic with more min.insync.replicas than replicas is held to its replica count.
+    let two = LeaderState::new(LeaderInit {
+        min_insync_replicas: 3,
+        ..init(&[1, 2], &[1, 2], 10, 10)
+    });
+    assert_eq!(two.effective_min_insync_replicas(), 2);
+    assert_eq!(two.check_acks_all(), Ok(()));
+}
+
+#[test]
+fn the_high_watermark_waits_while_the_isr_is_below_the_minimum() {
+    let mut s = LeaderState::new(LeaderInit {
+        min_insync_replicas: 2,
+        ..init(&[1, 2], &[1, 2], 10, 10)
+    });
+    fetch(&mut s, 0, 2, 10);
+    s.handle_append(Millis(1), Offset(14));
+    // 2 stops fetching and leaves the ISR; the leader alone does not commit 10..14.
+    let update = s.handle_tick(Millis(LAG_MS + 2));
+    assert_eq!(update.isr_removed, vec![n(2)]);
+    assert_eq!(update.high_watermark, None);
+    assert_eq!(s.high_watermark(), Offset(10));
+    assert_eq!(s.acks_all_outcome(Offset(14)), None, "still waiting");
+    // An operator lowering the minimum releases it.
+    assert_eq!(
+        s.set_min_insync_replicas(Millis(LAG_MS + 3), 1)
+            .high_watermark,
+        Some(Offset(14))
+    );
+    assert_eq!(s.acks_all_outcome(Offset(14)), Some(Ok(())));
+}
+
+fn de(epoch: i32, end: i64) -> EpochEnd {
+    EpochEnd {
         epoch: LeaderEpoch(epoch),
         end_offset: Offset(end),
     }
@@ -234,36 +352,24 @@ fn de(epoch: i32, end: i64) -> DivergingEpoch {
 #[test]
 fn the_leader_reports_divergence_only_when_the_follower_went_past_the_epoch_end() {
     // The follower's last batch is of epoch 2 and it fetches at 50.
-    assert_eq!(
-        divergence(Offset(50), Some(LeaderEpoch(2)), de(2, 60)),
-        None
-    );
-    assert_eq!(
-        divergence(Offset(50), Some(LeaderEpoch(2)), de(2, 50)),
-        None
-    );
-    assert_eq!(
-        divergence(Offset(50), Some(LeaderEpoch(2)), de(2, 40)),
-        Some(de(2, 40))
-    );
+    let e2 = LeaderEpoch(2);
+    assert_eq!(divergence(Offset(50), e2, de(2, 60)), Ok(None));
+    assert_eq!(divergence(Offset(50), e2, de(2, 50)), Ok(None));
+    assert_eq!(divergence(Offset(50), e2, de(2, 40)), Ok(Some(de(2, 40))));
     // The leader never had epoch 2: its history answers with epoch 1.
+    assert_eq!(divergence(Offset(50), e2, de(1, 70)), Ok(Some(de(1, 70))));
+    // No end at all (the epoch is newer than the leader's history): out of range, as Kafka.
     assert_eq!(
-        divergence(Offset(50), Some(LeaderEpoch(2)), de(1, 70)),
-        Some(de(1, 70))
+        divergence(Offset(50), e2, de(-1, -1)),
+        Err(ErrorCode::OffsetOutOfRange)
     );
-    assert_eq!(
-        divergence(Offset(50), Some(LeaderEpoch(2)), de(-1, -1)),
-        Some(de(-1, -1))
-    );
-    // No epoch sent (empty log, or an old client): nothing to compare.
-    assert_eq!(divergence(Offset(0), None, de(-1, -1)), None);
 }
 
 #[test]
 fn the_follower_truncates_to_where_the_two_histories_agree() {
     // Same epoch on both sides: the smaller end.
     assert_eq!(
-        truncation_offset(de(2, 40), Some(de(2, 55)), Offset(55), Offset(30)),
+        truncation_offset(de(2, 40), Some(de(2, 55)), Offset(55)),
         Truncation {
             offset: Offset(40),
             complete: true
@@ -271,7 +377,7 @@ fn the_follower_truncates_to_where_the_two_histories_agree() {
     );
     // The follower knows only epoch 1 below the leader's epoch 2: to its end, then ask again.
     assert_eq!(
-        truncation_offset(de(2, 40), Some(de(1, 35)), Offset(55), Offset(30)),
+        truncation_offset(de(2, 40), Some(de(1, 35)), Offset(55)),
         Truncation {
             offset: Offset(35),
             complete: false
@@ -279,7 +385,7 @@ fn the_follower_truncates_to_where_the_two_histories_agree() {
     );
     // No local history at or below the epoch: the leader's end.
     assert_eq!(
-        truncation_offset(de(2, 40), None, Offset(55), Offset(30)),
+        truncation_offset(de(2, 40), None, Offset(55)),
         Truncation {
             offset: Offset(40),
             complete: true
@@ -287,19 +393,23 @@ fn the_follower_truncates_to_where_the_two_histories_agree() {
     );
     // Never beyond the follower's own end.
     assert_eq!(
-        truncation_offset(de(2, 80), Some(de(2, 90)), Offset(55), Offset(30)),
+        truncation_offset(de(2, 80), Some(de(2, 90)), Offset(55)),
         Truncation {
             offset: Offset(55),
             complete: true
         }
     );
-    // The leader knows nothing: keep what is committed.
+}
+
+#[test]
+fn out_of_range_cuts_a_longer_tail_or_restarts_at_the_leader_start() {
     assert_eq!(
-        truncation_offset(de(-1, -1), None, Offset(55), Offset(30)),
-        Truncation {
-            offset: Offset(30),
-            complete: true
-        }
+        out_of_range_reset(Offset(50), Offset(0), Offset(30)),
+        OutOfRangeReset::TruncateTo(Offset(30))
+    );
+    assert_eq!(
+        out_of_range_reset(Offset(5), Offset(20), Offset(30)),
+        OutOfRangeReset::StartAt(Offset(20))
     );
 }
 
@@ -356,14 +466,14 @@ proptest! {
             match st {
                 Step::Append(k) => {
                     log_end += i64::from(k);
-                    s.handle_append(Offset(log_end));
+                    s.handle_append(Millis(0), Offset(log_end));
                 }
                 Step::Fetch { follower, behind, dt } => {
                     now += i64::from(dt);
                     let f = usize::from(follower);
                     let at = (log_end - i64::from(behind)).max(follower_end[f]);
                     follower_end[f] = at;
-                    s.handle_follower_fetch(Millis(now), n(i32::from(follower)), Offset(at)).unwrap();
+                    fetch(&mut s, now, i32::from(follower), at);
                 }
                 Step::Tick(dt) => {
                     now += i64::from(dt);

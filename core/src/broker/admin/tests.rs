@@ -842,9 +842,71 @@ fn offset_for_leader_epoch_fences_older_epochs_and_answers_earlier_ones() {
         crate::types::LeaderEpoch(2);
     let fenced = ErrorCode::FencedLeaderEpoch.code();
     assert_eq!(epoch_end(&mut broker, 2, "orders", 2, 1), (fenced, -1, -1));
-    // An epoch before the only one known ends where the current epoch starts.
-    assert_eq!(epoch_end(&mut broker, 2, "orders", 1, 2), (0, 1, 0));
+    // KIP-279: epoch 1 had no batches, so the answer is the largest epoch below it (0),
+    // ending where the next one starts: the leader's epoch 2 starts at the log end (4),
+    // where Kafka records it on becoming leader, though no batch carries it yet.
+    assert_eq!(epoch_end(&mut broker, 2, "orders", 1, 2), (0, 0, 4));
     assert_eq!(epoch_end(&mut broker, 2, "orders", 2, 2), (0, 2, 4));
+}
+
+fn set_leader_epoch(broker: &mut Broker<Dirs>, epoch: i32) {
+    broker.topics.get_mut("orders").unwrap().partitions[0].leader_epoch =
+        crate::types::LeaderEpoch(epoch);
+}
+
+/// KIP-101/KIP-279: answers come from the log's epoch history (`endOffsetFor`), kept in step
+/// with DeleteRecords.
+#[test]
+fn offset_for_leader_epoch_answers_from_the_epoch_history() {
+    let mut broker = broker();
+    create(&mut broker, "orders", 1, &[]);
+    assert_eq!(produce(&mut broker, "orders", 0, 3), 0); // epoch 0: offsets 0..3
+    set_leader_epoch(&mut broker, 2);
+    assert_eq!(produce(&mut broker, "orders", 0, 2), 0); // epoch 2: offsets 3..5
+    set_leader_epoch(&mut broker, 5);
+    assert_eq!(produce(&mut broker, "orders", 0, 4), 0); // epoch 5: offsets 5..9
+    let entries: Vec<(i32, i64)> = broker.topics["orders"].partitions[0]
+        .log
+        .epoch_entries()
+        .iter()
+        .map(|e| (e.epoch.0, e.start_offset.0))
+        .collect();
+    assert_eq!(entries, [(0, 0), (2, 3), (5, 5)]);
+    for version in version_range(ApiKey::OffsetForLeaderEpoch) {
+        let answer = |broker: &mut Broker<Dirs>, requested: i32| {
+            let (code, epoch, end) = epoch_end(broker, version, "orders", requested, -1);
+            assert_eq!(code, 0);
+            (epoch, end)
+        };
+        // v0 carries no leader epoch in the answer: it stays -1.
+        let epoch = |e: i32| if version >= 1 { e } else { -1 };
+        assert_eq!(answer(&mut broker, 0), (epoch(0), 3));
+        assert_eq!(
+            answer(&mut broker, 1),
+            (epoch(0), 3),
+            "a gap: epoch 1 led nothing"
+        );
+        assert_eq!(answer(&mut broker, 2), (epoch(2), 5));
+        assert_eq!(answer(&mut broker, 4), (epoch(2), 5));
+        assert_eq!(
+            answer(&mut broker, 5),
+            (epoch(5), 9),
+            "the latest ends at the log end"
+        );
+        assert_eq!(answer(&mut broker, 6), (epoch(-1), -1));
+        assert_eq!(answer(&mut broker, -1), (epoch(-1), -1));
+    }
+    // DeleteRecords moves the history's start: epoch 0 is gone, 2 now starts at 4, and an
+    // epoch before every known one ends where the first known one starts.
+    assert_eq!(delete_records(&mut broker, 2, &[(0, 4)]), [(0, 4)]);
+    assert_eq!(epoch_end(&mut broker, 4, "orders", 0, 5), (0, 0, 4));
+    assert_eq!(epoch_end(&mut broker, 4, "orders", 2, 5), (0, 2, 5));
+    // A new leader epoch without batches yet counts as starting at the log end.
+    set_leader_epoch(&mut broker, 7);
+    assert_eq!(epoch_end(&mut broker, 4, "orders", 5, 7), (0, 5, 9));
+    assert_eq!(epoch_end(&mut broker, 4, "orders", 6, 7), (0, 5, 9));
+    assert_eq!(epoch_end(&mut broker, 4, "orders", 7, 7), (0, 7, 9));
+    assert_eq!(epoch_end(&mut broker, 4, "orders", 8, 7), (0, -1, -1));
 }
 
 #[test]
