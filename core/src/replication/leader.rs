@@ -273,6 +273,14 @@ impl LeaderState {
         {
             self.isr.insert(fetch.follower);
             update.isr_added.push(fetch.follower);
+            // It holds everything committed: in sync as of now, so it is not dropped at the
+            // next tick for a catch-up it never needed (the ISR flapping Kafka can show when
+            // the watermark trails the leader's end).
+            let progress = self
+                .followers
+                .get_mut(&fetch.follower)
+                .expect("checked above");
+            progress.last_caught_up = Some(progress.last_caught_up.map_or(now, |t| t.max(now)));
         }
         update.high_watermark = self.advance_high_watermark(now);
         self.check_invariants();

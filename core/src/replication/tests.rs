@@ -228,6 +228,24 @@ fn a_follower_that_keeps_up_under_load_rejoins() {
 }
 
 #[test]
+fn a_follower_that_joins_behind_the_leader_end_stays_for_the_lag_time() {
+    let mut s = leader(&[1, 2], 10, 10);
+    s.handle_append(Millis(0), Offset(30));
+    fetch(&mut s, 1, 2, 20);
+    assert_eq!(s.high_watermark(), Offset(20));
+    // 3 holds everything committed without ever reaching the leader's end.
+    assert_eq!(fetch(&mut s, 2, 3, 20).isr_added, vec![n(3)]);
+    assert!(
+        s.handle_tick(Millis(3)).isr_removed.is_empty(),
+        "no flapping"
+    );
+    assert_eq!(
+        s.handle_tick(Millis(2 + LAG_MS + 1)).isr_removed,
+        vec![n(2), n(3)]
+    );
+}
+
+#[test]
 fn a_dead_follower_outside_the_isr_holds_nothing_back() {
     let mut s = LeaderState::new(init(&[1, 2], &[1], 10, 10));
     assert_eq!(
