@@ -1177,6 +1177,7 @@ fn summarize(batch: &Batch<'_>) -> BatchSummary {
         base_offset: batch.base_offset(),
         last_offset: batch.last_offset(),
         max_timestamp: batch.max_timestamp(),
+        leader_epoch: batch.partition_leader_epoch(),
         size: batch.size() as u64,
     }
 }

@@ -16,8 +16,6 @@ use crate::types::{LeaderEpoch, Millis, Offset};
 
 const CHECKPOINT_MAGIC: &[u8; 6] = b"BRKCP\x01";
 const CHECKPOINT_LEN: usize = CHECKPOINT_MAGIC.len() + 8 + 8 + 4;
-/// Where a v2 batch header holds its `partition_leader_epoch`.
-const LEADER_EPOCH_AT: u64 = 12;
 
 /// What opening a log found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -99,6 +97,9 @@ pub(super) fn header_at<S: Storage>(
         base_offset: Offset(base),
         last_offset: Offset(base.saturating_add(i64::from(delta))),
         max_timestamp: i64::from_be_bytes(header[35..43].try_into().expect("8 bytes")),
+        leader_epoch: LeaderEpoch(i32::from_be_bytes(
+            header[12..16].try_into().expect("4 bytes"),
+        )),
         size,
     }))
 }
@@ -307,10 +308,7 @@ impl<S: Storage> PartitionLog<S> {
                     }
                     Err(err) => return Err(err),
                 };
-                let mut field = [0u8; 4];
-                self.storage
-                    .read_at(&segment.files.log, position + LEADER_EPOCH_AT, &mut field)?;
-                let epoch = LeaderEpoch(i32::from_be_bytes(field));
+                let epoch = header.leader_epoch;
                 position += header.size;
                 if epoch.0 < 0 {
                     continue; // a batch without an epoch adds no entry (Kafka)

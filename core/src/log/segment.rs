@@ -1,7 +1,7 @@
 //! One segment of a partition log: its `.log` file of batches and its two sparse indexes,
 //! held in memory and mirrored to `.index` and `.timeindex` files in Kafka's formats.
 
-use crate::types::{Millis, Offset};
+use crate::types::{LeaderEpoch, Millis, Offset};
 
 /// Bytes per offset-index entry: relative offset (4) and file position (4).
 pub const OFFSET_ENTRY_LEN: usize = 8;
@@ -302,6 +302,8 @@ pub struct BatchSummary {
     pub last_offset: Offset,
     /// The batch's max timestamp.
     pub max_timestamp: i64,
+    /// The epoch of the leader that appended it (-1: none).
+    pub leader_epoch: LeaderEpoch,
     /// Bytes the batch takes, header included.
     pub size: u64,
 }

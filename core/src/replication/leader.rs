@@ -70,14 +70,6 @@ impl LeaderUpdate {
     pub fn is_empty(&self) -> bool {
         self.high_watermark.is_none() && self.isr_added.is_empty() && self.isr_removed.is_empty()
     }
-
-    fn merge(&mut self, other: LeaderUpdate) {
-        if other.high_watermark.is_some() {
-            self.high_watermark = other.high_watermark;
-        }
-        self.isr_added.extend(other.isr_added);
-        self.isr_removed.extend(other.isr_removed);
-    }
 }
 
 /// A follower as its leader sees it.
@@ -204,12 +196,7 @@ impl LeaderState {
             "appends only grow the log"
         );
         self.log_end_offset = log_end_offset;
-        let update = LeaderUpdate {
-            high_watermark: self.advance_high_watermark(now),
-            ..LeaderUpdate::default()
-        };
-        self.check_invariants();
-        update
+        self.watermark_update(now)
     }
 
     /// Checks a follower's fetch and, when it is served, records the follower's progress
@@ -294,20 +281,16 @@ impl LeaderState {
             .isr
             .iter()
             .copied()
-            .filter(|&r| r != self.node && self.is_out_of_sync(r, now))
+            .filter(|&r| r != self.node && !self.is_caught_up(r, now))
             .collect();
-        let mut update = LeaderUpdate::default();
         for r in &lagging {
             self.isr.remove(r);
         }
-        update.isr_removed = lagging;
         // Time also ends a non-ISR follower's "caught up", which may release the watermark.
-        update.merge(LeaderUpdate {
-            high_watermark: self.advance_high_watermark(now),
-            ..LeaderUpdate::default()
-        });
-        self.check_invariants();
-        update
+        LeaderUpdate {
+            isr_removed: lagging,
+            ..self.watermark_update(now)
+        }
     }
 
     /// When [`LeaderState::handle_tick`] could next change something (a follower leaving the
@@ -331,12 +314,7 @@ impl LeaderState {
         min_insync_replicas: usize,
     ) -> LeaderUpdate {
         self.min_insync_replicas = min_insync_replicas;
-        let update = LeaderUpdate {
-            high_watermark: self.advance_high_watermark(now),
-            ..LeaderUpdate::default()
-        };
-        self.check_invariants();
-        update
+        self.watermark_update(now)
     }
 
     /// `min.insync.replicas` as Kafka applies it: never more than the replicas there are.
@@ -374,8 +352,14 @@ impl LeaderState {
                 .is_some_and(|t| now.since(t) <= self.config.replica_lag_time_max_ms)
     }
 
-    fn is_out_of_sync(&self, follower: NodeId, now: Millis) -> bool {
-        !self.is_caught_up(follower, now)
+    /// Ends an input that can only move the watermark: advances it, checks the invariants.
+    fn watermark_update(&mut self, now: Millis) -> LeaderUpdate {
+        let update = LeaderUpdate {
+            high_watermark: self.advance_high_watermark(now),
+            ..LeaderUpdate::default()
+        };
+        self.check_invariants();
+        update
     }
 
     /// Moves the high watermark up to the smallest log end offset among the ISR and the
