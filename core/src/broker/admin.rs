@@ -169,6 +169,7 @@ impl<P: StorageProvider> Broker<P> {
     /// a config left out of the request returns to its default).
     pub(crate) fn handle_alter_configs(
         &mut self,
+        now: Millis,
         request: AlterConfigsRequest,
     ) -> AlterConfigsResponse {
         let twice = duplicates(
@@ -193,6 +194,7 @@ impl<P: StorageProvider> Broker<P> {
                     .and_then(|()| replacement_overrides(configs))
                     .and_then(|overrides| {
                         self.replace_overrides(
+                            now,
                             &resource.resource_name,
                             overrides,
                             request.validate_only,
@@ -212,6 +214,7 @@ impl<P: StorageProvider> Broker<P> {
     /// overrides, applied in order, validated as a whole.
     pub(crate) fn handle_incremental_alter_configs(
         &mut self,
+        now: Millis,
         request: IncrementalAlterConfigsRequest,
     ) -> IncrementalAlterConfigsResponse {
         let twice = duplicates(
@@ -232,6 +235,7 @@ impl<P: StorageProvider> Broker<P> {
                     .and_then(|()| self.incremental_overrides(resource))
                     .and_then(|overrides| {
                         self.replace_overrides(
+                            now,
                             &resource.resource_name,
                             overrides,
                             request.validate_only,
@@ -301,6 +305,7 @@ impl<P: StorageProvider> Broker<P> {
     /// parser, persists the metadata and hands every partition log its new config.
     fn replace_overrides(
         &mut self,
+        now: Millis,
         name: &str,
         overrides: BTreeMap<String, String>,
         validate_only: bool,
@@ -327,7 +332,7 @@ impl<P: StorageProvider> Broker<P> {
             .into_iter()
             .flat_map(|t| &mut t.partitions)
         {
-            let applied = partition.log.set_config(log_config.clone());
+            let applied = partition.set_config(log_config.clone(), now);
             debug_assert!(applied.is_ok(), "log_config_for validated it: {applied:?}");
         }
         Ok(())
@@ -564,30 +569,20 @@ impl<P: StorageProvider> Broker<P> {
 /// (`PartitionLog::end_offset_for_epoch`): `UNDEFINED_EPOCH` or an epoch above every known
 /// one → (-1, -1); the latest epoch → the log end offset; an earlier epoch → the largest
 /// known epoch at or below it (or itself, if it precedes them all) with the start offset of
-/// the next known epoch. Kafka records the leader's epoch at the log end when it becomes
-/// leader; Brook's log records it at the first append, so a current epoch newer than the
-/// history is added here, at the log end, before the lookup.
+/// the next known epoch. The leader's own epoch is in the history from the moment it leads
+/// (recorded at the log end), before any batch carries it.
 fn epoch_end_offset<S: crate::storage::Storage>(
     partition: &Partition<S>,
     wanted: &OffsetForLeaderPartition,
 ) -> Result<(i32, i64), ErrorCode> {
-    let current = partition.leader_epoch;
+    let current = partition.leader_epoch();
     match wanted.current_leader_epoch {
         known if known < 0 || known == current.0 => {}
         older if older < current.0 => return Err(ErrorCode::FencedLeaderEpoch),
         _ => return Err(ErrorCode::UnknownLeaderEpoch),
     }
-    let log = &partition.log;
-    let log_end = log.log_end_offset();
     let requested = crate::types::LeaderEpoch(wanted.leader_epoch);
-    let newer = log.latest_epoch().is_none_or(|latest| current > latest);
-    let answer = if newer && current.0 >= 0 {
-        let mut history = log.epoch_cache().clone();
-        history.assign(current, log_end);
-        history.end_offset_for(requested, log_end)
-    } else {
-        log.end_offset_for_epoch(requested)
-    };
+    let answer = partition.log.end_offset_for_epoch(requested);
     Ok((answer.epoch.0, answer.end_offset.0))
 }
 

@@ -188,7 +188,7 @@ impl<P: StorageProvider> Broker<P> {
         out.high_watermark = log.high_watermark().0;
         out.last_stable_offset = log.high_watermark().0;
         out.log_start_offset = log.log_start_offset().0;
-        if let Some(code) = epoch_error(wanted.current_leader_epoch, partition.leader_epoch.0) {
+        if let Some(code) = epoch_error(wanted.current_leader_epoch, partition.leader_epoch().0) {
             out.error_code = code.code();
             return out;
         }
@@ -232,10 +232,10 @@ impl<P: StorageProvider> Broker<P> {
                 });
                 let found = match partition {
                     None => Err(ErrorCode::UnknownTopicOrPartition),
-                    Some(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch.0) {
+                    Some(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch().0) {
                         Some(code) => Err(code),
                         None => {
-                            lookup_offset(&p.log, wanted.timestamp).map(|r| (r, p.leader_epoch.0))
+                            lookup_offset(&p.log, wanted.timestamp).map(|r| (r, p.leader_epoch().0))
                         }
                     },
                 };

@@ -209,11 +209,8 @@ impl<P: StorageProvider> Broker<P> {
             let partition = &mut topic.partitions[index as usize];
             let mut bytes = builder.build();
             partition
-                .log
-                .append(&mut bytes, partition.leader_epoch, now)
+                .append_as_leader(&mut bytes, now)
                 .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-            let end = partition.log.log_end_offset();
-            partition.log.set_high_watermark(end);
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use super::producer_state::ProducerStates;
 use super::{Broker, BrokerConfig, BrokerError, Partition, StorageProvider, Topic};
 use crate::log::PartitionLog;
 use crate::storage::Storage;
-use crate::types::{LeaderEpoch, Millis};
+use crate::types::{LeaderEpoch, Millis, NodeId};
 
 /// The directory holding the broker's metadata file.
 pub const META_DIR: &str = "meta";
@@ -161,18 +161,14 @@ impl<P: StorageProvider> Broker<P> {
                 partition: dir,
                 source,
             })?;
-        // A single replica is the whole ISR: everything in its log is committed.
-        let end = log.log_end_offset();
-        log.set_high_watermark(end);
-        let producers = restore_producers(&mut log).map_err(|source| BrokerError::Log {
+        let failed = |source| BrokerError::Log {
             partition: super::partition_dir(topic, index),
             source,
-        })?;
-        Ok(Partition {
-            log,
-            leader_epoch: LeaderEpoch(0),
-            producers,
-        })
+        };
+        let producers = restore_producers(&mut log).map_err(failed)?;
+        // A single replica is the whole ISR: everything in its log is committed.
+        let node = NodeId(self.config.node_id);
+        Partition::lead_alone(log, producers, node, LeaderEpoch(0), now).map_err(failed)
     }
 
     /// Writes the metadata file from the in-memory state.

@@ -21,6 +21,7 @@ mod admin;
 mod fetch;
 mod groups;
 mod metadata;
+mod partition;
 mod produce;
 mod producer_state;
 mod topics;
@@ -32,14 +33,14 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, Respons
 
 use crate::error::ErrorCode;
 use crate::group::GroupConfig;
-use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::log::{LogConfig, LogError};
 use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
 use crate::storage::{Storage, StorageError};
-use crate::types::{LeaderEpoch, Millis};
+use crate::types::Millis;
 
 pub use fetch::ParkedFetchId;
 pub use groups::OFFSETS_TOPIC;
-use producer_state::ProducerStates;
+pub(crate) use partition::Partition;
 pub use topics::{validate_topic_name, TopicConfigError, TOPIC_CONFIGS};
 
 /// Opens the storage directories the broker keeps its state in.
@@ -82,8 +83,6 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Broker-wide defaults of the topic configs.
     pub log: LogConfig,
-    /// `min.insync.replicas` default.
-    pub min_insync_replicas: i32,
     /// The most bytes one fetch response may carry, whatever the client asks.
     pub fetch_response_bytes_max: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
@@ -102,7 +101,6 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             auto_create_topics: true,
             log: LogConfig::default(),
-            min_insync_replicas: 1,
             fetch_response_bytes_max: 55 * 1024 * 1024,
             offsets_topic_partitions: 50,
             group: GroupConfig::default(),
@@ -153,13 +151,6 @@ pub enum Reply {
     /// [`Broker::poll_completed_fetches`]), a JoinGroup/SyncGroup for the rebalance (it comes
     /// back from [`Broker::poll_completed_responses`]).
     Parked(ParkedFetchId),
-}
-
-/// One partition: its log and the state that goes with it.
-pub(crate) struct Partition<S: Storage> {
-    pub(crate) log: PartitionLog<S>,
-    pub(crate) leader_epoch: LeaderEpoch,
-    pub(crate) producers: ProducerStates,
 }
 
 /// One topic.
@@ -268,11 +259,11 @@ impl<P: StorageProvider> Broker<P> {
                 ResponseKind::DescribeConfigs(self.handle_describe_configs(body, version))
             }
             RequestKind::AlterConfigs(body) => {
-                ResponseKind::AlterConfigs(self.handle_alter_configs(body))
+                ResponseKind::AlterConfigs(self.handle_alter_configs(now, body))
             }
-            RequestKind::IncrementalAlterConfigs(body) => {
-                ResponseKind::IncrementalAlterConfigs(self.handle_incremental_alter_configs(body))
-            }
+            RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
+                self.handle_incremental_alter_configs(now, body),
+            ),
             RequestKind::CreatePartitions(body) => {
                 ResponseKind::CreatePartitions(self.handle_create_partitions(now, body))
             }

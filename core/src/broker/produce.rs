@@ -94,26 +94,15 @@ impl<P: StorageProvider> Broker<P> {
                 format!("acks {acks} is not -1, 0 or 1"),
             );
         }
-        let Some(stored) = self.topics.get(topic) else {
+        let Some(stored) = self.topics.get_mut(topic) else {
             return Outcome::error(
                 ErrorCode::UnknownTopicOrPartition,
                 format!("unknown topic {topic}"),
             );
         };
-        let min_insync = stored
-            .overrides
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(self.config.min_insync_replicas);
-        if acks == -1 && min_insync > 1 {
-            let message =
-                format!("min.insync.replicas is {min_insync} but only 1 replica is in sync");
-            return Outcome::error(ErrorCode::NotEnoughReplicas, message);
-        }
-        let Some(partition) = self
-            .topics
-            .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(usize::try_from(index).ok()?))
+        let Some(partition) = usize::try_from(index)
+            .ok()
+            .and_then(|i| stored.partitions.get_mut(i))
         else {
             return Outcome::error(
                 ErrorCode::UnknownTopicOrPartition,
@@ -123,6 +112,13 @@ impl<P: StorageProvider> Broker<P> {
         let Some(records) = records.filter(|r| !r.is_empty()) else {
             return Outcome::error(ErrorCode::InvalidRecord, "no records");
         };
+        if acks == -1 {
+            if let Err(code) = partition.check_acks_all() {
+                let min = partition.log.config().min_insync_replicas;
+                let message = format!("{topic}-{index} has fewer than {min} in-sync replicas");
+                return Outcome::error(code, message);
+            }
+        }
         let max_message_bytes = partition.log.config().max_message_bytes;
         let mut bytes = if is_legacy(&records) {
             match convert_legacy(&records, max_message_bytes) {
@@ -174,13 +170,8 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         let segment_before = partition.log.active_segment_base();
-        match partition
-            .log
-            .append(&mut bytes, partition.leader_epoch, now)
-        {
+        match partition.append_as_leader(&mut bytes, now) {
             Ok(info) => {
-                let end = partition.log.log_end_offset();
-                partition.log.set_high_watermark(end);
                 let segment = partition.log.active_segment_base();
                 if segment != segment_before {
                     // The log rolled: snapshot the producer state as of the new segment (every

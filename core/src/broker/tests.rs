@@ -623,3 +623,24 @@ fn broker_idempotent_retry_across_rolls_and_restarts_is_still_deduplicated() {
         );
     }
 }
+
+/// Kafka 3.7+ (KAFKA-15583) holds acks=all to `min(min.insync.replicas, replicas)`: a
+/// single-replica topic asking for more in-sync replicas than it has still takes acks=all,
+/// and the setting itself must be at least 1.
+#[test]
+fn broker_acks_all_uses_the_effective_min_insync_replicas() {
+    let dirs = Dirs::default();
+    let mut broker = broker(&dirs);
+    assert_eq!(
+        create(&mut broker, "t", 1, &[("min.insync.replicas", "3")]),
+        0
+    );
+    assert_eq!(
+        produce(&mut broker, "t", -1, records(2, None)),
+        Some((0, 0))
+    );
+    assert_eq!(
+        create(&mut broker, "u", 1, &[("min.insync.replicas", "0")]),
+        ErrorCode::InvalidConfig.code()
+    );
+}

@@ -145,7 +145,8 @@ fn apply_config(log: &mut LogConfig, name: &str, value: &str) -> Result<(), Topi
             log.cleanup_compact = policies.contains(&"compact");
         }
         "min.insync.replicas" => {
-            parse_i64(name, value, 1)?;
+            let n = parse_i64(name, value, 1)?;
+            log.min_insync_replicas = usize::try_from(n).unwrap_or(usize::MAX);
         }
         _ => return Err(TopicConfigError::Unknown(name.to_string())),
     }
@@ -283,7 +284,7 @@ impl<P: StorageProvider> Broker<P> {
                 meta.partition_index = index as i32;
                 meta.leader_id = node;
                 if version >= 7 {
-                    meta.leader_epoch = partition.leader_epoch.0;
+                    meta.leader_epoch = partition.leader_epoch().0;
                 }
                 meta.replica_nodes = vec![node];
                 meta.isr_nodes = vec![node];

@@ -30,6 +30,9 @@ pub struct LogConfig {
     pub cleanup_delete: bool,
     /// `cleanup.policy` contains `compact`: older records of a key are removed.
     pub cleanup_compact: bool,
+    /// `min.insync.replicas`: the in-sync replicas an acks=all produce needs. Replication
+    /// reads it, not the log; it lives here because it is a topic config, as in Kafka.
+    pub min_insync_replicas: usize,
 }
 
 impl Default for LogConfig {
@@ -47,6 +50,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             cleanup_delete: true,
             cleanup_compact: false,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -101,6 +105,9 @@ impl LogConfig {
         }
         if matches!(self.flush_ms, Some(ms) if ms < 0) {
             return fail("flush.ms", "must not be negative".into());
+        }
+        if self.min_insync_replicas < 1 {
+            return fail("min.insync.replicas", "must be at least 1".into());
         }
         Ok(())
     }

@@ -353,3 +353,52 @@ fn log_append_replicated_takes_batch_epochs_and_refuses_older_ones() {
     follower.append_replicated(&newer, Millis(0)).unwrap();
     assert_eq!(entries(&follower), [(0, 0), (2, 4), (5, 8), (6, 10)]);
 }
+
+/// A new leader records its epoch at the log end before any batch carries it (Kafka's
+/// `maybeAssignEpochStartOffset`); the entry reaches the checkpoint with the epoch's first
+/// batch, and an entry no batch followed is gone after a restart.
+#[test]
+fn log_start_leader_epoch_records_the_epoch_at_the_log_end() {
+    let (mut log, _) = open(MemoryStorage::new(), LogConfig::default());
+    append(&mut log, 0, 4);
+    log.start_leader_epoch(LeaderEpoch(3)).unwrap();
+    assert_eq!(entries(&log), [(0, 0), (3, 4)]);
+    assert_eq!(
+        end(&log, 0),
+        (0, 4),
+        "epoch 0 ends where the new leader starts"
+    );
+    assert_eq!(end(&log, 2), (0, 4));
+    assert_eq!(end(&log, 3), (3, 4));
+    assert_eq!(
+        stored_file(&log),
+        "0\n1\n0 0\n",
+        "not written before a batch"
+    );
+    log.start_leader_epoch(LeaderEpoch(3)).unwrap();
+    assert_eq!(
+        entries(&log),
+        [(0, 0), (3, 4)],
+        "the same epoch again adds nothing"
+    );
+    assert!(matches!(
+        log.start_leader_epoch(LeaderEpoch(2)),
+        Err(LogError::StaleLeaderEpoch { .. })
+    ));
+    append(&mut log, 3, 2);
+    assert_eq!(
+        stored_file(&log),
+        "0\n2\n0 0\n3 4\n",
+        "written with its first batch"
+    );
+
+    // An epoch recorded with no batch after it does not survive a restart (the new leader
+    // records it again): recovery drops entries at the log end.
+    log.start_leader_epoch(LeaderEpoch(5)).unwrap();
+    log.flush().unwrap();
+    let mut storage = log.abandon();
+    storage.crash(CrashMode::LoseUnsynced);
+    let (log, _) = open(storage, LogConfig::default());
+    assert_eq!(entries(&log), [(0, 0), (3, 4)]);
+    assert_eq!(end(&log, 5), (-1, -1));
+}

@@ -196,6 +196,9 @@ pub struct PartitionLog<S: Storage> {
     compacted_below: Offset,
     /// Where each leader epoch starts; mirrored to `EPOCH_CHECKPOINT_FILE`.
     epochs: LeaderEpochCache,
+    /// The history holds an entry the checkpoint lacks (a leader's epoch recorded at the log
+    /// end, [`PartitionLog::start_leader_epoch`]); written before the next batch.
+    epochs_unsaved: bool,
     /// Buffers reused by every append instead of allocated per call.
     scratch: AppendScratch,
     /// The buffer reads check unverified bytes in (`check_unverified`), kept between reads
@@ -280,9 +283,27 @@ impl<S: Storage> PartitionLog<S> {
     pub fn epoch_entries(&self) -> &[EpochEntry] {
         self.epochs.entries()
     }
-    /// The leader-epoch history itself, for answers that add the partition's current epoch.
+    /// The leader-epoch history itself.
     pub fn epoch_cache(&self) -> &LeaderEpochCache {
         &self.epochs
+    }
+
+    /// Records that `epoch` starts at the log end: a new leader's first step (Kafka's
+    /// `maybeAssignEpochStartOffset`), so OffsetForLeaderEpoch and the followers' divergence
+    /// checks know the epoch before any batch carries it. Nothing changes when `epoch` is
+    /// already the latest. The entry is kept in memory and written with the checkpoint before
+    /// the epoch's first batch: recovery drops an entry at the log end anyway, and the leader
+    /// records its epoch again when it comes back.
+    pub fn start_leader_epoch(&mut self, epoch: LeaderEpoch) -> Result<(), LogError> {
+        if !self.epochs.admits(epoch) {
+            return Err(LogError::StaleLeaderEpoch {
+                epoch,
+                latest: self.epochs.latest_epoch().expect("a history that refuses"),
+            });
+        }
+        let log_end = self.log_end_offset();
+        self.epochs_unsaved |= self.epochs.assign(epoch, log_end);
+        Ok(())
     }
 
     /// Base offsets of the segments, oldest first.
@@ -408,7 +429,7 @@ impl<S: Storage> PartitionLog<S> {
             );
             grew |= self.epochs.assign(entry.epoch, entry.start_offset);
         }
-        if grew {
+        if grew || self.epochs_unsaved {
             self.write_epoch_checkpoint()?;
         }
         Ok(())
@@ -418,6 +439,7 @@ impl<S: Storage> PartitionLog<S> {
     fn write_epoch_checkpoint(&mut self) -> Result<(), LogError> {
         let bytes = self.epochs.encode();
         self.storage.write_atomic(EPOCH_CHECKPOINT_FILE, &bytes)?;
+        self.epochs_unsaved = false;
         Ok(())
     }
 

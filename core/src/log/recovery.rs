@@ -200,6 +200,7 @@ impl<S: Storage> PartitionLog<S> {
             unflushed_since: None,
             compacted_below: Offset(0),
             epochs: LeaderEpochCache::new(),
+            epochs_unsaved: false,
             scratch: AppendScratch::default(),
             verify_scratch: Default::default(),
             offline: None,

@@ -164,6 +164,11 @@ impl LeaderState {
         state
     }
 
+    /// This broker, the leader.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// The epoch this broker leads in.
     pub fn epoch(&self) -> LeaderEpoch {
         self.epoch

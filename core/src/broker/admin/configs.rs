@@ -169,7 +169,7 @@ pub(crate) fn topic_default(config: &BrokerConfig, name: &str) -> Option<String>
             TimestampType::CreateTime => "CreateTime".to_string(),
             TimestampType::LogAppendTime => "LogAppendTime".to_string(),
         },
-        "min.insync.replicas" => config.min_insync_replicas.to_string(),
+        "min.insync.replicas" => log.min_insync_replicas.to_string(),
         "retention.bytes" => unlimited(log.retention_bytes.and_then(|n| i64::try_from(n).ok())),
         "retention.ms" => unlimited(log.retention_ms),
         "segment.bytes" => log.segment_bytes.to_string(),

@@ -838,8 +838,7 @@ fn offset_for_leader_epoch_fences_older_epochs_and_answers_earlier_ones() {
     let mut broker = broker();
     create(&mut broker, "orders", 1, &[]);
     assert_eq!(produce(&mut broker, "orders", 0, 4), 0);
-    broker.topics.get_mut("orders").unwrap().partitions[0].leader_epoch =
-        crate::types::LeaderEpoch(2);
+    set_leader_epoch(&mut broker, 2);
     let fenced = ErrorCode::FencedLeaderEpoch.code();
     assert_eq!(epoch_end(&mut broker, 2, "orders", 2, 1), (fenced, -1, -1));
     // KIP-279: epoch 1 had no batches, so the answer is the largest epoch below it (0),
@@ -850,8 +849,9 @@ fn offset_for_leader_epoch_fences_older_epochs_and_answers_earlier_ones() {
 }
 
 fn set_leader_epoch(broker: &mut Broker<Dirs>, epoch: i32) {
-    broker.topics.get_mut("orders").unwrap().partitions[0].leader_epoch =
-        crate::types::LeaderEpoch(epoch);
+    broker.topics.get_mut("orders").unwrap().partitions[0]
+        .bump_leader_epoch(crate::types::LeaderEpoch(epoch), NOW)
+        .unwrap();
 }
 
 /// KIP-101/KIP-279: answers come from the log's epoch history (`endOffsetFor`), kept in step
