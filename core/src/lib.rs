@@ -2,8 +2,9 @@
 //!
 //! This crate holds the Kafka record-batch format ([`record`]), the partition commit log
 //! ([`log`]) and the storage abstraction it writes through ([`storage`]), the broker
-//! ([`broker`]), the consumer-group coordinator ([`group`]) and partition replication
-//! ([`replication`]). Later issues add the controller and transaction state machines here.
+//! ([`broker`]), the consumer-group coordinator ([`group`]), partition replication
+//! ([`replication`]) and the cluster metadata with the controller's decisions ([`cluster`]).
+//! Later issues add the transaction state machines here.
 //!
 //! **Architecture invariant:** no code in this crate opens files or sockets, reads a clock,
 //! spawns threads or draws thread-local randomness. Time arrives as [`types::Millis`] values,
@@ -11,6 +12,7 @@
 //! (the `brook` server or the simulator) implements. `tests/no_io.rs` enforces this.
 
 pub mod broker;
+pub mod cluster;
 pub mod error;
 pub mod group;
 pub mod log;

@@ -1,0 +1,376 @@
+//! The active controller's decisions: broker sessions and fencing, topic creation and
+//! replica assignment, leader election from the ISR, and the leaders' ISR changes.
+//!
+//! Every method returns the records that carry out its decision, already applied to the
+//! controller's own image (the committed image plus what it wrote since), so the next
+//! decision sees them. The driver appends the records to the metadata log; once committed,
+//! every node applies them to its own [`ClusterImage`]. A controller that loses its
+//! leadership is dropped; the next one starts from the committed image
+//! ([`Controller::new`]).
+//!
+//! Election is clean only: a leader is always taken from the ISR, so a committed record is
+//! never lost to an election. When the last in-sync replica is fenced it stays in the ISR and
+//! the partition has no leader until that replica comes back.
+
+use std::collections::BTreeMap;
+
+use super::image::ClusterImage;
+use super::records::{BrokerRegistration, MetadataRecord, PartitionRecord};
+use crate::error::ErrorCode;
+use crate::types::{LeaderEpoch, Millis, NodeId};
+
+/// The controller's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker that has not heartbeaten for this long is fenced.
+    pub session_timeout_ms: i64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> ControllerConfig {
+        ControllerConfig {
+            session_timeout_ms: 9_000,
+        }
+    }
+}
+
+/// A CreateTopics request as the controller sees it (validated names and configs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The topic's name.
+    pub name: String,
+    /// The id the topic gets (the driver draws it: random, or from the simulator's seed).
+    pub id: uuid::Uuid,
+    /// How many partitions.
+    pub partitions: i32,
+    /// How many replicas each partition has.
+    pub replication_factor: i16,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A leader's request to change its partition's ISR (Kafka's AlterPartition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsrChange {
+    /// The broker asking: it must be the partition's leader.
+    pub leader: NodeId,
+    /// The topic's id.
+    pub topic_id: uuid::Uuid,
+    /// The partition's index.
+    pub partition: i32,
+    /// The leader epoch the leader leads in.
+    pub leader_epoch: LeaderEpoch,
+    /// The partition epoch of the state the leader last saw.
+    pub partition_epoch: i32,
+    /// The ISR the leader wants.
+    pub isr: Vec<NodeId>,
+}
+
+/// The active controller. See the module doc.
+#[derive(Debug)]
+pub struct Controller {
+    image: ClusterImage,
+    /// When each registered broker last heartbeat (or when this controller took over).
+    sessions: BTreeMap<NodeId, Millis>,
+    config: ControllerConfig,
+}
+
+impl Controller {
+    /// Becomes the active controller over the committed `image` at `now`: every registered
+    /// broker's session starts afresh.
+    pub fn new(image: ClusterImage, now: Millis, config: ControllerConfig) -> Controller {
+        let sessions = image.brokers().keys().map(|&node| (node, now)).collect();
+        Controller {
+            image,
+            sessions,
+            config,
+        }
+    }
+
+    /// The image as this controller's records leave it (committed or not).
+    pub fn image(&self) -> &ClusterImage {
+        &self.image
+    }
+
+    /// A broker (re)registers. A running incarnation it replaces is fenced first, so its
+    /// partitions elect other leaders; the new one starts fenced until its first heartbeat.
+    pub fn register_broker(
+        &mut self,
+        now: Millis,
+        registration: BrokerRegistration,
+    ) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if self.image.is_active(registration.node) {
+            self.fence(registration.node, &mut records);
+        }
+        self.sessions.insert(registration.node, now);
+        self.push(&mut records, MetadataRecord::RegisterBroker(registration));
+        records
+    }
+
+    /// A broker heartbeats. `caught_up` says it has applied the metadata log up to its own
+    /// registration; the first such heartbeat unfences it, and the partitions left without
+    /// a leader that it is in sync for elect it.
+    ///
+    /// Errors: `BROKER_ID_NOT_REGISTERED` for an unknown node, `STALE_BROKER_EPOCH` for an
+    /// incarnation that is not the registered one.
+    pub fn heartbeat(
+        &mut self,
+        now: Millis,
+        node: NodeId,
+        incarnation: u64,
+        caught_up: bool,
+    ) -> Result<Vec<MetadataRecord>, ErrorCode> {
+        let broker = self
+            .image
+            .brokers()
+            .get(&node)
+            .ok_or(ErrorCode::BrokerIdNotRegistered)?;
+        if broker.registration.incarnation != incarnation {
+            return Err(ErrorCode::StaleBrokerEpoch);
+        }
+        let fenced = broker.fenced;
+        self.sessions.insert(node, now);
+        let mut records = Vec::new();
+        if fenced && caught_up {
+            self.push(&mut records, MetadataRecord::UnfenceBroker { node });
+            self.elect_leaderless(&mut records);
+        }
+        Ok(records)
+    }
+
+    /// Fences the brokers whose session expired by `now`; their partitions elect new leaders.
+    pub fn tick(&mut self, now: Millis) -> Vec<MetadataRecord> {
+        let expired: Vec<NodeId> = self
+            .sessions
+            .iter()
+            .filter(|&(&node, &at)| {
+                self.image.is_active(node) && now.since(at) > self.config.session_timeout_ms
+            })
+            .map(|(&node, _)| node)
+            .collect();
+        let mut records = Vec::new();
+        for node in expired {
+            self.fence(node, &mut records);
+        }
+        records
+    }
+
+    /// When [`Controller::tick`] could next fence a broker.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.sessions
+            .iter()
+            .filter(|&(&node, _)| self.image.is_active(node))
+            .map(|(_, at)| Millis(at.0 + self.config.session_timeout_ms + 1))
+            .min()
+    }
+
+    /// Fences a broker now (a controlled shutdown, or an operator); its partitions elect new
+    /// leaders. Nothing happens for a fenced or unknown broker.
+    pub fn fence_broker(&mut self, node: NodeId) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if self.image.is_active(node) {
+            self.fence(node, &mut records);
+        }
+        records
+    }
+
+    /// Creates a topic: its partitions' replicas spread over the active brokers, each led
+    /// by its first replica.
+    ///
+    /// Errors: `TOPIC_ALREADY_EXISTS`, `INVALID_PARTITIONS` (fewer than 1),
+    /// `INVALID_REPLICATION_FACTOR` (fewer than 1, or more than the active brokers).
+    pub fn create_topic(
+        &mut self,
+        topic: NewTopic,
+    ) -> Result<Vec<MetadataRecord>, (ErrorCode, String)> {
+        if self.image.topic(&topic.name).is_some() || self.image.topic_by_id(topic.id).is_some() {
+            let message = format!("topic {} already exists", topic.name);
+            return Err((ErrorCode::TopicAlreadyExists, message));
+        }
+        if topic.partitions < 1 {
+            let message = format!("{} partitions: at least 1 is needed", topic.partitions);
+            return Err((ErrorCode::InvalidPartitions, message));
+        }
+        let active: Vec<NodeId> = self
+            .image
+            .brokers()
+            .keys()
+            .copied()
+            .filter(|&n| self.image.is_active(n))
+            .collect();
+        let factor = usize::try_from(topic.replication_factor).unwrap_or(0);
+        if factor < 1 || factor > active.len() {
+            let message = format!(
+                "replication factor {} with {} active brokers",
+                topic.replication_factor,
+                active.len()
+            );
+            return Err((ErrorCode::InvalidReplicationFactor, message));
+        }
+        let mut records = Vec::new();
+        self.push(
+            &mut records,
+            MetadataRecord::Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                configs: topic.configs,
+            },
+        );
+        // Kafka starts each topic's assignment at a random broker; a hash of the name spreads
+        // topics just as well and keeps the controller free of randomness.
+        let first = crc32c::crc32c(topic.name.as_bytes()) as usize;
+        for partition in 0..topic.partitions {
+            let start = first.wrapping_add(partition as usize);
+            let replicas: Vec<NodeId> = (0..factor)
+                .map(|i| active[start.wrapping_add(i) % active.len()])
+                .collect();
+            let record = PartitionRecord {
+                topic_id: topic.id,
+                partition,
+                leader: Some(replicas[0]),
+                isr: replicas.clone(),
+                replicas,
+                leader_epoch: LeaderEpoch(0),
+                partition_epoch: 0,
+            };
+            self.push(&mut records, MetadataRecord::Partition(record));
+        }
+        Ok(records)
+    }
+
+    /// Deletes a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub fn delete_topic(&mut self, name: &str) -> Result<Vec<MetadataRecord>, ErrorCode> {
+        let id = self
+            .image
+            .topic(name)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?
+            .id;
+        let mut records = Vec::new();
+        self.push(&mut records, MetadataRecord::RemoveTopic { id });
+        Ok(records)
+    }
+
+    /// Hands out `count` producer ids: returns the first and the record that reserves them.
+    pub fn allocate_producer_ids(&mut self, count: i64) -> (i64, Vec<MetadataRecord>) {
+        let first = self.image.next_producer_id();
+        let mut records = Vec::new();
+        let next = first.saturating_add(count.max(1));
+        self.push(&mut records, MetadataRecord::ProducerIds { next });
+        (first, records)
+    }
+
+    /// A leader's ISR change (AlterPartition). Returns the partition's new state with the
+    /// records. Errors: `UNKNOWN_TOPIC_OR_PARTITION`; `NOT_LEADER_OR_FOLLOWER` from a broker
+    /// that does not lead the partition; `FENCED_LEADER_EPOCH` for another leader epoch;
+    /// `INVALID_UPDATE_VERSION` for another partition epoch (the leader saw an older state);
+    /// `INVALID_REQUEST` for an ISR without the leader or with a non-replica;
+    /// `INELIGIBLE_REPLICA` for a fenced broker added to the ISR.
+    pub fn alter_partition(
+        &mut self,
+        change: IsrChange,
+    ) -> Result<(PartitionRecord, Vec<MetadataRecord>), ErrorCode> {
+        let current = self
+            .image
+            .partition(change.topic_id, change.partition)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        if current.leader != Some(change.leader) {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        if current.leader_epoch != change.leader_epoch {
+            return Err(ErrorCode::FencedLeaderEpoch);
+        }
+        if current.partition_epoch != change.partition_epoch {
+            return Err(ErrorCode::InvalidUpdateVersion);
+        }
+        let mut isr = change.isr;
+        isr.sort();
+        isr.dedup();
+        if !isr.contains(&change.leader) || !isr.iter().all(|n| current.replicas.contains(n)) {
+            return Err(ErrorCode::InvalidRequest);
+        }
+        let added_fenced = isr
+            .iter()
+            .any(|&n| !current.isr.contains(&n) && !self.image.is_active(n));
+        if added_fenced {
+            return Err(ErrorCode::IneligibleReplica);
+        }
+        let mut next = current.clone();
+        next.isr = isr;
+        next.partition_epoch += 1;
+        let mut records = Vec::new();
+        self.push(&mut records, MetadataRecord::Partition(next.clone()));
+        Ok((next, records))
+    }
+
+    /// Fences `node` and moves its partitions: it leaves every ISR it is in (unless it is the
+    /// last member), and the partitions it led elect the first active in-sync replica.
+    fn fence(&mut self, node: NodeId, records: &mut Vec<MetadataRecord>) {
+        self.push(records, MetadataRecord::FenceBroker { node });
+        let changes: Vec<PartitionRecord> = self
+            .image
+            .topics()
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.isr.contains(&node) || p.leader == Some(node))
+            .filter_map(|p| {
+                let mut next = p.clone();
+                if next.isr.len() > 1 {
+                    next.isr.retain(|&n| n != node);
+                }
+                if p.leader == Some(node) {
+                    next.leader = self.first_active(&next);
+                    next.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                }
+                (next != *p).then(|| {
+                    next.partition_epoch += 1;
+                    next
+                })
+            })
+            .collect();
+        for change in changes {
+            self.push(records, MetadataRecord::Partition(change));
+        }
+    }
+
+    /// Elects a leader for every partition without one that has an active in-sync replica.
+    fn elect_leaderless(&mut self, records: &mut Vec<MetadataRecord>) {
+        let changes: Vec<PartitionRecord> = self
+            .image
+            .topics()
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.leader.is_none())
+            .filter_map(|p| {
+                let leader = self.first_active(p)?;
+                let mut next = p.clone();
+                next.leader = Some(leader);
+                next.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                next.partition_epoch += 1;
+                Some(next)
+            })
+            .collect();
+        for change in changes {
+            self.push(records, MetadataRecord::Partition(change));
+        }
+    }
+
+    /// The first replica, in assignment order, that is in the ISR and active.
+    fn first_active(&self, partition: &PartitionRecord) -> Option<NodeId> {
+        partition
+            .replicas
+            .iter()
+            .copied()
+            .find(|&n| partition.isr.contains(&n) && self.image.is_active(n))
+    }
+
+    /// Applies a record to the controller's image and adds it to the output.
+    fn push(&mut self, records: &mut Vec<MetadataRecord>, record: MetadataRecord) {
+        let applied = self.image.apply(&record);
+        assert!(
+            applied.is_ok(),
+            "the controller writes only records that apply: {applied:?}"
+        );
+        records.push(record);
+    }
+}

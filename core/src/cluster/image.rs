@@ -1,0 +1,174 @@
+//! The cluster image: the state the metadata records build up, applied in log order.
+
+use std::collections::BTreeMap;
+
+use super::records::{BrokerRegistration, MetadataRecord, PartitionRecord};
+use crate::types::NodeId;
+
+/// A registered broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerImage {
+    /// How it registered.
+    pub registration: BrokerRegistration,
+    /// Whether it is fenced: it may not lead or join an ISR.
+    pub fenced: bool,
+}
+
+/// A topic and its partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicImage {
+    /// The topic's name.
+    pub name: String,
+    /// The topic's id.
+    pub id: uuid::Uuid,
+    /// Config overrides (Kafka names → values).
+    pub configs: BTreeMap<String, String>,
+    /// The partitions, by index.
+    pub partitions: Vec<PartitionRecord>,
+}
+
+/// A record that does not fit the image it is applied to: the log is damaged or the
+/// controller that wrote it is wrong. The record changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metadata record does not apply: {0}")]
+pub struct ImageError(pub String);
+
+/// The cluster as the metadata log describes it up to some offset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterImage {
+    brokers: BTreeMap<NodeId, BrokerImage>,
+    topics: BTreeMap<String, TopicImage>,
+    names: BTreeMap<uuid::Uuid, String>,
+    next_producer_id: i64,
+}
+
+impl ClusterImage {
+    /// An empty cluster.
+    pub fn new() -> ClusterImage {
+        ClusterImage::default()
+    }
+
+    /// The registered brokers, by node id.
+    pub fn brokers(&self) -> &BTreeMap<NodeId, BrokerImage> {
+        &self.brokers
+    }
+
+    /// Whether `node` is registered and not fenced.
+    pub fn is_active(&self, node: NodeId) -> bool {
+        self.brokers.get(&node).is_some_and(|b| !b.fenced)
+    }
+
+    /// The topics, by name.
+    pub fn topics(&self) -> &BTreeMap<String, TopicImage> {
+        &self.topics
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topics.get(name)
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<&TopicImage> {
+        self.topics.get(self.names.get(&id)?)
+    }
+
+    /// A partition by topic id and index.
+    pub fn partition(&self, topic_id: uuid::Uuid, partition: i32) -> Option<&PartitionRecord> {
+        let topic = self.topic_by_id(topic_id)?;
+        topic.partitions.get(usize::try_from(partition).ok()?)
+    }
+
+    /// The next producer id InitProducerId may hand out.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
+    }
+
+    /// Applies one record.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ImageError> {
+        match record {
+            MetadataRecord::RegisterBroker(registration) => {
+                let broker = BrokerImage {
+                    registration: registration.clone(),
+                    fenced: true,
+                };
+                self.brokers.insert(registration.node, broker);
+            }
+            MetadataRecord::FenceBroker { node } | MetadataRecord::UnfenceBroker { node } => {
+                let broker = self
+                    .brokers
+                    .get_mut(node)
+                    .ok_or_else(|| ImageError(format!("broker {} is not registered", node.0)))?;
+                broker.fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+            }
+            MetadataRecord::Topic { name, id, configs } => {
+                if self.topics.contains_key(name) || self.names.contains_key(id) {
+                    return Err(ImageError(format!("topic {name} exists")));
+                }
+                self.names.insert(*id, name.clone());
+                let topic = TopicImage {
+                    name: name.clone(),
+                    id: *id,
+                    configs: configs.clone(),
+                    partitions: Vec::new(),
+                };
+                self.topics.insert(name.clone(), topic);
+            }
+            MetadataRecord::Partition(partition) => self.apply_partition(partition)?,
+            MetadataRecord::RemoveTopic { id } => {
+                let name = self
+                    .names
+                    .remove(id)
+                    .ok_or_else(|| ImageError(format!("no topic with id {id}")))?;
+                self.topics.remove(&name);
+            }
+            MetadataRecord::ProducerIds { next } => {
+                if *next < self.next_producer_id {
+                    return Err(ImageError(format!(
+                        "producer ids go back from {} to {next}",
+                        self.next_producer_id
+                    )));
+                }
+                self.next_producer_id = *next;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_partition(&mut self, partition: &PartitionRecord) -> Result<(), ImageError> {
+        let name = self
+            .names
+            .get(&partition.topic_id)
+            .ok_or_else(|| ImageError(format!("no topic with id {}", partition.topic_id)))?;
+        let topic = self.topics.get_mut(name).expect("names and topics agree");
+        let index = usize::try_from(partition.partition)
+            .map_err(|_| ImageError(format!("partition {}", partition.partition)))?;
+        let consistent = !partition.replicas.is_empty()
+            && partition.isr.iter().all(|n| partition.replicas.contains(n))
+            && partition.leader.is_none_or(|l| partition.isr.contains(&l));
+        if !consistent {
+            return Err(ImageError(format!("inconsistent {partition:?}")));
+        }
+        match index.cmp(&topic.partitions.len()) {
+            std::cmp::Ordering::Less => {
+                let current = &mut topic.partitions[index];
+                if partition.partition_epoch <= current.partition_epoch
+                    || partition.leader_epoch < current.leader_epoch
+                {
+                    return Err(ImageError(format!(
+                        "{partition:?} does not follow {current:?}"
+                    )));
+                }
+                *current = partition.clone();
+            }
+            std::cmp::Ordering::Equal => topic.partitions.push(partition.clone()),
+            std::cmp::Ordering::Greater => {
+                return Err(ImageError(format!(
+                    "partition {index} of {name} before partition {}",
+                    topic.partitions.len()
+                )))
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,461 @@
+//! Tests of the metadata records, the image and the controller's decisions.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::ErrorCode;
+use crate::types::{LeaderEpoch, Millis, NodeId};
+
+const TIMEOUT: i64 = 9_000;
+
+fn registration(node: i32, incarnation: u64) -> BrokerRegistration {
+    BrokerRegistration {
+        node: NodeId(node),
+        incarnation,
+        host: format!("broker-{node}"),
+        port: 9092,
+    }
+}
+
+/// A controller with `brokers` registered and unfenced at time 0, and the log it wrote.
+fn cluster(brokers: i32) -> (Controller, Vec<MetadataRecord>) {
+    let mut controller =
+        Controller::new(ClusterImage::new(), Millis(0), ControllerConfig::default());
+    let mut log = Vec::new();
+    for node in 1..=brokers {
+        log.extend(controller.register_broker(Millis(0), registration(node, 1)));
+        log.extend(
+            controller
+                .heartbeat(Millis(0), NodeId(node), 1, true)
+                .unwrap(),
+        );
+    }
+    (controller, log)
+}
+
+fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        id: uuid::Uuid::from_u128(u128::from(crc32c::crc32c(name.as_bytes())) + 1),
+        partitions,
+        replication_factor,
+        configs: BTreeMap::new(),
+    }
+}
+
+fn partition(controller: &Controller, topic: &str, index: usize) -> PartitionRecord {
+    controller.image().topic(topic).unwrap().partitions[index].clone()
+}
+
+fn nodes(ids: &[i32]) -> Vec<NodeId> {
+    ids.iter().map(|&n| NodeId(n)).collect()
+}
+
+/// The image every node builds by applying the log in order.
+fn replay(log: &[MetadataRecord]) -> ClusterImage {
+    let mut image = ClusterImage::new();
+    for record in log {
+        image.apply(record).unwrap();
+    }
+    image
+}
+
+#[test]
+fn metadata_records_round_trip_and_damage_is_an_error() {
+    let (mut controller, mut log) = cluster(3);
+    let mut topic = new_topic("orders", 2, 3);
+    topic.configs.insert("retention.ms".into(), "1000".into());
+    log.extend(controller.create_topic(topic).unwrap());
+    log.extend(controller.allocate_producer_ids(1000).1);
+    log.extend(controller.tick(Millis(TIMEOUT + 1)));
+    log.extend(controller.delete_topic("orders").unwrap());
+    let kinds: std::collections::BTreeSet<u8> = log.iter().map(|r| r.encode()[1]).collect();
+    assert_eq!(kinds.len(), 7, "every record type is exercised: {kinds:?}");
+    for record in &log {
+        let bytes = record.encode();
+        assert_eq!(&MetadataRecord::decode(&bytes).unwrap(), record);
+        for cut in 0..bytes.len() {
+            assert!(
+                MetadataRecord::decode(&bytes[..cut]).is_err(),
+                "{record:?} cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(MetadataRecord::decode(&longer).is_err());
+    }
+    assert!(MetadataRecord::decode(&[2, 1]).is_err(), "unknown version");
+    assert!(MetadataRecord::decode(&[1, 99]).is_err(), "unknown type");
+}
+
+#[test]
+fn controller_spreads_replicas_over_active_brokers() {
+    let (mut controller, _) = cluster(3);
+    controller.create_topic(new_topic("orders", 6, 2)).unwrap();
+    let mut leaders = BTreeMap::new();
+    for index in 0..6 {
+        let p = partition(&controller, "orders", index);
+        assert_eq!(p.replicas.len(), 2);
+        assert_ne!(p.replicas[0], p.replicas[1]);
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!(p.leader, Some(p.replicas[0]));
+        assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(0), 0));
+        *leaders.entry(p.replicas[0]).or_insert(0) += 1;
+    }
+    assert_eq!(leaders.len(), 3, "every broker leads: {leaders:?}");
+    assert!(leaders.values().all(|&n| n == 2));
+
+    let error = controller
+        .create_topic(new_topic("wide", 1, 4))
+        .unwrap_err();
+    assert_eq!(error.0, ErrorCode::InvalidReplicationFactor);
+    let error = controller
+        .create_topic(new_topic("orders", 1, 1))
+        .unwrap_err();
+    assert_eq!(error.0, ErrorCode::TopicAlreadyExists);
+    let error = controller
+        .create_topic(new_topic("none", 0, 1))
+        .unwrap_err();
+    assert_eq!(error.0, ErrorCode::InvalidPartitions);
+    // A fenced broker gets no replicas.
+    controller.fence_broker(NodeId(2));
+    controller.create_topic(new_topic("two", 4, 2)).unwrap();
+    let image = controller.image();
+    assert!(image
+        .topic("two")
+        .unwrap()
+        .partitions
+        .iter()
+        .all(|p| !p.replicas.contains(&NodeId(2))));
+    let error = controller
+        .create_topic(new_topic("three", 1, 3))
+        .unwrap_err();
+    assert_eq!(error.0, ErrorCode::InvalidReplicationFactor);
+}
+
+#[test]
+fn controller_fences_a_silent_broker_and_elects_from_the_isr() {
+    let (mut controller, _) = cluster(3);
+    controller.create_topic(new_topic("orders", 3, 3)).unwrap();
+    let led_by_one = (0..3)
+        .find(|&i| partition(&controller, "orders", i).leader == Some(NodeId(1)))
+        .unwrap();
+    let before = partition(&controller, "orders", led_by_one);
+    // Brokers 2 and 3 keep heartbeating; 1 goes silent.
+    for t in [3_000, 6_000, 9_000] {
+        for node in [2, 3] {
+            assert!(controller
+                .heartbeat(Millis(t), NodeId(node), 1, true)
+                .unwrap()
+                .is_empty());
+        }
+        assert!(
+            controller.tick(Millis(t)).is_empty(),
+            "within the session at {t}"
+        );
+    }
+    assert_eq!(controller.next_deadline(), Some(Millis(TIMEOUT + 1)));
+    let records = controller.tick(Millis(TIMEOUT + 1));
+    assert_eq!(records[0], MetadataRecord::FenceBroker { node: NodeId(1) });
+    assert!(!controller.image().is_active(NodeId(1)));
+    let after = partition(&controller, "orders", led_by_one);
+    assert_eq!(
+        after.isr,
+        nodes(&[2, 3])
+            .into_iter()
+            .filter(|n| before.isr.contains(n))
+            .collect::<Vec<_>>()
+    );
+    let expected = before.replicas.iter().copied().find(|&n| n != NodeId(1));
+    assert_eq!(after.leader, expected, "the first active in-sync replica");
+    assert_eq!(after.leader_epoch, LeaderEpoch(1));
+    assert_eq!(after.partition_epoch, 1);
+    for index in 0..3 {
+        let p = partition(&controller, "orders", index);
+        assert!(!p.isr.contains(&NodeId(1)), "1 left every ISR");
+        assert_ne!(p.leader, Some(NodeId(1)));
+        if index != led_by_one {
+            assert_eq!(
+                p.leader_epoch,
+                LeaderEpoch(0),
+                "followers leaving keep the leader epoch"
+            );
+        }
+    }
+    // Coming back does not make it leader or in sync: its leader adds it once it caught up.
+    assert_eq!(
+        controller
+            .heartbeat(Millis(20_000), NodeId(1), 1, true)
+            .unwrap(),
+        [MetadataRecord::UnfenceBroker { node: NodeId(1) }]
+    );
+    assert!(controller.image().is_active(NodeId(1)));
+    assert_eq!(partition(&controller, "orders", led_by_one), after);
+}
+
+#[test]
+fn controller_keeps_the_last_in_sync_replica_and_waits_for_it() {
+    let (mut controller, _) = cluster(2);
+    controller.create_topic(new_topic("orders", 1, 2)).unwrap();
+    let first = partition(&controller, "orders", 0);
+    let (leader, follower) = (first.replicas[0], first.replicas[1]);
+    // The leader drops the follower from the ISR, then dies.
+    let change = IsrChange {
+        leader,
+        topic_id: first.topic_id,
+        partition: 0,
+        leader_epoch: first.leader_epoch,
+        partition_epoch: first.partition_epoch,
+        isr: vec![leader],
+    };
+    controller.alter_partition(change).unwrap();
+    controller.fence_broker(leader);
+    let p = partition(&controller, "orders", 0);
+    assert_eq!(
+        p.leader, None,
+        "the out-of-sync follower may not lead (clean election)"
+    );
+    assert_eq!(
+        p.isr,
+        vec![leader],
+        "the last in-sync replica stays in the ISR"
+    );
+    assert_eq!(p.leader_epoch, LeaderEpoch(1));
+    // The follower coming and going changes nothing; the old leader's return elects it.
+    controller.fence_broker(follower);
+    controller.heartbeat(Millis(1), follower, 1, true).unwrap();
+    assert_eq!(partition(&controller, "orders", 0).leader, None);
+    controller.heartbeat(Millis(1), leader, 1, true).unwrap();
+    let p = partition(&controller, "orders", 0);
+    assert_eq!(p.leader, Some(leader));
+    assert_eq!(p.leader_epoch, LeaderEpoch(2));
+}
+
+#[test]
+fn controller_alter_partition_checks_leader_epochs_and_eligibility() {
+    let (mut controller, _) = cluster(3);
+    controller.create_topic(new_topic("orders", 1, 3)).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let leader = p.leader.unwrap();
+    let others: Vec<NodeId> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&n| n != leader)
+        .collect();
+    let change = |isr: Vec<NodeId>, partition_epoch: i32| IsrChange {
+        leader,
+        topic_id: p.topic_id,
+        partition: 0,
+        leader_epoch: p.leader_epoch,
+        partition_epoch,
+        isr,
+    };
+    let (shrunk, _) = controller
+        .alter_partition(change(vec![leader, others[0]], 0))
+        .unwrap();
+    assert_eq!(shrunk.partition_epoch, 1);
+    assert_eq!(shrunk.isr.len(), 2);
+    // The same request again names a partition epoch that is gone.
+    let stale = controller.alter_partition(change(vec![leader], 0));
+    assert_eq!(stale.unwrap_err(), ErrorCode::InvalidUpdateVersion);
+    let mut wrong_epoch = change(vec![leader], 1);
+    wrong_epoch.leader_epoch = LeaderEpoch(7);
+    assert_eq!(
+        controller.alter_partition(wrong_epoch).unwrap_err(),
+        ErrorCode::FencedLeaderEpoch
+    );
+    let mut not_leader = change(vec![others[0]], 1);
+    not_leader.leader = others[0];
+    assert_eq!(
+        controller.alter_partition(not_leader).unwrap_err(),
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(
+        controller
+            .alter_partition(change(vec![others[0]], 1))
+            .unwrap_err(),
+        ErrorCode::InvalidRequest
+    );
+    assert_eq!(
+        controller
+            .alter_partition(change(vec![leader, NodeId(9)], 1))
+            .unwrap_err(),
+        ErrorCode::InvalidRequest
+    );
+    // A fenced broker may not join.
+    controller.fence_broker(others[1]);
+    let p = partition(&controller, "orders", 0);
+    let mut join = change(vec![leader, others[0], others[1]], p.partition_epoch);
+    join.leader_epoch = p.leader_epoch;
+    assert_eq!(
+        controller.alter_partition(join.clone()).unwrap_err(),
+        ErrorCode::IneligibleReplica
+    );
+    controller.heartbeat(Millis(1), others[1], 1, true).unwrap();
+    let (joined, _) = controller.alter_partition(join).unwrap();
+    assert_eq!(joined.isr.len(), 3);
+}
+
+#[test]
+fn controller_fences_the_old_incarnation_when_a_broker_restarts() {
+    let (mut controller, _) = cluster(3);
+    controller.create_topic(new_topic("orders", 3, 3)).unwrap();
+    let records = controller.register_broker(Millis(5), registration(2, 2));
+    assert_eq!(records[0], MetadataRecord::FenceBroker { node: NodeId(2) });
+    assert!(
+        matches!(records.last(), Some(MetadataRecord::RegisterBroker(r)) if r.incarnation == 2)
+    );
+    for index in 0..3 {
+        let p = partition(&controller, "orders", index);
+        assert_ne!(p.leader, Some(NodeId(2)));
+        assert!(!p.isr.contains(&NodeId(2)));
+    }
+    assert_eq!(
+        controller.heartbeat(Millis(6), NodeId(2), 1, true),
+        Err(ErrorCode::StaleBrokerEpoch)
+    );
+    assert_eq!(
+        controller.heartbeat(Millis(6), NodeId(7), 1, true),
+        Err(ErrorCode::BrokerIdNotRegistered)
+    );
+    assert!(
+        controller
+            .heartbeat(Millis(6), NodeId(2), 2, false)
+            .unwrap()
+            .is_empty(),
+        "not caught up: stays fenced"
+    );
+    assert!(!controller.image().is_active(NodeId(2)));
+    controller.heartbeat(Millis(7), NodeId(2), 2, true).unwrap();
+    assert!(controller.image().is_active(NodeId(2)));
+}
+
+#[test]
+fn image_refuses_records_that_do_not_follow() {
+    let (mut controller, log) = cluster(1);
+    let mut image = replay(&log);
+    let records = controller.create_topic(new_topic("orders", 1, 1)).unwrap();
+    for record in &records {
+        image.apply(record).unwrap();
+    }
+    assert!(image.apply(&records[0]).is_err(), "the topic exists");
+    assert!(
+        image.apply(&records[1]).is_err(),
+        "the partition epoch does not grow"
+    );
+    let MetadataRecord::Partition(mut p) = records[1].clone() else {
+        panic!()
+    };
+    p.partition = 5;
+    assert!(
+        image.apply(&MetadataRecord::Partition(p.clone())).is_err(),
+        "a gap in the partitions"
+    );
+    p.partition = 0;
+    p.partition_epoch = 1;
+    p.leader = Some(NodeId(4));
+    assert!(
+        image.apply(&MetadataRecord::Partition(p)).is_err(),
+        "a leader outside the ISR"
+    );
+    assert!(image
+        .apply(&MetadataRecord::FenceBroker { node: NodeId(9) })
+        .is_err());
+    assert_eq!(image, *controller.image(), "refused records change nothing");
+}
+
+/// One step of the random controller workload.
+#[derive(Clone, Debug)]
+enum Step {
+    Heartbeat(i32),
+    Restart(i32),
+    Fence(i32),
+    Advance(i64),
+    Shrink(usize),
+    Expand(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (1..=4i32).prop_map(Step::Heartbeat),
+        (1..=4i32).prop_map(Step::Restart),
+        (1..=4i32).prop_map(Step::Fence),
+        (1..12_000i64).prop_map(Step::Advance),
+        (0..8usize).prop_map(Step::Shrink),
+        (0..8usize).prop_map(Step::Expand),
+    ]
+}
+
+proptest! {
+    /// Through random heartbeats, restarts, fencing, silence and ISR changes: the image every
+    /// node replays equals the controller's; a leader is always an active in-sync replica; a
+    /// new leader was in the ISR before (clean election); leader and partition epochs never
+    /// go back; the ISR is never empty.
+    #[test]
+    fn controller_decisions_keep_the_image_consistent(steps in proptest::collection::vec(step(), 1..80)) {
+        let (mut controller, mut log) = cluster(4);
+        log.extend(controller.create_topic(new_topic("orders", 8, 3)).unwrap());
+        let mut incarnations = [1u64; 5];
+        let mut now = 0;
+        for step in steps {
+            let before = controller.image().clone();
+            let records = match step {
+                Step::Heartbeat(n) => controller
+                    .heartbeat(Millis(now), NodeId(n), incarnations[n as usize], true)
+                    .unwrap(),
+                Step::Restart(n) => {
+                    incarnations[n as usize] += 1;
+                    controller.register_broker(Millis(now), registration(n, incarnations[n as usize]))
+                }
+                Step::Fence(n) => controller.fence_broker(NodeId(n)),
+                Step::Advance(ms) => {
+                    now += ms;
+                    controller.tick(Millis(now))
+                }
+                Step::Shrink(i) | Step::Expand(i) => {
+                    let p = partition(&controller, "orders", i);
+                    let Some(leader) = p.leader else { continue };
+                    let isr = if matches!(step, Step::Shrink(_)) {
+                        vec![leader]
+                    } else {
+                        p.replicas.clone()
+                    };
+                    let change = IsrChange {
+                        leader,
+                        topic_id: p.topic_id,
+                        partition: p.partition,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
+                        isr,
+                    };
+                    match controller.alter_partition(change) {
+                        Ok((_, records)) => records,
+                        Err(code) => {
+                            prop_assert_eq!(code, ErrorCode::IneligibleReplica);
+                            continue;
+                        }
+                    }
+                }
+            };
+            log.extend(records);
+            let image = controller.image();
+            for (old, new) in before.topic("orders").unwrap().partitions.iter().zip(&image.topic("orders").unwrap().partitions) {
+                prop_assert!(new.leader_epoch >= old.leader_epoch);
+                prop_assert!(new.partition_epoch >= old.partition_epoch);
+                prop_assert!(!new.isr.is_empty());
+                if let Some(leader) = new.leader {
+                    prop_assert!(new.isr.contains(&leader));
+                    prop_assert!(image.is_active(leader), "{:?}", new);
+                    if new.leader != old.leader {
+                        prop_assert!(old.isr.contains(&leader), "unclean election: {:?} → {:?}", old, new);
+                        prop_assert!(new.leader_epoch > old.leader_epoch);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(&replay(&log), controller.image());
+    }
+}
