@@ -59,9 +59,9 @@ pub enum FetchVerdict {
 pub struct LeaderUpdate {
     /// The new high watermark, when it advanced.
     pub high_watermark: Option<Offset>,
-    /// Followers that joined the ISR.
+    /// Followers that joined the ISR this leader wants ([`LeaderState::isr_proposal`]).
     pub isr_added: Vec<NodeId>,
-    /// Followers that left the ISR.
+    /// Followers that left the ISR this leader wants.
     pub isr_removed: Vec<NodeId>,
 }
 
@@ -86,6 +86,13 @@ struct FollowerProgress {
 
 /// A partition's leader: its followers' progress, the ISR and the high watermark.
 ///
+/// The leader decides which followers should be in sync (the *wanted* ISR), but only the
+/// controller records the ISR (the *committed* one, which elections choose from). Until a
+/// change is committed the leader counts both: the high watermark waits for every member of
+/// either (Kafka's "maximal ISR"), so a follower it is dropping still holds the watermark
+/// until the controller agrees it may no longer be elected; acks=all counts the committed
+/// ISR only.
+///
 /// Call order: see the module documentation. Getters: [`LeaderState::epoch`],
 /// [`LeaderState::high_watermark`], [`LeaderState::isr`], [`LeaderState::replicas`],
 /// [`LeaderState::follower_log_end_offset`]. Checks for acks=all:
@@ -99,7 +106,10 @@ pub struct LeaderState {
     /// the ISR (it may still hold another epoch's tail there).
     epoch_start_offset: Offset,
     replicas: Vec<NodeId>,
+    /// The ISR this leader wants recorded.
     isr: BTreeSet<NodeId>,
+    /// The ISR the controller recorded.
+    committed_isr: BTreeSet<NodeId>,
     followers: BTreeMap<NodeId, FollowerProgress>,
     log_end_offset: Offset,
     high_watermark: Offset,
@@ -151,6 +161,7 @@ impl LeaderState {
             epoch: init.epoch,
             epoch_start_offset: init.log_end_offset,
             replicas: init.replicas,
+            committed_isr: isr.clone(),
             isr,
             followers,
             log_end_offset: init.log_end_offset,
@@ -179,9 +190,39 @@ impl LeaderState {
         self.high_watermark
     }
 
-    /// The in-sync replicas, in node order.
+    /// The in-sync replicas as the controller recorded them, in node order.
     pub fn isr(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.isr.iter().copied()
+        self.committed_isr.iter().copied()
+    }
+
+    /// The ISR this leader wants the controller to record (an AlterPartition to send), in
+    /// node order; `None` when it is the committed one.
+    pub fn isr_proposal(&self) -> Option<Vec<NodeId>> {
+        (self.isr != self.committed_isr).then(|| self.isr.iter().copied().collect())
+    }
+
+    /// The controller recorded `isr` for this leader's epoch (its answer to an
+    /// AlterPartition, or a change of its own such as fencing a follower). The leader takes
+    /// it as both the committed and the wanted ISR; followers that should join or leave
+    /// show up again at their next fetch or tick. The high watermark may move.
+    ///
+    /// # Panics
+    /// If `isr` lacks this leader or names a non-replica (the cluster image refuses such
+    /// records).
+    pub fn commit_isr(&mut self, now: Millis, isr: &[NodeId]) -> LeaderUpdate {
+        let isr: BTreeSet<NodeId> = isr.iter().copied().collect();
+        assert!(isr.contains(&self.node), "the leader is in its ISR");
+        assert!(isr.iter().all(|r| self.replicas.contains(r)));
+        for (&r, progress) in &mut self.followers {
+            if isr.contains(&r) && !self.committed_isr.contains(&r) && !self.isr.contains(&r) {
+                // Put in the ISR by the controller without this leader asking: in sync from
+                // now, as an inherited member is.
+                progress.last_caught_up = Some(now);
+            }
+        }
+        self.committed_isr = isr.clone();
+        self.isr = isr;
+        self.watermark_update(now)
     }
 
     /// The partition's replicas, in assignment order.
@@ -330,7 +371,7 @@ impl LeaderState {
     /// Whether an acks=all produce may be appended: `NOT_ENOUGH_REPLICAS` while the ISR is
     /// smaller than the effective `min.insync.replicas`.
     pub fn check_acks_all(&self) -> Result<(), ErrorCode> {
-        if self.isr.len() < self.effective_min_insync_replicas() {
+        if self.committed_isr.len() < self.effective_min_insync_replicas() {
             return Err(ErrorCode::NotEnoughReplicas);
         }
         Ok(())
@@ -343,7 +384,7 @@ impl LeaderState {
         if self.high_watermark < next_offset {
             return None;
         }
-        if self.isr.len() < self.effective_min_insync_replicas() {
+        if self.committed_isr.len() < self.effective_min_insync_replicas() {
             return Some(Err(ErrorCode::NotEnoughReplicasAfterAppend));
         }
         Some(Ok(()))
@@ -367,19 +408,20 @@ impl LeaderState {
         update
     }
 
-    /// Moves the high watermark up to the smallest log end offset among the ISR and the
-    /// caught-up followers outside it (Kafka's `maybeIncrementLeaderHW`: counting those lets a
-    /// follower that keeps up under load reach the watermark and rejoin), if that is higher;
-    /// returns the new value when it moved. It never moves down, and not at all while the ISR
-    /// is smaller than the effective `min.insync.replicas` (Kafka 3.7+, KAFKA-15583: consumers
-    /// never see records fewer replicas hold).
+    /// Moves the high watermark up to the smallest log end offset among the maximal ISR (the
+    /// committed and the wanted ISR together) and the caught-up followers outside it (Kafka's
+    /// `maybeIncrementLeaderHW`: counting those lets a follower that keeps up under load reach
+    /// the watermark and rejoin), if that is higher; returns the new value when it moved. It
+    /// never moves down, and not at all while the committed ISR is smaller than the effective
+    /// `min.insync.replicas` (Kafka 3.7+, KAFKA-15583: consumers never see records fewer
+    /// replicas hold).
     fn advance_high_watermark(&mut self, now: Millis) -> Option<Offset> {
-        if self.isr.len() < self.effective_min_insync_replicas() {
+        if self.committed_isr.len() < self.effective_min_insync_replicas() {
             return None;
         }
         let mut candidate = self.log_end_offset;
         for (&r, p) in &self.followers {
-            if self.isr.contains(&r) {
+            if self.isr.contains(&r) || self.committed_isr.contains(&r) {
                 match p.log_end_offset {
                     // An ISR member that has not fetched yet may hold less than the leader
                     // knows to be committed: wait for it (or for it to leave the ISR).
@@ -400,6 +442,7 @@ impl LeaderState {
 
     fn check_invariants(&self) {
         debug_assert!(self.isr.contains(&self.node), "the leader stays in its ISR");
+        debug_assert!(self.committed_isr.contains(&self.node));
         debug_assert!(self.isr.iter().all(|r| self.replicas.contains(r)));
         debug_assert!(self.high_watermark <= self.log_end_offset);
         debug_assert!(self.epoch_start_offset <= self.log_end_offset);

@@ -25,9 +25,11 @@
 //! before answering it (it also runs the divergence check); [`LeaderState::handle_tick`] at
 //! [`LeaderState::next_deadline`], re-read after every call. Each
 //! returns a [`LeaderUpdate`]: a new high watermark (release parked acks=all produces and
-//! fetches; store it in the log) and ISR changes (to be recorded by the controller once the
-//! cluster has one; until then the leader's own view is authoritative). A follower's driver
-//! uses [`FollowerState`] for its fetch position and the two reconciliation functions.
+//! fetches; store it in the log) and changes to the ISR the leader wants. Only the controller
+//! records an ISR: the driver sends [`LeaderState::isr_proposal`] (Kafka's AlterPartition,
+//! one at a time) and hands the recorded ISR back with [`LeaderState::commit_isr`]; until
+//! then the high watermark waits for the members of both. A follower's driver uses
+//! [`FollowerState`] for its fetch position and the two reconciliation functions.
 
 mod follower;
 mod leader;

@@ -37,6 +37,17 @@ fn isr(state: &LeaderState) -> Vec<i32> {
     state.isr().map(|r| r.0).collect()
 }
 
+/// The ISR the leader asks the controller for, if it differs from the committed one.
+fn proposal(state: &LeaderState) -> Option<Vec<i32>> {
+    Some(state.isr_proposal()?.iter().map(|r| r.0).collect())
+}
+
+/// The controller records the leader's proposal.
+fn commit(state: &mut LeaderState, now: i64) -> LeaderUpdate {
+    let wanted = state.isr_proposal().expect("a proposal to commit");
+    state.commit_isr(Millis(now), &wanted)
+}
+
 fn plain(follower: i32, offset: i64) -> FollowerFetch {
     FollowerFetch {
         follower: n(follower),
@@ -134,12 +145,19 @@ fn a_lagging_follower_leaves_the_isr_after_the_lag_time() {
     );
     let update = s.handle_tick(Millis(LAG_MS + 1));
     assert_eq!(update.isr_removed, vec![n(3)]);
+    assert_eq!(proposal(&s), Some(vec![1, 2]));
     assert_eq!(
-        update.high_watermark,
+        update.high_watermark, None,
+        "3 may still be elected until the controller records the shrink"
+    );
+    assert_eq!(isr(&s), vec![1, 2, 3]);
+    assert_eq!(
+        commit(&mut s, LAG_MS + 2).high_watermark,
         Some(Offset(20)),
         "2 alone now decides"
     );
     assert_eq!(isr(&s), vec![1, 2]);
+    assert_eq!(proposal(&s), None);
 }
 
 #[test]
@@ -180,11 +198,14 @@ fn a_follower_rejoins_once_it_holds_the_high_watermark_and_the_leader_epoch() {
     );
     let update = fetch(&mut s, 2, 2, 20);
     assert_eq!(update.isr_added, vec![n(2)]);
-    assert_eq!(isr(&s), vec![1, 2]);
-    // From now on acks=all waits for 2 as well.
+    assert_eq!(proposal(&s), Some(vec![1, 2]));
+    assert_eq!(isr(&s), vec![1], "committed once the controller records it");
+    // From now on the watermark waits for 2 as well, before the expansion is committed.
     s.handle_append(Millis(0), Offset(25));
     assert_eq!(s.high_watermark(), Offset(20));
     assert_eq!(fetch(&mut s, 3, 2, 25).high_watermark, Some(Offset(25)));
+    commit(&mut s, 4);
+    assert_eq!(isr(&s), vec![1, 2]);
 }
 
 #[test]
@@ -199,7 +220,7 @@ fn a_follower_below_the_epoch_start_does_not_rejoin_even_above_the_high_watermar
         "at 8 ≥ the watermark 6"
     );
     assert_eq!(fetch(&mut s, 3, 3, 10).isr_added, vec![n(3)]);
-    assert_eq!(isr(&s), vec![1, 2, 3]);
+    assert_eq!(proposal(&s), Some(vec![1, 2, 3]));
 }
 
 #[test]
@@ -349,8 +370,14 @@ fn the_high_watermark_waits_while_the_isr_is_below_the_minimum() {
     let update = s.handle_tick(Millis(LAG_MS + 2));
     assert_eq!(update.isr_removed, vec![n(2)]);
     assert_eq!(update.high_watermark, None);
+    assert_eq!(
+        commit(&mut s, LAG_MS + 2).high_watermark,
+        None,
+        "the committed ISR is below the minimum"
+    );
     assert_eq!(s.high_watermark(), Offset(10));
     assert_eq!(s.acks_all_outcome(Offset(14)), None, "still waiting");
+    assert_eq!(s.check_acks_all(), Err(ErrorCode::NotEnoughReplicas));
     // An operator lowering the minimum releases it.
     assert_eq!(
         s.set_min_insync_replicas(Millis(LAG_MS + 3), 1)
@@ -452,8 +479,14 @@ fn a_follower_fetches_from_its_log_end_with_its_last_epoch() {
 #[derive(Clone, Debug)]
 enum Step {
     Append(u8),
-    Fetch { follower: u8, behind: u8, dt: u16 },
+    Fetch {
+        follower: u8,
+        behind: u8,
+        dt: u16,
+    },
     Tick(u16),
+    /// The controller records the leader's pending ISR change.
+    Commit,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -465,14 +498,16 @@ fn step() -> impl Strategy<Value = Step> {
             dt
         }),
         (0u16..15_000).prop_map(Step::Tick),
+        Just(Step::Commit),
     ]
 }
 
 proptest! {
-    /// Whatever the order of appends, fetches (followers only move forward) and ticks: the
-    /// high watermark never moves down, never passes the log end offset, and every ISR member
-    /// that has fetched holds everything below it — the committed prefix survives losing
-    /// any ISR member but one.
+    /// Whatever the order of appends, fetches (followers only move forward), ticks and the
+    /// controller recording ISR changes: the high watermark never moves down, never passes
+    /// the log end offset, and every member of the committed ISR — the replicas an election
+    /// may choose — that has fetched holds everything below it: the committed prefix
+    /// survives losing any ISR member but one.
     #[test]
     fn committed_records_are_held_by_every_isr_member(steps in proptest::collection::vec(step(), 1..200)) {
         let mut s = leader(&[1, 2, 3], 0, 0);
@@ -496,6 +531,11 @@ proptest! {
                 Step::Tick(dt) => {
                     now += i64::from(dt);
                     s.handle_tick(Millis(now));
+                }
+                Step::Commit => {
+                    if let Some(wanted) = s.isr_proposal() {
+                        s.commit_isr(Millis(now), &wanted);
+                    }
                 }
             }
             let hw = s.high_watermark();
