@@ -330,8 +330,9 @@ impl<P: StorageProvider> Broker<P> {
             .topics
             .get_mut(name)
             .into_iter()
-            .flat_map(|t| &mut t.partitions)
+            .flat_map(|t| t.partitions.held_mut())
         {
+            let (_, partition) = partition;
             let applied = partition.set_config(log_config.clone(), now);
             debug_assert!(applied.is_ok(), "log_config_for validated it: {applied:?}");
         }
@@ -376,7 +377,7 @@ impl<P: StorageProvider> Broker<P> {
             .get(name)
             .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
         internal::check_partitions_change(name)?;
-        let current = topic.partitions.len() as i32;
+        let current = topic.partitions.count();
         let count = request.count;
         if count <= current {
             return Err(AdminError::Partitions(format!(
@@ -432,7 +433,7 @@ impl<P: StorageProvider> Broker<P> {
         }
         if let Err(err) = self.persist_meta() {
             if let Some(topic) = self.topics.get_mut(name) {
-                topic.partitions.truncate(current as usize);
+                topic.partitions.truncate(current);
             }
             return Err(AdminError::Storage(err.to_string()));
         }
@@ -511,7 +512,7 @@ impl<P: StorageProvider> Broker<P> {
         let partition = self
             .topics
             .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(usize::try_from(index).ok()?))
+            .and_then(|t| t.partitions.get_mut(index))
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
         let log = &mut partition.log;
         let high_watermark = log.high_watermark();
@@ -542,7 +543,7 @@ impl<P: StorageProvider> Broker<P> {
                 let partition = self
                     .topics
                     .get(topic.topic.0.as_str())
-                    .and_then(|t| t.partitions.get(usize::try_from(wanted.partition).ok()?));
+                    .and_then(|t| t.partitions.get(wanted.partition));
                 match partition.map(|p| epoch_end_offset(p, wanted)) {
                     None => result.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                     Some(Err(code)) => result.error_code = code.code(),

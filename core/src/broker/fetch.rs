@@ -179,7 +179,7 @@ impl<P: StorageProvider> Broker<P> {
         let partition = self
             .topics
             .get(topic)
-            .and_then(|t| t.partitions.get(usize::try_from(wanted.partition).ok()?));
+            .and_then(|t| t.partitions.get(wanted.partition));
         let Some(partition) = partition else {
             out.error_code = ErrorCode::UnknownTopicOrPartition.code();
             return out;
@@ -226,10 +226,10 @@ impl<P: StorageProvider> Broker<P> {
             for wanted in topic.partitions {
                 let mut result = ListOffsetsPartitionResponse::default();
                 result.partition_index = wanted.partition_index;
-                let partition = self.topics.get(topic.name.0.as_str()).and_then(|t| {
-                    t.partitions
-                        .get(usize::try_from(wanted.partition_index).ok()?)
-                });
+                let partition = self
+                    .topics
+                    .get(topic.name.0.as_str())
+                    .and_then(|t| t.partitions.get(wanted.partition_index));
                 let found = match partition {
                     None => Err(ErrorCode::UnknownTopicOrPartition),
                     Some(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch().0) {

@@ -191,7 +191,7 @@ impl<P: StorageProvider> Broker<P> {
             .topics
             .get_mut(OFFSETS_TOPIC)
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let count = topic.partitions.len() as i32;
+        let count = topic.partitions.count();
         let mut batches: BTreeMap<i32, BatchBuilder> = BTreeMap::new();
         for record in records {
             let partition = partition_for_group(record.group(), count);
@@ -206,7 +206,10 @@ impl<P: StorageProvider> Broker<P> {
                 });
         }
         for (index, builder) in batches {
-            let partition = &mut topic.partitions[index as usize];
+            let partition = topic
+                .partitions
+                .get_mut(index)
+                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let mut bytes = builder.build();
             partition
                 .append_as_leader(&mut bytes, now)
@@ -221,10 +224,10 @@ impl<P: StorageProvider> Broker<P> {
             return Ok(());
         };
         let mut loaded = Vec::new();
-        for (index, partition) in topic.partitions.iter().enumerate() {
+        for (index, partition) in topic.partitions.held() {
             let log = &partition.log;
             let failed = |source| BrokerError::Log {
-                partition: super::partition_dir(OFFSETS_TOPIC, index as i32),
+                partition: super::partition_dir(OFFSETS_TOPIC, index),
                 source,
             };
             let mut offset = log.log_start_offset();
@@ -567,7 +570,7 @@ impl<P: StorageProvider> Broker<P> {
         let mut codes: Vec<Vec<ErrorCode>> = Vec::new();
         for topic in &request.topics {
             let name = topic.name.0.as_str();
-            let partitions = self.topics.get(name).map_or(0, |t| t.partitions.len());
+            let partitions = self.topics.get(name).map_or(0, |t| t.partitions.count());
             let mut topic_codes = Vec::new();
             for partition in &topic.partitions {
                 let metadata = partition
@@ -576,7 +579,7 @@ impl<P: StorageProvider> Broker<P> {
                     .map_or("", |m| m.as_str());
                 let code = match verdict {
                     Err(code) => code,
-                    Ok(()) if !(0..partitions as i32).contains(&partition.partition_index) => {
+                    Ok(()) if !(0..partitions).contains(&partition.partition_index) => {
                         ErrorCode::UnknownTopicOrPartition
                     }
                     Ok(()) if metadata.len() > metadata_max => ErrorCode::OffsetMetadataTooLarge,
@@ -764,7 +767,7 @@ impl<P: StorageProvider> Broker<P> {
             .filter(|(topic, partition)| {
                 self.topics
                     .get(topic.as_str())
-                    .is_some_and(|t| (0..t.partitions.len() as i32).contains(partition))
+                    .is_some_and(|t| t.partitions.exists(*partition))
             })
             .cloned()
             .collect();

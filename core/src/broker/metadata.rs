@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::producer_state::ProducerStates;
-use super::{Broker, BrokerConfig, BrokerError, Partition, StorageProvider, Topic};
+use super::{Broker, BrokerConfig, BrokerError, Partition, Partitions, StorageProvider, Topic};
 use crate::log::PartitionLog;
 use crate::storage::Storage;
 use crate::types::{LeaderEpoch, Millis, NodeId};
@@ -137,7 +137,7 @@ impl<P: StorageProvider> Broker<P> {
                 Topic {
                     id,
                     overrides,
-                    partitions,
+                    partitions: Partitions::held_all(partitions),
                 },
             );
         }
@@ -182,7 +182,7 @@ impl<P: StorageProvider> Broker<P> {
                 .map(|(name, t)| {
                     (
                         name.clone(),
-                        (t.id, t.partitions.len() as i32, t.overrides.clone()),
+                        (t.id, t.partitions.count(), t.overrides.clone()),
                     )
                 })
                 .collect(),

@@ -158,7 +158,92 @@ pub(crate) struct Topic<S: Storage> {
     pub(crate) id: uuid::Uuid,
     /// Topic-level config overrides (Kafka names → values).
     pub(crate) overrides: BTreeMap<String, String>,
-    pub(crate) partitions: Vec<Partition<S>>,
+    pub(crate) partitions: Partitions<S>,
+}
+
+/// A topic's partitions: every index the topic has, and the partitions this broker holds (a
+/// single broker holds them all; in a cluster, those it is a replica of).
+pub(crate) struct Partitions<S: Storage> {
+    slots: Vec<Option<Partition<S>>>,
+}
+
+impl<S: Storage> Partitions<S> {
+    /// A topic's partitions, all held here.
+    pub(crate) fn held_all(partitions: Vec<Partition<S>>) -> Partitions<S> {
+        Partitions {
+            slots: partitions.into_iter().map(Some).collect(),
+        }
+    }
+
+    /// How many partitions the topic has.
+    pub(crate) fn count(&self) -> i32 {
+        self.slots.len() as i32
+    }
+
+    /// Whether the topic has partition `index` (held here or not).
+    pub(crate) fn exists(&self, index: i32) -> bool {
+        (0..self.count()).contains(&index)
+    }
+
+    /// Partition `index`, if this broker holds it.
+    pub(crate) fn get(&self, index: i32) -> Option<&Partition<S>> {
+        self.slots.get(usize::try_from(index).ok()?)?.as_ref()
+    }
+
+    /// Partition `index`, if this broker holds it.
+    pub(crate) fn get_mut(&mut self, index: i32) -> Option<&mut Partition<S>> {
+        self.slots.get_mut(usize::try_from(index).ok()?)?.as_mut()
+    }
+
+    /// The partitions held here, with their indexes.
+    pub(crate) fn held(&self) -> impl Iterator<Item = (i32, &Partition<S>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as i32, p.as_ref()?)))
+    }
+
+    /// The partitions held here, with their indexes.
+    pub(crate) fn held_mut(&mut self) -> impl Iterator<Item = (i32, &mut Partition<S>)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as i32, p.as_mut()?)))
+    }
+
+    /// Takes the partitions held here, with their indexes.
+    pub(crate) fn into_held(self) -> impl Iterator<Item = (i32, Partition<S>)> {
+        self.slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as i32, p?)))
+    }
+
+    /// Adds partitions held here after the existing ones.
+    pub(crate) fn extend(&mut self, partitions: Vec<Partition<S>>) {
+        self.slots.extend(partitions.into_iter().map(Some));
+    }
+
+    /// Drops the partitions from `count` on (undoing an `extend`).
+    pub(crate) fn truncate(&mut self, count: i32) {
+        self.slots.truncate(usize::try_from(count).unwrap_or(0));
+    }
+}
+
+#[cfg(test)]
+impl<S: Storage> std::ops::Index<i32> for Partitions<S> {
+    type Output = Partition<S>;
+
+    fn index(&self, index: i32) -> &Partition<S> {
+        self.get(index).expect("a partition held here")
+    }
+}
+
+#[cfg(test)]
+impl<S: Storage> std::ops::IndexMut<i32> for Partitions<S> {
+    fn index_mut(&mut self, index: i32) -> &mut Partition<S> {
+        self.get_mut(index).expect("a partition held here")
+    }
 }
 
 /// The broker state machine. See the module doc for the call order.
@@ -197,7 +282,7 @@ impl<P: StorageProvider> Broker<P> {
     /// The storage of a partition's log, for drivers that serve its files.
     pub fn partition_storage(&self, topic: &str, partition: i32) -> Option<&P::Storage> {
         let topic = self.topics.get(topic)?;
-        let partition = topic.partitions.get(usize::try_from(partition).ok()?)?;
+        let partition = topic.partitions.get(partition)?;
         Some(partition.log.storage())
     }
 
@@ -317,7 +402,7 @@ impl<P: StorageProvider> Broker<P> {
     pub fn handle_tick(&mut self, now: Millis) {
         self.fetches.expire(now);
         for (name, topic) in &mut self.topics {
-            for (index, partition) in topic.partitions.iter_mut().enumerate() {
+            for (index, partition) in topic.partitions.held_mut() {
                 let result = partition
                     .log
                     .apply_retention(now)
@@ -355,7 +440,7 @@ impl<P: StorageProvider> Broker<P> {
     pub fn offline_partitions(&self) -> Vec<String> {
         let mut offline = Vec::new();
         for (name, topic) in &self.topics {
-            for (index, partition) in topic.partitions.iter().enumerate() {
+            for (index, partition) in topic.partitions.held() {
                 if partition.log.offline_reason().is_some() {
                     offline.push(format!("{name}-{index}"));
                 }
@@ -369,7 +454,7 @@ impl<P: StorageProvider> Broker<P> {
     pub fn close(self) -> Result<(), BrokerError> {
         let mut first_error = None;
         for (name, topic) in self.topics {
-            for (index, mut partition) in topic.partitions.into_iter().enumerate() {
+            for (index, mut partition) in topic.partitions.into_held() {
                 // A snapshot at the log end spares the next start replaying batches for the
                 // idempotent producers; without it the replay rebuilds the same state.
                 if !partition.producers.is_empty() && partition.log.offline_reason().is_none() {

@@ -100,10 +100,7 @@ impl<P: StorageProvider> Broker<P> {
                 format!("unknown topic {topic}"),
             );
         };
-        let Some(partition) = usize::try_from(index)
-            .ok()
-            .and_then(|i| stored.partitions.get_mut(i))
-        else {
+        let Some(partition) = stored.partitions.get_mut(index) else {
             return Outcome::error(
                 ErrorCode::UnknownTopicOrPartition,
                 format!("unknown partition {topic}-{index}"),

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{partition_dir, Broker, StorageProvider, Topic};
+use super::{partition_dir, Broker, Partitions, StorageProvider, Topic};
 use crate::error::ErrorCode;
 use crate::log::LogConfig;
 use crate::record::TimestampType;
@@ -190,7 +190,7 @@ impl<P: StorageProvider> Broker<P> {
             Topic {
                 id,
                 overrides,
-                partitions: opened,
+                partitions: Partitions::held_all(opened),
             },
         );
         self.persist_meta()
@@ -277,11 +277,10 @@ impl<P: StorageProvider> Broker<P> {
         }
         topic.partitions = stored
             .partitions
-            .iter()
-            .enumerate()
+            .held()
             .map(|(index, partition)| {
                 let mut meta = MetadataResponsePartition::default();
-                meta.partition_index = index as i32;
+                meta.partition_index = index;
                 meta.leader_id = node;
                 if version >= 7 {
                     meta.leader_epoch = partition.leader_epoch().0;
@@ -444,7 +443,7 @@ impl<P: StorageProvider> Broker<P> {
     }
 
     fn remove_topic_files(&mut self, name: &str, topic: Topic<P::Storage>) -> ErrorCode {
-        let count = topic.partitions.len() as i32;
+        let count = topic.partitions.count();
         drop(topic);
         if self.persist_meta().is_err() {
             return ErrorCode::KafkaStorageError;

@@ -405,7 +405,7 @@ fn alter_configs_replaces_the_whole_override_set() {
             persisted_overrides(&broker, "orders"),
             pairs(&[("segment.bytes", "2048")])
         );
-        for partition in &broker.topics["orders"].partitions {
+        for (_, partition) in broker.topics["orders"].partitions.held() {
             assert_eq!(partition.log.config().segment_bytes, 2048);
             assert_eq!(
                 partition.log.config().retention_ms,
@@ -619,7 +619,7 @@ fn create_partitions_grows_the_topic_and_persists_it() {
             (0, None)
         );
         let topic = &broker.topics["orders"];
-        assert_eq!(topic.partitions.len(), 3);
+        assert_eq!(topic.partitions.count(), 3);
         assert_eq!(
             topic.partitions[2].log.config().segment_bytes,
             4096,
@@ -636,7 +636,7 @@ fn create_partitions_grows_the_topic_and_persists_it() {
         let assigned = Some(vec![vec![1]]);
         let (code, _) = create_partitions(&mut broker, version, "orders", 4, assigned, false);
         assert_eq!(code, 0);
-        assert_eq!(broker.topics["orders"].partitions.len(), 4);
+        assert_eq!(broker.topics["orders"].partitions.count(), 4);
     }
 }
 
@@ -665,7 +665,7 @@ fn create_partitions_refuses_bad_counts_and_assignments() {
         0
     );
     assert_eq!(
-        broker.topics["orders"].partitions.len(),
+        broker.topics["orders"].partitions.count(),
         2,
         "validate_only changes nothing"
     );
@@ -967,7 +967,7 @@ fn delete_topic(
 fn internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted() {
     let mut broker = broker();
     broker.ensure_offsets_topic(NOW).unwrap();
-    let partitions = broker.topics[OFFSETS_TOPIC].partitions.len();
+    let partitions = broker.topics[OFFSETS_TOPIC].partitions.count();
     let id = broker.topics[OFFSETS_TOPIC].id;
     let denied = ErrorCode::TopicAuthorizationFailed.code();
     for version in version_range(ApiKey::DeleteTopics) {
@@ -987,7 +987,7 @@ fn internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted() {
         assert_eq!(code, denied, "CreatePartitions v{version}");
         assert!(message.unwrap().contains("internal topic"));
     }
-    assert_eq!(broker.topics[OFFSETS_TOPIC].partitions.len(), partitions);
+    assert_eq!(broker.topics[OFFSETS_TOPIC].partitions.count(), partitions);
 
     let mut partition = DeleteRecordsPartition::default();
     partition.offset = -1;
