@@ -509,11 +509,7 @@ impl<P: StorageProvider> Broker<P> {
         offset: i64,
     ) -> Result<Offset, ErrorCode> {
         internal::check_delete_records(topic)?;
-        let partition = self
-            .topics
-            .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(index))
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let partition = self.led_mut(topic, index)?;
         let log = &mut partition.log;
         let high_watermark = log.high_watermark();
         let target = match offset {
@@ -540,14 +536,10 @@ impl<P: StorageProvider> Broker<P> {
             for wanted in &topic.partitions {
                 let mut result = EpochEndOffset::default();
                 result.partition = wanted.partition;
-                let partition = self
-                    .topics
-                    .get(topic.topic.0.as_str())
-                    .and_then(|t| t.partitions.get(wanted.partition));
-                match partition.map(|p| epoch_end_offset(p, wanted)) {
-                    None => result.error_code = ErrorCode::UnknownTopicOrPartition.code(),
-                    Some(Err(code)) => result.error_code = code.code(),
-                    Some(Ok((epoch, end_offset))) => {
+                let partition = self.led(topic.topic.0.as_str(), wanted.partition);
+                match partition.and_then(|p| epoch_end_offset(p, wanted)) {
+                    Err(code) => result.error_code = code.code(),
+                    Ok((epoch, end_offset)) => {
                         // v0 has no leader_epoch field: it must keep its default to encode.
                         if version >= 1 {
                             result.leader_epoch = epoch;

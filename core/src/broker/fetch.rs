@@ -69,7 +69,16 @@ impl<P: StorageProvider> Broker<P> {
             };
             return Reply::Fetch(data);
         }
-        let data = self.read_fetch(&request);
+        // A follower's fetch (replica id ≥ 0) first tells the leader where the follower is.
+        let follower = (request.replica_id.0 >= 0 && self.member.is_some())
+            .then(|| self.serve_followers(now, &request));
+        if follower.is_some() {
+            self.complete_ready_fetches(now);
+        }
+        let mut data = self.read_fetch(&request);
+        if let Some(verdicts) = &follower {
+            Self::apply_follower_verdicts(&mut data, verdicts);
+        }
         let min_bytes = i64::from(request.min_bytes.max(1));
         let enough = data.record_bytes() as i64 >= min_bytes || has_error(&data);
         if enough || request.max_wait_ms <= 0 || self.fetches.waiting.len() >= PARKED_FETCHES_MAX {
@@ -82,6 +91,45 @@ impl<P: StorageProvider> Broker<P> {
             .waiting
             .insert(id, Parked { request, deadline });
         Reply::Parked(id)
+    }
+
+    /// Encodes a Fetch response whole, reading the record ranges from the partitions'
+    /// storage: for drivers that cannot send file ranges directly (the simulator, and
+    /// replication between brokers in one process).
+    pub fn fetch_response_bytes(
+        &self,
+        version: i16,
+        correlation_id: i32,
+        data: &FetchResponseData,
+    ) -> Result<Vec<u8>, crate::storage::StorageError> {
+        let mut out = Vec::new();
+        for part in crate::protocol::encode_fetch_response(version, correlation_id, data) {
+            match part {
+                crate::protocol::Part::Bytes(bytes) => out.extend_from_slice(&bytes),
+                crate::protocol::Part::File(range) => {
+                    let storage = self
+                        .topics
+                        .iter()
+                        .flat_map(|(name, t)| {
+                            t.partitions
+                                .held()
+                                .map(move |(i, p)| (partition_dir(name, i), p))
+                        })
+                        .find(|(dir, _)| *dir == range.dir)
+                        .map(|(_, p)| p.log.storage())
+                        .ok_or_else(|| crate::storage::StorageError::NotFound(range.dir.clone()))?;
+                    let start = out.len();
+                    out.resize(start + range.length as usize, 0);
+                    crate::storage::Storage::read_at(
+                        storage,
+                        &range.file,
+                        range.position,
+                        &mut out[start..],
+                    )?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Drains the parked fetches that have been answered (enough data, or time is up).
@@ -144,6 +192,7 @@ impl<P: StorageProvider> Broker<P> {
                 topic_id: topic.topic_id,
                 partitions: Vec::new(),
             };
+            let replica = request.replica_id.0 >= 0;
             for wanted in &topic.partitions {
                 if by_id && name.is_empty() {
                     answer
@@ -155,7 +204,7 @@ impl<P: StorageProvider> Broker<P> {
                 // The first batch of the response is sent even over the limits, so that
                 // consumers always progress (Kafka's rule).
                 let first = data.record_bytes() == 0;
-                let partition = self.read_partition(name, wanted, budget, first);
+                let partition = self.read_partition(name, wanted, budget, first, replica);
                 remaining -= partition
                     .records
                     .iter()
@@ -174,14 +223,19 @@ impl<P: StorageProvider> Broker<P> {
         wanted: &kafka_protocol::messages::fetch_request::FetchPartition,
         budget: i64,
         first: bool,
+        replica: bool,
     ) -> FetchPartitionData {
         let mut out = partition_error(wanted.partition, ErrorCode::None);
-        let partition = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(wanted.partition));
-        let Some(partition) = partition else {
-            out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+        let stored = self.topics.get(topic);
+        let partition = stored.and_then(|t| t.partitions.get(wanted.partition));
+        let Some(partition) = partition.filter(|p| p.is_leader()) else {
+            let here = stored.is_some_and(|t| t.partitions.exists(wanted.partition));
+            out.error_code = if here {
+                ErrorCode::NotLeaderOrFollower
+            } else {
+                ErrorCode::UnknownTopicOrPartition
+            }
+            .code();
             return out;
         };
         let log = &partition.log;
@@ -195,11 +249,13 @@ impl<P: StorageProvider> Broker<P> {
         if budget <= 0 && !first {
             return out;
         }
-        match log.read(
-            Offset(wanted.fetch_offset),
-            budget.max(0) as u64,
-            log.high_watermark(),
-        ) {
+        // Consumers read what is committed; followers copy the whole log.
+        let upper = if replica {
+            log.log_end_offset()
+        } else {
+            log.high_watermark()
+        };
+        match log.read(Offset(wanted.fetch_offset), budget.max(0) as u64, upper) {
             Ok(Some(slice)) => out.records.push(FileRange {
                 dir: partition_dir(topic, wanted.partition),
                 file: slice.file,
@@ -226,13 +282,10 @@ impl<P: StorageProvider> Broker<P> {
             for wanted in topic.partitions {
                 let mut result = ListOffsetsPartitionResponse::default();
                 result.partition_index = wanted.partition_index;
-                let partition = self
-                    .topics
-                    .get(topic.name.0.as_str())
-                    .and_then(|t| t.partitions.get(wanted.partition_index));
+                let partition = self.led(topic.name.0.as_str(), wanted.partition_index);
                 let found = match partition {
-                    None => Err(ErrorCode::UnknownTopicOrPartition),
-                    Some(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch().0) {
+                    Err(code) => Err(code),
+                    Ok(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch().0) {
                         Some(code) => Err(code),
                         None => {
                             lookup_offset(&p.log, wanted.timestamp).map(|r| (r, p.leader_epoch().0))
@@ -310,11 +363,17 @@ fn partition_error(partition_index: i32, error: ErrorCode) -> FetchPartitionData
         log_start_offset: -1,
         aborted_transactions: Vec::new(),
         records: Vec::new(),
+        diverging_epoch: None,
     }
 }
 
 fn has_error(data: &FetchResponseData) -> bool {
     data.error_code != 0
+        || data
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.diverging_epoch.is_some())
         || data
             .topics
             .iter()

@@ -92,13 +92,19 @@ impl<P: StorageProvider> Broker<P> {
         &self.groups.coordinator
     }
 
-    /// Drains parked group requests (JoinGroup, SyncGroup) that are now answered.
+    /// Drains parked requests other than fetches — group requests (JoinGroup, SyncGroup)
+    /// and acks=all produces — that are now answered.
     pub fn poll_completed_responses(&mut self) -> Vec<(ParkedFetchId, ResponseKind)> {
-        std::mem::take(&mut self.groups.completed)
+        let mut completed = std::mem::take(&mut self.groups.completed);
+        completed.extend(self.poll_completed_produces());
+        completed
     }
 
-    /// Forgets any parked request — fetch or group — whose connection went away.
+    /// Forgets any parked request — fetch, group or produce — whose connection went away.
     pub fn cancel_parked(&mut self, id: ParkedFetchId) {
+        if self.cancel_produce(id) {
+            return;
+        }
         if id.0 & GROUP_PARK_BASE != 0 {
             self.groups.parked.remove(&id);
             self.groups

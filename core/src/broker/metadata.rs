@@ -98,33 +98,9 @@ fn new_cluster_id(now: Millis, node_id: i32) -> String {
 impl<P: StorageProvider> Broker<P> {
     /// Opens the broker's state: reads the metadata file (creating it on first start) and
     /// opens — recovering if needed — every partition log.
-    pub fn open(mut provider: P, config: BrokerConfig, now: Millis) -> Result<Self, BrokerError> {
-        let meta_storage = provider.open_dir(META_DIR)?;
-        let stored = match meta_storage.read_all(META_FILE)? {
-            Some(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| BrokerError::CorruptMetadata("not UTF-8".into()))?;
-                StoredMeta::decode(&text).map_err(BrokerError::CorruptMetadata)?
-            }
-            None => StoredMeta {
-                cluster_id: new_cluster_id(now, config.node_id),
-                next_producer_id: 1000,
-                topics: BTreeMap::new(),
-            },
-        };
-        let config_group = config.group.clone();
-        let mut broker = Broker {
-            config,
-            provider,
-            meta: meta_storage,
-            cluster_id: stored.cluster_id.clone(),
-            next_producer_id: stored.next_producer_id,
-            topics: BTreeMap::new(),
-            fetches: Default::default(),
-            background_errors: Vec::new(),
-            groups: super::groups::Groups::new(config_group),
-        };
-        for (name, (id, count, overrides)) in stored.topics {
+    pub fn open(provider: P, config: BrokerConfig, now: Millis) -> Result<Self, BrokerError> {
+        let (mut broker, topics) = Broker::open_meta(provider, config, now)?;
+        for (name, (id, count, overrides)) in topics {
             let log_config = broker
                 .log_config_for(&overrides)
                 .map_err(|err| BrokerError::CorruptMetadata(format!("topic {name}: {err}")))?;
@@ -144,6 +120,62 @@ impl<P: StorageProvider> Broker<P> {
         broker.load_groups(now)?;
         broker.persist_meta()?;
         Ok(broker)
+    }
+
+    /// Opens a broker without topics (a cluster member's come from the metadata records):
+    /// the metadata file gives the cluster id and the producer-id counter.
+    pub(crate) fn open_empty(
+        provider: P,
+        config: BrokerConfig,
+        now: Millis,
+    ) -> Result<Self, BrokerError> {
+        let (mut broker, _) = Broker::open_meta(provider, config, now)?;
+        broker.persist_meta()?;
+        Ok(broker)
+    }
+
+    /// Reads the metadata file (or makes a new cluster id) into a broker without topics;
+    /// returns the topics the file lists.
+    #[allow(clippy::type_complexity)]
+    fn open_meta(
+        mut provider: P,
+        config: BrokerConfig,
+        now: Millis,
+    ) -> Result<
+        (
+            Self,
+            BTreeMap<String, (uuid::Uuid, i32, BTreeMap<String, String>)>,
+        ),
+        BrokerError,
+    > {
+        let meta_storage = provider.open_dir(META_DIR)?;
+        let stored = match meta_storage.read_all(META_FILE)? {
+            Some(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| BrokerError::CorruptMetadata("not UTF-8".into()))?;
+                StoredMeta::decode(&text).map_err(BrokerError::CorruptMetadata)?
+            }
+            None => StoredMeta {
+                cluster_id: new_cluster_id(now, config.node_id),
+                next_producer_id: 1000,
+                topics: BTreeMap::new(),
+            },
+        };
+        let config_group = config.group.clone();
+        let broker = Broker {
+            config,
+            provider,
+            meta: meta_storage,
+            cluster_id: stored.cluster_id.clone(),
+            next_producer_id: stored.next_producer_id,
+            topics: BTreeMap::new(),
+            fetches: Default::default(),
+            background_errors: Vec::new(),
+            groups: super::groups::Groups::new(config_group),
+            member: None,
+            produces: Default::default(),
+        };
+        Ok((broker, stored.topics))
     }
 
     /// Opens one partition's log (recovering it if needed).
@@ -176,9 +208,11 @@ impl<P: StorageProvider> Broker<P> {
         let stored = StoredMeta {
             cluster_id: self.cluster_id.clone(),
             next_producer_id: self.next_producer_id,
+            // A member's topics live in the metadata log.
             topics: self
                 .topics
                 .iter()
+                .filter(|_| self.member.is_none())
                 .map(|(name, t)| {
                     (
                         name.clone(),
@@ -200,7 +234,7 @@ impl<P: StorageProvider> Broker<P> {
 
 /// Idempotent-producer state after a restart: the newest producer snapshot, then every batch
 /// after it. Without a usable snapshot the whole log is replayed.
-fn restore_producers<S: Storage>(
+pub(crate) fn restore_producers<S: Storage>(
     log: &mut PartitionLog<S>,
 ) -> Result<ProducerStates, crate::log::LogError> {
     let (from, mut producers) = match log.producer_snapshot()? {

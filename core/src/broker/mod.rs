@@ -24,6 +24,7 @@ mod metadata;
 mod partition;
 mod produce;
 mod producer_state;
+mod replica;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ use crate::types::Millis;
 pub use fetch::ParkedFetchId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;
+pub use replica::REPLICA_FETCH_VERSION;
 pub use topics::{validate_topic_name, TopicConfigError, TOPIC_CONFIGS};
 
 /// Opens the storage directories the broker keeps its state in.
@@ -224,6 +226,20 @@ impl<S: Storage> Partitions<S> {
         self.slots.extend(partitions.into_iter().map(Some));
     }
 
+    /// Grows the topic to at least `count` partitions (none of the new ones held here).
+    pub(crate) fn ensure_count(&mut self, count: i32) {
+        let count = usize::try_from(count).unwrap_or(0);
+        if self.slots.len() < count {
+            self.slots.resize_with(count, || None);
+        }
+    }
+
+    /// Holds `partition` here as partition `index`, which the topic has.
+    pub(crate) fn hold(&mut self, index: i32, partition: Partition<S>) {
+        let slot = usize::try_from(index).expect("a partition index");
+        self.slots[slot] = Some(partition);
+    }
+
     /// Drops the partitions from `count` on (undoing an `extend`).
     pub(crate) fn truncate(&mut self, count: i32) {
         self.slots.truncate(usize::try_from(count).unwrap_or(0));
@@ -261,6 +277,10 @@ pub struct Broker<P: StorageProvider> {
     background_errors: Vec<String>,
     /// Consumer groups and their parked JoinGroup/SyncGroup requests.
     groups: groups::Groups,
+    /// In a cluster: what this broker knows of it (`None`: a single broker).
+    member: Option<replica::Member>,
+    /// acks=all produces waiting for the followers.
+    produces: replica::ParkedProduces,
 }
 
 impl<P: StorageProvider> Broker<P> {
@@ -284,6 +304,38 @@ impl<P: StorageProvider> Broker<P> {
         let topic = self.topics.get(topic)?;
         let partition = topic.partitions.get(partition)?;
         Some(partition.log.storage())
+    }
+
+    /// Partition `index` of `topic` if this broker leads it: `NOT_LEADER_OR_FOLLOWER` for a
+    /// partition of the topic it does not lead, `UNKNOWN_TOPIC_OR_PARTITION` for none.
+    pub(crate) fn led(&self, topic: &str, index: i32) -> Result<&Partition<P::Storage>, ErrorCode> {
+        let stored = self
+            .topics
+            .get(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        match stored.partitions.get(index) {
+            Some(partition) if partition.is_leader() => Ok(partition),
+            _ if stored.partitions.exists(index) => Err(ErrorCode::NotLeaderOrFollower),
+            _ => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    }
+
+    /// [`Broker::led`], mutable.
+    pub(crate) fn led_mut(
+        &mut self,
+        topic: &str,
+        index: i32,
+    ) -> Result<&mut Partition<P::Storage>, ErrorCode> {
+        let stored = self
+            .topics
+            .get_mut(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let exists = stored.partitions.exists(index);
+        match stored.partitions.get_mut(index) {
+            Some(partition) if partition.is_leader() => Ok(partition),
+            _ if exists => Err(ErrorCode::NotLeaderOrFollower),
+            _ => Err(ErrorCode::UnknownTopicOrPartition),
+        }
     }
 
     /// Answers one decoded request from a connection the broker knows nothing about.
@@ -325,12 +377,19 @@ impl<P: StorageProvider> Broker<P> {
             }
             RequestKind::Produce(mut body) => {
                 let refused = Self::strip_internal_produce(&mut body);
+                let timeout_ms = body.timeout_ms;
                 match self.handle_produce(now, body, version) {
-                    Some(mut response) => {
+                    (Some(mut response), pending) => {
                         Self::refuse_internal_produce(&mut response, refused, version);
+                        if !pending.is_empty() {
+                            // acks=all: answered once the followers hold the records.
+                            return Reply::Parked(
+                                self.park_produce(now, response, pending, timeout_ms),
+                            );
+                        }
                         ResponseKind::Produce(response)
                     }
-                    None => return Reply::None,
+                    (None, _) => return Reply::None,
                 }
             }
             RequestKind::Fetch(body) => return self.handle_fetch(now, body, version),
@@ -403,6 +462,7 @@ impl<P: StorageProvider> Broker<P> {
         self.fetches.expire(now);
         for (name, topic) in &mut self.topics {
             for (index, partition) in topic.partitions.held_mut() {
+                partition.tick(now);
                 let result = partition
                     .log
                     .apply_retention(now)
@@ -419,6 +479,7 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         self.complete_ready_fetches(now);
+        self.complete_parked_produces(now);
         self.tick_groups(now);
     }
 
@@ -431,7 +492,19 @@ impl<P: StorageProvider> Broker<P> {
     pub fn next_deadline(&self) -> Option<Millis> {
         let fetches = self.fetches.next_deadline();
         let groups = self.next_group_deadline();
-        fetches.into_iter().chain(groups).min()
+        let produces = self.next_produce_deadline();
+        let partitions = self
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.held())
+            .filter_map(|(_, p)| p.next_deadline())
+            .min();
+        fetches
+            .into_iter()
+            .chain(groups)
+            .chain(produces)
+            .chain(partitions)
+            .min()
     }
 
     /// The partitions (`topic-N`) whose log a storage failure took offline: they answer
@@ -502,6 +575,8 @@ pub fn is_served(api: ApiKey) -> bool {
     SUPPORTED_APIS.iter().any(|(key, _, _)| *key == api)
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]

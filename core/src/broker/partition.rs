@@ -1,115 +1,379 @@
-//! One partition as the broker holds it: its log, its producers, and its replication role.
+//! One partition as the broker holds it: its log, its producers, and its replica role.
 //!
-//! Every partition a broker holds today is led by it: [`Partition`] keeps a [`LeaderState`],
-//! which decides the high watermark (stored in the log, which bounds nothing by it) and the
-//! acks=all checks. A single-replica partition is its own ISR, so each append commits at once.
-//! The replicated cluster will add followers and leader changes through the same methods.
+//! A partition is led here ([`LeaderState`] decides the high watermark, which the log only
+//! stores, and the acks=all checks) or followed ([`FollowerState`]: the leader and epoch to
+//! fetch from), or waits without a leader. A single broker leads every partition alone, so
+//! each append commits at once; in a cluster the role follows the controller's partition
+//! records ([`Partition::apply_record`]).
 
+use crate::cluster::PartitionRecord;
 use crate::error::ErrorCode;
-use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog};
-use crate::replication::{LeaderInit, LeaderState, LeaderUpdate, ReplicationConfig};
+use crate::log::{AppendInfo, EpochEnd, LogConfig, LogError, PartitionLog};
+use crate::replication::{
+    out_of_range_reset, truncation_offset, FetchPosition, FetchVerdict, FollowerFetch,
+    FollowerState, LeaderInit, LeaderState, LeaderUpdate, OutOfRangeReset, ReplicationConfig,
+};
 use crate::storage::Storage;
-use crate::types::{LeaderEpoch, Millis, NodeId};
+use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
 use super::producer_state::ProducerStates;
+
+/// What this broker is for a partition.
+#[derive(Debug)]
+enum Role {
+    /// It leads the partition.
+    Leader(LeaderState),
+    /// It copies the partition from its leader.
+    Follower(FollowerState),
+    /// A replica waiting for the controller to elect a leader (in this leader epoch).
+    Leaderless(LeaderEpoch),
+}
 
 /// One partition: its log and the state that goes with it.
 pub(crate) struct Partition<S: Storage> {
     pub(crate) log: PartitionLog<S>,
     pub(crate) producers: ProducerStates,
-    /// This broker's view as the partition's leader.
-    leader: LeaderState,
+    /// This broker's node id.
+    node: NodeId,
+    role: Role,
+    /// The controller's partition epoch of the state this broker last took.
+    partition_epoch: i32,
+    /// An ISR change sent to the controller and not yet answered.
+    isr_change_in_flight: bool,
+}
+
+/// The leader's answer to a follower's fetch of this partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplicaServe {
+    /// Serve records from the fetch offset up to the log end.
+    Records,
+    /// The follower's log diverged: answer this epoch end instead of records.
+    Diverging(EpochEnd),
+}
+
+/// What a follower does with its leader's answer for one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ReplicaAnswer {
+    /// Records (possibly none) from the fetch offset, and the leader's high watermark.
+    Records {
+        /// Whole batches starting at the fetch offset.
+        records: bytes::Bytes,
+        /// The leader's high watermark.
+        high_watermark: Offset,
+    },
+    /// The leader's history says the follower's log diverged after this epoch end.
+    Diverging(EpochEnd),
+    /// The fetch offset is outside the leader's log.
+    OutOfRange {
+        /// The leader's log start offset.
+        log_start_offset: Offset,
+        /// The leader's log end offset (its high watermark when it does not say more).
+        log_end_offset: Offset,
+    },
 }
 
 impl<S: Storage> Partition<S> {
     /// Takes an opened log and leads it in `epoch` as its only replica: the epoch is recorded
     /// at the log end and everything in the log is committed.
     pub(crate) fn lead_alone(
-        mut log: PartitionLog<S>,
+        log: PartitionLog<S>,
         producers: ProducerStates,
         node: NodeId,
         epoch: LeaderEpoch,
         now: Millis,
     ) -> Result<Partition<S>, LogError> {
-        log.start_leader_epoch(epoch)?;
-        let end = log.log_end_offset();
-        let leader = LeaderState::new(LeaderInit {
-            node,
-            epoch,
+        let record = PartitionRecord {
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
             replicas: vec![node],
             isr: vec![node],
-            log_end_offset: end,
-            high_watermark: log.high_watermark(),
-            now,
-            min_insync_replicas: log.config().min_insync_replicas,
-            config: ReplicationConfig::default(),
-        });
+            leader: Some(node),
+            leader_epoch: epoch,
+            partition_epoch: 0,
+        };
+        Partition::with_record(log, producers, node, &record, now)
+    }
+
+    /// Takes an opened log in the role `record` gives `node` (a replica of it).
+    pub(crate) fn with_record(
+        log: PartitionLog<S>,
+        producers: ProducerStates,
+        node: NodeId,
+        record: &PartitionRecord,
+        now: Millis,
+    ) -> Result<Partition<S>, LogError> {
         let mut partition = Partition {
             log,
             producers,
-            leader,
+            node,
+            role: Role::Leaderless(LeaderEpoch(-1)),
+            partition_epoch: -1,
+            isr_change_in_flight: false,
         };
-        partition.apply(LeaderUpdate {
-            high_watermark: Some(partition.leader.high_watermark()),
-            ..LeaderUpdate::default()
-        });
+        partition.apply_record(now, record)?;
         Ok(partition)
     }
 
-    /// The epoch this broker leads the partition in.
+    /// Takes the controller's new state of the partition: leads, follows or waits in its
+    /// leader epoch, or — the same epoch — takes the committed ISR. Records that are not newer
+    /// than the one last taken change nothing.
+    pub(crate) fn apply_record(
+        &mut self,
+        now: Millis,
+        record: &PartitionRecord,
+    ) -> Result<(), LogError> {
+        if record.partition_epoch <= self.partition_epoch && self.partition_epoch >= 0 {
+            return Ok(());
+        }
+        self.partition_epoch = record.partition_epoch;
+        self.isr_change_in_flight = false;
+        let epoch = record.leader_epoch;
+        match (&mut self.role, record.leader) {
+            (Role::Leader(leader), Some(node)) if node == self.node && leader.epoch() == epoch => {
+                let update = leader.commit_isr(now, &record.isr);
+                self.apply(update);
+            }
+            (_, Some(node)) if node == self.node => {
+                self.log.start_leader_epoch(epoch)?;
+                let leader = LeaderState::new(LeaderInit {
+                    node,
+                    epoch,
+                    replicas: record.replicas.clone(),
+                    isr: record.isr.clone(),
+                    log_end_offset: self.log.log_end_offset(),
+                    high_watermark: self.log.high_watermark(),
+                    now,
+                    min_insync_replicas: self.log.config().min_insync_replicas,
+                    config: ReplicationConfig::default(),
+                });
+                let committed = leader.high_watermark();
+                self.role = Role::Leader(leader);
+                self.log.set_high_watermark(committed);
+            }
+            (_, Some(leader)) => self.role = Role::Follower(FollowerState::new(leader, epoch)),
+            (_, None) => self.role = Role::Leaderless(epoch),
+        }
+        Ok(())
+    }
+
+    /// The leader epoch this broker knows the partition in (led, followed or leaderless).
     pub(crate) fn leader_epoch(&self) -> LeaderEpoch {
-        self.leader.epoch()
+        match &self.role {
+            Role::Leader(leader) => leader.epoch(),
+            Role::Follower(follower) => follower.epoch(),
+            Role::Leaderless(epoch) => *epoch,
+        }
+    }
+
+    /// Whether this broker leads the partition.
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
     }
 
     /// Leads the partition again in a newer `epoch`, with the same replicas and ISR; the epoch
-    /// is recorded at the log end. (Tests; the controller will re-elect through it.)
+    /// is recorded at the log end. (Tests.)
     #[cfg(test)]
     pub(crate) fn bump_leader_epoch(
         &mut self,
         epoch: LeaderEpoch,
         now: Millis,
     ) -> Result<(), LogError> {
-        self.log.start_leader_epoch(epoch)?;
-        let isr: Vec<NodeId> = self.leader.isr().collect();
-        self.leader = LeaderState::new(LeaderInit {
-            node: self.leader.node(),
-            epoch,
-            replicas: self.leader.replicas().to_vec(),
-            isr,
-            log_end_offset: self.log.log_end_offset(),
-            high_watermark: self.log.high_watermark(),
-            now,
-            min_insync_replicas: self.log.config().min_insync_replicas,
-            config: ReplicationConfig::default(),
-        });
-        Ok(())
+        let Role::Leader(leader) = &self.role else {
+            panic!("not the leader");
+        };
+        let record = PartitionRecord {
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
+            replicas: leader.replicas().to_vec(),
+            isr: leader.isr().collect(),
+            leader: Some(self.node),
+            leader_epoch: epoch,
+            partition_epoch: self.partition_epoch + 1,
+        };
+        self.apply_record(now, &record)
     }
 
     /// Replaces the topic settings (AlterConfigs): the log's and `min.insync.replicas`.
     pub(crate) fn set_config(&mut self, config: LogConfig, now: Millis) -> Result<(), LogError> {
         let min_insync = config.min_insync_replicas;
         self.log.set_config(config)?;
-        let update = self.leader.set_min_insync_replicas(now, min_insync);
-        self.apply(update);
+        if let Role::Leader(leader) = &mut self.role {
+            let update = leader.set_min_insync_replicas(now, min_insync);
+            self.apply(update);
+        }
         Ok(())
     }
 
-    /// Whether an acks=all produce may be appended now (`NOT_ENOUGH_REPLICAS` otherwise).
+    /// Whether an acks=all produce may be appended now: `NOT_LEADER_OR_FOLLOWER` unless this
+    /// broker leads, `NOT_ENOUGH_REPLICAS` while the ISR is too small.
     pub(crate) fn check_acks_all(&self) -> Result<(), ErrorCode> {
-        self.leader.check_acks_all()
+        match &self.role {
+            Role::Leader(leader) => leader.check_acks_all(),
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        }
+    }
+
+    /// The answer for an acks=all produce whose records end before `next_offset`: `None`
+    /// while it waits for the followers.
+    pub(crate) fn acks_all_outcome(&self, next_offset: Offset) -> Option<Result<(), ErrorCode>> {
+        match &self.role {
+            Role::Leader(leader) => leader.acks_all_outcome(next_offset),
+            _ => Some(Err(ErrorCode::NotLeaderOrFollower)),
+        }
     }
 
     /// Appends records as the leader: stamps them with its epoch, assigns offsets, and moves
     /// the high watermark as far as the ISR allows.
+    ///
+    /// # Panics
+    /// If this broker does not lead the partition: callers check [`Partition::is_leader`].
     pub(crate) fn append_as_leader(
         &mut self,
         records: &mut [u8],
         now: Millis,
     ) -> Result<AppendInfo, LogError> {
-        let info = self.log.append(records, self.leader.epoch(), now)?;
-        let update = self.leader.handle_append(now, self.log.log_end_offset());
+        let Role::Leader(leader) = &mut self.role else {
+            panic!("append_as_leader on a partition this broker does not lead");
+        };
+        let info = self.log.append(records, leader.epoch(), now)?;
+        let update = leader.handle_append(now, self.log.log_end_offset());
         self.apply(update);
         Ok(info)
+    }
+
+    /// The leader's check of a follower's fetch (records its progress when served).
+    /// `current_leader_epoch` is the epoch the follower believes current (-1: unknown).
+    pub(crate) fn serve_follower(
+        &mut self,
+        now: Millis,
+        fetch: FollowerFetch,
+        current_leader_epoch: i32,
+    ) -> Result<ReplicaServe, ErrorCode> {
+        let Role::Leader(leader) = &mut self.role else {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        };
+        match current_leader_epoch {
+            known if known < 0 || known == leader.epoch().0 => {}
+            older if older < leader.epoch().0 => return Err(ErrorCode::FencedLeaderEpoch),
+            _ => return Err(ErrorCode::UnknownLeaderEpoch),
+        }
+        let log = &self.log;
+        let verdict = leader.handle_follower_fetch(
+            now,
+            fetch,
+            |epoch| log.end_offset_for_epoch(epoch),
+            log.log_start_offset(),
+        )?;
+        match verdict {
+            FetchVerdict::Serve(update) => {
+                self.apply(update);
+                Ok(ReplicaServe::Records)
+            }
+            FetchVerdict::Diverging(end) => Ok(ReplicaServe::Diverging(end)),
+        }
+    }
+
+    /// What this broker puts in its next fetch from the leader it follows.
+    pub(crate) fn fetch_position(&self) -> Option<FetchPosition> {
+        let Role::Follower(follower) = &self.role else {
+            return None;
+        };
+        Some(follower.fetch_position(self.log.log_end_offset(), self.log.latest_epoch()))
+    }
+
+    /// Takes the leader's answer to this follower's fetch at `fetch_offset`: appends the
+    /// records (with the leader's offsets and epochs), truncates a diverged tail, or resets
+    /// an out-of-range log. An answer for another position (a fetch that raced a truncation)
+    /// or for a partition no longer followed is ignored.
+    pub(crate) fn apply_replica_answer(
+        &mut self,
+        now: Millis,
+        fetch_offset: Offset,
+        answer: ReplicaAnswer,
+    ) -> Result<(), LogError> {
+        if !matches!(self.role, Role::Follower(_)) || fetch_offset != self.log.log_end_offset() {
+            return Ok(());
+        }
+        match answer {
+            ReplicaAnswer::Records {
+                records,
+                high_watermark,
+            } => {
+                if !records.is_empty() {
+                    self.log.append_replicated(&records, now)?;
+                    let appended = self.log.producer_batches_from(fetch_offset)?;
+                    self.producers.replay(&appended);
+                }
+                let end = self.log.log_end_offset();
+                let committed = FollowerState::high_watermark_after_fetch(high_watermark, end);
+                if committed > self.log.high_watermark() {
+                    self.log.set_high_watermark(committed);
+                }
+            }
+            ReplicaAnswer::Diverging(diverging) => {
+                let end = self.log.log_end_offset();
+                let local = self.log.end_offset_for_epoch(diverging.epoch);
+                let local = (local.epoch.0 >= 0).then_some(local);
+                let truncation = truncation_offset(diverging, local, end);
+                self.truncate_to(truncation.offset)?;
+            }
+            ReplicaAnswer::OutOfRange {
+                log_start_offset,
+                log_end_offset,
+            } => {
+                let end = self.log.log_end_offset();
+                match out_of_range_reset(end, log_start_offset, log_end_offset) {
+                    OutOfRangeReset::TruncateTo(offset) => self.truncate_to(offset)?,
+                    OutOfRangeReset::StartAt(offset) => {
+                        self.log.truncate_fully_and_start_at(offset, Some(now))?;
+                        self.producers = ProducerStates::default();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ISR change to send the controller, when the leader wants one and none is in
+    /// flight: (leader epoch, partition epoch, wanted ISR). Marks it in flight.
+    pub(crate) fn take_isr_proposal(&mut self) -> Option<(LeaderEpoch, i32, Vec<NodeId>)> {
+        let Role::Leader(leader) = &self.role else {
+            return None;
+        };
+        if self.isr_change_in_flight {
+            return None;
+        }
+        let wanted = leader.isr_proposal()?;
+        self.isr_change_in_flight = true;
+        Some((leader.epoch(), self.partition_epoch, wanted))
+    }
+
+    /// The controller refused or lost the ISR change in flight: it may be proposed again.
+    pub(crate) fn isr_change_failed(&mut self) {
+        self.isr_change_in_flight = false;
+    }
+
+    /// Runs the leader's timers (followers leaving the ISR).
+    pub(crate) fn tick(&mut self, now: Millis) {
+        if let Role::Leader(leader) = &mut self.role {
+            let update = leader.handle_tick(now);
+            self.apply(update);
+        }
+    }
+
+    /// When [`Partition::tick`] should next run.
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        match &self.role {
+            Role::Leader(leader) => leader.next_deadline(),
+            _ => None,
+        }
+    }
+
+    /// Cuts the log back to `offset` and rebuilds the producer state to match.
+    fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+        self.log.truncate_to(offset)?;
+        self.producers = super::metadata::restore_producers(&mut self.log)?;
+        Ok(())
     }
 
     /// Carries out what the leader decided: the new high watermark goes to the log.

@@ -7,11 +7,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::producer_state::{BatchSequence, SequenceVerdict};
+use super::replica::PendingAck;
 use super::{Broker, StorageProvider};
 use crate::error::ErrorCode;
 use crate::log::LogError;
 use crate::record::{convert_legacy, is_legacy, Batch};
-use crate::types::{Millis, ProducerEpoch, ProducerId};
+use crate::types::{Millis, Offset, ProducerEpoch, ProducerId};
 
 /// What producing to one partition came to.
 struct Outcome {
@@ -20,6 +21,8 @@ struct Outcome {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
+    /// acks=all and the records are not committed yet: the offset after them.
+    waits_for: Option<Offset>,
 }
 
 impl Outcome {
@@ -30,18 +33,22 @@ impl Outcome {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
+            waits_for: None,
         }
     }
 }
 
 impl<P: StorageProvider> Broker<P> {
-    /// Answers Produce; `None` when acks=0 asks for no response.
+    /// Answers Produce; `None` when acks=0 asks for no response. With acks=all, the
+    /// partitions whose records are not committed yet come back too: the answer waits for
+    /// them.
     pub(crate) fn handle_produce(
         &mut self,
         now: Millis,
         request: ProduceRequest,
         version: i16,
-    ) -> Option<ProduceResponse> {
+    ) -> (Option<ProduceResponse>, Vec<PendingAck>) {
+        let mut pending = Vec::new();
         let acks = request.acks;
         let transactional = request.transactional_id.is_some();
         let mut response = ProduceResponse::default();
@@ -58,6 +65,13 @@ impl<P: StorageProvider> Broker<P> {
                 } else {
                     self.produce_partition(now, &name, partition.index, partition.records, acks)
                 };
+                if let Some(next_offset) = outcome.waits_for {
+                    pending.push(PendingAck {
+                        topic: name.clone(),
+                        partition: partition.index,
+                        next_offset,
+                    });
+                }
                 let mut answer = PartitionProduceResponse::default();
                 answer.index = partition.index;
                 answer.error_code = outcome.error.code();
@@ -77,7 +91,7 @@ impl<P: StorageProvider> Broker<P> {
             response.responses.push(topic_response);
         }
         self.complete_ready_fetches(now);
-        (acks != 0).then_some(response)
+        ((acks != 0).then_some(response), pending)
     }
 
     fn produce_partition(
@@ -101,11 +115,23 @@ impl<P: StorageProvider> Broker<P> {
             );
         };
         let Some(partition) = stored.partitions.get_mut(index) else {
+            if stored.partitions.exists(index) {
+                return Outcome::error(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!("this broker does not lead {topic}-{index}"),
+                );
+            }
             return Outcome::error(
                 ErrorCode::UnknownTopicOrPartition,
                 format!("unknown partition {topic}-{index}"),
             );
         };
+        if !partition.is_leader() {
+            return Outcome::error(
+                ErrorCode::NotLeaderOrFollower,
+                format!("this broker does not lead {topic}-{index}"),
+            );
+        }
         let Some(records) = records.filter(|r| !r.is_empty()) else {
             return Outcome::error(ErrorCode::InvalidRecord, "no records");
         };
@@ -156,6 +182,7 @@ impl<P: StorageProvider> Broker<P> {
                         base_offset: seen.base_offset.0,
                         log_append_time_ms: -1,
                         log_start_offset: partition.log.log_start_offset().0,
+                        waits_for: None,
                     }
                 }
                 SequenceVerdict::Refuse(code) => {
@@ -190,12 +217,22 @@ impl<P: StorageProvider> Broker<P> {
                     };
                     partition.producers.record(id, epoch, batch);
                 }
+                let next_offset = Offset(info.last_offset.0 + 1);
+                let (error, waits_for) = match acks {
+                    -1 => match partition.acks_all_outcome(next_offset) {
+                        Some(Ok(())) => (ErrorCode::None, None),
+                        Some(Err(code)) => (code, None),
+                        None => (ErrorCode::None, Some(next_offset)),
+                    },
+                    _ => (ErrorCode::None, None),
+                };
                 Outcome {
-                    error: ErrorCode::None,
+                    error,
                     message: None,
                     base_offset: info.base_offset.0,
                     log_append_time_ms: info.log_append_time.map_or(-1, |t| t.0),
                     log_start_offset: partition.log.log_start_offset().0,
+                    waits_for,
                 }
             }
             Err(err) => {

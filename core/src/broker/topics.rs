@@ -209,6 +209,20 @@ impl<P: StorageProvider> Broker<P> {
             None => true,
             Some(topics) => version == 0 && topics.is_empty(),
         };
+        let auto_create =
+            self.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+        if self.member.is_some() {
+            let names = match request.topics {
+                Some(topics) if !all => Some(
+                    topics
+                        .into_iter()
+                        .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            return self.member_metadata(names, auto_create, version);
+        }
         let names: Vec<String> = match request.topics {
             Some(topics) if !all => topics
                 .into_iter()
@@ -216,8 +230,6 @@ impl<P: StorageProvider> Broker<P> {
                 .collect(),
             _ => self.topic_names(),
         };
-        let auto_create =
-            self.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
         let mut response = MetadataResponse::default();
         let mut broker = MetadataResponseBroker::default();
         broker.node_id = BrokerId(self.config.node_id);

@@ -225,11 +225,13 @@ impl Controller {
             let replicas: Vec<NodeId> = (0..factor)
                 .map(|i| active[start.wrapping_add(i) % active.len()])
                 .collect();
+            let mut isr = replicas.clone();
+            isr.sort();
             let record = PartitionRecord {
                 topic_id: topic.id,
                 partition,
                 leader: Some(replicas[0]),
-                isr: replicas.clone(),
+                isr,
                 replicas,
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,

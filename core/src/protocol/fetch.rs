@@ -67,6 +67,9 @@ pub struct FetchPartitionData {
     pub aborted_transactions: Vec<(i64, i64)>,
     /// The record bytes, as file ranges (empty = no records).
     pub records: Vec<FileRange>,
+    /// For a follower whose log diverged from the leader's (KIP-320, v12+): the epoch and
+    /// end offset to truncate by, instead of records.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// One topic's partitions in a Fetch response.
@@ -176,7 +179,19 @@ impl Writer {
             self.current.put_i32(-1); // preferred read replica: none
         }
         self.records(&partition.records);
-        self.tags();
+        match partition.diverging_epoch {
+            Some((epoch, end_offset)) if self.flexible() => {
+                // One tagged field: DivergingEpoch (tag 0), a struct of epoch, end offset and
+                // its own (empty) tagged fields.
+                self.current.put_u8(1);
+                self.current.put_u8(0);
+                self.current.put_u8(4 + 8 + 1);
+                self.current.put_i32(epoch);
+                self.current.put_i64(end_offset);
+                self.current.put_u8(0);
+            }
+            _ => self.tags(),
+        }
     }
 }
 

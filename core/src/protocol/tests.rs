@@ -125,6 +125,7 @@ fn protocol_fetch_response_decodes_with_an_independent_decoder_in_every_version(
                     log_start_offset: 3,
                     aborted_transactions: Vec::new(),
                     records: vec![records],
+                    diverging_epoch: None,
                 },
                 FetchPartitionData {
                     partition_index: 1,
@@ -134,6 +135,7 @@ fn protocol_fetch_response_decodes_with_an_independent_decoder_in_every_version(
                     log_start_offset: 0,
                     aborted_transactions: Vec::new(),
                     records: Vec::new(),
+                    diverging_epoch: Some((4, 17)),
                 },
             ],
         }],
@@ -172,6 +174,20 @@ fn protocol_fetch_response_decodes_with_an_independent_decoder_in_every_version(
         let second = &topic.partitions[1];
         assert_eq!(second.error_code, ErrorCode::OffsetOutOfRange.code());
         assert_eq!(second.records.as_ref().map_or(0, |r| r.len()), 0);
+        let diverging = &second.diverging_epoch;
+        if version >= 12 {
+            assert_eq!(
+                (diverging.epoch, diverging.end_offset),
+                (4, 17),
+                "v{version}"
+            );
+        } else {
+            assert_eq!(
+                (diverging.epoch, diverging.end_offset),
+                (-1, -1),
+                "v{version}"
+            );
+        }
     }
 }
 
