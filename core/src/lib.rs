@@ -3,7 +3,8 @@
 //! This crate holds the Kafka record-batch format ([`record`]), the partition commit log
 //! ([`log`]) and the storage abstraction it writes through ([`storage`]), the broker
 //! ([`broker`]), the consumer-group coordinator ([`group`]), partition replication
-//! ([`replication`]) and the cluster metadata with the controller's decisions ([`cluster`]).
+//! ([`replication`]), the cluster metadata with the controller's decisions ([`cluster`]) and
+//! the controller quorum's consensus that replicates it ([`quorum`]).
 //! Later issues add the transaction state machines here.
 //!
 //! **Architecture invariant:** no code in this crate opens files or sockets, reads a clock,
@@ -16,8 +17,10 @@ pub mod cluster;
 pub mod error;
 pub mod group;
 pub mod log;
+pub mod node;
 pub mod planted;
 pub mod protocol;
+pub mod quorum;
 pub mod record;
 pub mod replication;
 pub mod storage;

@@ -19,6 +19,12 @@ pub mod checker;
 #[cfg(madsim)]
 pub mod client;
 #[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod cluster_node;
+#[cfg(madsim)]
+pub mod cluster_workload;
+#[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
 pub mod faults;
@@ -41,6 +47,8 @@ pub struct Options {
     pub records_per_producer: u32,
     /// Print the event trace.
     pub trace: bool,
+    /// Nodes: 1 runs a single broker; more run a cluster of that many nodes.
+    pub nodes: usize,
 }
 
 impl Default for Options {
@@ -50,6 +58,7 @@ impl Default for Options {
             liveness_secs: 60,
             records_per_producer: 150,
             trace: false,
+            nodes: 1,
         }
     }
 }

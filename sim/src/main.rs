@@ -7,6 +7,7 @@
 //! scripts/sim --determinism --seed 7   run the seed twice, compare trace hashes
 //! scripts/sim --list-planted-bugs      bugs the checkers must catch
 //! scripts/sim --plant-bug NAME --seeds 1..50   find a failing seed for a planted bug
+//! scripts/sim --nodes 3 --seeds 1..50  a three-node cluster (quorum, replication, failover)
 //! options: --safety-secs S  --liveness-secs S  --records N
 //! ```
 
@@ -84,6 +85,13 @@ mod cli {
                     args.options.records_per_producer = number(value(&flag)?, &flag)? as u32
                 }
                 "--trace" => args.options.trace = true,
+                "--nodes" => {
+                    let nodes = number(value(&flag)?, &flag)?;
+                    if !(1..=5).contains(&nodes) {
+                        return Err(format!("--nodes: {nodes} is not in 1..=5"));
+                    }
+                    args.options.nodes = nodes as usize;
+                }
                 "--determinism" => args.determinism = true,
                 "--list-planted-bugs" => args.list_bugs = true,
                 "--plant-bug" => {

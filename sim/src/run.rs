@@ -46,8 +46,11 @@ pub struct RunReport {
     pub acks: usize,
 }
 
-/// Runs one seed to completion.
+/// Runs one seed to completion (a cluster run when `options.nodes` is above 1).
 pub fn run_seed(seed: u64, options: &Options) -> RunReport {
+    if options.nodes > 1 {
+        return crate::cluster::run_cluster_seed(seed, options);
+    }
     let mut config = madsim::Config::default();
     // Latency on every link, drawn from the seed outside the runtime.
     let latency_ms = 1 + seed % 20;

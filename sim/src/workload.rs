@@ -147,7 +147,8 @@ pub async fn create_topic(sync_every_append: bool, segment_bytes: Option<u64>, t
 /// The producer fields of an idempotent batch: id, epoch, base sequence.
 type Idempotence = (ProducerId, ProducerEpoch, i32);
 
-fn produce_request(partition: i32, value: &str) -> ProduceRequest {
+/// An acks=all Produce of one record.
+pub fn produce_request(partition: i32, value: &str) -> ProduceRequest {
     produce_request_as(partition, value, None)
 }
 

@@ -246,6 +246,12 @@ impl<P: StorageProvider> Broker<P> {
             out.error_code = code.code();
             return out;
         }
+        if !replica && !partition.high_watermark_known() {
+            out.error_code = ErrorCode::OffsetNotAvailable.code();
+            out.high_watermark = -1;
+            out.last_stable_offset = -1;
+            return out;
+        }
         if budget <= 0 && !first {
             return out;
         }
@@ -285,6 +291,7 @@ impl<P: StorageProvider> Broker<P> {
                 let partition = self.led(topic.name.0.as_str(), wanted.partition_index);
                 let found = match partition {
                     Err(code) => Err(code),
+                    Ok(p) if !p.high_watermark_known() => Err(ErrorCode::OffsetNotAvailable),
                     Ok(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch().0) {
                         Some(code) => Err(code),
                         None => {

@@ -338,6 +338,15 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
+    /// The log of a partition held here, to inspect (the simulator's replica checks).
+    pub fn partition_log(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&crate::log::PartitionLog<P::Storage>> {
+        Some(&self.topics.get(topic)?.partitions.get(partition)?.log)
+    }
+
     /// Answers one decoded request from a connection the broker knows nothing about.
     pub fn handle_request(&mut self, now: Millis, request: Request) -> Reply {
         self.handle_request_from(now, &RequestContext::default(), request)

@@ -133,6 +133,11 @@ impl<S: Storage> Partition<S> {
                 let update = leader.commit_isr(now, &record.isr);
                 self.apply(update);
             }
+            // A record older than the log's own history (the log holds batches of a later
+            // leader): a past state, never acted on.
+            (_, Some(_)) if self.log.latest_epoch().is_some_and(|latest| epoch < latest) => {
+                self.role = Role::Leaderless(epoch);
+            }
             (_, Some(node)) if node == self.node => {
                 self.log.start_leader_epoch(epoch)?;
                 let leader = LeaderState::new(LeaderInit {
@@ -168,6 +173,17 @@ impl<S: Storage> Partition<S> {
     /// Whether this broker leads the partition.
     pub(crate) fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader(_))
+    }
+
+    /// Whether a consumer may be told this leader's high watermark: a new leader's trails
+    /// the old leader's until it reaches the offset its epoch starts at (everything before
+    /// was the old leaders'), and showing it earlier would move consumers' watermark back
+    /// (Kafka's KIP-207 answers `OFFSET_NOT_AVAILABLE` until then).
+    pub(crate) fn high_watermark_known(&self) -> bool {
+        match &self.role {
+            Role::Leader(leader) => leader.high_watermark() >= leader.epoch_start_offset(),
+            _ => false,
+        }
     }
 
     /// Leads the partition again in a newer `epoch`, with the same replicas and ISR; the epoch

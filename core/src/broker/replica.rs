@@ -159,12 +159,7 @@ impl<P: StorageProvider> Broker<P> {
                     .find(|(_, t)| t.id == *id)
                     .map(|(name, _)| name.clone());
                 if let Some(name) = name {
-                    let topic = self.topics.remove(&name).expect("found above");
-                    for (index, partition) in topic.partitions.into_held() {
-                        // The log's files go with the directory.
-                        drop(partition.log.abandon());
-                        self.provider.remove_dir(&partition_dir(&name, index))?;
-                    }
+                    self.remove_member_topic(&name)?;
                 }
             }
             MetadataRecord::RegisterBroker(_)
@@ -174,6 +169,61 @@ impl<P: StorageProvider> Broker<P> {
         }
         self.complete_parked_produces(now);
         self.complete_ready_fetches(now);
+        Ok(())
+    }
+
+    /// Replaces the cluster image with a snapshot's (the metadata log was compacted past
+    /// what this broker applied): topics the snapshot lacks go, the others take its topic
+    /// and partition records.
+    ///
+    /// # Panics
+    /// If the broker is not a member.
+    pub fn install_image(&mut self, now: Millis, image: ClusterImage) -> Result<(), BrokerError> {
+        let member = self
+            .member
+            .as_mut()
+            .expect("install_image on a member broker");
+        let node = member.node;
+        member.image = image.clone();
+        let gone: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(name, t)| image.topic(name).map(|i| i.id) != Some(t.id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            self.remove_member_topic(&name)?;
+        }
+        for topic in image.topics().values() {
+            if !self.topics.contains_key(&topic.name) {
+                self.log_config_for(&topic.configs).map_err(|err| {
+                    BrokerError::CorruptMetadata(format!("topic {}: {err}", topic.name))
+                })?;
+                let stored = Topic {
+                    id: topic.id,
+                    overrides: topic.configs.clone(),
+                    partitions: Partitions::held_all(Vec::new()),
+                };
+                self.topics.insert(topic.name.clone(), stored);
+            }
+            for partition in &topic.partitions {
+                self.apply_partition_record(now, node, partition)?;
+            }
+        }
+        self.complete_parked_produces(now);
+        self.complete_ready_fetches(now);
+        Ok(())
+    }
+
+    /// Drops a topic and its local partitions' files.
+    fn remove_member_topic(&mut self, name: &str) -> Result<(), BrokerError> {
+        if let Some(topic) = self.topics.remove(name) {
+            for (index, partition) in topic.partitions.into_held() {
+                // The log's files go with the directory.
+                drop(partition.log.abandon());
+                self.provider.remove_dir(&partition_dir(name, index))?;
+            }
+        }
         Ok(())
     }
 

@@ -84,6 +84,33 @@ impl ClusterImage {
         self.next_producer_id
     }
 
+    /// Records that rebuild this image from an empty one (a snapshot of the metadata log).
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for broker in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker(broker.registration.clone()));
+            if !broker.fenced {
+                let node = broker.registration.node;
+                records.push(MetadataRecord::UnfenceBroker { node });
+            }
+        }
+        for topic in self.topics.values() {
+            records.push(MetadataRecord::Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                configs: topic.configs.clone(),
+            });
+            for partition in &topic.partitions {
+                records.push(MetadataRecord::Partition(partition.clone()));
+            }
+        }
+        if self.next_producer_id > 0 {
+            let next = self.next_producer_id;
+            records.push(MetadataRecord::ProducerIds { next });
+        }
+        records
+    }
+
     /// Applies one record.
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ImageError> {
         match record {

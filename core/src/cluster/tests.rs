@@ -459,5 +459,6 @@ proptest! {
             }
         }
         prop_assert_eq!(&replay(&log), controller.image());
+        prop_assert_eq!(&replay(&controller.image().to_records()), controller.image(), "a snapshot rebuilds the image");
     }
 }

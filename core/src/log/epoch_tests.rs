@@ -402,3 +402,18 @@ fn log_start_leader_epoch_records_the_epoch_at_the_log_end() {
     assert_eq!(entries(&log), [(0, 0), (3, 4)]);
     assert_eq!(end(&log, 5), (-1, -1));
 }
+
+/// A leader that recorded its epoch and was replaced before appending: the follower's
+/// truncation to its own log end drops that epoch, so its next fetch claims the last epoch
+/// its batches carry (otherwise it keeps diverging at the same offset forever).
+#[test]
+fn log_truncation_at_the_log_end_drops_an_epoch_without_batches() {
+    let (mut log, _) = open(MemoryStorage::new(), LogConfig::default());
+    append(&mut log, 0, 3);
+    log.start_leader_epoch(LeaderEpoch(1)).unwrap();
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(1)));
+    log.truncate_to(Offset(3)).unwrap();
+    assert_eq!(entries(&log), [(0, 0)]);
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(0)));
+    assert_eq!(log.log_end_offset(), Offset(3), "nothing else changes");
+}

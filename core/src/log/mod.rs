@@ -913,6 +913,12 @@ impl<S: Storage> PartitionLog<S> {
     /// [`PartitionLog::truncate_to`] without the offline guard.
     fn truncate_to_unguarded(&mut self, offset: Offset) -> Result<(), LogError> {
         if offset >= self.log_end_offset() {
+            // Nothing to cut, but an epoch this broker recorded at the log end as leader,
+            // with no batch after it, goes (Kafka's `truncateTo` does the same): a follower
+            // must not keep claiming an epoch the new leader's history lacks.
+            if self.epochs.truncate_from_end(self.log_end_offset()) {
+                self.write_epoch_checkpoint()?;
+            }
             return Ok(());
         }
         if offset <= self.log_start {

@@ -185,6 +185,11 @@ impl LeaderState {
         self.epoch
     }
 
+    /// The log end offset when this broker became leader: its epoch starts there.
+    pub fn epoch_start_offset(&self) -> Offset {
+        self.epoch_start_offset
+    }
+
     /// The high watermark: records below it are committed.
     pub fn high_watermark(&self) -> Offset {
         self.high_watermark

@@ -1,0 +1,367 @@
+//! The messages cluster nodes send each other, and their encoding.
+//!
+//! Encoding: a type byte, then the fields big-endian; byte strings and lists carry a `u32`
+//! length. Metadata records inside use their own encoding ([`MetadataRecord::encode`]).
+//! Damaged bytes decode to an error, never a panic.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BufMut};
+
+use crate::cluster::{BrokerRegistration, IsrChange, MetadataRecord};
+use crate::types::{LeaderEpoch, NodeId};
+
+/// One message between two nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerMessage {
+    /// A metadata-quorum (raft) message.
+    Raft(Vec<u8>),
+    /// To the controller: a broker (re)registers.
+    Register(BrokerRegistration),
+    /// To the controller: a broker is alive; `caught_up` once it applied its registration.
+    Heartbeat {
+        /// The broker.
+        node: NodeId,
+        /// Its incarnation.
+        incarnation: u64,
+        /// Whether it applied the metadata log up to its registration.
+        caught_up: bool,
+    },
+    /// To the controller: a leader's ISR change (AlterPartition).
+    AlterPartition(IsrChange),
+    /// From the controller: the ISR change was refused; the leader may ask again.
+    AlterPartitionRefused {
+        /// The topic's id.
+        topic_id: uuid::Uuid,
+        /// The partition.
+        partition: i32,
+    },
+    /// To the controller: create a topic.
+    CreateTopic {
+        /// The topic's name.
+        name: String,
+        /// Its partition count.
+        partitions: i32,
+        /// Its replication factor.
+        replication_factor: i16,
+        /// Config overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] (once its records
+    /// are proposed; the asker waits to see them applied).
+    TopicCreated {
+        /// The topic's name.
+        name: String,
+        /// A Kafka error code (0: created).
+        error_code: i16,
+        /// Why it was refused.
+        message: String,
+    },
+    /// A follower's Fetch (a Kafka Fetch request body at [`crate::broker::REPLICA_FETCH_VERSION`]).
+    Fetch {
+        /// Matches the answer to the request.
+        correlation: u64,
+        /// The encoded request body.
+        request: Vec<u8>,
+    },
+    /// The leader's answer to a [`PeerMessage::Fetch`]: a whole Kafka Fetch response
+    /// (size prefix and header included).
+    FetchResponse {
+        /// The request's correlation.
+        correlation: u64,
+        /// The encoded response.
+        response: Vec<u8>,
+    },
+}
+
+/// What a metadata-log entry holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEntry {
+    /// Records of one controller decision, applied together.
+    Records(Vec<MetadataRecord>),
+    /// A new quorum leader's first entry: once applied, its image is complete and its
+    /// controller may decide.
+    LeaderMarker {
+        /// The leader's term.
+        term: u64,
+    },
+}
+
+/// Bytes that are not a valid message or entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer message: {0}")]
+pub struct MessageDecodeError(pub String);
+
+impl PeerMessage {
+    /// The message's encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            PeerMessage::Raft(bytes) => {
+                out.put_u8(1);
+                put_bytes(&mut out, bytes);
+            }
+            PeerMessage::Register(registration) => {
+                out.put_u8(2);
+                let record = MetadataRecord::RegisterBroker(registration.clone());
+                put_bytes(&mut out, &record.encode());
+            }
+            PeerMessage::Heartbeat {
+                node,
+                incarnation,
+                caught_up,
+            } => {
+                out.put_u8(3);
+                out.put_i32(node.0);
+                out.put_u64(*incarnation);
+                out.put_u8(u8::from(*caught_up));
+            }
+            PeerMessage::AlterPartition(change) => {
+                out.put_u8(4);
+                out.put_i32(change.leader.0);
+                out.put_u128(change.topic_id.as_u128());
+                out.put_i32(change.partition);
+                out.put_i32(change.leader_epoch.0);
+                out.put_i32(change.partition_epoch);
+                out.put_u32(change.isr.len() as u32);
+                for node in &change.isr {
+                    out.put_i32(node.0);
+                }
+            }
+            PeerMessage::AlterPartitionRefused {
+                topic_id,
+                partition,
+            } => {
+                out.put_u8(5);
+                out.put_u128(topic_id.as_u128());
+                out.put_i32(*partition);
+            }
+            PeerMessage::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                out.put_u8(6);
+                put_bytes(&mut out, name.as_bytes());
+                out.put_i32(*partitions);
+                out.put_i16(*replication_factor);
+                out.put_u32(configs.len() as u32);
+                for (key, value) in configs {
+                    put_bytes(&mut out, key.as_bytes());
+                    put_bytes(&mut out, value.as_bytes());
+                }
+            }
+            PeerMessage::TopicCreated {
+                name,
+                error_code,
+                message,
+            } => {
+                out.put_u8(7);
+                put_bytes(&mut out, name.as_bytes());
+                out.put_i16(*error_code);
+                put_bytes(&mut out, message.as_bytes());
+            }
+            PeerMessage::Fetch {
+                correlation,
+                request,
+            } => {
+                out.put_u8(8);
+                out.put_u64(*correlation);
+                put_bytes(&mut out, request);
+            }
+            PeerMessage::FetchResponse {
+                correlation,
+                response,
+            } => {
+                out.put_u8(9);
+                out.put_u64(*correlation);
+                put_bytes(&mut out, response);
+            }
+        }
+        out
+    }
+
+    /// Decodes one message.
+    pub fn decode(mut bytes: &[u8]) -> Result<PeerMessage, MessageDecodeError> {
+        let input = &mut bytes;
+        let message = match get_u8(input)? {
+            1 => PeerMessage::Raft(get_bytes(input)?),
+            2 => match MetadataRecord::decode(&get_bytes(input)?) {
+                Ok(MetadataRecord::RegisterBroker(registration)) => {
+                    PeerMessage::Register(registration)
+                }
+                _ => return Err(MessageDecodeError("bad registration".into())),
+            },
+            3 => PeerMessage::Heartbeat {
+                node: NodeId(get_i32(input)?),
+                incarnation: get_u64(input)?,
+                caught_up: get_u8(input)? != 0,
+            },
+            4 => {
+                let leader = NodeId(get_i32(input)?);
+                let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
+                let partition = get_i32(input)?;
+                let leader_epoch = LeaderEpoch(get_i32(input)?);
+                let partition_epoch = get_i32(input)?;
+                let count = get_len(input, 4)?;
+                let isr = (0..count)
+                    .map(|_| Ok(NodeId(get_i32(input)?)))
+                    .collect::<Result<_, _>>()?;
+                PeerMessage::AlterPartition(IsrChange {
+                    leader,
+                    topic_id,
+                    partition,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                })
+            }
+            5 => PeerMessage::AlterPartitionRefused {
+                topic_id: uuid::Uuid::from_u128(get_u128(input)?),
+                partition: get_i32(input)?,
+            },
+            6 => {
+                let name = get_string(input)?;
+                let partitions = get_i32(input)?;
+                let replication_factor = get_i16(input)?;
+                let count = get_len(input, 8)?;
+                let mut configs = BTreeMap::new();
+                for _ in 0..count {
+                    let key = get_string(input)?;
+                    configs.insert(key, get_string(input)?);
+                }
+                PeerMessage::CreateTopic {
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                }
+            }
+            7 => PeerMessage::TopicCreated {
+                name: get_string(input)?,
+                error_code: get_i16(input)?,
+                message: get_string(input)?,
+            },
+            8 => PeerMessage::Fetch {
+                correlation: get_u64(input)?,
+                request: get_bytes(input)?,
+            },
+            9 => PeerMessage::FetchResponse {
+                correlation: get_u64(input)?,
+                response: get_bytes(input)?,
+            },
+            other => return Err(MessageDecodeError(format!("unknown message type {other}"))),
+        };
+        if !input.is_empty() {
+            return Err(MessageDecodeError("bytes after the message".into()));
+        }
+        Ok(message)
+    }
+}
+
+impl LogEntry {
+    /// The entry's encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            LogEntry::Records(records) => {
+                out.put_u8(1);
+                out.put_u32(records.len() as u32);
+                for record in records {
+                    put_bytes(&mut out, &record.encode());
+                }
+            }
+            LogEntry::LeaderMarker { term } => {
+                out.put_u8(2);
+                out.put_u64(*term);
+            }
+        }
+        out
+    }
+
+    /// Decodes one entry.
+    pub fn decode(mut bytes: &[u8]) -> Result<LogEntry, MessageDecodeError> {
+        let input = &mut bytes;
+        let entry = match get_u8(input)? {
+            1 => {
+                let count = get_len(input, 4)?;
+                let mut records = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let bytes = get_bytes(input)?;
+                    let record = MetadataRecord::decode(&bytes)
+                        .map_err(|err| MessageDecodeError(err.to_string()))?;
+                    records.push(record);
+                }
+                LogEntry::Records(records)
+            }
+            2 => LogEntry::LeaderMarker {
+                term: get_u64(input)?,
+            },
+            other => return Err(MessageDecodeError(format!("unknown entry type {other}"))),
+        };
+        if !input.is_empty() {
+            return Err(MessageDecodeError("bytes after the entry".into()));
+        }
+        Ok(entry)
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.put_u32(u32::try_from(bytes.len()).expect("messages are far below 4 GiB"));
+    out.put_slice(bytes);
+}
+
+fn need(input: &[u8], n: usize) -> Result<(), MessageDecodeError> {
+    if input.len() < n {
+        return Err(MessageDecodeError(format!(
+            "truncated: {n} bytes needed, {} left",
+            input.len()
+        )));
+    }
+    Ok(())
+}
+
+fn get_u8(input: &mut &[u8]) -> Result<u8, MessageDecodeError> {
+    need(input, 1)?;
+    Ok(input.get_u8())
+}
+
+fn get_i16(input: &mut &[u8]) -> Result<i16, MessageDecodeError> {
+    need(input, 2)?;
+    Ok(input.get_i16())
+}
+
+fn get_i32(input: &mut &[u8]) -> Result<i32, MessageDecodeError> {
+    need(input, 4)?;
+    Ok(input.get_i32())
+}
+
+fn get_u64(input: &mut &[u8]) -> Result<u64, MessageDecodeError> {
+    need(input, 8)?;
+    Ok(input.get_u64())
+}
+
+fn get_u128(input: &mut &[u8]) -> Result<u128, MessageDecodeError> {
+    need(input, 16)?;
+    Ok(input.get_u128())
+}
+
+/// A list length, refused when the input cannot hold that many items of `min_item` bytes.
+fn get_len(input: &mut &[u8], min_item: usize) -> Result<usize, MessageDecodeError> {
+    need(input, 4)?;
+    let count = input.get_u32() as usize;
+    need(input, count.saturating_mul(min_item))?;
+    Ok(count)
+}
+
+fn get_bytes(input: &mut &[u8]) -> Result<Vec<u8>, MessageDecodeError> {
+    let len = get_len(input, 1)?;
+    let bytes = input[..len].to_vec();
+    input.advance(len);
+    Ok(bytes)
+}
+
+fn get_string(input: &mut &[u8]) -> Result<String, MessageDecodeError> {
+    String::from_utf8(get_bytes(input)?).map_err(|_| MessageDecodeError("not UTF-8".into()))
+}

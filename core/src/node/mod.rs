@@ -1,0 +1,842 @@
+//! A cluster node: one voter of the metadata quorum, the controller when it leads the
+//! quorum, and a member broker — KRaft's combined mode, without I/O.
+//!
+//! The metadata log is the quorum's log; each entry is a [`LogEntry`]: the records of one
+//! controller decision, or a new leader's marker. Every node applies the committed records to
+//! its broker ([`Broker::apply_metadata`]); the quorum's leader runs a [`Controller`] over the
+//! image once it has applied its own marker (so its image holds every earlier decision).
+//! Brokers reach the controller, and followers their leaders, with [`PeerMessage`]s.
+//!
+//! Call order for a driver: [`ClusterNode::open`]; then, in any order, client requests
+//! ([`ClusterNode::handle_request`]), peer messages ([`ClusterNode::handle_peer_message`]) and
+//! timers ([`ClusterNode::handle_tick`] at [`ClusterNode::next_deadline`]); after each, send
+//! [`ClusterNode::poll_outgoing`] to the peers (they may be lost) and deliver
+//! [`ClusterNode::poll_completed`] to the clients waiting.
+
+mod messages;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsResponse, FetchRequest, FetchResponse, RequestKind, ResponseHeader,
+    ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+pub use messages::{LogEntry, MessageDecodeError, PeerMessage};
+
+use crate::broker::{
+    Broker, BrokerConfig, BrokerError, ParkedFetchId, Reply, RequestContext, StorageProvider,
+    REPLICA_FETCH_VERSION,
+};
+use crate::cluster::{BrokerRegistration, ClusterImage, Controller, ControllerConfig, NewTopic};
+use crate::error::ErrorCode;
+use crate::protocol::{FetchResponseData, Request};
+use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError};
+use crate::types::{Millis, NodeId};
+
+/// The storage directory of the metadata quorum's files.
+pub const QUORUM_DIR: &str = "__cluster_metadata-0";
+
+/// Parked CreateTopics requests take ids from here up, apart from the broker's ids.
+const CREATE_PARK_BASE: u64 = 1 << 61;
+
+/// A node's settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The broker's settings (its `node_id` is this node's).
+    pub broker: BrokerConfig,
+    /// The metadata quorum's voters (this node among them).
+    pub voters: Vec<NodeId>,
+    /// Quorum ticks without a leader before this node campaigns; the driver jitters it per
+    /// node (from its seed, or at random).
+    pub election_tick: usize,
+    /// Quorum ticks between the leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// Milliseconds per quorum tick.
+    pub tick_ms: i64,
+    /// `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_ms: i64,
+    /// How long a request to the controller or a leader may go unanswered before it is sent
+    /// again.
+    pub request_timeout_ms: i64,
+    /// `replica.fetch.wait.max.ms`: how long a leader holds a follower's fetch for data.
+    pub replica_fetch_wait_ms: i32,
+    /// Metadata-log entries between two snapshots.
+    pub snapshot_interval: u64,
+    /// The controller's settings.
+    pub controller: ControllerConfig,
+    /// Differs at every start of the node process (random, or from the simulator's seed).
+    pub incarnation: u64,
+}
+
+impl NodeConfig {
+    /// Kafka's defaults around `broker` and `voters`.
+    pub fn new(broker: BrokerConfig, voters: Vec<NodeId>, incarnation: u64) -> NodeConfig {
+        NodeConfig {
+            broker,
+            voters,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            tick_ms: 100,
+            broker_heartbeat_ms: 2_000,
+            request_timeout_ms: 5_000,
+            replica_fetch_wait_ms: 500,
+            snapshot_interval: 1_000,
+            controller: ControllerConfig::default(),
+            incarnation,
+        }
+    }
+}
+
+/// Why a node could not open or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The broker's state could not be opened or kept.
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The metadata quorum failed.
+    #[error("metadata quorum: {0}")]
+    Quorum(#[from] QuorumError),
+    /// A committed metadata entry is damaged.
+    #[error("metadata log: {0}")]
+    Log(String),
+}
+
+/// A client CreateTopics waiting for the controller and the metadata log.
+struct ParkedCreate {
+    response: CreateTopicsResponse,
+    /// Topics still waiting: (name, position in the response).
+    waiting: Vec<(String, usize)>,
+    deadline: Millis,
+}
+
+/// One node of the cluster. See the module doc.
+pub struct ClusterNode<P: StorageProvider> {
+    config: NodeConfig,
+    node: NodeId,
+    quorum: Quorum<P::Storage>,
+    broker: Broker<P>,
+    controller: Option<Controller>,
+    /// The term this node last proposed its leader marker in.
+    marker_term: Option<u64>,
+    /// Messages for peers, in order.
+    outbox: Vec<(NodeId, PeerMessage)>,
+    /// When the quorum last ticked, the broker last heartbeat and registered.
+    last_quorum_tick: Millis,
+    last_heartbeat: Option<Millis>,
+    last_register: Option<Millis>,
+    /// Follower fetches in flight: leader → (correlation, request, sent at).
+    fetches_out: BTreeMap<NodeId, (u64, FetchRequest, Millis)>,
+    next_correlation: u64,
+    /// Follower fetches from peers parked in the broker: id → (follower, correlation).
+    fetches_in: BTreeMap<ParkedFetchId, (NodeId, u64)>,
+    /// ISR changes sent to the controller: (topic id, partition) → sent at.
+    isr_out: BTreeMap<(uuid::Uuid, i32), Millis>,
+    /// Topics asked of the controller: name → sent at.
+    topics_out: BTreeMap<String, Millis>,
+    /// Controller answers to topic creations: name → (error code, message).
+    topic_results: BTreeMap<String, (i16, String)>,
+    creates: BTreeMap<ParkedFetchId, ParkedCreate>,
+    next_create: u64,
+    completed: Vec<Completed>,
+}
+
+/// A parked client request that is answered now.
+#[derive(Debug)]
+pub enum Completed {
+    /// A Fetch response (its records come from the broker's files).
+    Fetch(ParkedFetchId, FetchResponseData),
+    /// Any other response.
+    Response(ParkedFetchId, Box<ResponseKind>),
+}
+
+impl<P: StorageProvider> ClusterNode<P> {
+    /// Opens the node's quorum voter and broker, and replays the committed metadata log.
+    pub fn open(mut provider: P, config: NodeConfig, now: Millis) -> Result<Self, NodeError> {
+        let node = NodeId(config.broker.node_id);
+        let storage = provider.open_dir(QUORUM_DIR).map_err(BrokerError::from)?;
+        let quorum_config = QuorumConfig {
+            node,
+            voters: config.voters.clone(),
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            snapshot_interval: config.snapshot_interval,
+        };
+        let (quorum, recovered) = Quorum::open(storage, quorum_config)?;
+        let broker = Broker::open_member(provider, config.broker.clone(), now)?;
+        let mut node = ClusterNode {
+            config,
+            node,
+            quorum,
+            broker,
+            controller: None,
+            marker_term: None,
+            outbox: Vec::new(),
+            last_quorum_tick: now,
+            last_heartbeat: None,
+            last_register: None,
+            fetches_out: BTreeMap::new(),
+            next_correlation: 0,
+            fetches_in: BTreeMap::new(),
+            isr_out: BTreeMap::new(),
+            topics_out: BTreeMap::new(),
+            topic_results: BTreeMap::new(),
+            creates: BTreeMap::new(),
+            next_create: 0,
+            completed: Vec::new(),
+        };
+        // The committed log is replayed into an image first and the broker takes only the
+        // result: the partitions' past roles (leaders long replaced) are never acted on.
+        let mut image = ClusterImage::new();
+        if let Some((_, data)) = recovered.snapshot {
+            for record in snapshot_records(&data)? {
+                image
+                    .apply(&record)
+                    .map_err(|err| NodeError::Log(err.to_string()))?;
+            }
+        }
+        for (_, data) in recovered.entries {
+            let entry = LogEntry::decode(&data).map_err(|err| NodeError::Log(err.to_string()))?;
+            if let LogEntry::Records(records) = entry {
+                for record in &records {
+                    image
+                        .apply(record)
+                        .map_err(|err| NodeError::Log(err.to_string()))?;
+                }
+            }
+        }
+        node.broker.install_image(now, image)?;
+        node.pump(now)?;
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// The broker, for drivers that read its files (fetch responses).
+    pub fn broker(&self) -> &Broker<P> {
+        &self.broker
+    }
+
+    /// The committed cluster image this node applied.
+    pub fn image(&self) -> &ClusterImage {
+        self.broker.image().expect("a node's broker is a member")
+    }
+
+    /// Whether the broker serves clients: once its own registration (this incarnation) is
+    /// applied — so it has replayed every metadata decision made before it came back — and
+    /// the controller unfenced it. Before, its image may name it leader of partitions that
+    /// moved while it was away; the driver does not serve clients then.
+    pub fn is_serving(&self) -> bool {
+        let image = self.image();
+        let registered = image
+            .brokers()
+            .get(&self.node)
+            .is_some_and(|b| b.registration.incarnation == self.config.incarnation);
+        registered && image.is_active(self.node)
+    }
+
+    /// Whether this node is the active controller.
+    pub fn is_controller(&self) -> bool {
+        self.controller.is_some()
+    }
+
+    /// The quorum leader this node knows of.
+    pub fn quorum_leader(&self) -> Option<NodeId> {
+        self.quorum.leader()
+    }
+
+    /// A client request. CreateTopics goes to the controller (answered once the topics are
+    /// in this node's image); everything else to the broker.
+    pub fn handle_request(
+        &mut self,
+        now: Millis,
+        context: &RequestContext,
+        request: Request,
+    ) -> Result<Reply, NodeError> {
+        let reply = match request.body {
+            RequestKind::CreateTopics(body) => self.create_topics(now, body),
+            _ => self.broker.handle_request_from(now, context, request),
+        };
+        self.pump(now)?;
+        Ok(reply)
+    }
+
+    /// A message from peer `from`. Damaged messages are dropped (the sender retries what
+    /// matters).
+    pub fn handle_peer_message(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        bytes: &[u8],
+    ) -> Result<(), NodeError> {
+        if let Ok(message) = PeerMessage::decode(bytes) {
+            self.dispatch(now, from, message)?;
+        }
+        self.pump(now)
+    }
+
+    /// Acts on one message from `from` (which may be this node, asking its own controller).
+    fn dispatch(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        message: PeerMessage,
+    ) -> Result<(), NodeError> {
+        match message {
+            PeerMessage::Raft(bytes) => {
+                // A damaged or misdirected quorum message is dropped like a lost one.
+                let _ = self.quorum.handle_message(from, &bytes);
+            }
+            PeerMessage::Register(registration) => {
+                if let Some(controller) = &mut self.controller {
+                    let records = controller.register_broker(now, registration);
+                    self.propose(records)?;
+                }
+            }
+            PeerMessage::Heartbeat {
+                node,
+                incarnation,
+                caught_up,
+            } => {
+                if let Some(controller) = &mut self.controller {
+                    if let Ok(records) = controller.heartbeat(now, node, incarnation, caught_up) {
+                        self.propose(records)?;
+                    }
+                }
+            }
+            PeerMessage::AlterPartition(change) => {
+                let Some(controller) = &mut self.controller else {
+                    return Ok(()); // the leader asks again after its timeout
+                };
+                let (topic_id, partition) = (change.topic_id, change.partition);
+                match controller.alter_partition(change) {
+                    Ok((_, records)) => self.propose(records)?,
+                    Err(_) => {
+                        let refused = PeerMessage::AlterPartitionRefused {
+                            topic_id,
+                            partition,
+                        };
+                        self.send(now, from, refused)?;
+                    }
+                }
+            }
+            PeerMessage::AlterPartitionRefused {
+                topic_id,
+                partition,
+            } => {
+                self.isr_out.remove(&(topic_id, partition));
+                self.broker.isr_change_failed(topic_id, partition);
+            }
+            PeerMessage::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                let Some(controller) = &mut self.controller else {
+                    return Ok(());
+                };
+                // A stable id from the name and the log position: no randomness in the core.
+                let seed = u128::from(crc32c::crc32c(name.as_bytes()))
+                    | (u128::from(self.quorum.applied_index()) << 32)
+                    | (u128::from(self.quorum.term()) << 96);
+                let topic = NewTopic {
+                    name: name.clone(),
+                    id: uuid::Uuid::from_u128(seed | 1),
+                    partitions,
+                    replication_factor,
+                    configs,
+                };
+                let (error_code, message) = match controller.create_topic(topic) {
+                    Ok(records) => {
+                        self.propose(records)?;
+                        (0, String::new())
+                    }
+                    Err((code, message)) => (code.code(), message),
+                };
+                let answer = PeerMessage::TopicCreated {
+                    name,
+                    error_code,
+                    message,
+                };
+                self.send(now, from, answer)?;
+            }
+            PeerMessage::TopicCreated {
+                name,
+                error_code,
+                message,
+            } => {
+                self.topics_out.remove(&name);
+                self.topic_results.insert(name, (error_code, message));
+            }
+            PeerMessage::Fetch {
+                correlation,
+                request,
+            } => self.serve_fetch(now, from, correlation, &request)?,
+            PeerMessage::FetchResponse {
+                correlation,
+                response,
+            } => self.take_fetch_response(now, from, correlation, &response),
+        }
+        Ok(())
+    }
+
+    /// Sends `message` to `to`; to this node, it is acted on at once.
+    fn send(&mut self, now: Millis, to: NodeId, message: PeerMessage) -> Result<(), NodeError> {
+        if to == self.node {
+            let node = self.node;
+            return self.dispatch(now, node, message);
+        }
+        self.outbox.push((to, message));
+        Ok(())
+    }
+
+    /// Runs the timers: quorum ticks, the broker's heartbeat and registration, the
+    /// controller's session checks, the broker's own timers, and retries of requests left
+    /// unanswered.
+    pub fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError> {
+        while now.0 - self.last_quorum_tick.0 >= self.config.tick_ms {
+            self.quorum.handle_tick();
+            self.last_quorum_tick = Millis(self.last_quorum_tick.0 + self.config.tick_ms);
+        }
+        if let Some(controller) = &mut self.controller {
+            let records = controller.tick(now);
+            self.propose(records)?;
+        }
+        self.broker.handle_tick(now);
+        let timeout = self.config.request_timeout_ms;
+        let expired = |sent: &Millis| now.0 - sent.0 >= timeout;
+        self.fetches_out.retain(|_, (_, _, sent)| !expired(sent));
+        let stale: Vec<(uuid::Uuid, i32)> = self
+            .isr_out
+            .iter()
+            .filter(|(_, sent)| expired(sent))
+            .map(|(key, _)| *key)
+            .collect();
+        for (topic_id, partition) in stale {
+            self.isr_out.remove(&(topic_id, partition));
+            self.broker.isr_change_failed(topic_id, partition);
+        }
+        self.topics_out.retain(|_, sent| !expired(sent));
+        self.pump(now)
+    }
+
+    /// When [`ClusterNode::handle_tick`] should next run at the latest.
+    pub fn next_deadline(&self) -> Millis {
+        let quorum = Millis(self.last_quorum_tick.0 + self.config.tick_ms);
+        let broker = self.broker.next_deadline();
+        let controller = self.controller.as_ref().and_then(Controller::next_deadline);
+        let creates = self.creates.values().map(|c| c.deadline).min();
+        [Some(quorum), broker, controller, creates]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("the quorum always ticks")
+    }
+
+    /// Drains the messages for peers: (to, bytes).
+    pub fn poll_outgoing(&mut self) -> Vec<(NodeId, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+            .into_iter()
+            .map(|(to, message)| (to, message.encode()))
+            .collect()
+    }
+
+    /// Drains the parked client requests answered since the last call.
+    pub fn poll_completed(&mut self) -> Vec<Completed> {
+        for (id, data) in self.broker.poll_completed_fetches() {
+            match self.fetches_in.remove(&id) {
+                Some((follower, correlation)) => {
+                    self.send_fetch_response(follower, correlation, &data)
+                }
+                None => self.completed.push(Completed::Fetch(id, data)),
+            }
+        }
+        for (id, response) in self.broker.poll_completed_responses() {
+            self.completed.push(Completed::Response(id, Box::new(response)));
+        }
+        std::mem::take(&mut self.completed)
+    }
+
+    /// Forgets a parked client request whose connection went away.
+    pub fn cancel_parked(&mut self, id: ParkedFetchId) {
+        if self.creates.remove(&id).is_none() {
+            self.broker.cancel_parked(id);
+        }
+    }
+
+    /// Closes the broker's logs cleanly.
+    pub fn close(self) -> Result<(), NodeError> {
+        self.broker.close()?;
+        Ok(())
+    }
+
+    /// Everything that follows an input: the quorum's output (messages, committed entries,
+    /// snapshots), the controller's activation, and the broker's requests to its peers.
+    fn pump(&mut self, now: Millis) -> Result<(), NodeError> {
+        // Committing can make the controller decide, which proposes more: a few rounds.
+        for _ in 0..4 {
+            let output = self.quorum.poll()?;
+            let idle = output.messages.is_empty() && output.committed.is_empty();
+            for (to, bytes) in output.messages {
+                self.outbox.push((to, PeerMessage::Raft(bytes)));
+            }
+            for committed in output.committed {
+                match committed {
+                    Committed::Entry { data, .. } => self.apply_entry(now, &data)?,
+                    Committed::Snapshot { data, .. } => self.install_snapshot(now, &data)?,
+                }
+            }
+            self.update_controller();
+            if idle {
+                break;
+            }
+        }
+        if self.quorum.snapshot_due() {
+            let data = LogEntry::Records(self.image().to_records()).encode();
+            let applied = self.quorum.applied_index();
+            self.quorum.snapshot(applied, data)?;
+        }
+        self.broker.set_controller(self.quorum.leader());
+        self.broker_requests(now);
+        self.complete_creates(now);
+        Ok(())
+    }
+
+    /// Starts the controller once this node leads the quorum and applied its marker; drops
+    /// it when the leadership is gone.
+    fn update_controller(&mut self) {
+        if !self.quorum.is_leader() {
+            self.controller = None;
+            return;
+        }
+        let term = self.quorum.term();
+        if self.marker_term != Some(term) {
+            self.controller = None;
+            self.marker_term = Some(term);
+            // The marker commits after every entry of earlier terms: once applied, the
+            // image is complete.
+            let _ = self
+                .quorum
+                .propose(LogEntry::LeaderMarker { term }.encode());
+        }
+    }
+
+    /// Applies one committed entry.
+    fn apply_entry(&mut self, now: Millis, data: &[u8]) -> Result<(), NodeError> {
+        match LogEntry::decode(data).map_err(|err| NodeError::Log(err.to_string()))? {
+            LogEntry::Records(records) => {
+                for record in &records {
+                    self.broker.apply_metadata(now, record)?;
+                }
+            }
+            LogEntry::LeaderMarker { term } => {
+                if self.quorum.is_leader() && self.quorum.term() == term {
+                    let image = self.image().clone();
+                    self.controller = Some(Controller::new(image, now, self.config.controller));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the image with a snapshot's.
+    fn install_snapshot(&mut self, now: Millis, data: &[u8]) -> Result<(), NodeError> {
+        let mut image = ClusterImage::new();
+        for record in &snapshot_records(data)? {
+            image
+                .apply(record)
+                .map_err(|err| NodeError::Log(err.to_string()))?;
+        }
+        self.broker.install_image(now, image)?;
+        Ok(())
+    }
+
+    /// Proposes a controller decision's records as one entry. A proposal the quorum refuses
+    /// (leadership just lost) is dropped with the controller.
+    fn propose(&mut self, records: Vec<crate::cluster::MetadataRecord>) -> Result<(), NodeError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self
+            .quorum
+            .propose(LogEntry::Records(records).encode())
+            .is_err()
+        {
+            self.controller = None;
+        }
+        Ok(())
+    }
+
+    /// Sends a request to the controller (the quorum's leader); dropped while there is none
+    /// (the broker asks again).
+    fn send_to_controller(&mut self, now: Millis, message: PeerMessage) -> Result<(), NodeError> {
+        match self.quorum.leader() {
+            Some(leader) => self.send(now, leader, message),
+            None => Ok(()),
+        }
+    }
+
+    /// What the broker needs from its peers: registration and heartbeats, follower fetches,
+    /// ISR changes, topic creations.
+    fn broker_requests(&mut self, now: Millis) {
+        let incarnation = self.config.incarnation;
+        let registered = self
+            .image()
+            .brokers()
+            .get(&self.node)
+            .is_some_and(|b| b.registration.incarnation == incarnation);
+        let resend = |last: Option<Millis>, every: i64| last.is_none_or(|t| now.0 - t.0 >= every);
+        if !registered
+            && resend(
+                self.last_register,
+                self.config.request_timeout_ms.min(1_000),
+            )
+        {
+            self.last_register = Some(now);
+            let registration = BrokerRegistration {
+                node: self.node,
+                incarnation,
+                host: self.config.broker.advertised_host.clone(),
+                port: self.config.broker.advertised_port,
+            };
+            let _ = self.send_to_controller(now, PeerMessage::Register(registration));
+        }
+        let fenced = !self.image().is_active(self.node);
+        let interval = if fenced {
+            self.config.tick_ms
+        } else {
+            self.config.broker_heartbeat_ms
+        };
+        if registered && resend(self.last_heartbeat, interval) {
+            self.last_heartbeat = Some(now);
+            let heartbeat = PeerMessage::Heartbeat {
+                node: self.node,
+                incarnation,
+                caught_up: true,
+            };
+            let _ = self.send_to_controller(now, heartbeat);
+        }
+        for (leader, request) in self
+            .broker
+            .replica_fetches(self.config.replica_fetch_wait_ms)
+        {
+            if self.fetches_out.contains_key(&leader) || leader == self.node {
+                continue;
+            }
+            let mut body = bytes::BytesMut::new();
+            if request.encode(&mut body, REPLICA_FETCH_VERSION).is_err() {
+                continue;
+            }
+            self.next_correlation += 1;
+            let correlation = self.next_correlation;
+            self.fetches_out.insert(leader, (correlation, request, now));
+            let message = PeerMessage::Fetch {
+                correlation,
+                request: body.to_vec(),
+            };
+            self.outbox.push((leader, message));
+        }
+        for change in self.broker.take_isr_changes() {
+            self.isr_out
+                .insert((change.topic_id, change.partition), now);
+            let _ = self.send_to_controller(now, PeerMessage::AlterPartition(change));
+        }
+        for name in self.broker.take_topic_requests() {
+            if self.topics_out.contains_key(&name) {
+                continue;
+            }
+            self.topics_out.insert(name.clone(), now);
+            let request = PeerMessage::CreateTopic {
+                name,
+                partitions: self.config.broker.num_partitions,
+                replication_factor: self.config.broker.default_replication_factor,
+                configs: BTreeMap::new(),
+            };
+            let _ = self.send_to_controller(now, request);
+        }
+    }
+
+    /// A follower's fetch from a peer: answered now or when the broker completes it.
+    fn serve_fetch(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation: u64,
+        body: &[u8],
+    ) -> Result<(), NodeError> {
+        let mut bytes = bytes::Bytes::copy_from_slice(body);
+        let Ok(request) = FetchRequest::decode(&mut bytes, REPLICA_FETCH_VERSION) else {
+            return Ok(());
+        };
+        if request.replica_id.0 != from.0 {
+            return Ok(()); // a peer fetches as itself only
+        }
+        let request = Request {
+            api_key: ApiKey::Fetch,
+            api_version: REPLICA_FETCH_VERSION,
+            correlation_id: 0,
+            client_id: None,
+            body: RequestKind::Fetch(request),
+        };
+        match self.broker.handle_request(now, request) {
+            Reply::Fetch(data) => self.send_fetch_response(from, correlation, &data),
+            Reply::Parked(id) => {
+                self.fetches_in.insert(id, (from, correlation));
+            }
+            Reply::Response(_) | Reply::None => {}
+        }
+        Ok(())
+    }
+
+    fn send_fetch_response(&mut self, to: NodeId, correlation: u64, data: &FetchResponseData) {
+        // A partition that vanished between the read and now leaves the follower to retry.
+        if let Ok(response) = self
+            .broker
+            .fetch_response_bytes(REPLICA_FETCH_VERSION, 0, data)
+        {
+            self.outbox.push((
+                to,
+                PeerMessage::FetchResponse {
+                    correlation,
+                    response,
+                },
+            ));
+        }
+    }
+
+    /// A leader's answer to this node's follower fetch.
+    fn take_fetch_response(&mut self, now: Millis, from: NodeId, correlation: u64, bytes: &[u8]) {
+        let Some((expected, _, _)) = self.fetches_out.get(&from) else {
+            return;
+        };
+        if *expected != correlation {
+            return;
+        }
+        let (_, request, _) = self.fetches_out.remove(&from).expect("checked above");
+        let Some(response) = decode_fetch_response(bytes) else {
+            return;
+        };
+        self.broker
+            .handle_replica_fetch_response(now, &request, response);
+    }
+
+    /// A client's CreateTopics: each topic asked of the controller; answered once every
+    /// topic is in this node's image or refused.
+    fn create_topics(
+        &mut self,
+        now: Millis,
+        request: kafka_protocol::messages::CreateTopicsRequest,
+    ) -> Reply {
+        let mut response = CreateTopicsResponse::default();
+        let mut waiting = Vec::new();
+        for topic in request.topics {
+            let name = topic.name.0.as_str().to_string();
+            let mut result = CreatableTopicResult::default();
+            result.name = topic.name.clone();
+            if self.image().topic(&name).is_some() {
+                result.error_code = ErrorCode::TopicAlreadyExists.code();
+            } else if let Err(err) = crate::broker::validate_topic_name(&name) {
+                result.error_code = ErrorCode::InvalidTopicException.code();
+                result.error_message = Some(StrBytes::from_string(err.to_string()));
+            } else {
+                let configs = topic
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect();
+                let partitions = match topic.num_partitions {
+                    -1 => self.config.broker.num_partitions,
+                    n => n,
+                };
+                let replication_factor = match topic.replication_factor {
+                    -1 => self.config.broker.default_replication_factor,
+                    n => n,
+                };
+                self.topic_results.remove(&name);
+                self.topics_out.insert(name.clone(), now);
+                let message = PeerMessage::CreateTopic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor,
+                    configs,
+                };
+                let _ = self.send_to_controller(now, message);
+                waiting.push((name, response.topics.len()));
+            }
+            response.topics.push(result);
+        }
+        if waiting.is_empty() {
+            return Reply::Response(Box::new(ResponseKind::CreateTopics(response)));
+        }
+        let id = ParkedFetchId(CREATE_PARK_BASE | self.next_create);
+        self.next_create += 1;
+        let deadline = Millis(now.0 + i64::from(request.timeout_ms.max(0)));
+        self.creates.insert(
+            id,
+            ParkedCreate {
+                response,
+                waiting,
+                deadline,
+            },
+        );
+        self.complete_creates(now);
+        Reply::Parked(id)
+    }
+
+    /// Answers the parked CreateTopics whose topics are all created (in the image),
+    /// refused, or out of time.
+    fn complete_creates(&mut self, now: Millis) {
+        let parked = std::mem::take(&mut self.creates);
+        for (id, mut create) in parked {
+            let mut still = Vec::new();
+            for (name, position) in create.waiting {
+                let result = &mut create.response.topics[position];
+                if self.image().topic(&name).is_some() {
+                    continue;
+                }
+                match self.topic_results.get(&name) {
+                    Some((code, message)) if *code != 0 => {
+                        result.error_code = *code;
+                        result.error_message = Some(StrBytes::from_string(message.clone()));
+                    }
+                    _ if create.deadline <= now => {
+                        result.error_code = ErrorCode::RequestTimedOut.code();
+                    }
+                    _ => still.push((name, position)),
+                }
+            }
+            create.waiting = still;
+            if create.waiting.is_empty() {
+                let response = ResponseKind::CreateTopics(create.response);
+                self.completed.push(Completed::Response(id, Box::new(response)));
+            } else {
+                self.creates.insert(id, create);
+            }
+        }
+    }
+}
+
+/// The records of a metadata snapshot.
+fn snapshot_records(data: &[u8]) -> Result<Vec<crate::cluster::MetadataRecord>, NodeError> {
+    match LogEntry::decode(data).map_err(|err| NodeError::Log(err.to_string()))? {
+        LogEntry::Records(records) => Ok(records),
+        LogEntry::LeaderMarker { .. } => Err(NodeError::Log("a snapshot holds records".into())),
+    }
+}
+
+/// Decodes a whole Fetch response (size prefix and header included) at the replica version.
+fn decode_fetch_response(bytes: &[u8]) -> Option<FetchResponse> {
+    let body = bytes.get(4..)?;
+    let mut body = bytes::Bytes::copy_from_slice(body);
+    let header_version = ApiKey::Fetch.response_header_version(REPLICA_FETCH_VERSION);
+    ResponseHeader::decode(&mut body, header_version).ok()?;
+    FetchResponse::decode(&mut body, REPLICA_FETCH_VERSION).ok()
+}

@@ -1,0 +1,370 @@
+//! Three nodes in one process: messages delivered in order (or dropped for a node that is
+//! down), time moved by hand. The simulator runs the same nodes over a faulty network.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::*;
+use crate::record::{BatchBuilder, Record};
+use crate::storage::MemoryDirs;
+use crate::types::Offset;
+
+struct Harness {
+    dirs: BTreeMap<i32, MemoryDirs>,
+    nodes: BTreeMap<i32, Option<ClusterNode<MemoryDirs>>>,
+    incarnations: BTreeMap<i32, u64>,
+    now: i64,
+    completed: BTreeMap<i32, Vec<Completed>>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut harness = Harness {
+            dirs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            now: 0,
+            completed: BTreeMap::new(),
+        };
+        for id in 1..=3 {
+            harness.dirs.insert(id, MemoryDirs::default());
+            harness.start(id);
+        }
+        harness
+    }
+
+    fn start(&mut self, id: i32) {
+        let incarnation = self.incarnations.entry(id).or_insert(0);
+        *incarnation += 1;
+        let broker = BrokerConfig {
+            node_id: id,
+            advertised_port: 9000 + id,
+            default_replication_factor: 3,
+            ..BrokerConfig::default()
+        };
+        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let mut config = NodeConfig::new(broker, voters, *incarnation);
+        config.election_tick = 10 + 3 * id as usize; // fixed jitter
+        config.snapshot_interval = 20;
+        let node = ClusterNode::open(self.dirs[&id].clone(), config, Millis(self.now)).unwrap();
+        self.nodes.insert(id, Some(node));
+    }
+
+    fn stop(&mut self, id: i32) {
+        let node = self.nodes.get_mut(&id).unwrap().take().unwrap();
+        node.close().unwrap();
+    }
+
+    fn node(&mut self, id: i32) -> &mut ClusterNode<MemoryDirs> {
+        self.nodes.get_mut(&id).unwrap().as_mut().unwrap()
+    }
+
+    /// Delivers every queued message (repeatedly, until quiet), collecting completions.
+    fn deliver(&mut self) {
+        for _ in 0..200 {
+            let mut mail = Vec::new();
+            for (&id, node) in &mut self.nodes {
+                if let Some(node) = node {
+                    for (to, bytes) in node.poll_outgoing() {
+                        mail.push((id, to.0, bytes));
+                    }
+                    self.completed
+                        .entry(id)
+                        .or_default()
+                        .extend(node.poll_completed());
+                }
+            }
+            if mail.is_empty() {
+                return;
+            }
+            let now = Millis(self.now);
+            for (from, to, bytes) in mail {
+                if let Some(Some(node)) = self.nodes.get_mut(&to) {
+                    node.handle_peer_message(now, NodeId(from), &bytes).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Moves time on in steps of `step` ms up to `ms`, ticking and delivering.
+    fn run(&mut self, ms: i64, step: i64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += step;
+            let now = Millis(self.now);
+            for node in self.nodes.values_mut().flatten() {
+                node.handle_tick(now).unwrap();
+            }
+            self.deliver();
+        }
+    }
+
+    fn controller(&self) -> Option<i32> {
+        let controllers: Vec<i32> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.as_ref().is_some_and(|n| n.is_controller()))
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(
+            controllers.len() <= 1,
+            "one active controller: {controllers:?}"
+        );
+        controllers.first().copied()
+    }
+
+    fn request(&mut self, id: i32, version: i16, body: RequestKind) -> Reply {
+        let api_key = match &body {
+            RequestKind::Produce(_) => ApiKey::Produce,
+            RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
+            _ => ApiKey::Metadata,
+        };
+        let request = Request {
+            api_key,
+            api_version: version,
+            correlation_id: 1,
+            client_id: None,
+            body,
+        };
+        let now = Millis(self.now);
+        let reply = self
+            .node(id)
+            .handle_request(now, &RequestContext::default(), request)
+            .unwrap();
+        self.deliver();
+        reply
+    }
+
+    /// The answer to a parked request at node `id`, if it came.
+    fn take_completed(&mut self, id: i32, parked: ParkedFetchId) -> Option<ResponseKind> {
+        let list = self.completed.entry(id).or_default();
+        let position = list
+            .iter()
+            .position(|c| matches!(c, Completed::Response(i, _) if *i == parked))?;
+        match list.remove(position) {
+            Completed::Response(_, response) => Some(*response),
+            Completed::Fetch(..) => unreachable!(),
+        }
+    }
+
+    fn create_topic(&mut self, at: i32, name: &str, partitions: i32) -> i16 {
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(StrBytes::from_string(name.into()));
+        topic.num_partitions = partitions;
+        topic.replication_factor = 3;
+        let mut config = CreatableTopicConfig::default();
+        config.name = StrBytes::from_static_str("min.insync.replicas");
+        config.value = Some(StrBytes::from_static_str("2"));
+        topic.configs = vec![config];
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 30_000;
+        let reply = self.request(at, 5, RequestKind::CreateTopics(request));
+        let response = match reply {
+            Reply::Response(response) => *response,
+            Reply::Parked(id) => {
+                self.run(500, 50);
+                self.take_completed(at, id).expect("the topic is created")
+            }
+            other => panic!("{other:?}"),
+        };
+        let ResponseKind::CreateTopics(response) = response else {
+            panic!()
+        };
+        response.topics[0].error_code
+    }
+
+    fn leader_of(&mut self, at: i32, topic: &str, partition: usize) -> Option<i32> {
+        let image = self.node(at).image();
+        let p = &image.topic(topic)?.partitions[partition];
+        p.leader.map(|n| n.0)
+    }
+
+    /// acks=all produce of `values` at the partition's leader; the answer (error, base).
+    fn produce(&mut self, topic: &str, partition: i32, values: &[String]) -> (i16, i64) {
+        let mut builder = BatchBuilder::new(Offset(0));
+        for value in values {
+            builder.push(&Record {
+                timestamp: self.now,
+                key: None,
+                value: Some(value.clone().into_bytes()),
+                headers: Vec::new(),
+            });
+        }
+        let mut data = PartitionProduceData::default();
+        data.index = partition;
+        data.records = Some(Bytes::from(builder.build()));
+        let mut topic_data = TopicProduceData::default();
+        topic_data.name = TopicName(StrBytes::from_string(topic.into()));
+        topic_data.partition_data = vec![data];
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.timeout_ms = 10_000;
+        request.topic_data = vec![topic_data];
+        let any = *self.nodes.iter().find(|(_, n)| n.is_some()).unwrap().0;
+        let leader = self
+            .leader_of(any, topic, partition as usize)
+            .expect("a leader");
+        let response = match self.request(leader, 9, RequestKind::Produce(request)) {
+            Reply::Response(response) => *response,
+            Reply::Parked(id) => {
+                self.run(2_000, 50);
+                self.take_completed(leader, id).expect("acks=all answered")
+            }
+            other => panic!("{other:?}"),
+        };
+        let ResponseKind::Produce(response) = response else {
+            panic!()
+        };
+        let answer = &response.responses[0].partition_responses[0];
+        (answer.error_code, answer.base_offset)
+    }
+
+    /// The record values in node `id`'s replica of the partition, and its high watermark.
+    fn log_of(&mut self, id: i32, topic: &str, partition: i32) -> (Vec<String>, i64) {
+        let broker = self.node(id).broker();
+        let log = broker
+            .partition_log(topic, partition)
+            .expect("a replica here");
+        let mut values = Vec::new();
+        let mut next = log.log_start_offset();
+        while let Some(slice) = log.read(next, 1 << 20, log.log_end_offset()).unwrap() {
+            let bytes = log.read_bytes(&slice).unwrap();
+            for batch in crate::record::Batches::new(&bytes) {
+                let batch = batch.unwrap();
+                for record in crate::record::decode_records(&batch, 1 << 20).unwrap() {
+                    values.push(String::from_utf8(record.record.value.unwrap()).unwrap());
+                }
+            }
+            next = slice.next_offset;
+        }
+        (values, log.high_watermark().0)
+    }
+}
+
+fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[test]
+fn node_three_nodes_elect_a_controller_create_a_topic_and_replicate() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let controller = h.controller().expect("a controller after the election");
+    for id in 1..=3 {
+        assert!(
+            h.node(id).image().is_active(NodeId(id)),
+            "broker {id} is unfenced"
+        );
+        assert_eq!(h.node(id).quorum_leader(), Some(NodeId(controller)));
+    }
+    // CreateTopics at a node that is not the controller is forwarded to it.
+    let at = (1..=3).find(|&n| n != controller).unwrap();
+    assert_eq!(h.create_topic(at, "orders", 3), 0);
+    assert_eq!(
+        h.create_topic(at, "orders", 3),
+        ErrorCode::TopicAlreadyExists.code()
+    );
+    for partition in 0..3 {
+        let (code, base) = h.produce("orders", partition, &values("a", 0..4));
+        assert_eq!((code, base), (0, 0), "partition {partition}");
+    }
+    h.run(2_000, 50);
+    for id in 1..=3 {
+        for partition in 0..3 {
+            assert_eq!(
+                h.log_of(id, "orders", partition),
+                (values("a", 0..4), 4),
+                "node {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn node_failover_keeps_acknowledged_records_and_a_restarted_node_catches_up() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    assert_eq!(h.produce("orders", 0, &values("a", 0..5)).0, 0);
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let controller = h.controller().unwrap();
+    // Stop the partition leader (and with it perhaps the controller).
+    h.stop(leader);
+    h.run(15_000, 100);
+    let survivor = (1..=3).find(|&n| n != leader).unwrap();
+    let new_controller = h.controller().expect("a controller among the survivors");
+    assert_ne!(new_controller, leader);
+    if controller == leader {
+        assert_ne!(new_controller, controller);
+    }
+    let new_leader = h
+        .leader_of(survivor, "orders", 0)
+        .expect("a new partition leader");
+    assert_ne!(new_leader, leader);
+    assert_eq!(
+        h.log_of(new_leader, "orders", 0).0,
+        values("a", 0..5),
+        "acknowledged records kept"
+    );
+    assert_eq!(h.produce("orders", 0, &values("b", 0..3)), (0, 5));
+    // The stopped node comes back, catches up and rejoins the ISR.
+    h.start(leader);
+    h.run(10_000, 100);
+    let mut expected = values("a", 0..5);
+    expected.extend(values("b", 0..3));
+    for id in 1..=3 {
+        assert_eq!(
+            h.log_of(id, "orders", 0),
+            (expected.clone(), 8),
+            "node {id}"
+        );
+    }
+    let image = h.node(survivor).image().clone();
+    let isr = &image.topic("orders").unwrap().partitions[0].isr;
+    assert_eq!(isr.len(), 3, "{isr:?}");
+}
+
+#[test]
+fn node_metadata_log_snapshots_let_a_node_that_was_away_catch_up() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    h.stop(3);
+    h.run(10_000, 100); // its session expires: fenced
+    assert!(!h.node(1).image().is_active(NodeId(3)));
+    // Enough decisions for the others to snapshot (interval 20) while 3 is away.
+    for i in 0..12 {
+        assert_eq!(
+            h.create_topic(1, &format!("t{i}"), 1),
+            ErrorCode::InvalidReplicationFactor.code()
+        );
+    }
+    let mut created = 0;
+    for i in 0..12 {
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(StrBytes::from_string(format!("s{i}")));
+        topic.num_partitions = 1;
+        topic.replication_factor = 2;
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 30_000;
+        if let Reply::Parked(id) = h.request(1, 5, RequestKind::CreateTopics(request)) {
+            h.run(300, 50);
+            if let Some(ResponseKind::CreateTopics(r)) = h.take_completed(1, id) {
+                created += usize::from(r.topics[0].error_code == 0);
+            }
+        }
+    }
+    assert_eq!(created, 12);
+    h.start(3);
+    h.run(8_000, 100);
+    let expected = h.node(1).image().clone();
+    let back = h.node(3).image().clone();
+    assert_eq!(back.topics(), expected.topics(), "node 3 has every topic");
+    assert!(back.is_active(NodeId(3)));
+}

@@ -1,0 +1,483 @@
+//! One simulation run of a cluster: three nodes (quorum voters, controller, brokers) on their
+//! own simulated disks, a topic replicated on all of them with `min.insync.replicas=2`,
+//! acks=all producers and consumers that follow the leaders, and faults drawn from the seed —
+//! process kills, at most one power loss, nodes cut off from the others, clients cut off.
+//! After the safety phase every fault heals; the workload must finish, the replicas must
+//! converge, and the checkers must find nothing.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brook_core::log::PartitionLog;
+use brook_core::storage::Storage;
+use brook_core::NodeId;
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+
+use crate::broker_node::now;
+use crate::checker::{check, Failure};
+use crate::cluster_node::{node_ip, run_node, Registry};
+use crate::cluster_workload as workload;
+use crate::disk::SimDisk;
+use crate::run::RunReport;
+use crate::trace::Trace;
+use crate::workload::{History, SharedHistory, PARTITIONS, TOPIC};
+use crate::Options;
+
+/// Plain producers in a cluster run (acks=all, retries).
+const PRODUCERS: usize = 2;
+/// Consumers in a cluster run.
+const CONSUMERS: usize = 2;
+
+/// One fault of a cluster run.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// The node's process dies; its page cache survives.
+    Kill(i32),
+    /// The node's machine loses power: unsynced bytes are lost or torn.
+    PowerLoss(i32),
+    /// The node is cut off from the other nodes (clients still reach it).
+    Isolate(i32),
+    /// A client is cut off from every node.
+    ClogClient(usize),
+}
+
+/// The faults of a run, drawn from its seed.
+struct ClusterPlan {
+    /// (start ms into the safety phase, how long, fault).
+    faults: Vec<(u64, u64, Fault)>,
+    segment_bytes: Option<u64>,
+}
+
+impl ClusterPlan {
+    fn draw(nodes: i32, safety_ms: u64, clients: usize) -> ClusterPlan {
+        let mut rng = thread_rng();
+        let mut faults = Vec::new();
+        let mut power_lost = false;
+        for _ in 0..rng.gen_range(1..=5) {
+            let at = rng.gen_range(500..safety_ms.saturating_sub(1_000).max(501));
+            let duration = rng.gen_range(500..12_000);
+            let node = rng.gen_range(1..=nodes);
+            let fault = match rng.gen_range(0..10) {
+                0..=3 => Fault::Kill(node),
+                // Damage within what the cluster claims to survive: fewer nodes than
+                // min.insync.replicas lose power, so at most one.
+                4 | 5 if !power_lost => {
+                    power_lost = true;
+                    Fault::PowerLoss(node)
+                }
+                4..=7 => Fault::Isolate(node),
+                _ => Fault::ClogClient(rng.gen_range(0..clients)),
+            };
+            faults.push((at, duration, fault));
+        }
+        faults.sort_by_key(|f| f.0);
+        let segment_bytes = rng.gen_bool(0.5).then(|| rng.gen_range(2_048..16_384));
+        ClusterPlan {
+            faults,
+            segment_bytes,
+        }
+    }
+}
+
+impl fmt::Display for ClusterPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cluster of 3")?;
+        if let Some(bytes) = self.segment_bytes {
+            write!(f, ", segments of {bytes} B")?;
+        }
+        for (at, duration, fault) in &self.faults {
+            write!(f, ", {fault:?} at {at} ms for {duration} ms")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one seed of a cluster run to completion.
+pub fn run_cluster_seed(seed: u64, options: &Options) -> RunReport {
+    let mut config = madsim::Config::default();
+    let latency_ms = 1 + seed % 10;
+    config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(latency_ms + 1);
+    let runtime = Runtime::with_seed_and_config(seed, config);
+    let options = options.clone();
+    runtime.block_on(async move { simulate(seed, options).await })
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("literal IP address")
+}
+
+async fn simulate(seed: u64, options: Options) -> RunReport {
+    let nodes = options.nodes as i32;
+    let handle = Handle::current();
+    let trace = Trace::default();
+    let history: SharedHistory = Arc::new(Mutex::new(History::default()));
+    let clients = PRODUCERS + CONSUMERS + 2;
+    let plan = ClusterPlan::draw(nodes, options.safety_secs * 1000, clients);
+    trace.record(format!("seed {seed} plan {plan}"));
+    let registry: Registry = Arc::default();
+    let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
+    let disks: Vec<SimDisk> = (0..nodes).map(|_| SimDisk::default()).collect();
+    let node_handles: Vec<NodeHandle> = (1..=nodes)
+        .map(|id| {
+            let disk = disks[id as usize - 1].clone();
+            let (voters, trace, registry) = (voters.clone(), trace.clone(), registry.clone());
+            handle
+                .create_node()
+                .name(format!("node{id}"))
+                .ip(ip(&node_ip(id)))
+                .init(move || {
+                    let (voters, disk) = (voters.clone(), disk.clone());
+                    run_node(id, voters, disk, trace.clone(), registry.clone())
+                })
+                .build()
+        })
+        .collect();
+    let client_nodes: Vec<NodeHandle> = (0..clients)
+        .map(|i| {
+            handle
+                .create_node()
+                .name(format!("client{i}"))
+                .ip(ip(&format!("10.0.1.{}", i + 1)))
+                .build()
+        })
+        .collect();
+    let setup = client_nodes[0].spawn(workload::create_topic(
+        nodes,
+        plan.segment_bytes,
+        trace.clone(),
+    ));
+    let _ = madsim::time::timeout(Duration::from_secs(60), setup).await;
+
+    let mut producers = Vec::new();
+    for id in 0..PRODUCERS {
+        let task = workload::producer(
+            id,
+            nodes,
+            options.records_per_producer,
+            history.clone(),
+            trace.clone(),
+        );
+        producers.push(client_nodes[1 + id].spawn(task));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for id in 0..CONSUMERS {
+        let task = workload::consumer(id, nodes, stop.clone(), history.clone());
+        drop(client_nodes[1 + PRODUCERS + id].spawn(task));
+    }
+
+    // Safety phase: faults on.
+    let net = NetSim::current();
+    let phase_start = madsim::time::Instant::now();
+    let mut events: Vec<(u64, bool, Fault)> = Vec::new();
+    for &(at, duration, fault) in &plan.faults {
+        events.push((at, true, fault));
+        events.push((at + duration, false, fault));
+    }
+    events.sort_by_key(|e| e.0);
+    let node_id = |n: i32| node_handles[n as usize - 1].id();
+    let mut down = vec![false; nodes as usize + 1];
+    let mut power_lost = false;
+    for (at, start, fault) in events {
+        madsim::time::sleep_until(phase_start + Duration::from_millis(at)).await;
+        match (fault, start) {
+            (Fault::Kill(n) | Fault::PowerLoss(n), true) => {
+                if down[n as usize] {
+                    continue;
+                }
+                handle.kill(node_id(n));
+                down[n as usize] = true;
+                if let Fault::PowerLoss(_) = fault {
+                    disks[n as usize - 1].power_loss(seed ^ at);
+                    power_lost = true;
+                }
+                trace.record(format!("{} fault: {fault:?}", now().0));
+            }
+            (Fault::Kill(n) | Fault::PowerLoss(n), false) => {
+                if down[n as usize] {
+                    handle.restart(node_id(n));
+                    down[n as usize] = false;
+                    trace.record(format!("{} fault: node{n} restarted", now().0));
+                }
+            }
+            (Fault::Isolate(n), cut) => {
+                for other in (1..=nodes).filter(|&o| o != n) {
+                    if cut {
+                        net.clog_link(node_id(n), node_id(other));
+                        net.clog_link(node_id(other), node_id(n));
+                    } else {
+                        net.unclog_link(node_id(n), node_id(other));
+                        net.unclog_link(node_id(other), node_id(n));
+                    }
+                }
+                trace.record(format!("{} fault: node{n} cut off {cut}", now().0));
+            }
+            (Fault::ClogClient(c), cut) => {
+                for n in 1..=nodes {
+                    if cut {
+                        net.clog_link(client_nodes[c].id(), node_id(n));
+                        net.clog_link(node_id(n), client_nodes[c].id());
+                    } else {
+                        net.unclog_link(client_nodes[c].id(), node_id(n));
+                        net.unclog_link(node_id(n), client_nodes[c].id());
+                    }
+                }
+            }
+        }
+    }
+    madsim::time::sleep_until(phase_start + Duration::from_secs(options.safety_secs)).await;
+
+    // Liveness phase: heal everything; the workload must finish and the replicas converge.
+    for a in 1..=nodes {
+        for b in 1..=nodes {
+            if a != b {
+                net.unclog_link(node_id(a), node_id(b));
+            }
+        }
+        for client in &client_nodes {
+            net.unclog_link(client.id(), node_id(a));
+            net.unclog_link(node_id(a), client.id());
+        }
+        if down[a as usize] {
+            handle.restart(node_id(a));
+            down[a as usize] = false;
+        }
+    }
+    trace.record(format!("{} heal: network healed, every node up", now().0));
+    let deadline = madsim::time::Instant::now() + Duration::from_secs(options.liveness_secs);
+    for producer in producers {
+        let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+        let _ = madsim::time::timeout(remaining, producer).await;
+    }
+    let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+    let reader = client_nodes[clients - 1].spawn(workload::final_read(
+        nodes,
+        history.clone(),
+        trace.clone(),
+    ));
+    let _ = madsim::time::timeout(remaining, reader).await;
+    stop.store(true, Ordering::Relaxed);
+    let converged = await_convergence(&registry, nodes, deadline, &trace).await;
+
+    let history = history.lock().expect("history");
+    // acks=all with min.insync.replicas=2 and at most one power loss: nothing acknowledged
+    // may be lost.
+    let mut verdict = check(&history, false);
+    if history.producers_done < PRODUCERS {
+        verdict.failures.push(Failure {
+            checker: "liveness",
+            detail: format!(
+                "{} of {PRODUCERS} producers finished after healing",
+                history.producers_done
+            ),
+        });
+    }
+    match converged {
+        Ok(replicas) => check_replicas(&history, &replicas, &mut verdict.failures),
+        Err(detail) => verdict.failures.push(Failure {
+            checker: "replicas-converge",
+            detail,
+        }),
+    }
+    trace.record(format!(
+        "{} done: {} acks, {} reads, {} failures, power lost {power_lost}",
+        now().0,
+        history.acks.len(),
+        history.reads.len(),
+        verdict.failures.len(),
+    ));
+    RunReport {
+        seed,
+        plan: plan.to_string(),
+        acks: history.acks.len(),
+        verdict,
+        trace_hash: trace.hash(),
+        trace: trace.lines(),
+        simulated_secs: phase_start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Every replica's committed records: (node, partition) → (offset → value), and the high
+/// watermark.
+type Replicas = Vec<(i32, i32, Vec<(i64, String)>, i64)>;
+
+/// Waits until every node holds every partition up to the same high watermark, then reads
+/// every replica's committed records.
+async fn await_convergence(
+    registry: &Registry,
+    nodes: i32,
+    deadline: madsim::time::Instant,
+    trace: &Trace,
+) -> Result<Replicas, String> {
+    loop {
+        let snapshot = read_replicas(registry, nodes);
+        let done = snapshot.as_ref().is_ok_and(|replicas| {
+            (0..PARTITIONS).all(|p| {
+                let ends: Vec<(usize, i64)> = replicas
+                    .iter()
+                    .filter(|r| r.1 == p)
+                    .map(|r| (r.2.len(), r.3))
+                    .collect();
+                ends.len() == nodes as usize && ends.windows(2).all(|w| w[0] == w[1])
+            })
+        });
+        if done {
+            trace.record(format!("{} replicas converged", now().0));
+            return snapshot;
+        }
+        if madsim::time::Instant::now() >= deadline {
+            return Err(match snapshot {
+                Ok(replicas) => {
+                    let ends: Vec<String> = replicas
+                        .iter()
+                        .map(|r| format!("node{} p{}: {} records, hw {}", r.0, r.1, r.2.len(), r.3))
+                        .collect();
+                    let views = describe_views(registry, nodes);
+                    format!(
+                        "replicas still differ after healing: {}; views: {views}",
+                        ends.join("; ")
+                    )
+                }
+                Err(err) => err,
+            });
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Each node's view of the workload topic's partitions (leader, epoch, ISR), for reports.
+fn describe_views(registry: &Registry, nodes: i32) -> String {
+    let registry = registry.lock().expect("registry");
+    let mut views = Vec::new();
+    for id in 1..=nodes {
+        let Some(node) = registry.get(&id) else {
+            continue;
+        };
+        let state = node.lock();
+        let image = state.node.image();
+        let serving = state.node.is_serving();
+        let quorum = state.node.quorum_leader().map(|n| n.0);
+        let Some(topic) = image.topic(TOPIC) else {
+            views.push(format!(
+                "node{id} (serving {serving}, quorum leader {quorum:?}) no topic"
+            ));
+            continue;
+        };
+        let parts: Vec<String> = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let isr: Vec<i32> = p.isr.iter().map(|n| n.0).collect();
+                let local = state
+                    .node
+                    .broker()
+                    .partition_log(TOPIC, p.partition)
+                    .map(|log| {
+                        format!(
+                            "log {}..{} hw {} epochs {:?}",
+                            log.log_start_offset().0,
+                            log.log_end_offset().0,
+                            log.high_watermark().0,
+                            log.epoch_entries()
+                                .iter()
+                                .map(|e| (e.epoch.0, e.start_offset.0))
+                                .collect::<Vec<_>>()
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "p{} leader {:?} epoch {} isr {isr:?} {local}",
+                    p.partition,
+                    p.leader.map(|n| n.0),
+                    p.leader_epoch.0
+                )
+            })
+            .collect();
+        views.push(format!(
+            "node{id} (serving {serving}, quorum leader {quorum:?}) {}",
+            parts.join(", ")
+        ));
+    }
+    views.join("; ")
+}
+
+/// Reads every node's replicas of the workload topic below their high watermarks.
+fn read_replicas(registry: &Registry, nodes: i32) -> Result<Replicas, String> {
+    let registry = registry.lock().expect("registry");
+    let mut replicas = Vec::new();
+    for id in 1..=nodes {
+        let node = registry.get(&id).ok_or(format!("node{id} never started"))?;
+        let state = node.lock();
+        for partition in 0..PARTITIONS {
+            let log = state
+                .node
+                .broker()
+                .partition_log(TOPIC, partition)
+                .ok_or(format!(
+                    "node{id} holds no replica of partition {partition}"
+                ))?;
+            let records = committed_records(log)?;
+            replicas.push((id, partition, records, log.high_watermark().0));
+        }
+    }
+    Ok(replicas)
+}
+
+fn committed_records<S: Storage>(log: &PartitionLog<S>) -> Result<Vec<(i64, String)>, String> {
+    let mut records = Vec::new();
+    let mut next = log.log_start_offset();
+    let end = log.high_watermark();
+    while let Some(slice) = log.read(next, 1 << 20, end).map_err(|e| e.to_string())? {
+        let bytes = log.read_bytes(&slice).map_err(|e| e.to_string())?;
+        for batch in brook_core::record::Batches::new(&bytes) {
+            let batch = batch.map_err(|e| e.to_string())?;
+            for record in
+                brook_core::record::decode_records(&batch, 1 << 20).map_err(|e| e.to_string())?
+            {
+                let value =
+                    String::from_utf8_lossy(record.record.value.as_deref().unwrap_or_default());
+                records.push((record.offset.0, value.into_owned()));
+            }
+        }
+        next = slice.next_offset;
+    }
+    Ok(records)
+}
+
+/// `replicas-agree`: offset → record is one function across every replica and the final
+/// read (Jepsen's inconsistent offsets), and every replica holds the whole committed log.
+fn check_replicas(history: &History, replicas: &Replicas, failures: &mut Vec<Failure>) {
+    for (node, partition, records, high_watermark) in replicas {
+        for (offset, value) in records {
+            if let Some(read) = history.final_log.get(&(*partition, *offset)) {
+                if read != value {
+                    failures.push(Failure {
+                        checker: "replicas-agree",
+                        detail: format!(
+                            "node{node} holds {value:?} at {partition}/{offset}, the leader served {read:?}"
+                        ),
+                    });
+                    return;
+                }
+            }
+        }
+        let served = history
+            .final_log
+            .keys()
+            .filter(|(p, _)| p == partition)
+            .count();
+        if records.len() < served {
+            failures.push(Failure {
+                checker: "replicas-agree",
+                detail: format!(
+                    "node{node} holds {} records of partition {partition} below its high watermark {high_watermark}, the final read {served}",
+                    records.len()
+                ),
+            });
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! A simulated cluster node process: the core `ClusterNode` (quorum voter, controller when it
+//! leads, member broker) over a [`SimDisk`], serving Kafka clients on a madsim TCP listener
+//! and talking to the other nodes with madsim datagrams (which the network may delay, drop
+//! or cut off).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use brook_core::broker::{BrokerConfig, ParkedFetchId, Reply, RequestContext};
+use brook_core::node::{ClusterNode, Completed, NodeConfig};
+use brook_core::protocol::{decode_request, encode_response_for, frame_len};
+use brook_core::NodeId;
+use bytes::BytesMut;
+use madsim::net::{Endpoint, TcpListener, TcpStream};
+use madsim::rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::broker_node::{now, BROKER_PORT};
+use crate::disk::SimDisk;
+use crate::trace::Trace;
+
+/// The port nodes exchange peer messages on.
+pub const PEER_PORT: u16 = 9093;
+/// The datagram tag of peer messages.
+const PEER_TAG: u64 = 7;
+/// The largest request frame a node accepts from a client.
+const REQUEST_BYTES_MAX: usize = 16 << 20;
+
+/// Node `id`'s address (`10.0.0.{id}`).
+pub fn node_ip(id: i32) -> String {
+    format!("10.0.0.{id}")
+}
+
+/// The running nodes, for the checkers to inspect replicas once the run is over.
+pub type Registry = Arc<Mutex<BTreeMap<i32, SharedNode>>>;
+
+/// A node behind the lock its tasks share.
+#[derive(Clone)]
+pub struct SharedNode(Arc<Mutex<NodeState>>);
+
+/// A node and the client connections waiting on its parked requests.
+pub struct NodeState {
+    /// The node.
+    pub node: ClusterNode<SimDisk>,
+    waiters: HashMap<ParkedFetchId, oneshot::Sender<Vec<u8>>>,
+    /// (api, version, correlation id) of each parked request, to encode its answer.
+    parked: HashMap<ParkedFetchId, (kafka_protocol::messages::ApiKey, i16, i32)>,
+    failed: bool,
+}
+
+impl SharedNode {
+    /// Locks the node.
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        self.0.lock().expect("node lock")
+    }
+}
+
+impl NodeState {
+    /// Answers the client requests the node completed; returns the peer messages to send.
+    fn flush(&mut self) -> Vec<(NodeId, Vec<u8>)> {
+        for completed in self.node.poll_completed() {
+            let (id, bytes) = match completed {
+                Completed::Fetch(id, data) => {
+                    let Some((_, version, correlation)) = self.parked.remove(&id) else {
+                        continue;
+                    };
+                    let bytes =
+                        self.node
+                            .broker()
+                            .fetch_response_bytes(version, correlation, &data);
+                    (id, bytes.unwrap_or_default())
+                }
+                Completed::Response(id, response) => {
+                    let Some((api, version, correlation)) = self.parked.remove(&id) else {
+                        continue;
+                    };
+                    let bytes = encode_response_for(api, version, correlation, &response);
+                    (id, bytes.map(|b| b.to_vec()).unwrap_or_default())
+                }
+            };
+            if let Some(waiter) = self.waiters.remove(&id) {
+                let _ = waiter.send(bytes);
+            }
+        }
+        self.node.poll_outgoing()
+    }
+}
+
+/// Runs one incarnation of node `id` until it is killed.
+pub async fn run_node(
+    id: i32,
+    voters: Vec<NodeId>,
+    disk: SimDisk,
+    trace: Trace,
+    registry: Registry,
+) {
+    let mut rng = madsim::rand::thread_rng();
+    let incarnation: u64 = rng.gen();
+    let broker = BrokerConfig {
+        node_id: id,
+        advertised_host: node_ip(id),
+        advertised_port: i32::from(BROKER_PORT),
+        default_replication_factor: voters.len() as i16,
+        ..BrokerConfig::default()
+    };
+    let mut config = NodeConfig::new(broker, voters, incarnation);
+    // Election jitter from the seed: raft-rs's own draw escapes madsim.
+    config.election_tick = 10 + rng.gen_range(0..10);
+    let node = match ClusterNode::open(disk, config, now()) {
+        Ok(node) => node,
+        Err(err) => {
+            trace.record(format!("{} node{id}: cannot open: {err}", now().0));
+            return;
+        }
+    };
+    trace.record(format!("{} node{id}: open", now().0));
+    let shared = SharedNode(Arc::new(Mutex::new(NodeState {
+        node,
+        waiters: HashMap::new(),
+        parked: HashMap::new(),
+        failed: false,
+    })));
+    registry
+        .lock()
+        .expect("registry")
+        .insert(id, shared.clone());
+    let endpoint = Arc::new(
+        Endpoint::bind(("0.0.0.0", PEER_PORT))
+            .await
+            .expect("bind peer port"),
+    );
+    // Peer messages in.
+    {
+        let (shared, endpoint, trace) = (shared.clone(), endpoint.clone(), trace.clone());
+        madsim::task::spawn(async move {
+            loop {
+                let Ok((payload, from)) = endpoint.recv_from_raw(PEER_TAG).await else {
+                    continue;
+                };
+                let Ok(bytes) = payload.downcast::<Vec<u8>>() else {
+                    continue;
+                };
+                let Some(from) = node_of(from) else { continue };
+                let outgoing = {
+                    let mut state = shared.lock();
+                    if state.failed {
+                        continue;
+                    }
+                    if let Err(err) = state.node.handle_peer_message(now(), from, &bytes) {
+                        trace.record(format!("{} node{id}: stopped: {err}", now().0));
+                        state.failed = true;
+                    }
+                    state.flush()
+                };
+                send_all(&endpoint, outgoing).await;
+            }
+        });
+    }
+    // Timers.
+    {
+        let (shared, endpoint, trace) = (shared.clone(), endpoint.clone(), trace.clone());
+        madsim::task::spawn(async move {
+            loop {
+                let wait = {
+                    let state = shared.lock();
+                    (state.node.next_deadline().0 - now().0).clamp(1, 100)
+                };
+                madsim::time::sleep(Duration::from_millis(wait as u64)).await;
+                let outgoing = {
+                    let mut state = shared.lock();
+                    if state.failed {
+                        continue;
+                    }
+                    if let Err(err) = state.node.handle_tick(now()) {
+                        trace.record(format!("{} node{id}: stopped: {err}", now().0));
+                        state.failed = true;
+                    }
+                    state.flush()
+                };
+                send_all(&endpoint, outgoing).await;
+            }
+        });
+    }
+    let listener = TcpListener::bind(("0.0.0.0", BROKER_PORT))
+        .await
+        .expect("bind broker port");
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        madsim::task::spawn(async move {
+            let _ = serve_client(stream, shared, endpoint).await;
+        });
+    }
+}
+
+/// The node a peer address belongs to.
+fn node_of(addr: SocketAddr) -> Option<NodeId> {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.octets()[..3] == [10, 0, 0] => {
+            Some(NodeId(i32::from(ip.octets()[3])))
+        }
+        _ => None,
+    }
+}
+
+async fn send_all(endpoint: &Endpoint, outgoing: Vec<(NodeId, Vec<u8>)>) {
+    for (to, bytes) in outgoing {
+        let addr: SocketAddr = format!("{}:{PEER_PORT}", node_ip(to.0))
+            .parse()
+            .expect("a node address");
+        // A datagram to a node that is down is lost, as on a real network.
+        let _ = endpoint.send_to_raw(addr, PEER_TAG, Box::new(bytes)).await;
+    }
+}
+
+async fn serve_client(
+    mut stream: TcpStream,
+    shared: SharedNode,
+    endpoint: Arc<Endpoint>,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let len = loop {
+            match frame_len(&buf, REQUEST_BYTES_MAX) {
+                Ok(Some(len)) => break len,
+                Ok(None) => {}
+                Err(_) => return Ok(()),
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let mut frame = buf.split_to(4 + len);
+        let _ = frame.split_to(4);
+        let Ok(request) = decode_request(frame.freeze()) else {
+            return Ok(());
+        };
+        let (api, version, correlation) =
+            (request.api_key, request.api_version, request.correlation_id);
+        let (answer, outgoing) = {
+            let mut state = shared.lock();
+            if state.failed || !state.node.is_serving() {
+                // Not caught up with the metadata log yet: the client tries another node.
+                return Ok(());
+            }
+            let reply = match state
+                .node
+                .handle_request(now(), &RequestContext::default(), request)
+            {
+                Ok(reply) => reply,
+                Err(_) => {
+                    state.failed = true;
+                    return Ok(());
+                }
+            };
+            let answer = match reply {
+                Reply::Response(response) => {
+                    let bytes = encode_response_for(api, version, correlation, &response);
+                    Ok(bytes.map(|b| b.to_vec()).unwrap_or_default())
+                }
+                Reply::Fetch(data) => Ok(state
+                    .node
+                    .broker()
+                    .fetch_response_bytes(version, correlation, &data)
+                    .unwrap_or_default()),
+                Reply::Parked(id) => {
+                    let (sender, receiver) = oneshot::channel();
+                    state.waiters.insert(id, sender);
+                    state.parked.insert(id, (api, version, correlation));
+                    Err(receiver)
+                }
+                Reply::None => Ok(Vec::new()),
+            };
+            (answer, state.flush())
+        };
+        send_all(&endpoint, outgoing).await;
+        let bytes = match answer {
+            Ok(bytes) if bytes.is_empty() => continue,
+            Ok(bytes) => bytes,
+            Err(receiver) => match receiver.await {
+                Ok(bytes) if !bytes.is_empty() => bytes,
+                _ => return Ok(()),
+            },
+        };
+        stream.write_all(&bytes).await?;
+        stream.flush().await?;
+    }
+}

@@ -1,0 +1,318 @@
+//! The workload against a cluster: clients that find each partition's leader from Metadata,
+//! send it their requests, and look again when a node is unreachable or answers that it no
+//! longer leads. Producers (acks=all, retries), consumers reading by offset and the final
+//! reader record the same [`History`] the single-broker run does.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_core::ErrorCode;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, MetadataRequest, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use madsim::rand::{thread_rng, Rng};
+
+use crate::broker_node::{now, BROKER_PORT};
+use crate::client::Conn;
+use crate::cluster_node::node_ip;
+use crate::trace::Trace;
+use crate::workload::{
+    fetch_request_for, produce_request, read_partition, Ack, Read, SharedHistory, PARTITIONS, TOPIC,
+};
+
+/// `min.insync.replicas` of the workload topic.
+pub const MIN_INSYNC: &str = "2";
+
+/// Finds partition leaders and keeps a connection per node.
+pub struct Router {
+    nodes: Vec<i32>,
+    leaders: BTreeMap<i32, i32>,
+    conns: BTreeMap<i32, Conn>,
+    /// The node Metadata is asked of next (rotates past unreachable ones).
+    next: usize,
+}
+
+impl Router {
+    /// A router over nodes `1..=nodes`.
+    pub fn new(nodes: i32) -> Router {
+        Router {
+            nodes: (1..=nodes).collect(),
+            leaders: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next: thread_rng().gen_range(0..nodes as usize),
+        }
+    }
+
+    /// Sends a request to node `node`, connecting first; `None` when it fails (the
+    /// connection is then dropped).
+    pub async fn call<T: Encodable>(
+        &mut self,
+        node: i32,
+        api: ApiKey,
+        version: i16,
+        body: &T,
+    ) -> Option<ResponseKind> {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.conns.entry(node) {
+            let addr = format!("{}:{BROKER_PORT}", node_ip(node));
+            slot.insert(Conn::connect(&addr).await.ok()?);
+        }
+        let conn = self.conns.get_mut(&node)?;
+        match conn.call(api, version, body, true).await {
+            Ok(Some(response)) => Some(response),
+            _ => {
+                self.conns.remove(&node);
+                None
+            }
+        }
+    }
+
+    /// Any node, rotating (for requests any node answers).
+    pub fn any_node(&mut self) -> i32 {
+        self.next = (self.next + 1) % self.nodes.len();
+        self.nodes[self.next]
+    }
+
+    /// The leader of `partition`, asking Metadata of the nodes in turn until one names it.
+    pub async fn leader(&mut self, partition: i32) -> Option<i32> {
+        if let Some(&leader) = self.leaders.get(&partition) {
+            return Some(leader);
+        }
+        let mut request = MetadataRequest::default();
+        let mut topic = MetadataRequestTopic::default();
+        topic.name = Some(TopicName(StrBytes::from_static_str(TOPIC)));
+        request.topics = Some(vec![topic]);
+        request.allow_auto_topic_creation = false;
+        let node = self.any_node();
+        if let Some(ResponseKind::Metadata(response)) =
+            self.call(node, ApiKey::Metadata, 12, &request).await
+        {
+            for topic in &response.topics {
+                for p in &topic.partitions {
+                    if p.error_code == 0 && p.leader_id.0 >= 0 {
+                        self.leaders.insert(p.partition_index, p.leader_id.0);
+                    }
+                }
+            }
+        }
+        let leader = self.leaders.get(&partition).copied();
+        if leader.is_none() {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+        leader
+    }
+
+    /// Forgets what it knew of `partition`'s leader (an error said it moved).
+    pub fn forget(&mut self, partition: i32) {
+        self.leaders.remove(&partition);
+    }
+}
+
+/// Creates the workload topic (replicated on every node), asking the nodes in turn.
+pub async fn create_topic(nodes: i32, segment_bytes: Option<u64>, trace: Trace) {
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str(TOPIC));
+    topic.num_partitions = PARTITIONS;
+    topic.replication_factor = nodes as i16;
+    let config = |name: &'static str, value: String| {
+        let mut config = CreatableTopicConfig::default();
+        config.name = StrBytes::from_static_str(name);
+        config.value = Some(StrBytes::from_string(value));
+        config
+    };
+    topic
+        .configs
+        .push(config("min.insync.replicas", MIN_INSYNC.into()));
+    if let Some(bytes) = segment_bytes {
+        topic
+            .configs
+            .push(config("segment.bytes", bytes.to_string()));
+    }
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 5_000;
+    let mut router = Router::new(nodes);
+    loop {
+        let node = router.any_node();
+        if let Some(ResponseKind::CreateTopics(r)) =
+            router.call(node, ApiKey::CreateTopics, 5, &request).await
+        {
+            let code = r.topics[0].error_code;
+            if code == 0 || code == ErrorCode::TopicAlreadyExists.code() {
+                trace.record(format!(
+                    "{} setup: topic ready at node{node} (code {code})",
+                    now().0
+                ));
+                return;
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends `quota` records with acks=all to the partitions' leaders, each retried until
+/// acknowledged.
+pub async fn producer(id: usize, nodes: i32, quota: u32, history: SharedHistory, trace: Trace) {
+    let mut router = Router::new(nodes);
+    for sequence in 0..quota {
+        let value = format!("p{id}-{sequence}");
+        let partition = (sequence % PARTITIONS as u32) as i32;
+        let request = produce_request(partition, &value);
+        loop {
+            let Some(leader) = router.leader(partition).await else {
+                continue;
+            };
+            let Some(ResponseKind::Produce(response)) =
+                router.call(leader, ApiKey::Produce, 9, &request).await
+            else {
+                router.forget(partition);
+                madsim::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let answer = &response.responses[0].partition_responses[0];
+            if answer.error_code == 0 {
+                let at = answer.base_offset;
+                trace.record(format!(
+                    "{} producer{id}: {value} at {partition}/{at} (node{leader})",
+                    now().0
+                ));
+                history.lock().expect("history").acks.push(Ack {
+                    producer: id,
+                    sequence,
+                    partition,
+                    offset: at,
+                    value: value.clone(),
+                });
+                break;
+            }
+            trace.record(format!(
+                "{} producer{id}: error {} from node{leader}",
+                now().0,
+                answer.error_code
+            ));
+            router.forget(partition);
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pause = thread_rng().gen_range(0..40);
+        madsim::time::sleep(Duration::from_millis(pause)).await;
+    }
+    trace.record(format!("{} producer{id}: done", now().0));
+    history.lock().expect("history").producers_done += 1;
+}
+
+/// Reads every partition from offset 0 at its leader until `stop`, recording the records and
+/// high watermarks it sees.
+pub async fn consumer(id: usize, nodes: i32, stop: Arc<AtomicBool>, history: SharedHistory) {
+    let mut router = Router::new(nodes);
+    let mut positions = vec![0i64; PARTITIONS as usize];
+    while !stop.load(Ordering::Relaxed) {
+        for partition in 0..PARTITIONS {
+            let slot = partition as usize;
+            let Some(leader) = router.leader(partition).await else {
+                continue;
+            };
+            let request = fetch_request_for(&[partition], &[positions[slot]], 200);
+            let Some(ResponseKind::Fetch(response)) =
+                router.call(leader, ApiKey::Fetch, 12, &request).await
+            else {
+                router.forget(partition);
+                madsim::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let Some(answer) = response
+                .responses
+                .first()
+                .and_then(|t| t.partitions.first())
+            else {
+                continue;
+            };
+            if answer.error_code != 0 && answer.error_code != ErrorCode::OffsetOutOfRange.code() {
+                router.forget(partition);
+                madsim::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let fetched = read_partition(answer, positions[slot], &history);
+            let empty = fetched.records.is_empty();
+            {
+                let mut history = history.lock().expect("history");
+                if answer.error_code == 0 {
+                    history
+                        .high_watermarks
+                        .push((id, partition, fetched.high_watermark));
+                }
+                if fetched.out_of_range {
+                    let to = fetched.high_watermark.max(0);
+                    history.seeks.push((id, partition, positions[slot], to));
+                    positions[slot] = to;
+                    continue;
+                }
+                for (offset, value) in fetched.records {
+                    history.reads.push(Read {
+                        reader: id,
+                        partition,
+                        offset,
+                        value,
+                    });
+                }
+            }
+            if let Some(next) = fetched.next {
+                positions[slot] = next;
+            }
+            if empty {
+                madsim::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Reads every partition from its start to its high watermark at its leader, once the
+/// faults are healed.
+pub async fn final_read(nodes: i32, history: SharedHistory, trace: Trace) {
+    let mut router = Router::new(nodes);
+    let mut log = BTreeMap::new();
+    for partition in 0..PARTITIONS {
+        let mut position = 0i64;
+        let mut end: Option<i64> = None;
+        while end.is_none_or(|e| position < e) {
+            let Some(leader) = router.leader(partition).await else {
+                continue;
+            };
+            let request = fetch_request_for(&[partition], &[position], 0);
+            let Some(ResponseKind::Fetch(response)) =
+                router.call(leader, ApiKey::Fetch, 12, &request).await
+            else {
+                router.forget(partition);
+                madsim::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            madsim::time::sleep(Duration::from_millis(10)).await;
+            let Some(answer) = response
+                .responses
+                .first()
+                .and_then(|t| t.partitions.first())
+            else {
+                continue;
+            };
+            if answer.error_code != 0 {
+                router.forget(partition);
+                continue;
+            }
+            let fetched = read_partition(answer, position, &history);
+            end = Some(fetched.high_watermark);
+            for (offset, value) in fetched.records {
+                log.insert((partition, offset), value);
+            }
+            if let Some(next) = fetched.next {
+                position = next;
+            }
+        }
+    }
+    trace.record(format!("{} final read: {} records", now().0, log.len()));
+    let mut history = history.lock().expect("history");
+    history.final_log = log;
+    history.final_read_done = true;
+}
