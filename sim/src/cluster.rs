@@ -122,9 +122,11 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let registry: Registry = Arc::default();
     let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
     let disks: Vec<SimDisk> = (0..nodes).map(|_| SimDisk::default()).collect();
+    let reboots: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
     let node_handles: Vec<NodeHandle> = (1..=nodes)
         .map(|id| {
             let disk = disks[id as usize - 1].clone();
+            let rebooted = reboots[id as usize - 1].clone();
             let (voters, trace, registry) = (voters.clone(), trace.clone(), registry.clone());
             handle
                 .create_node()
@@ -132,7 +134,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 .ip(ip(&node_ip(id)))
                 .init(move || {
                     let (voters, disk) = (voters.clone(), disk.clone());
-                    run_node(id, voters, disk, trace.clone(), registry.clone())
+                    run_node(
+                        id,
+                        voters,
+                        disk,
+                        rebooted.clone(),
+                        trace.clone(),
+                        registry.clone(),
+                    )
                 })
                 .build()
         })
@@ -193,6 +202,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 down[n as usize] = true;
                 if let Fault::PowerLoss(_) = fault {
                     disks[n as usize - 1].power_loss(seed ^ at);
+                    reboots[n as usize - 1].store(true, Ordering::SeqCst);
                     power_lost = true;
                 }
                 trace.record(format!("{} fault: {fault:?}", now().0));

@@ -49,6 +49,10 @@ pub struct NodeState {
     /// (api, version, correlation id) of each parked request, to encode its answer.
     parked: HashMap<ParkedFetchId, (kafka_protocol::messages::ApiKey, i16, i32)>,
     failed: bool,
+    /// The workload topic's partition states as this node last traced them.
+    seen: Vec<String>,
+    id: i32,
+    trace: Trace,
 }
 
 impl SharedNode {
@@ -61,6 +65,7 @@ impl SharedNode {
 impl NodeState {
     /// Answers the client requests the node completed; returns the peer messages to send.
     fn flush(&mut self) -> Vec<(NodeId, Vec<u8>)> {
+        self.trace_changes();
         for completed in self.node.poll_completed() {
             let (id, bytes) = match completed {
                 Completed::Fetch(id, data) => {
@@ -87,13 +92,43 @@ impl NodeState {
         }
         self.node.poll_outgoing()
     }
+
+    /// Records in the trace each change of the workload topic's partitions in this node's
+    /// image (leader, leader epoch, ISR) and of its own replica's end.
+    fn trace_changes(&mut self) {
+        let Some(topic) = self.node.image().topic(crate::workload::TOPIC) else {
+            return;
+        };
+        let states: Vec<String> = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let isr: Vec<i32> = p.isr.iter().map(|n| n.0).collect();
+                format!(
+                    "p{} leader {:?} epoch {} isr {isr:?}",
+                    p.partition,
+                    p.leader.map(|n| n.0),
+                    p.leader_epoch.0
+                )
+            })
+            .collect();
+        for (i, state) in states.iter().enumerate() {
+            if self.seen.get(i) != Some(state) {
+                self.trace
+                    .record(format!("{} node{}: {state}", now().0, self.id));
+            }
+        }
+        self.seen = states;
+    }
 }
 
-/// Runs one incarnation of node `id` until it is killed.
+/// Runs one incarnation of node `id` until it is killed. `rebooted` is set when its machine
+/// lost power (the operating system's boot id changed): this start reports it.
 pub async fn run_node(
     id: i32,
     voters: Vec<NodeId>,
     disk: SimDisk,
+    rebooted: Arc<std::sync::atomic::AtomicBool>,
     trace: Trace,
     registry: Registry,
 ) {
@@ -107,6 +142,7 @@ pub async fn run_node(
         ..BrokerConfig::default()
     };
     let mut config = NodeConfig::new(broker, voters, incarnation);
+    config.lost_unsynced = rebooted.swap(false, std::sync::atomic::Ordering::SeqCst);
     // Election jitter from the seed: raft-rs's own draw escapes madsim.
     config.election_tick = 10 + rng.gen_range(0..10);
     let node = match ClusterNode::open(disk, config, now()) {
@@ -122,6 +158,9 @@ pub async fn run_node(
         waiters: HashMap::new(),
         parked: HashMap::new(),
         failed: false,
+        seen: Vec::new(),
+        id,
+        trace: trace.clone(),
     })));
     registry
         .lock()

@@ -90,7 +90,7 @@ impl Cluster {
         };
         let records = self
             .controller
-            .register_broker(Millis(self.now), registration);
+            .register_broker(Millis(self.now), registration, false);
         self.commit(records);
         self.heartbeat(id);
     }

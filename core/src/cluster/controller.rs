@@ -8,9 +8,13 @@
 //! leadership is dropped; the next one starts from the committed image
 //! ([`Controller::new`]).
 //!
-//! Election is clean only: a leader is always taken from the ISR, so a committed record is
-//! never lost to an election. When the last in-sync replica is fenced it stays in the ISR and
-//! the partition has no leader until that replica comes back.
+//! Election is clean only: a leader is taken from the ISR or, when no in-sync replica can
+//! lead, from the eligible leader replicas (KIP-966: replicas that left the ISR while it was
+//! below `min.insync.replicas`, so the high watermark has not moved since and they hold every
+//! committed record). When the last in-sync replica is fenced it stays in the ISR and the
+//! partition waits for it or for an eligible replica. A broker that restarts after its
+//! machine lost power (it may have lost unsynced records) leaves every ISR and ELR it was in,
+//! even as the last member: it is never elected on records it may no longer have.
 
 use std::collections::BTreeMap;
 
@@ -24,12 +28,15 @@ use crate::types::{LeaderEpoch, Millis, NodeId};
 pub struct ControllerConfig {
     /// `broker.session.timeout.ms`: a broker that has not heartbeaten for this long is fenced.
     pub session_timeout_ms: i64,
+    /// `min.insync.replicas` of topics that do not set it.
+    pub min_insync_replicas: usize,
 }
 
 impl Default for ControllerConfig {
     fn default() -> ControllerConfig {
         ControllerConfig {
             session_timeout_ms: 9_000,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -94,14 +101,20 @@ impl Controller {
 
     /// A broker (re)registers. A running incarnation it replaces is fenced first, so its
     /// partitions elect other leaders; the new one starts fenced until its first heartbeat.
+    /// `lost_unsynced`: its machine lost power since it last ran, so records it had not
+    /// synced may be gone — it leaves every ISR and ELR.
     pub fn register_broker(
         &mut self,
         now: Millis,
         registration: BrokerRegistration,
+        lost_unsynced: bool,
     ) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         if self.image.is_active(registration.node) {
             self.fence(registration.node, &mut records);
+        }
+        if lost_unsynced {
+            self.forget_replica(registration.node, &mut records);
         }
         self.sessions.insert(registration.node, now);
         self.push(&mut records, MetadataRecord::RegisterBroker(registration));
@@ -232,6 +245,7 @@ impl Controller {
                 partition,
                 leader: Some(replicas[0]),
                 isr,
+                elr: Vec::new(),
                 replicas,
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
@@ -297,8 +311,19 @@ impl Controller {
         if added_fenced {
             return Err(ErrorCode::IneligibleReplica);
         }
+        let min_isr = self.min_isr(current);
         let mut next = current.clone();
+        let removed: Vec<NodeId> = current
+            .isr
+            .iter()
+            .copied()
+            .filter(|n| !isr.contains(n))
+            .collect();
         next.isr = isr;
+        if next.isr.len() < min_isr {
+            next.elr.extend(removed);
+        }
+        normalize_elr(&mut next, min_isr);
         next.partition_epoch += 1;
         let mut records = Vec::new();
         self.push(&mut records, MetadataRecord::Partition(next.clone()));
@@ -306,24 +331,28 @@ impl Controller {
     }
 
     /// Fences `node` and moves its partitions: it leaves every ISR it is in (unless it is the
-    /// last member), and the partitions it led elect the first active in-sync replica.
+    /// last member) — into the ELR when the ISR drops below `min.insync.replicas` — and the
+    /// partitions it led elect a new leader.
     fn fence(&mut self, node: NodeId, records: &mut Vec<MetadataRecord>) {
         self.push(records, MetadataRecord::FenceBroker { node });
         let changes: Vec<PartitionRecord> = self
-            .image
-            .topics()
-            .values()
-            .flat_map(|t| &t.partitions)
+            .partitions()
             .filter(|p| p.isr.contains(&node) || p.leader == Some(node))
             .filter_map(|p| {
+                let min_isr = self.min_isr(p);
                 let mut next = p.clone();
                 if next.isr.len() > 1 {
                     next.isr.retain(|&n| n != node);
+                    if next.isr.len() < min_isr {
+                        next.elr.push(node);
+                    }
                 }
                 if p.leader == Some(node) {
-                    next.leader = self.first_active(&next);
+                    next.leader = None;
+                    self.elect(&mut next);
                     next.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
                 }
+                normalize_elr(&mut next, min_isr);
                 (next != *p).then(|| {
                     next.partition_epoch += 1;
                     next
@@ -335,19 +364,47 @@ impl Controller {
         }
     }
 
-    /// Elects a leader for every partition without one that has an active in-sync replica.
+    /// A replica that may have lost unsynced records leaves every ISR and ELR, even as the
+    /// last member; partitions left without a leader elect an eligible one, if any.
+    fn forget_replica(&mut self, node: NodeId, records: &mut Vec<MetadataRecord>) {
+        let changes: Vec<PartitionRecord> = self
+            .partitions()
+            .filter(|p| p.isr.contains(&node) || p.elr.contains(&node))
+            .map(|p| {
+                let min_isr = self.min_isr(p);
+                let mut next = p.clone();
+                next.isr.retain(|&n| n != node);
+                next.elr.retain(|&n| n != node);
+                if next.leader == Some(node) || next.leader.is_none() {
+                    let before = next.leader;
+                    next.leader = None;
+                    self.elect(&mut next);
+                    if next.leader != before {
+                        next.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                    }
+                }
+                normalize_elr(&mut next, min_isr);
+                next.partition_epoch += 1;
+                next
+            })
+            .collect();
+        for change in changes {
+            self.push(records, MetadataRecord::Partition(change));
+        }
+    }
+
+    /// Elects a leader for every partition without one that has an active in-sync or
+    /// eligible replica.
     fn elect_leaderless(&mut self, records: &mut Vec<MetadataRecord>) {
         let changes: Vec<PartitionRecord> = self
-            .image
-            .topics()
-            .values()
-            .flat_map(|t| &t.partitions)
+            .partitions()
             .filter(|p| p.leader.is_none())
             .filter_map(|p| {
-                let leader = self.first_active(p)?;
                 let mut next = p.clone();
-                next.leader = Some(leader);
+                self.elect(&mut next);
+                next.leader?;
                 next.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                normalize_elr(&mut next, self.min_isr(p));
                 next.partition_epoch += 1;
                 Some(next)
             })
@@ -357,13 +414,45 @@ impl Controller {
         }
     }
 
-    /// The first replica, in assignment order, that is in the ISR and active.
-    fn first_active(&self, partition: &PartitionRecord) -> Option<NodeId> {
-        partition
-            .replicas
-            .iter()
-            .copied()
-            .find(|&n| partition.isr.contains(&n) && self.image.is_active(n))
+    /// Sets `partition`'s leader: the first active in-sync replica in assignment order, else
+    /// the first active eligible one — which becomes the whole ISR, the members it replaces
+    /// staying eligible (they hold every committed record too) — else none.
+    fn elect(&self, partition: &mut PartitionRecord) {
+        let active = |n: &NodeId| self.image.is_active(*n);
+        let in_order = |set: &[NodeId]| {
+            partition
+                .replicas
+                .iter()
+                .copied()
+                .find(|n| set.contains(n) && active(n))
+        };
+        if let Some(leader) = in_order(&partition.isr) {
+            partition.leader = Some(leader);
+        } else if let Some(leader) = in_order(&partition.elr) {
+            let replaced = std::mem::replace(&mut partition.isr, vec![leader]);
+            partition.elr.retain(|&n| n != leader);
+            partition.elr.extend(replaced);
+            partition.leader = Some(leader);
+        } else {
+            partition.leader = None;
+        }
+    }
+
+    /// Every partition of every topic.
+    fn partitions(&self) -> impl Iterator<Item = &PartitionRecord> {
+        self.image.topics().values().flat_map(|t| &t.partitions)
+    }
+
+    /// The topic's `min.insync.replicas`, as it applies to this partition (never more than
+    /// its replicas).
+    fn min_isr(&self, partition: &PartitionRecord) -> usize {
+        let configured = self
+            .image
+            .topic_by_id(partition.topic_id)
+            .and_then(|t| t.configs.get("min.insync.replicas"))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(self.config.min_insync_replicas);
+        configured.clamp(1, partition.replicas.len())
     }
 
     /// Applies a record to the controller's image and adds it to the output.
@@ -375,4 +464,17 @@ impl Controller {
         );
         records.push(record);
     }
+}
+
+/// Keeps the ELR to what KIP-966 allows: none once the ISR has `min_isr` members, never an
+/// ISR member, sorted, without repeats.
+fn normalize_elr(partition: &mut PartitionRecord, min_isr: usize) {
+    if partition.isr.len() >= min_isr {
+        partition.elr.clear();
+    }
+    let isr = partition.isr.clone();
+    partition.elr.retain(|n| !isr.contains(n));
+    partition.elr.sort();
+    partition.elr.dedup();
+    partition.isr.sort();
 }

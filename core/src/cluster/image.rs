@@ -172,6 +172,8 @@ impl ClusterImage {
             .map_err(|_| ImageError(format!("partition {}", partition.partition)))?;
         let consistent = !partition.replicas.is_empty()
             && partition.isr.iter().all(|n| partition.replicas.contains(n))
+            && partition.elr.iter().all(|n| partition.replicas.contains(n))
+            && partition.elr.iter().all(|n| !partition.isr.contains(n))
             && partition.leader.is_none_or(|l| partition.isr.contains(&l));
         if !consistent {
             return Err(ImageError(format!("inconsistent {partition:?}")));

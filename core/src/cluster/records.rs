@@ -37,9 +37,14 @@ pub struct PartitionRecord {
     pub partition: i32,
     /// The replicas, the preferred leader first.
     pub replicas: Vec<NodeId>,
-    /// The in-sync replicas.
+    /// The in-sync replicas (empty only while no replica known to hold every committed record
+    /// can lead).
     pub isr: Vec<NodeId>,
-    /// The leader, or `None` while no in-sync replica can lead.
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was below
+    /// `min.insync.replicas` — the high watermark stood still since, so they hold every
+    /// committed record and may be elected when the ISR cannot lead.
+    pub elr: Vec<NodeId>,
+    /// The leader, or `None` while no in-sync or eligible replica can lead.
     pub leader: Option<NodeId>,
     /// Bumped at every leader change (and stamped on the batches the leader appends).
     pub leader_epoch: LeaderEpoch,
@@ -127,6 +132,7 @@ impl MetadataRecord {
                 out.put_i32(p.partition);
                 put_nodes(&mut out, &p.replicas);
                 put_nodes(&mut out, &p.isr);
+                put_nodes(&mut out, &p.elr);
                 out.put_i32(p.leader.map_or(-1, |n| n.0));
                 out.put_i32(p.leader_epoch.0);
                 out.put_i32(p.partition_epoch);
@@ -181,6 +187,7 @@ impl MetadataRecord {
                 partition: get_i32(input)?,
                 replicas: get_nodes(input)?,
                 isr: get_nodes(input)?,
+                elr: get_nodes(input)?,
                 leader: match get_i32(input)? {
                     -1 => None,
                     node => Some(NodeId(node)),

@@ -25,7 +25,7 @@ fn cluster(brokers: i32) -> (Controller, Vec<MetadataRecord>) {
         Controller::new(ClusterImage::new(), Millis(0), ControllerConfig::default());
     let mut log = Vec::new();
     for node in 1..=brokers {
-        log.extend(controller.register_broker(Millis(0), registration(node, 1)));
+        log.extend(controller.register_broker(Millis(0), registration(node, 1), false));
         log.extend(
             controller
                 .heartbeat(Millis(0), NodeId(node), 1, true)
@@ -305,7 +305,7 @@ fn controller_alter_partition_checks_leader_epochs_and_eligibility() {
 fn controller_fences_the_old_incarnation_when_a_broker_restarts() {
     let (mut controller, _) = cluster(3);
     controller.create_topic(new_topic("orders", 3, 3)).unwrap();
-    let records = controller.register_broker(Millis(5), registration(2, 2));
+    let records = controller.register_broker(Millis(5), registration(2, 2), false);
     assert_eq!(records[0], MetadataRecord::FenceBroker { node: NodeId(2) });
     assert!(
         matches!(records.last(), Some(MetadataRecord::RegisterBroker(r)) if r.incarnation == 2)
@@ -373,7 +373,8 @@ fn image_refuses_records_that_do_not_follow() {
 #[derive(Clone, Debug)]
 enum Step {
     Heartbeat(i32),
-    Restart(i32),
+    /// A broker restarts; `true`: its machine lost power first.
+    Restart(i32, bool),
     Fence(i32),
     Advance(i64),
     Shrink(usize),
@@ -383,7 +384,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (1..=4i32).prop_map(Step::Heartbeat),
-        (1..=4i32).prop_map(Step::Restart),
+        (1..=4i32, proptest::bool::weighted(0.3)).prop_map(|(n, lost)| Step::Restart(n, lost)),
         (1..=4i32).prop_map(Step::Fence),
         (1..12_000i64).prop_map(Step::Advance),
         (0..8usize).prop_map(Step::Shrink),
@@ -399,7 +400,9 @@ proptest! {
     #[test]
     fn controller_decisions_keep_the_image_consistent(steps in proptest::collection::vec(step(), 1..80)) {
         let (mut controller, mut log) = cluster(4);
-        log.extend(controller.create_topic(new_topic("orders", 8, 3)).unwrap());
+        let mut topic = new_topic("orders", 8, 3);
+        topic.configs.insert("min.insync.replicas".into(), "2".into());
+        log.extend(controller.create_topic(topic).unwrap());
         let mut incarnations = [1u64; 5];
         let mut now = 0;
         for step in steps {
@@ -408,9 +411,9 @@ proptest! {
                 Step::Heartbeat(n) => controller
                     .heartbeat(Millis(now), NodeId(n), incarnations[n as usize], true)
                     .unwrap(),
-                Step::Restart(n) => {
+                Step::Restart(n, power_lost) => {
                     incarnations[n as usize] += 1;
-                    controller.register_broker(Millis(now), registration(n, incarnations[n as usize]))
+                    controller.register_broker(Millis(now), registration(n, incarnations[n as usize]), power_lost)
                 }
                 Step::Fence(n) => controller.fence_broker(NodeId(n)),
                 Step::Advance(ms) => {
@@ -444,15 +447,21 @@ proptest! {
             };
             log.extend(records);
             let image = controller.image();
+            if let Step::Restart(n, true) = step {
+                for p in &image.topic("orders").unwrap().partitions {
+                    prop_assert!(!p.isr.contains(&NodeId(n)) && !p.elr.contains(&NodeId(n)), "{:?}", p);
+                }
+            }
             for (old, new) in before.topic("orders").unwrap().partitions.iter().zip(&image.topic("orders").unwrap().partitions) {
                 prop_assert!(new.leader_epoch >= old.leader_epoch);
                 prop_assert!(new.partition_epoch >= old.partition_epoch);
-                prop_assert!(!new.isr.is_empty());
+                prop_assert!(!new.isr.is_empty() || new.leader.is_none(), "{:?}", new);
                 if let Some(leader) = new.leader {
                     prop_assert!(new.isr.contains(&leader));
                     prop_assert!(image.is_active(leader), "{:?}", new);
                     if new.leader != old.leader {
-                        prop_assert!(old.isr.contains(&leader), "unclean election: {:?} → {:?}", old, new);
+                        let eligible = old.isr.contains(&leader) || old.elr.contains(&leader);
+                        prop_assert!(eligible, "unclean election: {:?} → {:?}", old, new);
                         prop_assert!(new.leader_epoch > old.leader_epoch);
                     }
                 }
@@ -461,4 +470,44 @@ proptest! {
         prop_assert_eq!(&replay(&log), controller.image());
         prop_assert_eq!(&replay(&controller.image().to_records()), controller.image(), "a snapshot rebuilds the image");
     }
+}
+
+/// KIP-966's case: the ISR shrinks below min.insync.replicas (the dropped follower becomes an
+/// eligible leader replica, holding every committed record), then the last in-sync replica
+/// comes back from a power loss without its unsynced records. It must not lead on what it
+/// kept: the eligible replica is elected.
+#[test]
+fn controller_elects_an_eligible_replica_when_the_last_in_sync_one_lost_power() {
+    let (mut controller, _) = cluster(3);
+    let mut topic = new_topic("orders", 1, 3);
+    topic
+        .configs
+        .insert("min.insync.replicas".into(), "2".into());
+    controller.create_topic(topic).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let (leader, second, third) = (p.replicas[0], p.replicas[1], p.replicas[2]);
+    // The third replica is fenced: two are left, which is the minimum: no ELR.
+    controller.fence_broker(third);
+    let p = partition(&controller, "orders", 0);
+    assert_eq!((p.isr.len(), p.elr.clone()), (2, vec![]));
+    // The second restarts (a process crash): below the minimum, it becomes eligible.
+    controller.register_broker(Millis(1), registration(second.0, 2), false);
+    let p = partition(&controller, "orders", 0);
+    assert_eq!((p.isr.clone(), p.elr.clone()), (vec![leader], vec![second]));
+    controller.heartbeat(Millis(2), second, 2, true).unwrap();
+    controller.heartbeat(Millis(2), third, 1, true).unwrap();
+    // The leader comes back from a power loss: it leaves the ISR although it was the last
+    // member, and the eligible replica leads.
+    controller.register_broker(Millis(3), registration(leader.0, 2), true);
+    let p = partition(&controller, "orders", 0);
+    assert_eq!(p.leader, Some(second));
+    assert_eq!(p.isr, vec![second]);
+    assert!(!p.elr.contains(&leader) && !p.elr.contains(&third), "{p:?}");
+    // Without an eligible replica, a partition whose last in-sync replica lost power waits.
+    let (mut controller, _) = cluster(2);
+    controller.create_topic(new_topic("solo", 1, 1)).unwrap();
+    let only = partition(&controller, "solo", 0).leader.unwrap();
+    controller.register_broker(Millis(1), registration(only.0, 2), true);
+    let p = partition(&controller, "solo", 0);
+    assert_eq!((p.leader, p.isr.clone()), (None, vec![]));
 }

@@ -16,8 +16,9 @@ use crate::types::{LeaderEpoch, NodeId};
 pub enum PeerMessage {
     /// A metadata-quorum (raft) message.
     Raft(Vec<u8>),
-    /// To the controller: a broker (re)registers.
-    Register(BrokerRegistration),
+    /// To the controller: a broker (re)registers; `lost_unsynced` when its machine lost power
+    /// since it last ran.
+    Register(BrokerRegistration, bool),
     /// To the controller: a broker is alive; `caught_up` once it applied its registration.
     Heartbeat {
         /// The broker.
@@ -101,10 +102,11 @@ impl PeerMessage {
                 out.put_u8(1);
                 put_bytes(&mut out, bytes);
             }
-            PeerMessage::Register(registration) => {
+            PeerMessage::Register(registration, lost_unsynced) => {
                 out.put_u8(2);
                 let record = MetadataRecord::RegisterBroker(registration.clone());
                 put_bytes(&mut out, &record.encode());
+                out.put_u8(u8::from(*lost_unsynced));
             }
             PeerMessage::Heartbeat {
                 node,
@@ -189,7 +191,7 @@ impl PeerMessage {
             1 => PeerMessage::Raft(get_bytes(input)?),
             2 => match MetadataRecord::decode(&get_bytes(input)?) {
                 Ok(MetadataRecord::RegisterBroker(registration)) => {
-                    PeerMessage::Register(registration)
+                    PeerMessage::Register(registration, get_u8(input)? != 0)
                 }
                 _ => return Err(MessageDecodeError("bad registration".into())),
             },

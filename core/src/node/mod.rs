@@ -71,6 +71,9 @@ pub struct NodeConfig {
     pub controller: ControllerConfig,
     /// Differs at every start of the node process (random, or from the simulator's seed).
     pub incarnation: u64,
+    /// The machine lost power (rebooted) since the node last ran, so records it had not
+    /// synced may be gone: the controller then no longer counts it as holding them.
+    pub lost_unsynced: bool,
 }
 
 impl NodeConfig {
@@ -88,6 +91,7 @@ impl NodeConfig {
             snapshot_interval: 1_000,
             controller: ControllerConfig::default(),
             incarnation,
+            lost_unsynced: false,
         }
     }
 }
@@ -234,12 +238,16 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// the controller unfenced it. Before, its image may name it leader of partitions that
     /// moved while it was away; the driver does not serve clients then.
     pub fn is_serving(&self) -> bool {
-        let image = self.image();
-        let registered = image
+        self.caught_up() && self.image().is_active(self.node)
+    }
+
+    /// Whether this incarnation's registration is applied: every metadata decision made
+    /// before it — leaders moved while this node was away — is in its image.
+    fn caught_up(&self) -> bool {
+        self.image()
             .brokers()
             .get(&self.node)
-            .is_some_and(|b| b.registration.incarnation == self.config.incarnation);
-        registered && image.is_active(self.node)
+            .is_some_and(|b| b.registration.incarnation == self.config.incarnation)
     }
 
     /// Whether this node is the active controller.
@@ -294,9 +302,9 @@ impl<P: StorageProvider> ClusterNode<P> {
                 // A damaged or misdirected quorum message is dropped like a lost one.
                 let _ = self.quorum.handle_message(from, &bytes);
             }
-            PeerMessage::Register(registration) => {
+            PeerMessage::Register(registration, lost_unsynced) => {
                 if let Some(controller) = &mut self.controller {
-                    let records = controller.register_broker(now, registration);
+                    let records = controller.register_broker(now, registration, lost_unsynced);
                     self.propose(records)?;
                 }
             }
@@ -376,10 +384,14 @@ impl<P: StorageProvider> ClusterNode<P> {
                 self.topics_out.remove(&name);
                 self.topic_results.insert(name, (error_code, message));
             }
+            // A node that has not caught up with the metadata log may still believe it leads
+            // partitions that moved (with a log a power loss cut short): it answers no
+            // follower until its own registration is applied.
             PeerMessage::Fetch {
                 correlation,
                 request,
-            } => self.serve_fetch(now, from, correlation, &request)?,
+            } if self.caught_up() => self.serve_fetch(now, from, correlation, &request)?,
+            PeerMessage::Fetch { .. } => {}
             PeerMessage::FetchResponse {
                 correlation,
                 response,
@@ -460,7 +472,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             }
         }
         for (id, response) in self.broker.poll_completed_responses() {
-            self.completed.push(Completed::Response(id, Box::new(response)));
+            self.completed
+                .push(Completed::Response(id, Box::new(response)));
         }
         std::mem::take(&mut self.completed)
     }
@@ -588,11 +601,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// ISR changes, topic creations.
     fn broker_requests(&mut self, now: Millis) {
         let incarnation = self.config.incarnation;
-        let registered = self
-            .image()
-            .brokers()
-            .get(&self.node)
-            .is_some_and(|b| b.registration.incarnation == incarnation);
+        let registered = self.caught_up();
         let resend = |last: Option<Millis>, every: i64| last.is_none_or(|t| now.0 - t.0 >= every);
         if !registered
             && resend(
@@ -607,7 +616,9 @@ impl<P: StorageProvider> ClusterNode<P> {
                 host: self.config.broker.advertised_host.clone(),
                 port: self.config.broker.advertised_port,
             };
-            let _ = self.send_to_controller(now, PeerMessage::Register(registration));
+            let lost_unsynced = self.config.lost_unsynced;
+            let message = PeerMessage::Register(registration, lost_unsynced);
+            let _ = self.send_to_controller(now, message);
         }
         let fenced = !self.image().is_active(self.node);
         let interval = if fenced {
@@ -623,6 +634,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                 caught_up: true,
             };
             let _ = self.send_to_controller(now, heartbeat);
+        }
+        if !registered {
+            // Its partition roles may be stale until its registration is applied.
+            return;
         }
         for (leader, request) in self
             .broker
@@ -816,7 +831,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             create.waiting = still;
             if create.waiting.is_empty() {
                 let response = ResponseKind::CreateTopics(create.response);
-                self.completed.push(Completed::Response(id, Box::new(response)));
+                self.completed
+                    .push(Completed::Response(id, Box::new(response)));
             } else {
                 self.creates.insert(id, create);
             }
