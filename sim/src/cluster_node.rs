@@ -49,8 +49,9 @@ pub struct NodeState {
     /// (api, version, correlation id) of each parked request, to encode its answer.
     parked: HashMap<ParkedFetchId, (kafka_protocol::messages::ApiKey, i16, i32)>,
     failed: bool,
-    /// The workload topic's partition states as this node last traced them.
-    seen: Vec<String>,
+    /// The workload topic's partition states (leader, epoch, ISR) as this node last traced
+    /// them.
+    seen: Vec<(Option<i32>, i32, Vec<i32>)>,
     id: i32,
     trace: Trace,
 }
@@ -94,28 +95,36 @@ impl NodeState {
     }
 
     /// Records in the trace each change of the workload topic's partitions in this node's
-    /// image (leader, leader epoch, ISR) and of its own replica's end.
+    /// image (leader, leader epoch, ISR).
     fn trace_changes(&mut self) {
         let Some(topic) = self.node.image().topic(crate::workload::TOPIC) else {
             return;
         };
-        let states: Vec<String> = topic
+        let unchanged = topic.partitions.len() == self.seen.len()
+            && topic.partitions.iter().zip(&self.seen).all(|(p, seen)| {
+                p.leader.map(|n| n.0) == seen.0
+                    && p.leader_epoch.0 == seen.1
+                    && p.isr.iter().map(|n| n.0).eq(seen.2.iter().copied())
+            });
+        if unchanged {
+            return;
+        }
+        let states: Vec<(Option<i32>, i32, Vec<i32>)> = topic
             .partitions
             .iter()
             .map(|p| {
-                let isr: Vec<i32> = p.isr.iter().map(|n| n.0).collect();
-                format!(
-                    "p{} leader {:?} epoch {} isr {isr:?}",
-                    p.partition,
-                    p.leader.map(|n| n.0),
-                    p.leader_epoch.0
-                )
+                let isr = p.isr.iter().map(|n| n.0).collect();
+                (p.leader.map(|n| n.0), p.leader_epoch.0, isr)
             })
             .collect();
         for (i, state) in states.iter().enumerate() {
             if self.seen.get(i) != Some(state) {
-                self.trace
-                    .record(format!("{} node{}: {state}", now().0, self.id));
+                let (leader, epoch, isr) = state;
+                self.trace.record(format!(
+                    "{} node{}: p{i} leader {leader:?} epoch {epoch} isr {isr:?}",
+                    now().0,
+                    self.id
+                ));
             }
         }
         self.seen = states;
@@ -249,9 +258,9 @@ fn node_of(addr: SocketAddr) -> Option<NodeId> {
 
 async fn send_all(endpoint: &Endpoint, outgoing: Vec<(NodeId, Vec<u8>)>) {
     for (to, bytes) in outgoing {
-        let addr: SocketAddr = format!("{}:{PEER_PORT}", node_ip(to.0))
-            .parse()
-            .expect("a node address");
+        let last = u8::try_from(to.0).unwrap_or(0);
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, last);
+        let addr = SocketAddr::new(std::net::IpAddr::V4(ip), PEER_PORT);
         // A datagram to a node that is down is lost, as on a real network.
         let _ = endpoint.send_to_raw(addr, PEER_TAG, Box::new(bytes)).await;
     }

@@ -28,10 +28,15 @@ use crate::workload::{
 /// `min.insync.replicas` of the workload topic.
 pub const MIN_INSYNC: &str = "2";
 
-/// Finds partition leaders and keeps a connection per node.
+/// Finds partition leaders and keeps a connection per node. Like Kafka's clients (KIP-320)
+/// it never goes back to an older leader epoch, and sends the epoch with its fetches, so a
+/// deposed leader that has not heard of its successor answers `FENCED`/`UNKNOWN_LEADER_EPOCH`
+/// instead of its stale view.
 pub struct Router {
     nodes: Vec<i32>,
     leaders: BTreeMap<i32, i32>,
+    /// The newest leader epoch seen per partition.
+    epochs: BTreeMap<i32, i32>,
     conns: BTreeMap<i32, Conn>,
     /// The node Metadata is asked of next (rotates past unreachable ones).
     next: usize,
@@ -43,6 +48,7 @@ impl Router {
         Router {
             nodes: (1..=nodes).collect(),
             leaders: BTreeMap::new(),
+            epochs: BTreeMap::new(),
             conns: BTreeMap::new(),
             next: thread_rng().gen_range(0..nodes as usize),
         }
@@ -93,8 +99,10 @@ impl Router {
         {
             for topic in &response.topics {
                 for p in &topic.partitions {
-                    if p.error_code == 0 && p.leader_id.0 >= 0 {
+                    let known = self.epochs.get(&p.partition_index).copied().unwrap_or(-1);
+                    if p.error_code == 0 && p.leader_id.0 >= 0 && p.leader_epoch >= known {
                         self.leaders.insert(p.partition_index, p.leader_id.0);
+                        self.epochs.insert(p.partition_index, p.leader_epoch);
                     }
                 }
             }
@@ -104,6 +112,11 @@ impl Router {
             madsim::time::sleep(Duration::from_millis(100)).await;
         }
         leader
+    }
+
+    /// The newest leader epoch it knows for `partition` (-1: none).
+    pub fn epoch(&self, partition: i32) -> i32 {
+        self.epochs.get(&partition).copied().unwrap_or(-1)
     }
 
     /// Forgets what it knew of `partition`'s leader (an error said it moved).
@@ -215,7 +228,8 @@ pub async fn consumer(id: usize, nodes: i32, stop: Arc<AtomicBool>, history: Sha
             let Some(leader) = router.leader(partition).await else {
                 continue;
             };
-            let request = fetch_request_for(&[partition], &[positions[slot]], 200);
+            let mut request = fetch_request_for(&[partition], &[positions[slot]], 200);
+            request.topics[0].partitions[0].current_leader_epoch = router.epoch(partition);
             let Some(ResponseKind::Fetch(response)) =
                 router.call(leader, ApiKey::Fetch, 12, &request).await
             else {
@@ -281,7 +295,8 @@ pub async fn final_read(nodes: i32, history: SharedHistory, trace: Trace) {
             let Some(leader) = router.leader(partition).await else {
                 continue;
             };
-            let request = fetch_request_for(&[partition], &[position], 0);
+            let mut request = fetch_request_for(&[partition], &[position], 0);
+            request.topics[0].partitions[0].current_leader_epoch = router.epoch(partition);
             let Some(ResponseKind::Fetch(response)) =
                 router.call(leader, ApiKey::Fetch, 12, &request).await
             else {

@@ -107,16 +107,14 @@ impl<P: StorageProvider> Broker<P> {
             match part {
                 crate::protocol::Part::Bytes(bytes) => out.extend_from_slice(&bytes),
                 crate::protocol::Part::File(range) => {
-                    let storage = self
-                        .topics
-                        .iter()
-                        .flat_map(|(name, t)| {
-                            t.partitions
-                                .held()
-                                .map(move |(i, p)| (partition_dir(name, i), p))
+                    let storage = range
+                        .dir
+                        .rsplit_once('-')
+                        .and_then(|(topic, index)| {
+                            let index = index.parse::<i32>().ok()?;
+                            self.topics.get(topic)?.partitions.get(index)
                         })
-                        .find(|(dir, _)| *dir == range.dir)
-                        .map(|(_, p)| p.log.storage())
+                        .map(|p| p.log.storage())
                         .ok_or_else(|| crate::storage::StorageError::NotFound(range.dir.clone()))?;
                     let start = out.len();
                     out.resize(start + range.length as usize, 0);

@@ -156,8 +156,14 @@ impl<S: Storage> Partition<S> {
                 self.role = Role::Leader(leader);
                 self.log.set_high_watermark(committed);
             }
-            (_, Some(leader)) => self.role = Role::Follower(FollowerState::new(leader, epoch)),
-            (_, None) => self.role = Role::Leaderless(epoch),
+            (_, Some(leader)) => {
+                self.drop_unused_epochs()?;
+                self.role = Role::Follower(FollowerState::new(leader, epoch));
+            }
+            (_, None) => {
+                self.drop_unused_epochs()?;
+                self.role = Role::Leaderless(epoch);
+            }
         }
         Ok(())
     }
@@ -385,6 +391,22 @@ impl<S: Storage> Partition<S> {
             Role::Leader(leader) => leader.next_deadline(),
             _ => None,
         }
+    }
+
+    /// Drops the leader epochs this broker recorded at its log end as a leader that appended
+    /// nothing in them: as a follower it claims only epochs its batches carry, and takes the
+    /// new leader's batches at that offset (Kafka's truncation at the log end does the same).
+    fn drop_unused_epochs(&mut self) -> Result<(), LogError> {
+        let end = self.log.log_end_offset();
+        let dangling = self
+            .log
+            .epoch_entries()
+            .last()
+            .is_some_and(|latest| latest.start_offset >= end);
+        if dangling {
+            self.log.truncate_to(end)?;
+        }
+        Ok(())
     }
 
     /// Cuts the log back to `offset` and rebuilds the producer state to match.

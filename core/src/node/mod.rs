@@ -36,10 +36,17 @@ use crate::cluster::{BrokerRegistration, ClusterImage, Controller, ControllerCon
 use crate::error::ErrorCode;
 use crate::protocol::{FetchResponseData, Request};
 use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError};
+use crate::storage::Storage;
 use crate::types::{Millis, NodeId};
 
 /// The storage directory of the metadata quorum's files.
 pub const QUORUM_DIR: &str = "__cluster_metadata-0";
+
+/// The storage directory of the node's own small files.
+pub const NODE_DIR: &str = "node";
+/// Present while a power loss is not yet reported to the controller: the report must
+/// survive restarts until a registration carrying it is applied.
+const UNSYNCED_LOSS_FILE: &str = "unsynced-loss";
 
 /// Parked CreateTopics requests take ids from here up, apart from the broker's ids.
 const CREATE_PARK_BASE: u64 = 1 << 61;
@@ -72,7 +79,8 @@ pub struct NodeConfig {
     /// Differs at every start of the node process (random, or from the simulator's seed).
     pub incarnation: u64,
     /// The machine lost power (rebooted) since the node last ran, so records it had not
-    /// synced may be gone: the controller then no longer counts it as holding them.
+    /// synced may be gone: the controller then no longer counts it as holding them. Kept in
+    /// the node's directory until a registration reporting it is applied.
     pub lost_unsynced: bool,
 }
 
@@ -121,6 +129,10 @@ struct ParkedCreate {
 /// One node of the cluster. See the module doc.
 pub struct ClusterNode<P: StorageProvider> {
     config: NodeConfig,
+    /// The node's own directory (the unreported power loss).
+    own: P::Storage,
+    /// A power loss not yet reported in an applied registration.
+    lost_unsynced: bool,
     node: NodeId,
     quorum: Quorum<P::Storage>,
     broker: Broker<P>,
@@ -162,6 +174,16 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// Opens the node's quorum voter and broker, and replays the committed metadata log.
     pub fn open(mut provider: P, config: NodeConfig, now: Millis) -> Result<Self, NodeError> {
         let node = NodeId(config.broker.node_id);
+        let mut own = provider.open_dir(NODE_DIR).map_err(BrokerError::from)?;
+        let reported = own
+            .read_all(UNSYNCED_LOSS_FILE)
+            .map_err(BrokerError::from)?
+            .is_some();
+        let lost_unsynced = config.lost_unsynced || reported;
+        if config.lost_unsynced && !reported {
+            own.write_atomic(UNSYNCED_LOSS_FILE, b"1")
+                .map_err(BrokerError::from)?;
+        }
         let storage = provider.open_dir(QUORUM_DIR).map_err(BrokerError::from)?;
         let quorum_config = QuorumConfig {
             node,
@@ -174,6 +196,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         let broker = Broker::open_member(provider, config.broker.clone(), now)?;
         let mut node = ClusterNode {
             config,
+            own,
+            lost_unsynced,
             node,
             quorum,
             broker,
@@ -602,6 +626,12 @@ impl<P: StorageProvider> ClusterNode<P> {
     fn broker_requests(&mut self, now: Millis) {
         let incarnation = self.config.incarnation;
         let registered = self.caught_up();
+        if registered && self.lost_unsynced {
+            // The controller applied the registration that reported the loss.
+            if self.own.delete(UNSYNCED_LOSS_FILE).is_ok() && self.own.sync_dir().is_ok() {
+                self.lost_unsynced = false;
+            }
+        }
         let resend = |last: Option<Millis>, every: i64| last.is_none_or(|t| now.0 - t.0 >= every);
         if !registered
             && resend(
@@ -616,8 +646,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 host: self.config.broker.advertised_host.clone(),
                 port: self.config.broker.advertised_port,
             };
-            let lost_unsynced = self.config.lost_unsynced;
-            let message = PeerMessage::Register(registration, lost_unsynced);
+            let message = PeerMessage::Register(registration, self.lost_unsynced);
             let _ = self.send_to_controller(now, message);
         }
         let fenced = !self.image().is_active(self.node);
