@@ -28,11 +28,15 @@ pub enum PlantedBug {
     SkipSessionExpiry = 128,
     /// Reads serve stored bytes without checking the CRCs of batches not checked since open.
     ServeUnverified = 256,
+    /// The controller elects any live replica, in sync or not (unclean leader election).
+    UncleanElection = 512,
+    /// A leader answers acks=all once the records are in its own log, not its followers'.
+    AckOnLeaderAppend = 1024,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -42,6 +46,8 @@ impl PlantedBug {
         PlantedBug::AcceptDuplicates,
         PlantedBug::SkipSessionExpiry,
         PlantedBug::ServeUnverified,
+        PlantedBug::UncleanElection,
+        PlantedBug::AckOnLeaderAppend,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -56,6 +62,8 @@ impl PlantedBug {
             PlantedBug::AcceptDuplicates => "accept-duplicates",
             PlantedBug::SkipSessionExpiry => "skip-session-expiry",
             PlantedBug::ServeUnverified => "serve-unverified",
+            PlantedBug::UncleanElection => "unclean-election",
+            PlantedBug::AckOnLeaderAppend => "ack-on-leader-append",
         }
     }
 
@@ -88,7 +96,22 @@ impl PlantedBug {
             PlantedBug::ServeUnverified => {
                 "reads serve stored batches without checking their CRC (bit rot reaches clients)"
             }
+            PlantedBug::UncleanElection => {
+                "the controller elects a live replica that is neither in sync nor eligible (3-node run)"
+            }
+            PlantedBug::AckOnLeaderAppend => {
+                "acks=all is answered once the leader appended, before its followers (3-node run)"
+            }
         }
+    }
+
+    /// Whether the bug lives in replication or the controller, so only a cluster run (the
+    /// simulator's `--nodes 3`) can meet it.
+    pub fn needs_cluster(self) -> bool {
+        matches!(
+            self,
+            PlantedBug::UncleanElection | PlantedBug::AckOnLeaderAppend
+        )
     }
 }
 

@@ -324,6 +324,10 @@ async fn await_convergence(
     trace: &Trace,
 ) -> Result<Replicas, String> {
     loop {
+        if !ends_agree(registry, nodes) && madsim::time::Instant::now() < deadline {
+            madsim::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let snapshot = read_replicas(registry, nodes);
         let done = snapshot.as_ref().is_ok_and(|replicas| {
             (0..PARTITIONS).all(|p| {
@@ -413,6 +417,22 @@ fn describe_views(registry: &Registry, nodes: i32) -> String {
         ));
     }
     views.join("; ")
+}
+
+/// Whether every node holds every partition with the same log end and high watermark (a
+/// cheap test before the replicas are read).
+fn ends_agree(registry: &Registry, nodes: i32) -> bool {
+    let registry = registry.lock().expect("registry");
+    (0..PARTITIONS).all(|partition| {
+        let ends: Vec<Option<(i64, i64)>> = (1..=nodes)
+            .map(|id| {
+                let state = registry.get(&id)?.lock();
+                let log = state.node.broker().partition_log(TOPIC, partition)?;
+                Some((log.log_end_offset().0, log.high_watermark().0))
+            })
+            .collect();
+        ends.iter().all(Option::is_some) && ends.windows(2).all(|w| w[0] == w[1])
+    })
 }
 
 /// Reads every node's replicas of the workload topic below their high watermarks.

@@ -107,7 +107,7 @@ mod cli {
     }
 
     pub fn main() -> ExitCode {
-        let args = match parse() {
+        let mut args = match parse() {
             Ok(args) => args,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -121,6 +121,9 @@ mod cli {
             return ExitCode::SUCCESS;
         }
         plant(args.bug);
+        if args.bug.is_some_and(|bug| bug.needs_cluster()) && args.options.nodes == 1 {
+            args.options.nodes = 3;
+        }
         if args.determinism {
             return determinism(&args);
         }
@@ -132,7 +135,11 @@ mod cli {
             .bug
             .map(|b| format!(" --plant-bug {}", b.name()))
             .unwrap_or_default();
-        format!("scripts/sim --seed {seed}{bug}")
+        let nodes = match args.options.nodes {
+            1 => String::new(),
+            n => format!(" --nodes {n}"),
+        };
+        format!("scripts/sim{nodes} --seed {seed}{bug}")
     }
 
     fn run_range(args: &Args) -> ExitCode {

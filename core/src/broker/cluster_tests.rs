@@ -184,7 +184,7 @@ impl Cluster {
             if quiet || self.nodes[&follower].broker.is_none() {
                 continue;
             }
-            for (leader, request) in self.broker(follower).replica_fetches(0) {
+            for (leader, request) in self.broker(follower).replica_fetches(0, |_| false) {
                 if self.isolated.contains(&leader.0) || self.nodes[&leader.0].broker.is_none() {
                     continue;
                 }

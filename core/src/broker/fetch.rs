@@ -24,6 +24,9 @@ pub const PARKED_FETCHES_MAX: usize = 10_000;
 struct Parked {
     request: FetchRequest,
     deadline: Millis,
+    /// The log end offset and high watermark of each partition it asks for, when last read:
+    /// while they stay the same, re-reading cannot find more.
+    marks: Vec<(i64, i64)>,
 }
 
 /// Fetches waiting for `min_bytes` or their `max_wait_ms`, and those answered since.
@@ -87,9 +90,15 @@ impl<P: StorageProvider> Broker<P> {
         let id = ParkedFetchId(self.fetches.next_id);
         self.fetches.next_id += 1;
         let deadline = Millis(now.0 + i64::from(request.max_wait_ms));
-        self.fetches
-            .waiting
-            .insert(id, Parked { request, deadline });
+        let marks = self.fetch_marks(&request);
+        self.fetches.waiting.insert(
+            id,
+            Parked {
+                request,
+                deadline,
+                marks,
+            },
+        );
         Reply::Parked(id)
     }
 
@@ -145,7 +154,14 @@ impl<P: StorageProvider> Broker<P> {
         self.fetches.expire(now);
         let expired = std::mem::take(&mut self.fetches.expired);
         let waiting = std::mem::take(&mut self.fetches.waiting);
-        for (id, parked) in waiting {
+        for (id, mut parked) in waiting {
+            let due = expired.contains(&id) || parked.deadline <= now;
+            let marks = self.fetch_marks(&parked.request);
+            if !due && marks == parked.marks {
+                self.fetches.waiting.insert(id, parked);
+                continue;
+            }
+            parked.marks = marks;
             let data = self.read_fetch(&parked.request);
             let min_bytes = i64::from(parked.request.min_bytes.max(1));
             let done = data.record_bytes() as i64 >= min_bytes
@@ -158,6 +174,28 @@ impl<P: StorageProvider> Broker<P> {
                 self.fetches.waiting.insert(id, parked);
             }
         }
+    }
+
+    /// The log end offset and high watermark of each partition `request` names (-1 for one
+    /// not held here), in request order.
+    fn fetch_marks(&self, request: &FetchRequest) -> Vec<(i64, i64)> {
+        let mut marks = Vec::new();
+        for topic in &request.topics {
+            let stored = if topic.topic_id.is_nil() {
+                self.topics.get(topic.topic.0.as_str())
+            } else {
+                self.topics.values().find(|t| t.id == topic.topic_id)
+            };
+            for wanted in &topic.partitions {
+                let mark = stored
+                    .and_then(|t| t.partitions.get(wanted.partition))
+                    .map_or((-1, -1), |p| {
+                        (p.log.log_end_offset().0, p.log.high_watermark().0)
+                    });
+                marks.push(mark);
+            }
+        }
+        marks
     }
 
     /// Finds the records a fetch asks for, within its byte limits.

@@ -241,6 +241,11 @@ impl<S: Storage> Partition<S> {
     /// while it waits for the followers.
     pub(crate) fn acks_all_outcome(&self, next_offset: Offset) -> Option<Result<(), ErrorCode>> {
         match &self.role {
+            Role::Leader(_)
+                if crate::planted::is_planted(crate::planted::PlantedBug::AckOnLeaderAppend) =>
+            {
+                Some(Ok(()))
+            }
             Role::Leader(leader) => leader.acks_all_outcome(next_offset),
             _ => Some(Err(ErrorCode::NotLeaderOrFollower)),
         }

@@ -276,8 +276,13 @@ impl<P: StorageProvider> Broker<P> {
 
     /// The Fetch requests to send the leaders this broker follows, one per leader, each
     /// naming every partition followed there at this broker's log end (Fetch v12 with the
-    /// broker's id as replica id). The driver keeps one in flight per leader.
-    pub fn replica_fetches(&self, max_wait_ms: i32) -> Vec<(NodeId, FetchRequest)> {
+    /// broker's id as replica id). The driver keeps one in flight per leader: `busy` names
+    /// the leaders it has one in flight to, which get none.
+    pub fn replica_fetches(
+        &self,
+        max_wait_ms: i32,
+        busy: impl Fn(NodeId) -> bool,
+    ) -> Vec<(NodeId, FetchRequest)> {
         let Some(member) = &self.member else {
             return Vec::new();
         };
@@ -287,6 +292,9 @@ impl<P: StorageProvider> Broker<P> {
                 let Some(position) = partition.fetch_position() else {
                     continue;
                 };
+                if busy(position.leader) {
+                    continue;
+                }
                 let request = by_leader.entry(position.leader).or_insert_with(|| {
                     let mut request = FetchRequest::default();
                     request.replica_id = BrokerId(member.node.0);

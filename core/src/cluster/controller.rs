@@ -426,6 +426,16 @@ impl Controller {
                 .copied()
                 .find(|n| set.contains(n) && active(n))
         };
+        if crate::planted::is_planted(crate::planted::PlantedBug::UncleanElection) {
+            let all = partition.replicas.clone();
+            if let Some(leader) = in_order(&all) {
+                partition.isr.retain(|&n| n != leader);
+                partition.isr.push(leader);
+                partition.elr.retain(|&n| n != leader);
+                partition.leader = Some(leader);
+                return;
+            }
+        }
         if let Some(leader) = in_order(&partition.isr) {
             partition.leader = Some(leader);
         } else if let Some(leader) = in_order(&partition.elr) {

@@ -568,6 +568,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         self.seal_active()?;
         self.sync_unflushed()?;
+        self.active_mut().recent.clear();
         let segment = Segment::new(base, now);
         for name in segment.files.all() {
             self.storage.create(name)?;
@@ -958,6 +959,9 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Pulls the recovery point, high watermark and epoch history back to the new log end.
     fn finish_truncation(&mut self) -> Result<(), LogError> {
+        for segment in &mut self.segments {
+            segment.recent.clear();
+        }
         self.delete_snapshots_above(self.log_end_offset())?;
         // Segments deleted above the cut must stay deleted before the checkpoint says so.
         self.storage.sync_dir()?;

@@ -180,7 +180,15 @@ pub struct Segment {
     /// or created (appended here, or served once): a read checks what lies beyond before
     /// serving it, so a batch damaged on disk is never served.
     pub verified: std::cell::Cell<u64>,
+    /// The last offset and position of the batches most recently appended here (at most
+    /// [`RECENT_BATCHES`]): reads near the end — followers and consumers keeping up — find
+    /// their batch without scanning headers from the last index entry. Emptied whenever
+    /// positions could change (truncation) and when the segment stops being active.
+    pub recent: std::collections::VecDeque<(Offset, u64)>,
 }
+
+/// How many recently appended batches a segment remembers the positions of.
+pub const RECENT_BATCHES: usize = 64;
 
 impl Segment {
     /// An empty segment starting at `base`.
@@ -198,6 +206,7 @@ impl Segment {
             offset_index: Vec::new(),
             time_index: Vec::new(),
             verified: std::cell::Cell::new(0),
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -220,6 +229,15 @@ impl Segment {
     /// offset is below `offset` — the batch after it is the first that can hold `offset`.
     /// Returns 0 when no entry helps.
     pub fn scan_start(&self, offset: Offset) -> u64 {
+        if self.recent.front().is_some_and(|&(last, _)| last < offset) {
+            // Past the first remembered batch: the batch holding `offset` is remembered (or
+            // `offset` is at the end): start right at it.
+            let at = self.recent.partition_point(|&(last, _)| last < offset);
+            return self
+                .recent
+                .get(at)
+                .map_or(self.size, |&(_, position)| position);
+        }
         let target = offset.0 - self.base.0;
         let below = self
             .offset_index
@@ -270,6 +288,10 @@ impl Segment {
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += batch.size;
+        if self.recent.len() == RECENT_BATCHES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((batch.last_offset, position));
         self.size += batch.size;
         self.next_offset = batch.last_offset.plus(1);
         entries

@@ -668,13 +668,14 @@ impl<P: StorageProvider> ClusterNode<P> {
             // Its partition roles may be stale until its registration is applied.
             return;
         }
-        for (leader, request) in self
+        let fetching = &self.fetches_out;
+        let node = self.node;
+        let wanted = self
             .broker
-            .replica_fetches(self.config.replica_fetch_wait_ms)
-        {
-            if self.fetches_out.contains_key(&leader) || leader == self.node {
-                continue;
-            }
+            .replica_fetches(self.config.replica_fetch_wait_ms, |leader| {
+                leader == node || fetching.contains_key(&leader)
+            });
+        for (leader, request) in wanted {
             let mut body = bytes::BytesMut::new();
             if request.encode(&mut body, REPLICA_FETCH_VERSION).is_err() {
                 continue;
