@@ -198,9 +198,15 @@ impl<P: StorageProvider> Broker<P> {
             source,
         };
         let producers = restore_producers(&mut log).map_err(failed)?;
-        // A single replica is the whole ISR: everything in its log is committed.
+        // A single replica is the whole ISR: everything in its log is committed. It leads in
+        // the log's latest epoch (0 for a new log): a single broker never changes leaders, and
+        // an older epoch would refuse every append after the history.
         let node = NodeId(self.config.node_id);
-        Partition::lead_alone(log, producers, node, LeaderEpoch(0), now).map_err(failed)
+        let epoch = log
+            .latest_epoch()
+            .unwrap_or(LeaderEpoch(0))
+            .max(LeaderEpoch(0));
+        Partition::lead_alone(log, producers, node, epoch, now).map_err(failed)
     }
 
     /// Writes the metadata file from the in-memory state.

@@ -644,3 +644,27 @@ fn broker_acks_all_uses_the_effective_min_insync_replicas() {
         ErrorCode::InvalidConfig.code()
     );
 }
+
+/// A single broker leads each partition in its log's latest epoch: a log whose batches carry
+/// a later epoch (written by a cluster, or a header flipped on disk: the epoch lies outside
+/// the CRC) still takes appends after a restart.
+#[test]
+fn broker_single_node_leads_in_the_logs_latest_epoch() {
+    let dirs = Dirs::default();
+    let mut first = broker(&dirs);
+    assert_eq!(create(&mut first, "t", 1, &[]), 0);
+    first.close().unwrap();
+    let storage = dirs.dir("t-0");
+    let (mut log, _) =
+        crate::log::PartitionLog::open(storage, crate::log::LogConfig::default(), NOW).unwrap();
+    let mut bytes = records(2, None).to_vec();
+    log.append(&mut bytes, crate::types::LeaderEpoch(5), NOW)
+        .unwrap();
+    log.close().unwrap();
+    let mut second = broker(&dirs);
+    assert_eq!(produce(&mut second, "t", 1, records(1, None)), Some((0, 2)));
+    assert_eq!(
+        second.topics["t"].partitions[0].leader_epoch(),
+        crate::types::LeaderEpoch(5)
+    );
+}
