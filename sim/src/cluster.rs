@@ -263,6 +263,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
         let _ = madsim::time::timeout(remaining, producer).await;
     }
+    // The replicas converge first: a node that was cut off may still answer as a deposed
+    // leader for a moment after healing (stale reads are allowed), and the final read must
+    // see the whole log.
+    let converged = await_convergence(&registry, nodes, deadline, &trace).await;
     let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
     let reader = client_nodes[clients - 1].spawn(workload::final_read(
         nodes,
@@ -271,7 +275,6 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     ));
     let _ = madsim::time::timeout(remaining, reader).await;
     stop.store(true, Ordering::Relaxed);
-    let converged = await_convergence(&registry, nodes, deadline, &trace).await;
 
     let history = history.lock().expect("history");
     // acks=all with min.insync.replicas=2 and at most one power loss: nothing acknowledged

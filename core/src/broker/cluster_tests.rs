@@ -530,3 +530,33 @@ fn cluster_a_restarted_broker_recovers_and_catches_up() {
         assert_eq!(cluster.isr(partition as usize), vec![1, 2, 3]);
     }
 }
+
+#[test]
+fn cluster_brokers_hand_out_producer_ids_no_other_broker_hands_out() {
+    let mut cluster = Cluster::new(3);
+    let mut seen = std::collections::BTreeSet::new();
+    for id in 1..=3 {
+        for _ in 0..3 {
+            let mut request = InitProducerIdRequest::default();
+            request.transactional_id = None;
+            request.transaction_timeout_ms = 60_000;
+            request.producer_id = kafka_protocol::messages::ProducerId(-1);
+            request.producer_epoch = -1;
+            let now = Millis(cluster.now);
+            let mut body = request_of(4, RequestKind::InitProducerId(request));
+            body.api_key = ApiKey::InitProducerId;
+            let Reply::Response(response) = cluster.broker(id).handle_request(now, body) else {
+                panic!()
+            };
+            let ResponseKind::InitProducerId(response) = *response else {
+                panic!()
+            };
+            assert_eq!(response.error_code, 0);
+            assert!(
+                seen.insert(response.producer_id.0),
+                "id {} given twice",
+                response.producer_id.0
+            );
+        }
+    }
+}

@@ -101,6 +101,13 @@ impl<P: StorageProvider> Broker<P> {
         let node = NodeId(config.node_id);
         let mut broker = Broker::open_empty(provider, config, now)?;
         broker.member = Some(Member::new(node));
+        // Producer ids must be unique in the cluster: each node hands out its own range
+        // (2^32 ids from `node << 32`), so no two nodes ever give out the same id.
+        let range_start = i64::from(node.0.max(0)) << 32;
+        if broker.next_producer_id < range_start {
+            broker.next_producer_id = range_start;
+            broker.persist_meta()?;
+        }
         Ok(broker)
     }
 
