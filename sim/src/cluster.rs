@@ -332,16 +332,17 @@ async fn await_convergence(
             continue;
         }
         let snapshot = read_replicas(registry, nodes);
-        let done = snapshot.as_ref().is_ok_and(|replicas| {
-            (0..PARTITIONS).all(|p| {
-                let ends: Vec<(usize, i64)> = replicas
-                    .iter()
-                    .filter(|r| r.1 == p)
-                    .map(|r| (r.2.len(), r.3))
-                    .collect();
-                ends.len() == nodes as usize && ends.windows(2).all(|w| w[0] == w[1])
-            })
-        });
+        let done = ends_agree(registry, nodes)
+            && snapshot.as_ref().is_ok_and(|replicas| {
+                (0..PARTITIONS).all(|p| {
+                    let ends: Vec<(usize, i64)> = replicas
+                        .iter()
+                        .filter(|r| r.1 == p)
+                        .map(|r| (r.2.len(), r.3))
+                        .collect();
+                    ends.len() == nodes as usize && ends.windows(2).all(|w| w[0] == w[1])
+                })
+            });
         if done {
             trace.record(format!("{} replicas converged", now().0));
             return snapshot;
@@ -422,7 +423,7 @@ fn describe_views(registry: &Registry, nodes: i32) -> String {
     views.join("; ")
 }
 
-/// Whether every node holds every partition with the same log end and high watermark (a
+/// Whether every node holds every partition with the same log end, all of it committed (a
 /// cheap test before the replicas are read).
 fn ends_agree(registry: &Registry, nodes: i32) -> bool {
     let registry = registry.lock().expect("registry");
@@ -434,7 +435,10 @@ fn ends_agree(registry: &Registry, nodes: i32) -> bool {
                 Some((log.log_end_offset().0, log.high_watermark().0))
             })
             .collect();
-        ends.iter().all(Option::is_some) && ends.windows(2).all(|w| w[0] == w[1])
+        // Equal everywhere, and committed: a new leader's watermark trails until the
+        // followers fetch again.
+        let committed = ends.iter().all(|e| e.is_some_and(|(end, hw)| end == hw));
+        committed && ends.windows(2).all(|w| w[0] == w[1])
     })
 }
 
