@@ -22,6 +22,9 @@ pub struct Verdict {
     pub failures: Vec<Failure>,
     /// Acknowledged records lost where losses were allowed (reported, not failures).
     pub allowed_losses: usize,
+    /// acks=1 records missing from the final log at their offset (a leader change may lose
+    /// them: reported, not failures).
+    pub leader_ack_losses: usize,
 }
 
 /// Runs every checker. `losses_allowed` is true when unsynced data was exposed to a power
@@ -83,6 +86,11 @@ pub fn check(history: &History, losses_allowed: bool) -> Verdict {
     if losses_allowed {
         verdict.allowed_losses = lost;
     }
+    verdict.leader_ack_losses = history
+        .leader_acks
+        .iter()
+        .filter(|ack| history.final_log.get(&(ack.partition, ack.offset)) != Some(&ack.value))
+        .count();
     check_readers(history, losses_allowed, &mut verdict);
     check_idempotence(history, losses_allowed, &mut verdict);
     if !losses_allowed {

@@ -30,6 +30,8 @@ use crate::Options;
 
 /// Plain producers in a cluster run (acks=all, retries).
 const PRODUCERS: usize = 2;
+/// Producers with weaker acknowledgements: one acks=1 (retried; losses counted), one acks=0.
+const WEAK_PRODUCERS: usize = 2;
 /// Consumers in a cluster run.
 const CONSUMERS: usize = 2;
 
@@ -116,7 +118,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let handle = Handle::current();
     let trace = Trace::default();
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
-    let clients = PRODUCERS + CONSUMERS + 2;
+    let clients = PRODUCERS + WEAK_PRODUCERS + CONSUMERS + 2;
     let plan = ClusterPlan::draw(nodes, options.safety_secs * 1000, clients);
     trace.record(format!("seed {seed} plan {plan}"));
     let registry: Registry = Arc::default();
@@ -168,6 +170,20 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             id,
             nodes,
             options.records_per_producer,
+            -1,
+            history.clone(),
+            trace.clone(),
+        );
+        producers.push(client_nodes[1 + id].spawn(task));
+    }
+    for (k, acks) in [1i16, 0].into_iter().enumerate() {
+        let id = PRODUCERS + k;
+        // A sixth of the records: enough to cover what acks=1 and acks=0 promise.
+        let task = workload::producer(
+            id,
+            nodes,
+            options.records_per_producer.div_ceil(6),
+            acks,
             history.clone(),
             trace.clone(),
         );
@@ -176,7 +192,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let stop = Arc::new(AtomicBool::new(false));
     for id in 0..CONSUMERS {
         let task = workload::consumer(id, nodes, stop.clone(), history.clone());
-        drop(client_nodes[1 + PRODUCERS + id].spawn(task));
+        drop(client_nodes[1 + PRODUCERS + WEAK_PRODUCERS + id].spawn(task));
     }
 
     // Safety phase: faults on.
@@ -297,9 +313,12 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         }),
     }
     trace.record(format!(
-        "{} done: {} acks, {} reads, {} failures, power lost {power_lost}",
+        "{} done: {} acks, {} acks=1 ({} lost, counted), {} acks=0 sends, {} reads, {} failures, power lost {power_lost}",
         now().0,
         history.acks.len(),
+        history.leader_acks.len(),
+        verdict.leader_ack_losses,
+        history.unacknowledged_sends,
         history.reads.len(),
         verdict.failures.len(),
     ));

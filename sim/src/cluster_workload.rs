@@ -77,6 +77,28 @@ impl Router {
         }
     }
 
+    /// Writes a request that gets no answer (acks=0) to node `node`; false when it could not
+    /// be written (the connection is then dropped).
+    pub async fn send_only<T: Encodable>(&mut self, node: i32, body: &T) -> bool {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.conns.entry(node) {
+            let addr = format!("{}:{BROKER_PORT}", node_ip(node));
+            let Ok(conn) = Conn::connect(&addr).await else {
+                return false;
+            };
+            slot.insert(conn);
+        }
+        let Some(conn) = self.conns.get_mut(&node) else {
+            return false;
+        };
+        match conn.call(ApiKey::Produce, 9, body, false).await {
+            Ok(_) => true,
+            Err(_) => {
+                self.conns.remove(&node);
+                false
+            }
+        }
+    }
+
     /// Any node, rotating (for requests any node answers).
     pub fn any_node(&mut self) -> i32 {
         self.next = (self.next + 1) % self.nodes.len();
@@ -167,14 +189,41 @@ pub async fn create_topic(nodes: i32, segment_bytes: Option<u64>, trace: Trace) 
     }
 }
 
-/// Sends `quota` records with acks=all to the partitions' leaders, each retried until
-/// acknowledged.
-pub async fn producer(id: usize, nodes: i32, quota: u32, history: SharedHistory, trace: Trace) {
+/// Sends `quota` records to the partitions' leaders with `acks` (-1, 1 or 0). acks=all and
+/// acks=1 sends are retried until acknowledged (acks=all records go to `History::acks`,
+/// acks=1 records to `History::leader_acks`); acks=0 sends are written once and never
+/// answered. Values: `p{id}-{n}` (acks=all), `w{id}-{n}` (acks=1), `z{id}-{n}` (acks=0).
+pub async fn producer(
+    id: usize,
+    nodes: i32,
+    quota: u32,
+    acks: i16,
+    history: SharedHistory,
+    trace: Trace,
+) {
     let mut router = Router::new(nodes);
+    let prefix = match acks {
+        -1 => "p",
+        1 => "w",
+        _ => "z",
+    };
     for sequence in 0..quota {
-        let value = format!("p{id}-{sequence}");
+        let value = format!("{prefix}{id}-{sequence}");
         let partition = (sequence % PARTITIONS as u32) as i32;
-        let request = produce_request(partition, &value);
+        let mut request = produce_request(partition, &value);
+        request.acks = acks;
+        if acks == 0 {
+            if let Some(leader) = router.leader(partition).await {
+                if router.send_only(leader, &request).await {
+                    history.lock().expect("history").unacknowledged_sends += 1;
+                } else {
+                    router.forget(partition);
+                }
+            }
+            let pause = thread_rng().gen_range(0..40);
+            madsim::time::sleep(Duration::from_millis(pause)).await;
+            continue;
+        }
         loop {
             let Some(leader) = router.leader(partition).await else {
                 continue;
@@ -193,13 +242,18 @@ pub async fn producer(id: usize, nodes: i32, quota: u32, history: SharedHistory,
                     "{} producer{id}: {value} at {partition}/{at} (node{leader})",
                     now().0
                 ));
-                history.lock().expect("history").acks.push(Ack {
+                let ack = Ack {
                     producer: id,
                     sequence,
                     partition,
                     offset: at,
                     value: value.clone(),
-                });
+                };
+                let mut history = history.lock().expect("history");
+                match acks {
+                    -1 => history.acks.push(ack),
+                    _ => history.leader_acks.push(ack),
+                }
                 break;
             }
             trace.record(format!(
@@ -214,7 +268,9 @@ pub async fn producer(id: usize, nodes: i32, quota: u32, history: SharedHistory,
         madsim::time::sleep(Duration::from_millis(pause)).await;
     }
     trace.record(format!("{} producer{id}: done", now().0));
-    history.lock().expect("history").producers_done += 1;
+    if acks == -1 {
+        history.lock().expect("history").producers_done += 1;
+    }
 }
 
 /// Reads every partition from offset 0 at its leader until `stop`, recording the records and

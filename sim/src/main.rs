@@ -197,11 +197,12 @@ mod cli {
     fn print_report(report: &RunReport) {
         say!("seed {} plan: {}", report.seed, report.plan);
         say!(
-            "seed {}: {} acks, {} failures, {} allowed losses, trace hash {:016x}",
+            "seed {}: {} acks, {} failures, {} allowed losses, {} acks=1 losses, trace hash {:016x}",
             report.seed,
             report.acks,
             report.verdict.failures.len(),
             report.verdict.allowed_losses,
+            report.verdict.leader_ack_losses,
             report.trace_hash
         );
         for failure in &report.verdict.failures {

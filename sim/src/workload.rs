@@ -62,8 +62,13 @@ pub struct Read {
 /// Everything the clients observed.
 #[derive(Default, Debug)]
 pub struct History {
-    /// Acknowledged produces.
+    /// Acknowledged produces (acks=all).
     pub acks: Vec<Ack>,
+    /// Produces acknowledged by the leader alone (acks=1): a leader change may lose them;
+    /// their losses are counted, not failures.
+    pub leader_acks: Vec<Ack>,
+    /// Records sent with acks=0 (never answered).
+    pub unacknowledged_sends: usize,
     /// Records consumers read, in the order each read them.
     pub reads: Vec<Read>,
     /// Repositionings a consumer made (reader, partition, from, to) — allowed skips.

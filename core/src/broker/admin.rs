@@ -254,6 +254,13 @@ impl<P: StorageProvider> Broker<P> {
     /// A resource whose configs may be altered: an existing topic. Broker configs are
     /// taken at startup and refused here.
     fn check_config_resource(&self, kind: i8, name: &str) -> Result<(), AdminError> {
+        if self.member.is_some() {
+            // min.insync.replicas and the rest belong in the controller's records; changing
+            // one leader's view alone would break the controller's eligibility rules.
+            return Err(AdminError::InvalidRequest(
+                "config changes are not supported on a cluster member yet".into(),
+            ));
+        }
         match kind {
             RESOURCE_TOPIC => {
                 super::validate_topic_name(name).map_err(AdminError::InvalidTopic)?;
@@ -371,6 +378,11 @@ impl<P: StorageProvider> Broker<P> {
 
     /// Checks a CreatePartitions topic; returns its current partition count.
     fn check_new_partitions(&self, request: &CreatePartitionsTopic) -> Result<i32, AdminError> {
+        if self.member.is_some() {
+            return Err(AdminError::InvalidRequest(
+                "CreatePartitions is not supported on a cluster member yet".into(),
+            ));
+        }
         let name = request.name.0.as_str();
         let topic = self
             .topics
@@ -509,6 +521,10 @@ impl<P: StorageProvider> Broker<P> {
         offset: i64,
     ) -> Result<Offset, ErrorCode> {
         internal::check_delete_records(topic)?;
+        if self.member.is_some() {
+            // The followers would keep their log start: not supported on members yet.
+            return Err(ErrorCode::InvalidRequest);
+        }
         let partition = self.led_mut(topic, index)?;
         let log = &mut partition.log;
         let high_watermark = log.high_watermark();

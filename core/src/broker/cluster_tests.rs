@@ -560,3 +560,97 @@ fn cluster_brokers_hand_out_producer_ids_no_other_broker_hands_out() {
         }
     }
 }
+
+/// A retried idempotent batch whose first copy still waits for the followers is answered
+/// only once that copy is committed, not at once as a duplicate.
+#[test]
+fn cluster_a_retried_idempotent_batch_waits_for_the_first_copy_to_commit() {
+    let mut cluster = Cluster::new(3);
+    cluster.create_topic(1, 3, "2");
+    let leader = cluster.leader(0);
+    let batch = |cluster: &Cluster| {
+        let mut builder = BatchBuilder::new(Offset(0)).producer(
+            crate::types::ProducerId(7),
+            crate::types::ProducerEpoch(0),
+            0,
+        );
+        builder.push(&Record {
+            timestamp: cluster.now,
+            key: None,
+            value: Some(b"once".to_vec()),
+            headers: Vec::new(),
+        });
+        let mut data = PartitionProduceData::default();
+        data.index = 0;
+        data.records = Some(Bytes::from(builder.build()));
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(StrBytes::from_static_str(TOPIC));
+        topic.partition_data = vec![data];
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.timeout_ms = 30_000;
+        request.topic_data = vec![topic];
+        request_of(9, RequestKind::Produce(request))
+    };
+    let now = Millis(cluster.now);
+    let first = batch(&cluster);
+    let Reply::Parked(_) = cluster.broker(leader).handle_request(now, first) else {
+        panic!("acks=all waits")
+    };
+    let retry = batch(&cluster);
+    let Reply::Parked(_) = cluster.broker(leader).handle_request(now, retry) else {
+        panic!("the retry waits for the first copy's commit too")
+    };
+    cluster.replicate_rounds(2);
+    let answers = cluster.broker(leader).poll_completed_responses();
+    assert_eq!(answers.len(), 2);
+    for (_, answer) in &answers {
+        assert_eq!(
+            produce_answer(answer),
+            (0, 0),
+            "both answered with the one offset"
+        );
+    }
+    assert_eq!(cluster.log_of(leader, 0).0, vec!["once".to_string()]);
+}
+
+/// Topic and config changes belong to the controller: a member refuses them rather than
+/// change one replica alone.
+#[test]
+fn cluster_members_refuse_admin_changes_they_cannot_make_alone() {
+    let mut cluster = Cluster::new(3);
+    cluster.create_topic(1, 3, "2");
+    let mut request = DeleteTopicsRequest::default();
+    request.topic_names = vec![TopicName(StrBytes::from_static_str(TOPIC))];
+    let now = Millis(cluster.now);
+    let mut delete = request_of(6, RequestKind::DeleteTopics(request));
+    delete.api_key = ApiKey::DeleteTopics;
+    let Reply::Response(response) = cluster.broker(1).handle_request(now, delete) else {
+        panic!()
+    };
+    let ResponseKind::DeleteTopics(response) = *response else {
+        panic!()
+    };
+    assert_eq!(
+        response.responses[0].error_code,
+        ErrorCode::InvalidRequest.code()
+    );
+    assert!(
+        cluster.broker(1).partition_log(TOPIC, 0).is_some(),
+        "nothing deleted"
+    );
+    let mut find = FindCoordinatorRequest::default();
+    find.key = StrBytes::from_static_str("group");
+    let mut request = request_of(3, RequestKind::FindCoordinator(find));
+    request.api_key = ApiKey::FindCoordinator;
+    let Reply::Response(response) = cluster.broker(1).handle_request(now, request) else {
+        panic!()
+    };
+    let ResponseKind::FindCoordinator(response) = *response else {
+        panic!()
+    };
+    assert_eq!(
+        response.error_code,
+        ErrorCode::CoordinatorNotAvailable.code()
+    );
+}

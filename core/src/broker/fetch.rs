@@ -24,8 +24,9 @@ pub const PARKED_FETCHES_MAX: usize = 10_000;
 struct Parked {
     request: FetchRequest,
     deadline: Millis,
-    /// The log end offset and high watermark of each partition it asks for, when last read:
-    /// while they stay the same, re-reading cannot find more.
+    /// The read bound (the log end for a follower, the high watermark for a consumer) and log
+    /// start of each partition it asks for, when last read: while they stay the same,
+    /// re-reading cannot find more.
     marks: Vec<(i64, i64)>,
 }
 
@@ -176,8 +177,8 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
-    /// The log end offset and high watermark of each partition `request` names (-1 for one
-    /// not held here), in request order.
+    /// The read bound and log start of each partition `request` names (-1 for one not held
+    /// here), in request order.
     fn fetch_marks(&self, request: &FetchRequest) -> Vec<(i64, i64)> {
         let mut marks = Vec::new();
         for topic in &request.topics {
@@ -187,10 +188,18 @@ impl<P: StorageProvider> Broker<P> {
                 self.topics.values().find(|t| t.id == topic.topic_id)
             };
             for wanted in &topic.partitions {
+                // A consumer reads below the high watermark, a follower up to the log end:
+                // only that bound can give it more.
+                let follower = request.replica_id.0 >= 0;
                 let mark = stored
                     .and_then(|t| t.partitions.get(wanted.partition))
                     .map_or((-1, -1), |p| {
-                        (p.log.log_end_offset().0, p.log.high_watermark().0)
+                        let bound = if follower {
+                            p.log.log_end_offset()
+                        } else {
+                            p.log.high_watermark()
+                        };
+                        (bound.0, p.log.log_start_offset().0)
                     });
                 marks.push(mark);
             }

@@ -170,6 +170,11 @@ impl<P: StorageProvider> Broker<P> {
 
     /// Creates `__consumer_offsets` if it does not exist yet.
     pub(crate) fn ensure_offsets_topic(&mut self, now: Millis) -> Result<(), ErrorCode> {
+        if self.member.is_some() {
+            // The group coordinator does not run on cluster members yet (its topic would be
+            // one broker's, unreplicated).
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
         if self.topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
@@ -215,6 +220,7 @@ impl<P: StorageProvider> Broker<P> {
             let partition = topic
                 .partitions
                 .get_mut(index)
+                .filter(|p| p.is_leader())
                 .ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let mut bytes = builder.build();
             partition
@@ -355,7 +361,8 @@ impl<P: StorageProvider> Broker<P> {
                 Ok(()) => ErrorCode::None,
                 Err(_) => ErrorCode::CoordinatorNotAvailable,
             },
-            // Transactions have no coordinator of their own yet; this broker answers.
+            // Transactions have no coordinator of their own yet; a single broker answers.
+            1 if self.member.is_some() => ErrorCode::CoordinatorNotAvailable,
             1 => ErrorCode::None,
             _ => ErrorCode::InvalidRequest,
         };

@@ -43,7 +43,7 @@ pub use fetch::ParkedFetchId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;
 pub use replica::REPLICA_FETCH_VERSION;
-pub use topics::{validate_topic_name, TopicConfigError, TOPIC_CONFIGS};
+pub use topics::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
 
 /// Opens the storage directories the broker keeps its state in.
 pub trait StorageProvider {

@@ -134,9 +134,13 @@ impl<S: Storage> Partition<S> {
                 let update = leader.commit_isr(now, &record.isr);
                 self.apply(update);
             }
-            // A record older than the log's own history (the log holds batches of a later
-            // leader): a past state, never acted on.
-            (_, Some(_)) if self.log.latest_epoch().is_some_and(|latest| epoch < latest) => {
+            // Leading in an epoch older than the log's own history is impossible (its batches
+            // would go before the later leader's); it only comes from a stale replay or an
+            // epoch field damaged on disk, and the partition waits for a newer record.
+            (_, Some(node))
+                if node == self.node
+                    && self.log.latest_epoch().is_some_and(|latest| epoch < latest) =>
+            {
                 self.role = Role::Leaderless(epoch);
             }
             (_, Some(node)) if node == self.node => {

@@ -176,14 +176,26 @@ impl<P: StorageProvider> Broker<P> {
             match partition.producers.check(id, epoch, first, last) {
                 SequenceVerdict::Append => {}
                 SequenceVerdict::Duplicate(seen) => {
+                    // The first copy's answer, once it is committed (a retry of an acks=all
+                    // batch still waiting for the followers must wait too).
+                    let records = i64::from(seen.last_sequence.wrapping_sub(seen.first_sequence));
+                    let next_offset = Offset(seen.base_offset.0 + records + 1);
+                    let (error, waits_for) = match acks {
+                        -1 => match partition.acks_all_outcome(next_offset) {
+                            Some(Ok(())) => (ErrorCode::None, None),
+                            Some(Err(code)) => (code, None),
+                            None => (ErrorCode::None, Some(next_offset)),
+                        },
+                        _ => (ErrorCode::None, None),
+                    };
                     return Outcome {
-                        error: ErrorCode::None,
+                        error,
                         message: None,
                         base_offset: seen.base_offset.0,
                         log_append_time_ms: -1,
                         log_start_offset: partition.log.log_start_offset().0,
-                        waits_for: None,
-                    }
+                        waits_for,
+                    };
                 }
                 SequenceVerdict::Refuse(code) => {
                     return Outcome::error(

@@ -149,8 +149,6 @@ impl<P: StorageProvider> Broker<P> {
         let node = member.node;
         match record {
             MetadataRecord::Topic { name, id, configs } => {
-                self.log_config_for(configs)
-                    .map_err(|err| BrokerError::CorruptMetadata(format!("topic {name}: {err}")))?;
                 let topic = Topic {
                     id: *id,
                     overrides: configs.clone(),
@@ -203,9 +201,6 @@ impl<P: StorageProvider> Broker<P> {
         }
         for topic in image.topics().values() {
             if !self.topics.contains_key(&topic.name) {
-                self.log_config_for(&topic.configs).map_err(|err| {
-                    BrokerError::CorruptMetadata(format!("topic {}: {err}", topic.name))
-                })?;
                 let stored = Topic {
                     id: topic.id,
                     overrides: topic.configs.clone(),
@@ -220,6 +215,26 @@ impl<P: StorageProvider> Broker<P> {
         self.complete_parked_produces(now);
         self.complete_ready_fetches(now);
         Ok(())
+    }
+
+    /// The log config of a member's topic. A committed record is never refused: configs the
+    /// broker cannot use (the controller checks them before proposing; an older broker may
+    /// not know one) fall back to the broker's defaults, reported as a background error.
+    fn member_log_config(
+        &mut self,
+        name: &str,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> crate::log::LogConfig {
+        match self.log_config_for(overrides) {
+            Ok(config) => config,
+            Err(err) => {
+                if self.background_errors.len() < super::BACKGROUND_ERRORS_MAX {
+                    let error = format!("topic {name}: {err}; broker defaults used");
+                    self.background_errors.push(error);
+                }
+                self.broker_config().log.clone()
+            }
+        }
     }
 
     /// Drops a topic and its local partitions' files.
@@ -263,9 +278,7 @@ impl<P: StorageProvider> Broker<P> {
             return Ok(());
         }
         let overrides = topic.overrides.clone();
-        let log_config = self
-            .log_config_for(&overrides)
-            .map_err(|err| BrokerError::CorruptMetadata(format!("topic {name}: {err}")))?;
+        let log_config = self.member_log_config(&name, &overrides);
         let storage = self
             .provider
             .open_dir(&partition_dir(&name, record.partition))?;
@@ -654,6 +667,10 @@ impl<P: StorageProvider> Broker<P> {
                     topic.error_code = match (auto_create, super::validate_topic_name(&name)) {
                         (_, Err(_)) => ErrorCode::InvalidTopicException,
                         (false, Ok(())) => ErrorCode::UnknownTopicOrPartition,
+                        // Internal topics are not created on a cluster yet.
+                        (true, Ok(())) if name.starts_with("__") => {
+                            ErrorCode::UnknownTopicOrPartition
+                        }
                         (true, Ok(())) => {
                             wanted.push(name.clone());
                             ErrorCode::LeaderNotAvailable

@@ -440,6 +440,17 @@ impl<P: StorageProvider> Broker<P> {
             let mut result = DeletableTopicResult::default();
             result.topic_id = id;
             result.name = name.clone().map(|n| TopicName(StrBytes::from_string(n)));
+            if self.member.is_some() {
+                // A member's topics belong to the controller, which deletes none yet: removing
+                // one replica's files would leave the ISR counting records it no longer has.
+                result.error_code = ErrorCode::InvalidRequest.code();
+                if version >= 5 {
+                    let message = "DeleteTopics is not supported on a cluster member yet";
+                    result.error_message = Some(StrBytes::from_static_str(message));
+                }
+                response.responses.push(result);
+                continue;
+            }
             result.error_code = match name.and_then(|n| self.topics.remove(&n).map(|t| (n, t))) {
                 None => ErrorCode::UnknownTopicOrPartition.code(),
                 Some((name, topic)) => {

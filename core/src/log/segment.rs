@@ -182,8 +182,9 @@ pub struct Segment {
     pub verified: std::cell::Cell<u64>,
     /// The last offset and position of the batches most recently appended here (at most
     /// [`RECENT_BATCHES`]): reads near the end — followers and consumers keeping up — find
-    /// their batch without scanning headers from the last index entry. Emptied whenever
-    /// positions could change (truncation) and when the segment stops being active.
+    /// their batch without scanning headers from the last index entry. Filled as batches are
+    /// noted (appends, recovery scans, compaction rewrites — positions that stay valid),
+    /// emptied whenever positions could change (truncation) and when a roll seals it.
     pub recent: std::collections::VecDeque<(Offset, u64)>,
 }
 
@@ -225,9 +226,11 @@ impl Segment {
         relative as u32
     }
 
-    /// Where to start scanning for `offset`: the position of the last indexed batch whose last
-    /// offset is below `offset` — the batch after it is the first that can hold `offset`.
-    /// Returns 0 when no entry helps.
+    /// Where to start scanning for `offset`: the position of the remembered recent batch that
+    /// holds it (or the segment's end, past its last batch) when it lies after the first
+    /// remembered one; otherwise the position of the last indexed batch whose last offset is
+    /// below `offset` — the batch after it is the first that can hold `offset` — or 0 when no
+    /// entry helps.
     pub fn scan_start(&self, offset: Offset) -> u64 {
         if self.recent.front().is_some_and(|&(last, _)| last < offset) {
             // Past the first remembered batch: the batch holding `offset` is remembered (or

@@ -87,6 +87,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Kafka's defaults around `broker` and `voters`.
     pub fn new(broker: BrokerConfig, voters: Vec<NodeId>, incarnation: u64) -> NodeConfig {
+        let min_insync_replicas = broker.log.min_insync_replicas;
         NodeConfig {
             broker,
             voters,
@@ -97,7 +98,10 @@ impl NodeConfig {
             request_timeout_ms: 5_000,
             replica_fetch_wait_ms: 500,
             snapshot_interval: 1_000,
-            controller: ControllerConfig::default(),
+            controller: ControllerConfig {
+                min_insync_replicas,
+                ..ControllerConfig::default()
+            },
             incarnation,
             lost_unsynced: false,
         }
@@ -294,6 +298,16 @@ impl<P: StorageProvider> ClusterNode<P> {
     ) -> Result<Reply, NodeError> {
         let reply = match request.body {
             RequestKind::CreateTopics(body) => self.create_topics(now, body),
+            RequestKind::Fetch(mut body) => {
+                // Only peers fetch as followers (their fetches come as peer messages): a client
+                // naming a replica id is a consumer, or it could move the high watermark.
+                body.replica_id = kafka_protocol::messages::BrokerId(-1);
+                let request = Request {
+                    body: RequestKind::Fetch(body),
+                    ..request
+                };
+                self.broker.handle_request_from(now, context, request)
+            }
             _ => self.broker.handle_request_from(now, context, request),
         };
         self.pump(now)?;
@@ -359,13 +373,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                     }
                 }
             }
-            PeerMessage::AlterPartitionRefused {
-                topic_id,
-                partition,
-            } => {
-                self.isr_out.remove(&(topic_id, partition));
-                self.broker.isr_change_failed(topic_id, partition);
-            }
+            // A refused ISR change is asked again after the request timeout (or sooner, once
+            // a newer partition record arrives), not at once: a follower that is fenced but
+            // still fetching would otherwise be proposed and refused in a loop.
+            PeerMessage::AlterPartitionRefused { .. } => {}
             PeerMessage::CreateTopic {
                 name,
                 partitions,
@@ -607,7 +618,11 @@ impl<P: StorageProvider> ClusterNode<P> {
             .propose(LogEntry::Records(records).encode())
             .is_err()
         {
+            // The decision is lost (leadership gone, or the proposal refused): drop the
+            // controller, whose image holds it, and start a fresh one from the committed image
+            // after a new marker.
             self.controller = None;
+            self.marker_term = None;
         }
         Ok(())
     }
@@ -786,21 +801,38 @@ impl<P: StorageProvider> ClusterNode<P> {
             let name = topic.name.0.as_str().to_string();
             let mut result = CreatableTopicResult::default();
             result.name = topic.name.clone();
-            if self.image().topic(&name).is_some() {
-                result.error_code = ErrorCode::TopicAlreadyExists.code();
+            let configs: BTreeMap<String, String> = topic
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
+            let partitions = match topic.num_partitions {
+                -1 => self.config.broker.num_partitions,
+                n => n,
+            };
+            let refusal = if self.image().topic(&name).is_some() {
+                Some((
+                    ErrorCode::TopicAlreadyExists,
+                    format!("topic {name} exists"),
+                ))
             } else if let Err(err) = crate::broker::validate_topic_name(&name) {
-                result.error_code = ErrorCode::InvalidTopicException.code();
-                result.error_message = Some(StrBytes::from_string(err.to_string()));
+                Some((ErrorCode::InvalidTopicException, err.to_string()))
+            } else if name.starts_with("__") {
+                let message = format!("{name}: internal topics are not created on a cluster yet");
+                Some((ErrorCode::InvalidRequest, message))
+            } else if !(1..=crate::broker::PARTITIONS_MAX).contains(&partitions) {
+                let max = crate::broker::PARTITIONS_MAX;
+                let message = format!("partition count {partitions} is not in 1..={max}");
+                Some((ErrorCode::InvalidPartitions, message))
+            } else if let Err(err) = self.broker.log_config_for(&configs) {
+                Some((ErrorCode::InvalidConfig, err.to_string()))
             } else {
-                let configs = topic
-                    .configs
-                    .iter()
-                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                    .collect();
-                let partitions = match topic.num_partitions {
-                    -1 => self.config.broker.num_partitions,
-                    n => n,
-                };
+                None
+            };
+            if let Some((code, message)) = refusal {
+                result.error_code = code.code();
+                result.error_message = Some(StrBytes::from_string(message));
+            } else {
                 let replication_factor = match topic.replication_factor {
                     -1 => self.config.broker.default_replication_factor,
                     n => n,

@@ -368,3 +368,49 @@ fn node_metadata_log_snapshots_let_a_node_that_was_away_catch_up() {
     assert_eq!(back.topics(), expected.topics(), "node 3 has every topic");
     assert!(back.is_active(NodeId(3)));
 }
+
+/// A CreateTopics the cluster cannot apply is refused before the controller proposes it (a
+/// committed record no node can apply would stop every node).
+#[test]
+fn node_refuses_topics_with_bad_configs_or_names_before_proposing() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    for (name, key, value, expected) in [
+        ("bad", "retention.ms", "soon", ErrorCode::InvalidConfig),
+        ("bad", "compression.type", "gzip", ErrorCode::InvalidConfig),
+        (
+            "__consumer_offsets",
+            "retention.ms",
+            "1000",
+            ErrorCode::InvalidRequest,
+        ),
+    ] {
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(StrBytes::from_string(name.into()));
+        topic.num_partitions = 1;
+        topic.replication_factor = 3;
+        let mut config = CreatableTopicConfig::default();
+        config.name = StrBytes::from_string(key.into());
+        config.value = Some(StrBytes::from_string(value.into()));
+        topic.configs = vec![config];
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        let Reply::Response(response) = h.request(1, 5, RequestKind::CreateTopics(request)) else {
+            panic!("refused at once")
+        };
+        let ResponseKind::CreateTopics(response) = *response else {
+            panic!()
+        };
+        assert_eq!(
+            response.topics[0].error_code,
+            expected.code(),
+            "{name} {key}={value}"
+        );
+    }
+    h.run(1_000, 50);
+    assert!(
+        h.node(2).image().topics().is_empty(),
+        "nothing was proposed"
+    );
+    assert_eq!(h.create_topic(2, "good", 1), 0, "the cluster still works");
+}
