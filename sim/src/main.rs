@@ -8,7 +8,8 @@
 //! scripts/sim --list-planted-bugs      bugs the checkers must catch
 //! scripts/sim --plant-bug NAME --seeds 1..50   find a failing seed for a planted bug
 //! scripts/sim --nodes 3 --seeds 1..50  a three-node cluster (quorum, replication, failover)
-//! options: --safety-secs S  --liveness-secs S  --records N
+//! options: --safety-secs S  --liveness-secs S  --records N (alias --steps N)
+//!          --sim-time S (the whole run at most S simulated seconds: safety, then liveness)
 //! ```
 
 use std::process::ExitCode;
@@ -81,8 +82,18 @@ mod cli {
                 }
                 "--safety-secs" => args.options.safety_secs = number(value(&flag)?, &flag)?,
                 "--liveness-secs" => args.options.liveness_secs = number(value(&flag)?, &flag)?,
-                "--records" => {
+                "--records" | "--steps" => {
                     args.options.records_per_producer = number(value(&flag)?, &flag)? as u32
+                }
+                "--sim-time" => {
+                    let total = number(value(&flag)?, &flag)?;
+                    if total < 2 {
+                        return Err(format!(
+                            "--sim-time: {total} s leaves no room for both phases"
+                        ));
+                    }
+                    args.options.safety_secs = args.options.safety_secs.min(total / 2);
+                    args.options.liveness_secs = total - args.options.safety_secs;
                 }
                 "--trace" => args.options.trace = true,
                 "--nodes" => {
