@@ -46,6 +46,9 @@ enum Fault {
     Isolate(i32),
     /// A client is cut off from every node.
     ClogClient(usize),
+    /// The node's disk has a latency spike: each request and message it handles waits this
+    /// many milliseconds first.
+    SlowDisk(i32, u64),
 }
 
 /// The faults of a run, drawn from its seed.
@@ -72,7 +75,8 @@ impl ClusterPlan {
                     power_lost = true;
                     Fault::PowerLoss(node)
                 }
-                4..=7 => Fault::Isolate(node),
+                4..=6 => Fault::Isolate(node),
+                7 => Fault::SlowDisk(node, rng.gen_range(20..400)),
                 _ => Fault::ClogClient(rng.gen_range(0..clients)),
             };
             faults.push((at, duration, fault));
@@ -125,10 +129,12 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
     let disks: Vec<SimDisk> = (0..nodes).map(|_| SimDisk::default()).collect();
     let reboots: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
+    let stalls: Vec<crate::cluster_node::DiskStall> = (0..nodes).map(|_| Arc::default()).collect();
     let node_handles: Vec<NodeHandle> = (1..=nodes)
         .map(|id| {
             let disk = disks[id as usize - 1].clone();
             let rebooted = reboots[id as usize - 1].clone();
+            let stall = stalls[id as usize - 1].clone();
             let (voters, trace, registry) = (voters.clone(), trace.clone(), registry.clone());
             handle
                 .create_node()
@@ -141,6 +147,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                         voters,
                         disk,
                         rebooted.clone(),
+                        stall.clone(),
                         trace.clone(),
                         registry.clone(),
                     )
@@ -242,6 +249,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 }
                 trace.record(format!("{} fault: node{n} cut off {cut}", now().0));
             }
+            (Fault::SlowDisk(n, ms), slow) => {
+                let ms = if slow { ms } else { 0 };
+                stalls[n as usize - 1].store(ms, Ordering::Relaxed);
+                trace.record(format!(
+                    "{} fault: node{n} disk stalls {ms} ms a step",
+                    now().0
+                ));
+            }
             (Fault::ClogClient(c), cut) => {
                 for n in 1..=nodes {
                     if cut {
@@ -272,6 +287,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             handle.restart(node_id(a));
             down[a as usize] = false;
         }
+    }
+    for stall in &stalls {
+        stall.store(0, Ordering::Relaxed);
     }
     trace.record(format!("{} heal: network healed, every node up", now().0));
     let deadline = madsim::time::Instant::now() + Duration::from_secs(options.liveness_secs);

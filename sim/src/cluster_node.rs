@@ -131,13 +131,27 @@ impl NodeState {
     }
 }
 
+/// Milliseconds each disk-bound step of a node takes while its disk is slow (0: normal).
+pub type DiskStall = Arc<std::sync::atomic::AtomicU64>;
+
+/// Waits out the node's disk stall, if any: its storage calls are synchronous inside the
+/// core, so a slow disk shows as the node taking that long to act on a request or message.
+async fn stall(disk_stall: &DiskStall) {
+    let ms = disk_stall.load(std::sync::atomic::Ordering::Relaxed);
+    if ms > 0 {
+        madsim::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 /// Runs one incarnation of node `id` until it is killed. `rebooted` is set when its machine
-/// lost power (the operating system's boot id changed): this start reports it.
+/// lost power (the operating system's boot id changed): this start reports it. `disk_stall`
+/// is how long each step takes while its disk has a latency spike.
 pub async fn run_node(
     id: i32,
     voters: Vec<NodeId>,
     disk: SimDisk,
     rebooted: Arc<std::sync::atomic::AtomicBool>,
+    disk_stall: DiskStall,
     trace: Trace,
     registry: Registry,
 ) {
@@ -183,11 +197,13 @@ pub async fn run_node(
     // Peer messages in.
     {
         let (shared, endpoint, trace) = (shared.clone(), endpoint.clone(), trace.clone());
+        let disk_stall = disk_stall.clone();
         madsim::task::spawn(async move {
             loop {
                 let Ok((payload, from)) = endpoint.recv_from_raw(PEER_TAG).await else {
                     continue;
                 };
+                stall(&disk_stall).await;
                 let Ok(bytes) = payload.downcast::<Vec<u8>>() else {
                     continue;
                 };
@@ -239,9 +255,9 @@ pub async fn run_node(
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
-        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        let (shared, endpoint, disk_stall) = (shared.clone(), endpoint.clone(), disk_stall.clone());
         madsim::task::spawn(async move {
-            let _ = serve_client(stream, shared, endpoint).await;
+            let _ = serve_client(stream, shared, endpoint, disk_stall).await;
         });
     }
 }
@@ -270,6 +286,7 @@ async fn serve_client(
     mut stream: TcpStream,
     shared: SharedNode,
     endpoint: Arc<Endpoint>,
+    disk_stall: DiskStall,
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -288,6 +305,7 @@ async fn serve_client(
         let Ok(request) = decode_request(frame.freeze()) else {
             return Ok(());
         };
+        stall(&disk_stall).await;
         let (api, version, correlation) =
             (request.api_key, request.api_version, request.correlation_id);
         let (answer, outgoing) = {
