@@ -56,6 +56,8 @@ struct ClusterPlan {
     /// (start ms into the safety phase, how long, fault).
     faults: Vec<(u64, u64, Fault)>,
     segment_bytes: Option<u64>,
+    /// Of a thousand messages between nodes, how many are lost.
+    peer_loss_per_mille: u32,
 }
 
 impl ClusterPlan {
@@ -83,9 +85,11 @@ impl ClusterPlan {
         }
         faults.sort_by_key(|f| f.0);
         let segment_bytes = rng.gen_bool(0.5).then(|| rng.gen_range(2_048..16_384));
+        let peer_loss_per_mille = [0, 0, 5, 20][rng.gen_range(0..4)];
         ClusterPlan {
             faults,
             segment_bytes,
+            peer_loss_per_mille,
         }
     }
 }
@@ -93,6 +97,9 @@ impl ClusterPlan {
 impl fmt::Display for ClusterPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cluster of 3")?;
+        if self.peer_loss_per_mille > 0 {
+            write!(f, ", {}‰ of node messages lost", self.peer_loss_per_mille)?;
+        }
         if let Some(bytes) = self.segment_bytes {
             write!(f, ", segments of {bytes} B")?;
         }
@@ -135,6 +142,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             let disk = disks[id as usize - 1].clone();
             let rebooted = reboots[id as usize - 1].clone();
             let stall = stalls[id as usize - 1].clone();
+            let loss = plan.peer_loss_per_mille;
             let (voters, trace, registry) = (voters.clone(), trace.clone(), registry.clone());
             handle
                 .create_node()
@@ -148,6 +156,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                         disk,
                         rebooted.clone(),
                         stall.clone(),
+                        loss,
                         trace.clone(),
                         registry.clone(),
                     )

@@ -152,6 +152,7 @@ pub async fn run_node(
     disk: SimDisk,
     rebooted: Arc<std::sync::atomic::AtomicBool>,
     disk_stall: DiskStall,
+    loss_per_mille: u32,
     trace: Trace,
     registry: Registry,
 ) {
@@ -165,6 +166,9 @@ pub async fn run_node(
         ..BrokerConfig::default()
     };
     let mut config = NodeConfig::new(broker, voters, incarnation);
+    // Datagrams may be lost here: a follower fetch or controller request unanswered for a
+    // second is sent again (twice the longest fetch wait).
+    config.request_timeout_ms = 1_000;
     config.lost_unsynced = rebooted.swap(false, std::sync::atomic::Ordering::SeqCst);
     // Election jitter from the seed: raft-rs's own draw escapes madsim.
     config.election_tick = 10 + rng.gen_range(0..10);
@@ -219,7 +223,7 @@ pub async fn run_node(
                     }
                     state.flush()
                 };
-                send_all(&endpoint, outgoing).await;
+                send_all(&endpoint, outgoing, loss_per_mille).await;
             }
         });
     }
@@ -244,7 +248,7 @@ pub async fn run_node(
                     }
                     state.flush()
                 };
-                send_all(&endpoint, outgoing).await;
+                send_all(&endpoint, outgoing, loss_per_mille).await;
             }
         });
     }
@@ -257,7 +261,7 @@ pub async fn run_node(
         };
         let (shared, endpoint, disk_stall) = (shared.clone(), endpoint.clone(), disk_stall.clone());
         madsim::task::spawn(async move {
-            let _ = serve_client(stream, shared, endpoint, disk_stall).await;
+            let _ = serve_client(stream, shared, endpoint, disk_stall, loss_per_mille).await;
         });
     }
 }
@@ -272,8 +276,13 @@ fn node_of(addr: SocketAddr) -> Option<NodeId> {
     }
 }
 
-async fn send_all(endpoint: &Endpoint, outgoing: Vec<(NodeId, Vec<u8>)>) {
+/// Sends the peer messages; each is lost with probability `loss_per_mille` / 1000 (datagram
+/// loss: the protocols above retry what matters).
+async fn send_all(endpoint: &Endpoint, outgoing: Vec<(NodeId, Vec<u8>)>, loss_per_mille: u32) {
     for (to, bytes) in outgoing {
+        if loss_per_mille > 0 && madsim::rand::thread_rng().gen_range(0..1000) < loss_per_mille {
+            continue;
+        }
         let last = u8::try_from(to.0).unwrap_or(0);
         let ip = std::net::Ipv4Addr::new(10, 0, 0, last);
         let addr = SocketAddr::new(std::net::IpAddr::V4(ip), PEER_PORT);
@@ -287,6 +296,7 @@ async fn serve_client(
     shared: SharedNode,
     endpoint: Arc<Endpoint>,
     disk_stall: DiskStall,
+    loss_per_mille: u32,
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -344,7 +354,7 @@ async fn serve_client(
             };
             (answer, state.flush())
         };
-        send_all(&endpoint, outgoing).await;
+        send_all(&endpoint, outgoing, loss_per_mille).await;
         let bytes = match answer {
             Ok(bytes) if bytes.is_empty() => continue,
             Ok(bytes) => bytes,
