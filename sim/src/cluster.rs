@@ -20,7 +20,7 @@ use madsim::runtime::{Handle, NodeHandle, Runtime};
 
 use crate::broker_node::now;
 use crate::checker::{check, Failure};
-use crate::cluster_node::{node_ip, run_node, Registry};
+use crate::cluster_node::{node_ip, run_node, MachineFaults, Registry};
 use crate::cluster_workload as workload;
 use crate::disk::SimDisk;
 use crate::run::RunReport;
@@ -150,16 +150,12 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 .ip(ip(&node_ip(id)))
                 .init(move || {
                     let (voters, disk) = (voters.clone(), disk.clone());
-                    run_node(
-                        id,
-                        voters,
-                        disk,
-                        rebooted.clone(),
-                        stall.clone(),
-                        loss,
-                        trace.clone(),
-                        registry.clone(),
-                    )
+                    let machine = MachineFaults {
+                        rebooted: rebooted.clone(),
+                        disk_stall: stall.clone(),
+                        loss_per_mille: loss,
+                    };
+                    run_node(id, voters, disk, machine, trace.clone(), registry.clone())
                 })
                 .build()
         })

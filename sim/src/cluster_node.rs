@@ -143,19 +143,31 @@ async fn stall(disk_stall: &DiskStall) {
     }
 }
 
-/// Runs one incarnation of node `id` until it is killed. `rebooted` is set when its machine
-/// lost power (the operating system's boot id changed): this start reports it. `disk_stall`
-/// is how long each step takes while its disk has a latency spike.
+/// What the fault plan does to one node's machine, shared with its incarnations.
+#[derive(Clone, Default)]
+pub struct MachineFaults {
+    /// Set when the machine lost power (the boot id changed): the next start reports it.
+    pub rebooted: Arc<std::sync::atomic::AtomicBool>,
+    /// How long each step takes while the disk has a latency spike.
+    pub disk_stall: DiskStall,
+    /// Of a thousand messages to other nodes, how many are lost.
+    pub loss_per_mille: u32,
+}
+
+/// Runs one incarnation of node `id` until it is killed, under `machine`'s faults.
 pub async fn run_node(
     id: i32,
     voters: Vec<NodeId>,
     disk: SimDisk,
-    rebooted: Arc<std::sync::atomic::AtomicBool>,
-    disk_stall: DiskStall,
-    loss_per_mille: u32,
+    machine: MachineFaults,
     trace: Trace,
     registry: Registry,
 ) {
+    let MachineFaults {
+        rebooted,
+        disk_stall,
+        loss_per_mille,
+    } = machine;
     let mut rng = madsim::rand::thread_rng();
     let incarnation: u64 = rng.gen();
     let broker = BrokerConfig {
