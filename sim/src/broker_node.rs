@@ -118,6 +118,28 @@ pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace, lost_
     }
 }
 
+/// Reads the next request frame from a client connection and decodes it; `None` when the
+/// connection closed or sent a frame that is too large or does not decode (the connection
+/// is then dropped, as the server does).
+pub async fn next_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<Option<brook_core::protocol::Request>> {
+    let len = loop {
+        match frame_len(buf, REQUEST_BYTES_MAX) {
+            Ok(Some(len)) => break len,
+            Ok(None) => {}
+            Err(_) => return Ok(None),
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    };
+    let mut frame = buf.split_to(4 + len);
+    let _ = frame.split_to(4);
+    Ok(decode_request(frame.freeze()).ok())
+}
+
 async fn serve_connection(
     mut stream: TcpStream,
     shared: Shared,
@@ -125,19 +147,7 @@ async fn serve_connection(
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        let len = loop {
-            match frame_len(&buf, REQUEST_BYTES_MAX) {
-                Ok(Some(len)) => break len,
-                Ok(None) => {}
-                Err(_) => return Ok(()),
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Ok(());
-            }
-        };
-        let mut frame = buf.split_to(4 + len);
-        let _ = frame.split_to(4);
-        let Ok(request) = decode_request(frame.freeze()) else {
+        let Some(request) = next_request(&mut stream, &mut buf).await? else {
             return Ok(());
         };
         let (api, version, correlation_id) =

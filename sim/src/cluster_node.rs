@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use brook_core::broker::{BrokerConfig, ParkedFetchId, Reply, RequestContext};
 use brook_core::node::{ClusterNode, Completed, NodeConfig};
-use brook_core::protocol::{decode_request, encode_response_for, frame_len};
+use brook_core::protocol::encode_response_for;
 use brook_core::NodeId;
 use bytes::BytesMut;
 use madsim::net::{Endpoint, TcpListener, TcpStream};
 use madsim::rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use crate::broker_node::{now, BROKER_PORT};
+use crate::broker_node::{next_request, now, BROKER_PORT};
 use crate::disk::SimDisk;
 use crate::trace::Trace;
 
@@ -26,8 +26,6 @@ use crate::trace::Trace;
 pub const PEER_PORT: u16 = 9093;
 /// The datagram tag of peer messages.
 const PEER_TAG: u64 = 7;
-/// The largest request frame a node accepts from a client.
-const REQUEST_BYTES_MAX: usize = 16 << 20;
 
 /// Node `id`'s address (`10.0.0.{id}`).
 pub fn node_ip(id: i32) -> String {
@@ -312,19 +310,7 @@ async fn serve_client(
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        let len = loop {
-            match frame_len(&buf, REQUEST_BYTES_MAX) {
-                Ok(Some(len)) => break len,
-                Ok(None) => {}
-                Err(_) => return Ok(()),
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Ok(());
-            }
-        };
-        let mut frame = buf.split_to(4 + len);
-        let _ = frame.split_to(4);
-        let Ok(request) = decode_request(frame.freeze()) else {
+        let Some(request) = next_request(&mut stream, &mut buf).await? else {
             return Ok(());
         };
         stall(&disk_stall).await;

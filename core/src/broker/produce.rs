@@ -180,14 +180,7 @@ impl<P: StorageProvider> Broker<P> {
                     // batch still waiting for the followers must wait too).
                     let records = i64::from(seen.last_sequence.wrapping_sub(seen.first_sequence));
                     let next_offset = Offset(seen.base_offset.0 + records + 1);
-                    let (error, waits_for) = match acks {
-                        -1 => match partition.acks_all_outcome(next_offset) {
-                            Some(Ok(())) => (ErrorCode::None, None),
-                            Some(Err(code)) => (code, None),
-                            None => (ErrorCode::None, Some(next_offset)),
-                        },
-                        _ => (ErrorCode::None, None),
-                    };
+                    let (error, waits_for) = ack_outcome(partition, acks, next_offset);
                     return Outcome {
                         error,
                         message: None,
@@ -230,14 +223,7 @@ impl<P: StorageProvider> Broker<P> {
                     partition.producers.record(id, epoch, batch);
                 }
                 let next_offset = Offset(info.last_offset.0 + 1);
-                let (error, waits_for) = match acks {
-                    -1 => match partition.acks_all_outcome(next_offset) {
-                        Some(Ok(())) => (ErrorCode::None, None),
-                        Some(Err(code)) => (code, None),
-                        None => (ErrorCode::None, Some(next_offset)),
-                    },
-                    _ => (ErrorCode::None, None),
-                };
+                let (error, waits_for) = ack_outcome(partition, acks, next_offset);
                 Outcome {
                     error,
                     message: None,
@@ -294,5 +280,22 @@ impl<P: StorageProvider> Broker<P> {
         response.producer_id = kafka_protocol::messages::ProducerId(id.0);
         response.producer_epoch = epoch.0;
         response
+    }
+}
+
+/// The answer for records ending before `next_offset`: its error code now, and — for acks=all
+/// while the followers still copy them — the offset the answer waits for.
+fn ack_outcome<S: crate::storage::Storage>(
+    partition: &super::Partition<S>,
+    acks: i16,
+    next_offset: Offset,
+) -> (ErrorCode, Option<Offset>) {
+    if acks != -1 {
+        return (ErrorCode::None, None);
+    }
+    match partition.acks_all_outcome(next_offset) {
+        Some(Ok(())) => (ErrorCode::None, None),
+        Some(Err(code)) => (code, None),
+        None => (ErrorCode::None, Some(next_offset)),
     }
 }
