@@ -13,7 +13,7 @@
 
 mod controller;
 mod image;
-mod records;
+pub(crate) mod records;
 #[cfg(test)]
 mod tests;
 

@@ -230,8 +230,9 @@ fn put_nodes(out: &mut Vec<u8>, nodes: &[NodeId]) {
     }
 }
 
-/// Fails unless `input` holds at least `n` more bytes.
-fn need(input: &[u8], n: usize) -> Result<(), RecordDecodeError> {
+/// Fails unless `input` holds at least `n` more bytes. (The fixed-width readers below serve
+/// the peer messages' encoding too.)
+pub(crate) fn need(input: &[u8], n: usize) -> Result<(), RecordDecodeError> {
     if input.len() < n {
         return Err(RecordDecodeError(format!(
             "truncated: {n} bytes needed, {} left",
@@ -241,17 +242,22 @@ fn need(input: &[u8], n: usize) -> Result<(), RecordDecodeError> {
     Ok(())
 }
 
-fn get_u8(input: &mut &[u8]) -> Result<u8, RecordDecodeError> {
+pub(crate) fn get_u8(input: &mut &[u8]) -> Result<u8, RecordDecodeError> {
     need(input, 1)?;
     Ok(input.get_u8())
 }
 
-fn get_u16(input: &mut &[u8]) -> Result<u16, RecordDecodeError> {
+pub(crate) fn get_u16(input: &mut &[u8]) -> Result<u16, RecordDecodeError> {
     need(input, 2)?;
     Ok(input.get_u16())
 }
 
-fn get_i32(input: &mut &[u8]) -> Result<i32, RecordDecodeError> {
+pub(crate) fn get_i16(input: &mut &[u8]) -> Result<i16, RecordDecodeError> {
+    need(input, 2)?;
+    Ok(input.get_i16())
+}
+
+pub(crate) fn get_i32(input: &mut &[u8]) -> Result<i32, RecordDecodeError> {
     need(input, 4)?;
     Ok(input.get_i32())
 }
@@ -261,12 +267,12 @@ fn get_i64(input: &mut &[u8]) -> Result<i64, RecordDecodeError> {
     Ok(input.get_i64())
 }
 
-fn get_u64(input: &mut &[u8]) -> Result<u64, RecordDecodeError> {
+pub(crate) fn get_u64(input: &mut &[u8]) -> Result<u64, RecordDecodeError> {
     need(input, 8)?;
     Ok(input.get_u64())
 }
 
-fn get_u128(input: &mut &[u8]) -> Result<u128, RecordDecodeError> {
+pub(crate) fn get_u128(input: &mut &[u8]) -> Result<u128, RecordDecodeError> {
     need(input, 16)?;
     Ok(input.get_u128())
 }

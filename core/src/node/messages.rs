@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut};
 
-use crate::cluster::{BrokerRegistration, IsrChange, MetadataRecord};
+use crate::cluster::records::{get_i16, get_i32, get_u128, get_u64, get_u8, need};
+use crate::cluster::{BrokerRegistration, IsrChange, MetadataRecord, RecordDecodeError};
 use crate::types::{LeaderEpoch, NodeId};
 
 /// One message between two nodes.
@@ -92,6 +93,12 @@ pub enum LogEntry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("peer message: {0}")]
 pub struct MessageDecodeError(pub String);
+
+impl From<RecordDecodeError> for MessageDecodeError {
+    fn from(err: RecordDecodeError) -> MessageDecodeError {
+        MessageDecodeError(err.0)
+    }
+}
 
 impl PeerMessage {
     /// The message's encoding.
@@ -208,8 +215,8 @@ impl PeerMessage {
                 let partition_epoch = get_i32(input)?;
                 let count = get_len(input, 4)?;
                 let isr = (0..count)
-                    .map(|_| Ok(NodeId(get_i32(input)?)))
-                    .collect::<Result<_, _>>()?;
+                    .map(|_| get_i32(input).map(NodeId))
+                    .collect::<Result<_, RecordDecodeError>>()?;
                 PeerMessage::AlterPartition(IsrChange {
                     leader,
                     topic_id,
@@ -312,41 +319,6 @@ impl LogEntry {
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.put_u32(u32::try_from(bytes.len()).expect("messages are far below 4 GiB"));
     out.put_slice(bytes);
-}
-
-fn need(input: &[u8], n: usize) -> Result<(), MessageDecodeError> {
-    if input.len() < n {
-        return Err(MessageDecodeError(format!(
-            "truncated: {n} bytes needed, {} left",
-            input.len()
-        )));
-    }
-    Ok(())
-}
-
-fn get_u8(input: &mut &[u8]) -> Result<u8, MessageDecodeError> {
-    need(input, 1)?;
-    Ok(input.get_u8())
-}
-
-fn get_i16(input: &mut &[u8]) -> Result<i16, MessageDecodeError> {
-    need(input, 2)?;
-    Ok(input.get_i16())
-}
-
-fn get_i32(input: &mut &[u8]) -> Result<i32, MessageDecodeError> {
-    need(input, 4)?;
-    Ok(input.get_i32())
-}
-
-fn get_u64(input: &mut &[u8]) -> Result<u64, MessageDecodeError> {
-    need(input, 8)?;
-    Ok(input.get_u64())
-}
-
-fn get_u128(input: &mut &[u8]) -> Result<u128, MessageDecodeError> {
-    need(input, 16)?;
-    Ok(input.get_u128())
 }
 
 /// A list length, refused when the input cannot hold that many items of `min_item` bytes.
