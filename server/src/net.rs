@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brook_core::broker::{
-    api_versions, Broker, ParkedFetchId, Reply, RequestContext, StorageProvider,
-};
+use brook_core::broker::{api_versions, Broker, ParkedId, Reply, RequestContext, StorageProvider};
 use brook_core::protocol::fetch_types::FileRange;
 use brook_core::protocol::{
     decode_request, encode_fetch_response, encode_response_for, frame_len, Part, ProtocolError,
@@ -84,7 +82,7 @@ enum Completed {
 /// The broker plus the parked requests' waiting connections.
 struct State {
     broker: Option<Broker<DataDir>>,
-    waiters: HashMap<ParkedFetchId, oneshot::Sender<Completed>>,
+    waiters: HashMap<ParkedId, oneshot::Sender<Completed>>,
 }
 
 /// What every connection task shares.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
-use brook_core::broker::{Broker, BrokerConfig, ParkedFetchId, Reply};
+use brook_core::broker::{Broker, BrokerConfig, ParkedId, Reply};
 use brook_core::protocol::{
     decode_request, encode_fetch_response, encode_response_for, frame_len, FetchResponseData, Part,
 };
@@ -48,7 +48,7 @@ enum Completed {
 /// The broker and the connections waiting on its parked requests.
 struct State {
     broker: Broker<SimDisk>,
-    waiters: HashMap<ParkedFetchId, oneshot::Sender<Completed>>,
+    waiters: HashMap<ParkedId, oneshot::Sender<Completed>>,
 }
 
 impl State {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use brook_core::broker::{BrokerConfig, ParkedFetchId, Reply, RequestContext};
+use brook_core::broker::{BrokerConfig, ParkedId, Reply, RequestContext};
 use brook_core::node::{ClusterNode, Completed, NodeConfig};
 use brook_core::protocol::encode_response_for;
 use brook_core::NodeId;
@@ -43,9 +43,9 @@ pub struct SharedNode(Arc<Mutex<NodeState>>);
 pub struct NodeState {
     /// The node.
     pub node: ClusterNode<SimDisk>,
-    waiters: HashMap<ParkedFetchId, oneshot::Sender<Vec<u8>>>,
+    waiters: HashMap<ParkedId, oneshot::Sender<Vec<u8>>>,
     /// (api, version, correlation id) of each parked request, to encode its answer.
-    parked: HashMap<ParkedFetchId, (kafka_protocol::messages::ApiKey, i16, i32)>,
+    parked: HashMap<ParkedId, (kafka_protocol::messages::ApiKey, i16, i32)>,
     failed: bool,
     /// The workload topic's partition states (leader, epoch, ISR) as this node last traced
     /// them.

@@ -14,9 +14,19 @@ use crate::protocol::fetch_types::FileRange;
 use crate::protocol::{FetchPartitionData, FetchResponseData, FetchTopicData};
 use crate::types::{Millis, Offset};
 
-/// Identifies a fetch parked until data arrives or its wait ends.
+/// What a parked request waits for, and which one it is: the identity a driver keeps its
+/// waiting connection under until the answer comes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ParkedFetchId(pub u64);
+pub enum ParkedId {
+    /// A Fetch waiting for data or the end of its wait (`max_wait_ms`).
+    Fetch(u64),
+    /// A JoinGroup or SyncGroup waiting for its group's rebalance.
+    Group(crate::group::ParkId),
+    /// An acks=all Produce waiting for the in-sync replicas.
+    Produce(u64),
+    /// A cluster node's CreateTopics waiting for the controller and the metadata log.
+    CreateTopics(u64),
+}
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.
 pub const PARKED_FETCHES_MAX: usize = 10_000;
@@ -34,10 +44,10 @@ struct Parked {
 #[derive(Default)]
 pub(crate) struct ParkedFetches {
     next_id: u64,
-    waiting: BTreeMap<ParkedFetchId, Parked>,
-    completed: Vec<(ParkedFetchId, FetchResponseData)>,
+    waiting: BTreeMap<ParkedId, Parked>,
+    completed: Vec<(ParkedId, FetchResponseData)>,
     /// Ids whose deadline passed, to answer on the next completion pass.
-    expired: Vec<ParkedFetchId>,
+    expired: Vec<ParkedId>,
 }
 
 impl ParkedFetches {
@@ -88,7 +98,7 @@ impl<P: StorageProvider> Broker<P> {
         if enough || request.max_wait_ms <= 0 || self.fetches.waiting.len() >= PARKED_FETCHES_MAX {
             return Reply::Fetch(data);
         }
-        let id = ParkedFetchId(self.fetches.next_id);
+        let id = ParkedId::Fetch(self.fetches.next_id);
         self.fetches.next_id += 1;
         let deadline = Millis(now.0 + i64::from(request.max_wait_ms));
         let marks = self.fetch_marks(&request);
@@ -141,12 +151,12 @@ impl<P: StorageProvider> Broker<P> {
     }
 
     /// Drains the parked fetches that have been answered (enough data, or time is up).
-    pub fn poll_completed_fetches(&mut self) -> Vec<(ParkedFetchId, FetchResponseData)> {
+    pub fn poll_completed_fetches(&mut self) -> Vec<(ParkedId, FetchResponseData)> {
         std::mem::take(&mut self.fetches.completed)
     }
 
     /// Forgets a parked fetch whose connection went away.
-    pub fn cancel_fetch(&mut self, id: ParkedFetchId) {
+    pub fn cancel_fetch(&mut self, id: ParkedId) {
         self.fetches.waiting.remove(&id);
     }
 

@@ -853,7 +853,7 @@ mod random_walk {
             let mut broker = open(&dirs);
             create_topic(&mut broker, "t", 2);
             let mut members = vec![String::new(); 3];
-            let mut parked: BTreeMap<ParkedFetchId, (ApiKey, i16, usize)> = BTreeMap::new();
+            let mut parked: BTreeMap<ParkedId, (ApiKey, i16, usize)> = BTreeMap::new();
             let mut now = NOW;
             for op in &ops {
                 now = Millis(now.0 + i64::from(op.advance_ms));

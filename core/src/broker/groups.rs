@@ -40,7 +40,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, BrokerError, ParkedFetchId, Reply, RequestContext, StorageProvider};
+use super::{Broker, BrokerError, ParkedId, Reply, RequestContext, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::{
     partition_for_group, Answer, CommitRequest, Completion, GroupConfig, GroupCoordinator,
@@ -52,7 +52,6 @@ use crate::types::{Millis, Offset};
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Parked group requests take ids from here up, far from the parked fetches' ids.
-const GROUP_PARK_BASE: u64 = 1 << 63;
 /// The most bytes of one `__consumer_offsets` read while replaying it.
 const REPLAY_READ_BYTES_MAX: u64 = 1 << 20;
 /// The most bytes a stored batch may decompress to while replaying.
@@ -64,8 +63,8 @@ const CLASSIC_GROUP_TYPE: &str = "classic";
 pub(crate) struct Groups {
     coordinator: GroupCoordinator,
     /// Parked JoinGroup/SyncGroup: id → (API, version) to encode the answer in.
-    parked: BTreeMap<ParkedFetchId, (ApiKey, i16)>,
-    completed: Vec<(ParkedFetchId, ResponseKind)>,
+    parked: BTreeMap<ParkedId, (ApiKey, i16)>,
+    completed: Vec<(ParkedId, ResponseKind)>,
 }
 
 impl Groups {
@@ -82,8 +81,8 @@ fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-fn park_id(id: crate::group::ParkId) -> ParkedFetchId {
-    ParkedFetchId(GROUP_PARK_BASE | id.0)
+fn park_id(id: crate::group::ParkId) -> ParkedId {
+    ParkedId::Group(id)
 }
 
 impl<P: StorageProvider> Broker<P> {
@@ -94,24 +93,24 @@ impl<P: StorageProvider> Broker<P> {
 
     /// Drains parked requests other than fetches — group requests (JoinGroup, SyncGroup)
     /// and acks=all produces — that are now answered.
-    pub fn poll_completed_responses(&mut self) -> Vec<(ParkedFetchId, ResponseKind)> {
+    pub fn poll_completed_responses(&mut self) -> Vec<(ParkedId, ResponseKind)> {
         let mut completed = std::mem::take(&mut self.groups.completed);
         completed.extend(self.poll_completed_produces());
         completed
     }
 
     /// Forgets any parked request — fetch, group or produce — whose connection went away.
-    pub fn cancel_parked(&mut self, id: ParkedFetchId) {
+    pub fn cancel_parked(&mut self, id: ParkedId) {
         if self.cancel_produce(id) {
             return;
         }
-        if id.0 & GROUP_PARK_BASE != 0 {
-            self.groups.parked.remove(&id);
-            self.groups
-                .coordinator
-                .cancel(crate::group::ParkId(id.0 & !GROUP_PARK_BASE));
-        } else {
-            self.cancel_fetch(id);
+        match id {
+            ParkedId::Group(park) => {
+                self.groups.parked.remove(&id);
+                self.groups.coordinator.cancel(park);
+            }
+            ParkedId::Fetch(_) => self.cancel_fetch(id),
+            ParkedId::Produce(_) | ParkedId::CreateTopics(_) => {}
         }
     }
 

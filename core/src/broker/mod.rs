@@ -39,7 +39,7 @@ use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
 use crate::storage::{Storage, StorageError};
 use crate::types::Millis;
 
-pub use fetch::ParkedFetchId;
+pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;
 pub use replica::REPLICA_FETCH_VERSION;
@@ -152,7 +152,7 @@ pub enum Reply {
     /// The request waits: a fetch for data or its deadline (it comes back from
     /// [`Broker::poll_completed_fetches`]), a JoinGroup/SyncGroup for the rebalance (it comes
     /// back from [`Broker::poll_completed_responses`]).
-    Parked(ParkedFetchId),
+    Parked(ParkedId),
 }
 
 /// One topic.

@@ -27,8 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::partition::{ReplicaAnswer, ReplicaServe};
 use super::{
-    partition_dir, Broker, BrokerError, ParkedFetchId, Partition, Partitions, StorageProvider,
-    Topic,
+    partition_dir, Broker, BrokerError, ParkedId, Partition, Partitions, StorageProvider, Topic,
 };
 use crate::cluster::{ClusterImage, IsrChange, MetadataRecord, PartitionRecord};
 use crate::error::ErrorCode;
@@ -38,7 +37,6 @@ use crate::replication::FollowerFetch;
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
 /// Parked acks=all produces take ids from here up, apart from fetches' and groups' ids.
-const PRODUCE_PARK_BASE: u64 = 1 << 62;
 
 /// The Fetch version followers send (topic names, last fetched epoch, diverging epoch).
 pub const REPLICA_FETCH_VERSION: i16 = 12;
@@ -56,9 +54,9 @@ pub(crate) struct Member {
 /// acks=all produces waiting for their records to be committed, and those answered since.
 #[derive(Default)]
 pub(crate) struct ParkedProduces {
-    parked: BTreeMap<ParkedFetchId, ParkedProduce>,
+    parked: BTreeMap<ParkedId, ParkedProduce>,
     next_park: u64,
-    completed: Vec<(ParkedFetchId, ResponseKind)>,
+    completed: Vec<(ParkedId, ResponseKind)>,
 }
 
 /// An acks=all produce answered once every partition's records are committed.
@@ -527,7 +525,7 @@ impl<P: StorageProvider> Broker<P> {
         mut response: ProduceResponse,
         pending: Vec<PendingAck>,
         timeout_ms: i32,
-    ) -> ParkedFetchId {
+    ) -> ParkedId {
         let mut waiting = Vec::new();
         for ack in pending {
             let position = response
@@ -548,7 +546,7 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         let produces = &mut self.produces;
-        let id = ParkedFetchId(PRODUCE_PARK_BASE | produces.next_park);
+        let id = ParkedId::Produce(produces.next_park);
         produces.next_park += 1;
         let deadline = Millis(now.0 + i64::from(timeout_ms.max(0)));
         response.throttle_time_ms = 0;
@@ -610,13 +608,13 @@ impl<P: StorageProvider> Broker<P> {
     }
 
     /// Drains the answered acks=all produces.
-    pub(crate) fn poll_completed_produces(&mut self) -> Vec<(ParkedFetchId, ResponseKind)> {
+    pub(crate) fn poll_completed_produces(&mut self) -> Vec<(ParkedId, ResponseKind)> {
         std::mem::take(&mut self.produces.completed)
     }
 
     /// Forgets a parked produce whose connection went away.
-    pub(crate) fn cancel_produce(&mut self, id: ParkedFetchId) -> bool {
-        if id.0 & PRODUCE_PARK_BASE == 0 || id.0 >> 63 != 0 {
+    pub(crate) fn cancel_produce(&mut self, id: ParkedId) -> bool {
+        if !matches!(id, ParkedId::Produce(_)) {
             return false;
         }
         self.produces.parked.remove(&id);

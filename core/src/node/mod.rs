@@ -29,7 +29,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage};
 
 use crate::broker::{
-    Broker, BrokerConfig, BrokerError, ParkedFetchId, Reply, RequestContext, StorageProvider,
+    Broker, BrokerConfig, BrokerError, ParkedId, Reply, RequestContext, StorageProvider,
     REPLICA_FETCH_VERSION,
 };
 use crate::cluster::{BrokerRegistration, ClusterImage, Controller, ControllerConfig, NewTopic};
@@ -47,9 +47,6 @@ pub const NODE_DIR: &str = "node";
 /// Present while a power loss is not yet reported to the controller: the report must
 /// survive restarts until a registration carrying it is applied.
 const UNSYNCED_LOSS_FILE: &str = "unsynced-loss";
-
-/// Parked CreateTopics requests take ids from here up, apart from the broker's ids.
-const CREATE_PARK_BASE: u64 = 1 << 61;
 
 /// A node's settings.
 #[derive(Clone, Debug)]
@@ -153,14 +150,14 @@ pub struct ClusterNode<P: StorageProvider> {
     fetches_out: BTreeMap<NodeId, (u64, FetchRequest, Millis)>,
     next_correlation: u64,
     /// Follower fetches from peers parked in the broker: id → (follower, correlation).
-    fetches_in: BTreeMap<ParkedFetchId, (NodeId, u64)>,
+    fetches_in: BTreeMap<ParkedId, (NodeId, u64)>,
     /// ISR changes sent to the controller: (topic id, partition) → sent at.
     isr_out: BTreeMap<(uuid::Uuid, i32), Millis>,
     /// Topics asked of the controller: name → sent at.
     topics_out: BTreeMap<String, Millis>,
     /// Controller answers to topic creations: name → (error code, message).
     topic_results: BTreeMap<String, (i16, String)>,
-    creates: BTreeMap<ParkedFetchId, ParkedCreate>,
+    creates: BTreeMap<ParkedId, ParkedCreate>,
     next_create: u64,
     completed: Vec<Completed>,
 }
@@ -169,9 +166,9 @@ pub struct ClusterNode<P: StorageProvider> {
 #[derive(Debug)]
 pub enum Completed {
     /// A Fetch response (its records come from the broker's files).
-    Fetch(ParkedFetchId, FetchResponseData),
+    Fetch(ParkedId, FetchResponseData),
     /// Any other response.
-    Response(ParkedFetchId, Box<ResponseKind>),
+    Response(ParkedId, Box<ResponseKind>),
 }
 
 impl<P: StorageProvider> ClusterNode<P> {
@@ -514,7 +511,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     }
 
     /// Forgets a parked client request whose connection went away.
-    pub fn cancel_parked(&mut self, id: ParkedFetchId) {
+    pub fn cancel_parked(&mut self, id: ParkedId) {
         if self.creates.remove(&id).is_none() {
             self.broker.cancel_parked(id);
         }
@@ -853,7 +850,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         if waiting.is_empty() {
             return Reply::Response(Box::new(ResponseKind::CreateTopics(response)));
         }
-        let id = ParkedFetchId(CREATE_PARK_BASE | self.next_create);
+        let id = ParkedId::CreateTopics(self.next_create);
         self.next_create += 1;
         let deadline = Millis(now.0 + i64::from(request.timeout_ms.max(0)));
         self.creates.insert(

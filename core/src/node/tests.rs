@@ -141,7 +141,7 @@ impl Harness {
     }
 
     /// The answer to a parked request at node `id`, if it came.
-    fn take_completed(&mut self, id: i32, parked: ParkedFetchId) -> Option<ResponseKind> {
+    fn take_completed(&mut self, id: i32, parked: ParkedId) -> Option<ResponseKind> {
         let list = self.completed.entry(id).or_default();
         let position = list
             .iter()
