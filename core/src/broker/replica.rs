@@ -36,8 +36,6 @@ use crate::protocol::FetchResponseData;
 use crate::replication::FollowerFetch;
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
-/// Parked acks=all produces take ids from here up, apart from fetches' and groups' ids.
-
 /// The Fetch version followers send (topic names, last fetched epoch, diverging epoch).
 pub const REPLICA_FETCH_VERSION: i16 = 12;
 
