@@ -4,7 +4,8 @@
 //! ([`log`]) and the storage abstraction it writes through ([`storage`]), the broker
 //! ([`broker`]), the consumer-group coordinator ([`group`]), partition replication
 //! ([`replication`]), the cluster metadata with the controller's decisions ([`cluster`]) and
-//! the controller quorum's consensus that replicates it ([`quorum`]).
+//! the controller quorum's consensus that replicates it ([`quorum`]), the cluster node that
+//! combines them ([`node`]) and the driver that server and simulator share ([`driver`]).
 //! Later issues add the transaction state machines here.
 //!
 //! **Architecture invariant:** no code in this crate opens files or sockets, reads a clock,
@@ -14,6 +15,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod driver;
 pub mod error;
 pub mod group;
 pub mod log;

@@ -114,18 +114,30 @@ impl<P: StorageProvider> Broker<P> {
     }
 
     /// Encodes a Fetch response whole, reading the record ranges from the partitions'
-    /// storage: for drivers that cannot send file ranges directly (the simulator, and
-    /// replication between brokers in one process).
+    /// storage: for replication between nodes (peer messages carry bytes).
     pub fn fetch_response_bytes(
         &self,
         version: i16,
         correlation_id: i32,
         data: &FetchResponseData,
     ) -> Result<Vec<u8>, crate::storage::StorageError> {
+        self.read_parts(&crate::protocol::encode_fetch_response(
+            version,
+            correlation_id,
+            data,
+        ))
+    }
+
+    /// An encoded response's bytes with its file ranges read from the partitions' storage:
+    /// for drivers that cannot send file ranges directly (the simulator).
+    pub fn read_parts(
+        &self,
+        parts: &[crate::protocol::Part],
+    ) -> Result<Vec<u8>, crate::storage::StorageError> {
         let mut out = Vec::new();
-        for part in crate::protocol::encode_fetch_response(version, correlation_id, data) {
+        for part in parts {
             match part {
-                crate::protocol::Part::Bytes(bytes) => out.extend_from_slice(&bytes),
+                crate::protocol::Part::Bytes(bytes) => out.extend_from_slice(bytes),
                 crate::protocol::Part::File(range) => {
                     let storage = range
                         .dir

@@ -28,6 +28,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage};
 
+use crate::driver::Completed;
+
 use crate::broker::{
     Broker, BrokerConfig, BrokerError, ParkedId, Reply, RequestContext, StorageProvider,
     REPLICA_FETCH_VERSION,
@@ -160,15 +162,6 @@ pub struct ClusterNode<P: StorageProvider> {
     creates: BTreeMap<ParkedId, ParkedCreate>,
     next_create: u64,
     completed: Vec<Completed>,
-}
-
-/// A parked client request that is answered now.
-#[derive(Debug)]
-pub enum Completed {
-    /// A Fetch response (its records come from the broker's files).
-    Fetch(ParkedId, FetchResponseData),
-    /// Any other response.
-    Response(ParkedId, Box<ResponseKind>),
 }
 
 impl<P: StorageProvider> ClusterNode<P> {
@@ -508,6 +501,11 @@ impl<P: StorageProvider> ClusterNode<P> {
                 .push(Completed::Response(id, Box::new(response)));
         }
         std::mem::take(&mut self.completed)
+    }
+
+    /// The failures of the broker's background work since the last call.
+    pub fn poll_background_errors(&mut self) -> Vec<String> {
+        self.broker.poll_background_errors()
     }
 
     /// Forgets a parked client request whose connection went away.
