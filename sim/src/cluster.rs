@@ -18,11 +18,12 @@ use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 
-use crate::broker_node::now;
 use crate::checker::{check, Failure};
-use crate::cluster_node::{node_ip, run_node, MachineFaults, Registry};
+use crate::cluster_node::{run_node, Registry};
 use crate::cluster_workload as workload;
 use crate::disk::SimDisk;
+use crate::node::now;
+use crate::node::{node_ip, MachineFaults};
 use crate::run::RunReport;
 use crate::trace::Trace;
 use crate::workload::{History, SharedHistory, PARTITIONS, TOPIC};
@@ -136,7 +137,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
     let disks: Vec<SimDisk> = (0..nodes).map(|_| SimDisk::default()).collect();
     let reboots: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
-    let stalls: Vec<crate::cluster_node::DiskStall> = (0..nodes).map(|_| Arc::default()).collect();
+    let stalls: Vec<crate::node::DiskStall> = (0..nodes).map(|_| Arc::default()).collect();
     let node_handles: Vec<NodeHandle> = (1..=nodes)
         .map(|id| {
             let disk = disks[id as usize - 1].clone();
@@ -154,6 +155,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                         rebooted: rebooted.clone(),
                         disk_stall: stall.clone(),
                         loss_per_mille: loss,
+                        ..MachineFaults::default()
                     };
                     run_node(id, voters, disk, machine, trace.clone(), registry.clone())
                 })
@@ -418,9 +420,9 @@ fn describe_views(registry: &Registry, nodes: i32) -> String {
             continue;
         };
         let state = node.lock();
-        let image = state.node.image();
-        let serving = state.node.is_serving();
-        let quorum = state.node.quorum_leader().map(|n| n.0);
+        let image = state.node().image();
+        let serving = state.node().is_serving();
+        let quorum = state.node().quorum_leader().map(|n| n.0);
         let Some(topic) = image.topic(TOPIC) else {
             views.push(format!(
                 "node{id} (serving {serving}, quorum leader {quorum:?}) no topic"
@@ -433,7 +435,7 @@ fn describe_views(registry: &Registry, nodes: i32) -> String {
             .map(|p| {
                 let isr: Vec<i32> = p.isr.iter().map(|n| n.0).collect();
                 let local = state
-                    .node
+                    .node()
                     .broker()
                     .partition_log(TOPIC, p.partition)
                     .map(|log| {
@@ -473,7 +475,7 @@ fn ends_agree(registry: &Registry, nodes: i32) -> bool {
         let ends: Vec<Option<(i64, i64)>> = (1..=nodes)
             .map(|id| {
                 let state = registry.get(&id)?.lock();
-                let log = state.node.broker().partition_log(TOPIC, partition)?;
+                let log = state.node().broker().partition_log(TOPIC, partition)?;
                 Some((log.log_end_offset().0, log.high_watermark().0))
             })
             .collect();
@@ -493,7 +495,7 @@ fn read_replicas(registry: &Registry, nodes: i32) -> Result<Replicas, String> {
         let state = node.lock();
         for partition in 0..PARTITIONS {
             let log = state
-                .node
+                .node()
                 .broker()
                 .partition_log(TOPIC, partition)
                 .ok_or(format!(

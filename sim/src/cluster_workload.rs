@@ -17,9 +17,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use madsim::rand::{thread_rng, Rng};
 
-use crate::broker_node::{now, BROKER_PORT};
 use crate::client::Conn;
-use crate::cluster_node::node_ip;
+use crate::node::node_ip;
+use crate::node::{now, BROKER_PORT};
 use crate::trace::Trace;
 use crate::workload::{
     fetch_request_for, produce_request, read_partition, Ack, Read, SharedHistory, PARTITIONS, TOPIC,

@@ -20,8 +20,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker_node::now;
 use crate::client::Conn;
+use crate::node::now;
 use crate::workload::{read_partition, SharedHistory, BROKER_ADDR, PARTITIONS, TOPIC};
 
 /// The group every member joins.

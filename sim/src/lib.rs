@@ -1,6 +1,7 @@
 //! `brook-sim`: Brook's deterministic simulator.
 //!
-//! The same `brook-core` broker that `brook server` runs is driven here on madsim's
+//! The same `brook-core` driver and broker that `brook server` runs (`node`: the madsim shell
+//! over `brook_core::driver::Driver`) are driven here on madsim's
 //! simulated clock and network, over a simulated disk (`disk`) that loses or tears unsynced
 //! writes on a power loss. Simulated Kafka clients (`client`, `workload`) produce and
 //! consume through the real wire codec while a fault plan drawn from the seed (`faults`)
@@ -12,8 +13,6 @@
 //! that, in its own target directory); a normal build compiles just this documentation and
 //! the command-line front end, which then explains how to run it.
 
-#[cfg(madsim)]
-pub mod broker_node;
 #[cfg(madsim)]
 pub mod checker;
 #[cfg(madsim)]
@@ -30,6 +29,8 @@ pub mod disk;
 pub mod faults;
 #[cfg(madsim)]
 pub mod group_member;
+#[cfg(madsim)]
+pub mod node;
 #[cfg(madsim)]
 pub mod run;
 pub mod trace;

@@ -10,11 +10,11 @@ use brook_core::broker::BrokerConfig;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 
-use crate::broker_node::{now, run_broker};
 use crate::checker::{check, Verdict};
 use crate::disk::SimDisk;
 use crate::faults::{CrashKind, DiskFaultKind, FaultPlan};
 use crate::group_member::{group_member, observe_group, GroupEvent};
+use crate::node::{now, run_broker, MachineFaults};
 use crate::trace::Trace;
 use crate::workload::{self, History, SharedHistory};
 use crate::Options;
@@ -83,7 +83,11 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             .ip(ip("10.0.0.1"))
             .init(move || {
                 let (disk, config, trace) = (disk.clone(), broker_config.clone(), trace.clone());
-                run_broker(disk, config, trace, lost_per_mille)
+                let faults = MachineFaults {
+                    produce_responses_lost_per_mille: lost_per_mille,
+                    ..MachineFaults::default()
+                };
+                run_broker(disk, config, trace, faults)
             })
             .build()
     };

@@ -20,8 +20,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
 
-use crate::broker_node::now;
 use crate::client::Conn;
+use crate::node::now;
 use crate::trace::Trace;
 
 /// The topic every workload writes.
