@@ -21,9 +21,19 @@ pub struct FileConfig {
     /// Address to listen on.
     pub listen: Option<String>,
     /// Address clients are told to connect to.
+    #[serde(alias = "advertised-listener")]
     pub advertised_listen: Option<String>,
     /// This broker's node id.
     pub node_id: Option<i32>,
+    /// The metadata quorum's voters, `ID@HOST:PORT,...` (their controller listeners): set,
+    /// the node is a cluster member; unset, a single broker.
+    pub voters: Option<String>,
+    /// Address this node's controller (peer) listener binds [default: its entry in voters].
+    pub controller_listen: Option<String>,
+    /// `broker.session.timeout.ms`: a node silent this long is fenced and loses leadership.
+    pub broker_session_timeout_ms: Option<i64>,
+    /// `broker.heartbeat.interval.ms`: how often a node heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: Option<i64>,
     /// Partitions of auto-created topics.
     pub num_partitions: Option<i32>,
     /// Replication factor of new topics.
@@ -65,6 +75,8 @@ pub struct ServerConfig {
     pub advertised_port: u16,
     /// This broker's node id.
     pub node_id: i32,
+    /// Set when the node is a cluster member.
+    pub cluster: Option<ClusterSettings>,
     /// Partitions of auto-created topics.
     pub num_partitions: i32,
     /// Replication factor of new topics.
@@ -83,6 +95,68 @@ pub struct ServerConfig {
     pub group: GroupConfig,
     /// Partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_partitions: i32,
+}
+
+/// How a cluster member reaches the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The quorum's voters: node id → controller listener address, in id order.
+    pub voters: Vec<(i32, String)>,
+    /// The address the controller (peer) listener binds.
+    pub controller_listen: SocketAddr,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: i64,
+}
+
+impl ClusterSettings {
+    /// The cluster id every node derives from the voters list (22 characters like Kafka's):
+    /// nodes started with the same voters form one cluster, and a data directory written
+    /// for other voters is refused.
+    pub fn cluster_id(&self) -> String {
+        let text: Vec<String> = self
+            .voters
+            .iter()
+            .map(|(id, addr)| format!("{id}@{addr}"))
+            .collect();
+        let digest = crc32c::crc32c(text.join(",").as_bytes());
+        let high = u128::from(crc32c::crc32c_append(digest, b"brook"));
+        let id = uuid::Uuid::from_u128(high << 96 | u128::from(digest) << 64 | 0x6272_6f6f_6b);
+        id.as_simple().to_string()[..22].to_string()
+    }
+}
+
+/// Parses `ID@HOST:PORT,...`: ids at least 0 and unique, addresses unique.
+pub fn parse_voters(text: &str) -> Result<Vec<(i32, String)>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        name: "--voters",
+        message,
+    };
+    let mut voters: Vec<(i32, String)> = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| invalid(format!("{entry:?} is not ID@HOST:PORT")))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| invalid(format!("{entry:?}: node id {id:?} is not a number ≥ 0")))?;
+        let port = addr.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
+            return Err(invalid(format!("{entry:?}: {addr:?} is not HOST:PORT")));
+        }
+        if voters.iter().any(|(other, _)| *other == id) {
+            return Err(invalid(format!("node id {id} is listed twice")));
+        }
+        if voters.iter().any(|(_, other)| other == addr) {
+            return Err(invalid(format!("address {addr} is listed twice")));
+        }
+        voters.push((id, addr.to_string()));
+    }
+    voters.sort();
+    Ok(voters)
 }
 
 /// A setting that cannot be used, with the flag or file that gave it.
@@ -134,6 +208,14 @@ impl FileConfig {
             listen: self.listen.or(lower.listen),
             advertised_listen: self.advertised_listen.or(lower.advertised_listen),
             node_id: self.node_id.or(lower.node_id),
+            voters: self.voters.or(lower.voters),
+            controller_listen: self.controller_listen.or(lower.controller_listen),
+            broker_session_timeout_ms: self
+                .broker_session_timeout_ms
+                .or(lower.broker_session_timeout_ms),
+            broker_heartbeat_interval_ms: self
+                .broker_heartbeat_interval_ms
+                .or(lower.broker_heartbeat_interval_ms),
             num_partitions: self.num_partitions.or(lower.num_partitions),
             default_replication_factor: self
                 .default_replication_factor
@@ -237,9 +319,66 @@ impl FileConfig {
         Ok((group, partitions))
     }
 
+    /// The cluster settings, when `voters` is set: this node must be one of the voters.
+    fn resolve_cluster(&self, node_id: i32) -> Result<Option<ClusterSettings>, ConfigError> {
+        let Some(text) = &self.voters else {
+            if self.controller_listen.is_some() {
+                return Err(ConfigError::Invalid {
+                    name: "--controller-listen",
+                    message: "needs --voters (a single broker has no controller listener)".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let voters = parse_voters(text)?;
+        let Some((_, own)) = voters.iter().find(|(id, _)| *id == node_id) else {
+            let ids: Vec<String> = voters.iter().map(|(id, _)| id.to_string()).collect();
+            return Err(ConfigError::Invalid {
+                name: "--node-id",
+                message: format!(
+                    "node {node_id} is not among the voters ({}); nodes that are not voters \
+                     are not supported yet",
+                    ids.join(", ")
+                ),
+            });
+        };
+        let listen_text = self.controller_listen.clone().unwrap_or_else(|| own.clone());
+        let controller_listen: SocketAddr = resolve_addr(&listen_text).ok_or_else(|| {
+            ConfigError::Invalid {
+                name: "--controller-listen",
+                message: format!("{listen_text:?} is not HOST:PORT of this machine"),
+            }
+        })?;
+        let session_timeout_ms = self.broker_session_timeout_ms.unwrap_or(9_000);
+        let heartbeat_interval_ms = self.broker_heartbeat_interval_ms.unwrap_or(2_000);
+        if heartbeat_interval_ms < 1 || session_timeout_ms <= heartbeat_interval_ms {
+            return Err(ConfigError::Invalid {
+                name: "--broker-session-timeout-ms",
+                message: format!(
+                    "{session_timeout_ms} must exceed --broker-heartbeat-interval-ms \
+                     ({heartbeat_interval_ms}, at least 1)"
+                ),
+            });
+        }
+        Ok(Some(ClusterSettings {
+            voters,
+            controller_listen,
+            session_timeout_ms,
+            heartbeat_interval_ms,
+        }))
+    }
+
     /// Applies the embedded defaults and checks every value.
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
         let (group, offsets_topic_partitions) = self.resolve_group()?;
+        let node_id = self.node_id.unwrap_or(1);
+        if node_id < 0 {
+            return Err(ConfigError::Invalid {
+                name: "--node-id",
+                message: "must be ≥ 0".into(),
+            });
+        }
+        let cluster = self.resolve_cluster(node_id)?;
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
         let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
             name: "--listen",
@@ -275,13 +414,6 @@ impl FileConfig {
         positive("--num-partitions", i64::from(num_partitions))?;
         let replication = self.default_replication_factor.unwrap_or(1);
         positive("--default-replication-factor", i64::from(replication))?;
-        let node_id = self.node_id.unwrap_or(1);
-        if node_id < 0 {
-            return Err(ConfigError::Invalid {
-                name: "--node-id",
-                message: "must be ≥ 0".into(),
-            });
-        }
         let request_bytes_max = self.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024);
         positive("socket-request-max-bytes", request_bytes_max as i64)?;
         Ok(ServerConfig {
@@ -292,6 +424,7 @@ impl FileConfig {
             advertised_host: host.trim_matches(['[', ']']).to_string(),
             advertised_port: port,
             node_id,
+            cluster,
             num_partitions,
             default_replication_factor: replication,
             auto_create_topics: self.auto_create_topics.unwrap_or(true),
@@ -303,6 +436,12 @@ impl FileConfig {
             offsets_topic_partitions,
         })
     }
+}
+
+/// A `HOST:PORT` as a socket address (a host name is looked up).
+pub fn resolve_addr(text: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs().ok()?.next()
 }
 
 #[cfg(test)]

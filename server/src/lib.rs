@@ -7,6 +7,9 @@
 
 pub mod alloc;
 pub mod config;
+pub mod identity;
 pub mod net;
+pub mod node;
+pub mod peer;
 pub mod storage;
 pub mod tools;

@@ -5,8 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use brook_core::broker::{Broker, BrokerConfig};
-use brook_server::config::{FileConfig, ServerConfig};
+use brook_core::node::{ClusterNode, NodeConfig};
+use brook_core::NodeId;
+use brook_server::config::{ClusterSettings, FileConfig, ServerConfig};
+use brook_server::identity;
 use brook_server::net::{self, DataDir, Shared};
+use brook_server::node::NodeThread;
+use brook_server::peer::{self, PeerSender};
 use brook_server::tools;
 use clap::{Args, Parser, Subcommand};
 
@@ -49,11 +54,24 @@ struct ServerArgs {
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
     /// Address clients are told to connect to [default: the listen address].
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", alias = "advertised-listener")]
     advertised_listen: Option<String>,
     /// This broker's node id [default: 1].
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
+    /// The metadata quorum's voters, ID@HOST:PORT,... (their controller listeners); makes
+    /// this node a cluster member [default: none, a single broker].
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    voters: Option<String>,
+    /// Address the controller (peer) listener binds [default: this node's entry in --voters].
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listen: Option<String>,
+    /// A node silent this long is fenced and its partitions get new leaders [default: 9000].
+    #[arg(long, value_name = "MS")]
+    broker_session_timeout_ms: Option<i64>,
+    /// How often a node heartbeats to the controller [default: 2000].
+    #[arg(long, value_name = "MS")]
+    broker_heartbeat_interval_ms: Option<i64>,
     /// Partitions of auto-created topics [default: 1].
     #[arg(long, value_name = "N")]
     num_partitions: Option<i32>,
@@ -93,6 +111,10 @@ impl ServerArgs {
             listen: self.listen,
             advertised_listen: self.advertised_listen,
             node_id: self.node_id,
+            voters: self.voters,
+            controller_listen: self.controller_listen,
+            broker_session_timeout_ms: self.broker_session_timeout_ms,
+            broker_heartbeat_interval_ms: self.broker_heartbeat_interval_ms,
             num_partitions: self.num_partitions,
             default_replication_factor: self.default_replication_factor,
             auto_create_topics: self.auto_create_topics,
@@ -147,12 +169,15 @@ fn run_server(config: ServerConfig) -> Result<(), String> {
 }
 
 async fn serve(config: ServerConfig) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
-        format!(
-            "cannot use data directory {}: {err}",
-            config.data_dir.display()
-        )
-    })?;
+    let shown = config.data_dir.display().to_string();
+    let cluster_id = config.cluster.as_ref().map(ClusterSettings::cluster_id);
+    // The directory's owner is checked before anything is written to it.
+    match &cluster_id {
+        Some(id) => identity::claim_for_cluster(&config.data_dir, config.node_id, id)?,
+        None => identity::check_single(&config.data_dir)?,
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|err| format!("cannot use data directory {shown}: {err}"))?;
     let broker_config = BrokerConfig {
         node_id: config.node_id,
         advertised_host: config.advertised_host.clone(),
@@ -162,46 +187,101 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         auto_create_topics: config.auto_create_topics,
         offsets_topic_partitions: config.offsets_topic_partitions,
         group: config.group.clone(),
+        cluster_id: cluster_id.clone(),
         ..BrokerConfig::default()
     };
     let data_dir = DataDir::new(config.data_dir.clone());
-    let broker = Broker::open(data_dir.clone(), broker_config, net::now()).map_err(|err| {
-        format!(
-            "cannot open data directory {}: {err}",
-            config.data_dir.display()
-        )
-    })?;
-    let shared = Shared::new(broker, data_dir, config.request_bytes_max, config.sendfile);
+    let open_failed = |err: String| format!("cannot open data directory {shown}: {err}");
+    let thread = match (&config.cluster, cluster_id) {
+        (Some(cluster), Some(cluster_id)) => {
+            let voters = cluster.voters.iter().map(|(id, _)| NodeId(*id)).collect();
+            let mut node_config = NodeConfig::new(broker_config, voters, incarnation());
+            node_config.controller.session_timeout_ms = cluster.session_timeout_ms;
+            node_config.broker_heartbeat_ms = cluster.heartbeat_interval_ms;
+            // Election timeouts differ per node so that one candidate usually wins at once.
+            node_config.election_tick = 10 + (node_config.incarnation % 10) as usize;
+            let node = ClusterNode::open(data_dir.clone(), node_config, net::now())
+                .map_err(|err| open_failed(err.to_string()))?;
+            let peer_listener = tokio::net::TcpListener::bind(cluster.controller_listen)
+                .await
+                .map_err(|err| {
+                    format!(
+                        "cannot listen on --controller-listen {}: {err}",
+                        cluster.controller_listen
+                    )
+                })?;
+            let (inputs, receiver) = std::sync::mpsc::channel();
+            let peers = peer::start(
+                NodeId(config.node_id),
+                cluster_id.clone(),
+                peer_listener,
+                &cluster.voters,
+                inputs.clone(),
+            );
+            tracing::info!(
+                cluster_id,
+                controller_listen = %cluster.controller_listen,
+                "cluster node {} of voters {:?}",
+                config.node_id,
+                cluster.voters
+            );
+            NodeThread::start_with(node, peers, inputs, receiver)
+        }
+        _ => {
+            let broker = Broker::open(data_dir.clone(), broker_config, net::now())
+                .map_err(|err| open_failed(err.to_string()))?;
+            NodeThread::start(broker, PeerSender::default())
+        }
+    };
+    let shared = Shared::new(
+        thread.inputs(),
+        data_dir,
+        config.request_bytes_max,
+        config.sendfile,
+    );
     // Ready means listening: bind only once every log is open and recovered.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     tracing::info!(
         listen = %config.listen,
-        data_dir = %config.data_dir.display(),
+        data_dir = %shown,
         "brook broker {} ready",
         config.node_id
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(net::serve(
         listener,
-        shared.clone(),
+        shared,
         config.connections_max,
         stopped,
     ));
-    wait_for_signal().await;
+    let failed = tokio::select! {
+        _ = wait_for_signal() => false,
+        _ = thread.ended() => true,
+    };
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = server.await;
-    // Let in-flight requests finish before the logs close.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    if let Some(broker) = shared.take_broker() {
-        broker
-            .close()
-            .map_err(|err| format!("clean shutdown failed: {err}"))?;
+    // The driver answers what it was sent before the stop, then closes the logs.
+    let closed = tokio::task::spawn_blocking(move || thread.stop())
+        .await
+        .map_err(|err| format!("clean shutdown failed: {err}"))?;
+    closed.map_err(|err| format!("clean shutdown failed: {err}"))?;
+    if failed {
+        return Err("the node stopped after an error (see the log)".into());
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A number that differs at every start of the process: the node's incarnation.
+fn incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(net::now().0 as u64);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Raises the soft open-files limit to the hard one: every partition keeps its segment and

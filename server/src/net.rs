@@ -1,31 +1,29 @@
 //! The network shell: a tokio listener, one task per connection, Kafka frames in and out,
 //! record bytes sent from segment files with `sendfile(2)`.
 //!
-//! The broker state machine sits behind one mutex; a connection task decodes a request,
-//! hands it to the broker, and writes the reply. Requests on a connection are answered in
-//! order because the task handles one at a time. A fetch (or a JoinGroup/SyncGroup) that must
-//! wait parks in the broker; its task awaits a oneshot that the broker's completions feed.
+//! A connection task reads a frame, hands it to the driver thread ([`crate::node`]) and
+//! writes the answer it gets back; requests on a connection are answered in order because
+//! the task sends the next frame only after the answer to the last. A request that must wait
+//! (a long-poll fetch, a group join, an acks=all produce) simply takes longer to be answered.
 
-use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::os::fd::AsFd;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use brook_core::broker::{api_versions, Broker, ParkedId, Reply, RequestContext, StorageProvider};
+use brook_core::broker::{RequestContext, StorageProvider};
+use brook_core::driver::ConnectionId;
 use brook_core::protocol::fetch_types::FileRange;
-use brook_core::protocol::{
-    decode_request, encode_fetch_response, encode_response_for, frame_len, Part, ProtocolError,
-    Request,
-};
+use brook_core::protocol::{frame_len, Part, ProtocolError};
 use brook_core::storage::StorageError;
-use brook_core::{ErrorCode, Millis};
+use brook_core::Millis;
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{mpsc as async_mpsc, watch, Semaphore};
 
+use crate::node::{Answer, Input};
 use crate::storage::FileStorage;
 
 /// Opens partition directories under the data directory as [`FileStorage`]s.
@@ -73,90 +71,31 @@ pub fn now() -> Millis {
     Millis(since_epoch.as_millis() as i64)
 }
 
-/// The answer of a parked request: a fetch's records or a group request's response.
-enum Completed {
-    Fetch(brook_core::protocol::FetchResponseData),
-    Response(Box<kafka_protocol::messages::ResponseKind>),
-}
-
-/// The broker plus the parked requests' waiting connections.
-struct State {
-    broker: Option<Broker<DataDir>>,
-    waiters: HashMap<ParkedId, oneshot::Sender<Completed>>,
-}
-
 /// What every connection task shares.
 pub struct Shared {
-    state: Mutex<State>,
+    inputs: mpsc::Sender<Input>,
     data_dir: DataDir,
     request_bytes_max: usize,
     /// Whether record bytes go out with sendfile(2) or through a user-space buffer.
     sendfile: bool,
+    next_connection: AtomicU64,
 }
 
 impl Shared {
-    /// Wraps an opened broker for the connection tasks.
+    /// The connection tasks' view of a driver thread taking `inputs`.
     pub fn new(
-        broker: Broker<DataDir>,
+        inputs: mpsc::Sender<Input>,
         data_dir: DataDir,
         request_bytes_max: usize,
         sendfile: bool,
     ) -> Arc<Shared> {
-        let state = State {
-            broker: Some(broker),
-            waiters: HashMap::new(),
-        };
         Arc::new(Shared {
-            state: Mutex::new(state),
+            inputs,
             data_dir,
             request_bytes_max,
             sendfile,
+            next_connection: AtomicU64::new(1),
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug; keep serving with the state as it is.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs the broker's timers and hands completed fetches to their connections.
-    pub fn tick(&self) {
-        let mut state = self.lock();
-        if let Some(broker) = state.broker.as_mut() {
-            broker.handle_tick(now());
-            for error in broker.poll_background_errors() {
-                tracing::error!("background work failed: {error}");
-            }
-        }
-        deliver_completed(&mut state);
-    }
-
-    /// Takes the broker out for a clean shutdown; later requests find it gone.
-    pub fn take_broker(&self) -> Option<Broker<DataDir>> {
-        self.lock().broker.take()
-    }
-}
-
-fn deliver_completed(state: &mut State) {
-    let Some(broker) = state.broker.as_mut() else {
-        return;
-    };
-    let fetches = broker.poll_completed_fetches();
-    let responses = broker.poll_completed_responses();
-    let completed = fetches
-        .into_iter()
-        .map(|(id, data)| (id, Completed::Fetch(data)))
-        .chain(
-            responses
-                .into_iter()
-                .map(|(id, response)| (id, Completed::Response(Box::new(response)))),
-        );
-    for (id, answer) in completed {
-        if let Some(waiter) = state.waiters.remove(&id) {
-            let _ = waiter.send(answer);
-        }
     }
 }
 
@@ -168,11 +107,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(connections_max));
-    let mut ticker = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = ticker.tick() => shared.tick(),
             accepted = listener.accept() => {
                 let (socket, peer) = match accepted {
                     Ok(pair) => pair,
@@ -212,8 +149,8 @@ enum ConnectionError {
     Protocol(#[from] ProtocolError),
     #[error("broker is shutting down")]
     ShuttingDown,
-    #[error("cannot encode the response: {0}")]
-    Encode(String),
+    #[error("{0}")]
+    Closed(String),
 }
 
 async fn handle_connection(
@@ -222,34 +159,51 @@ async fn handle_connection(
     context: &RequestContext,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
+    let connection = ConnectionId(shared.next_connection.fetch_add(1, Ordering::Relaxed));
+    let (answers, mut answered) = async_mpsc::unbounded_channel();
+    let opened = Input::Open {
+        connection,
+        answers,
+    };
+    shared
+        .inputs
+        .send(opened)
+        .map_err(|_| ConnectionError::ShuttingDown)?;
+    let result = serve_requests(&mut socket, connection, &mut answered, shared, context, shutdown).await;
+    let _ = shared.inputs.send(Input::Closed(connection));
+    result
+}
+
+async fn serve_requests(
+    socket: &mut TcpStream,
+    connection: ConnectionId,
+    answered: &mut async_mpsc::UnboundedReceiver<Answer>,
+    shared: &Shared,
+    context: &RequestContext,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        let Some(frame) = read_frame(&mut socket, &mut buf, shared.request_bytes_max).await? else {
+        let Some(frame) = read_frame(socket, &mut buf, shared.request_bytes_max).await? else {
             return Ok(());
         };
         if *shutdown.borrow() {
             return Err(ConnectionError::ShuttingDown);
         }
-        let request = match decode_request(frame.freeze()) {
-            Ok(request) => request,
-            Err(ProtocolError::UnsupportedVersion {
-                api: ApiKey::ApiVersions,
-                correlation_id,
-                ..
-            }) => {
-                // KIP-511: answer in v0 with the supported range so the client retries.
-                let response = api_versions(ErrorCode::UnsupportedVersion);
-                let bytes = encode_response_for(ApiKey::ApiVersions, 0, correlation_id, &response)
-                    .map_err(ConnectionError::Encode)?;
-                socket.write_all(&bytes).await?;
-                continue;
-            }
-            Err(err) => {
-                tracing::warn!("closing connection: {err}");
-                return Err(err.into());
-            }
+        let input = Input::Frame {
+            connection,
+            context: context.clone(),
+            frame: frame.freeze(),
         };
-        respond(&mut socket, shared, context, request).await?;
+        shared
+            .inputs
+            .send(input)
+            .map_err(|_| ConnectionError::ShuttingDown)?;
+        match answered.recv().await {
+            Some(Answer::Respond(parts)) => write_parts(socket, shared, &parts).await?,
+            Some(Answer::Close(reason)) => return Err(ConnectionError::Closed(reason)),
+            None => return Err(ConnectionError::ShuttingDown),
+        }
     }
 }
 
@@ -275,75 +229,6 @@ async fn read_frame(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-}
-
-async fn respond(
-    socket: &mut TcpStream,
-    shared: &Shared,
-    context: &RequestContext,
-    request: Request,
-) -> Result<(), ConnectionError> {
-    let (api, version, correlation_id) =
-        (request.api_key, request.api_version, request.correlation_id);
-    let encode = |response: &ResponseKind| {
-        encode_response_for(api, version, correlation_id, response).map_err(|err| {
-            tracing::error!("{err}");
-            ConnectionError::Encode(err)
-        })
-    };
-    let (reply, waiter) = {
-        let mut state = shared.lock();
-        let Some(broker) = state.broker.as_mut() else {
-            return Err(ConnectionError::ShuttingDown);
-        };
-        let reply = broker.handle_request_from(now(), context, request);
-        let waiter = match &reply {
-            Reply::Parked(id) => {
-                let (sender, receiver) = oneshot::channel();
-                state.waiters.insert(*id, sender);
-                Some((*id, receiver))
-            }
-            _ => None,
-        };
-        deliver_completed(&mut state);
-        (reply, waiter)
-    };
-    match reply {
-        Reply::Response(response) => socket.write_all(&encode(&response)?).await?,
-        Reply::None => {}
-        Reply::Fetch(data) => {
-            write_parts(
-                socket,
-                shared,
-                &encode_fetch_response(version, correlation_id, &data),
-            )
-            .await?
-        }
-        Reply::Parked(_) => {
-            let (id, receiver) = waiter.expect("a parked request has a waiter");
-            let answer = match receiver.await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    if let Some(broker) = shared.lock().broker.as_mut() {
-                        broker.cancel_parked(id);
-                    }
-                    return Err(ConnectionError::ShuttingDown);
-                }
-            };
-            match answer {
-                Completed::Fetch(data) => {
-                    write_parts(
-                        socket,
-                        shared,
-                        &encode_fetch_response(version, correlation_id, &data),
-                    )
-                    .await?
-                }
-                Completed::Response(response) => socket.write_all(&encode(&response)?).await?,
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Writes an encoded response: bytes as they are, file ranges with `sendfile(2)` (or through

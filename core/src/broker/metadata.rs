@@ -156,11 +156,20 @@ impl<P: StorageProvider> Broker<P> {
                 StoredMeta::decode(&text).map_err(BrokerError::CorruptMetadata)?
             }
             None => StoredMeta {
-                cluster_id: new_cluster_id(now, config.node_id),
+                cluster_id: (config.cluster_id.clone())
+                    .unwrap_or_else(|| new_cluster_id(now, config.node_id)),
                 next_producer_id: 1000,
                 topics: BTreeMap::new(),
             },
         };
+        if let Some(expected) = &config.cluster_id {
+            if *expected != stored.cluster_id {
+                return Err(BrokerError::OtherCluster {
+                    stored: stored.cluster_id,
+                    expected: expected.clone(),
+                });
+            }
+        }
         let config_group = config.group.clone();
         let broker = Broker {
             config,

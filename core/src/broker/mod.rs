@@ -91,6 +91,10 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// The group coordinator's timeouts and limits.
     pub group: GroupConfig,
+    /// The cluster id every member reports (a cluster's nodes share it); `None` for a
+    /// single broker, which makes its own at first start. A data directory that holds another
+    /// cluster's id is refused.
+    pub cluster_id: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +110,7 @@ impl Default for BrokerConfig {
             fetch_response_bytes_max: 55 * 1024 * 1024,
             offsets_topic_partitions: 50,
             group: GroupConfig::default(),
+            cluster_id: None,
         }
     }
 }
@@ -127,6 +132,14 @@ pub enum BrokerError {
     /// The metadata file is damaged.
     #[error("metadata file is corrupt: {0}")]
     CorruptMetadata(String),
+    /// The data directory belongs to another cluster.
+    #[error("the data directory belongs to cluster {stored}, not {expected}")]
+    OtherCluster {
+        /// The id in the directory.
+        stored: String,
+        /// The id this node was started with.
+        expected: String,
+    },
 }
 
 /// The most background failures kept between two [`Broker::poll_background_errors`] calls.

@@ -1,0 +1,172 @@
+//! The peer transport: the messages cluster nodes exchange (quorum, registration and
+//! heartbeats, ISR changes, follower fetches), over TCP on each node's controller listener.
+//!
+//! Each node dials every other voter once and keeps that connection for what it sends; what
+//! it receives comes on the connections the others dialled. A connection opens with a hello —
+//! `BRKP`, version 1, the sender's node id and cluster id — and then carries size-prefixed
+//! messages. Like the simulator's datagrams, a message may be lost (a peer down, a queue
+//! full, a connection reset): the protocols above retry what matters. A hello from another
+//! cluster, or a frame above [`PEER_FRAME_MAX`], closes the connection.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use brook_core::NodeId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc as async_mpsc;
+
+use crate::node::Input;
+
+/// The largest peer message accepted (a follower fetch response holds at most
+/// `replica.fetch.response.max.bytes` of records).
+pub const PEER_FRAME_MAX: usize = 128 << 20;
+/// Messages queued for one peer while it is slow or down; more are dropped.
+const QUEUE_MAX: usize = 4_096;
+const MAGIC: &[u8; 4] = b"BRKP";
+const VERSION: u16 = 1;
+
+/// Hands messages to the connections to the other nodes, without waiting.
+#[derive(Clone, Default)]
+pub struct PeerSender {
+    queues: BTreeMap<NodeId, async_mpsc::Sender<Vec<u8>>>,
+}
+
+impl PeerSender {
+    /// Queues `bytes` for `to`; dropped when `to` is unknown or its queue is full.
+    pub fn send(&self, to: NodeId, bytes: Vec<u8>) {
+        if let Some(queue) = self.queues.get(&to) {
+            let _ = queue.try_send(bytes);
+        }
+    }
+}
+
+/// Starts the transport of node `node` in `cluster_id`: a task accepting the other nodes'
+/// connections on `listener` (their messages become [`Input::Peer`]s), and one task per peer
+/// in `peers` (id, `HOST:PORT`) dialling it, again after each failure.
+pub fn start(
+    node: NodeId,
+    cluster_id: String,
+    listener: TcpListener,
+    peers: &[(i32, String)],
+    inputs: mpsc::Sender<Input>,
+) -> PeerSender {
+    let hello = hello(node, &cluster_id);
+    let mut sender = PeerSender::default();
+    for (id, addr) in peers {
+        if *id == node.0 {
+            continue;
+        }
+        let (queue, messages) = async_mpsc::channel(QUEUE_MAX);
+        sender.queues.insert(NodeId(*id), queue);
+        tokio::spawn(dial(addr.clone(), hello.clone(), messages));
+    }
+    tokio::spawn(accept(listener, cluster_id, inputs));
+    sender
+}
+
+fn hello(node: NodeId, cluster_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + cluster_id.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&node.0.to_be_bytes());
+    out.extend_from_slice(&(cluster_id.len() as u16).to_be_bytes());
+    out.extend_from_slice(cluster_id.as_bytes());
+    out
+}
+
+/// Keeps a connection to one peer and writes its queued messages; reconnects after a
+/// failure with a growing pause (50 ms to 1 s). Ends when the sender side is gone.
+async fn dial(addr: String, hello: Vec<u8>, mut messages: async_mpsc::Receiver<Vec<u8>>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let mut stream = match TcpStream::connect(&addr).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(%addr, "cannot reach peer: {err}");
+                // Messages for a peer that is down are lost, as the protocols expect.
+                while messages.try_recv().is_ok() {}
+                if messages.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if stream.write_all(&hello).await.is_err() {
+            continue;
+        }
+        pause = Duration::from_millis(50);
+        tracing::info!(%addr, "connected to peer");
+        loop {
+            let Some(message) = messages.recv().await else {
+                return;
+            };
+            let mut frame = Vec::with_capacity(4 + message.len());
+            frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&message);
+            if let Err(err) = stream.write_all(&frame).await {
+                tracing::info!(%addr, "lost the connection to peer: {err}");
+                break;
+            }
+        }
+    }
+}
+
+async fn accept(listener: TcpListener, cluster_id: String, inputs: mpsc::Sender<Input>) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!("peer accept failed: {err}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (cluster_id, inputs) = (cluster_id.clone(), inputs.clone());
+        tokio::spawn(async move {
+            if let Err(err) = receive(stream, &cluster_id, inputs).await {
+                tracing::debug!(%addr, "peer connection closed: {err}");
+            }
+        });
+    }
+}
+
+/// Reads a peer's hello, then its messages into the driver's inputs.
+async fn receive(
+    mut stream: TcpStream,
+    cluster_id: &str,
+    inputs: mpsc::Sender<Input>,
+) -> std::io::Result<()> {
+    let refuse = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    if &head[..4] != MAGIC || u16::from_be_bytes([head[4], head[5]]) != VERSION {
+        return Err(refuse("not a Brook peer hello".into()));
+    }
+    let from = NodeId(i32::from_be_bytes([head[6], head[7], head[8], head[9]]));
+    let mut theirs = vec![0u8; usize::from(u16::from_be_bytes([head[10], head[11]]))];
+    stream.read_exact(&mut theirs).await?;
+    if theirs != cluster_id.as_bytes() {
+        let theirs = String::from_utf8_lossy(&theirs).into_owned();
+        tracing::warn!(
+            "refused node {} of cluster {theirs}: this is cluster {cluster_id}",
+            from.0
+        );
+        return Err(refuse(format!("peer of another cluster ({theirs})")));
+    }
+    loop {
+        let len = stream.read_u32().await? as usize;
+        if len > PEER_FRAME_MAX {
+            return Err(refuse(format!("peer message of {len} bytes")));
+        }
+        let mut bytes = vec![0u8; len];
+        stream.read_exact(&mut bytes).await?;
+        if inputs.send(Input::Peer { from, bytes }).is_err() {
+            return Ok(()); // the driver stopped
+        }
+    }
+}
