@@ -143,7 +143,9 @@ pub fn parse_voters(text: &str) -> Result<Vec<(i32, String)>, ConfigError> {
             .ok()
             .filter(|id| *id >= 0)
             .ok_or_else(|| invalid(format!("{entry:?}: node id {id:?} is not a number ≥ 0")))?;
-        let port = addr.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+        let port = addr
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
         if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) {
             return Err(invalid(format!("{entry:?}: {addr:?} is not HOST:PORT")));
         }
@@ -342,13 +344,15 @@ impl FileConfig {
                 ),
             });
         };
-        let listen_text = self.controller_listen.clone().unwrap_or_else(|| own.clone());
-        let controller_listen: SocketAddr = resolve_addr(&listen_text).ok_or_else(|| {
-            ConfigError::Invalid {
+        let listen_text = self
+            .controller_listen
+            .clone()
+            .unwrap_or_else(|| own.clone());
+        let controller_listen: SocketAddr =
+            resolve_addr(&listen_text).ok_or_else(|| ConfigError::Invalid {
                 name: "--controller-listen",
                 message: format!("{listen_text:?} is not HOST:PORT of this machine"),
-            }
-        })?;
+            })?;
         let session_timeout_ms = self.broker_session_timeout_ms.unwrap_or(9_000);
         let heartbeat_interval_ms = self.broker_heartbeat_interval_ms.unwrap_or(2_000);
         if heartbeat_interval_ms < 1 || session_timeout_ms <= heartbeat_interval_ms {

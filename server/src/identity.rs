@@ -101,7 +101,10 @@ mod tests {
         let err = claim_for_cluster(&dir, 2, "xyz").unwrap_err();
         assert!(err.contains("belongs to cluster abc, not xyz"), "{err}");
         let err = check_single(&dir).unwrap_err();
-        assert!(err.contains("start it with its --node-id and --voters"), "{err}");
+        assert!(
+            err.contains("start it with its --node-id and --voters"),
+            "{err}"
+        );
 
         let single = root.join("single");
         std::fs::create_dir_all(single.join("meta")).unwrap();

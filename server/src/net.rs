@@ -6,10 +6,10 @@
 //! the task sends the next frame only after the answer to the last. A request that must wait
 //! (a long-poll fetch, a group join, an acks=all produce) simply takes longer to be answered.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::os::fd::AsFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use brook_core::broker::{RequestContext, StorageProvider};
@@ -169,7 +169,15 @@ async fn handle_connection(
         .inputs
         .send(opened)
         .map_err(|_| ConnectionError::ShuttingDown)?;
-    let result = serve_requests(&mut socket, connection, &mut answered, shared, context, shutdown).await;
+    let result = serve_requests(
+        &mut socket,
+        connection,
+        &mut answered,
+        shared,
+        context,
+        shutdown,
+    )
+    .await;
     let _ = shared.inputs.send(Input::Closed(connection));
     result
 }

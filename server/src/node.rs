@@ -49,6 +49,8 @@ pub enum Input {
         /// The message.
         bytes: Vec<u8>,
     },
+    /// The connection from or to a peer node was lost.
+    PeerDown(NodeId),
     /// Answer what came before, close the logs and end.
     Stop,
 }
@@ -148,6 +150,7 @@ fn run<M: Machine>(
                 Ok(())
             }
             Ok(Input::Peer { from, bytes }) => driver.handle_peer_message(now(), from, &bytes),
+            Ok(Input::PeerDown(peer)) => driver.handle_peer_down(now(), peer),
         };
         let ticked = if driver.next_deadline() <= now() {
             driver.handle_tick(now())

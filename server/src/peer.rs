@@ -60,7 +60,8 @@ pub fn start(
         }
         let (queue, messages) = async_mpsc::channel(QUEUE_MAX);
         sender.queues.insert(NodeId(*id), queue);
-        tokio::spawn(dial(addr.clone(), hello.clone(), messages));
+        let down = (inputs.clone(), NodeId(*id));
+        tokio::spawn(dial(addr.clone(), hello.clone(), messages, down));
     }
     tokio::spawn(accept(listener, cluster_id, inputs));
     sender
@@ -77,14 +78,28 @@ fn hello(node: NodeId, cluster_id: &str) -> Vec<u8> {
 }
 
 /// Keeps a connection to one peer and writes its queued messages; reconnects after a
-/// failure with a growing pause (50 ms to 1 s). Ends when the sender side is gone.
-async fn dial(addr: String, hello: Vec<u8>, mut messages: async_mpsc::Receiver<Vec<u8>>) {
+/// failure with a growing pause (50 ms to 1 s). A lost connection, or a peer that cannot be
+/// reached, is reported to the driver (once until it is reached again). Ends when the sender
+/// side is gone.
+async fn dial(
+    addr: String,
+    hello: Vec<u8>,
+    mut messages: async_mpsc::Receiver<Vec<u8>>,
+    (inputs, peer): (mpsc::Sender<Input>, NodeId),
+) {
     let mut pause = Duration::from_millis(50);
+    let mut reported = false;
+    let report = |reported: &mut bool| {
+        if !std::mem::replace(reported, true) {
+            let _ = inputs.send(Input::PeerDown(peer));
+        }
+    };
     loop {
         let mut stream = match TcpStream::connect(&addr).await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::debug!(%addr, "cannot reach peer: {err}");
+                report(&mut reported);
                 // Messages for a peer that is down are lost, as the protocols expect.
                 while messages.try_recv().is_ok() {}
                 if messages.is_closed() {
@@ -100,6 +115,7 @@ async fn dial(addr: String, hello: Vec<u8>, mut messages: async_mpsc::Receiver<V
             continue;
         }
         pause = Duration::from_millis(50);
+        reported = false;
         tracing::info!(%addr, "connected to peer");
         loop {
             let Some(message) = messages.recv().await else {
@@ -110,6 +126,7 @@ async fn dial(addr: String, hello: Vec<u8>, mut messages: async_mpsc::Receiver<V
             frame.extend_from_slice(&message);
             if let Err(err) = stream.write_all(&frame).await {
                 tracing::info!(%addr, "lost the connection to peer: {err}");
+                report(&mut reported);
                 break;
             }
         }
@@ -135,7 +152,8 @@ async fn accept(listener: TcpListener, cluster_id: String, inputs: mpsc::Sender<
     }
 }
 
-/// Reads a peer's hello, then its messages into the driver's inputs.
+/// Reads a peer's hello, then its messages into the driver's inputs; once the connection
+/// of a peer that said hello ends, the driver is told it is down.
 async fn receive(
     mut stream: TcpStream,
     cluster_id: &str,
@@ -158,15 +176,20 @@ async fn receive(
         );
         return Err(refuse(format!("peer of another cluster ({theirs})")));
     }
-    loop {
-        let len = stream.read_u32().await? as usize;
-        if len > PEER_FRAME_MAX {
-            return Err(refuse(format!("peer message of {len} bytes")));
-        }
-        let mut bytes = vec![0u8; len];
-        stream.read_exact(&mut bytes).await?;
-        if inputs.send(Input::Peer { from, bytes }).is_err() {
-            return Ok(()); // the driver stopped
+    let result = async {
+        loop {
+            let len = stream.read_u32().await? as usize;
+            if len > PEER_FRAME_MAX {
+                return Err(refuse(format!("peer message of {len} bytes")));
+            }
+            let mut bytes = vec![0u8; len];
+            stream.read_exact(&mut bytes).await?;
+            if inputs.send(Input::Peer { from, bytes }).is_err() {
+                return Ok(()); // the driver stopped
+            }
         }
     }
+    .await;
+    let _ = inputs.send(Input::PeerDown(from));
+    result
 }

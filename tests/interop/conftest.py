@@ -181,3 +181,49 @@ def topic_name(request):
     """A fresh topic name per test."""
     base = re.sub(r"[^a-zA-Z0-9.-]+", "-", request.node.name).strip("-")
     return f"{base[:60]}-{uuid.uuid4().hex[:8]}"
+
+
+class Cluster:
+    """Three (or more) `brook server` processes forming one cluster, every node a voter."""
+
+    def __init__(self, root, nodes=3, extra_args=()):
+        controller_ports = [free_port() for _ in range(nodes)]
+        voters = ",".join(f"{n + 1}@127.0.0.1:{p}" for n, p in enumerate(controller_ports))
+        self.nodes = {}
+        for n in range(1, nodes + 1):
+            args = ["--node-id", str(n), "--voters", voters, *extra_args]
+            self.nodes[n] = Broker(Path(root) / f"node{n}" / "data", args)
+            self.nodes[n].data_dir.parent.mkdir(parents=True)
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.bootstrap for b in self.nodes.values() if b.running())
+
+    def start(self):
+        for b in self.nodes.values():
+            b.start()
+
+    def all_output(self):
+        return "".join(f"=== node {n}\n{b.all_output()}" for n, b in self.nodes.items())
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    """A running 3-node cluster of this test module; every node stopped with SIGTERM at the
+    end, each with exit code 0."""
+    extra = getattr(request.module, "BROOK_ARGS", [])
+    with tempfile.TemporaryDirectory(prefix="brook-cluster-") as tmp:
+        c = Cluster(tmp, 3, extra)
+        c.start()
+        try:
+            yield c
+        finally:
+            for b in c.nodes.values():
+                b.clients.clear()
+            gc.collect()
+            codes = {n: b.stop() for n, b in c.nodes.items() if b.proc is not None}
+            output = c.all_output()
+            assert all(code == 0 for code in codes.values()), (
+                f"exit codes after SIGTERM {codes} (expected 0); output:\n{output}"
+            )
+            assert "panicked" not in output, f"brook panicked:\n{output}"

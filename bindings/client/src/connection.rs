@@ -34,6 +34,13 @@ pub struct Connection {
     next_correlation_id: i32,
     /// API key → (min, max) version the broker serves.
     broker_versions: HashMap<i16, (i16, i16)>,
+    /// Correlation ids of the requests sent whose responses are not read yet, oldest first:
+    /// more than one only when a call was cancelled (its future dropped) after sending, and
+    /// the responses to such calls are skipped.
+    unanswered: std::collections::VecDeque<i32>,
+    /// Bytes read but not yet taken as a frame: reading into it is cancel-safe, so a call
+    /// dropped halfway through a response leaves the stream usable.
+    read_buf: BytesMut,
 }
 
 impl Connection {
@@ -56,6 +63,8 @@ impl Connection {
             stream,
             next_correlation_id: 1,
             broker_versions: HashMap::new(),
+            unanswered: Default::default(),
+            read_buf: BytesMut::new(),
         };
         tokio::time::timeout(timeout, connection.negotiate())
             .await
@@ -92,7 +101,9 @@ impl Connection {
 
     /// Sends `request` without waiting for an answer (Produce with acks=0).
     pub async fn send_only<R: Request>(&mut self, version: i16, request: &R) -> Result<(), Error> {
-        self.send(version, request).await.map(|_| ())
+        let correlation_id = self.send(version, request).await?;
+        self.unanswered.retain(|id| *id != correlation_id);
+        Ok(())
     }
 
     /// Asks for ApiVersions v3, falling back to v0 when the broker answers
@@ -127,6 +138,7 @@ impl Connection {
         let api = api_key::<R>();
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        self.unanswered.push_back(correlation_id);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
@@ -148,37 +160,71 @@ impl Connection {
         Ok(correlation_id)
     }
 
-    /// Reads one response frame and its header; returns the body.
+    /// Reads the response to `correlation_id` and its header, skipping the responses to
+    /// earlier calls that were cancelled; returns the body.
     async fn receive(
         &mut self,
         api: ApiKey,
         version: i16,
         correlation_id: i32,
     ) -> Result<Bytes, Error> {
-        let size = self
-            .stream
-            .read_i32()
-            .await
-            .map_err(|err| self.io_error(err))?;
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|&size| size <= RESPONSE_BYTES_MAX)
-            .ok_or_else(|| Error::Protocol(format!("response frame size {size} out of range")))?;
-        let mut frame = vec![0u8; size];
-        self.stream
-            .read_exact(&mut frame)
-            .await
-            .map_err(|err| self.io_error(err))?;
-        let mut body = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
-            .map_err(|err| Error::Protocol(format!("{api:?} response header: {err}")))?;
-        if header.correlation_id != correlation_id {
-            return Err(Error::Protocol(format!(
-                "correlation id {} answers no request (expected {correlation_id})",
-                header.correlation_id
-            )));
+        loop {
+            let frame = self.read_frame().await?;
+            let answers = (frame.len() >= 4)
+                .then(|| i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
+            let oldest = self.unanswered.front().copied();
+            if answers.is_some() && answers == oldest && oldest != Some(correlation_id) {
+                self.unanswered.pop_front(); // the answer to a cancelled call
+                continue;
+            }
+            self.unanswered.retain(|id| *id != correlation_id);
+            let mut body = Bytes::from(frame);
+            let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
+                .map_err(|err| Error::Protocol(format!("{api:?} response header: {err}")))?;
+            if header.correlation_id != correlation_id {
+                return Err(Error::Protocol(format!(
+                    "correlation id {} answers no request (expected {correlation_id})",
+                    header.correlation_id
+                )));
+            }
+            return Ok(body);
         }
-        Ok(body)
+    }
+
+    /// Reads one whole response frame (without its size prefix).
+    async fn read_frame(&mut self) -> Result<Vec<u8>, Error> {
+        loop {
+            if self.read_buf.len() >= 4 {
+                let size = i32::from_be_bytes([
+                    self.read_buf[0],
+                    self.read_buf[1],
+                    self.read_buf[2],
+                    self.read_buf[3],
+                ]);
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|&size| size <= RESPONSE_BYTES_MAX)
+                    .ok_or_else(|| {
+                        Error::Protocol(format!("response frame size {size} out of range"))
+                    })?;
+                if self.read_buf.len() >= 4 + size {
+                    let mut frame = self.read_buf.split_to(4 + size);
+                    return Ok(frame.split_off(4).to_vec());
+                }
+                self.read_buf.reserve(4 + size - self.read_buf.len());
+            } else {
+                self.read_buf.reserve(4096);
+            }
+            let read = self.stream.read_buf(&mut self.read_buf).await;
+            match read {
+                Ok(0) => {
+                    let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                    return Err(self.io_error(eof));
+                }
+                Ok(_) => {}
+                Err(err) => return Err(self.io_error(err)),
+            }
+        }
     }
 
     fn io_error(&self, err: std::io::Error) -> Error {
@@ -202,7 +248,7 @@ pub(crate) fn api_key<R: Request>() -> ApiKey {
 mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
-    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
     use tokio::net::TcpListener;
 
     /// Reads one request frame; returns (api key, version, correlation id).
@@ -315,5 +361,47 @@ mod tests {
             matches!(err, Error::Connection { .. }) && err.is_retriable(),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_a_cancelled_call_is_skipped_by_the_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let broker = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let (_, _, id) = read_request(&mut stream).await;
+            let versions = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default()
+                    .with_api_key(ApiKey::ApiVersions as i16)
+                    .with_max_version(3),
+                ApiVersion::default()
+                    .with_api_key(ApiKey::Metadata as i16)
+                    .with_max_version(1),
+            ]);
+            write_response(&mut stream, id, 0, &versions, 3).await;
+            let (_, _, first) = read_request(&mut stream).await;
+            // Answered late, half now and half later, after the caller gave up on it.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let answer = MetadataResponse::default().with_controller_id(BrokerId(1));
+            write_response(&mut stream, first, 0, &answer, 1).await;
+            let (_, _, second) = read_request(&mut stream).await;
+            let answer = MetadataResponse::default().with_controller_id(BrokerId(2));
+            write_response(&mut stream, second, 0, &answer, 1).await;
+        });
+        let timeout = Duration::from_secs(5);
+        let mut connection = Connection::connect(&addr, "test-client", timeout)
+            .await
+            .expect("connect");
+        let request = MetadataRequest::default().with_topics(None);
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(50), connection.call(1, &request)).await;
+        assert!(cancelled.is_err(), "the first call was cut short");
+        let response = connection.call(1, &request).await.expect("second call");
+        assert_eq!(
+            response.controller_id,
+            BrokerId(2),
+            "its own answer, not the first"
+        );
+        broker.await.expect("broker");
     }
 }

@@ -38,6 +38,9 @@ pub trait Machine {
         bytes: &[u8],
     ) -> Result<(), NodeError>;
 
+    /// The connection to a peer node was lost.
+    fn handle_peer_down(&mut self, now: Millis, peer: NodeId) -> Result<(), NodeError>;
+
     /// The timers due at `now`.
     fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError>;
 
@@ -81,6 +84,10 @@ impl<P: StorageProvider> Machine for Broker<P> {
 
     fn handle_peer_message(&mut self, _: Millis, _: NodeId, _: &[u8]) -> Result<(), NodeError> {
         Ok(()) // a single broker has no peers
+    }
+
+    fn handle_peer_down(&mut self, _: Millis, _: NodeId) -> Result<(), NodeError> {
+        Ok(())
     }
 
     fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError> {
@@ -145,6 +152,10 @@ impl<P: StorageProvider> Machine for ClusterNode<P> {
         bytes: &[u8],
     ) -> Result<(), NodeError> {
         ClusterNode::handle_peer_message(self, now, from, bytes)
+    }
+
+    fn handle_peer_down(&mut self, now: Millis, peer: NodeId) -> Result<(), NodeError> {
+        ClusterNode::handle_peer_down(self, now, peer)
     }
 
     fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError> {

@@ -14,7 +14,7 @@
 //! Call order for a shell: [`Driver::new`]; then, in any order, [`Driver::handle_frame`] for
 //! each request frame of a connection (one at a time per connection: the next frame only after
 //! the connection's [`Effect::Respond`] — so responses keep their requests' order),
-//! [`Driver::handle_peer_message`], [`Driver::connection_closed`], and [`Driver::handle_tick`]
+//! [`Driver::handle_peer_message`], [`Driver::handle_peer_down`], [`Driver::connection_closed`], and [`Driver::handle_tick`]
 //! once the clock reaches [`Driver::next_deadline`]; after each input, carry out
 //! [`Driver::poll_effects`] in order. [`Driver::close`] at the end.
 //!
@@ -217,6 +217,18 @@ impl<M: Machine> Driver<M> {
             return Ok(());
         }
         if let Err(err) = self.machine.handle_peer_message(now, from, bytes) {
+            return self.fail(err);
+        }
+        self.collect();
+        Ok(())
+    }
+
+    /// The shell lost its connection to peer `peer` (reset, or closed by a dying process).
+    pub fn handle_peer_down(&mut self, now: Millis, peer: NodeId) -> Result<(), NodeError> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        if let Err(err) = self.machine.handle_peer_down(now, peer) {
             return self.fail(err);
         }
         self.collect();

@@ -161,6 +161,8 @@ pub struct ClusterNode<P: StorageProvider> {
     topic_results: BTreeMap<String, (i16, String)>,
     creates: BTreeMap<ParkedId, ParkedCreate>,
     next_create: u64,
+    /// Peers whose connection the driver reported lost, until they send again.
+    peers_down: std::collections::BTreeSet<NodeId>,
     completed: Vec<Completed>,
 }
 
@@ -209,6 +211,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             topic_results: BTreeMap::new(),
             creates: BTreeMap::new(),
             next_create: 0,
+            peers_down: Default::default(),
             completed: Vec::new(),
         };
         // The committed log is replayed into an image first and the broker takes only the
@@ -304,6 +307,23 @@ impl<P: StorageProvider> ClusterNode<P> {
         Ok(reply)
     }
 
+    /// The driver lost its connection to `peer` (the process died: its sockets were
+    /// closed or reset). The controller fences it at once instead of after
+    /// `broker.session.timeout.ms`, so its partitions get new leaders in a moment; a node
+    /// that becomes controller later fences the peers still down. Fencing is always safe: a
+    /// peer that is in fact alive is unfenced by its next caught-up heartbeat.
+    pub fn handle_peer_down(&mut self, now: Millis, peer: NodeId) -> Result<(), NodeError> {
+        if peer == self.node {
+            return Ok(());
+        }
+        self.peers_down.insert(peer);
+        if let Some(controller) = &mut self.controller {
+            let records = controller.fence_broker(peer);
+            self.propose(records)?;
+        }
+        self.pump(now)
+    }
+
     /// A message from peer `from`. Damaged messages are dropped (the sender retries what
     /// matters).
     pub fn handle_peer_message(
@@ -312,6 +332,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         from: NodeId,
         bytes: &[u8],
     ) -> Result<(), NodeError> {
+        self.peers_down.remove(&from);
         if let Ok(message) = PeerMessage::decode(bytes) {
             self.dispatch(now, from, message)?;
         }
@@ -583,7 +604,12 @@ impl<P: StorageProvider> ClusterNode<P> {
             LogEntry::LeaderMarker { term } => {
                 if self.quorum.is_leader() && self.quorum.term() == term {
                     let image = self.image().clone();
-                    self.controller = Some(Controller::new(image, now, self.config.controller));
+                    let mut controller = Controller::new(image, now, self.config.controller);
+                    let records: Vec<_> = (self.peers_down.iter())
+                        .flat_map(|peer| controller.fence_broker(*peer))
+                        .collect();
+                    self.controller = Some(controller);
+                    self.propose(records)?;
                 }
             }
         }

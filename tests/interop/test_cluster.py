@@ -1,0 +1,205 @@
+"""A real 3-process cluster: unmodified clients against `brook server --voters ...`.
+
+Every node is a quorum voter, the controller when it leads, and a broker; partitions are
+replicated over all three. The tests kill and stop nodes as an operator or a crash would and
+check what a user checks: every acknowledged record is there once and in order, and clients
+that start from any node find the leaders.
+"""
+
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+RESULT_TIMEOUT_S = 30
+# How long a failover may take at most here before the test fails (the figure it measures
+# is printed and kept in docs/benchmarks.md).
+FAILOVER_MAX_S = 10
+
+
+def wait_until(what, done, timeout=RESULT_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = done()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def admin_of(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def wait_serving(cluster, nodes):
+    """Waits until the metadata lists `nodes` brokers (they registered and are unfenced)."""
+    admin = admin_of(cluster.bootstrap)
+
+    def listed():
+        try:
+            return len(admin.list_topics(timeout=2).brokers) == nodes
+        except Exception:
+            return False
+
+    wait_until(f"{nodes} brokers serve", listed)
+
+
+def create_topic(cluster, name, partitions=3, configs=None):
+    admin = admin_of(cluster.bootstrap)
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=3, config=configs or {})
+    admin.create_topics([topic])[name].result(timeout=RESULT_TIMEOUT_S)
+
+    def in_sync():
+        meta = admin.list_topics(name, timeout=2).topics[name]
+        parts = meta.partitions.values()
+        return len(parts) == partitions and all(len(p.isrs) == 3 for p in parts)
+
+    wait_until(f"{name}'s replicas are in sync", in_sync)
+
+
+def leaders(cluster, name):
+    meta = admin_of(cluster.bootstrap).list_topics(name, timeout=5).topics[name]
+    return {p.id: p.leader for p in meta.partitions.values()}
+
+
+def read_all(bootstrap, name, partitions, expected):
+    """Every record of the topic, per partition, read until `expected` records came."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(name, p, 0) for p in range(partitions)])
+    got = {p: [] for p in range(partitions)}
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    while sum(map(len, got.values())) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        got[msg.partition()].append(msg.value().decode())
+    consumer.close()
+    return got
+
+
+class Acked:
+    """The delivery reports of a producer: acknowledged values per partition, errors, and
+    when each partition's acknowledgements came."""
+
+    def __init__(self):
+        self.values = {}
+        self.errors = []
+        self.times = {}
+
+    def __call__(self, err, msg):
+        if err is not None:
+            self.errors.append(err)
+            return
+        self.values.setdefault(msg.partition(), []).append(msg.value().decode())
+        self.times.setdefault(msg.partition(), []).append(time.monotonic())
+
+
+def produce_through(cluster, name, count, during, idempotent=True):
+    """Produces `count` records (acks=all) round the partitions, calling `during()` after
+    a third of them are acknowledged; returns the delivery reports and when `during` ran."""
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "acks": "all",
+            "enable.idempotence": idempotent,
+            "linger.ms": 5,
+            "message.timeout.ms": 60_000,
+            "retry.backoff.ms": 50,
+            "topic.metadata.refresh.interval.ms": 1_000,
+        }
+    )
+    acked = Acked()
+    event_at = None
+    for i in range(count):
+        producer.produce(name, value=f"v{i}".encode(), partition=i % 3, on_delivery=acked)
+        producer.poll(0)
+        time.sleep(0.002)
+        if event_at is None and sum(map(len, acked.values.values())) >= count // 3:
+            event_at = time.monotonic()
+            during()
+    assert producer.flush(90) == 0, "every record is delivered or failed"
+    return acked, event_at
+
+
+def test_cluster_sigkill_of_a_leader_loses_no_acknowledged_record(cluster, topic_name):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, configs={"min.insync.replicas": "2"})
+    victim = leaders(cluster, topic_name)[0]
+    acked, killed_at = produce_through(
+        cluster, topic_name, 3_000, lambda: cluster.nodes[victim].kill()
+    )
+    assert not acked.errors, f"delivery errors: {acked.errors[:5]}"
+    # The first acknowledgement of partition 0 after the kill: the failover time.
+    after = [t for t in acked.times[0] if t > killed_at]
+    assert after, "partition 0 took records again after its leader died"
+    failover = after[0] - killed_at
+    print(f"\nfailover after SIGKILL of the leader: {failover * 1000:.0f} ms")
+    assert failover < FAILOVER_MAX_S
+    assert leaders(cluster, topic_name)[0] != victim
+    got = read_all(cluster.bootstrap, topic_name, 3, 3_000)
+    for partition in range(3):
+        # Idempotence and acks=all: each acknowledged record once, in the order sent.
+        assert got[partition] == acked.values[partition], f"partition {partition}"
+    cluster.nodes[victim].start()
+    wait_serving(cluster, 3)
+
+
+def test_cluster_sigterm_of_a_leader_gives_producers_no_error(cluster, topic_name):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, configs={"min.insync.replicas": "2"})
+    victim = leaders(cluster, topic_name)[1]
+
+    def stop():
+        assert cluster.nodes[victim].stop() == 0, "a node stops cleanly on SIGTERM"
+
+    acked, _ = produce_through(cluster, topic_name, 2_000, stop)
+    assert not acked.errors, f"delivery errors: {acked.errors[:5]}"
+    got = read_all(cluster.bootstrap, topic_name, 3, 2_000)
+    assert {p: got[p] for p in range(3)} == {p: acked.values[p] for p in range(3)}
+    cluster.nodes[victim].start()
+    wait_serving(cluster, 3)
+
+
+def test_cluster_clients_bootstrapped_from_a_follower_find_the_leaders(cluster, topic_name):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=1)
+    leader = leaders(cluster, topic_name)[0]
+    follower = next(n for n in cluster.nodes if n != leader)
+    bootstrap = cluster.nodes[follower].bootstrap
+    lines = "".join(f"k{i}:kcat-{i}\n" for i in range(20))
+    subprocess.run(
+        ["kcat", "-b", bootstrap, "-P", "-t", topic_name, "-K:", "-X", "acks=all"],
+        input=lines.encode(),
+        check=True,
+        timeout=RESULT_TIMEOUT_S,
+    )
+    from kafka import KafkaConsumer, KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(20):
+        producer.send(topic_name, f"python-{i}".encode()).get(timeout=RESULT_TIMEOUT_S)
+    producer.close()
+    out = subprocess.run(
+        ["kcat", "-b", bootstrap, "-C", "-t", topic_name, "-e", "-q", "-f", "%s\n"],
+        capture_output=True,
+        check=True,
+        timeout=RESULT_TIMEOUT_S,
+    ).stdout.decode()
+    want = [f"kcat-{i}" for i in range(20)] + [f"python-{i}" for i in range(20)]
+    assert out.split() == want
+    consumer = KafkaConsumer(
+        topic_name,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    assert [m.value.decode() for m in consumer] == want
+    consumer.close()
