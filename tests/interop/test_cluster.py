@@ -102,6 +102,18 @@ class Acked:
         self.times.setdefault(msg.partition(), []).append(time.monotonic())
 
 
+def outage(acked, since):
+    """The longest gap between acknowledgements of one partition after `since`."""
+    longest = 0.0
+    for times in acked.times.values():
+        before = [t for t in times if t <= since]
+        last = before[-1] if before else since
+        for t in (t for t in times if t > since):
+            longest = max(longest, t - last)
+            last = t
+    return longest
+
+
 def produce_through(cluster, name, count, during, idempotent=True):
     """Produces `count` records (acks=all) round the partitions, calling `during()` after
     a third of them are acknowledged; returns the delivery reports and when `during` ran."""
@@ -137,10 +149,9 @@ def test_cluster_sigkill_of_a_leader_loses_no_acknowledged_record(cluster, topic
         cluster, topic_name, 3_000, lambda: cluster.nodes[victim].kill()
     )
     assert not acked.errors, f"delivery errors: {acked.errors[:5]}"
-    # The first acknowledgement of partition 0 after the kill: the failover time.
-    after = [t for t in acked.times[0] if t > killed_at]
-    assert after, "partition 0 took records again after its leader died"
-    failover = after[0] - killed_at
+    # The failover time: the longest any partition went without an acknowledgement once its
+    # leader or a follower died (records are sent every few milliseconds throughout).
+    failover = outage(acked, killed_at)
     print(f"\nfailover after SIGKILL of the leader: {failover * 1000:.0f} ms")
     assert failover < FAILOVER_MAX_S
     assert leaders(cluster, topic_name)[0] != victim
@@ -160,8 +171,9 @@ def test_cluster_sigterm_of_a_leader_gives_producers_no_error(cluster, topic_nam
     def stop():
         assert cluster.nodes[victim].stop() == 0, "a node stops cleanly on SIGTERM"
 
-    acked, _ = produce_through(cluster, topic_name, 2_000, stop)
+    acked, stopped_at = produce_through(cluster, topic_name, 2_000, stop)
     assert not acked.errors, f"delivery errors: {acked.errors[:5]}"
+    print(f"\nlongest wait after SIGTERM of the leader: {outage(acked, stopped_at) * 1000:.0f} ms")
     got = read_all(cluster.bootstrap, topic_name, 3, 2_000)
     assert {p: got[p] for p in range(3)} == {p: acked.values[p] for p in range(3)}
     cluster.nodes[victim].start()

@@ -224,6 +224,12 @@ impl LeaderState {
                 // now, as an inherited member is.
                 progress.last_caught_up = Some(now);
             }
+            if !isr.contains(&r) && self.committed_isr.contains(&r) {
+                // Taken out by the controller (fenced: its process died or stopped): it no
+                // longer holds the high watermark back as a caught-up follower until it
+                // catches up again (Kafka's KIP-841 leaves fenced brokers out the same way).
+                progress.last_caught_up = None;
+            }
         }
         self.committed_isr = isr.clone();
         self.isr = isr;

@@ -277,6 +277,26 @@ fn a_dead_follower_outside_the_isr_holds_nothing_back() {
 }
 
 #[test]
+fn a_follower_the_controller_took_out_of_the_isr_holds_nothing_back() {
+    let mut s = leader(&[1, 2, 3], 10, 10);
+    fetch(&mut s, 1, 2, 10);
+    fetch(&mut s, 1, 3, 10);
+    s.handle_append(Millis(2), Offset(15));
+    // 3 dies, caught up a moment ago; the controller fences it and commits the ISR without it.
+    s.commit_isr(Millis(3), &[n(1), n(2)]);
+    assert_eq!(
+        fetch(&mut s, 4, 2, 15).high_watermark,
+        Some(Offset(15)),
+        "the survivors commit at once, not after the lag time"
+    );
+    // Alive after all, it counts again once it has caught up.
+    fetch(&mut s, 5, 3, 15);
+    s.handle_append(Millis(6), Offset(20));
+    assert_eq!(fetch(&mut s, 7, 2, 20).high_watermark, None, "3 holds 15");
+    assert_eq!(fetch(&mut s, 8, 3, 20).high_watermark, Some(Offset(20)));
+}
+
+#[test]
 fn fetches_from_strangers_or_outside_the_log_are_refused_without_effect() {
     let mut s = leader(&[1, 2, 3], 10, 10);
     assert_eq!(
