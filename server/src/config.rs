@@ -120,9 +120,15 @@ impl ClusterSettings {
             .iter()
             .map(|(id, addr)| format!("{id}@{addr}"))
             .collect();
-        let digest = crc32c::crc32c(text.join(",").as_bytes());
-        let high = u128::from(crc32c::crc32c_append(digest, b"brook"));
-        let id = uuid::Uuid::from_u128(high << 96 | u128::from(digest) << 64 | 0x6272_6f6f_6b);
+        // Four chained CRCs of the list: 128 bits that differ whenever the list does.
+        let mut words = [crc32c::crc32c(text.join(",").as_bytes()); 4];
+        for i in 1..4 {
+            words[i] = crc32c::crc32c_append(words[i - 1], b"brook");
+        }
+        let bits = words
+            .iter()
+            .fold(0u128, |bits, w| bits << 32 | u128::from(*w));
+        let id = uuid::Uuid::from_u128(bits);
         id.as_simple().to_string()[..22].to_string()
     }
 }
@@ -567,5 +573,60 @@ mod tests {
             let message = config.resolve().unwrap_err().to_string();
             assert!(message.contains(flag), "{message} names {flag}");
         }
+    }
+
+    fn cluster(node_id: i32, voters: &str) -> Result<ServerConfig, ConfigError> {
+        FileConfig {
+            node_id: Some(node_id),
+            voters: Some(voters.into()),
+            ..FileConfig::default()
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn config_voters_make_a_cluster_member_and_bad_lists_are_refused() {
+        let config = cluster(2, "2@127.0.0.1:9194, 1@127.0.0.1:9193").expect("valid");
+        let settings = config.cluster.expect("a cluster member");
+        assert_eq!(
+            settings.voters,
+            [(1, "127.0.0.1:9193".into()), (2, "127.0.0.1:9194".into())]
+        );
+        assert_eq!(settings.controller_listen.to_string(), "127.0.0.1:9194");
+        assert_eq!(settings.cluster_id().len(), 22);
+        let same = cluster(1, "1@127.0.0.1:9193,2@127.0.0.1:9194").unwrap();
+        assert_eq!(same.cluster.unwrap().cluster_id(), settings.cluster_id());
+        assert!(FileConfig::default().resolve().unwrap().cluster.is_none());
+
+        let refused = [
+            (
+                cluster(1, "1@127.0.0.1:1,1@127.0.0.1:2"),
+                "node id 1 is listed twice",
+            ),
+            (
+                cluster(1, "1@127.0.0.1:1,2@127.0.0.1:1"),
+                "address 127.0.0.1:1 is listed twice",
+            ),
+            (cluster(1, "1=127.0.0.1:1"), "is not ID@HOST:PORT"),
+            (cluster(1, "x@127.0.0.1:1"), "is not a number"),
+            (cluster(1, "1@127.0.0.1"), "is not HOST:PORT"),
+            (
+                cluster(3, "1@127.0.0.1:1,2@127.0.0.1:2"),
+                "node 3 is not among the voters",
+            ),
+        ];
+        for (result, message) in refused {
+            let err = result.expect_err(message).to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        let lonely = FileConfig {
+            controller_listen: Some("127.0.0.1:1".into()),
+            ..FileConfig::default()
+        };
+        let err = lonely.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("--controller-listen") && err.contains("--voters"),
+            "{err}"
+        );
     }
 }
