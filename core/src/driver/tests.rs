@@ -5,10 +5,11 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::*;
 use crate::broker::{Broker, BrokerConfig};
+use crate::protocol::tests::frame;
 use crate::record::{BatchBuilder, Batches, Record};
 use crate::storage::MemoryDirs;
 use crate::types::Offset;
@@ -19,20 +20,6 @@ const TOPIC: &str = "events";
 fn driver() -> Driver<Broker<MemoryDirs>> {
     let broker = Broker::open(MemoryDirs::default(), BrokerConfig::default(), NOW).unwrap();
     Driver::new(broker, NOW)
-}
-
-fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Bytes {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_static_str("test"));
-    let mut out = BytesMut::new();
-    header
-        .encode(&mut out, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    out.freeze()
 }
 
 fn send(driver: &mut Driver<Broker<MemoryDirs>>, connection: u64, frame: Bytes) {

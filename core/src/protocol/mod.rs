@@ -184,4 +184,4 @@ pub fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

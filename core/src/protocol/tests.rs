@@ -12,7 +12,13 @@ use super::*;
 use crate::protocol::fetch_types::FileRange;
 use crate::ErrorCode;
 
-fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Bytes {
+/// A request frame (without its size prefix) as a client sends it.
+pub(crate) fn frame<T: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Bytes {
     let mut header = RequestHeader::default();
     header.request_api_key = api as i16;
     header.request_api_version = version;
