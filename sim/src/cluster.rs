@@ -230,6 +230,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 }
                 handle.kill(node_id(n));
                 down[n as usize] = true;
+                // Its peers' connections to it break, as TCP's do when a process dies.
+                let registry = registry.lock().expect("registry");
+                for (id, node) in registry.iter().filter(|(id, _)| **id != n) {
+                    if !down[*id as usize] {
+                        node.report_peer_down(NodeId(n));
+                    }
+                }
+                drop(registry);
                 if let Fault::PowerLoss(_) = fault {
                     disks[n as usize - 1].power_loss(seed ^ at);
                     reboots[n as usize - 1].store(true, Ordering::SeqCst);

@@ -84,6 +84,8 @@ pub struct NodeState<M: Machine> {
     observer: Observer<M>,
     id: i32,
     trace: Trace,
+    /// Where [`SharedNode::report_peer_down`] sends (set while the node has peers).
+    peer_down: Option<mpsc::UnboundedSender<NodeId>>,
 }
 
 impl<M: Machine> NodeState<M> {
@@ -142,6 +144,14 @@ impl<M: Machine> SharedNode<M> {
         self.0.lock().expect("node lock")
     }
 
+    /// Tells the node that its connections to `peer` broke: the process on the other end
+    /// died (on a real network the kernel closes its sockets; `server::peer` reports that).
+    pub fn report_peer_down(&self, peer: NodeId) {
+        if let Some(sender) = &self.lock().peer_down {
+            let _ = sender.send(peer);
+        }
+    }
+
     /// Wakes the timer task: an input may have brought the next deadline closer.
     fn rearm(&self) {
         self.1.notify_one();
@@ -176,6 +186,7 @@ pub async fn serve<M: Machine + Send + 'static>(
         observer,
         id,
         trace,
+        peer_down: None,
     };
     let shared = SharedNode(Arc::new(Mutex::new(state)), Arc::new(Notify::new()));
     ready(shared.clone());
@@ -188,6 +199,24 @@ pub async fn serve<M: Machine + Send + 'static>(
         None
     };
     let loss = faults.loss_per_mille;
+    if let Some(endpoint) = &endpoint {
+        let (sender, mut downs) = mpsc::unbounded_channel();
+        shared.lock().peer_down = Some(sender);
+        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        madsim::task::spawn(async move {
+            while let Some(peer) = downs.recv().await {
+                let outgoing = {
+                    let mut state = shared.lock();
+                    if let Err(err) = state.driver.handle_peer_down(now(), peer) {
+                        state.failed(err);
+                    }
+                    state.dispatch()
+                };
+                shared.rearm();
+                send_all(&endpoint, outgoing, loss).await;
+            }
+        });
+    }
     if let Some(endpoint) = &endpoint {
         let (shared, endpoint) = (shared.clone(), endpoint.clone());
         let disk_stall = faults.disk_stall.clone();
