@@ -75,6 +75,19 @@ pub enum GroupEvent {
         /// The committed offset.
         offset: i64,
     },
+    /// A commit whose answer never came (the call timed out or the connection failed). Its
+    /// outcome is unknown: like a TCP segment retransmitted after a partition heals, the
+    /// request may still reach the coordinator later — after commits the member sent on a new
+    /// connection — and, its generation still current, be applied (Kafka takes any commit of
+    /// the current generation, lower offsets too), moving the committed offset back.
+    CommitUnanswered {
+        /// The generation the member committed in.
+        generation: i32,
+        /// The partition.
+        partition: i32,
+        /// The offset it asked to commit.
+        offset: i64,
+    },
 }
 
 fn group_id() -> GroupId {
@@ -381,6 +394,14 @@ impl Member {
         let Some(ResponseKind::OffsetCommit(committed)) =
             self.call(ApiKey::OffsetCommit, 7, &request).await
         else {
+            let mut history = self.history.lock().expect("history");
+            for (partition, offset) in partitions.iter().zip(positions) {
+                history.group_events.push(GroupEvent::CommitUnanswered {
+                    generation,
+                    partition: *partition,
+                    offset: *offset,
+                });
+            }
             return None;
         };
         let mut history = self.history.lock().expect("history");

@@ -86,6 +86,8 @@ pub struct NodeState<M: Machine> {
     trace: Trace,
     /// Where [`SharedNode::report_peer_down`] sends (set while the node has peers).
     peer_down: Option<mpsc::UnboundedSender<NodeId>>,
+    /// When the timer task will next wake.
+    armed_at: Millis,
 }
 
 impl<M: Machine> NodeState<M> {
@@ -152,9 +154,16 @@ impl<M: Machine> SharedNode<M> {
         }
     }
 
-    /// Wakes the timer task: an input may have brought the next deadline closer.
+    /// Wakes the timer task when an input brought the next deadline before its wake-up
+    /// (each wake-up is a simulated timer: waking for nothing slows the simulation).
     fn rearm(&self) {
-        self.1.notify_one();
+        let sooner = {
+            let state = self.lock();
+            state.driver.next_deadline() < state.armed_at
+        };
+        if sooner {
+            self.1.notify_one();
+        }
     }
 }
 
@@ -187,6 +196,7 @@ pub async fn serve<M: Machine + Send + 'static>(
         id,
         trace,
         peer_down: None,
+        armed_at: Millis(i64::MAX),
     };
     let shared = SharedNode(Arc::new(Mutex::new(state)), Arc::new(Notify::new()));
     ready(shared.clone());
@@ -246,7 +256,12 @@ pub async fn serve<M: Machine + Send + 'static>(
         let (shared, endpoint) = (shared.clone(), endpoint.clone());
         madsim::task::spawn(async move {
             loop {
-                let wait = (shared.lock().driver.next_deadline().0 - now().0).max(1);
+                let wait = {
+                    let mut state = shared.lock();
+                    let wait = (state.driver.next_deadline().0 - now().0).max(1);
+                    state.armed_at = Millis(now().0 + wait);
+                    wait
+                };
                 // `biased`: tokio's random branch order would escape the seed.
                 tokio::select! {
                     biased;
