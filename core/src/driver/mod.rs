@@ -213,26 +213,12 @@ impl<M: Machine> Driver<M> {
         from: NodeId,
         bytes: &[u8],
     ) -> Result<(), NodeError> {
-        if self.failed.is_some() {
-            return Ok(());
-        }
-        if let Err(err) = self.machine.handle_peer_message(now, from, bytes) {
-            return self.fail(err);
-        }
-        self.collect();
-        Ok(())
+        self.step(|machine| machine.handle_peer_message(now, from, bytes))
     }
 
     /// The shell lost its connection to peer `peer` (reset, or closed by a dying process).
     pub fn handle_peer_down(&mut self, now: Millis, peer: NodeId) -> Result<(), NodeError> {
-        if self.failed.is_some() {
-            return Ok(());
-        }
-        if let Err(err) = self.machine.handle_peer_down(now, peer) {
-            return self.fail(err);
-        }
-        self.collect();
-        Ok(())
+        self.step(|machine| machine.handle_peer_down(now, peer))
     }
 
     /// The connection went away: its parked request, if any, is forgotten.
@@ -245,15 +231,10 @@ impl<M: Machine> Driver<M> {
 
     /// Runs the timers that are due at `now` (calling it early does no harm).
     pub fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError> {
-        if self.failed.is_some() {
-            return Ok(());
+        if self.failed.is_none() {
+            self.last_housekeeping = now;
         }
-        if let Err(err) = self.machine.handle_tick(now) {
-            return self.fail(err);
-        }
-        self.last_housekeeping = now;
-        self.collect();
-        Ok(())
+        self.step(|machine| machine.handle_tick(now))
     }
 
     /// When [`Driver::handle_tick`] should next run: the machine's earliest timer, or the
@@ -333,6 +314,22 @@ impl<M: Machine> Driver<M> {
             api: waiter.api,
             parts,
         });
+    }
+
+    /// One input to the machine: nothing once failed; its completions and messages
+    /// collected after, or the driver failed by its error.
+    fn step(
+        &mut self,
+        input: impl FnOnce(&mut M) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        if let Err(err) = input(&mut self.machine) {
+            return self.fail(err);
+        }
+        self.collect();
+        Ok(())
     }
 
     fn fail(&mut self, err: NodeError) -> Result<(), NodeError> {
