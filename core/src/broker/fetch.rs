@@ -22,6 +22,9 @@ pub enum ParkedId {
     Fetch(u64),
     /// A JoinGroup or SyncGroup waiting for its group's rebalance.
     Group(crate::group::ParkId),
+    /// A group request (OffsetCommit, or a SyncGroup handing out a generation) whose records
+    /// wait for the in-sync replicas of `__consumer_offsets`.
+    GroupWrite(u64),
     /// An acks=all Produce waiting for the in-sync replicas.
     Produce(u64),
     /// A cluster node's CreateTopics waiting for the controller and the metadata log.

@@ -1,13 +1,15 @@
 //! Consumer groups in the broker: the Kafka requests of the group coordinator, translated to
 //! and from [`GroupCoordinator`] calls, and its persistence in `__consumer_offsets`.
 //!
-//! JoinGroup and SyncGroup may wait: they answer [`Reply::Parked`] with an id from a range
-//! of its own (high bit set, so it never meets a parked fetch's id) and come back from
-//! [`Broker::poll_completed_responses`] as ready responses.
+//! JoinGroup and SyncGroup may wait for their rebalance, OffsetCommit and a SyncGroup that
+//! hands out a generation for their records' replication: they answer [`Reply::Parked`]
+//! (`ParkedId::Group` or `ParkedId::GroupWrite`) and come back from
+//! [`Broker::poll_completed_responses`] as ready responses. Which groups this broker answers
+//! for, and the writes' waits, are in `coordination.rs`.
 //!
-//! **Invariant:** a commit is applied to the coordinator only after its records are in the
-//! `__consumer_offsets` log; on open the log is replayed, so every acknowledged commit
-//! survives a restart.
+//! **Invariant:** a commit is applied to the coordinator and answered only after its records
+//! are committed in the `__consumer_offsets` log; a new leader of the partition replays the
+//! log, so every acknowledged commit survives a restart and a coordinator failover.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,31 +42,31 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Broker, BrokerError, ParkedId, Reply, RequestContext, StorageProvider};
+use super::coordination::Coordination;
+use super::{Broker, ParkedId, Reply, RequestContext, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::{
     partition_for_group, Answer, CommitRequest, Completion, GroupConfig, GroupCoordinator,
     GroupRecord, GroupState, JoinRequest, MemberIdentity, OffsetValue, SyncRequest, SyncResponse,
 };
-use crate::record::{decode_records, BatchBuilder, Batches, Record};
-use crate::types::{Millis, Offset};
+use crate::types::Millis;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Parked group requests take ids from here up, far from the parked fetches' ids.
-/// The most bytes of one `__consumer_offsets` read while replaying it.
-const REPLAY_READ_BYTES_MAX: u64 = 1 << 20;
-/// The most bytes a stored batch may decompress to while replaying.
-const REPLAY_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 /// The group type every group here has (ListGroups v5).
 const CLASSIC_GROUP_TYPE: &str = "classic";
 
-/// The broker's group state: the coordinator and the parked requests' API versions.
+/// The broker's group state: the coordinator, the parked requests' API versions and the
+/// coordinated partitions.
 pub(crate) struct Groups {
-    coordinator: GroupCoordinator,
+    pub(super) coordinator: GroupCoordinator,
     /// Parked JoinGroup/SyncGroup: id → (API, version) to encode the answer in.
-    parked: BTreeMap<ParkedId, (ApiKey, i16)>,
-    completed: Vec<(ParkedId, ResponseKind)>,
+    pub(super) parked: BTreeMap<ParkedId, (ApiKey, i16)>,
+    pub(super) completed: Vec<(ParkedId, ResponseKind)>,
+    pub(super) coordination: Coordination,
+    /// SyncGroup answers the coordinator gave at once, held with the parked ones until the
+    /// flush that follows knows whether a generation is being written.
+    now_syncs: Vec<(ParkedId, i16, SyncResponse)>,
 }
 
 impl Groups {
@@ -73,6 +75,8 @@ impl Groups {
             coordinator: GroupCoordinator::new(config),
             parked: BTreeMap::new(),
             completed: Vec::new(),
+            coordination: Coordination::default(),
+            now_syncs: Vec::new(),
         }
     }
 }
@@ -110,7 +114,8 @@ impl<P: StorageProvider> Broker<P> {
                 self.groups.coordinator.cancel(park);
             }
             ParkedId::Fetch(_) => self.cancel_fetch(id),
-            ParkedId::Produce(_) | ParkedId::CreateTopics(_) => {}
+            // A group write still applies when it is committed; only its answer is dropped.
+            ParkedId::GroupWrite(_) | ParkedId::Produce(_) | ParkedId::CreateTopics(_) => {}
         }
     }
 
@@ -125,158 +130,89 @@ impl<P: StorageProvider> Broker<P> {
         self.groups.coordinator.next_deadline()
     }
 
-    /// Persists the coordinator's records and turns its completions into responses.
+    /// Persists the coordinator's records and turns its completions into responses. SyncGroup
+    /// answers that hand out a generation wait until the records storing it are committed.
     fn flush_group_outputs(&mut self, now: Millis) {
         let records = self.groups.coordinator.poll_records();
         // Group metadata records (offsets are written and checked separately) carry a
         // generation and its assignment: one that is not stored must not be handed out, or a
-        // restart would hand the same generation out again with another assignment. As in
-        // Kafka, the SyncGroup answers get an error and the group rebalances.
-        let store_failed = !records.is_empty() && self.append_group_records(now, &records).is_err();
+        // new coordinator would hand the same generation out again with another assignment.
+        // As in Kafka, the SyncGroup answers get an error and the group rebalances.
+        let generations: BTreeSet<String> = records
+            .iter()
+            .filter(|r| matches!(r, GroupRecord::Group { .. }))
+            .map(|r| r.group().to_string())
+            .collect();
+        let written = match records.is_empty() {
+            true => Ok(Vec::new()),
+            false => self.write_group_records(now, &records),
+        };
+        let store_failed = written.is_err();
         if store_failed {
-            let groups: BTreeSet<&str> = records
-                .iter()
-                .filter(|r| matches!(r, GroupRecord::Group { .. }))
-                .map(GroupRecord::group)
-                .collect();
-            for group in groups {
+            for group in &generations {
                 self.groups.coordinator.metadata_store_failed(group, now);
             }
         }
+        let mut syncs = std::mem::take(&mut self.groups.now_syncs);
         for (id, completion) in self.groups.coordinator.poll_completed() {
             let id = park_id(id);
             let Some((api, version)) = self.groups.parked.remove(&id) else {
                 continue; // cancelled
             };
-            let response = match completion {
+            match completion {
                 Completion::Join(answer) => {
                     debug_assert_eq!(api, ApiKey::JoinGroup);
-                    ResponseKind::JoinGroup(join_response(answer, version))
-                }
-                Completion::Sync(answer) if store_failed && answer.error == ErrorCode::None => {
-                    debug_assert_eq!(api, ApiKey::SyncGroup);
-                    let failed = SyncResponse::error(ErrorCode::CoordinatorNotAvailable);
-                    ResponseKind::SyncGroup(sync_response(failed, version))
+                    let response = ResponseKind::JoinGroup(join_response(answer, version));
+                    self.groups.completed.push((id, response));
                 }
                 Completion::Sync(answer) => {
                     debug_assert_eq!(api, ApiKey::SyncGroup);
-                    ResponseKind::SyncGroup(sync_response(answer, version))
+                    syncs.push((id, version, answer));
                 }
-            };
-            self.groups.completed.push((id, response));
+            }
+        }
+        match written {
+            Ok(waits) if !generations.is_empty() => {
+                self.await_syncs(now, waits, syncs, generations);
+            }
+            _ => {
+                for (id, version, mut answer) in syncs {
+                    if store_failed && answer.error == ErrorCode::None {
+                        answer = SyncResponse::error(ErrorCode::CoordinatorNotAvailable);
+                    }
+                    let response = ResponseKind::SyncGroup(sync_response(answer, version));
+                    self.groups.completed.push((id, response));
+                }
+            }
         }
     }
 
-    /// Creates `__consumer_offsets` if it does not exist yet.
-    pub(crate) fn ensure_offsets_topic(&mut self, now: Millis) -> Result<(), ErrorCode> {
-        if self.member.is_some() {
-            // The group coordinator does not run on cluster members yet (its topic would be
-            // one broker's, unreplicated).
-            return Err(ErrorCode::CoordinatorNotAvailable);
-        }
-        if self.topics.contains_key(OFFSETS_TOPIC) {
-            return Ok(());
-        }
-        let overrides = BTreeMap::from([
+    /// The settings `__consumer_offsets` is created with, on a single broker and through the
+    /// controller alike.
+    pub(crate) fn offsets_topic_overrides() -> BTreeMap<String, String> {
+        BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("retention.ms".to_string(), "-1".to_string()),
             ("segment.bytes".to_string(), "104857600".to_string()),
             // One commit of many partitions, or a big group's metadata, is one batch.
             ("max.message.bytes".to_string(), "10485760".to_string()),
-        ]);
-        let partitions = self.config.offsets_topic_partitions.max(1);
-        self.create_topic(OFFSETS_TOPIC, partitions, overrides, now)
-            .map(|_| ())
+        ])
     }
 
-    /// Appends records to the `__consumer_offsets` partitions of their groups, one batch per
-    /// partition.
-    fn append_group_records(
-        &mut self,
-        now: Millis,
-        records: &[GroupRecord],
-    ) -> Result<(), ErrorCode> {
-        self.ensure_offsets_topic(now)?;
-        let topic = self
-            .topics
-            .get_mut(OFFSETS_TOPIC)
-            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let count = topic.partitions.count();
-        let mut batches: BTreeMap<i32, BatchBuilder> = BTreeMap::new();
-        for record in records {
-            let partition = partition_for_group(record.group(), count);
-            batches
-                .entry(partition)
-                .or_insert_with(|| BatchBuilder::new(Offset(0)))
-                .push(&Record {
-                    timestamp: now.0,
-                    key: Some(record.encode_key()),
-                    value: record.encode_value(),
-                    headers: Vec::new(),
-                });
-        }
-        for (index, builder) in batches {
-            let partition = topic
-                .partitions
-                .get_mut(index)
-                .filter(|p| p.is_leader())
-                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            let mut bytes = builder.build();
-            partition
-                .append_as_leader(&mut bytes, now)
-                .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-        }
-        Ok(())
-    }
-
-    /// Replays `__consumer_offsets` into the coordinator (broker open).
-    pub(crate) fn load_groups(&mut self, now: Millis) -> Result<(), BrokerError> {
-        let Some(topic) = self.topics.get(OFFSETS_TOPIC) else {
+    /// Creates `__consumer_offsets` if it does not exist yet: at once on a single broker; a
+    /// cluster member asks the controller and answers `COORDINATOR_NOT_AVAILABLE` meanwhile.
+    pub(crate) fn ensure_offsets_topic(&mut self, now: Millis) -> Result<(), ErrorCode> {
+        if self.topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
-        };
-        let mut loaded = Vec::new();
-        for (index, partition) in topic.partitions.held() {
-            let log = &partition.log;
-            let failed = |source| BrokerError::Log {
-                partition: super::partition_dir(OFFSETS_TOPIC, index),
-                source,
-            };
-            let mut offset = log.log_start_offset();
-            while offset < log.high_watermark() {
-                let Some(slice) = log
-                    .read(offset, REPLAY_READ_BYTES_MAX, log.high_watermark())
-                    .map_err(failed)?
-                else {
-                    break;
-                };
-                assert!(slice.next_offset > offset, "replay makes progress");
-                offset = slice.next_offset;
-                let bytes = log.read_bytes(&slice).map_err(failed)?;
-                for batch in Batches::new(&bytes) {
-                    let Ok(batch) = batch else { break };
-                    if batch.is_control() {
-                        continue;
-                    }
-                    let Ok(decoded) = decode_records(&batch, REPLAY_DECOMPRESSED_BYTES_MAX) else {
-                        continue;
-                    };
-                    for record in decoded {
-                        let key = record.record.key.as_deref();
-                        // A record Brook cannot read (a future format) is skipped, as Kafka
-                        // skips unknown record types.
-                        if let Ok(record) = GroupRecord::decode(key, record.record.value.as_deref())
-                        {
-                            loaded.push(record);
-                        }
-                    }
-                }
-            }
         }
-        for record in loaded {
-            self.groups.coordinator.load(record, now);
+        if self.ask_for_topic(OFFSETS_TOPIC) {
+            return Err(ErrorCode::CoordinatorNotAvailable);
         }
-        self.groups.coordinator.check_invariants();
-        Ok(())
+        let partitions = self.config.offsets_topic_partitions.max(1);
+        let overrides = Self::offsets_topic_overrides();
+        self.create_topic(OFFSETS_TOPIC, partitions, overrides, now)?;
+        self.sync_coordinated_partitions(now)
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)
     }
 
     /// Metadata hides `__consumer_offsets` unless asked for by name, and marks it internal.
@@ -343,7 +279,8 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
-    /// FindCoordinator (v0–6; batched keys from v4): this broker coordinates every group.
+    /// FindCoordinator (v0–6; batched keys from v4): a group's coordinator is the leader of
+    /// its `__consumer_offsets` partition.
     pub(crate) fn handle_find_coordinator(
         &mut self,
         now: Millis,
@@ -355,47 +292,84 @@ impl<P: StorageProvider> Broker<P> {
         } else {
             vec![request.key]
         };
-        let error = match request.key_type {
-            0 => match self.ensure_offsets_topic(now) {
-                Ok(()) => ErrorCode::None,
-                Err(_) => ErrorCode::CoordinatorNotAvailable,
-            },
-            // Transactions have no coordinator of their own yet; a single broker answers.
-            1 if self.member.is_some() => ErrorCode::CoordinatorNotAvailable,
-            1 => ErrorCode::None,
-            _ => ErrorCode::InvalidRequest,
+        let offsets_topic = match request.key_type {
+            0 => self.ensure_offsets_topic(now),
+            _ => Ok(()),
         };
-        let (node, host, port) = if error == ErrorCode::None {
-            (
-                self.config.node_id,
-                self.config.advertised_host.clone(),
-                self.config.advertised_port,
-            )
-        } else {
-            (-1, String::new(), -1)
-        };
+        let mut answers = Vec::new();
+        for key in keys {
+            let found = match request.key_type {
+                0 => offsets_topic.and_then(|()| self.group_coordinator_of(key.as_str())),
+                // Transactions have no coordinator of their own yet; a single broker answers.
+                1 if self.member.is_some() => Err(ErrorCode::CoordinatorNotAvailable),
+                1 => Ok(self.advertised()),
+                _ => Err(ErrorCode::InvalidRequest),
+            };
+            answers.push((key, found));
+        }
         let mut response = FindCoordinatorResponse::default();
-        if version >= 4 {
-            for key in keys {
+        for (key, found) in answers {
+            let error = found.as_ref().err().copied().unwrap_or(ErrorCode::None);
+            let (node, host, port) = found.unwrap_or((-1, String::new(), -1));
+            let message = (error != ErrorCode::None).then(|| text(error.name()));
+            if version >= 4 {
                 let mut coordinator = Coordinator::default();
                 coordinator.key = key;
                 coordinator.node_id = BrokerId(node);
-                coordinator.host = text(host.clone());
+                coordinator.host = text(host);
                 coordinator.port = port;
                 coordinator.error_code = error.code();
-                coordinator.error_message = (error != ErrorCode::None).then(|| text(error.name()));
+                coordinator.error_message = message;
                 response.coordinators.push(coordinator);
-            }
-        } else {
-            response.error_code = error.code();
-            response.node_id = BrokerId(node);
-            response.host = text(host);
-            response.port = port;
-            if version >= 1 {
-                response.error_message = (error != ErrorCode::None).then(|| text(error.name()));
+            } else {
+                response.error_code = error.code();
+                response.node_id = BrokerId(node);
+                response.host = text(host);
+                response.port = port;
+                if version >= 1 {
+                    response.error_message = message;
+                }
             }
         }
         response
+    }
+
+    /// This broker's (node id, advertised host, port).
+    fn advertised(&self) -> (i32, String, i32) {
+        let config = &self.config;
+        (
+            config.node_id,
+            config.advertised_host.clone(),
+            config.advertised_port,
+        )
+    }
+
+    /// The broker leading `group`'s `__consumer_offsets` partition: this one on a single
+    /// broker, the leader the cluster image names on a member (`COORDINATOR_NOT_AVAILABLE`
+    /// while the partition has none).
+    fn group_coordinator_of(&self, group: &str) -> Result<(i32, String, i32), ErrorCode> {
+        let Some(image) = self.image() else {
+            return Ok(self.advertised());
+        };
+        let topic = image
+            .topic(OFFSETS_TOPIC)
+            .filter(|t| !t.partitions.is_empty())
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let count = i32::try_from(topic.partitions.len()).expect("partition counts fit i32");
+        let index = partition_for_group(group, count);
+        let leader = topic
+            .partitions
+            .iter()
+            .find(|p| p.partition == index)
+            .and_then(|p| p.leader)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let broker = image
+            .brokers()
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let registration = &broker.registration;
+        Ok((leader.0, registration.host.clone(), registration.port))
     }
 
     /// JoinGroup: answered now (errors, repeated joins) or parked until the rebalance.
@@ -427,11 +401,8 @@ impl<P: StorageProvider> Broker<P> {
                 .collect(),
             require_known_member_id: version >= 4,
         };
-        let answer = match self.ensure_offsets_topic(now) {
-            Err(_) => Answer::Now(crate::group::JoinResponse::error(
-                ErrorCode::CoordinatorNotAvailable,
-                &join.member_id,
-            )),
+        let answer = match self.serving_group(now, &join.group_id) {
+            Err(code) => Answer::Now(crate::group::JoinResponse::error(code, &join.member_id)),
             Ok(()) => self.groups.coordinator.handle_join(now, join),
         };
         self.reply_group(now, answer, ApiKey::JoinGroup, version, |a| {
@@ -459,10 +430,33 @@ impl<P: StorageProvider> Broker<P> {
                 .map(|a| (a.member_id.to_string(), a.assignment))
                 .collect(),
         };
-        let answer = self.groups.coordinator.handle_sync(now, sync);
-        self.reply_group(now, answer, ApiKey::SyncGroup, version, |a| {
-            ResponseKind::SyncGroup(sync_response(a, version))
-        })
+        if let Some(code) = self.coordinator_error(&sync.group_id) {
+            let answer = sync_response(SyncResponse::error(code), version);
+            return Reply::Response(Box::new(ResponseKind::SyncGroup(answer)));
+        }
+        match self.groups.coordinator.handle_sync(now, sync) {
+            // The leader's own answer hands out the generation too: it waits with the
+            // others for the records storing it.
+            Answer::Now(answer) if answer.error == ErrorCode::None => {
+                let id = self.hold_sync_answer();
+                self.groups.now_syncs.push((id, version, answer));
+                self.flush_group_outputs(now);
+                match self.take_completed_group(id) {
+                    Some(response) => Reply::Response(Box::new(response)),
+                    None => Reply::Parked(id),
+                }
+            }
+            answer => self.reply_group(now, answer, ApiKey::SyncGroup, version, |a| {
+                ResponseKind::SyncGroup(sync_response(a, version))
+            }),
+        }
+    }
+
+    /// Whether this broker answers for `group` now, creating `__consumer_offsets` first if
+    /// there is none (a group's first JoinGroup or OffsetCommit).
+    fn serving_group(&mut self, now: Millis, group: &str) -> Result<(), ErrorCode> {
+        self.ensure_offsets_topic(now)?;
+        self.coordinator_error(group).map_or(Ok(()), Err)
     }
 
     fn reply_group<T>(
@@ -496,12 +490,14 @@ impl<P: StorageProvider> Broker<P> {
             member_id: request.member_id.to_string(),
             group_instance_id: request.group_instance_id.map(|s| s.to_string()),
         };
-        let code = self.groups.coordinator.handle_heartbeat(
-            now,
-            request.group_id.0.as_str(),
-            &identity,
-            request.generation_id,
-        );
+        let group = request.group_id.0.as_str();
+        let code = match self.coordinator_error(group) {
+            Some(code) => code,
+            None => {
+                let coordinator = &mut self.groups.coordinator;
+                coordinator.handle_heartbeat(now, group, &identity, request.generation_id)
+            }
+        };
         self.flush_group_outputs(now);
         let mut response = HeartbeatResponse::default();
         response.error_code = code.code();
@@ -530,10 +526,11 @@ impl<P: StorageProvider> Broker<P> {
                 group_instance_id: None,
             }]
         };
-        let answers =
-            self.groups
-                .coordinator
-                .handle_leave(now, request.group_id.0.as_str(), &members);
+        let group = request.group_id.0.as_str();
+        let answers = match self.coordinator_error(group) {
+            Some(code) => Err(code),
+            None => self.groups.coordinator.handle_leave(now, group, &members),
+        };
         self.flush_group_outputs(now);
         let mut response = LeaveGroupResponse::default();
         let codes = match answers {
@@ -561,7 +558,7 @@ impl<P: StorageProvider> Broker<P> {
         now: Millis,
         request: OffsetCommitRequest,
         version: i16,
-    ) -> OffsetCommitResponse {
+    ) -> Reply {
         let group_id = request.group_id.0.to_string();
         let commit = CommitRequest {
             group_id: group_id.clone(),
@@ -574,8 +571,7 @@ impl<P: StorageProvider> Broker<P> {
             },
         };
         let verdict = self
-            .ensure_offsets_topic(now)
-            .map_err(|_| ErrorCode::CoordinatorNotAvailable)
+            .serving_group(now, &group_id)
             .and_then(|()| self.groups.coordinator.check_commit(now, &commit));
         let metadata_max = self.groups.coordinator.config().offset_metadata_bytes_max;
         let mut accepted = Vec::new();
@@ -623,26 +619,6 @@ impl<P: StorageProvider> Broker<P> {
                 value: Some(value.clone()),
             })
             .collect();
-        let written = if records.is_empty() {
-            Ok(())
-        } else {
-            self.append_group_records(now, &records)
-        };
-        match written {
-            Ok(()) if !accepted.is_empty() => self
-                .groups
-                .coordinator
-                .apply_commit(now, &group_id, accepted),
-            Ok(()) => {}
-            Err(code) => {
-                for topic_codes in &mut codes {
-                    for c in topic_codes.iter_mut().filter(|c| **c == ErrorCode::None) {
-                        *c = code;
-                    }
-                }
-            }
-        }
-        self.flush_group_outputs(now);
         let mut response = OffsetCommitResponse::default();
         for (topic, topic_codes) in request.topics.iter().zip(codes) {
             let mut answer = OffsetCommitResponseTopic::default();
@@ -655,7 +631,24 @@ impl<P: StorageProvider> Broker<P> {
             }
             response.topics.push(answer);
         }
-        response
+        let reply = match records.is_empty() {
+            true => Reply::Response(Box::new(ResponseKind::OffsetCommit(response))),
+            false => match self.write_group_records(now, &records) {
+                Err(code) => {
+                    fail_accepted(&mut response, code);
+                    Reply::Response(Box::new(ResponseKind::OffsetCommit(response)))
+                }
+                Ok(waits) => {
+                    let id = self.await_commit(now, waits, group_id, accepted, response);
+                    match self.take_completed_group(id) {
+                        Some(response) => Reply::Response(Box::new(response)),
+                        None => Reply::Parked(id),
+                    }
+                }
+            },
+        };
+        self.flush_group_outputs(now);
+        reply
     }
 
     /// The committed offsets a group has for the partitions asked (all when `None`):
@@ -717,8 +710,14 @@ impl<P: StorageProvider> Broker<P> {
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let fetched = self.fetch_offsets(group.group_id.0.as_str(), wanted);
                 let mut answer = OffsetFetchResponseGroup::default();
+                if let Some(code) = self.coordinator_error(group.group_id.0.as_str()) {
+                    answer.error_code = code.code();
+                    answer.group_id = group.group_id;
+                    response.groups.push(answer);
+                    continue;
+                }
+                let fetched = self.fetch_offsets(group.group_id.0.as_str(), wanted);
                 answer.group_id = group.group_id;
                 for (topic, partitions) in fetched {
                     let mut t = OffsetFetchResponseTopics::default();
@@ -735,6 +734,10 @@ impl<P: StorageProvider> Broker<P> {
                 }
                 response.groups.push(answer);
             }
+            return response;
+        }
+        if let Some(code) = self.coordinator_error(request.group_id.0.as_str()) {
+            response.error_code = code.code();
             return response;
         }
         let wanted = request.topics.map(|topics| {
@@ -784,6 +787,10 @@ impl<P: StorageProvider> Broker<P> {
             .cloned()
             .collect();
         let mut response = OffsetDeleteResponse::default();
+        if let Some(code) = self.coordinator_error(&group_id) {
+            response.error_code = code.code();
+            return response;
+        }
         let codes = match self.groups.coordinator.delete_offsets(&group_id, &known) {
             Err(code) => {
                 response.error_code = code.code();
@@ -825,8 +832,14 @@ impl<P: StorageProvider> Broker<P> {
     ) -> DescribeGroupsResponse {
         let mut response = DescribeGroupsResponse::default();
         for group_id in request.groups {
-            let description = self.groups.coordinator.describe(group_id.0.as_str());
             let mut group = DescribedGroup::default();
+            if let Some(code) = self.coordinator_error(group_id.0.as_str()) {
+                group.error_code = code.code();
+                group.group_id = group_id;
+                response.groups.push(group);
+                continue;
+            }
+            let description = self.groups.coordinator.describe(group_id.0.as_str());
             group.group_id = group_id;
             group.group_state = text(description.state.name());
             group.protocol_type = text(description.protocol_type);
@@ -895,7 +908,10 @@ impl<P: StorageProvider> Broker<P> {
     ) -> DeleteGroupsResponse {
         let mut response = DeleteGroupsResponse::default();
         for group_id in request.groups_names {
-            let code = self.groups.coordinator.delete_group(group_id.0.as_str());
+            let code = match self.coordinator_error(group_id.0.as_str()) {
+                Some(code) => code,
+                None => self.groups.coordinator.delete_group(group_id.0.as_str()),
+            };
             let mut result = DeletableGroupResult::default();
             result.group_id = group_id;
             result.error_code = code.code();
@@ -911,6 +927,15 @@ impl<P: StorageProvider> Broker<P> {
     }
 }
 
+/// Gives the partitions of an OffsetCommit answer that were accepted the error of their
+/// write.
+pub(super) fn fail_accepted(response: &mut OffsetCommitResponse, code: ErrorCode) {
+    let partitions = response.topics.iter_mut().flat_map(|t| &mut t.partitions);
+    for partition in partitions.filter(|p| p.error_code == ErrorCode::None.code()) {
+        partition.error_code = code.code();
+    }
+}
+
 /// (topic, [(partition, offset, leader epoch, metadata)]) per topic.
 type FetchedOffsets = Vec<(String, Vec<(i32, i64, i32, String)>)>;
 
@@ -918,7 +943,7 @@ fn mark_internal(topic: &mut MetadataResponseTopic) {
     topic.is_internal = true;
 }
 
-fn join_response(answer: crate::group::JoinResponse, version: i16) -> JoinGroupResponse {
+pub(super) fn join_response(answer: crate::group::JoinResponse, version: i16) -> JoinGroupResponse {
     let mut response = JoinGroupResponse::default();
     response.error_code = answer.error.code();
     response.generation_id = answer.generation_id;
@@ -947,7 +972,7 @@ fn join_response(answer: crate::group::JoinResponse, version: i16) -> JoinGroupR
     response
 }
 
-fn sync_response(answer: crate::group::SyncResponse, version: i16) -> SyncGroupResponse {
+pub(super) fn sync_response(answer: crate::group::SyncResponse, version: i16) -> SyncGroupResponse {
     let mut response = SyncGroupResponse::default();
     response.error_code = answer.error.code();
     if version >= 5 {

@@ -117,7 +117,7 @@ impl<P: StorageProvider> Broker<P> {
                 },
             );
         }
-        broker.load_groups(now)?;
+        broker.sync_coordinated_partitions(now)?;
         broker.persist_meta()?;
         Ok(broker)
     }

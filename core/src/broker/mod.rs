@@ -18,6 +18,7 @@
 //! 4. [`Broker::close`] on shutdown, which closes every log cleanly.
 
 mod admin;
+mod coordination;
 mod fetch;
 mod groups;
 mod metadata;
@@ -456,7 +457,7 @@ impl<P: StorageProvider> Broker<P> {
                 ResponseKind::LeaveGroup(self.handle_leave_group(now, body, version))
             }
             RequestKind::OffsetCommit(body) => {
-                ResponseKind::OffsetCommit(self.handle_offset_commit(now, body, version))
+                return self.handle_offset_commit(now, body, version)
             }
             RequestKind::OffsetFetch(body) => {
                 ResponseKind::OffsetFetch(self.handle_offset_fetch(body, version))
@@ -502,6 +503,7 @@ impl<P: StorageProvider> Broker<P> {
         }
         self.complete_ready_fetches(now);
         self.complete_parked_produces(now);
+        self.complete_group_writes(now);
         self.tick_groups(now);
     }
 
@@ -515,6 +517,7 @@ impl<P: StorageProvider> Broker<P> {
         let fetches = self.fetches.next_deadline();
         let groups = self.next_group_deadline();
         let produces = self.next_produce_deadline();
+        let group_writes = self.next_group_write_deadline();
         let partitions = self
             .topics
             .values()
@@ -525,6 +528,7 @@ impl<P: StorageProvider> Broker<P> {
             .into_iter()
             .chain(groups)
             .chain(produces)
+            .chain(group_writes)
             .chain(partitions)
             .min()
     }

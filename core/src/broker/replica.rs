@@ -168,9 +168,7 @@ impl<P: StorageProvider> Broker<P> {
             | MetadataRecord::UnfenceBroker { .. }
             | MetadataRecord::ProducerIds { .. } => {}
         }
-        self.complete_parked_produces(now);
-        self.complete_ready_fetches(now);
-        Ok(())
+        self.after_roles_change(now)
     }
 
     /// Replaces the cluster image with a snapshot's (the metadata log was compacted past
@@ -208,9 +206,29 @@ impl<P: StorageProvider> Broker<P> {
                 self.apply_partition_record(now, node, partition)?;
             }
         }
+        self.after_roles_change(now)
+    }
+
+    /// What follows a change of partition roles: the group coordinator loads and unloads
+    /// its partitions, and parked requests whose partitions moved are answered.
+    fn after_roles_change(&mut self, now: Millis) -> Result<(), BrokerError> {
+        self.sync_coordinated_partitions(now)?;
         self.complete_parked_produces(now);
+        self.complete_group_writes(now);
         self.complete_ready_fetches(now);
         Ok(())
+    }
+
+    /// Asks the controller for a topic that does not exist (the node sends the request);
+    /// false on a single broker, which creates its topics itself.
+    pub(crate) fn ask_for_topic(&mut self, name: &str) -> bool {
+        let Some(member) = &mut self.member else {
+            return false;
+        };
+        if !member.wanted_topics.iter().any(|n| n == name) {
+            member.wanted_topics.push(name.to_string());
+        }
+        true
     }
 
     /// The log config of a member's topic. A committed record is never refused: configs the
@@ -487,6 +505,7 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         self.complete_parked_produces(now);
+        self.complete_group_writes(now);
         verdicts
     }
 

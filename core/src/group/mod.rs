@@ -492,6 +492,26 @@ impl GroupCoordinator {
         }
     }
 
+    /// Forgets the groups `moved` selects — their `__consumer_offsets` partition is led
+    /// elsewhere now — and returns their parked JoinGroup/SyncGroup requests, which the
+    /// caller answers `NOT_COORDINATOR` (the members find the new coordinator).
+    pub fn unload(&mut self, moved: impl Fn(&str) -> bool) -> Vec<ParkId> {
+        let gone: Vec<String> = self.groups.keys().filter(|g| moved(g)).cloned().collect();
+        let mut parked = Vec::new();
+        for group_id in gone {
+            let group = self.groups.remove(&group_id).expect("listed above");
+            for member in group.members.values() {
+                parked.extend(member.awaiting_join);
+                parked.extend(member.awaiting_sync);
+            }
+        }
+        if !self.groups.values().any(Group::has_offsets) {
+            self.next_offsets_check = None;
+        }
+        self.check_invariants();
+        parked
+    }
+
     /// Replays one stored record (broker open), tombstones included. Groups come back Empty
     /// with their offsets; members must rejoin. A group stored Empty keeps the time it became
     /// Empty (its offsets' expiry clock); one stored with members becomes Empty at `now`.

@@ -45,6 +45,7 @@ impl Harness {
             node_id: id,
             advertised_port: 9000 + id,
             default_replication_factor: 3,
+            offsets_topic_partitions: 3,
             ..BrokerConfig::default()
         };
         let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
@@ -122,6 +123,11 @@ impl Harness {
         let api_key = match &body {
             RequestKind::Produce(_) => ApiKey::Produce,
             RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
+            RequestKind::FindCoordinator(_) => ApiKey::FindCoordinator,
+            RequestKind::JoinGroup(_) => ApiKey::JoinGroup,
+            RequestKind::SyncGroup(_) => ApiKey::SyncGroup,
+            RequestKind::OffsetCommit(_) => ApiKey::OffsetCommit,
+            RequestKind::OffsetFetch(_) => ApiKey::OffsetFetch,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -245,6 +251,141 @@ impl Harness {
         }
         (values, log.high_watermark().0)
     }
+}
+
+/// A request answered now, or once parked after `ms` of running.
+fn answer(h: &mut Harness, at: i32, version: i16, body: RequestKind, ms: i64) -> ResponseKind {
+    match h.request(at, version, body) {
+        Reply::Response(response) => *response,
+        Reply::Parked(id) => {
+            h.run(ms, 50);
+            h.take_completed(at, id)
+                .expect("the parked request is answered")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// FindCoordinator v3 for a group at `at`: (error, node id, port).
+fn find_coordinator(h: &mut Harness, at: i32, group: &str) -> (i16, i32, i32) {
+    let mut body = FindCoordinatorRequest::default();
+    body.key = StrBytes::from_string(group.into());
+    let ResponseKind::FindCoordinator(r) = answer(h, at, 3, RequestKind::FindCoordinator(body), 0)
+    else {
+        panic!()
+    };
+    (r.error_code, r.node_id.0, r.port)
+}
+
+/// A simple (generation -1) OffsetCommit v8 of `orders-0` at `at`: the reply as it came.
+fn commit_request(h: &mut Harness, at: i32, group: &str, offset: i64) -> Reply {
+    use kafka_protocol::messages::offset_commit_request::*;
+    let mut partition = OffsetCommitRequestPartition::default();
+    partition.committed_offset = offset;
+    let mut topic = OffsetCommitRequestTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![partition];
+    let mut body = OffsetCommitRequest::default();
+    body.group_id = GroupId(StrBytes::from_string(group.into()));
+    body.generation_id_or_member_epoch = -1;
+    body.topics = vec![topic];
+    h.request(at, 8, RequestKind::OffsetCommit(body))
+}
+
+/// The committed offset of `orders-0` by OffsetFetch v8 at `at`: (group error, offset).
+fn committed(h: &mut Harness, at: i32, group: &str) -> (i16, i64) {
+    use kafka_protocol::messages::offset_fetch_request::*;
+    let mut topic = OffsetFetchRequestTopics::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partition_indexes = vec![0];
+    let mut wanted = OffsetFetchRequestGroup::default();
+    wanted.group_id = GroupId(StrBytes::from_string(group.into()));
+    wanted.topics = Some(vec![topic]);
+    let mut body = OffsetFetchRequest::default();
+    body.groups = vec![wanted];
+    let ResponseKind::OffsetFetch(r) = answer(h, at, 8, RequestKind::OffsetFetch(body), 0) else {
+        panic!()
+    };
+    let group = &r.groups[0];
+    let offset = group
+        .topics
+        .first()
+        .map_or(-1, |t| t.partitions[0].committed_offset);
+    (group.error_code, offset)
+}
+
+/// The group coordinator runs on the leader of the group's `__consumer_offsets` partition:
+/// FindCoordinator names it, the other nodes answer NOT_COORDINATOR, a commit is answered
+/// once the followers hold it, and the next leader of the partition has it.
+#[test]
+fn node_group_coordinator_lives_on_the_offsets_leader_and_survives_its_failover() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    // The first FindCoordinator asks the controller for the topic.
+    let (code, _, _) = find_coordinator(&mut h, 2, "g");
+    assert_eq!(code, ErrorCode::CoordinatorNotAvailable.code());
+    h.run(2_000, 50);
+    let (code, coordinator, port) = find_coordinator(&mut h, 2, "g");
+    assert_eq!(code, 0);
+    assert_eq!(port, 9000 + coordinator);
+    let image = h.node(1).image().clone();
+    let offsets = image
+        .topic(OFFSETS_TOPIC)
+        .expect("created by the controller");
+    assert_eq!(offsets.partitions.len(), 3);
+    assert!(offsets.partitions.iter().all(|p| p.replicas.len() == 3));
+    for at in 1..=3 {
+        assert_eq!(
+            find_coordinator(&mut h, at, "g").1,
+            coordinator,
+            "asked at {at}"
+        );
+    }
+    let other = (1..=3).find(|&n| n != coordinator).unwrap();
+    let Reply::Response(refused) = commit_request(&mut h, other, "g", 7) else {
+        panic!("answered at once")
+    };
+    let ResponseKind::OffsetCommit(refused) = *refused else {
+        panic!()
+    };
+    let code = refused.topics[0].partitions[0].error_code;
+    assert_eq!(code, ErrorCode::NotCoordinator.code());
+    assert_eq!(
+        committed(&mut h, other, "g").0,
+        ErrorCode::NotCoordinator.code()
+    );
+    // The commit waits for the followers of the group's partition, then is answered.
+    let Reply::Parked(id) = commit_request(&mut h, coordinator, "g", 42) else {
+        panic!("a commit waits for the in-sync replicas")
+    };
+    h.run(1_000, 50);
+    let Some(ResponseKind::OffsetCommit(done)) = h.take_completed(coordinator, id) else {
+        panic!("the commit is answered once replicated")
+    };
+    assert_eq!(done.topics[0].partitions[0].error_code, 0);
+    assert_eq!(committed(&mut h, coordinator, "g"), (0, 42));
+    // The coordinator's node goes away: the next leader of the partition loads the group.
+    h.stop(coordinator);
+    h.run(15_000, 100);
+    let survivor = (1..=3).find(|&n| n != coordinator).unwrap();
+    let (code, next, _) = find_coordinator(&mut h, survivor, "g");
+    assert_eq!(code, 0);
+    assert_ne!(next, coordinator);
+    assert_eq!(committed(&mut h, next, "g"), (0, 42), "the commit survived");
+    let Reply::Parked(id) = commit_request(&mut h, next, "g", 43) else {
+        panic!("waits for the remaining follower")
+    };
+    h.run(1_000, 50);
+    assert!(h.take_completed(next, id).is_some());
+    // The old coordinator comes back as a follower of the partition.
+    h.start(coordinator);
+    h.run(10_000, 100);
+    assert_eq!(
+        committed(&mut h, coordinator, "g").0,
+        ErrorCode::NotCoordinator.code()
+    );
+    assert_eq!(committed(&mut h, next, "g"), (0, 43));
 }
 
 fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {

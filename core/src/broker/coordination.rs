@@ -1,0 +1,442 @@
+//! Which groups this broker coordinates, and the group writes waiting for the in-sync
+//! replicas of `__consumer_offsets`.
+//!
+//! A group lives in one partition of `__consumer_offsets` (`partition_for_group`), and the
+//! broker that leads that partition is its coordinator — on a single broker every partition,
+//! in a cluster the leaders the controller elected. When this broker starts to lead a
+//! partition (or leads it in a new leader epoch) it replays the partition's log into the
+//! [`crate::group::GroupCoordinator`] before it answers for the partition's groups; when it
+//! stops, it forgets them and answers their parked requests `NOT_COORDINATOR`, so clients ask
+//! FindCoordinator again and reach the new leader.
+//!
+//! Writes wait like an acks=all produce: an OffsetCommit is applied to the coordinator and
+//! answered, and a SyncGroup that hands out a new generation is answered, only once the
+//! records are committed (the high watermark passed them). A commit answered is therefore
+//! held by every in-sync replica, and whichever of them leads next loads it: committed
+//! offsets never go back across a coordinator failover. On a single broker the high
+//! watermark moves with the append, so the answer comes at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::messages::{
+    ApiKey, JoinGroupResponse, OffsetCommitResponse, ResponseKind, SyncGroupResponse,
+};
+
+use super::groups::{fail_accepted, sync_response, OFFSETS_TOPIC};
+use super::{partition_dir, Broker, BrokerError, ParkedId, StorageProvider};
+use crate::error::ErrorCode;
+use crate::group::{partition_for_group, GroupRecord, OffsetValue, SyncResponse};
+use crate::record::{decode_records, BatchBuilder, Batches, Record};
+use crate::types::{LeaderEpoch, Millis, Offset};
+
+/// The most bytes of one `__consumer_offsets` read while replaying it.
+const REPLAY_READ_BYTES_MAX: u64 = 1 << 20;
+/// The most bytes a stored batch may decompress to while replaying.
+const REPLAY_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// `offsets.commit.timeout.ms`: how long a group write may wait for the in-sync replicas.
+pub(crate) const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5_000;
+
+/// The coordinated partitions and the writes waiting for their replicas.
+#[derive(Default)]
+pub(crate) struct Coordination {
+    /// The `__consumer_offsets` partitions whose groups are loaded: index → the leader epoch
+    /// they were loaded in.
+    loaded: BTreeMap<i32, LeaderEpoch>,
+    /// Group writes waiting to be committed, in the order they were appended.
+    writes: BTreeMap<ParkedId, PendingWrite>,
+    next_write: u64,
+}
+
+/// Where a group write's records went: (partition, leader epoch of the append, offset after
+/// the records).
+pub(crate) type WriteWaits = Vec<(i32, LeaderEpoch, Offset)>;
+
+/// Records appended to `__consumer_offsets` and what to do once they are committed.
+struct PendingWrite {
+    waits: WriteWaits,
+    then: AfterWrite,
+    deadline: Millis,
+}
+
+/// What a committed (or failed) group write completes.
+enum AfterWrite {
+    /// An OffsetCommit: its offsets are applied to the coordinator and it is answered.
+    Commit {
+        group: String,
+        accepted: Vec<(String, i32, OffsetValue)>,
+        response: OffsetCommitResponse,
+    },
+    /// SyncGroup answers that hand out the generation the records store; `groups` rebalance
+    /// if the records are not committed.
+    Syncs {
+        answers: Vec<(ParkedId, i16, SyncResponse)>,
+        groups: BTreeSet<String>,
+    },
+}
+
+impl<P: StorageProvider> Broker<P> {
+    /// Why this broker cannot answer for `group` now, if it cannot: `NOT_COORDINATOR` when
+    /// another broker leads its partition, `COORDINATOR_LOAD_IN_PROGRESS` while it is
+    /// loading. Without `__consumer_offsets` no group exists anywhere, so every broker may
+    /// answer (the group is unknown).
+    pub(crate) fn coordinator_error(&self, group: &str) -> Option<ErrorCode> {
+        let topic = self.topics.get(OFFSETS_TOPIC)?;
+        let count = topic.partitions.count();
+        if count == 0 {
+            return Some(ErrorCode::CoordinatorNotAvailable);
+        }
+        let index = partition_for_group(group, count);
+        if self.groups.coordination.loaded.contains_key(&index) {
+            return None;
+        }
+        match topic.partitions.get(index) {
+            Some(partition) if partition.is_leader() => Some(ErrorCode::CoordinatorLoadInProgress),
+            _ => Some(ErrorCode::NotCoordinator),
+        }
+    }
+
+    /// Loads the groups of the `__consumer_offsets` partitions this broker now leads and
+    /// forgets those of the partitions it no longer leads (or leads in a newer epoch: they
+    /// are loaded again from the log, which the epoch change may have truncated). Runs after
+    /// every change of partition roles.
+    pub(crate) fn sync_coordinated_partitions(&mut self, now: Millis) -> Result<(), BrokerError> {
+        let (count, led): (i32, BTreeMap<i32, LeaderEpoch>) = match self.topics.get(OFFSETS_TOPIC) {
+            None => (0, BTreeMap::new()),
+            Some(topic) => (
+                topic.partitions.count(),
+                topic
+                    .partitions
+                    .held()
+                    .filter(|(_, p)| p.is_leader())
+                    .map(|(index, p)| (index, p.leader_epoch()))
+                    .collect(),
+            ),
+        };
+        let loaded = &self.groups.coordination.loaded;
+        let stale: Vec<i32> = loaded
+            .iter()
+            .filter(|(index, epoch)| led.get(index) != Some(epoch))
+            .map(|(index, _)| *index)
+            .collect();
+        for index in stale {
+            self.unload_partition(index, count);
+        }
+        for (index, epoch) in led {
+            if self.groups.coordination.loaded.contains_key(&index) {
+                continue;
+            }
+            self.load_partition(now, index)?;
+            self.groups.coordination.loaded.insert(index, epoch);
+        }
+        self.check_coordination();
+        Ok(())
+    }
+
+    /// Replays one `__consumer_offsets` partition, to its log end, into the coordinator.
+    /// The leader's log is the partition's truth: records past the high watermark are ones
+    /// its followers will copy, or ones a later leader change truncates — and then this
+    /// broker unloads the partition anyway.
+    fn load_partition(&mut self, now: Millis, index: i32) -> Result<(), BrokerError> {
+        let Some(partition) = self
+            .topics
+            .get(OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(index))
+        else {
+            return Ok(());
+        };
+        let log = &partition.log;
+        let failed = |source| BrokerError::Log {
+            partition: partition_dir(OFFSETS_TOPIC, index),
+            source,
+        };
+        let mut loaded = Vec::new();
+        let end = log.log_end_offset();
+        let mut offset = log.log_start_offset();
+        while offset < end {
+            let Some(slice) = log
+                .read(offset, REPLAY_READ_BYTES_MAX, end)
+                .map_err(failed)?
+            else {
+                break;
+            };
+            assert!(slice.next_offset > offset, "replay makes progress");
+            offset = slice.next_offset;
+            let bytes = log.read_bytes(&slice).map_err(failed)?;
+            for batch in Batches::new(&bytes) {
+                let Ok(batch) = batch else { break };
+                if batch.is_control() {
+                    continue;
+                }
+                let Ok(decoded) = decode_records(&batch, REPLAY_DECOMPRESSED_BYTES_MAX) else {
+                    continue;
+                };
+                for record in decoded {
+                    let key = record.record.key.as_deref();
+                    // A record Brook cannot read (a future format) is skipped, as Kafka
+                    // skips unknown record types.
+                    if let Ok(record) = GroupRecord::decode(key, record.record.value.as_deref()) {
+                        loaded.push(record);
+                    }
+                }
+            }
+        }
+        for record in loaded {
+            self.groups.coordinator.load(record, now);
+        }
+        self.groups.coordinator.check_invariants();
+        Ok(())
+    }
+
+    /// Forgets the groups of a partition this broker no longer leads: their parked requests
+    /// and the writes waiting on the partition are answered `NOT_COORDINATOR`.
+    fn unload_partition(&mut self, index: i32, count: i32) {
+        self.groups.coordination.loaded.remove(&index);
+        let parked = self
+            .groups
+            .coordinator
+            .unload(|group| count > 0 && partition_for_group(group, count) == index);
+        for park in parked {
+            let id = ParkedId::Group(park);
+            let Some((api, _)) = self.groups.parked.remove(&id) else {
+                continue;
+            };
+            let response = if api == ApiKey::JoinGroup {
+                let mut response = JoinGroupResponse::default();
+                response.error_code = ErrorCode::NotCoordinator.code();
+                ResponseKind::JoinGroup(response)
+            } else {
+                let mut response = SyncGroupResponse::default();
+                response.error_code = ErrorCode::NotCoordinator.code();
+                ResponseKind::SyncGroup(response)
+            };
+            self.groups.completed.push((id, response));
+        }
+        self.complete_group_writes(Millis(i64::MIN));
+    }
+
+    /// Appends group records to their `__consumer_offsets` partitions, one batch per
+    /// partition, as the leader of each; returns where they went, to wait on.
+    pub(crate) fn write_group_records(
+        &mut self,
+        now: Millis,
+        records: &[GroupRecord],
+    ) -> Result<WriteWaits, ErrorCode> {
+        self.ensure_offsets_topic(now)?;
+        let topic = self
+            .topics
+            .get_mut(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let count = topic.partitions.count();
+        let mut batches: BTreeMap<i32, BatchBuilder> = BTreeMap::new();
+        for record in records {
+            let partition = partition_for_group(record.group(), count);
+            batches
+                .entry(partition)
+                .or_insert_with(|| BatchBuilder::new(Offset(0)))
+                .push(&Record {
+                    timestamp: now.0,
+                    key: Some(record.encode_key()),
+                    value: record.encode_value(),
+                    headers: Vec::new(),
+                });
+        }
+        let loaded = &self.groups.coordination.loaded;
+        let mut waits = Vec::new();
+        for (index, builder) in batches {
+            let partition = topic
+                .partitions
+                .get_mut(index)
+                .filter(|p| p.is_leader() && loaded.contains_key(&index))
+                .ok_or(ErrorCode::NotCoordinator)?;
+            partition
+                .check_acks_all()
+                .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+            let mut bytes = builder.build();
+            partition
+                .append_as_leader(&mut bytes, now)
+                .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+            waits.push((
+                index,
+                partition.leader_epoch(),
+                partition.log.log_end_offset(),
+            ));
+        }
+        Ok(waits)
+    }
+
+    /// A new id for a group request answered once its write is committed.
+    fn next_write_id(&mut self) -> ParkedId {
+        let coordination = &mut self.groups.coordination;
+        coordination.next_write += 1;
+        ParkedId::GroupWrite(coordination.next_write)
+    }
+
+    /// Waits for an OffsetCommit's records: once committed, `accepted` is applied and
+    /// `response` answered (else its accepted partitions get the write's error). Returns the
+    /// id it is parked under; it may be answered already (see [`Broker::take_completed_group`]).
+    pub(crate) fn await_commit(
+        &mut self,
+        now: Millis,
+        waits: WriteWaits,
+        group: String,
+        accepted: Vec<(String, i32, OffsetValue)>,
+        response: OffsetCommitResponse,
+    ) -> ParkedId {
+        let then = AfterWrite::Commit {
+            group,
+            accepted,
+            response,
+        };
+        self.await_write(now, waits, then)
+    }
+
+    /// Holds SyncGroup answers until the records storing their generation are committed.
+    pub(crate) fn await_syncs(
+        &mut self,
+        now: Millis,
+        waits: WriteWaits,
+        answers: Vec<(ParkedId, i16, SyncResponse)>,
+        groups: BTreeSet<String>,
+    ) {
+        self.await_write(now, waits, AfterWrite::Syncs { answers, groups });
+    }
+
+    /// A id for a SyncGroup answered now by the coordinator, held with the others if its
+    /// generation is being written.
+    pub(crate) fn hold_sync_answer(&mut self) -> ParkedId {
+        self.next_write_id()
+    }
+
+    fn await_write(&mut self, now: Millis, waits: WriteWaits, then: AfterWrite) -> ParkedId {
+        let id = self.next_write_id();
+        let write = PendingWrite {
+            waits,
+            then,
+            deadline: Millis(now.0 + OFFSETS_COMMIT_TIMEOUT_MS),
+        };
+        self.groups.coordination.writes.insert(id, write);
+        self.complete_group_writes(now);
+        id
+    }
+
+    /// Takes the answer of a group request out of the completed ones, if it is there.
+    pub(crate) fn take_completed_group(&mut self, id: ParkedId) -> Option<ResponseKind> {
+        let completed = &mut self.groups.completed;
+        let position = completed.iter().position(|(done, _)| *done == id)?;
+        Some(completed.remove(position).1)
+    }
+
+    /// The earliest deadline of a group write.
+    pub(crate) fn next_group_write_deadline(&self) -> Option<Millis> {
+        let writes = self.groups.coordination.writes.values();
+        writes.map(|w| w.deadline).min()
+    }
+
+    /// Completes the group writes that are committed, failed (leadership lost, the ISR
+    /// shrank below `min.insync.replicas`) or out of time, in the order they were written.
+    pub(crate) fn complete_group_writes(&mut self, now: Millis) {
+        if self.groups.coordination.writes.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.groups.coordination.writes);
+        let mut finished = Vec::new();
+        for (id, write) in writes {
+            match self.write_outcome(now, &write) {
+                None => {
+                    self.groups.coordination.writes.insert(id, write);
+                }
+                Some(outcome) => finished.push((id, write.then, outcome)),
+            }
+        }
+        for (id, then, outcome) in finished {
+            self.finish_write(now, id, then, outcome);
+        }
+    }
+
+    /// `None` while the write waits; its result once it is committed or failed.
+    fn write_outcome(&self, now: Millis, write: &PendingWrite) -> Option<Result<(), ErrorCode>> {
+        let topic = self.topics.get(OFFSETS_TOPIC);
+        let mut waiting = false;
+        for &(index, epoch, next_offset) in &write.waits {
+            let partition = topic.and_then(|t| t.partitions.get(index));
+            let partition = match partition {
+                Some(p) if p.is_leader() && p.leader_epoch() == epoch => p,
+                _ => return Some(Err(ErrorCode::NotCoordinator)),
+            };
+            match partition.acks_all_outcome(next_offset) {
+                Some(Ok(())) => {}
+                Some(Err(_)) => return Some(Err(ErrorCode::CoordinatorNotAvailable)),
+                None => waiting = true,
+            }
+        }
+        match waiting {
+            false => Some(Ok(())),
+            true if write.deadline <= now => Some(Err(ErrorCode::RequestTimedOut)),
+            true => None,
+        }
+    }
+
+    fn finish_write(
+        &mut self,
+        now: Millis,
+        id: ParkedId,
+        then: AfterWrite,
+        outcome: Result<(), ErrorCode>,
+    ) {
+        match then {
+            AfterWrite::Commit {
+                group,
+                accepted,
+                mut response,
+            } => {
+                match outcome {
+                    Ok(()) => self.groups.coordinator.apply_commit(now, &group, accepted),
+                    Err(code) => fail_accepted(&mut response, code),
+                }
+                let response = ResponseKind::OffsetCommit(response);
+                self.groups.completed.push((id, response));
+            }
+            AfterWrite::Syncs { answers, groups } => {
+                if outcome.is_err() {
+                    // As in Kafka, a generation that is not stored does not stand: the
+                    // members get an error and the group rebalances.
+                    for group in &groups {
+                        self.groups.coordinator.metadata_store_failed(group, now);
+                    }
+                }
+                for (held, version, answer) in answers {
+                    let answer = match outcome {
+                        Ok(()) => answer,
+                        Err(ErrorCode::NotCoordinator) => {
+                            SyncResponse::error(ErrorCode::NotCoordinator)
+                        }
+                        Err(_) => SyncResponse::error(ErrorCode::CoordinatorNotAvailable),
+                    };
+                    let response = ResponseKind::SyncGroup(sync_response(answer, version));
+                    self.groups.completed.push((held, response));
+                }
+            }
+        }
+    }
+
+    /// Asserts the coordination invariants: a loaded partition is led here in the epoch it
+    /// was loaded in, and a waiting write waits on loaded partitions only.
+    fn check_coordination(&self) {
+        if cfg!(debug_assertions) {
+            let topic = self.topics.get(OFFSETS_TOPIC);
+            let loaded = &self.groups.coordination.loaded;
+            for (index, epoch) in loaded {
+                let partition = topic.and_then(|t| t.partitions.get(*index));
+                assert!(
+                    partition.is_some_and(|p| p.is_leader() && p.leader_epoch() == *epoch),
+                    "{OFFSETS_TOPIC}-{index} is loaded in epoch {epoch:?} but not led in it"
+                );
+            }
+            for write in self.groups.coordination.writes.values() {
+                for (index, epoch, _) in &write.waits {
+                    assert_eq!(loaded.get(index), Some(epoch), "a write waits on {index}");
+                }
+            }
+        }
+    }
+}
