@@ -186,6 +186,7 @@ pub fn check_group(history: &History, power_lost: bool, all_readable: bool, verd
             GroupEvent::Owned { .. } => check_owned(event, &mut owners, power_lost, verdict),
             GroupEvent::Joined { .. }
             | GroupEvent::Killed { .. }
+            | GroupEvent::CoordinatorRestarted { .. }
             | GroupEvent::Described { .. } => {}
             GroupEvent::CommitUnanswered {
                 generation,
@@ -250,8 +251,8 @@ const REMOVAL_DEADLINE_MS: i64 = crate::group_member::SESSION_TIMEOUT_MS as i64
     + 1_000;
 
 /// A member whose process was killed is removed by the coordinator after its session
-/// timeout: no DescribeGroups answer long enough after the kill lists its member id (it comes
-/// back under a new id).
+/// timeout: no DescribeGroups answer long enough after the kill — or after the broker's
+/// restart that reloaded it — lists its member id (it comes back under a new id).
 fn check_session_expiry(history: &History, verdict: &mut Verdict) {
     use crate::group_member::GroupEvent;
     let mut last_id: BTreeMap<usize, &str> = BTreeMap::new();
@@ -266,6 +267,12 @@ fn check_session_expiry(history: &History, verdict: &mut Verdict) {
             GroupEvent::Killed { member, at_ms } => {
                 if let Some(id) = last_id.remove(member) {
                     dead.push((id, *at_ms));
+                }
+            }
+            // The restarted coordinator's clock for the member starts again.
+            GroupEvent::CoordinatorRestarted { at_ms } => {
+                for (_, since) in dead.iter_mut().filter(|(_, since)| *since != i64::MAX) {
+                    *since = (*since).max(*at_ms);
                 }
             }
             GroupEvent::Described { members, at_ms } => {

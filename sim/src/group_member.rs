@@ -59,6 +59,12 @@ pub enum GroupEvent {
         /// When.
         at_ms: i64,
     },
+    /// The broker restarted: the coordinator reloads its groups with their members, whose
+    /// sessions start again then (a member killed before stays until it expires).
+    CoordinatorRestarted {
+        /// When.
+        at_ms: i64,
+    },
     /// DescribeGroups listed these member ids (the observer's view of the coordinator).
     Described {
         /// The member ids.

@@ -193,6 +193,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             }
             Event::Up if down => {
                 handle.restart(broker.id());
+                coordinator_restarted(&history);
                 down = false;
                 trace.record(format!("{} fault: broker restarted", now().0));
             }
@@ -213,6 +214,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 if !down {
                     handle.kill(broker.id());
                     handle.restart(broker.id());
+                    coordinator_restarted(&history);
                 }
                 trace.record(format!("{} heal: disk healed, broker restarted", now().0));
             }
@@ -271,6 +273,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     if down || disk_faulty {
         handle.kill(broker.id());
         handle.restart(broker.id());
+        coordinator_restarted(&history);
         trace.record(format!("{} heal: broker restarted", now().0));
     }
     trace.record(format!("{} heal: network healed", now().0));
@@ -346,6 +349,12 @@ enum Event {
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("literal IP address")
+}
+
+/// Records that the broker restarted, for the group checkers.
+fn coordinator_restarted(history: &crate::workload::SharedHistory) {
+    let event = GroupEvent::CoordinatorRestarted { at_ms: now().0 };
+    history.lock().expect("history").group_events.push(event);
 }
 
 /// Bit rot: flips one bit of a stored `.log` file of the workload's topic, in the durable

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 RESULT_TIMEOUT_S = 30
@@ -216,3 +216,122 @@ def test_cluster_clients_bootstrapped_from_a_follower_find_the_leaders(cluster, 
     )
     assert [m.value.decode() for m in consumer] == want
     consumer.close()
+
+
+def produce_acked(cluster, name, count, partitions=3):
+    """Produces `count` records (acks=all, idempotent) round the partitions; the values per
+    partition, each acknowledged."""
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    acked = Acked()
+    for i in range(count):
+        producer.produce(name, value=f"v{i}".encode(), partition=i % partitions, on_delivery=acked)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    assert not acked.errors, acked.errors[:5]
+    return acked.values
+
+
+def commit_sync(consumer):
+    """Commits the consumed positions, retrying the errors a moving coordinator gives."""
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    while True:
+        try:
+            consumer.commit(asynchronous=False)
+            return
+        except KafkaException as err:
+            assert time.monotonic() < deadline, f"commit kept failing: {err}"
+            # Polling lets a rejoin run; every record was consumed already.
+            assert consumer.poll(0.2) is None
+
+
+def test_cluster_group_consumer_keeps_its_offsets_when_the_coordinator_is_killed(
+    cluster, topic_name
+):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name)
+    produced = produce_acked(cluster, topic_name, 600)
+    group = f"{topic_name}-group"
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+        }
+    )
+    consumer.subscribe([topic_name])
+    got = {p: [] for p in range(3)}
+
+    def consume(until):
+        deadline = time.monotonic() + RESULT_TIMEOUT_S
+        while sum(map(len, got.values())) < until:
+            assert time.monotonic() < deadline, f"consumed {sum(map(len, got.values()))}"
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            got[msg.partition()].append(msg.value().decode())
+
+    consume(300)
+    commit_sync(consumer)
+    admin = admin_of(cluster.bootstrap)
+    described = admin.describe_consumer_groups([group])[group].result(timeout=RESULT_TIMEOUT_S)
+    coordinator = described.coordinator.id
+    assert len(described.members) == 1
+    cluster.nodes[coordinator].kill()
+    # The consumer finds the next leader of its __consumer_offsets partition and goes on from
+    # what it committed there: nothing is read twice, nothing is skipped.
+    consume(600)
+    commit_sync(consumer)
+    assert got == produced
+    admin = admin_of(cluster.bootstrap)  # kept: a dropped client never completes its futures
+    after = admin.describe_consumer_groups([group])[group].result(timeout=RESULT_TIMEOUT_S)
+    assert after.coordinator.id != coordinator
+    consumer.close()
+    # The group's offsets are where the consumer left them, at the new coordinator.
+    checker = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group})
+    offsets = checker.committed(
+        [TopicPartition(topic_name, p) for p in range(3)], timeout=RESULT_TIMEOUT_S
+    )
+    checker.close()
+    assert {tp.partition: tp.offset for tp in offsets} == {p: 200 for p in range(3)}
+    cluster.nodes[coordinator].start()
+    wait_serving(cluster, 3)
+
+
+def test_cluster_produce_below_min_insync_replicas_is_refused_and_loses_nothing(
+    cluster, topic_name
+):
+    from kafka import KafkaProducer
+    from kafka.errors import NotEnoughReplicasError
+
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=1, configs={"min.insync.replicas": "3"})
+    produced = produce_acked(cluster, topic_name, 50, partitions=1)
+    leader = leaders(cluster, topic_name)[0]
+    victim = next(n for n in cluster.nodes if n != leader)
+    cluster.nodes[victim].kill()
+
+    def shrunk():
+        meta = admin_of(cluster.bootstrap).list_topics(topic_name, timeout=2)
+        return len(meta.topics[topic_name].partitions[0].isrs) == 2
+
+    wait_until("the ISR drops the killed follower", shrunk)
+    producer = KafkaProducer(
+        bootstrap_servers=cluster.nodes[leader].bootstrap, acks="all", retries=0
+    )
+    with pytest.raises(NotEnoughReplicasError):
+        producer.send(topic_name, b"refused").get(timeout=RESULT_TIMEOUT_S)
+    producer.close()
+    cluster.nodes[victim].start()
+    wait_serving(cluster, 3)
+
+    def in_sync():
+        meta = admin_of(cluster.bootstrap).list_topics(topic_name, timeout=2)
+        return len(meta.topics[topic_name].partitions[0].isrs) == 3
+
+    wait_until("the restarted follower rejoins the ISR", in_sync)
+    more = produce_acked(cluster, topic_name, 10, partitions=1)
+    got = read_all(cluster.bootstrap, topic_name, 1, 60)
+    assert got[0] == produced[0] + [f"v{i}" for i in range(10)]
+    assert more[0] == [f"v{i}" for i in range(10)]

@@ -416,8 +416,8 @@ fn groups_simple_commit_survives_restart_and_offsets_topic_stays_internal() {
     let mut broker = open(&dirs);
     assert_eq!(fetch_offsets(&mut broker, 8, "solo", "t", 2), vec![5, 8]);
     assert_eq!(fetch_offsets(&mut broker, 3, "live", "t", 2), vec![3, -1]);
-    // A stable group comes back Empty: its member must rejoin.
-    assert_eq!(broker.group_state("live"), crate::group::GroupState::Empty);
+    // A stable group comes back Stable, with its member and generation: it heartbeats on.
+    assert_eq!(broker.group_state("live"), crate::group::GroupState::Stable);
     let mut hb = HeartbeatRequest::default();
     hb.group_id = GroupId(s("live"));
     hb.member_id = s(&member);
@@ -425,7 +425,9 @@ fn groups_simple_commit_survives_restart_and_offsets_topic_stays_internal() {
     let ResponseKind::Heartbeat(r) = call(&mut broker, 4, RequestKind::Heartbeat(hb)) else {
         panic!()
     };
-    assert_eq!(r.error_code, ErrorCode::UnknownMemberId.code());
+    assert_eq!(r.error_code, ErrorCode::None.code());
+    leave(&mut broker, NOW, "live", &member);
+    assert_eq!(broker.group_state("live"), crate::group::GroupState::Empty);
     let (_, new_generation) = join_and_sync(&mut broker, "live", 9, 5);
     assert!(
         new_generation > generation,

@@ -275,6 +275,54 @@ impl Group {
         best.map(|(name, _)| name)
     }
 
+    /// Takes the state a stored metadata record describes (see [`GroupCoordinator::load`]).
+    fn load_metadata(&mut self, value: records::GroupValue, now: Millis) {
+        self.generation = value.generation.max(0);
+        self.protocol_type = (!value.protocol_type.is_empty()).then_some(value.protocol_type);
+        self.members.clear();
+        self.static_members.clear();
+        self.pending.clear();
+        self.rebalance_deadline = None;
+        self.initial_delay = None;
+        let leader = value
+            .leader
+            .filter(|l| value.members.iter().any(|m| m.member_id == *l));
+        let (Some(protocol), Some(leader)) = (value.protocol, leader) else {
+            self.protocol_name = None;
+            self.leader = None;
+            self.state = GroupState::Empty;
+            self.state_since = match value.members.is_empty() {
+                true => Millis(value.state_timestamp_ms),
+                false => now,
+            };
+            return;
+        };
+        for stored in value.members {
+            let member = Member {
+                member_id: stored.member_id.clone(),
+                group_instance_id: stored.group_instance_id.clone(),
+                client_id: stored.client_id,
+                client_host: stored.client_host,
+                session_timeout_ms: stored.session_timeout_ms,
+                rebalance_timeout_ms: stored.rebalance_timeout_ms,
+                protocols: vec![(protocol.clone(), stored.subscription)],
+                assignment: stored.assignment,
+                awaiting_join: None,
+                awaiting_sync: None,
+                session_deadline: Millis(now.0 + i64::from(stored.session_timeout_ms)),
+            };
+            if let Some(instance) = stored.group_instance_id {
+                self.static_members
+                    .insert(instance, stored.member_id.clone());
+            }
+            self.members.insert(stored.member_id, member);
+        }
+        self.protocol_name = Some(protocol);
+        self.leader = Some(leader);
+        self.state = GroupState::Stable;
+        self.state_since = now;
+    }
+
     fn has_offsets(&self) -> bool {
         !self.offsets.is_empty()
     }
@@ -512,9 +560,12 @@ impl GroupCoordinator {
         parked
     }
 
-    /// Replays one stored record (broker open), tombstones included. Groups come back Empty
-    /// with their offsets; members must rejoin. A group stored Empty keeps the time it became
-    /// Empty (its offsets' expiry clock); one stored with members becomes Empty at `now`.
+    /// Replays one stored record (a broker's open, or a new leader of the group's
+    /// `__consumer_offsets` partition), tombstones included. Each metadata record is the
+    /// group's whole state: one stored with members brings the generation back Stable, with
+    /// its members, assignments and leader, each member's session starting `now` — as in
+    /// Kafka, members that heartbeat keep going without a rebalance, the others expire. A
+    /// group stored Empty keeps the time it became Empty (its offsets' expiry clock).
     /// Replayed offsets are checked for expiry at the first tick.
     pub fn load(&mut self, record: GroupRecord, now: Millis) {
         self.next_offsets_check.get_or_insert(now);
@@ -538,14 +589,7 @@ impl GroupCoordinator {
             GroupRecord::Group { group, value } => match value {
                 Some(value) => {
                     let entry = self.groups.entry(group).or_insert_with(|| Group::new(now));
-                    entry.generation = value.generation.max(0);
-                    entry.protocol_type =
-                        (!value.protocol_type.is_empty()).then_some(value.protocol_type);
-                    entry.state_since = if value.members.is_empty() {
-                        Millis(value.state_timestamp_ms)
-                    } else {
-                        now
-                    };
+                    entry.load_metadata(value, now);
                 }
                 None => {
                     self.groups.remove(&group);

@@ -440,9 +440,9 @@ fn group_offset_commit_rules_follow_generations() {
 }
 
 #[test]
-fn group_load_restores_offsets_and_generation_as_empty() {
+fn group_load_restores_members_offsets_and_generation() {
     let mut coordinator = GroupCoordinator::new(GroupConfig::default());
-    let (_, generation) = single_member_group(&mut coordinator, "g");
+    let (member, generation) = single_member_group(&mut coordinator, "g");
     let mut records = coordinator.poll_records();
     records.push(GroupRecord::Offset {
         group: "g".into(),
@@ -456,16 +456,36 @@ fn group_load_restores_offsets_and_generation_as_empty() {
         }),
     });
     let mut restored = GroupCoordinator::new(GroupConfig::default());
-    for record in records {
+    for record in records.clone() {
         restored.load(record, at(10));
     }
-    assert_eq!(restored.group_state("g"), GroupState::Empty);
+    restored.check_invariants();
+    // The generation comes back Stable, with its member and assignment: it heartbeats on.
+    assert_eq!(restored.group_state("g"), GroupState::Stable);
     assert_eq!(restored.generation("g"), Some(generation));
+    let described = restored.describe("g");
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(described.members[0].assignment.as_ref(), b"p0,p1");
+    assert_eq!(
+        restored.handle_heartbeat(at(20), "g", &me(&member), generation),
+        ErrorCode::None
+    );
     assert_eq!(
         restored.committed_offsets("g").unwrap()[&("t".to_string(), 1)].offset,
         9
     );
+    // A member that never comes back expires with its session; the group goes Empty.
+    restored.handle_tick(at(20 + i64::from(SESSION_MS) + 1));
+    assert_eq!(restored.group_state("g"), GroupState::Empty);
     restored.check_invariants();
+    // A group stored Empty comes back Empty.
+    let mut empty = GroupCoordinator::new(GroupConfig::default());
+    for record in records.into_iter().chain(restored.poll_records()) {
+        empty.load(record, at(30));
+    }
+    assert_eq!(empty.group_state("g"), GroupState::Empty);
+    assert!(empty.generation("g") > Some(generation));
+    empty.check_invariants();
 }
 
 #[test]
