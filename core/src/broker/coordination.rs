@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 };
 
 use super::groups::{fail_accepted, sync_response, OFFSETS_TOPIC};
-use super::{partition_dir, Broker, BrokerError, ParkedId, StorageProvider};
+use super::{partition_dir, Broker, BrokerError, ParkedId, Reply, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::{partition_for_group, GroupRecord, OffsetValue, SyncResponse};
 use crate::record::{decode_records, BatchBuilder, Batches, Record};
@@ -34,7 +34,7 @@ const REPLAY_READ_BYTES_MAX: u64 = 1 << 20;
 /// The most bytes a stored batch may decompress to while replaying.
 const REPLAY_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 /// `offsets.commit.timeout.ms`: how long a group write may wait for the in-sync replicas.
-pub(crate) const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5_000;
+const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5_000;
 
 /// The coordinated partitions and the writes waiting for their replicas.
 #[derive(Default)]
@@ -273,7 +273,7 @@ impl<P: StorageProvider> Broker<P> {
 
     /// Waits for an OffsetCommit's records: once committed, `accepted` is applied and
     /// `response` answered (else its accepted partitions get the write's error). Returns the
-    /// id it is parked under; it may be answered already (see [`Broker::take_completed_group`]).
+    /// id it is parked under; it may be answered already (see [`Broker::reply_when_done`]).
     pub(crate) fn await_commit(
         &mut self,
         now: Millis,
@@ -319,11 +319,14 @@ impl<P: StorageProvider> Broker<P> {
         id
     }
 
-    /// Takes the answer of a group request out of the completed ones, if it is there.
-    pub(crate) fn take_completed_group(&mut self, id: ParkedId) -> Option<ResponseKind> {
+    /// The answer of a group request waiting under `id`, if it is done already (taken out of
+    /// the completed ones), else `Reply::Parked(id)`.
+    pub(crate) fn reply_when_done(&mut self, id: ParkedId) -> Reply {
         let completed = &mut self.groups.completed;
-        let position = completed.iter().position(|(done, _)| *done == id)?;
-        Some(completed.remove(position).1)
+        match completed.iter().position(|(done, _)| *done == id) {
+            Some(position) => Reply::Response(Box::new(completed.remove(position).1)),
+            None => Reply::Parked(id),
+        }
     }
 
     /// The earliest deadline of a group write.

@@ -441,10 +441,7 @@ impl<P: StorageProvider> Broker<P> {
                 let id = self.hold_sync_answer();
                 self.groups.now_syncs.push((id, version, answer));
                 self.flush_group_outputs(now);
-                match self.take_completed_group(id) {
-                    Some(response) => Reply::Response(Box::new(response)),
-                    None => Reply::Parked(id),
-                }
+                self.reply_when_done(id)
             }
             answer => self.reply_group(now, answer, ApiKey::SyncGroup, version, |a| {
                 ResponseKind::SyncGroup(sync_response(a, version))
@@ -640,10 +637,7 @@ impl<P: StorageProvider> Broker<P> {
                 }
                 Ok(waits) => {
                     let id = self.await_commit(now, waits, group_id, accepted, response);
-                    match self.take_completed_group(id) {
-                        Some(response) => Reply::Response(Box::new(response)),
-                        None => Reply::Parked(id),
-                    }
+                    self.reply_when_done(id)
                 }
             },
         };

@@ -735,24 +735,24 @@ impl<P: StorageProvider> ClusterNode<P> {
                 continue;
             }
             self.topics_out.insert(name.clone(), now);
-            let request = if name == OFFSETS_TOPIC {
+            let broker = &self.config.broker;
+            let (partitions, replication_factor, configs) = if name == OFFSETS_TOPIC {
                 // Replicated like any topic, on as many brokers as there are, up to three
                 // (Kafka's offsets.topic.replication.factor, capped by the cluster's size).
                 let registered = self.broker.image().map_or(0, |i| i.brokers().len());
-                let brokers = self.config.voters.len().max(registered);
-                PeerMessage::CreateTopic {
-                    name,
-                    partitions: self.config.broker.offsets_topic_partitions.max(1),
-                    replication_factor: i16::try_from(brokers.clamp(1, 3)).expect("at most 3"),
-                    configs: Broker::<P>::offsets_topic_overrides(),
-                }
+                let brokers = self.config.voters.len().max(registered).clamp(1, 3);
+                let factor = i16::try_from(brokers).expect("at most 3");
+                let configs = Broker::<P>::offsets_topic_overrides();
+                (broker.offsets_topic_partitions.max(1), factor, configs)
             } else {
-                PeerMessage::CreateTopic {
-                    name,
-                    partitions: self.config.broker.num_partitions,
-                    replication_factor: self.config.broker.default_replication_factor,
-                    configs: BTreeMap::new(),
-                }
+                let factor = broker.default_replication_factor;
+                (broker.num_partitions, factor, BTreeMap::new())
+            };
+            let request = PeerMessage::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
             };
             let _ = self.send_to_controller(now, request);
         }
