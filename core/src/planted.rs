@@ -32,11 +32,14 @@ pub enum PlantedBug {
     UncleanElection = 512,
     /// A leader answers acks=all once the records are in its own log, not its followers'.
     AckOnLeaderAppend = 1024,
+    /// A broker that starts to lead a `__consumer_offsets` partition answers for its groups
+    /// without replaying the partition's log.
+    CoordinatorSkipsLoad = 2048,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -48,6 +51,7 @@ impl PlantedBug {
         PlantedBug::ServeUnverified,
         PlantedBug::UncleanElection,
         PlantedBug::AckOnLeaderAppend,
+        PlantedBug::CoordinatorSkipsLoad,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -64,6 +68,7 @@ impl PlantedBug {
             PlantedBug::ServeUnverified => "serve-unverified",
             PlantedBug::UncleanElection => "unclean-election",
             PlantedBug::AckOnLeaderAppend => "ack-on-leader-append",
+            PlantedBug::CoordinatorSkipsLoad => "coordinator-skips-load",
         }
     }
 
@@ -102,6 +107,9 @@ impl PlantedBug {
             PlantedBug::AckOnLeaderAppend => {
                 "acks=all is answered once the leader appended, before its followers (3-node run)"
             }
+            PlantedBug::CoordinatorSkipsLoad => {
+                "a new group coordinator answers without loading __consumer_offsets (3-node run)"
+            }
         }
     }
 
@@ -110,7 +118,9 @@ impl PlantedBug {
     pub fn needs_cluster(self) -> bool {
         matches!(
             self,
-            PlantedBug::UncleanElection | PlantedBug::AckOnLeaderAppend
+            PlantedBug::UncleanElection
+                | PlantedBug::AckOnLeaderAppend
+                | PlantedBug::CoordinatorSkipsLoad
         )
     }
 }

@@ -1,10 +1,13 @@
 //! One simulation run of a cluster: three nodes (quorum voters, controller, brokers) on their
 //! own simulated disks, a topic replicated on all of them with `min.insync.replicas=2`,
-//! acks=all producers and consumers that follow the leaders, and faults drawn from the seed —
-//! process kills, at most one power loss, nodes cut off from the others, clients cut off.
+//! acks=all producers and consumers that follow the leaders, a consumer group whose
+//! coordinator is the leader of its `__consumer_offsets` partition, and faults drawn from the
+//! seed — process kills, at most one power loss, nodes cut off from the others, clients and
+//! group members cut off or killed.
 //! After the safety phase every fault heals; the workload must finish, the replicas must
 //! converge, and the checkers must find nothing.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +25,7 @@ use crate::checker::{check, Failure};
 use crate::cluster_node::{run_node, Registry};
 use crate::cluster_workload as workload;
 use crate::disk::SimDisk;
+use crate::group_member::{observe_group, start_members, GroupEvent, GROUP};
 use crate::node::now;
 use crate::node::{node_ip, MachineFaults};
 use crate::run::RunReport;
@@ -35,6 +39,8 @@ const PRODUCERS: usize = 2;
 const WEAK_PRODUCERS: usize = 2;
 /// Consumers in a cluster run.
 const CONSUMERS: usize = 2;
+/// Consumer-group members in a cluster run.
+const MEMBERS: usize = 3;
 
 /// One fault of a cluster run.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +56,10 @@ enum Fault {
     /// The node's disk has a latency spike: each request and message it handles waits this
     /// many milliseconds first.
     SlowDisk(i32, u64),
+    /// A group member's process dies (it restarts under a new member id).
+    KillMember(usize),
+    /// A group member is cut off from every node (its session may expire while it runs on).
+    IsolateMember(usize),
 }
 
 /// The faults of a run, drawn from its seed.
@@ -81,6 +91,16 @@ impl ClusterPlan {
                 4..=6 => Fault::Isolate(node),
                 7 => Fault::SlowDisk(node, rng.gen_range(20..400)),
                 _ => Fault::ClogClient(rng.gen_range(0..clients)),
+            };
+            faults.push((at, duration, fault));
+        }
+        for _ in 0..rng.gen_range(0..=2) {
+            let at = rng.gen_range(500..safety_ms.saturating_sub(1_000).max(501));
+            let duration = rng.gen_range(500..12_000);
+            let member = rng.gen_range(0..MEMBERS);
+            let fault = match rng.gen_bool(0.5) {
+                true => Fault::KillMember(member),
+                false => Fault::IsolateMember(member),
             };
             faults.push((at, duration, fault));
         }
@@ -130,7 +150,8 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let handle = Handle::current();
     let trace = Trace::default();
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
-    let clients = PRODUCERS + WEAK_PRODUCERS + CONSUMERS + 2;
+    // Producers, consumers, the setup, the group's observer and watcher, the final reader.
+    let clients = PRODUCERS + WEAK_PRODUCERS + CONSUMERS + 4;
     let plan = ClusterPlan::draw(nodes, options.safety_secs * 1000, clients);
     trace.record(format!("seed {seed} plan {plan}"));
     let registry: Registry = Arc::default();
@@ -208,6 +229,11 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         let task = workload::consumer(id, nodes, stop.clone(), history.clone());
         drop(client_nodes[1 + PRODUCERS + WEAK_PRODUCERS + id].spawn(task));
     }
+    let members = start_members(&handle, MEMBERS, nodes, &stop, &history);
+    let observer = observe_group(nodes, stop.clone(), history.clone());
+    drop(client_nodes[clients - 3].spawn(observer));
+    let loads = watch_group_loads(registry.clone(), nodes, stop.clone(), history.clone());
+    drop(madsim::task::spawn(loads));
 
     // Safety phase: faults on.
     let net = NetSim::current();
@@ -249,8 +275,36 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 if down[n as usize] {
                     handle.restart(node_id(n));
                     down[n as usize] = false;
+                    coordinator_loaded(&history);
                     trace.record(format!("{} fault: node{n} restarted", now().0));
                 }
+            }
+            (Fault::KillMember(m), true) => {
+                handle.kill(members[m].id());
+                let killed = GroupEvent::Killed {
+                    member: m,
+                    at_ms: now().0,
+                };
+                history.lock().expect("history").group_events.push(killed);
+                trace.record(format!("{} fault: member{m} killed", now().0));
+            }
+            (Fault::KillMember(m), false) => {
+                if handle.is_exit(members[m].id()) {
+                    handle.restart(members[m].id());
+                    trace.record(format!("{} fault: member{m} restarted", now().0));
+                }
+            }
+            (Fault::IsolateMember(m), cut) => {
+                for n in 1..=nodes {
+                    if cut {
+                        net.clog_link(members[m].id(), node_id(n));
+                        net.clog_link(node_id(n), members[m].id());
+                    } else {
+                        net.unclog_link(members[m].id(), node_id(n));
+                        net.unclog_link(node_id(n), members[m].id());
+                    }
+                }
+                trace.record(format!("{} fault: member{m} cut off {cut}", now().0));
             }
             (Fault::Isolate(n), cut) => {
                 for other in (1..=nodes).filter(|&o| o != n) {
@@ -294,13 +348,19 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 net.unclog_link(node_id(a), node_id(b));
             }
         }
-        for client in &client_nodes {
+        for client in client_nodes.iter().chain(&members) {
             net.unclog_link(client.id(), node_id(a));
             net.unclog_link(node_id(a), client.id());
         }
         if down[a as usize] {
             handle.restart(node_id(a));
             down[a as usize] = false;
+            coordinator_loaded(&history);
+        }
+    }
+    for member in &members {
+        if handle.is_exit(member.id()) {
+            handle.restart(member.id());
         }
     }
     for stall in &stalls {
@@ -323,6 +383,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         trace.clone(),
     ));
     let _ = madsim::time::timeout(remaining, reader).await;
+    // The group must consume everything: wait for its commits to reach the log end.
+    let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+    let watcher = crate::workload::await_group_caught_up(nodes, history.clone(), trace.clone());
+    let _ = madsim::time::timeout(remaining, client_nodes[clients - 2].spawn(watcher)).await;
     stop.store(true, Ordering::Relaxed);
 
     let history = history.lock().expect("history");
@@ -338,6 +402,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             ),
         });
     }
+    // Group commits are acks=all writes to `__consumer_offsets` (RF 3, min.insync.replicas
+    // 2): no single power loss may take an acknowledged one back.
+    crate::checker::check_group(&history, false, true, &mut verdict);
     match converged {
         Ok(replicas) => check_replicas(&history, &replicas, &mut verdict.failures),
         Err(detail) => verdict.failures.push(Failure {
@@ -363,6 +430,42 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         trace_hash: trace.hash(),
         trace: trace.lines(),
         simulated_secs: phase_start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Records that a node restarted (and reloads what it coordinates), for the group checkers.
+fn coordinator_loaded(history: &SharedHistory) {
+    let event = GroupEvent::CoordinatorLoaded { at_ms: now().0 };
+    history.lock().expect("history").group_events.push(event);
+}
+
+/// Until `stop`, records a [`GroupEvent::CoordinatorLoaded`] whenever a node is seen
+/// coordinating the group in a leader epoch it was not seen coordinating it in before (it
+/// loaded the group then, and its members' sessions started again).
+async fn watch_group_loads(
+    registry: Registry,
+    nodes: i32,
+    stop: Arc<AtomicBool>,
+    history: SharedHistory,
+) {
+    let mut seen = BTreeSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        let loads: Vec<(i32, i32)> = {
+            let registry = registry.lock().expect("registry");
+            (1..=nodes)
+                .filter_map(|id| {
+                    let state = registry.get(&id)?.lock();
+                    let epoch = state.node().broker().coordinator_epoch(GROUP)?;
+                    Some((id, epoch.0))
+                })
+                .collect()
+        };
+        for load in loads {
+            if seen.insert(load) {
+                coordinator_loaded(&history);
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -61,13 +61,19 @@ pub async fn run_node(
 ) {
     let mut rng = madsim::rand::thread_rng();
     let incarnation: u64 = rng.gen();
-    let broker = BrokerConfig {
+    let mut broker = BrokerConfig {
         node_id: id,
         advertised_host: node_ip(id),
         advertised_port: i32::from(BROKER_PORT),
         default_replication_factor: voters.len() as i16,
+        // Fewer than Kafka's 50: every follower fetch carries each partition it follows, and
+        // a handful spreads the coordinators over the nodes as well.
+        offsets_topic_partitions: 5,
         ..BrokerConfig::default()
     };
+    // As a production cluster sets it: acks=all writes (group commits among them) need two
+    // replicas, so one lost machine loses nothing acknowledged.
+    broker.log.min_insync_replicas = 2;
     let mut config = NodeConfig::new(broker, voters, incarnation);
     // Datagrams may be lost here: a follower fetch or controller request unanswered for a
     // second is sent again (twice the longest fetch wait).

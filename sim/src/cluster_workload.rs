@@ -12,7 +12,7 @@ use brook_core::ErrorCode;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, MetadataRequest, ResponseKind, TopicName,
+    ApiKey, CreateTopicsRequest, FindCoordinatorRequest, MetadataRequest, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use madsim::rand::{thread_rng, Rng};
@@ -40,6 +40,8 @@ pub struct Router {
     conns: BTreeMap<i32, Conn>,
     /// The node Metadata is asked of next (rotates past unreachable ones).
     next: usize,
+    /// The group coordinator FindCoordinator named last.
+    coordinator: Option<i32>,
 }
 
 impl Router {
@@ -51,6 +53,7 @@ impl Router {
             epochs: BTreeMap::new(),
             conns: BTreeMap::new(),
             next: thread_rng().gen_range(0..nodes as usize),
+            coordinator: None,
         }
     }
 
@@ -144,6 +147,95 @@ impl Router {
     /// Forgets what it knew of `partition`'s leader (an error said it moved).
     pub fn forget(&mut self, partition: i32) {
         self.leaders.remove(&partition);
+    }
+
+    /// The coordinator of `group`, asking FindCoordinator of the nodes in turn until one
+    /// names it (`None` after a pause when the one asked did not).
+    pub async fn coordinator(&mut self, group: &str) -> Option<i32> {
+        if let Some(node) = self.coordinator {
+            return Some(node);
+        }
+        let mut request = FindCoordinatorRequest::default();
+        request.key = StrBytes::from_string(group.to_string());
+        let node = self.any_node();
+        if let Some(ResponseKind::FindCoordinator(response)) =
+            self.call(node, ApiKey::FindCoordinator, 3, &request).await
+        {
+            if response.error_code == 0 && response.node_id.0 >= 0 {
+                self.coordinator = Some(response.node_id.0);
+            }
+        }
+        if self.coordinator.is_none() {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.coordinator
+    }
+
+    /// Forgets the coordinator (it moved, or did not answer).
+    pub fn forget_coordinator(&mut self) {
+        self.coordinator = None;
+    }
+
+    /// Sends a request to `group`'s coordinator: `None` when there is none yet or the call
+    /// failed, and — like a client's — the coordinator is looked up again next time when
+    /// the call failed or the answer says the coordinator moved.
+    pub async fn call_coordinator<T: Encodable>(
+        &mut self,
+        group: &str,
+        api: ApiKey,
+        version: i16,
+        body: &T,
+    ) -> Option<ResponseKind> {
+        let node = self.coordinator(group).await?;
+        let Some(response) = self.call(node, api, version, body).await else {
+            self.forget_coordinator();
+            madsim::time::sleep(Duration::from_millis(50)).await;
+            return None;
+        };
+        if coordinator_moved(group_error(&response)) {
+            self.forget_coordinator();
+        }
+        Some(response)
+    }
+}
+
+/// Whether an error code tells a client to look its coordinator up again.
+pub fn coordinator_moved(code: i16) -> bool {
+    [
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::CoordinatorLoadInProgress,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
+}
+
+/// The error of a group request's answer: its top-level code, or the first partition's
+/// that is not 0 (OffsetCommit, OffsetFetch), or the first group's (DescribeGroups).
+pub fn group_error(response: &ResponseKind) -> i16 {
+    fn first(codes: impl IntoIterator<Item = i16>) -> i16 {
+        codes.into_iter().find(|c| *c != 0).unwrap_or(0)
+    }
+    match response {
+        ResponseKind::JoinGroup(r) => r.error_code,
+        ResponseKind::SyncGroup(r) => r.error_code,
+        ResponseKind::Heartbeat(r) => r.error_code,
+        ResponseKind::DescribeGroups(r) => first(r.groups.iter().map(|g| g.error_code)),
+        ResponseKind::OffsetCommit(r) => first(
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code),
+        ),
+        ResponseKind::OffsetFetch(r) => first(
+            std::iter::once(r.error_code).chain(
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error_code),
+            ),
+        ),
+        _ => 0,
     }
 }
 

@@ -1,7 +1,11 @@
-//! Simulated consumer-group members: join, sync (the leader assigns partitions round robin),
-//! fetch from the committed offset, commit, heartbeat, and rejoin on rebalance — each on its
-//! own node, so the fault plan can kill and restart them.
+//! Simulated consumer-group members: find the coordinator, join, sync (the leader assigns
+//! partitions round robin), fetch from the committed offset at each partition's leader,
+//! commit, heartbeat, and rejoin on rebalance — each on its own node, so the fault plan can
+//! kill and restart them. Like Kafka's clients they look the coordinator up again when it
+//! stops answering or answers that it moved, and carry on in their generation meanwhile;
+//! the same code runs against one broker (a cluster of one) and against three nodes.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +24,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::Conn;
+use crate::cluster_workload::{coordinator_moved, group_error, Router};
 use crate::node::now;
-use crate::workload::{read_partition, SharedHistory, BROKER_ADDR, PARTITIONS, TOPIC};
+use crate::workload::{read_partition, SharedHistory, PARTITIONS, TOPIC};
 
 /// The group every member joins.
 pub const GROUP: &str = "sim-group";
@@ -42,6 +46,8 @@ pub enum GroupEvent {
         generation: i32,
         /// Its partitions.
         partitions: Vec<i32>,
+        /// When the SyncGroup answer arrived.
+        at_ms: i64,
     },
     /// A member joined a generation under this member id (simulated ms).
     Joined {
@@ -59,9 +65,10 @@ pub enum GroupEvent {
         /// When.
         at_ms: i64,
     },
-    /// The broker restarted: the coordinator reloads its groups with their members, whose
-    /// sessions start again then (a member killed before stays until it expires).
-    CoordinatorRestarted {
+    /// A broker loaded the group from `__consumer_offsets` — it restarted, or became the
+    /// group's coordinator — with its members, whose sessions start again then (a member
+    /// killed before stays until it expires).
+    CoordinatorLoaded {
         /// When.
         at_ms: i64,
     },
@@ -74,6 +81,9 @@ pub enum GroupEvent {
     },
     /// The broker acknowledged a commit.
     Committed {
+        /// When the member sent it: the coordinator answers commits of one generation and
+        /// the next generation's syncs in its own order, which their arrival need not keep.
+        sent_ms: i64,
         /// The generation the member committed in.
         generation: i32,
         /// The partition.
@@ -108,26 +118,20 @@ fn topic_name() -> TopicName {
 struct Member {
     index: usize,
     member_id: String,
-    conn: Option<Conn>,
+    router: Router,
     history: SharedHistory,
 }
 
-/// One member's life until `stop`: join, consume, commit, rejoin on every rebalance.
-pub async fn group_member(index: usize, stop: Arc<AtomicBool>, history: SharedHistory) {
+/// One member's life until `stop` against nodes `1..=nodes`: join, consume, commit, rejoin
+/// on every rebalance.
+pub async fn group_member(index: usize, nodes: i32, stop: Arc<AtomicBool>, history: SharedHistory) {
     let mut member = Member {
         index,
         member_id: String::new(),
-        conn: None,
+        router: Router::new(nodes),
         history,
     };
     while !stop.load(Ordering::Relaxed) {
-        if member.conn.is_none() {
-            member.conn = Conn::connect(BROKER_ADDR).await.ok();
-            if member.conn.is_none() {
-                madsim::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        }
         match member.join_and_sync().await {
             Some((generation, partitions)) => {
                 member.consume(generation, &partitions, &stop).await;
@@ -137,22 +141,43 @@ pub async fn group_member(index: usize, stop: Arc<AtomicBool>, history: SharedHi
     }
 }
 
+/// Starts `count` member nodes (`member0..`, at `10.0.2.1..`) against nodes `1..=nodes`,
+/// each running [`group_member`] until `stop` (again after every restart).
+pub fn start_members(
+    handle: &madsim::runtime::Handle,
+    count: usize,
+    nodes: i32,
+    stop: &Arc<AtomicBool>,
+    history: &SharedHistory,
+) -> Vec<madsim::runtime::NodeHandle> {
+    (0..count)
+        .map(|i| {
+            let (stop, history) = (stop.clone(), history.clone());
+            let ip = format!("10.0.2.{}", i + 1)
+                .parse()
+                .expect("literal IP address");
+            handle
+                .create_node()
+                .name(format!("member{i}"))
+                .ip(ip)
+                .init(move || group_member(i, nodes, stop.clone(), history.clone()))
+                .build()
+        })
+        .collect()
+}
+
 /// Asks the coordinator every half second which members the group has (DescribeGroups),
 /// until `stop`, so the checkers can see when a killed member is removed.
-pub async fn observe_group(stop: Arc<AtomicBool>, history: SharedHistory) {
+pub async fn observe_group(nodes: i32, stop: Arc<AtomicBool>, history: SharedHistory) {
     let mut request = DescribeGroupsRequest::default();
     request.groups = vec![group_id()];
-    let mut conn: Option<Conn> = None;
+    let mut router = Router::new(nodes);
     while !stop.load(Ordering::Relaxed) {
         madsim::time::sleep(Duration::from_millis(500)).await;
-        if conn.is_none() {
-            conn = Conn::connect(BROKER_ADDR).await.ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let Ok(Some(ResponseKind::DescribeGroups(response))) =
-            c.call(ApiKey::DescribeGroups, 5, &request, true).await
+        let Some(ResponseKind::DescribeGroups(response)) = router
+            .call_coordinator(GROUP, ApiKey::DescribeGroups, 5, &request)
+            .await
         else {
-            conn = None;
             continue;
         };
         let Some(group) = response.groups.first().filter(|g| g.error_code == 0) else {
@@ -175,20 +200,16 @@ pub async fn observe_group(stop: Arc<AtomicBool>, history: SharedHistory) {
 }
 
 impl Member {
+    /// Sends a group request to the coordinator (see [`Router::call_coordinator`]).
     async fn call(
         &mut self,
         api: ApiKey,
         version: i16,
         body: &impl kafka_protocol::protocol::Encodable,
     ) -> Option<ResponseKind> {
-        let conn = self.conn.as_mut()?;
-        match conn.call(api, version, body, true).await {
-            Ok(response) => response,
-            Err(_) => {
-                self.conn = None;
-                None
-            }
-        }
+        self.router
+            .call_coordinator(GROUP, api, version, body)
+            .await
     }
 
     /// Joins (and syncs) a generation: its number and this member's partitions.
@@ -275,11 +296,13 @@ impl Member {
                 member: self.index,
                 generation,
                 partitions: partitions.clone(),
+                at_ms: now().0,
             });
         Some((generation, partitions))
     }
 
-    /// The committed offsets of `partitions` (0 where nothing is committed).
+    /// The committed offsets of `partitions` (0 where nothing is committed); `None` when the
+    /// coordinator did not answer them.
     async fn committed(&mut self, partitions: &[i32]) -> Option<Vec<i64>> {
         let mut request = OffsetFetchRequest::default();
         request.group_id = group_id();
@@ -287,11 +310,13 @@ impl Member {
         topic.name = topic_name();
         topic.partition_indexes = partitions.to_vec();
         request.topics = Some(vec![topic]);
-        let Some(ResponseKind::OffsetFetch(fetched)) =
-            self.call(ApiKey::OffsetFetch, 5, &request).await
-        else {
+        let response = self.call(ApiKey::OffsetFetch, 5, &request).await?;
+        let ResponseKind::OffsetFetch(fetched) = &response else {
             return None;
         };
+        if group_error(&response) != 0 {
+            return None;
+        }
         let answers = fetched
             .topics
             .first()
@@ -311,47 +336,38 @@ impl Member {
 
     /// Consumes its partitions in `generation` until a rebalance, an error or `stop`.
     async fn consume(&mut self, generation: i32, partitions: &[i32], stop: &AtomicBool) {
-        let Some(mut positions) = self.committed(partitions).await else {
+        let mut positions = None;
+        for _ in 0..20 {
+            positions = self.committed(partitions).await;
+            if positions.is_some() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+        let Some(mut positions) = positions else {
             return;
         };
         let mut last_heartbeat = now();
+        // What the coordinator acknowledged last.
+        let mut stored = positions.clone();
         while !stop.load(Ordering::Relaxed) {
-            // Like real clients, a member that lost its connection reconnects and carries on
-            // in the generation it knows; only the coordinator's answer ends the generation.
-            if self.conn.is_none() {
-                self.conn = Conn::connect(BROKER_ADDR).await.ok();
-                if self.conn.is_none() {
-                    madsim::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-            let mut request = crate::workload::fetch_request_for(partitions, &positions, 300);
-            request.session_epoch = -1;
-            let Some(ResponseKind::Fetch(response)) = self.call(ApiKey::Fetch, 12, &request).await
-            else {
-                continue;
-            };
-            let mut progressed = false;
-            for answer in response.responses.iter().flat_map(|t| &t.partitions) {
-                let Some(slot) = partitions.iter().position(|p| *p == answer.partition_index)
-                else {
-                    continue;
-                };
-                let fetched = read_partition(answer, positions[slot], &self.history);
-                if let Some(next) = fetched.next {
-                    progressed |= next > positions[slot];
-                    positions[slot] = next;
-                }
-            }
-            if !progressed {
+            // Like real clients, a member that lost its coordinator finds it again and
+            // carries on in the generation it knows; only the coordinator's answer ends the
+            // generation.
+            if !self.fetch(partitions, &mut positions).await {
                 madsim::time::sleep(Duration::from_millis(100)).await;
             }
-            match self.commit(generation, partitions, &positions).await {
-                Some(true) => {}
-                Some(false) => return,
-                None => continue,
+            // A commit when the positions moved, and with every heartbeat: a coordinator
+            // that lost its page cache may have lost what it acknowledged.
+            let beat_due = now().0 - last_heartbeat.0 >= 1_000;
+            if positions != stored || beat_due {
+                match self.commit(generation, partitions, &positions).await {
+                    Some(true) => stored.clone_from(&positions),
+                    Some(false) => return,
+                    None => continue,
+                }
             }
-            if now().0 - last_heartbeat.0 >= 1_000 {
+            if beat_due {
                 last_heartbeat = now();
                 let mut heartbeat = HeartbeatRequest::default();
                 heartbeat.group_id = group_id();
@@ -360,6 +376,7 @@ impl Member {
                 heartbeat.group_instance_id = None;
                 match self.call(ApiKey::Heartbeat, 3, &heartbeat).await {
                     Some(ResponseKind::Heartbeat(beat)) if beat.error_code == 0 => {}
+                    Some(ResponseKind::Heartbeat(beat)) if coordinator_moved(beat.error_code) => {}
                     Some(_) => return,
                     None => continue,
                 }
@@ -367,8 +384,52 @@ impl Member {
         }
     }
 
-    /// Commits `positions`: `Some(false)` when the coordinator ended the generation, `None`
-    /// when the connection failed.
+    /// One fetch of `partitions` from their leaders, from `positions`, which it moves past
+    /// what came back: whether any moved.
+    async fn fetch(&mut self, partitions: &[i32], positions: &mut [i64]) -> bool {
+        let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (slot, partition) in partitions.iter().enumerate() {
+            if let Some(leader) = self.router.leader(*partition).await {
+                by_leader.entry(leader).or_default().push(slot);
+            }
+        }
+        let mut progressed = false;
+        for (leader, slots) in by_leader {
+            let led: Vec<i32> = slots.iter().map(|s| partitions[*s]).collect();
+            let from: Vec<i64> = slots.iter().map(|s| positions[*s]).collect();
+            let mut request = crate::workload::fetch_request_for(&led, &from, 300);
+            for wanted in &mut request.topics[0].partitions {
+                wanted.current_leader_epoch = self.router.epoch(wanted.partition);
+            }
+            let Some(ResponseKind::Fetch(response)) =
+                self.router.call(leader, ApiKey::Fetch, 12, &request).await
+            else {
+                led.iter().for_each(|p| self.router.forget(*p));
+                continue;
+            };
+            for answer in response.responses.iter().flat_map(|t| &t.partitions) {
+                let Some(slot) = partitions.iter().position(|p| *p == answer.partition_index)
+                else {
+                    continue;
+                };
+                if answer.error_code != 0 {
+                    self.router.forget(answer.partition_index);
+                    continue;
+                }
+                let fetched = read_partition(answer, positions[slot], &self.history);
+                if let Some(next) = fetched.next {
+                    progressed |= next > positions[slot];
+                    positions[slot] = next;
+                }
+            }
+        }
+        progressed
+    }
+
+    /// Commits `positions`: `Some(true)` once acknowledged, `Some(false)` when the
+    /// coordinator ended the generation, `None` when it is to be sent again — refused by a
+    /// coordinator that is loading, or of unknown outcome (no answer, or the coordinator
+    /// moved or timed out after it may have written it).
     async fn commit(
         &mut self,
         generation: i32,
@@ -397,10 +458,18 @@ impl Member {
             })
             .collect();
         request.topics = vec![topic];
+        let sent_ms = now().0;
+        let response = self.call(ApiKey::OffsetCommit, 7, &request).await;
+        let code = response.as_ref().map_or(0, group_error);
+        let unknown = [
+            ErrorCode::NotCoordinator,
+            ErrorCode::CoordinatorNotAvailable,
+            ErrorCode::RequestTimedOut,
+        ];
+        let mut history = self.history.lock().expect("history");
         let Some(ResponseKind::OffsetCommit(committed)) =
-            self.call(ApiKey::OffsetCommit, 7, &request).await
+            response.filter(|_| !unknown.iter().any(|e| e.code() == code))
         else {
-            let mut history = self.history.lock().expect("history");
             for (partition, offset) in partitions.iter().zip(positions) {
                 history.group_events.push(GroupEvent::CommitUnanswered {
                     generation,
@@ -410,14 +479,17 @@ impl Member {
             }
             return None;
         };
-        let mut history = self.history.lock().expect("history");
+        if coordinator_moved(code) {
+            return None; // refused before it was written: sent again
+        }
+        if code != 0 {
+            return Some(false);
+        }
         for answer in committed.topics.iter().flat_map(|t| &t.partitions) {
-            if answer.error_code != 0 {
-                return Some(false);
-            }
             let slot = partitions.iter().position(|p| *p == answer.partition_index);
             if let Some(slot) = slot {
                 history.group_events.push(GroupEvent::Committed {
+                    sent_ms,
                     generation,
                     partition: answer.partition_index,
                     offset: positions[slot],

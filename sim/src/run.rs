@@ -13,7 +13,7 @@ use madsim::runtime::{Handle, Runtime};
 use crate::checker::{check, Verdict};
 use crate::disk::SimDisk;
 use crate::faults::{CrashKind, DiskFaultKind, FaultPlan};
-use crate::group_member::{group_member, observe_group, GroupEvent};
+use crate::group_member::{observe_group, start_members, GroupEvent};
 use crate::node::{now, run_broker, MachineFaults};
 use crate::trace::Trace;
 use crate::workload::{self, History, SharedHistory};
@@ -129,18 +129,8 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         producers.push(client_nodes[1 + id].spawn(task));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let members: Vec<_> = (0..MEMBERS)
-        .map(|i| {
-            let (stop, history) = (stop.clone(), history.clone());
-            handle
-                .create_node()
-                .name(format!("member{i}"))
-                .ip(ip(&format!("10.0.2.{}", i + 1)))
-                .init(move || group_member(i, stop.clone(), history.clone()))
-                .build()
-        })
-        .collect();
-    drop(client_nodes[0].spawn(observe_group(stop.clone(), history.clone())));
+    let members = start_members(&handle, MEMBERS, 1, &stop, &history);
+    drop(client_nodes[0].spawn(observe_group(1, stop.clone(), history.clone())));
     for id in 0..CONSUMERS {
         let task = workload::consumer(id, stop.clone(), history.clone());
         drop(client_nodes[1 + PRODUCERS + IDEMPOTENT_PRODUCERS + id].spawn(task));
@@ -288,7 +278,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let _ = madsim::time::timeout(remaining, reader).await;
     // The group must consume everything: wait for its commits to reach the log end.
     let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
-    let watcher = workload::await_group_caught_up(history.clone(), trace.clone());
+    let watcher = workload::await_group_caught_up(1, history.clone(), trace.clone());
     let _ = madsim::time::timeout(remaining, client_nodes[clients - 2].spawn(watcher)).await;
     stop.store(true, Ordering::Relaxed);
 
@@ -353,7 +343,7 @@ fn ip(text: &str) -> IpAddr {
 
 /// Records that the broker restarted, for the group checkers.
 fn coordinator_restarted(history: &crate::workload::SharedHistory) {
-    let event = GroupEvent::CoordinatorRestarted { at_ms: now().0 };
+    let event = GroupEvent::CoordinatorLoaded { at_ms: now().0 };
     history.lock().expect("history").group_events.push(event);
 }
 

@@ -566,9 +566,10 @@ pub async fn final_read(history: SharedHistory, trace: Trace) {
     history.final_read_done = true;
 }
 
-/// Waits until the consumer group's committed offsets reach the end of every partition (as
-/// the final read found it), recording what it last saw in `History::final_committed`.
-pub async fn await_group_caught_up(history: SharedHistory, trace: Trace) {
+/// Waits until the consumer group's committed offsets, asked of its coordinator among nodes
+/// `1..=nodes`, reach the end of every partition (as the final read found it), recording
+/// what it last saw in `History::final_committed`.
+pub async fn await_group_caught_up(nodes: i32, history: SharedHistory, trace: Trace) {
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
     let ends: BTreeMap<i32, i64> = {
@@ -586,19 +587,19 @@ pub async fn await_group_caught_up(history: SharedHistory, trace: Trace) {
     topic.name = topic_name();
     topic.partition_indexes = (0..PARTITIONS).collect();
     request.topics = Some(vec![topic]);
-    let mut conn: Option<Conn> = None;
+    let mut router = crate::cluster_workload::Router::new(nodes);
+    let group = crate::group_member::GROUP;
     loop {
         madsim::time::sleep(Duration::from_millis(500)).await;
-        if conn.is_none() {
-            conn = Conn::connect(BROKER_ADDR).await.ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let Ok(Some(ResponseKind::OffsetFetch(response))) =
-            c.call(ApiKey::OffsetFetch, 5, &request, true).await
+        let Some(ResponseKind::OffsetFetch(response)) = router
+            .call_coordinator(group, ApiKey::OffsetFetch, 5, &request)
+            .await
         else {
-            conn = None;
             continue;
         };
+        if response.error_code != 0 {
+            continue;
+        }
         let committed: BTreeMap<i32, i64> = response
             .topics
             .iter()

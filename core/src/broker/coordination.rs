@@ -26,6 +26,7 @@ use super::groups::{fail_accepted, sync_response, OFFSETS_TOPIC};
 use super::{partition_dir, Broker, BrokerError, ParkedId, Reply, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::{partition_for_group, GroupRecord, OffsetValue, SyncResponse};
+use crate::planted::{is_planted, PlantedBug};
 use crate::record::{decode_records, BatchBuilder, Batches, Record};
 use crate::types::{LeaderEpoch, Millis, Offset};
 
@@ -75,6 +76,14 @@ enum AfterWrite {
 }
 
 impl<P: StorageProvider> Broker<P> {
+    /// The leader epoch in which this broker loaded `group`'s partition of
+    /// `__consumer_offsets` — so coordinates the group — if it does.
+    pub fn coordinator_epoch(&self, group: &str) -> Option<LeaderEpoch> {
+        let count = self.topics.get(OFFSETS_TOPIC)?.partitions.count();
+        let index = partition_for_group(group, count.max(1));
+        self.groups.coordination.loaded.get(&index).copied()
+    }
+
     /// Why this broker cannot answer for `group` now, if it cannot: `NOT_COORDINATOR` when
     /// another broker leads its partition, `COORDINATOR_LOAD_IN_PROGRESS` while it is
     /// loading. Without `__consumer_offsets` no group exists anywhere, so every broker may
@@ -137,6 +146,9 @@ impl<P: StorageProvider> Broker<P> {
     /// its followers will copy, or ones a later leader change truncates — and then this
     /// broker unloads the partition anyway.
     fn load_partition(&mut self, now: Millis, index: i32) -> Result<(), BrokerError> {
+        if is_planted(PlantedBug::CoordinatorSkipsLoad) {
+            return Ok(());
+        }
         let Some(partition) = self
             .topics
             .get(OFFSETS_TOPIC)
@@ -305,6 +317,30 @@ impl<P: StorageProvider> Broker<P> {
     /// generation is being written.
     pub(crate) fn hold_sync_answer(&mut self) -> ParkedId {
         self.next_write_id()
+    }
+
+    /// Holds a SyncGroup answer of `group` with the write storing the group's generation,
+    /// if that write still waits (the answer hands out that generation); gives the answer
+    /// back when none does.
+    pub(crate) fn hold_with_stored_generation(
+        &mut self,
+        group: &str,
+        id: ParkedId,
+        version: i16,
+        answer: SyncResponse,
+    ) -> Option<SyncResponse> {
+        let writes = self.groups.coordination.writes.values_mut();
+        let pending = writes.rev().find_map(|write| match &mut write.then {
+            AfterWrite::Syncs { answers, groups } if groups.contains(group) => Some(answers),
+            _ => None,
+        });
+        match pending {
+            Some(answers) => {
+                answers.push((id, version, answer));
+                None
+            }
+            None => Some(answer),
+        }
     }
 
     fn await_write(&mut self, now: Millis, waits: WriteWaits, then: AfterWrite) -> ParkedId {

@@ -434,12 +434,17 @@ impl<P: StorageProvider> Broker<P> {
             let answer = sync_response(SyncResponse::error(code), version);
             return Reply::Response(Box::new(ResponseKind::SyncGroup(answer)));
         }
+        let group = sync.group_id.clone();
         match self.groups.coordinator.handle_sync(now, sync) {
-            // The leader's own answer hands out the generation too: it waits with the
-            // others for the records storing it.
+            // An answer that hands out a generation — the leader's own, or a member's that
+            // syncs after the leader while the generation's records are being written —
+            // waits with the others for the records storing it.
             Answer::Now(answer) if answer.error == ErrorCode::None => {
                 let id = self.hold_sync_answer();
-                self.groups.now_syncs.push((id, version, answer));
+                if let Some(answer) = self.hold_with_stored_generation(&group, id, version, answer)
+                {
+                    self.groups.now_syncs.push((id, version, answer));
+                }
                 self.flush_group_outputs(now);
                 self.reply_when_done(id)
             }

@@ -388,6 +388,118 @@ fn node_group_coordinator_lives_on_the_offsets_leader_and_survives_its_failover(
     assert_eq!(committed(&mut h, next, "g"), (0, 43));
 }
 
+/// JoinGroup v3 of a consumer member at `at`: the reply as it came.
+fn join_request(h: &mut Harness, at: i32, group: &str, member_id: &str) -> Reply {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = StrBytes::from_static_str("range");
+    protocol.metadata = Bytes::from_static(b"m");
+    let mut body = JoinGroupRequest::default();
+    body.group_id = GroupId(StrBytes::from_string(group.into()));
+    body.session_timeout_ms = 30_000;
+    body.rebalance_timeout_ms = 30_000;
+    body.member_id = StrBytes::from_string(member_id.into());
+    body.protocol_type = StrBytes::from_static_str("consumer");
+    body.protocols = vec![protocol];
+    h.request(at, 3, RequestKind::JoinGroup(body))
+}
+
+/// SyncGroup v3 at `at` (`assignments` only from the group's leader): the reply as it came.
+fn sync_request(
+    h: &mut Harness,
+    at: i32,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    assignments: &[&str],
+) -> Reply {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    let mut body = SyncGroupRequest::default();
+    body.group_id = GroupId(StrBytes::from_string(group.into()));
+    body.generation_id = generation;
+    body.member_id = StrBytes::from_string(member_id.into());
+    body.assignments = assignments
+        .iter()
+        .map(|member| {
+            let mut assignment = SyncGroupRequestAssignment::default();
+            assignment.member_id = StrBytes::from_string(member.to_string());
+            assignment.assignment = Bytes::from(format!("for {member}"));
+            assignment
+        })
+        .collect();
+    h.request(at, 3, RequestKind::SyncGroup(body))
+}
+
+#[test]
+fn node_a_member_that_syncs_after_the_leader_waits_until_the_generation_is_stored() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    find_coordinator(&mut h, 1, "g");
+    h.run(2_000, 50);
+    let (_, coordinator, _) = find_coordinator(&mut h, 1, "g");
+    // The first member gets generation 1 alone; the second joins, the first rejoins, and
+    // generation 2 has both.
+    let first = match join_request(&mut h, coordinator, "g", "") {
+        Reply::Response(r) => *r,
+        Reply::Parked(id) => h.take_completed(coordinator, id).expect("answered"),
+        other => panic!("{other:?}"),
+    };
+    let ResponseKind::JoinGroup(first) = first else {
+        panic!()
+    };
+    let joins = [
+        join_request(&mut h, coordinator, "g", ""),
+        join_request(&mut h, coordinator, "g", &first.member_id),
+    ];
+    let joined: Vec<JoinGroupResponse> = joins
+        .into_iter()
+        .map(|reply| {
+            let id = match reply {
+                Reply::Parked(id) => id,
+                other => panic!("a join waits for the rebalance: {other:?}"),
+            };
+            match h.take_completed(coordinator, id) {
+                Some(ResponseKind::JoinGroup(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert!(joined
+        .iter()
+        .all(|j| j.error_code == 0 && j.generation_id == 2));
+    let leader = joined[0].leader.to_string();
+    let ids: Vec<String> = joined.iter().map(|j| j.member_id.to_string()).collect();
+    let follower = ids.iter().find(|id| **id != leader).unwrap().clone();
+    // A follower of the group's partition stops: the generation's record cannot be
+    // committed until the ISR shrinks.
+    let stopped = (1..=3).find(|&n| n != coordinator).unwrap();
+    h.stop(stopped);
+    let everyone: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let Reply::Parked(leader_sync) = sync_request(&mut h, coordinator, "g", 2, &leader, &everyone)
+    else {
+        panic!("the leader's answer waits for the generation's record")
+    };
+    // The other member syncs after the leader, while the record is still unreplicated: its
+    // answer hands out the same generation, so it waits too.
+    let Reply::Parked(follower_sync) = sync_request(&mut h, coordinator, "g", 2, &follower, &[])
+    else {
+        panic!("a later member's answer waits for the generation's record too")
+    };
+    h.run(1_000, 50);
+    assert!(h.take_completed(coordinator, follower_sync).is_none());
+    // The follower comes back and copies the record: both answers come, with the generation.
+    h.start(stopped);
+    h.run(3_000, 50);
+    for (id, member) in [(leader_sync, &leader), (follower_sync, &follower)] {
+        let Some(ResponseKind::SyncGroup(synced)) = h.take_completed(coordinator, id) else {
+            panic!("answered once the record is committed")
+        };
+        assert_eq!(synced.error_code, 0);
+        assert_eq!(synced.assignment, Bytes::from(format!("for {member}")));
+    }
+}
+
 fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}{i}")).collect()
 }
