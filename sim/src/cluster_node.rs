@@ -26,6 +26,20 @@ fn trace_changes(id: i32, trace: Trace) -> Observer<ClusterNode<SimDisk>> {
         let Some(topic) = node.image().topic(crate::workload::TOPIC) else {
             return;
         };
+        // Compared in place first: the observer runs after every step of the node.
+        let unchanged = topic.partitions.len() == seen.len()
+            && topic
+                .partitions
+                .iter()
+                .zip(&seen)
+                .all(|(p, (leader, epoch, isr))| {
+                    p.leader.map(|n| n.0) == *leader
+                        && p.leader_epoch.0 == *epoch
+                        && p.isr.iter().map(|n| n.0).eq(isr.iter().copied())
+                });
+        if unchanged {
+            return;
+        }
         let states: Vec<(Option<i32>, i32, Vec<i32>)> = topic
             .partitions
             .iter()
@@ -34,9 +48,6 @@ fn trace_changes(id: i32, trace: Trace) -> Observer<ClusterNode<SimDisk>> {
                 (p.leader.map(|n| n.0), p.leader_epoch.0, isr)
             })
             .collect();
-        if states == seen {
-            return;
-        }
         for (i, state) in states.iter().enumerate() {
             if seen.get(i) != Some(state) {
                 let (leader, epoch, isr) = state;
@@ -68,7 +79,7 @@ pub async fn run_node(
         default_replication_factor: voters.len() as i16,
         // Fewer than Kafka's 50: every follower fetch carries each partition it follows, and
         // a handful spreads the coordinators over the nodes as well.
-        offsets_topic_partitions: 5,
+        offsets_topic_partitions: 2,
         ..BrokerConfig::default()
     };
     // As a production cluster sets it: acks=all writes (group commits among them) need two

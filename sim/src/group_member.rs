@@ -32,6 +32,8 @@ use crate::workload::{read_partition, SharedHistory, PARTITIONS, TOPIC};
 pub const GROUP: &str = "sim-group";
 /// Members' session timeout (the broker's minimum).
 pub const SESSION_TIMEOUT_MS: i32 = 6_000;
+/// How often a member commits the positions it moved (as `auto.commit.interval.ms`, short).
+const COMMIT_INTERVAL_MS: i64 = 500;
 /// Members' rebalance timeout.
 pub const REBALANCE_TIMEOUT_MS: i32 = 8_000;
 
@@ -348,8 +350,9 @@ impl Member {
             return;
         };
         let mut last_heartbeat = now();
-        // What the coordinator acknowledged last.
+        // What the coordinator acknowledged last, and when it was sent.
         let mut stored = positions.clone();
+        let mut last_commit = now();
         while !stop.load(Ordering::Relaxed) {
             // Like real clients, a member that lost its coordinator finds it again and
             // carries on in the generation it knows; only the coordinator's answer ends the
@@ -357,10 +360,13 @@ impl Member {
             if !self.fetch(partitions, &mut positions).await {
                 madsim::time::sleep(Duration::from_millis(100)).await;
             }
-            // A commit when the positions moved, and with every heartbeat: a coordinator
-            // that lost its page cache may have lost what it acknowledged.
+            // A commit at most every COMMIT_INTERVAL_MS when the positions moved, and with
+            // every heartbeat: a coordinator that lost its page cache may have lost what it
+            // acknowledged.
             let beat_due = now().0 - last_heartbeat.0 >= 1_000;
-            if positions != stored || beat_due {
+            let commit_due = now().0 - last_commit.0 >= COMMIT_INTERVAL_MS;
+            if (positions != stored && commit_due) || beat_due {
+                last_commit = now();
                 match self.commit(generation, partitions, &positions).await {
                     Some(true) => stored.clone_from(&positions),
                     Some(false) => return,
