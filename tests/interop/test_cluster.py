@@ -335,3 +335,41 @@ def test_cluster_produce_below_min_insync_replicas_is_refused_and_loses_nothing(
     got = read_all(cluster.bootstrap, topic_name, 1, 60)
     assert got[0] == produced[0] + [f"v{i}" for i in range(10)]
     assert more[0] == [f"v{i}" for i in range(10)]
+
+
+def test_cluster_delete_topics_at_a_follower_removes_the_topic_everywhere(cluster, topic_name):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=2)
+    acked = produce_acked(cluster, topic_name, 20, partitions=2)
+    assert sum(len(v) for v in acked.values()) == 20
+    leader = leaders(cluster, topic_name)[0]
+    follower = next(n for n in cluster.nodes if n != leader)
+    admin = admin_of(cluster.nodes[follower].bootstrap)
+    admin.delete_topics([topic_name])[topic_name].result(timeout=RESULT_TIMEOUT_S)
+    for n, node in cluster.nodes.items():
+        node_admin = admin_of(node.bootstrap)
+        wait_until(
+            f"node {n} no longer lists {topic_name}",
+            lambda: topic_name not in node_admin.list_topics(timeout=5).topics,
+        )
+        wait_until(
+            f"node {n} removed {topic_name}'s partition directories",
+            lambda: not any(node.data_dir.glob(f"{topic_name}-*")),
+        )
+    # Deleting it again names the problem; a topic of the same name starts empty.
+    with pytest.raises(KafkaException) as refused:
+        admin.delete_topics([topic_name])[topic_name].result(timeout=RESULT_TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    create_topic(cluster, topic_name, partitions=1)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": f"{topic_name}-reader",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.assign([TopicPartition(topic_name, 0, 0)])
+    assert consumer.consume(num_messages=10, timeout=3) == []
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+    consumer.close()
+    assert (low, high) == (0, 0)

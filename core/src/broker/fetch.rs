@@ -27,8 +27,9 @@ pub enum ParkedId {
     GroupWrite(u64),
     /// An acks=all Produce waiting for the in-sync replicas.
     Produce(u64),
-    /// A cluster node's CreateTopics waiting for the controller and the metadata log.
-    CreateTopics(u64),
+    /// A cluster node's CreateTopics or DeleteTopics waiting for the controller and the
+    /// metadata log.
+    TopicChange(u64),
 }
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.

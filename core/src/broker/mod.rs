@@ -44,6 +44,7 @@ pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;
 pub use replica::REPLICA_FETCH_VERSION;
+pub(crate) use topics::deleted_topics;
 pub use topics::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
 
 /// Opens the storage directories the broker keeps its state in.

@@ -418,17 +418,7 @@ impl<P: StorageProvider> Broker<P> {
         request: DeleteTopicsRequest,
         version: i16,
     ) -> DeleteTopicsResponse {
-        let mut names: Vec<(Option<String>, uuid::Uuid)> = request
-            .topic_names
-            .iter()
-            .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
-            .collect();
-        names.extend(request.topics.iter().map(|t| {
-            (
-                t.name.as_ref().map(|n| n.0.as_str().to_string()),
-                t.topic_id,
-            )
-        }));
+        let names = deleted_topics(&request);
         let mut response = DeleteTopicsResponse::default();
         for (name, id) in names {
             let name = name.or_else(|| {
@@ -493,6 +483,21 @@ fn topic_id(name: &str, now: Millis, salt: usize) -> uuid::Uuid {
     } else {
         id
     }
+}
+
+/// The topics a DeleteTopics names: (name, or none when only the id is given (v6); id, nil
+/// before v6).
+pub(crate) fn deleted_topics(request: &DeleteTopicsRequest) -> Vec<(Option<String>, uuid::Uuid)> {
+    let by_name = request.topic_names.iter();
+    let named = by_name.map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()));
+    let topics = request.topics.iter();
+    let given = topics.map(|t| {
+        (
+            t.name.as_ref().map(|n| n.0.as_str().to_string()),
+            t.topic_id,
+        )
+    });
+    named.chain(given).collect()
 }
 
 #[cfg(test)]

@@ -49,9 +49,17 @@ pub enum PeerMessage {
         /// Config overrides.
         configs: BTreeMap<String, String>,
     },
-    /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] (once its records
-    /// are proposed; the asker waits to see them applied).
-    TopicCreated {
+    /// To the controller: delete a topic.
+    DeleteTopic {
+        /// The topic's name.
+        name: String,
+    },
+    /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] or
+    /// [`PeerMessage::DeleteTopic`] (once its records are proposed; the asker waits to see
+    /// them applied).
+    TopicChanged {
+        /// What was asked.
+        change: TopicChange,
         /// The topic's name.
         name: String,
         /// A Kafka error code (0: created).
@@ -74,6 +82,15 @@ pub enum PeerMessage {
         /// The encoded response.
         response: Vec<u8>,
     },
+}
+
+/// A change to a topic asked of the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TopicChange {
+    /// CreateTopic.
+    Create,
+    /// DeleteTopic.
+    Delete,
 }
 
 /// What a metadata-log entry holds.
@@ -161,12 +178,17 @@ impl PeerMessage {
                     put_bytes(&mut out, value.as_bytes());
                 }
             }
-            PeerMessage::TopicCreated {
+            PeerMessage::TopicChanged {
+                change,
                 name,
                 error_code,
                 message,
             } => {
                 out.put_u8(7);
+                out.put_u8(match change {
+                    TopicChange::Create => 0,
+                    TopicChange::Delete => 1,
+                });
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i16(*error_code);
                 put_bytes(&mut out, message.as_bytes());
@@ -186,6 +208,10 @@ impl PeerMessage {
                 out.put_u8(9);
                 out.put_u64(*correlation);
                 put_bytes(&mut out, response);
+            }
+            PeerMessage::DeleteTopic { name } => {
+                out.put_u8(10);
+                put_bytes(&mut out, name.as_bytes());
             }
         }
         out
@@ -247,7 +273,12 @@ impl PeerMessage {
                     configs,
                 }
             }
-            7 => PeerMessage::TopicCreated {
+            7 => PeerMessage::TopicChanged {
+                change: match get_u8(input)? {
+                    0 => TopicChange::Create,
+                    1 => TopicChange::Delete,
+                    other => return Err(MessageDecodeError(format!("unknown change {other}"))),
+                },
                 name: get_string(input)?,
                 error_code: get_i16(input)?,
                 message: get_string(input)?,
@@ -259,6 +290,9 @@ impl PeerMessage {
             9 => PeerMessage::FetchResponse {
                 correlation: get_u64(input)?,
                 response: get_bytes(input)?,
+            },
+            10 => PeerMessage::DeleteTopic {
+                name: get_string(input)?,
             },
             other => return Err(MessageDecodeError(format!("unknown message type {other}"))),
         };

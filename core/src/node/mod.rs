@@ -16,17 +16,15 @@
 mod messages;
 #[cfg(test)]
 mod tests;
+mod topics;
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsResponse, FetchRequest, FetchResponse, RequestKind, ResponseHeader,
-    ResponseKind,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
 
-pub use messages::{LogEntry, MessageDecodeError, PeerMessage};
+pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
+use topics::ParkedTopics;
 
 use crate::driver::Completed;
 
@@ -35,7 +33,6 @@ use crate::broker::{
     OFFSETS_TOPIC, REPLICA_FETCH_VERSION,
 };
 use crate::cluster::{BrokerRegistration, ClusterImage, Controller, ControllerConfig, NewTopic};
-use crate::error::ErrorCode;
 use crate::protocol::{FetchResponseData, Request};
 use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError};
 use crate::storage::Storage;
@@ -121,14 +118,6 @@ pub enum NodeError {
     Log(String),
 }
 
-/// A client CreateTopics waiting for the controller and the metadata log.
-struct ParkedCreate {
-    response: CreateTopicsResponse,
-    /// Topics still waiting: (name, position in the response).
-    waiting: Vec<(String, usize)>,
-    deadline: Millis,
-}
-
 /// One node of the cluster. See the module doc.
 pub struct ClusterNode<P: StorageProvider> {
     config: NodeConfig,
@@ -157,10 +146,11 @@ pub struct ClusterNode<P: StorageProvider> {
     isr_out: BTreeMap<(uuid::Uuid, i32), Millis>,
     /// Topics asked of the controller: name → sent at.
     topics_out: BTreeMap<String, Millis>,
-    /// Controller answers to topic creations: name → (error code, message).
-    topic_results: BTreeMap<String, (i16, String)>,
-    creates: BTreeMap<ParkedId, ParkedCreate>,
-    next_create: u64,
+    /// Controller answers to topic changes: (change, name) → (error code, message).
+    topic_results: BTreeMap<(TopicChange, String), (i16, String)>,
+    /// Clients' CreateTopics and DeleteTopics waiting for their changes.
+    topic_changes: BTreeMap<ParkedId, ParkedTopics>,
+    next_topic_change: u64,
     /// Peers whose connection the driver reported lost, until they send again.
     peers_down: std::collections::BTreeSet<NodeId>,
     completed: Vec<Completed>,
@@ -209,8 +199,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             isr_out: BTreeMap::new(),
             topics_out: BTreeMap::new(),
             topic_results: BTreeMap::new(),
-            creates: BTreeMap::new(),
-            next_create: 0,
+            topic_changes: BTreeMap::new(),
+            next_topic_change: 0,
             peers_down: Default::default(),
             completed: Vec::new(),
         };
@@ -281,8 +271,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.quorum.leader()
     }
 
-    /// A client request. CreateTopics goes to the controller (answered once the topics are
-    /// in this node's image); everything else to the broker.
+    /// A client request. CreateTopics and DeleteTopics go to the controller (answered once
+    /// this node's image shows the change, see `topics.rs`); everything else to the broker.
     pub fn handle_request(
         &mut self,
         now: Millis,
@@ -291,6 +281,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     ) -> Result<Reply, NodeError> {
         let reply = match request.body {
             RequestKind::CreateTopics(body) => self.create_topics(now, body),
+            RequestKind::DeleteTopics(body) => self.delete_topics(now, body, request.api_version),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -415,20 +406,44 @@ impl<P: StorageProvider> ClusterNode<P> {
                     }
                     Err((code, message)) => (code.code(), message),
                 };
-                let answer = PeerMessage::TopicCreated {
+                let answer = PeerMessage::TopicChanged {
+                    change: TopicChange::Create,
                     name,
                     error_code,
                     message,
                 };
                 self.send(now, from, answer)?;
             }
-            PeerMessage::TopicCreated {
+            PeerMessage::DeleteTopic { name } => {
+                let Some(controller) = &mut self.controller else {
+                    return Ok(());
+                };
+                let (error_code, message) = match controller.delete_topic(&name) {
+                    Ok(records) => {
+                        self.propose(records)?;
+                        (0, String::new())
+                    }
+                    Err(code) => (code.code(), format!("{name}: {code:?}")),
+                };
+                let answer = PeerMessage::TopicChanged {
+                    change: TopicChange::Delete,
+                    name,
+                    error_code,
+                    message,
+                };
+                self.send(now, from, answer)?;
+            }
+            PeerMessage::TopicChanged {
+                change,
                 name,
                 error_code,
                 message,
             } => {
-                self.topics_out.remove(&name);
-                self.topic_results.insert(name, (error_code, message));
+                if change == TopicChange::Create {
+                    self.topics_out.remove(&name);
+                }
+                self.topic_results
+                    .insert((change, name), (error_code, message));
             }
             // A node that has not caught up with the metadata log may still believe it leads
             // partitions that moved (with a log a power loss cut short): it answers no
@@ -491,8 +506,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         let quorum = Millis(self.last_quorum_tick.0 + self.config.tick_ms);
         let broker = self.broker.next_deadline();
         let controller = self.controller.as_ref().and_then(Controller::next_deadline);
-        let creates = self.creates.values().map(|c| c.deadline).min();
-        [Some(quorum), broker, controller, creates]
+        let topics = self.next_topic_change_deadline();
+        [Some(quorum), broker, controller, topics]
             .into_iter()
             .flatten()
             .min()
@@ -531,7 +546,7 @@ impl<P: StorageProvider> ClusterNode<P> {
 
     /// Forgets a parked client request whose connection went away.
     pub fn cancel_parked(&mut self, id: ParkedId) {
-        if self.creates.remove(&id).is_none() {
+        if self.topic_changes.remove(&id).is_none() {
             self.broker.cancel_parked(id);
         }
     }
@@ -570,7 +585,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         }
         self.broker.set_controller(self.quorum.leader());
         self.broker_requests(now);
-        self.complete_creates(now);
+        self.complete_topic_changes(now);
         Ok(())
     }
 
@@ -820,119 +835,6 @@ impl<P: StorageProvider> ClusterNode<P> {
         };
         self.broker
             .handle_replica_fetch_response(now, &request, response);
-    }
-
-    /// A client's CreateTopics: each topic asked of the controller; answered once every
-    /// topic is in this node's image or refused.
-    fn create_topics(
-        &mut self,
-        now: Millis,
-        request: kafka_protocol::messages::CreateTopicsRequest,
-    ) -> Reply {
-        let mut response = CreateTopicsResponse::default();
-        let mut waiting = Vec::new();
-        for topic in request.topics {
-            let name = topic.name.0.as_str().to_string();
-            let mut result = CreatableTopicResult::default();
-            result.name = topic.name.clone();
-            let configs: BTreeMap<String, String> = topic
-                .configs
-                .iter()
-                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                .collect();
-            let partitions = match topic.num_partitions {
-                -1 => self.config.broker.num_partitions,
-                n => n,
-            };
-            let refusal = if self.image().topic(&name).is_some() {
-                Some((
-                    ErrorCode::TopicAlreadyExists,
-                    format!("topic {name} exists"),
-                ))
-            } else if let Err(err) = crate::broker::validate_topic_name(&name) {
-                Some((ErrorCode::InvalidTopicException, err.to_string()))
-            } else if name.starts_with("__") {
-                let message = format!("{name}: internal topics are not created on a cluster yet");
-                Some((ErrorCode::InvalidRequest, message))
-            } else if !(1..=crate::broker::PARTITIONS_MAX).contains(&partitions) {
-                let max = crate::broker::PARTITIONS_MAX;
-                let message = format!("partition count {partitions} is not in 1..={max}");
-                Some((ErrorCode::InvalidPartitions, message))
-            } else if let Err(err) = self.broker.log_config_for(&configs) {
-                Some((ErrorCode::InvalidConfig, err.to_string()))
-            } else {
-                None
-            };
-            if let Some((code, message)) = refusal {
-                result.error_code = code.code();
-                result.error_message = Some(StrBytes::from_string(message));
-            } else {
-                let replication_factor = match topic.replication_factor {
-                    -1 => self.config.broker.default_replication_factor,
-                    n => n,
-                };
-                self.topic_results.remove(&name);
-                self.topics_out.insert(name.clone(), now);
-                let message = PeerMessage::CreateTopic {
-                    name: name.clone(),
-                    partitions,
-                    replication_factor,
-                    configs,
-                };
-                let _ = self.send_to_controller(now, message);
-                waiting.push((name, response.topics.len()));
-            }
-            response.topics.push(result);
-        }
-        if waiting.is_empty() {
-            return Reply::Response(Box::new(ResponseKind::CreateTopics(response)));
-        }
-        let id = ParkedId::CreateTopics(self.next_create);
-        self.next_create += 1;
-        let deadline = Millis(now.0 + i64::from(request.timeout_ms.max(0)));
-        self.creates.insert(
-            id,
-            ParkedCreate {
-                response,
-                waiting,
-                deadline,
-            },
-        );
-        self.complete_creates(now);
-        Reply::Parked(id)
-    }
-
-    /// Answers the parked CreateTopics whose topics are all created (in the image),
-    /// refused, or out of time.
-    fn complete_creates(&mut self, now: Millis) {
-        let parked = std::mem::take(&mut self.creates);
-        for (id, mut create) in parked {
-            let mut still = Vec::new();
-            for (name, position) in create.waiting {
-                let result = &mut create.response.topics[position];
-                if self.image().topic(&name).is_some() {
-                    continue;
-                }
-                match self.topic_results.get(&name) {
-                    Some((code, message)) if *code != 0 => {
-                        result.error_code = *code;
-                        result.error_message = Some(StrBytes::from_string(message.clone()));
-                    }
-                    _ if create.deadline <= now => {
-                        result.error_code = ErrorCode::RequestTimedOut.code();
-                    }
-                    _ => still.push((name, position)),
-                }
-            }
-            create.waiting = still;
-            if create.waiting.is_empty() {
-                let response = ResponseKind::CreateTopics(create.response);
-                self.completed
-                    .push(Completed::Response(id, Box::new(response)));
-            } else {
-                self.creates.insert(id, create);
-            }
-        }
     }
 }
 

@@ -10,6 +10,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::record::{BatchBuilder, Record};
 use crate::storage::MemoryDirs;
 use crate::types::Offset;
@@ -498,6 +499,87 @@ fn node_a_member_that_syncs_after_the_leader_waits_until_the_generation_is_store
         assert_eq!(synced.error_code, 0);
         assert_eq!(synced.assignment, Bytes::from(format!("for {member}")));
     }
+}
+
+/// DeleteTopics at `at` (v6: by name or by id): each topic's (error code, message).
+fn delete_topics(
+    h: &mut Harness,
+    at: i32,
+    names: &[&str],
+    ids: &[uuid::Uuid],
+) -> Vec<(i16, Option<String>)> {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    let mut body = DeleteTopicsRequest::default();
+    body.timeout_ms = 10_000;
+    for name in names {
+        let mut topic = DeleteTopicState::default();
+        topic.name = Some(TopicName(StrBytes::from_string(name.to_string())));
+        body.topics.push(topic);
+    }
+    for id in ids {
+        let mut topic = DeleteTopicState::default();
+        topic.topic_id = *id;
+        body.topics.push(topic);
+    }
+    let ResponseKind::DeleteTopics(r) = answer(h, at, 6, RequestKind::DeleteTopics(body), 2_000)
+    else {
+        panic!()
+    };
+    r.responses
+        .iter()
+        .map(|t| {
+            (
+                t.error_code,
+                t.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn node_delete_topics_goes_through_the_controller_and_removes_every_replica() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let controller = h.controller().unwrap();
+    let at = (1..=3).find(|&n| n != controller).unwrap();
+    assert_eq!(h.create_topic(at, "orders", 2), 0);
+    assert_eq!(h.create_topic(at, "payments", 1), 0);
+    assert_eq!(h.produce("orders", 0, &values("a", 0..3)).0, 0);
+    h.run(1_000, 50);
+    let payments = h.node(1).image().topic("payments").unwrap().id;
+    // Asked at a node that is not the controller: answered once that node's image has no
+    // topic any more, by name and by id alike.
+    let results = delete_topics(&mut h, at, &["orders"], &[payments]);
+    assert_eq!(results, vec![(0, None), (0, None)]);
+    assert!(h.node(at).image().topic("orders").is_none());
+    h.run(1_000, 50);
+    for id in 1..=3 {
+        assert!(h.node(id).image().topics().is_empty(), "node {id}");
+        for partition in 0..2 {
+            assert!(
+                h.node(id)
+                    .broker()
+                    .partition_log("orders", partition)
+                    .is_none(),
+                "node {id} dropped its replica of orders-{partition}"
+            );
+        }
+    }
+    // Unknown names and ids, and the offsets topic, are refused with a message.
+    let unknown = uuid::Uuid::from_u128(7);
+    let results = delete_topics(&mut h, at, &["orders"], &[unknown]);
+    assert_eq!(results[0].0, ErrorCode::UnknownTopicOrPartition.code());
+    assert_eq!(results[1].0, ErrorCode::UnknownTopicId.code());
+    assert!(results.iter().all(|(_, message)| message.is_some()));
+    find_coordinator(&mut h, at, "g");
+    h.run(2_000, 50);
+    let results = delete_topics(&mut h, at, &[OFFSETS_TOPIC], &[]);
+    assert_eq!(results[0].0, ErrorCode::TopicAuthorizationFailed.code());
+    // A topic of the same name starts empty, under a new id.
+    assert_eq!(h.create_topic(at, "orders", 1), 0);
+    h.run(1_000, 50);
+    assert_eq!(h.log_of(1, "orders", 0), (Vec::new(), 0));
+    assert_eq!(h.produce("orders", 0, &values("b", 0..2)), (0, 0));
 }
 
 fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {

@@ -1,0 +1,261 @@
+//! Topic changes on a cluster node. A client's CreateTopics and DeleteTopics are checked
+//! here, each topic asked of the controller (which proposes the records, or refuses), and
+//! the request is parked until this node's image shows every change — so a client that got
+//! its answer finds the topic created (or gone) at this node — or the controller refused
+//! it, or the request's `timeout_ms` ran out (`REQUEST_TIMED_OUT`, as Kafka answers).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::messages::{PeerMessage, TopicChange};
+use super::ClusterNode;
+use crate::broker::{ParkedId, Reply, StorageProvider, OFFSETS_TOPIC};
+use crate::driver::Completed;
+use crate::error::ErrorCode;
+use crate::types::Millis;
+
+/// A client's CreateTopics or DeleteTopics waiting for the controller and the metadata log.
+pub(super) struct ParkedTopics {
+    response: TopicsResponse,
+    /// Topics still waiting: (name, position in the response).
+    waiting: Vec<(String, usize)>,
+    deadline: Millis,
+}
+
+/// The answer being built, with the request's version where it shapes the answer.
+enum TopicsResponse {
+    Create(CreateTopicsResponse),
+    Delete(DeleteTopicsResponse, i16),
+}
+
+impl TopicsResponse {
+    fn change(&self) -> TopicChange {
+        match self {
+            TopicsResponse::Create(_) => TopicChange::Create,
+            TopicsResponse::Delete(..) => TopicChange::Delete,
+        }
+    }
+
+    /// Sets the error of the topic at `position` (and its message where the version has one).
+    fn fail(&mut self, position: usize, code: i16, message: String) {
+        match self {
+            TopicsResponse::Create(response) => {
+                let result = &mut response.topics[position];
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+            }
+            TopicsResponse::Delete(response, version) => {
+                let result = &mut response.responses[position];
+                result.error_code = code;
+                if *version >= 5 {
+                    result.error_message = Some(StrBytes::from_string(message));
+                }
+            }
+        }
+    }
+
+    fn into_response(self) -> ResponseKind {
+        match self {
+            TopicsResponse::Create(response) => ResponseKind::CreateTopics(response),
+            TopicsResponse::Delete(response, _) => ResponseKind::DeleteTopics(response),
+        }
+    }
+}
+
+impl<P: StorageProvider> ClusterNode<P> {
+    /// A client's CreateTopics: each topic asked of the controller; answered once every
+    /// topic is in this node's image or refused.
+    pub(super) fn create_topics(&mut self, now: Millis, request: CreateTopicsRequest) -> Reply {
+        let mut response = CreateTopicsResponse::default();
+        let mut waiting = Vec::new();
+        for topic in request.topics {
+            let name = topic.name.0.as_str().to_string();
+            let mut result = CreatableTopicResult::default();
+            result.name = topic.name.clone();
+            let configs: BTreeMap<String, String> = topic
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
+            let partitions = match topic.num_partitions {
+                -1 => self.config.broker.num_partitions,
+                n => n,
+            };
+            let refusal = if self.image().topic(&name).is_some() {
+                Some((
+                    ErrorCode::TopicAlreadyExists,
+                    format!("topic {name} exists"),
+                ))
+            } else if let Err(err) = crate::broker::validate_topic_name(&name) {
+                Some((ErrorCode::InvalidTopicException, err.to_string()))
+            } else if name.starts_with("__") {
+                let message = format!("{name}: internal topics are not created on a cluster yet");
+                Some((ErrorCode::InvalidRequest, message))
+            } else if !(1..=crate::broker::PARTITIONS_MAX).contains(&partitions) {
+                let max = crate::broker::PARTITIONS_MAX;
+                let message = format!("partition count {partitions} is not in 1..={max}");
+                Some((ErrorCode::InvalidPartitions, message))
+            } else if let Err(err) = self.broker.log_config_for(&configs) {
+                Some((ErrorCode::InvalidConfig, err.to_string()))
+            } else {
+                None
+            };
+            if let Some((code, message)) = refusal {
+                result.error_code = code.code();
+                result.error_message = Some(StrBytes::from_string(message));
+            } else {
+                let replication_factor = match topic.replication_factor {
+                    -1 => self.config.broker.default_replication_factor,
+                    n => n,
+                };
+                self.topic_results
+                    .remove(&(TopicChange::Create, name.clone()));
+                self.topics_out.insert(name.clone(), now);
+                let message = PeerMessage::CreateTopic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor,
+                    configs,
+                };
+                let _ = self.send_to_controller(now, message);
+                waiting.push((name, response.topics.len()));
+            }
+            response.topics.push(result);
+        }
+        let response = TopicsResponse::Create(response);
+        self.park_topics(now, response, waiting, request.timeout_ms)
+    }
+
+    /// A client's DeleteTopics (by name, or by topic id from v6): each topic asked of the
+    /// controller; answered once no topic is in this node's image any more, or refused.
+    pub(super) fn delete_topics(
+        &mut self,
+        now: Millis,
+        request: DeleteTopicsRequest,
+        version: i16,
+    ) -> Reply {
+        let wanted = crate::broker::deleted_topics(&request);
+        let mut response = DeleteTopicsResponse::default();
+        let mut waiting = Vec::new();
+        for (name, id) in wanted {
+            let found = match &name {
+                Some(name) => self.image().topic(name).map(|t| (name.clone(), t.id)),
+                None => self.image().topic_by_id(id).map(|t| (t.name.clone(), t.id)),
+            };
+            let mut result = DeletableTopicResult::default();
+            result.name = name.clone().map(|n| TopicName(StrBytes::from_string(n)));
+            result.topic_id = id;
+            let refusal = match &found {
+                None if name.is_none() => {
+                    Some((ErrorCode::UnknownTopicId, format!("no topic has id {id}")))
+                }
+                None => Some((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no topic {}", name.as_deref().unwrap_or_default()),
+                )),
+                // As a single broker answers (Kafka's answer to a client that is not a
+                // super user): the groups' offsets live there.
+                Some((name, _)) if name == OFFSETS_TOPIC => Some((
+                    ErrorCode::TopicAuthorizationFailed,
+                    format!("{name} is an internal topic and cannot be deleted"),
+                )),
+                Some(_) => None,
+            };
+            match (refusal, found) {
+                (Some((code, message)), _) => {
+                    result.error_code = code.code();
+                    if version >= 5 {
+                        result.error_message = Some(StrBytes::from_string(message));
+                    }
+                }
+                (None, Some((name, topic_id))) => {
+                    result.name = Some(TopicName(StrBytes::from_string(name.clone())));
+                    if version >= 6 {
+                        result.topic_id = topic_id;
+                    }
+                    self.topic_results
+                        .remove(&(TopicChange::Delete, name.clone()));
+                    let message = PeerMessage::DeleteTopic { name: name.clone() };
+                    let _ = self.send_to_controller(now, message);
+                    waiting.push((name, response.responses.len()));
+                }
+                (None, None) => unreachable!("an unknown topic is refused"),
+            }
+            response.responses.push(result);
+        }
+        let response = TopicsResponse::Delete(response, version);
+        self.park_topics(now, response, waiting, request.timeout_ms)
+    }
+
+    /// Answers now when no topic waits, else parks the request until
+    /// [`ClusterNode::complete_topic_changes`] finds every change made.
+    fn park_topics(
+        &mut self,
+        now: Millis,
+        response: TopicsResponse,
+        waiting: Vec<(String, usize)>,
+        timeout_ms: i32,
+    ) -> Reply {
+        if waiting.is_empty() {
+            return Reply::Response(Box::new(response.into_response()));
+        }
+        let id = ParkedId::TopicChange(self.next_topic_change);
+        self.next_topic_change += 1;
+        let deadline = Millis(now.0 + i64::from(timeout_ms.max(0)));
+        let parked = ParkedTopics {
+            response,
+            waiting,
+            deadline,
+        };
+        self.topic_changes.insert(id, parked);
+        self.complete_topic_changes(now);
+        Reply::Parked(id)
+    }
+
+    /// The earliest deadline of a parked topic change.
+    pub(super) fn next_topic_change_deadline(&self) -> Option<Millis> {
+        self.topic_changes.values().map(|c| c.deadline).min()
+    }
+
+    /// Answers the parked CreateTopics and DeleteTopics whose changes this node's image
+    /// shows, that the controller refused, or that are out of time.
+    pub(super) fn complete_topic_changes(&mut self, now: Millis) {
+        let parked = std::mem::take(&mut self.topic_changes);
+        for (id, mut request) in parked {
+            let change = request.response.change();
+            let mut still = Vec::new();
+            for (name, position) in request.waiting {
+                let exists = self.image().topic(&name).is_some();
+                if exists == (change == TopicChange::Create) {
+                    continue;
+                }
+                match self.topic_results.get(&(change, name.clone())) {
+                    Some((code, message)) if *code != 0 => {
+                        request.response.fail(position, *code, message.clone());
+                    }
+                    _ if request.deadline <= now => {
+                        let code = ErrorCode::RequestTimedOut.code();
+                        let message = format!("{name}: the controller did not answer in time");
+                        request.response.fail(position, code, message);
+                    }
+                    _ => still.push((name, position)),
+                }
+            }
+            request.waiting = still;
+            if request.waiting.is_empty() {
+                let response = request.response.into_response();
+                self.completed
+                    .push(Completed::Response(id, Box::new(response)));
+            } else {
+                self.topic_changes.insert(id, request);
+            }
+        }
+    }
+}
