@@ -373,3 +373,34 @@ def test_cluster_delete_topics_at_a_follower_removes_the_topic_everywhere(cluste
     low, high = consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
     consumer.close()
     assert (low, high) == (0, 0)
+
+
+def test_cluster_create_partitions_at_a_follower_adds_replicated_partitions(cluster, topic_name):
+    from confluent_kafka.admin import NewPartitions
+
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=1)
+    leader = leaders(cluster, topic_name)[0]
+    follower = next(n for n in cluster.nodes if n != leader)
+    admin = admin_of(cluster.nodes[follower].bootstrap)
+    grow = NewPartitions(topic_name, 3)
+    admin.create_partitions([grow])[topic_name].result(timeout=RESULT_TIMEOUT_S)
+    # Given replicas for the fourth: node 2 leads it.
+    given = NewPartitions(topic_name, 4, replica_assignment=[[2, 3, 1]])
+    admin.create_partitions([given])[topic_name].result(timeout=RESULT_TIMEOUT_S)
+
+    def in_sync():
+        meta = admin.list_topics(topic_name, timeout=2).topics[topic_name]
+        parts = meta.partitions
+        return len(parts) == 4 and all(len(p.isrs) == 3 for p in parts.values()) and parts
+
+    parts = wait_until("four partitions, all in sync", in_sync)
+    assert parts[3].replicas == [2, 3, 1] and parts[3].leader == 2
+    acked = produce_acked(cluster, topic_name, 40, partitions=4)
+    assert [len(acked[p]) for p in range(4)] == [10, 10, 10, 10]
+    assert read_all(cluster.bootstrap, topic_name, 4, 40) == acked
+    # Fewer partitions than now is refused with Kafka's error.
+    with pytest.raises(KafkaException) as refused:
+        fewer = NewPartitions(topic_name, 2)
+        admin.create_partitions([fewer])[topic_name].result(timeout=RESULT_TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.INVALID_PARTITIONS

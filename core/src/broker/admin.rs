@@ -117,6 +117,27 @@ impl AdminError {
     }
 }
 
+/// Checks CreatePartitions' new `count` for topic `name`, which has `current` partitions:
+/// more than now, at most [`PARTITIONS_MAX`], and not the internal topic.
+pub(crate) fn check_partition_count(
+    name: &str,
+    current: i32,
+    count: i32,
+) -> Result<(), AdminError> {
+    internal::check_partitions_change(name)?;
+    if count <= current {
+        return Err(AdminError::Partitions(format!(
+            "topic {name} has {current} partitions; the new count {count} must be higher"
+        )));
+    }
+    if count > PARTITIONS_MAX {
+        return Err(AdminError::Partitions(format!(
+            "partition count {count} exceeds the maximum of {PARTITIONS_MAX}"
+        )));
+    }
+    Ok(())
+}
+
 /// (error code, error message) of an outcome, as admin responses carry them.
 fn outcome_fields(outcome: Result<(), AdminError>) -> (i16, Option<StrBytes>) {
     match outcome {
@@ -129,7 +150,7 @@ fn outcome_fields(outcome: Result<(), AdminError>) -> (i16, Option<StrBytes>) {
 }
 
 /// The keys that occur more than once (Kafka refuses every copy of a duplicate resource).
-fn duplicates<'a, K: Ord + 'a>(keys: impl Iterator<Item = K>) -> BTreeSet<K> {
+pub(crate) fn duplicates<'a, K: Ord + 'a>(keys: impl Iterator<Item = K>) -> BTreeSet<K> {
     let mut seen = BTreeSet::new();
     let mut twice = BTreeSet::new();
     for key in keys {
@@ -380,7 +401,7 @@ impl<P: StorageProvider> Broker<P> {
     fn check_new_partitions(&self, request: &CreatePartitionsTopic) -> Result<i32, AdminError> {
         if self.member.is_some() {
             return Err(AdminError::InvalidRequest(
-                "CreatePartitions is not supported on a cluster member yet".into(),
+                "CreatePartitions on a cluster member goes through its node's controller".into(),
             ));
         }
         let name = request.name.0.as_str();
@@ -388,19 +409,9 @@ impl<P: StorageProvider> Broker<P> {
             .topics
             .get(name)
             .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        internal::check_partitions_change(name)?;
         let current = topic.partitions.count();
         let count = request.count;
-        if count <= current {
-            return Err(AdminError::Partitions(format!(
-                "topic {name} has {current} partitions; the new count {count} must be higher"
-            )));
-        }
-        if count > PARTITIONS_MAX {
-            return Err(AdminError::Partitions(format!(
-                "partition count {count} exceeds the maximum of {PARTITIONS_MAX}"
-            )));
-        }
+        check_partition_count(name, current, count)?;
         if let Some(assignments) = &request.assignments {
             let added = count - current;
             if assignments.len() as i64 != i64::from(added) {

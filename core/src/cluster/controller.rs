@@ -205,13 +205,7 @@ impl Controller {
             let message = format!("{} partitions: at least 1 is needed", topic.partitions);
             return Err((ErrorCode::InvalidPartitions, message));
         }
-        let active: Vec<NodeId> = self
-            .image
-            .brokers()
-            .keys()
-            .copied()
-            .filter(|&n| self.image.is_active(n))
-            .collect();
+        let active = self.active_brokers();
         let factor = usize::try_from(topic.replication_factor).unwrap_or(0);
         if factor < 1 || factor > active.len() {
             let message = format!(
@@ -230,29 +224,95 @@ impl Controller {
                 configs: topic.configs,
             },
         );
-        // Kafka starts each topic's assignment at a random broker; a hash of the name spreads
-        // topics just as well and keeps the controller free of randomness.
-        let first = crc32c::crc32c(topic.name.as_bytes()) as usize;
-        for partition in 0..topic.partitions {
-            let start = first.wrapping_add(partition as usize);
-            let replicas: Vec<NodeId> = (0..factor)
-                .map(|i| active[start.wrapping_add(i) % active.len()])
-                .collect();
-            let mut isr = replicas.clone();
-            isr.sort();
-            let record = PartitionRecord {
-                topic_id: topic.id,
-                partition,
-                leader: Some(replicas[0]),
-                isr,
-                elr: Vec::new(),
-                replicas,
-                leader_epoch: LeaderEpoch(0),
-                partition_epoch: 0,
-            };
+        let lists = spread(&active, &topic.name, 0..topic.partitions, factor);
+        for (partition, replicas) in (0..topic.partitions).zip(lists) {
+            let record = self.new_partition(topic.id, partition, replicas);
             self.push(&mut records, MetadataRecord::Partition(record));
         }
         Ok(records)
+    }
+
+    /// Grows a topic to `count` partitions. The new partitions get `assignments` (one
+    /// replica list each, led by its first active replica) or, without them, replicas
+    /// spread over the active brokers as [`Controller::create_topic`] spreads them, with the
+    /// replication factor of the topic's first partition.
+    ///
+    /// Errors: `UNKNOWN_TOPIC_OR_PARTITION`; `INVALID_PARTITIONS` (not more than now);
+    /// `INVALID_REPLICA_ASSIGNMENT` (a list of another length than the replication factor,
+    /// a broker twice or not registered, no active broker in a list, or as many lists as
+    /// new partitions); `INVALID_REPLICATION_FACTOR` (more replicas than active brokers).
+    pub fn add_partitions(
+        &mut self,
+        name: &str,
+        count: i32,
+        assignments: &[Vec<NodeId>],
+    ) -> Result<Vec<MetadataRecord>, (ErrorCode, String)> {
+        let topic = self.image.topic(name).ok_or_else(|| {
+            (
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no topic {name}"),
+            )
+        })?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            let message = format!("{name} has {current} partitions; {count} is not more");
+            return Err((ErrorCode::InvalidPartitions, message));
+        }
+        let factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        let topic_id = topic.id;
+        let added = (count - current) as usize;
+        let active = self.active_brokers();
+        let lists: Vec<Vec<NodeId>> = if assignments.is_empty() {
+            if factor > active.len() {
+                let message = format!(
+                    "replication factor {factor} with {} active brokers",
+                    active.len()
+                );
+                return Err((ErrorCode::InvalidReplicationFactor, message));
+            }
+            spread(&active, name, current..count, factor)
+        } else {
+            check_assignments(assignments, added, factor, &self.image)?;
+            assignments.to_vec()
+        };
+        let mut records = Vec::new();
+        for (partition, replicas) in (current..count).zip(lists) {
+            let record = self.new_partition(topic_id, partition, replicas);
+            self.push(&mut records, MetadataRecord::Partition(record));
+        }
+        Ok(records)
+    }
+
+    /// The brokers that may lead and join ISRs now, by id.
+    fn active_brokers(&self) -> Vec<NodeId> {
+        let registered = self.image.brokers().keys().copied();
+        registered.filter(|&n| self.image.is_active(n)).collect()
+    }
+
+    /// A new partition on `replicas`: its active ones in sync, the first of them leading.
+    fn new_partition(
+        &self,
+        topic_id: uuid::Uuid,
+        partition: i32,
+        replicas: Vec<NodeId>,
+    ) -> PartitionRecord {
+        let in_sync = replicas
+            .iter()
+            .copied()
+            .filter(|n| self.image.is_active(*n));
+        let mut isr: Vec<NodeId> = in_sync.collect();
+        let leader = isr.first().copied();
+        isr.sort();
+        PartitionRecord {
+            topic_id,
+            partition,
+            leader,
+            isr,
+            elr: Vec::new(),
+            replicas,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+        }
     }
 
     /// Deletes a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
@@ -487,4 +547,58 @@ fn normalize_elr(partition: &mut PartitionRecord, min_isr: usize) {
     partition.elr.sort();
     partition.elr.dedup();
     partition.isr.sort();
+}
+
+/// Replica lists for `partitions` of topic `name`, `factor` each, round the active brokers.
+/// Kafka starts each topic's assignment at a random broker; a hash of the name spreads
+/// topics just as well and keeps the controller free of randomness.
+fn spread(
+    active: &[NodeId],
+    name: &str,
+    partitions: std::ops::Range<i32>,
+    factor: usize,
+) -> Vec<Vec<NodeId>> {
+    let first = crc32c::crc32c(name.as_bytes()) as usize;
+    partitions
+        .map(|partition| {
+            let start = first.wrapping_add(partition as usize);
+            (0..factor)
+                .map(|i| active[start.wrapping_add(i) % active.len()])
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks explicit replica lists for `added` new partitions of a topic replicated
+/// `factor` times (see [`Controller::add_partitions`]).
+pub fn check_assignments(
+    assignments: &[Vec<NodeId>],
+    added: usize,
+    factor: usize,
+    image: &ClusterImage,
+) -> Result<(), (ErrorCode, String)> {
+    let refuse = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
+    if assignments.len() != added {
+        return refuse(format!(
+            "{added} new partitions need {added} assignments, not {}",
+            assignments.len()
+        ));
+    }
+    for replicas in assignments {
+        let mut distinct = replicas.clone();
+        distinct.sort();
+        distinct.dedup();
+        if replicas.len() != factor || distinct.len() != factor {
+            return refuse(format!(
+                "{replicas:?}: the topic needs {factor} distinct brokers per partition"
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|n| !image.brokers().contains_key(n)) {
+            return refuse(format!("broker {} is not registered", unknown.0));
+        }
+        if !replicas.iter().any(|n| image.is_active(*n)) {
+            return refuse(format!("{replicas:?}: no active broker to lead"));
+        }
+    }
+    Ok(())
 }

@@ -17,6 +17,6 @@ pub(crate) mod records;
 #[cfg(test)]
 mod tests;
 
-pub use controller::{Controller, ControllerConfig, IsrChange, NewTopic};
+pub use controller::{check_assignments, Controller, ControllerConfig, IsrChange, NewTopic};
 pub use image::{BrokerImage, ClusterImage, ImageError, TopicImage};
 pub use records::{BrokerRegistration, MetadataRecord, PartitionRecord, RecordDecodeError};

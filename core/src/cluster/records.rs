@@ -223,7 +223,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.put_slice(s.as_bytes());
 }
 
-fn put_nodes(out: &mut Vec<u8>, nodes: &[NodeId]) {
+/// Writes a node list (the peer messages' encoding uses it too).
+pub(crate) fn put_nodes(out: &mut Vec<u8>, nodes: &[NodeId]) {
     out.put_u16(len_u16(nodes.len()));
     for node in nodes {
         out.put_i32(node.0);
@@ -287,7 +288,8 @@ fn get_str(input: &mut &[u8]) -> Result<String, RecordDecodeError> {
     Ok(text)
 }
 
-fn get_nodes(input: &mut &[u8]) -> Result<Vec<NodeId>, RecordDecodeError> {
+/// Reads a node list written by [`put_nodes`].
+pub(crate) fn get_nodes(input: &mut &[u8]) -> Result<Vec<NodeId>, RecordDecodeError> {
     let count = usize::from(get_u16(input)?);
     need(input, count * 4)?;
     (0..count).map(|_| Ok(NodeId(get_i32(input)?))).collect()

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut};
 
-use crate::cluster::records::{get_i16, get_i32, get_u128, get_u64, get_u8, need};
+use crate::cluster::records::{
+    get_i16, get_i32, get_nodes, get_u128, get_u64, get_u8, need, put_nodes,
+};
 use crate::cluster::{BrokerRegistration, IsrChange, MetadataRecord, RecordDecodeError};
 use crate::types::{LeaderEpoch, NodeId};
 
@@ -54,6 +56,15 @@ pub enum PeerMessage {
         /// The topic's name.
         name: String,
     },
+    /// To the controller: grow a topic to `count` partitions.
+    CreatePartitions {
+        /// The topic's name.
+        name: String,
+        /// The new partition count.
+        count: i32,
+        /// The new partitions' replicas, in order (empty: the controller spreads them).
+        assignments: Vec<Vec<NodeId>>,
+    },
     /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] or
     /// [`PeerMessage::DeleteTopic`] (once its records are proposed; the asker waits to see
     /// them applied).
@@ -91,6 +102,8 @@ pub enum TopicChange {
     Create,
     /// DeleteTopic.
     Delete,
+    /// CreatePartitions.
+    AddPartitions,
 }
 
 /// What a metadata-log entry holds.
@@ -188,6 +201,7 @@ impl PeerMessage {
                 out.put_u8(match change {
                     TopicChange::Create => 0,
                     TopicChange::Delete => 1,
+                    TopicChange::AddPartitions => 2,
                 });
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i16(*error_code);
@@ -212,6 +226,19 @@ impl PeerMessage {
             PeerMessage::DeleteTopic { name } => {
                 out.put_u8(10);
                 put_bytes(&mut out, name.as_bytes());
+            }
+            PeerMessage::CreatePartitions {
+                name,
+                count,
+                assignments,
+            } => {
+                out.put_u8(11);
+                put_bytes(&mut out, name.as_bytes());
+                out.put_i32(*count);
+                out.put_u32(assignments.len() as u32);
+                for replicas in assignments {
+                    put_nodes(&mut out, replicas);
+                }
             }
         }
         out
@@ -277,6 +304,7 @@ impl PeerMessage {
                 change: match get_u8(input)? {
                     0 => TopicChange::Create,
                     1 => TopicChange::Delete,
+                    2 => TopicChange::AddPartitions,
                     other => return Err(MessageDecodeError(format!("unknown change {other}"))),
                 },
                 name: get_string(input)?,
@@ -294,6 +322,19 @@ impl PeerMessage {
             10 => PeerMessage::DeleteTopic {
                 name: get_string(input)?,
             },
+            11 => {
+                let name = get_string(input)?;
+                let count = get_i32(input)?;
+                let lists = get_len(input, 2)?;
+                let assignments = (0..lists)
+                    .map(|_| get_nodes(input))
+                    .collect::<Result<_, RecordDecodeError>>()?;
+                PeerMessage::CreatePartitions {
+                    name,
+                    count,
+                    assignments,
+                }
+            }
             other => return Err(MessageDecodeError(format!("unknown message type {other}"))),
         };
         if !input.is_empty() {

@@ -32,7 +32,10 @@ use crate::broker::{
     Broker, BrokerConfig, BrokerError, ParkedId, Reply, RequestContext, StorageProvider,
     OFFSETS_TOPIC, REPLICA_FETCH_VERSION,
 };
-use crate::cluster::{BrokerRegistration, ClusterImage, Controller, ControllerConfig, NewTopic};
+use crate::cluster::{
+    BrokerRegistration, ClusterImage, Controller, ControllerConfig, MetadataRecord, NewTopic,
+};
+use crate::error::ErrorCode;
 use crate::protocol::{FetchResponseData, Request};
 use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError};
 use crate::storage::Storage;
@@ -271,7 +274,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.quorum.leader()
     }
 
-    /// A client request. CreateTopics and DeleteTopics go to the controller (answered once
+    /// A client request. CreateTopics, DeleteTopics and CreatePartitions go to the controller (answered once
     /// this node's image shows the change, see `topics.rs`); everything else to the broker.
     pub fn handle_request(
         &mut self,
@@ -282,6 +285,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         let reply = match request.body {
             RequestKind::CreateTopics(body) => self.create_topics(now, body),
             RequestKind::DeleteTopics(body) => self.delete_topics(now, body, request.api_version),
+            RequestKind::CreatePartitions(body) => self.create_partitions(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -385,9 +389,6 @@ impl<P: StorageProvider> ClusterNode<P> {
                 replication_factor,
                 configs,
             } => {
-                let Some(controller) = &mut self.controller else {
-                    return Ok(());
-                };
                 // A stable id from the name and the log position: no randomness in the core.
                 let seed = u128::from(crc32c::crc32c(name.as_bytes()))
                     | (u128::from(self.quorum.applied_index()) << 32)
@@ -399,39 +400,27 @@ impl<P: StorageProvider> ClusterNode<P> {
                     replication_factor,
                     configs,
                 };
-                let (error_code, message) = match controller.create_topic(topic) {
-                    Ok(records) => {
-                        self.propose(records)?;
-                        (0, String::new())
-                    }
-                    Err((code, message)) => (code.code(), message),
-                };
-                let answer = PeerMessage::TopicChanged {
-                    change: TopicChange::Create,
-                    name,
-                    error_code,
-                    message,
-                };
-                self.send(now, from, answer)?;
+                self.decide_topic_change(now, from, TopicChange::Create, name, |c| {
+                    c.create_topic(topic)
+                })?;
             }
             PeerMessage::DeleteTopic { name } => {
-                let Some(controller) = &mut self.controller else {
-                    return Ok(());
-                };
-                let (error_code, message) = match controller.delete_topic(&name) {
-                    Ok(records) => {
-                        self.propose(records)?;
-                        (0, String::new())
-                    }
-                    Err(code) => (code.code(), format!("{name}: {code:?}")),
-                };
-                let answer = PeerMessage::TopicChanged {
-                    change: TopicChange::Delete,
-                    name,
-                    error_code,
-                    message,
-                };
-                self.send(now, from, answer)?;
+                let topic = name.clone();
+                self.decide_topic_change(now, from, TopicChange::Delete, name, |c| {
+                    c.delete_topic(&topic)
+                        .map_err(|code| (code, format!("{topic}: {code:?}")))
+                })?;
+            }
+            PeerMessage::CreatePartitions {
+                name,
+                count,
+                assignments,
+            } => {
+                let topic = name.clone();
+                let change = TopicChange::AddPartitions;
+                self.decide_topic_change(now, from, change, name, |c| {
+                    c.add_partitions(&topic, count, &assignments)
+                })?;
             }
             PeerMessage::TopicChanged {
                 change,
@@ -665,6 +654,35 @@ impl<P: StorageProvider> ClusterNode<P> {
 
     /// Sends a request to the controller (the quorum's leader); dropped while there is none
     /// (the broker asks again).
+    /// As the controller: makes a topic change a broker asked for, proposes its records and
+    /// answers the broker with the outcome (a node that is not the controller ignores it).
+    fn decide_topic_change(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        change: TopicChange,
+        name: String,
+        decide: impl FnOnce(&mut Controller) -> Result<Vec<MetadataRecord>, (ErrorCode, String)>,
+    ) -> Result<(), NodeError> {
+        let Some(controller) = &mut self.controller else {
+            return Ok(());
+        };
+        let (error_code, message) = match decide(controller) {
+            Ok(records) => {
+                self.propose(records)?;
+                (0, String::new())
+            }
+            Err((code, message)) => (code.code(), message),
+        };
+        let answer = PeerMessage::TopicChanged {
+            change,
+            name,
+            error_code,
+            message,
+        };
+        self.send(now, from, answer)
+    }
+
     fn send_to_controller(&mut self, now: Millis, message: PeerMessage) -> Result<(), NodeError> {
         match self.quorum.leader() {
             Some(leader) => self.send(now, leader, message),

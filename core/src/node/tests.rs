@@ -582,6 +582,171 @@ fn node_delete_topics_goes_through_the_controller_and_removes_every_replica() {
     assert_eq!(h.produce("orders", 0, &values("b", 0..2)), (0, 0));
 }
 
+/// CreatePartitions v3 at `at` growing `name` to `count` (with replica lists if given):
+/// (error code, message).
+fn create_partitions(
+    h: &mut Harness,
+    at: i32,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    use kafka_protocol::messages::create_partitions_request::*;
+    let mut topic = CreatePartitionsTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.into()));
+    topic.count = count;
+    topic.assignments = assignments.map(|lists| {
+        lists
+            .into_iter()
+            .map(|ids| {
+                let mut assignment = CreatePartitionsAssignment::default();
+                assignment.broker_ids = ids.into_iter().map(BrokerId).collect();
+                assignment
+            })
+            .collect()
+    });
+    let mut body = CreatePartitionsRequest::default();
+    body.topics = vec![topic];
+    body.timeout_ms = 10_000;
+    body.validate_only = validate_only;
+    let request = RequestKind::CreatePartitions(body);
+    let ResponseKind::CreatePartitions(r) = answer(h, at, 3, request, 2_000) else {
+        panic!()
+    };
+    let result = &r.results[0];
+    (
+        result.error_code,
+        result.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+#[test]
+fn node_create_partitions_goes_through_the_controller_with_spread_or_given_replicas() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let controller = h.controller().unwrap();
+    let at = (1..=3).find(|&n| n != controller).unwrap();
+    assert_eq!(h.create_topic(at, "orders", 1), 0);
+    assert_eq!(h.produce("orders", 0, &values("a", 0..2)).0, 0);
+    // validate_only changes nothing.
+    assert_eq!(
+        create_partitions(&mut h, at, "orders", 3, None, true),
+        (0, None)
+    );
+    assert_eq!(
+        h.node(at).image().topic("orders").unwrap().partitions.len(),
+        1
+    );
+    // Spread by the controller, answered once this node's image has them.
+    assert_eq!(
+        create_partitions(&mut h, at, "orders", 3, None, false),
+        (0, None)
+    );
+    assert_eq!(
+        h.node(at).image().topic("orders").unwrap().partitions.len(),
+        3
+    );
+    // Given replicas: the first active one leads.
+    let given = Some(vec![vec![2, 3, 1]]);
+    assert_eq!(
+        create_partitions(&mut h, at, "orders", 4, given, false),
+        (0, None)
+    );
+    h.run(1_000, 50);
+    let topic = h.node(1).image().topic("orders").unwrap().clone();
+    assert_eq!(topic.partitions.len(), 4);
+    assert!(topic.partitions.iter().all(|p| p.replicas.len() == 3));
+    let fourth = &topic.partitions[3];
+    assert_eq!(fourth.replicas, vec![NodeId(2), NodeId(3), NodeId(1)]);
+    assert_eq!(fourth.leader, Some(NodeId(2)));
+    for partition in 1..4 {
+        let (code, base) = h.produce("orders", partition, &values("b", 0..3));
+        assert_eq!((code, base), (0, 0), "partition {partition}");
+    }
+    h.run(1_000, 50);
+    for id in 1..=3 {
+        assert_eq!(
+            h.log_of(id, "orders", 3),
+            (values("b", 0..3), 3),
+            "node {id}"
+        );
+        assert_eq!(h.log_of(id, "orders", 0).0, values("a", 0..2), "node {id}");
+    }
+    // Refusals name the problem.
+    let refusals = [
+        ("orders", 4, None, ErrorCode::InvalidPartitions),
+        (
+            "orders",
+            5,
+            Some(vec![vec![1, 2]]),
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (
+            "orders",
+            5,
+            Some(vec![vec![1, 2, 9]]),
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (
+            "orders",
+            5,
+            Some(vec![vec![1, 1, 2]]),
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (
+            "orders",
+            6,
+            Some(vec![vec![1, 2, 3]]),
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        ("missing", 2, None, ErrorCode::UnknownTopicOrPartition),
+    ];
+    for (name, count, lists, code) in refusals {
+        let (got, message) = create_partitions(&mut h, at, name, count, lists.clone(), false);
+        assert_eq!(got, code.code(), "{name} to {count} with {lists:?}");
+        assert!(message.is_some());
+    }
+    find_coordinator(&mut h, at, "g");
+    h.run(2_000, 50);
+    let (code, _) = create_partitions(&mut h, at, OFFSETS_TOPIC, 10, None, false);
+    assert_eq!(code, ErrorCode::TopicAuthorizationFailed.code());
+    assert_eq!(
+        h.node(1).image().topic("orders").unwrap().partitions.len(),
+        4
+    );
+}
+
+#[test]
+fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
+    let messages = [
+        PeerMessage::DeleteTopic {
+            name: "orders".into(),
+        },
+        PeerMessage::CreatePartitions {
+            name: "orders".into(),
+            count: 4,
+            assignments: vec![vec![NodeId(2), NodeId(3)], vec![NodeId(1), NodeId(2)]],
+        },
+        PeerMessage::TopicChanged {
+            change: TopicChange::AddPartitions,
+            name: "orders".into(),
+            error_code: 37,
+            message: "no".into(),
+        },
+    ];
+    for message in messages {
+        let bytes = message.encode();
+        assert_eq!(PeerMessage::decode(&bytes).unwrap(), message);
+        for cut in 0..bytes.len() {
+            assert!(
+                PeerMessage::decode(&bytes[..cut]).is_err(),
+                "{message:?} cut at {cut}"
+            );
+        }
+    }
+}
+
 fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}{i}")).collect()
 }

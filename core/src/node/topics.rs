@@ -1,4 +1,5 @@
-//! Topic changes on a cluster node. A client's CreateTopics and DeleteTopics are checked
+//! Topic changes on a cluster node. A client's CreateTopics, DeleteTopics and
+//! CreatePartitions are checked
 //! here, each topic asked of the controller (which proposes the records, or refuses), and
 //! the request is parked until this node's image shows every change — so a client that got
 //! its answer finds the topic created (or gone) at this node — or the controller refused
@@ -6,43 +7,62 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    ResponseKind, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::messages::{PeerMessage, TopicChange};
 use super::ClusterNode;
 use crate::broker::{ParkedId, Reply, StorageProvider, OFFSETS_TOPIC};
+use crate::cluster::check_assignments;
 use crate::driver::Completed;
 use crate::error::ErrorCode;
-use crate::types::Millis;
+use crate::types::{Millis, NodeId};
 
-/// A client's CreateTopics or DeleteTopics waiting for the controller and the metadata log.
+/// A client's CreateTopics, DeleteTopics or CreatePartitions waiting for the controller
+/// and the metadata log.
 pub(super) struct ParkedTopics {
     response: TopicsResponse,
-    /// Topics still waiting: (name, position in the response).
-    waiting: Vec<(String, usize)>,
+    /// Topics still waiting: (name, position in the response, what this node's image must
+    /// show).
+    waiting: Vec<(String, usize, Want)>,
     deadline: Millis,
+}
+
+/// What a waiting topic change is done at.
+#[derive(Clone, Copy)]
+enum Want {
+    /// The topic exists.
+    Exists,
+    /// The topic is gone.
+    Gone,
+    /// The topic has at least this many partitions.
+    Partitions(i32),
+}
+
+impl Want {
+    fn change(self) -> TopicChange {
+        match self {
+            Want::Exists => TopicChange::Create,
+            Want::Gone => TopicChange::Delete,
+            Want::Partitions(_) => TopicChange::AddPartitions,
+        }
+    }
 }
 
 /// The answer being built, with the request's version where it shapes the answer.
 enum TopicsResponse {
     Create(CreateTopicsResponse),
     Delete(DeleteTopicsResponse, i16),
+    AddPartitions(CreatePartitionsResponse),
 }
 
 impl TopicsResponse {
-    fn change(&self) -> TopicChange {
-        match self {
-            TopicsResponse::Create(_) => TopicChange::Create,
-            TopicsResponse::Delete(..) => TopicChange::Delete,
-        }
-    }
-
     /// Sets the error of the topic at `position` (and its message where the version has one).
     fn fail(&mut self, position: usize, code: i16, message: String) {
         match self {
@@ -58,6 +78,11 @@ impl TopicsResponse {
                     result.error_message = Some(StrBytes::from_string(message));
                 }
             }
+            TopicsResponse::AddPartitions(response) => {
+                let result = &mut response.results[position];
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+            }
         }
     }
 
@@ -65,6 +90,7 @@ impl TopicsResponse {
         match self {
             TopicsResponse::Create(response) => ResponseKind::CreateTopics(response),
             TopicsResponse::Delete(response, _) => ResponseKind::DeleteTopics(response),
+            TopicsResponse::AddPartitions(response) => ResponseKind::CreatePartitions(response),
         }
     }
 }
@@ -125,7 +151,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     configs,
                 };
                 let _ = self.send_to_controller(now, message);
-                waiting.push((name, response.topics.len()));
+                waiting.push((name, response.topics.len(), Want::Exists));
             }
             response.topics.push(result);
         }
@@ -184,7 +210,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                         .remove(&(TopicChange::Delete, name.clone()));
                     let message = PeerMessage::DeleteTopic { name: name.clone() };
                     let _ = self.send_to_controller(now, message);
-                    waiting.push((name, response.responses.len()));
+                    waiting.push((name, response.responses.len(), Want::Gone));
                 }
                 (None, None) => unreachable!("an unknown topic is refused"),
             }
@@ -194,13 +220,82 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.park_topics(now, response, waiting, request.timeout_ms)
     }
 
+    /// A client's CreatePartitions: each topic's new count (and replica lists, if given)
+    /// checked here and asked of the controller; answered once this node's image has the
+    /// partitions, or refused.
+    pub(super) fn create_partitions(
+        &mut self,
+        now: Millis,
+        request: CreatePartitionsRequest,
+    ) -> Reply {
+        let names = request.topics.iter().map(|t| t.name.0.to_string());
+        let twice = crate::broker::duplicates(names);
+        let mut response = CreatePartitionsResponse::default();
+        let mut waiting = Vec::new();
+        for topic in &request.topics {
+            let name = topic.name.0.as_str().to_string();
+            let assignments: Vec<Vec<NodeId>> = topic
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| a.broker_ids.iter().map(|b| NodeId(b.0)).collect())
+                .collect();
+            let check = match self.image().topic(&name) {
+                _ if twice.contains(&name) => {
+                    Err((ErrorCode::InvalidRequest, "the topic is named twice".into()))
+                }
+                None => Err((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {name} does not exist"),
+                )),
+                Some(image) => {
+                    let current = image.partitions.len() as i32;
+                    let factor = image.partitions.first().map_or(1, |p| p.replicas.len());
+                    crate::broker::check_partition_count(&name, current, topic.count)
+                        .map_err(|err| (err.code(), err.to_string()))
+                        .and_then(|()| match topic.assignments {
+                            None => Ok(()),
+                            Some(_) => {
+                                let added = (topic.count - current) as usize;
+                                check_assignments(&assignments, added, factor, self.image())
+                            }
+                        })
+                }
+            };
+            let mut result = CreatePartitionsTopicResult::default();
+            result.name = topic.name.clone();
+            match check {
+                Err((code, message)) => {
+                    result.error_code = code.code();
+                    result.error_message = Some(StrBytes::from_string(message));
+                }
+                Ok(()) if request.validate_only => {}
+                Ok(()) => {
+                    let change = (TopicChange::AddPartitions, name.clone());
+                    self.topic_results.remove(&change);
+                    let message = PeerMessage::CreatePartitions {
+                        name: name.clone(),
+                        count: topic.count,
+                        assignments,
+                    };
+                    let _ = self.send_to_controller(now, message);
+                    let want = Want::Partitions(topic.count);
+                    waiting.push((name, response.results.len(), want));
+                }
+            }
+            response.results.push(result);
+        }
+        let response = TopicsResponse::AddPartitions(response);
+        self.park_topics(now, response, waiting, request.timeout_ms)
+    }
+
     /// Answers now when no topic waits, else parks the request until
     /// [`ClusterNode::complete_topic_changes`] finds every change made.
     fn park_topics(
         &mut self,
         now: Millis,
         response: TopicsResponse,
-        waiting: Vec<(String, usize)>,
+        waiting: Vec<(String, usize, Want)>,
         timeout_ms: i32,
     ) -> Reply {
         if waiting.is_empty() {
@@ -229,14 +324,20 @@ impl<P: StorageProvider> ClusterNode<P> {
     pub(super) fn complete_topic_changes(&mut self, now: Millis) {
         let parked = std::mem::take(&mut self.topic_changes);
         for (id, mut request) in parked {
-            let change = request.response.change();
             let mut still = Vec::new();
-            for (name, position) in request.waiting {
-                let exists = self.image().topic(&name).is_some();
-                if exists == (change == TopicChange::Create) {
+            for (name, position, want) in request.waiting {
+                let topic = self.image().topic(&name);
+                let done = match want {
+                    Want::Exists => topic.is_some(),
+                    Want::Gone => topic.is_none(),
+                    Want::Partitions(count) => {
+                        topic.is_some_and(|t| t.partitions.len() >= count as usize)
+                    }
+                };
+                if done {
                     continue;
                 }
-                match self.topic_results.get(&(change, name.clone())) {
+                match self.topic_results.get(&(want.change(), name.clone())) {
                     Some((code, message)) if *code != 0 => {
                         request.response.fail(position, *code, message.clone());
                     }
@@ -245,7 +346,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                         let message = format!("{name}: the controller did not answer in time");
                         request.response.fail(position, code, message);
                     }
-                    _ => still.push((name, position)),
+                    _ => still.push((name, position, want)),
                 }
             }
             request.waiting = still;
