@@ -404,3 +404,36 @@ def test_cluster_create_partitions_at_a_follower_adds_replicated_partitions(clus
         fewer = NewPartitions(topic_name, 2)
         admin.create_partitions([fewer])[topic_name].result(timeout=RESULT_TIMEOUT_S)
     assert refused.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+
+
+def test_cluster_config_changes_at_a_follower_reach_every_node(cluster, topic_name):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=1, configs={"retention.ms": "3600000"})
+    leader = leaders(cluster, topic_name)[0]
+    follower = next(n for n in cluster.nodes if n != leader)
+    admin = admin_of(cluster.nodes[follower].bootstrap)
+    # IncrementalAlterConfigs (confluent-kafka): SET one, the other kept.
+    entry = ConfigEntry(
+        "min.insync.replicas", "3", incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource("topic", topic_name, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=RESULT_TIMEOUT_S)
+
+    def configs_at(node, *keys):
+        node_admin = admin_of(node.bootstrap)
+        wanted = ConfigResource("topic", topic_name)
+        found = node_admin.describe_configs([wanted])[wanted].result(timeout=RESULT_TIMEOUT_S)
+        return tuple(found[k].value for k in keys)
+
+    for n, node in cluster.nodes.items():
+        got = configs_at(node, "min.insync.replicas", "retention.ms")
+        assert got == ("3", "3600000"), f"node {n}: {got}"
+    # AlterConfigs (confluent-kafka's legacy call): the whole set replaced, so
+    # min.insync.replicas returns to its default.
+    whole = ConfigResource("topic", topic_name, set_config={"retention.ms": "7200000"})
+    admin.alter_configs([whole])[whole].result(timeout=RESULT_TIMEOUT_S)
+    for n, node in cluster.nodes.items():
+        got = configs_at(node, "min.insync.replicas", "retention.ms")
+        assert got == ("1", "7200000"), f"node {n}: {got}"

@@ -13,6 +13,7 @@ mod internal;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -207,19 +208,11 @@ impl<P: StorageProvider> Broker<P> {
                     "the resource is named twice".into(),
                 ))
             } else {
-                let configs = resource
-                    .configs
-                    .iter()
-                    .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
-                self.check_config_resource(resource.resource_type, &resource.resource_name)
-                    .and_then(|()| replacement_overrides(configs))
+                self.refuse_on_member()
+                    .and_then(|()| self.alter_configs_overrides(resource))
                     .and_then(|overrides| {
-                        self.replace_overrides(
-                            now,
-                            &resource.resource_name,
-                            overrides,
-                            request.validate_only,
-                        )
+                        let name = &resource.resource_name;
+                        self.replace_overrides(now, name, overrides, request.validate_only)
                     })
             };
             let mut result = AlterConfigsResourceResponse::default();
@@ -252,15 +245,11 @@ impl<P: StorageProvider> Broker<P> {
                     "the resource is named twice".into(),
                 ))
             } else {
-                self.check_config_resource(resource.resource_type, &resource.resource_name)
-                    .and_then(|()| self.incremental_overrides(resource))
+                self.refuse_on_member()
+                    .and_then(|()| self.incremental_alter_overrides(resource))
                     .and_then(|overrides| {
-                        self.replace_overrides(
-                            now,
-                            &resource.resource_name,
-                            overrides,
-                            request.validate_only,
-                        )
+                        let name = &resource.resource_name;
+                        self.replace_overrides(now, name, overrides, request.validate_only)
                     })
             };
             let mut result = IncrementalResult::default();
@@ -272,16 +261,60 @@ impl<P: StorageProvider> Broker<P> {
         response
     }
 
+    /// A member's configs change through the controller (its node asks), never here:
+    /// min.insync.replicas and the rest live in the controller's records, and one leader's
+    /// view changed alone would break the controller's eligibility rules.
+    fn refuse_on_member(&self) -> Result<(), AdminError> {
+        match self.member {
+            Some(_) => Err(AdminError::InvalidRequest(
+                "config changes on a cluster member go through its node's controller".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The overrides an AlterConfigs resource would give its topic, checked as a whole.
+    pub(crate) fn alter_configs_overrides(
+        &self,
+        resource: &AlterConfigsResource,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        self.check_config_resource(resource.resource_type, &resource.resource_name)?;
+        let configs = resource
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
+        let overrides = replacement_overrides(configs)?;
+        self.check_overrides(&resource.resource_name, &overrides)?;
+        Ok(overrides)
+    }
+
+    /// The overrides an IncrementalAlterConfigs resource would give its topic, checked as a
+    /// whole.
+    pub(crate) fn incremental_alter_overrides(
+        &self,
+        resource: &IncrementalResource,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        self.check_config_resource(resource.resource_type, &resource.resource_name)?;
+        let overrides = self.incremental_overrides(resource)?;
+        self.check_overrides(&resource.resource_name, &overrides)?;
+        Ok(overrides)
+    }
+
+    /// Checks a topic's would-be overrides with the topic config parser and the internal
+    /// topic's rules; the log config they make.
+    fn check_overrides(
+        &self,
+        name: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<crate::log::LogConfig, AdminError> {
+        let log_config = self.log_config_for(overrides)?;
+        internal::check_overrides(name, overrides)?;
+        Ok(log_config)
+    }
+
     /// A resource whose configs may be altered: an existing topic. Broker configs are
     /// taken at startup and refused here.
     fn check_config_resource(&self, kind: i8, name: &str) -> Result<(), AdminError> {
-        if self.member.is_some() {
-            // min.insync.replicas and the rest belong in the controller's records; changing
-            // one leader's view alone would break the controller's eligibility rules.
-            return Err(AdminError::InvalidRequest(
-                "config changes are not supported on a cluster member yet".into(),
-            ));
-        }
         match kind {
             RESOURCE_TOPIC => {
                 super::validate_topic_name(name).map_err(AdminError::InvalidTopic)?;
@@ -338,8 +371,7 @@ impl<P: StorageProvider> Broker<P> {
         overrides: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
-        let log_config = self.log_config_for(&overrides)?;
-        internal::check_overrides(name, &overrides)?;
+        let log_config = self.check_overrides(name, &overrides)?;
         if validate_only {
             return Ok(());
         }

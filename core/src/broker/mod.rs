@@ -40,7 +40,7 @@ use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
 use crate::storage::{Storage, StorageError};
 use crate::types::Millis;
 
-pub(crate) use admin::{check_partition_count, duplicates};
+pub(crate) use admin::{check_partition_count, duplicates, AdminError};
 pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;

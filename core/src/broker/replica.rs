@@ -154,13 +154,13 @@ impl<P: StorageProvider> Broker<P> {
             }
             MetadataRecord::Partition(record) => self.apply_partition_record(now, node, record)?,
             MetadataRecord::RemoveTopic { id } => {
-                let name = self
-                    .topics
-                    .iter()
-                    .find(|(_, t)| t.id == *id)
-                    .map(|(name, _)| name.clone());
-                if let Some(name) = name {
+                if let Some(name) = self.topic_named_by(*id) {
                     self.remove_member_topic(&name)?;
+                }
+            }
+            MetadataRecord::TopicConfigs { id, configs } => {
+                if let Some(name) = self.topic_named_by(*id) {
+                    self.apply_member_overrides(now, &name, configs.clone());
                 }
             }
             MetadataRecord::RegisterBroker(_)
@@ -194,13 +194,19 @@ impl<P: StorageProvider> Broker<P> {
             self.remove_member_topic(&name)?;
         }
         for topic in image.topics().values() {
-            if !self.topics.contains_key(&topic.name) {
-                let stored = Topic {
-                    id: topic.id,
-                    overrides: topic.configs.clone(),
-                    partitions: Partitions::held_all(Vec::new()),
-                };
-                self.topics.insert(topic.name.clone(), stored);
+            match self.topics.get(&topic.name) {
+                None => {
+                    let stored = Topic {
+                        id: topic.id,
+                        overrides: topic.configs.clone(),
+                        partitions: Partitions::held_all(Vec::new()),
+                    };
+                    self.topics.insert(topic.name.clone(), stored);
+                }
+                Some(stored) if stored.overrides != topic.configs => {
+                    self.apply_member_overrides(now, &topic.name, topic.configs.clone());
+                }
+                Some(_) => {}
             }
             for partition in &topic.partitions {
                 self.apply_partition_record(now, node, partition)?;
@@ -229,6 +235,40 @@ impl<P: StorageProvider> Broker<P> {
             member.wanted_topics.push(name.to_string());
         }
         true
+    }
+
+    /// The name of the topic with this id, if this broker has it.
+    fn topic_named_by(&self, id: uuid::Uuid) -> Option<String> {
+        let mut topics = self.topics.iter();
+        topics
+            .find(|(_, t)| t.id == id)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Gives a member's topic the overrides the controller recorded, and every replica's
+    /// log (and, as leader, `min.insync.replicas`) the config they make.
+    fn apply_member_overrides(
+        &mut self,
+        now: Millis,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) {
+        let log_config = self.member_log_config(name, &overrides);
+        let Some(topic) = self.topics.get_mut(name) else {
+            return;
+        };
+        topic.overrides = overrides;
+        for (index, partition) in topic.partitions.held_mut() {
+            if let Err(err) = partition.set_config(log_config.clone(), now) {
+                if self.background_errors.len() < super::BACKGROUND_ERRORS_MAX {
+                    let error = format!(
+                        "{}: new config not applied: {err}",
+                        partition_dir(name, index)
+                    );
+                    self.background_errors.push(error);
+                }
+            }
+        }
     }
 
     /// The log config of a member's topic. A committed record is never refused: configs the

@@ -315,6 +315,28 @@ impl Controller {
         }
     }
 
+    /// Replaces a topic's config overrides (the asking broker checked them).
+    /// Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub fn alter_topic_configs(
+        &mut self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Vec<MetadataRecord>, (ErrorCode, String)> {
+        let id = self
+            .image
+            .topic(name)
+            .ok_or_else(|| {
+                (
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no topic {name}"),
+                )
+            })?
+            .id;
+        let mut records = Vec::new();
+        self.push(&mut records, MetadataRecord::TopicConfigs { id, configs });
+        Ok(records)
+    }
+
     /// Deletes a topic. Errors: `UNKNOWN_TOPIC_OR_PARTITION`.
     pub fn delete_topic(&mut self, name: &str) -> Result<Vec<MetadataRecord>, ErrorCode> {
         let id = self

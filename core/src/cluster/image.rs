@@ -149,6 +149,14 @@ impl ClusterImage {
                     .ok_or_else(|| ImageError(format!("no topic with id {id}")))?;
                 self.topics.remove(&name);
             }
+            MetadataRecord::TopicConfigs { id, configs } => {
+                let name = self
+                    .names
+                    .get(id)
+                    .ok_or_else(|| ImageError(format!("no topic with id {id}")))?;
+                let topic = self.topics.get_mut(name).expect("names and topics agree");
+                topic.configs = configs.clone();
+            }
             MetadataRecord::ProducerIds { next } => {
                 if *next < self.next_producer_id {
                     return Err(ImageError(format!(

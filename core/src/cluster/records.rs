@@ -83,6 +83,13 @@ pub enum MetadataRecord {
         /// The topic's id.
         id: uuid::Uuid,
     },
+    /// A topic's config overrides were replaced (AlterConfigs, IncrementalAlterConfigs).
+    TopicConfigs {
+        /// The topic's id.
+        id: uuid::Uuid,
+        /// The whole new set of overrides (Kafka names → values).
+        configs: BTreeMap<String, String>,
+    },
     /// The producer ids below `next` are handed out (InitProducerId).
     ProducerIds {
         /// The next producer id to hand out.
@@ -120,11 +127,7 @@ impl MetadataRecord {
                 out.put_u8(4);
                 put_str(&mut out, name);
                 out.put_u128(id.as_u128());
-                out.put_u16(len_u16(configs.len()));
-                for (key, value) in configs {
-                    put_str(&mut out, key);
-                    put_str(&mut out, value);
-                }
+                put_configs(&mut out, configs);
             }
             MetadataRecord::Partition(p) => {
                 out.put_u8(5);
@@ -144,6 +147,11 @@ impl MetadataRecord {
             MetadataRecord::ProducerIds { next } => {
                 out.put_u8(7);
                 out.put_i64(*next);
+            }
+            MetadataRecord::TopicConfigs { id, configs } => {
+                out.put_u8(8);
+                out.put_u128(id.as_u128());
+                put_configs(&mut out, configs);
             }
         }
         out
@@ -174,12 +182,7 @@ impl MetadataRecord {
             4 => {
                 let name = get_str(input)?;
                 let id = uuid::Uuid::from_u128(get_u128(input)?);
-                let count = get_u16(input)?;
-                let mut configs = BTreeMap::new();
-                for _ in 0..count {
-                    let key = get_str(input)?;
-                    configs.insert(key, get_str(input)?);
-                }
+                let configs = get_configs(input)?;
                 MetadataRecord::Topic { name, id, configs }
             }
             5 => MetadataRecord::Partition(PartitionRecord {
@@ -201,6 +204,10 @@ impl MetadataRecord {
             7 => MetadataRecord::ProducerIds {
                 next: get_i64(input)?,
             },
+            8 => MetadataRecord::TopicConfigs {
+                id: uuid::Uuid::from_u128(get_u128(input)?),
+                configs: get_configs(input)?,
+            },
             other => return Err(RecordDecodeError(format!("unknown record type {other}"))),
         };
         if !input.is_empty() {
@@ -221,6 +228,24 @@ fn len_u16(len: usize) -> u16 {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.put_u16(len_u16(s.len()));
     out.put_slice(s.as_bytes());
+}
+
+fn put_configs(out: &mut Vec<u8>, configs: &BTreeMap<String, String>) {
+    out.put_u16(len_u16(configs.len()));
+    for (key, value) in configs {
+        put_str(out, key);
+        put_str(out, value);
+    }
+}
+
+fn get_configs(input: &mut &[u8]) -> Result<BTreeMap<String, String>, RecordDecodeError> {
+    let count = get_u16(input)?;
+    let mut configs = BTreeMap::new();
+    for _ in 0..count {
+        let key = get_str(input)?;
+        configs.insert(key, get_str(input)?);
+    }
+    Ok(configs)
 }
 
 /// Writes a node list (the peer messages' encoding uses it too).

@@ -65,6 +65,13 @@ pub enum PeerMessage {
         /// The new partitions' replicas, in order (empty: the controller spreads them).
         assignments: Vec<Vec<NodeId>>,
     },
+    /// To the controller: replace a topic's config overrides (checked by the asker).
+    AlterTopicConfigs {
+        /// The topic's name.
+        name: String,
+        /// The whole new set of overrides.
+        configs: BTreeMap<String, String>,
+    },
     /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] or
     /// [`PeerMessage::DeleteTopic`] (once its records are proposed; the asker waits to see
     /// them applied).
@@ -104,6 +111,8 @@ pub enum TopicChange {
     Delete,
     /// CreatePartitions.
     AddPartitions,
+    /// AlterConfigs or IncrementalAlterConfigs.
+    Configs,
 }
 
 /// What a metadata-log entry holds.
@@ -185,11 +194,7 @@ impl PeerMessage {
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i32(*partitions);
                 out.put_i16(*replication_factor);
-                out.put_u32(configs.len() as u32);
-                for (key, value) in configs {
-                    put_bytes(&mut out, key.as_bytes());
-                    put_bytes(&mut out, value.as_bytes());
-                }
+                put_string_map(&mut out, configs);
             }
             PeerMessage::TopicChanged {
                 change,
@@ -202,6 +207,7 @@ impl PeerMessage {
                     TopicChange::Create => 0,
                     TopicChange::Delete => 1,
                     TopicChange::AddPartitions => 2,
+                    TopicChange::Configs => 3,
                 });
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i16(*error_code);
@@ -226,6 +232,11 @@ impl PeerMessage {
             PeerMessage::DeleteTopic { name } => {
                 out.put_u8(10);
                 put_bytes(&mut out, name.as_bytes());
+            }
+            PeerMessage::AlterTopicConfigs { name, configs } => {
+                out.put_u8(12);
+                put_bytes(&mut out, name.as_bytes());
+                put_string_map(&mut out, configs);
             }
             PeerMessage::CreatePartitions {
                 name,
@@ -287,12 +298,7 @@ impl PeerMessage {
                 let name = get_string(input)?;
                 let partitions = get_i32(input)?;
                 let replication_factor = get_i16(input)?;
-                let count = get_len(input, 8)?;
-                let mut configs = BTreeMap::new();
-                for _ in 0..count {
-                    let key = get_string(input)?;
-                    configs.insert(key, get_string(input)?);
-                }
+                let configs = get_string_map(input)?;
                 PeerMessage::CreateTopic {
                     name,
                     partitions,
@@ -305,6 +311,7 @@ impl PeerMessage {
                     0 => TopicChange::Create,
                     1 => TopicChange::Delete,
                     2 => TopicChange::AddPartitions,
+                    3 => TopicChange::Configs,
                     other => return Err(MessageDecodeError(format!("unknown change {other}"))),
                 },
                 name: get_string(input)?,
@@ -318,6 +325,10 @@ impl PeerMessage {
             9 => PeerMessage::FetchResponse {
                 correlation: get_u64(input)?,
                 response: get_bytes(input)?,
+            },
+            12 => PeerMessage::AlterTopicConfigs {
+                name: get_string(input)?,
+                configs: get_string_map(input)?,
             },
             10 => PeerMessage::DeleteTopic {
                 name: get_string(input)?,
@@ -397,6 +408,24 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A list length, refused when the input cannot hold that many items of `min_item` bytes.
+fn put_string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
+    out.put_u32(map.len() as u32);
+    for (key, value) in map {
+        put_bytes(out, key.as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
+}
+
+fn get_string_map(input: &mut &[u8]) -> Result<BTreeMap<String, String>, MessageDecodeError> {
+    let count = get_len(input, 8)?;
+    let mut map = BTreeMap::new();
+    for _ in 0..count {
+        let key = get_string(input)?;
+        map.insert(key, get_string(input)?);
+    }
+    Ok(map)
+}
+
 fn get_len(input: &mut &[u8], min_item: usize) -> Result<usize, MessageDecodeError> {
     need(input, 4)?;
     let count = input.get_u32() as usize;

@@ -274,7 +274,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.quorum.leader()
     }
 
-    /// A client request. CreateTopics, DeleteTopics and CreatePartitions go to the controller (answered once
+    /// A client request. CreateTopics, DeleteTopics, CreatePartitions and config changes go
+    /// to the controller (answered once
     /// this node's image shows the change, see `topics.rs`); everything else to the broker.
     pub fn handle_request(
         &mut self,
@@ -286,6 +287,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             RequestKind::CreateTopics(body) => self.create_topics(now, body),
             RequestKind::DeleteTopics(body) => self.delete_topics(now, body, request.api_version),
             RequestKind::CreatePartitions(body) => self.create_partitions(now, body),
+            RequestKind::AlterConfigs(body) => self.alter_configs(now, body),
+            RequestKind::IncrementalAlterConfigs(body) => self.incremental_alter_configs(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -409,6 +412,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                 self.decide_topic_change(now, from, TopicChange::Delete, name, |c| {
                     c.delete_topic(&topic)
                         .map_err(|code| (code, format!("{topic}: {code:?}")))
+                })?;
+            }
+            PeerMessage::AlterTopicConfigs { name, configs } => {
+                let topic = name.clone();
+                self.decide_topic_change(now, from, TopicChange::Configs, name, |c| {
+                    c.alter_topic_configs(&topic, configs)
                 })?;
             }
             PeerMessage::CreatePartitions {

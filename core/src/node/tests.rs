@@ -129,6 +129,11 @@ impl Harness {
             RequestKind::SyncGroup(_) => ApiKey::SyncGroup,
             RequestKind::OffsetCommit(_) => ApiKey::OffsetCommit,
             RequestKind::OffsetFetch(_) => ApiKey::OffsetFetch,
+            RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
+            RequestKind::CreatePartitions(_) => ApiKey::CreatePartitions,
+            RequestKind::AlterConfigs(_) => ApiKey::AlterConfigs,
+            RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
+            RequestKind::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -745,6 +750,120 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             );
         }
     }
+}
+
+/// IncrementalAlterConfigs v1 of topic `name` at `at`: (operation, key, value) each
+/// (operation 0 SET, 1 DELETE); the resource's (error code, message).
+fn alter_topic(
+    h: &mut Harness,
+    at: i32,
+    name: &str,
+    changes: &[(i8, &str, Option<&str>)],
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    use kafka_protocol::messages::incremental_alter_configs_request::*;
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(name.into());
+    resource.configs = changes
+        .iter()
+        .map(|(operation, key, value)| {
+            let mut config = AlterableConfig::default();
+            config.name = StrBytes::from_string(key.to_string());
+            config.config_operation = *operation;
+            config.value = value.map(|v| StrBytes::from_string(v.to_string()));
+            config
+        })
+        .collect();
+    let mut body = IncrementalAlterConfigsRequest::default();
+    body.resources = vec![resource];
+    body.validate_only = validate_only;
+    let request = RequestKind::IncrementalAlterConfigs(body);
+    let ResponseKind::IncrementalAlterConfigs(r) = answer(h, at, 1, request, 2_000) else {
+        panic!()
+    };
+    let result = &r.responses[0];
+    (
+        result.error_code,
+        result.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// A topic config as DescribeConfigs at `at` reports it.
+fn described(h: &mut Harness, at: i32, name: &str, key: &str) -> Option<String> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(name.into());
+    resource.configuration_keys = Some(vec![StrBytes::from_string(key.into())]);
+    let mut body = DescribeConfigsRequest::default();
+    body.resources = vec![resource];
+    let ResponseKind::DescribeConfigs(r) = answer(h, at, 4, RequestKind::DescribeConfigs(body), 0)
+    else {
+        panic!()
+    };
+    let config = r.results[0].configs.first()?;
+    config.value.as_ref().map(|v| v.to_string())
+}
+
+#[test]
+fn node_config_changes_go_through_the_controller_and_reach_every_replica() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let controller = h.controller().unwrap();
+    let at = (1..=3).find(|&n| n != controller).unwrap();
+    assert_eq!(h.create_topic(at, "orders", 1), 0);
+    // validate_only checks and changes nothing; bad values are refused with the reason.
+    let set = |value| vec![(0i8, "min.insync.replicas", Some(value))];
+    assert_eq!(
+        alter_topic(&mut h, at, "orders", &set("3"), true),
+        (0, None)
+    );
+    let (code, message) = alter_topic(&mut h, at, "orders", &set("zero"), false);
+    assert_eq!(code, ErrorCode::InvalidConfig.code());
+    assert!(message.unwrap().contains("min.insync.replicas"));
+    let (code, _) = alter_topic(&mut h, at, "missing", &set("3"), false);
+    assert_eq!(code, ErrorCode::UnknownTopicOrPartition.code());
+    for id in 1..=3 {
+        assert_eq!(
+            described(&mut h, id, "orders", "min.insync.replicas").as_deref(),
+            Some("2")
+        );
+    }
+    // Set at a node that is not the controller: every node's metadata and broker have it,
+    // and the leader enforces it.
+    assert_eq!(
+        alter_topic(&mut h, at, "orders", &set("3"), false),
+        (0, None)
+    );
+    h.run(500, 50);
+    for id in 1..=3 {
+        let image = h.node(id).image().topic("orders").unwrap().configs.clone();
+        assert_eq!(
+            image.get("min.insync.replicas").map(String::as_str),
+            Some("3")
+        );
+        assert_eq!(
+            described(&mut h, id, "orders", "min.insync.replicas").as_deref(),
+            Some("3")
+        );
+    }
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let follower = (1..=3)
+        .find(|&n| n != leader && n != controller)
+        .unwrap_or_else(|| (1..=3).find(|&n| n != leader).unwrap());
+    h.stop(follower);
+    h.run(40_000, 100);
+    assert_eq!(
+        h.produce("orders", 0, &values("a", 0..1)).0,
+        ErrorCode::NotEnoughReplicas.code(),
+        "two in sync, three needed"
+    );
+    // DELETE brings the broker default (1) back.
+    let delete = [(1i8, "min.insync.replicas", None)];
+    assert_eq!(alter_topic(&mut h, leader, "orders", &delete, false).0, 0);
+    h.run(500, 50);
+    assert_eq!(h.produce("orders", 0, &values("b", 0..1)).0, 0);
 }
 
 fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {

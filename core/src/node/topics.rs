@@ -7,22 +7,33 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::messages::{PeerMessage, TopicChange};
 use super::ClusterNode;
-use crate::broker::{ParkedId, Reply, StorageProvider, OFFSETS_TOPIC};
+use crate::broker::{AdminError, ParkedId, Reply, StorageProvider, OFFSETS_TOPIC};
 use crate::cluster::check_assignments;
 use crate::driver::Completed;
 use crate::error::ErrorCode;
 use crate::types::{Millis, NodeId};
+
+/// A config resource of a request: (resource type, name, the overrides it would give or why
+/// not).
+type CheckedResource = (i8, StrBytes, Result<BTreeMap<String, String>, AdminError>);
+
+/// How long a config change waits for the controller (AlterConfigs and
+/// IncrementalAlterConfigs carry no timeout): Kafka's default `request.timeout.ms`.
+const CONFIGS_TIMEOUT_MS: i32 = 30_000;
 
 /// A client's CreateTopics, DeleteTopics or CreatePartitions waiting for the controller
 /// and the metadata log.
@@ -35,7 +46,7 @@ pub(super) struct ParkedTopics {
 }
 
 /// What a waiting topic change is done at.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Want {
     /// The topic exists.
     Exists,
@@ -43,14 +54,17 @@ enum Want {
     Gone,
     /// The topic has at least this many partitions.
     Partitions(i32),
+    /// The topic has these config overrides.
+    Configs(BTreeMap<String, String>),
 }
 
 impl Want {
-    fn change(self) -> TopicChange {
+    fn change(&self) -> TopicChange {
         match self {
             Want::Exists => TopicChange::Create,
             Want::Gone => TopicChange::Delete,
             Want::Partitions(_) => TopicChange::AddPartitions,
+            Want::Configs(_) => TopicChange::Configs,
         }
     }
 }
@@ -60,6 +74,8 @@ enum TopicsResponse {
     Create(CreateTopicsResponse),
     Delete(DeleteTopicsResponse, i16),
     AddPartitions(CreatePartitionsResponse),
+    AlterConfigs(AlterConfigsResponse),
+    IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
 }
 
 impl TopicsResponse {
@@ -83,6 +99,16 @@ impl TopicsResponse {
                 result.error_code = code;
                 result.error_message = Some(StrBytes::from_string(message));
             }
+            TopicsResponse::AlterConfigs(response) => {
+                let result = &mut response.responses[position];
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+            }
+            TopicsResponse::IncrementalAlterConfigs(response) => {
+                let result = &mut response.responses[position];
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+            }
         }
     }
 
@@ -91,6 +117,10 @@ impl TopicsResponse {
             TopicsResponse::Create(response) => ResponseKind::CreateTopics(response),
             TopicsResponse::Delete(response, _) => ResponseKind::DeleteTopics(response),
             TopicsResponse::AddPartitions(response) => ResponseKind::CreatePartitions(response),
+            TopicsResponse::AlterConfigs(response) => ResponseKind::AlterConfigs(response),
+            TopicsResponse::IncrementalAlterConfigs(response) => {
+                ResponseKind::IncrementalAlterConfigs(response)
+            }
         }
     }
 }
@@ -289,6 +319,92 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.park_topics(now, response, waiting, request.timeout_ms)
     }
 
+    /// A client's AlterConfigs: each topic's new overrides (the whole set) checked by the
+    /// broker's config parser and asked of the controller; answered once this node's image
+    /// has them.
+    pub(super) fn alter_configs(&mut self, now: Millis, request: AlterConfigsRequest) -> Reply {
+        let mut response = AlterConfigsResponse::default();
+        let resources = request.resources.iter().map(|r| {
+            let overrides = self.broker.alter_configs_overrides(r);
+            (r.resource_type, r.resource_name.clone(), overrides)
+        });
+        let checked: Vec<_> = resources.collect();
+        for (resource_type, resource_name, _) in &checked {
+            let mut result = AlterConfigsResourceResponse::default();
+            result.error_message = None;
+            result.resource_type = *resource_type;
+            result.resource_name = resource_name.clone();
+            response.responses.push(result);
+        }
+        let mut response = TopicsResponse::AlterConfigs(response);
+        let waiting = self.ask_for_configs(now, checked, request.validate_only, &mut response);
+        self.park_topics(now, response, waiting, CONFIGS_TIMEOUT_MS)
+    }
+
+    /// A client's IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT applied to the
+    /// topic's overrides here, the result checked and asked of the controller; answered once
+    /// this node's image has it.
+    pub(super) fn incremental_alter_configs(
+        &mut self,
+        now: Millis,
+        request: IncrementalAlterConfigsRequest,
+    ) -> Reply {
+        let mut response = IncrementalAlterConfigsResponse::default();
+        let resources = request.resources.iter().map(|r| {
+            let overrides = self.broker.incremental_alter_overrides(r);
+            (r.resource_type, r.resource_name.clone(), overrides)
+        });
+        let checked: Vec<_> = resources.collect();
+        for (resource_type, resource_name, _) in &checked {
+            let mut result = IncrementalResult::default();
+            result.error_message = None;
+            result.resource_type = *resource_type;
+            result.resource_name = resource_name.clone();
+            response.responses.push(result);
+        }
+        let mut response = TopicsResponse::IncrementalAlterConfigs(response);
+        let waiting = self.ask_for_configs(now, checked, request.validate_only, &mut response);
+        self.park_topics(now, response, waiting, CONFIGS_TIMEOUT_MS)
+    }
+
+    /// Sends the controller each checked resource's overrides (unless `validate_only`),
+    /// failing in `response` those refused or named twice; the topics to wait for.
+    fn ask_for_configs(
+        &mut self,
+        now: Millis,
+        checked: Vec<CheckedResource>,
+        validate_only: bool,
+        response: &mut TopicsResponse,
+    ) -> Vec<(String, usize, Want)> {
+        let keys = checked
+            .iter()
+            .map(|(kind, name, _)| (*kind, name.to_string()));
+        let twice = crate::broker::duplicates(keys);
+        let mut waiting = Vec::new();
+        for (position, (kind, name, overrides)) in checked.into_iter().enumerate() {
+            let name = name.to_string();
+            match overrides {
+                _ if twice.contains(&(kind, name.clone())) => {
+                    let code = ErrorCode::InvalidRequest.code();
+                    response.fail(position, code, "the resource is named twice".into());
+                }
+                Err(err) => response.fail(position, err.code().code(), err.to_string()),
+                Ok(_) if validate_only => {}
+                Ok(configs) => {
+                    self.topic_results
+                        .remove(&(TopicChange::Configs, name.clone()));
+                    let message = PeerMessage::AlterTopicConfigs {
+                        name: name.clone(),
+                        configs: configs.clone(),
+                    };
+                    let _ = self.send_to_controller(now, message);
+                    waiting.push((name, position, Want::Configs(configs)));
+                }
+            }
+        }
+        waiting
+    }
+
     /// Answers now when no topic waits, else parks the request until
     /// [`ClusterNode::complete_topic_changes`] finds every change made.
     fn park_topics(
@@ -319,20 +435,20 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.topic_changes.values().map(|c| c.deadline).min()
     }
 
-    /// Answers the parked CreateTopics and DeleteTopics whose changes this node's image
-    /// shows, that the controller refused, or that are out of time.
+    /// Answers the parked topic changes whose changes this node's image shows, that the controller refused, or that are out of time.
     pub(super) fn complete_topic_changes(&mut self, now: Millis) {
         let parked = std::mem::take(&mut self.topic_changes);
         for (id, mut request) in parked {
             let mut still = Vec::new();
             for (name, position, want) in request.waiting {
                 let topic = self.image().topic(&name);
-                let done = match want {
+                let done = match &want {
                     Want::Exists => topic.is_some(),
                     Want::Gone => topic.is_none(),
                     Want::Partitions(count) => {
-                        topic.is_some_and(|t| t.partitions.len() >= count as usize)
+                        topic.is_some_and(|t| t.partitions.len() >= *count as usize)
                     }
+                    Want::Configs(configs) => topic.is_some_and(|t| t.configs == *configs),
                 };
                 if done {
                     continue;
