@@ -437,3 +437,36 @@ def test_cluster_config_changes_at_a_follower_reach_every_node(cluster, topic_na
     for n, node in cluster.nodes.items():
         got = configs_at(node, "min.insync.replicas", "retention.ms")
         assert got == ("1", "7200000"), f"node {n}: {got}"
+
+
+def test_cluster_delete_records_moves_the_log_start_on_every_replica(cluster, topic_name):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=1)
+    acked = produce_acked(cluster, topic_name, 20, partitions=1)
+    assert len(acked[0]) == 20
+    admin = admin_of(cluster.bootstrap)
+    futures = admin.delete_records(
+        [TopicPartition(topic_name, 0, 12)], request_timeout=RESULT_TIMEOUT_S
+    )
+    [deleted] = futures.values()
+    assert deleted.result(timeout=RESULT_TIMEOUT_S).low_watermark == 12
+    # Every replica follows: a record acknowledged with acks=all after the delete came to
+    # the followers in a fetch answer that carried the leader's new log start, so once the
+    # leader is killed the new one starts at 12 too.
+    assert len(produce_acked(cluster, topic_name, 1, partitions=1)[0]) == 1
+    leader = leaders(cluster, topic_name)[0]
+    cluster.nodes[leader].kill()
+    try:
+        wait_until(
+            "a new leader",
+            lambda: leaders(cluster, topic_name)[0] not in (leader, -1),
+        )
+        consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "unused"})
+        try:
+            marks = consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+        finally:
+            consumer.close()
+        assert marks == (12, 21)
+    finally:
+        cluster.nodes[leader].start()
+        wait_serving(cluster, 3)

@@ -564,10 +564,8 @@ impl<P: StorageProvider> Broker<P> {
         offset: i64,
     ) -> Result<Offset, ErrorCode> {
         internal::check_delete_records(topic)?;
-        if self.member.is_some() {
-            // The followers would keep their log start: not supported on members yet.
-            return Err(ErrorCode::InvalidRequest);
-        }
+        // On a cluster only the leader deletes; its followers move their log start up to it
+        // when their fetches' answers carry it (as Kafka's do).
         let partition = self.led_mut(topic, index)?;
         let log = &mut partition.log;
         let high_watermark = log.high_watermark();

@@ -614,8 +614,9 @@ fn cluster_a_retried_idempotent_batch_waits_for_the_first_copy_to_commit() {
     assert_eq!(cluster.log_of(leader, 0).0, vec!["once".to_string()]);
 }
 
-/// Topic and config changes belong to the controller: a member refuses them rather than
-/// change one replica alone.
+/// Topic and config changes belong to the controller: a member broker refuses them rather
+/// than change one replica alone (its `ClusterNode` takes them to the controller instead,
+/// see `node::tests`).
 #[test]
 fn cluster_members_refuse_admin_changes_they_cannot_make_alone() {
     let mut cluster = Cluster::new(3);

@@ -60,6 +60,8 @@ pub(crate) enum ReplicaAnswer {
         records: bytes::Bytes,
         /// The leader's high watermark.
         high_watermark: Offset,
+        /// The leader's log start offset.
+        log_start_offset: Offset,
     },
     /// The leader's history says the follower's log diverged after this epoch end.
     Diverging(EpochEnd),
@@ -331,6 +333,7 @@ impl<S: Storage> Partition<S> {
             ReplicaAnswer::Records {
                 records,
                 high_watermark,
+                log_start_offset,
             } => {
                 if !records.is_empty() {
                     self.log.append_replicated(&records, now)?;
@@ -341,6 +344,12 @@ impl<S: Storage> Partition<S> {
                 let committed = FollowerState::high_watermark_after_fetch(high_watermark, end);
                 if committed > self.log.high_watermark() {
                     self.log.set_high_watermark(committed);
+                }
+                // The leader deleted records (DeleteRecords, retention): this replica follows,
+                // never past what it holds as committed.
+                let start = log_start_offset.min(self.log.high_watermark());
+                if start > self.log.log_start_offset() {
+                    self.log.advance_log_start(start)?;
                 }
             }
             ReplicaAnswer::Diverging(diverging) => {

@@ -431,6 +431,7 @@ impl<P: StorageProvider> Broker<P> {
                     ErrorCode::None => ReplicaAnswer::Records {
                         records: answer.records.unwrap_or_default(),
                         high_watermark: Offset(answer.high_watermark),
+                        log_start_offset: Offset(answer.log_start_offset),
                     },
                     ErrorCode::OffsetOutOfRange => ReplicaAnswer::OutOfRange {
                         log_start_offset: Offset(answer.log_start_offset),

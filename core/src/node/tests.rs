@@ -134,6 +134,7 @@ impl Harness {
             RequestKind::AlterConfigs(_) => ApiKey::AlterConfigs,
             RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
             RequestKind::DescribeConfigs(_) => ApiKey::DescribeConfigs,
+            RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -864,6 +865,56 @@ fn node_config_changes_go_through_the_controller_and_reach_every_replica() {
     assert_eq!(alter_topic(&mut h, leader, "orders", &delete, false).0, 0);
     h.run(500, 50);
     assert_eq!(h.produce("orders", 0, &values("b", 0..1)).0, 0);
+}
+
+/// DeleteRecords v2 of `orders-0` before `offset` at `at`: (error code, low watermark).
+fn delete_records(h: &mut Harness, at: i32, offset: i64) -> (i16, i64) {
+    use kafka_protocol::messages::delete_records_request::*;
+    let mut partition = DeleteRecordsPartition::default();
+    partition.offset = offset;
+    let mut topic = DeleteRecordsTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![partition];
+    let mut body = DeleteRecordsRequest::default();
+    body.topics = vec![topic];
+    body.timeout_ms = 5_000;
+    let ResponseKind::DeleteRecords(r) = answer(h, at, 2, RequestKind::DeleteRecords(body), 1_000)
+    else {
+        panic!()
+    };
+    let answer = &r.topics[0].partitions[0];
+    (answer.error_code, answer.low_watermark)
+}
+
+#[test]
+fn node_delete_records_at_the_leader_moves_every_replica_s_log_start() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    assert_eq!(h.produce("orders", 0, &values("a", 0..4)).0, 0);
+    assert_eq!(h.produce("orders", 0, &values("a", 4..6)).0, 0);
+    h.run(1_000, 50);
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    // Only the leader deletes (clients send DeleteRecords to it).
+    let code = ErrorCode::NotLeaderOrFollower.code();
+    assert_eq!(delete_records(&mut h, follower, 4).0, code);
+    assert_eq!(delete_records(&mut h, leader, 4), (0, 4));
+    h.run(2_000, 50);
+    for id in 1..=3 {
+        let log = h.node(id).broker().partition_log("orders", 0).unwrap();
+        assert_eq!(log.log_start_offset(), Offset(4), "node {id}");
+        // Reads start at the batch holding the log start: the first batch is gone.
+        assert_eq!(
+            h.log_of(id, "orders", 0),
+            (values("a", 4..6), 6),
+            "node {id}"
+        );
+    }
+    // Past the high watermark is refused; the log goes on from where it was.
+    let code = ErrorCode::OffsetOutOfRange.code();
+    assert_eq!(delete_records(&mut h, leader, 9).0, code);
+    assert_eq!(h.produce("orders", 0, &values("b", 0..1)), (0, 6));
 }
 
 fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
