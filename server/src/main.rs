@@ -39,6 +39,8 @@ enum Command {
     Consume(tools::consume::ConsumeArgs),
     /// List, describe, reset the offsets of, or delete consumer groups.
     Groups(tools::groups::GroupsArgs),
+    /// Describe a cluster: brokers, controller, partition leaders and replicas.
+    Cluster(tools::cluster::ClusterArgs),
 }
 
 /// Flags of `brook server`; each may also be set in the `--config` TOML file.
@@ -143,6 +145,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => tools::produce::run(args).map_err(|err| err.to_string()),
         Command::Consume(args) => tools::consume::run(args).map_err(|err| err.to_string()),
         Command::Groups(args) => tools::groups::run(args).map_err(|err| err.to_string()),
+        Command::Cluster(args) => tools::cluster::run(args).map_err(|err| err.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -470,3 +470,48 @@ def test_cluster_delete_records_moves_the_log_start_on_every_replica(cluster, to
     finally:
         cluster.nodes[leader].start()
         wait_serving(cluster, 3)
+
+
+def brook_cluster_describe(bootstrap):
+    from conftest import BROOK_BIN
+
+    out = subprocess.run(
+        [str(BROOK_BIN), "cluster", "describe", "--bootstrap", bootstrap],
+        capture_output=True,
+        timeout=RESULT_TIMEOUT_S,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode()
+
+
+def test_cluster_describe_names_the_controller_brokers_and_troubled_partitions(
+    cluster, topic_name
+):
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=3)
+    leader = leaders(cluster, topic_name)[0]
+    follower = next(n for n in cluster.nodes if n != leader)
+    text = brook_cluster_describe(cluster.nodes[follower].bootstrap)
+    first = text.splitlines()[0]
+    controller = int(first.split("Controller: ")[1].split("\t")[0])
+    assert controller in cluster.nodes and first.endswith("Brokers: 3"), text
+    for n, node in cluster.nodes.items():
+        assert f"\tBroker: {n}\t{node.bootstrap}\t" in text, text
+    mine = [line for line in text.splitlines() if f"Topic: {topic_name}\t" in line]
+    assert len(mine) == 3 and not any("under-replicated" in line for line in mine), text
+    # A node down: it leaves the list once fenced, its partitions under-replicated once the
+    # ISR shrinks.
+    down = next(n for n in cluster.nodes if n not in (follower, controller))
+    cluster.nodes[down].kill()
+    try:
+        def flagged():
+            text = brook_cluster_describe(cluster.nodes[follower].bootstrap)
+            mine = [line for line in text.splitlines() if f"Topic: {topic_name}\t" in line]
+            fenced = text.splitlines()[0].endswith("Brokers: 2")
+            return fenced and all(line.endswith("under-replicated") for line in mine) and text
+
+        text = wait_until("the node is fenced and its partitions under-replicated", flagged)
+        assert f"\tBroker: {down}\t" not in text, text
+    finally:
+        cluster.nodes[down].start()
+        wait_serving(cluster, 3)

@@ -1,6 +1,7 @@
 //! The admin client: topics (create, delete, list, describe, add partitions), topic
 //! configs (describe, incremental alter), partition offsets, and consumer groups (list,
-//! describe, delete, committed offsets; in `admin/groups.rs`). Topic requests go to the
+//! describe, delete, committed offsets; in `admin/groups.rs`), and the cluster's brokers and
+//! controller (`admin/cluster.rs`). Topic requests go to the
 //! controller when the metadata names one, otherwise to any broker; group requests go to
 //! the group's coordinator.
 
@@ -24,8 +25,10 @@ use crate::error::{check, Error};
 use crate::network::{Network, NetworkConfig, TopicInfo};
 use crate::parse_number;
 
+mod cluster;
 mod groups;
 
+pub use cluster::{BrokerDescription, ClusterDescription};
 pub use groups::{GroupDescription, GroupListing, GroupState, MemberDescription, OffsetSpec};
 
 /// The config resource type of a topic (DescribeConfigs, IncrementalAlterConfigs).

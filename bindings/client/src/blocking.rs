@@ -421,6 +421,11 @@ impl Admin {
             .block_on(self.inner.alter_configs(topic, changes))
     }
 
+    /// The cluster's id, brokers and controller.
+    pub fn describe_cluster(&self) -> Result<crate::ClusterDescription, Error> {
+        self.runtime.block_on(self.inner.describe_cluster())
+    }
+
     /// Grows `topic` to `total_partitions` partitions.
     pub fn create_partitions(&self, topic: &str, total_partitions: i32) -> Result<(), Error> {
         self.runtime

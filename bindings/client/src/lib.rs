@@ -51,8 +51,8 @@ mod partitioner;
 mod producer;
 
 pub use admin::{
-    Admin, AdminConfig, ConfigEntry, ConfigOp, GroupDescription, GroupListing, GroupState,
-    MemberDescription, NewTopic, OffsetSpec,
+    Admin, AdminConfig, BrokerDescription, ClusterDescription, ConfigEntry, ConfigOp,
+    GroupDescription, GroupListing, GroupState, MemberDescription, NewTopic, OffsetSpec,
 };
 pub use assignor::Assignor;
 pub use brook_core::record::{Compression, Header};

@@ -513,14 +513,30 @@ impl<P: StorageProvider> Broker<P> {
                 return response;
             }
         }
-        let node = BrokerId(self.config.node_id);
         response.cluster_id = StrBytes::from_string(self.cluster_id.clone());
-        response.controller_id = node;
-        let mut broker = DescribeClusterBroker::default();
-        broker.broker_id = node;
-        broker.host = StrBytes::from_string(self.config.advertised_host.clone());
-        broker.port = self.config.advertised_port;
-        response.brokers = vec![broker];
+        match &self.member {
+            // A cluster member: the unfenced brokers of the metadata, and the active
+            // controller (-1 while there is none), as Metadata names them.
+            Some(member) => {
+                response.controller_id = BrokerId(member.controller_id());
+                for (node, host, port) in member.serving_brokers() {
+                    let mut entry = DescribeClusterBroker::default();
+                    entry.broker_id = BrokerId(node);
+                    entry.host = StrBytes::from_string(host.to_string());
+                    entry.port = port;
+                    response.brokers.push(entry);
+                }
+            }
+            None => {
+                let node = BrokerId(self.config.node_id);
+                response.controller_id = node;
+                let mut broker = DescribeClusterBroker::default();
+                broker.broker_id = node;
+                broker.host = StrBytes::from_string(self.config.advertised_host.clone());
+                broker.port = self.config.advertised_port;
+                response.brokers = vec![broker];
+            }
+        }
         if request.include_cluster_authorized_operations {
             response.cluster_authorized_operations = CLUSTER_OPERATIONS_ALL;
         }

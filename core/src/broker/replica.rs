@@ -49,6 +49,21 @@ pub(crate) struct Member {
     wanted_topics: Vec<String>,
 }
 
+impl Member {
+    /// The active controller's id, -1 while there is none (as Metadata and DescribeCluster
+    /// answer it).
+    pub(crate) fn controller_id(&self) -> i32 {
+        self.controller.map_or(-1, |n| n.0)
+    }
+
+    /// The brokers clients are told of: the unfenced ones, as (id, host, port).
+    pub(crate) fn serving_brokers(&self) -> impl Iterator<Item = (i32, &str, i32)> {
+        let brokers = self.image.brokers().iter();
+        let serving = brokers.filter(|(_, broker)| !broker.fenced);
+        serving.map(|(node, b)| (node.0, b.registration.host.as_str(), b.registration.port))
+    }
+}
+
 /// acks=all produces waiting for their records to be committed, and those answered since.
 #[derive(Default)]
 pub(crate) struct ParkedProduces {
@@ -697,21 +712,18 @@ impl<P: StorageProvider> Broker<P> {
         let member = self.member.as_mut().expect("a member broker");
         let image = &member.image;
         let mut response = MetadataResponse::default();
-        for (node, broker) in image.brokers() {
-            if broker.fenced {
-                continue;
-            }
+        for (node, host, port) in member.serving_brokers() {
             let mut entry = MetadataResponseBroker::default();
-            entry.node_id = BrokerId(node.0);
-            entry.host = StrBytes::from_string(broker.registration.host.clone());
-            entry.port = broker.registration.port;
+            entry.node_id = BrokerId(node);
+            entry.host = StrBytes::from_string(host.to_string());
+            entry.port = port;
             response.brokers.push(entry);
         }
         if version >= 2 {
             response.cluster_id = Some(StrBytes::from_string(cluster_id));
         }
         if version >= 1 {
-            response.controller_id = BrokerId(member.controller.map_or(-1, |n| n.0));
+            response.controller_id = BrokerId(member.controller_id());
         }
         let names = names.unwrap_or_else(|| image.topics().keys().cloned().collect());
         let mut wanted = Vec::new();

@@ -9,6 +9,7 @@
 //! failure becomes a [`ToolError`], which `main` prints as one `error: …` line before
 //! exiting non-zero.
 
+pub mod cluster;
 pub mod consume;
 pub mod groups;
 pub mod produce;

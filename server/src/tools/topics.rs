@@ -1,6 +1,6 @@
 //! `brook topics`: create, list, describe and delete topics (like `kafka-topics`).
 
-use brook_client::{blocking, ConfigEntry, Error, ErrorCode, NewTopic, TopicInfo};
+use brook_client::{blocking, ConfigEntry, Error, ErrorCode, NewTopic, PartitionInfo, TopicInfo};
 use clap::{Args, Subcommand};
 
 use super::{ConnectArgs, ToolError};
@@ -139,16 +139,21 @@ fn format_description(info: &TopicInfo, configs: Option<&[(String, String)]>) ->
     }
     text.push('\n');
     for partition in &info.partitions {
-        text.push_str(&format!(
-            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\n",
-            info.name,
-            partition.partition,
-            partition.leader,
-            join_ids(&partition.replicas),
-            join_ids(&partition.isr),
-        ));
+        text.push_str(&partition_line(&info.name, partition));
+        text.push('\n');
     }
     text
+}
+
+/// One partition as kafka-topics describes it (a tab first, no newline).
+pub(super) fn partition_line(topic: &str, partition: &PartitionInfo) -> String {
+    format!(
+        "\tTopic: {topic}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
+        partition.partition,
+        partition.leader,
+        join_ids(&partition.replicas),
+        join_ids(&partition.isr),
+    )
 }
 
 fn join_ids(ids: &[i32]) -> String {
@@ -164,7 +169,6 @@ fn delete_topic(admin: &blocking::Admin, name: &str) -> Result<String, ToolError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brook_client::PartitionInfo;
 
     #[test]
     fn topics_config_flags_must_be_key_value() {

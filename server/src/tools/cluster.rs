@@ -1,0 +1,160 @@
+//! `brook cluster describe`: the cluster's brokers, its controller, and every partition's
+//! leader, replicas and in-sync replicas, with the partitions that need attention
+//! (under-replicated, offline) and how leadership is spread over the brokers.
+
+use std::collections::BTreeMap;
+
+use brook_client::{blocking, ClusterDescription, TopicInfo};
+use clap::{Args, Subcommand};
+
+use super::topics::partition_line;
+use super::{ConnectArgs, ToolError};
+
+/// Flags of `brook cluster`.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Where the cluster is (any node).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The `brook cluster` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Show the brokers, the controller and every partition's leader, replicas and ISR.
+    Describe,
+}
+
+/// Runs `brook cluster …`, printing results on stdout.
+pub fn run(args: ClusterArgs) -> Result<(), ToolError> {
+    let admin = super::admin(&args.connect.bootstrap)?;
+    let text = match args.command {
+        ClusterCommand::Describe => describe(&admin)?,
+    };
+    super::print(&text)
+}
+
+fn describe(admin: &blocking::Admin) -> Result<String, ToolError> {
+    let cluster = admin.describe_cluster()?;
+    let mut topics = Vec::new();
+    for name in admin.list_topics()? {
+        topics.push(super::topic_info(admin, &name, false)?);
+    }
+    Ok(format_cluster(&cluster, &topics))
+}
+
+/// The description as text: the cluster line, one line per broker (with the partitions it
+/// leads and holds), a summary, and one line per partition, marked when it is
+/// under-replicated (fewer in sync than replicas) or offline (no leader).
+fn format_cluster(cluster: &ClusterDescription, topics: &[TopicInfo]) -> String {
+    let controller = cluster
+        .controller
+        .map_or_else(|| "none".to_string(), |id| id.to_string());
+    let mut text = format!(
+        "Cluster: {}\tController: {controller}\tBrokers: {}\n",
+        cluster.cluster_id,
+        cluster.brokers.len()
+    );
+    let mut leads: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut holds: BTreeMap<i32, usize> = BTreeMap::new();
+    let partitions = topics.iter().flat_map(|t| t.partitions.iter());
+    for partition in partitions.clone() {
+        *leads.entry(partition.leader).or_default() += 1;
+        for replica in &partition.replicas {
+            *holds.entry(*replica).or_default() += 1;
+        }
+    }
+    for broker in &cluster.brokers {
+        text.push_str(&format!(
+            "\tBroker: {}\t{}:{}\tLeaders: {}\tReplicas: {}\n",
+            broker.id,
+            broker.host,
+            broker.port,
+            leads.get(&broker.id).copied().unwrap_or(0),
+            holds.get(&broker.id).copied().unwrap_or(0),
+        ));
+    }
+    let count = partitions.clone().count();
+    let under = partitions
+        .clone()
+        .filter(|p| p.isr.len() < p.replicas.len());
+    let offline = partitions.clone().filter(|p| p.leader < 0).count();
+    text.push_str(&format!(
+        "Partitions: {count}\tUnder-replicated: {}\tOffline: {offline}\n",
+        under.count()
+    ));
+    for topic in topics {
+        for p in &topic.partitions {
+            let mut state = String::new();
+            if p.leader < 0 {
+                state.push_str("\toffline");
+            } else if p.isr.len() < p.replicas.len() {
+                state.push_str("\tunder-replicated");
+            }
+            text.push_str(&partition_line(&topic.name, p));
+            text.push_str(&state);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brook_client::{BrokerDescription, PartitionInfo};
+
+    fn partition(partition: i32, leader: i32, isr: Vec<i32>) -> PartitionInfo {
+        PartitionInfo {
+            partition,
+            leader,
+            leader_epoch: 0,
+            replicas: vec![1, 2, 3],
+            isr,
+        }
+    }
+
+    #[test]
+    fn cluster_describe_text_counts_leaders_and_marks_partitions_in_trouble() {
+        let broker = |id| BrokerDescription {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9090 + id,
+        };
+        let cluster = ClusterDescription {
+            cluster_id: "c1".into(),
+            controller: Some(2),
+            brokers: vec![broker(1), broker(2), broker(3)],
+        };
+        let topic = TopicInfo {
+            name: "orders".into(),
+            topic_id: None,
+            is_internal: false,
+            partitions: vec![
+                partition(0, 1, vec![1, 2, 3]),
+                partition(1, 1, vec![1, 3]),
+                partition(2, -1, vec![]),
+            ],
+        };
+        let text = format_cluster(&cluster, &[topic]);
+        assert_eq!(
+            text,
+            "Cluster: c1\tController: 2\tBrokers: 3\n\
+             \tBroker: 1\t127.0.0.1:9091\tLeaders: 2\tReplicas: 3\n\
+             \tBroker: 2\t127.0.0.1:9092\tLeaders: 0\tReplicas: 3\n\
+             \tBroker: 3\t127.0.0.1:9093\tLeaders: 0\tReplicas: 3\n\
+             Partitions: 3\tUnder-replicated: 2\tOffline: 1\n\
+             \tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,2,3\n\
+             \tTopic: orders\tPartition: 1\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,3\tunder-replicated\n\
+             \tTopic: orders\tPartition: 2\tLeader: -1\tReplicas: 1,2,3\tIsr: \toffline\n"
+        );
+        let leaderless = ClusterDescription {
+            controller: None,
+            ..cluster
+        };
+        assert!(format_cluster(&leaderless, &[]).starts_with("Cluster: c1\tController: none"));
+    }
+}
