@@ -462,8 +462,17 @@ def test_cluster_delete_records_moves_the_log_start_on_every_replica(cluster, to
             lambda: leaders(cluster, topic_name)[0] not in (leader, -1),
         )
         consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "unused"})
+
+        def watermarks():
+            # A new leader answers OFFSET_NOT_AVAILABLE until its high watermark caught up.
+            try:
+                return consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=5)
+            except KafkaException as err:
+                assert err.args[0].code() == KafkaError.OFFSET_NOT_AVAILABLE, err
+                return None
+
         try:
-            marks = consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+            marks = wait_until("the new leader's watermarks", watermarks)
         finally:
             consumer.close()
         assert marks == (12, 21)
