@@ -7,7 +7,7 @@
 //! After the safety phase every fault heals; the workload must finish, the replicas must
 //! converge, and the checkers must find nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,7 @@ use crate::group_member::{observe_group, start_members, GroupEvent, GROUP};
 use crate::node::now;
 use crate::node::{node_ip, MachineFaults};
 use crate::run::RunReport;
+use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::workload::{History, SharedHistory, PARTITIONS, TOPIC};
 use crate::Options;
@@ -60,6 +61,11 @@ enum Fault {
     KillMember(usize),
     /// A group member is cut off from every node (its session may expire while it runs on).
     IsolateMember(usize),
+    /// The node coordinating the group when the fault starts is killed (scenarios).
+    KillCoordinator,
+    /// The node coordinating the group when the fault starts is cut off from the other
+    /// nodes (scenarios).
+    IsolateCoordinator,
 }
 
 /// The faults of a run, drawn from its seed.
@@ -115,6 +121,25 @@ impl ClusterPlan {
     }
 }
 
+impl ClusterPlan {
+    /// The fixed schedule of a scenario.
+    fn scripted(scenario: Scenario) -> ClusterPlan {
+        let faults = match scenario {
+            // Members commit every half second: a kill 4 s in lands among them; the next
+            // coordinator is cut off once the first is back and in sync.
+            Scenario::CoordinatorFailoverMidCommit => vec![
+                (4_000, 6_000, Fault::KillCoordinator),
+                (13_000, 5_000, Fault::IsolateCoordinator),
+            ],
+        };
+        ClusterPlan {
+            faults,
+            segment_bytes: None,
+            peer_loss_per_mille: 0,
+        }
+    }
+}
+
 impl fmt::Display for ClusterPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cluster of 3")?;
@@ -152,7 +177,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
     // Producers, consumers, the setup, the group's observer and watcher, the final reader.
     let clients = PRODUCERS + WEAK_PRODUCERS + CONSUMERS + 4;
-    let plan = ClusterPlan::draw(nodes, options.safety_secs * 1000, clients);
+    let plan = match options.scenario {
+        Some(scenario) => ClusterPlan::scripted(scenario),
+        None => ClusterPlan::draw(nodes, options.safety_secs * 1000, clients),
+    };
     trace.record(format!("seed {seed} plan {plan}"));
     let registry: Registry = Arc::default();
     let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
@@ -235,20 +263,53 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let loads = watch_group_loads(registry.clone(), nodes, stop.clone(), history.clone());
     drop(madsim::task::spawn(loads));
 
+    // A scenario's schedule starts once the group has a coordinator (a slow election can
+    // hold the cluster's start back).
+    if options.scenario.is_some() {
+        let ready = madsim::time::Instant::now() + Duration::from_secs(60);
+        while coordinator_now(&registry, nodes, &vec![false; nodes as usize + 1]).is_none()
+            && madsim::time::Instant::now() < ready
+        {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // Safety phase: faults on.
     let net = NetSim::current();
     let phase_start = madsim::time::Instant::now();
-    let mut events: Vec<(u64, bool, Fault)> = Vec::new();
-    for &(at, duration, fault) in &plan.faults {
-        events.push((at, true, fault));
-        events.push((at + duration, false, fault));
+    let mut events: Vec<(u64, bool, usize, Fault)> = Vec::new();
+    for (index, &(at, duration, fault)) in plan.faults.iter().enumerate() {
+        events.push((at, true, index, fault));
+        events.push((at + duration, false, index, fault));
     }
     events.sort_by_key(|e| e.0);
     let node_id = |n: i32| node_handles[n as usize - 1].id();
     let mut down = vec![false; nodes as usize + 1];
     let mut power_lost = false;
-    for (at, start, fault) in events {
+    // The node a coordinator fault picked when it started, by fault.
+    let mut picked: BTreeMap<usize, i32> = BTreeMap::new();
+    for (at, start, index, fault) in events {
         madsim::time::sleep_until(phase_start + Duration::from_millis(at)).await;
+        let fault = match fault {
+            Fault::KillCoordinator | Fault::IsolateCoordinator => {
+                if start {
+                    match coordinator_now(&registry, nodes, &down) {
+                        Some(node) => picked.insert(index, node),
+                        None => {
+                            trace.record(format!("{} fault: no coordinator to hit", now().0));
+                            continue;
+                        }
+                    };
+                }
+                let Some(&node) = picked.get(&index) else {
+                    continue;
+                };
+                match fault {
+                    Fault::KillCoordinator => Fault::Kill(node),
+                    _ => Fault::Isolate(node),
+                }
+            }
+            other => other,
+        };
         match (fault, start) {
             (Fault::Kill(n) | Fault::PowerLoss(n), true) => {
                 if down[n as usize] {
@@ -293,6 +354,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                     handle.restart(members[m].id());
                     trace.record(format!("{} fault: member{m} restarted", now().0));
                 }
+            }
+            (Fault::KillCoordinator | Fault::IsolateCoordinator, _) => {
+                unreachable!("resolved to a node above")
             }
             (Fault::IsolateMember(m), cut) => {
                 for n in 1..=nodes {
@@ -405,6 +469,15 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     // Group commits are acks=all writes to `__consumer_offsets` (RF 3, min.insync.replicas
     // 2): no single power loss may take an acknowledged one back.
     crate::checker::check_group(&history, false, true, &mut verdict);
+    if options.scenario.is_some() && history.coordinators.len() < 2 {
+        verdict.failures.push(Failure {
+            checker: "scenario",
+            detail: format!(
+                "the group's coordinator never moved (seen on {:?})",
+                history.coordinators
+            ),
+        });
+    }
     match converged {
         Ok(replicas) => check_replicas(&history, &replicas, &mut verdict.failures),
         Err(detail) => verdict.failures.push(Failure {
@@ -439,6 +512,18 @@ fn coordinator_loaded(history: &SharedHistory) {
     history.lock().expect("history").group_events.push(event);
 }
 
+/// The live node that coordinates the group now (in the newest leader epoch), if any.
+fn coordinator_now(registry: &Registry, nodes: i32, down: &[bool]) -> Option<i32> {
+    let registry = registry.lock().expect("registry");
+    let live = (1..=nodes).filter(|&id| !down[id as usize]);
+    let coordinating = live.filter_map(|id| {
+        let state = registry.get(&id)?.lock();
+        let epoch = state.node().broker().coordinator_epoch(GROUP)?;
+        Some((epoch.0, id))
+    });
+    coordinating.max().map(|(_, id)| id)
+}
+
 /// Until `stop`, records a [`GroupEvent::CoordinatorLoaded`] whenever a node is seen
 /// coordinating the group in a leader epoch it was not seen coordinating it in before (it
 /// loaded the group then, and its members' sessions started again).
@@ -463,6 +548,7 @@ async fn watch_group_loads(
         for load in loads {
             if seen.insert(load) {
                 coordinator_loaded(&history);
+                history.lock().expect("history").coordinators.insert(load.0);
             }
         }
         madsim::time::sleep(Duration::from_millis(100)).await;

@@ -33,6 +33,7 @@ pub mod group_member;
 pub mod node;
 #[cfg(madsim)]
 pub mod run;
+pub mod scenario;
 pub mod trace;
 #[cfg(madsim)]
 pub mod workload;
@@ -50,6 +51,8 @@ pub struct Options {
     pub trace: bool,
     /// Nodes: 1 runs a single broker; more run a cluster of that many nodes.
     pub nodes: usize,
+    /// A scripted fault schedule for the cluster run instead of the seed's plan.
+    pub scenario: Option<scenario::Scenario>,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             records_per_producer: 150,
             trace: false,
             nodes: 1,
+            scenario: None,
         }
     }
 }

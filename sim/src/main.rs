@@ -8,6 +8,8 @@
 //! scripts/sim --list-planted-bugs      bugs the checkers must catch
 //! scripts/sim --plant-bug NAME --seeds 1..50   find a failing seed for a planted bug
 //! scripts/sim --nodes 3 --seeds 1..50  a three-node cluster (quorum, replication, failover)
+//! scripts/sim --list-scenarios         scripted fault schedules of the 3-node run
+//! scripts/sim --scenario NAME --seeds 1..20   one of them over a range of seeds
 //! options: --safety-secs S  --liveness-secs S  --records N (alias --steps N)
 //!          --sim-time S (the whole run at most S simulated seconds: safety, then liveness)
 //! ```
@@ -45,6 +47,7 @@ mod cli {
 
     use brook_core::planted::{plant, PlantedBug};
     use brook_sim::run::{run_seed, RunReport};
+    use brook_sim::scenario::Scenario;
     use brook_sim::Options;
 
     struct Args {
@@ -53,6 +56,7 @@ mod cli {
         bug: Option<PlantedBug>,
         determinism: bool,
         list_bugs: bool,
+        list_scenarios: bool,
     }
 
     fn parse() -> Result<Args, String> {
@@ -62,6 +66,7 @@ mod cli {
             bug: None,
             determinism: false,
             list_bugs: false,
+            list_scenarios: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -104,6 +109,13 @@ mod cli {
                     args.options.nodes = nodes as usize;
                 }
                 "--determinism" => args.determinism = true,
+                "--list-scenarios" => args.list_scenarios = true,
+                "--scenario" => {
+                    let name = value("--scenario")?;
+                    let scenario = Scenario::from_name(&name)
+                        .ok_or(format!("unknown scenario {name:?} (see --list-scenarios)"))?;
+                    args.options.scenario = Some(scenario);
+                }
                 "--list-planted-bugs" => args.list_bugs = true,
                 "--plant-bug" => {
                     let name = value("--plant-bug")?;
@@ -131,7 +143,16 @@ mod cli {
             }
             return ExitCode::SUCCESS;
         }
+        if args.list_scenarios {
+            for scenario in Scenario::ALL {
+                say!("{} — {}", scenario.name(), scenario.description());
+            }
+            return ExitCode::SUCCESS;
+        }
         plant(args.bug);
+        if args.options.scenario.is_some() {
+            args.options.nodes = 3;
+        }
         if args.bug.is_some_and(|bug| bug.needs_cluster()) && args.options.nodes == 1 {
             args.options.nodes = 3;
         }
@@ -150,7 +171,12 @@ mod cli {
             1 => String::new(),
             n => format!(" --nodes {n}"),
         };
-        format!("scripts/sim{nodes} --seed {seed}{bug}")
+        let scenario = args
+            .options
+            .scenario
+            .map(|s| format!(" --scenario {}", s.name()))
+            .unwrap_or_default();
+        format!("scripts/sim{nodes} --seed {seed}{bug}{scenario}")
     }
 
     fn run_range(args: &Args) -> ExitCode {

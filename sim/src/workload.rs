@@ -88,6 +88,8 @@ pub struct History {
     pub final_read_done: bool,
     /// What the consumer-group members saw, in order.
     pub group_events: Vec<crate::group_member::GroupEvent>,
+    /// The nodes seen coordinating the consumer group (cluster run).
+    pub coordinators: std::collections::BTreeSet<i32>,
     /// Committed offsets read after healing, per partition.
     pub final_committed: BTreeMap<i32, i64>,
     /// Producer epochs an idempotent producer bumped to after the broker lost its sequence
