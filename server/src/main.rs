@@ -263,6 +263,28 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         _ = wait_for_signal() => false,
         _ = thread.ended() => true,
     };
+    if !failed {
+        if let Some(cluster) = &config.cluster {
+            // A controlled shutdown: leadership moves to the other replicas (and the quorum
+            // to another voter) while this node still answers, so clients move without
+            // errors. Bounded by the session timeout, after which the controller would have
+            // fenced this node anyway.
+            tracing::info!("controlled shutdown: handing leadership over");
+            thread.begin_shutdown();
+            let limit = std::time::Duration::from_millis(cluster.session_timeout_ms.max(0) as u64);
+            tokio::select! {
+                _ = thread.handed_off() => {
+                    tracing::info!("controlled shutdown: leadership handed over")
+                }
+                _ = tokio::time::sleep(limit) => tracing::warn!(
+                    "controlled shutdown: leadership not handed over within {} ms; stopping",
+                    cluster.session_timeout_ms
+                ),
+                // A second signal stops at once.
+                _ = wait_for_signal() => tracing::warn!("controlled shutdown cut short"),
+            }
+        }
+    }
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = server.await;

@@ -6,7 +6,9 @@
 //! transport. Storage work (appends, syncs, recovery, retention) thus runs on this thread,
 //! never under a lock on tokio's worker threads, and the tokio side only moves bytes.
 //! [`NodeThread::stop`] is an input like the others: the requests sent before it are
-//! answered, then the machine closes its logs and the thread ends.
+//! answered, then the machine closes its logs and the thread ends. Before it, a controlled
+//! shutdown ([`NodeThread::begin_shutdown`]) lets a cluster node hand its leadership over
+//! while it still serves; [`NodeThread::handed_off`] returns once it has.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -51,6 +53,8 @@ pub enum Input {
     },
     /// The connection from or to a peer node was lost.
     PeerDown(NodeId),
+    /// Begin a controlled shutdown: hand leadership over, keep serving.
+    BeginShutdown,
     /// Answer what came before, close the logs and end.
     Stop,
 }
@@ -69,6 +73,8 @@ pub struct NodeThread {
     thread: JoinHandle<Result<(), String>>,
     /// Fires when the thread ends.
     ended: tokio::sync::watch::Receiver<bool>,
+    /// Fires when a controlled shutdown has handed over what it can.
+    handed_off: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeThread {
@@ -86,10 +92,12 @@ impl NodeThread {
         receiver: mpsc::Receiver<Input>,
     ) -> NodeThread {
         let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        let (handed_tx, handed_off) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("brook-driver".into())
             .spawn(move || {
-                let result = run(Driver::new(machine, now()), receiver, peers);
+                let driver = Driver::new(machine, now());
+                let result = run(driver, receiver, peers, handed_tx);
                 let _ = ended_tx.send(true);
                 result
             })
@@ -98,7 +106,19 @@ impl NodeThread {
             inputs,
             thread,
             ended,
+            handed_off,
         }
+    }
+
+    /// Begins a controlled shutdown (see the module doc).
+    pub fn begin_shutdown(&self) {
+        let _ = self.inputs.send(Input::BeginShutdown);
+    }
+
+    /// Returns once a controlled shutdown has handed over what it can (or the thread ended).
+    pub async fn handed_off(&self) {
+        let mut handed_off = self.handed_off.clone();
+        let _ = handed_off.wait_for(|done| *done).await;
     }
 
     /// A sender of inputs, for connection tasks and the peer transport.
@@ -125,8 +145,10 @@ fn run<M: Machine>(
     mut driver: Driver<M>,
     inputs: mpsc::Receiver<Input>,
     peers: PeerSender,
+    handed_off: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), String> {
     let mut connections = std::collections::HashMap::new();
+    let mut shutting_down = false;
     loop {
         let wait = (driver.next_deadline().0 - now().0).max(0) as u64;
         let handled = match inputs.recv_timeout(Duration::from_millis(wait)) {
@@ -151,6 +173,10 @@ fn run<M: Machine>(
             }
             Ok(Input::Peer { from, bytes }) => driver.handle_peer_message(now(), from, &bytes),
             Ok(Input::PeerDown(peer)) => driver.handle_peer_down(now(), peer),
+            Ok(Input::BeginShutdown) => {
+                shutting_down = true;
+                driver.begin_shutdown(now())
+            }
         };
         let ticked = if driver.next_deadline() <= now() {
             driver.handle_tick(now())
@@ -176,6 +202,9 @@ fn run<M: Machine>(
                 }
                 Effect::Peer { to, bytes } => peers.send(to, bytes),
             }
+        }
+        if shutting_down && driver.shutdown_complete() && !*handed_off.borrow() {
+            let _ = handed_off.send(true);
         }
         if let Err(err) = handled.and(ticked) {
             tracing::error!("the node stopped: {err}");

@@ -99,7 +99,7 @@ impl Cluster {
         let incarnation = self.nodes[&id].incarnation;
         let records = self
             .controller
-            .heartbeat(Millis(self.now), NodeId(id), incarnation, true)
+            .heartbeat(Millis(self.now), NodeId(id), incarnation, true, false)
             .unwrap();
         self.commit(records);
     }

@@ -533,6 +533,7 @@ impl<P: StorageProvider> Broker<P> {
         request: &FetchRequest,
     ) -> BTreeMap<(String, i32), Result<Option<EpochEnd>, ErrorCode>> {
         let follower = NodeId(request.replica_id.0);
+        let eligible = self.image().is_some_and(|image| image.is_active(follower));
         let mut verdicts = BTreeMap::new();
         for topic in &request.topics {
             let name = topic.topic.0.as_str();
@@ -549,6 +550,7 @@ impl<P: StorageProvider> Broker<P> {
                             fetch_offset: Offset(wanted.fetch_offset),
                             last_fetched_epoch: (wanted.last_fetched_epoch >= 0)
                                 .then_some(LeaderEpoch(wanted.last_fetched_epoch)),
+                            eligible,
                         };
                         match partition.serve_follower(now, fetch, wanted.current_leader_epoch) {
                             Ok(ReplicaServe::Records) => Ok(None),

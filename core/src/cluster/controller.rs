@@ -123,7 +123,10 @@ impl Controller {
 
     /// A broker heartbeats. `caught_up` says it has applied the metadata log up to its own
     /// registration; the first such heartbeat unfences it, and the partitions left without
-    /// a leader that it is in sync for elect it.
+    /// a leader that it is in sync for elect it. `shutting_down` asks for a controlled
+    /// shutdown: the broker is fenced at once — the partitions it leads elect other in-sync
+    /// leaders, it leaves the ISRs it is not the last member of — and stays fenced while it
+    /// asks, so it can stop once its image shows that it leads nothing.
     ///
     /// Errors: `BROKER_ID_NOT_REGISTERED` for an unknown node, `STALE_BROKER_EPOCH` for an
     /// incarnation that is not the registered one.
@@ -133,6 +136,7 @@ impl Controller {
         node: NodeId,
         incarnation: u64,
         caught_up: bool,
+        shutting_down: bool,
     ) -> Result<Vec<MetadataRecord>, ErrorCode> {
         let broker = self
             .image
@@ -145,7 +149,11 @@ impl Controller {
         let fenced = broker.fenced;
         self.sessions.insert(node, now);
         let mut records = Vec::new();
-        if fenced && caught_up {
+        if shutting_down {
+            if !fenced {
+                self.fence(node, &mut records);
+            }
+        } else if fenced && caught_up {
             self.push(&mut records, MetadataRecord::UnfenceBroker { node });
             self.elect_leaderless(&mut records);
         }

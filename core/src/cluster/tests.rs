@@ -28,7 +28,7 @@ fn cluster(brokers: i32) -> (Controller, Vec<MetadataRecord>) {
         log.extend(controller.register_broker(Millis(0), registration(node, 1), false));
         log.extend(
             controller
-                .heartbeat(Millis(0), NodeId(node), 1, true)
+                .heartbeat(Millis(0), NodeId(node), 1, true, false)
                 .unwrap(),
         );
     }
@@ -149,7 +149,7 @@ fn controller_fences_a_silent_broker_and_elects_from_the_isr() {
     for t in [3_000, 6_000, 9_000] {
         for node in [2, 3] {
             assert!(controller
-                .heartbeat(Millis(t), NodeId(node), 1, true)
+                .heartbeat(Millis(t), NodeId(node), 1, true, false)
                 .unwrap()
                 .is_empty());
         }
@@ -189,7 +189,7 @@ fn controller_fences_a_silent_broker_and_elects_from_the_isr() {
     // Coming back does not make it leader or in sync: its leader adds it once it caught up.
     assert_eq!(
         controller
-            .heartbeat(Millis(20_000), NodeId(1), 1, true)
+            .heartbeat(Millis(20_000), NodeId(1), 1, true, false)
             .unwrap(),
         [MetadataRecord::UnfenceBroker { node: NodeId(1) }]
     );
@@ -227,9 +227,13 @@ fn controller_keeps_the_last_in_sync_replica_and_waits_for_it() {
     assert_eq!(p.leader_epoch, LeaderEpoch(1));
     // The follower coming and going changes nothing; the old leader's return elects it.
     controller.fence_broker(follower);
-    controller.heartbeat(Millis(1), follower, 1, true).unwrap();
+    controller
+        .heartbeat(Millis(1), follower, 1, true, false)
+        .unwrap();
     assert_eq!(partition(&controller, "orders", 0).leader, None);
-    controller.heartbeat(Millis(1), leader, 1, true).unwrap();
+    controller
+        .heartbeat(Millis(1), leader, 1, true, false)
+        .unwrap();
     let p = partition(&controller, "orders", 0);
     assert_eq!(p.leader, Some(leader));
     assert_eq!(p.leader_epoch, LeaderEpoch(2));
@@ -296,7 +300,9 @@ fn controller_alter_partition_checks_leader_epochs_and_eligibility() {
         controller.alter_partition(join.clone()).unwrap_err(),
         ErrorCode::IneligibleReplica
     );
-    controller.heartbeat(Millis(1), others[1], 1, true).unwrap();
+    controller
+        .heartbeat(Millis(1), others[1], 1, true, false)
+        .unwrap();
     let (joined, _) = controller.alter_partition(join).unwrap();
     assert_eq!(joined.isr.len(), 3);
 }
@@ -316,22 +322,24 @@ fn controller_fences_the_old_incarnation_when_a_broker_restarts() {
         assert!(!p.isr.contains(&NodeId(2)));
     }
     assert_eq!(
-        controller.heartbeat(Millis(6), NodeId(2), 1, true),
+        controller.heartbeat(Millis(6), NodeId(2), 1, true, false),
         Err(ErrorCode::StaleBrokerEpoch)
     );
     assert_eq!(
-        controller.heartbeat(Millis(6), NodeId(7), 1, true),
+        controller.heartbeat(Millis(6), NodeId(7), 1, true, false),
         Err(ErrorCode::BrokerIdNotRegistered)
     );
     assert!(
         controller
-            .heartbeat(Millis(6), NodeId(2), 2, false)
+            .heartbeat(Millis(6), NodeId(2), 2, false, false)
             .unwrap()
             .is_empty(),
         "not caught up: stays fenced"
     );
     assert!(!controller.image().is_active(NodeId(2)));
-    controller.heartbeat(Millis(7), NodeId(2), 2, true).unwrap();
+    controller
+        .heartbeat(Millis(7), NodeId(2), 2, true, false)
+        .unwrap();
     assert!(controller.image().is_active(NodeId(2)));
 }
 
@@ -409,7 +417,7 @@ proptest! {
             let before = controller.image().clone();
             let records = match step {
                 Step::Heartbeat(n) => controller
-                    .heartbeat(Millis(now), NodeId(n), incarnations[n as usize], true)
+                    .heartbeat(Millis(now), NodeId(n), incarnations[n as usize], true, false)
                     .unwrap(),
                 Step::Restart(n, power_lost) => {
                     incarnations[n as usize] += 1;
@@ -494,8 +502,12 @@ fn controller_elects_an_eligible_replica_when_the_last_in_sync_one_lost_power() 
     controller.register_broker(Millis(1), registration(second.0, 2), false);
     let p = partition(&controller, "orders", 0);
     assert_eq!((p.isr.clone(), p.elr.clone()), (vec![leader], vec![second]));
-    controller.heartbeat(Millis(2), second, 2, true).unwrap();
-    controller.heartbeat(Millis(2), third, 1, true).unwrap();
+    controller
+        .heartbeat(Millis(2), second, 2, true, false)
+        .unwrap();
+    controller
+        .heartbeat(Millis(2), third, 1, true, false)
+        .unwrap();
     // The leader comes back from a power loss: it leaves the ISR although it was the last
     // member, and the eligible replica leads.
     controller.register_broker(Millis(3), registration(leader.0, 2), true);

@@ -59,6 +59,12 @@ pub trait Machine {
     /// Whether client requests are served now.
     fn is_serving(&self) -> bool;
 
+    /// Begins a controlled shutdown: hand leadership and duties to peers.
+    fn begin_shutdown(&mut self, now: Millis) -> Result<(), NodeError>;
+
+    /// Whether a controlled shutdown has handed over what it can, so the shell may stop.
+    fn shutdown_complete(&self) -> bool;
+
     /// The failures of background work since the last call.
     fn poll_background_errors(&mut self) -> Vec<String>;
 
@@ -116,6 +122,14 @@ impl<P: StorageProvider> Machine for Broker<P> {
     }
 
     fn is_serving(&self) -> bool {
+        true
+    }
+
+    fn begin_shutdown(&mut self, _: Millis) -> Result<(), NodeError> {
+        Ok(()) // nothing to hand over
+    }
+
+    fn shutdown_complete(&self) -> bool {
         true
     }
 
@@ -180,6 +194,14 @@ impl<P: StorageProvider> Machine for ClusterNode<P> {
 
     fn is_serving(&self) -> bool {
         ClusterNode::is_serving(self)
+    }
+
+    fn begin_shutdown(&mut self, now: Millis) -> Result<(), NodeError> {
+        ClusterNode::begin_shutdown(self, now)
+    }
+
+    fn shutdown_complete(&self) -> bool {
+        ClusterNode::shutdown_complete(self)
     }
 
     fn poll_background_errors(&mut self) -> Vec<String> {

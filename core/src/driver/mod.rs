@@ -247,6 +247,17 @@ impl<M: Machine> Driver<M> {
         }
     }
 
+    /// Begins a controlled shutdown (the machine hands its leadership to peers); the shell
+    /// keeps driving until [`Driver::shutdown_complete`], or its timeout, then stops.
+    pub fn begin_shutdown(&mut self, now: Millis) -> Result<(), NodeError> {
+        self.step(|machine| machine.begin_shutdown(now))
+    }
+
+    /// Whether a controlled shutdown handed over what it can (always, once failed).
+    pub fn shutdown_complete(&self) -> bool {
+        self.failed.is_some() || self.machine.shutdown_complete()
+    }
+
     /// Drains the effects of the inputs so far, in the order they must be carried out.
     pub fn poll_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)

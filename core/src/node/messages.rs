@@ -22,7 +22,8 @@ pub enum PeerMessage {
     /// To the controller: a broker (re)registers; `lost_unsynced` when its machine lost power
     /// since it last ran.
     Register(BrokerRegistration, bool),
-    /// To the controller: a broker is alive; `caught_up` once it applied its registration.
+    /// To the controller: a broker is alive; `caught_up` once it applied its registration,
+    /// `shutting_down` while it stops.
     Heartbeat {
         /// The broker.
         node: NodeId,
@@ -30,6 +31,9 @@ pub enum PeerMessage {
         incarnation: u64,
         /// Whether it applied the metadata log up to its registration.
         caught_up: bool,
+        /// Whether it is stopping (a controlled shutdown): the controller moves its
+        /// leadership away and keeps it fenced.
+        shutting_down: bool,
     },
     /// To the controller: a leader's ISR change (AlterPartition).
     AlterPartition(IsrChange),
@@ -158,11 +162,12 @@ impl PeerMessage {
                 node,
                 incarnation,
                 caught_up,
+                shutting_down,
             } => {
                 out.put_u8(3);
                 out.put_i32(node.0);
                 out.put_u64(*incarnation);
-                out.put_u8(u8::from(*caught_up));
+                out.put_u8(u8::from(*caught_up) | (u8::from(*shutting_down) << 1));
             }
             PeerMessage::AlterPartition(change) => {
                 out.put_u8(4);
@@ -266,11 +271,17 @@ impl PeerMessage {
                 }
                 _ => return Err(MessageDecodeError("bad registration".into())),
             },
-            3 => PeerMessage::Heartbeat {
-                node: NodeId(get_i32(input)?),
-                incarnation: get_u64(input)?,
-                caught_up: get_u8(input)? != 0,
-            },
+            3 => {
+                let node = NodeId(get_i32(input)?);
+                let incarnation = get_u64(input)?;
+                let flags = get_u8(input)?;
+                PeerMessage::Heartbeat {
+                    node,
+                    incarnation,
+                    caught_up: flags & 1 != 0,
+                    shutting_down: flags & 2 != 0,
+                }
+            }
             4 => {
                 let leader = NodeId(get_i32(input)?);
                 let topic_id = uuid::Uuid::from_u128(get_u128(input)?);

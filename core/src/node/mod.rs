@@ -156,6 +156,10 @@ pub struct ClusterNode<P: StorageProvider> {
     next_topic_change: u64,
     /// Peers whose connection the driver reported lost, until they send again.
     peers_down: std::collections::BTreeSet<NodeId>,
+    /// A controlled shutdown began ([`ClusterNode::begin_shutdown`]).
+    shutting_down: bool,
+    /// When this node last asked a voter to take over the quorum's leadership.
+    last_transfer: Option<Millis>,
     completed: Vec<Completed>,
 }
 
@@ -205,6 +209,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             topic_changes: BTreeMap::new(),
             next_topic_change: 0,
             peers_down: Default::default(),
+            shutting_down: false,
+            last_transfer: None,
             completed: Vec::new(),
         };
         // The committed log is replayed into an image first and the broker takes only the
@@ -252,7 +258,42 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// the controller unfenced it. Before, its image may name it leader of partitions that
     /// moved while it was away; the driver does not serve clients then.
     pub fn is_serving(&self) -> bool {
-        self.caught_up() && self.image().is_active(self.node)
+        let active = self.image().is_active(self.node);
+        // Fenced for its controlled shutdown, it still answers: Metadata names the new
+        // leaders, a produce gets NOT_LEADER_OR_FOLLOWER, so clients move without a
+        // dropped connection.
+        self.caught_up() && (active || self.shutting_down)
+    }
+
+    /// Begins a controlled shutdown (SIGTERM): the node asks the controller to move its
+    /// leadership away and fence it, keeps serving meanwhile, and — once its image shows
+    /// that — hands the quorum's leadership to another voter if it holds it. The shell
+    /// stops the node when [`ClusterNode::shutdown_complete`] says so (or after a timeout).
+    pub fn begin_shutdown(&mut self, now: Millis) -> Result<(), NodeError> {
+        self.shutting_down = true;
+        self.last_heartbeat = None; // ask at once
+        self.pump(now)
+    }
+
+    /// Whether a controlled shutdown has moved everything it can: this node leads no
+    /// partition, is fenced, and does not lead the quorum (unless it is the only voter).
+    /// A node not yet registered, or whose every peer is down, has nothing to hand over.
+    pub fn shutdown_complete(&self) -> bool {
+        let peers = self.image().brokers().keys().chain(&self.config.voters);
+        let alone = peers
+            .filter(|&&n| n != self.node)
+            .all(|n| self.peers_down.contains(n));
+        if !self.caught_up() || alone {
+            return true;
+        }
+        self.handed_off() && (!self.quorum.is_leader() || self.config.voters.len() == 1)
+    }
+
+    /// Whether the committed image shows this node fenced and leading nothing.
+    fn handed_off(&self) -> bool {
+        let image = self.image();
+        let partitions = image.topics().values().flat_map(|t| &t.partitions);
+        !image.is_active(self.node) && !partitions.into_iter().any(|p| p.leader == Some(self.node))
     }
 
     /// Whether this incarnation's registration is applied: every metadata decision made
@@ -359,9 +400,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                 node,
                 incarnation,
                 caught_up,
+                shutting_down,
             } => {
                 if let Some(controller) = &mut self.controller {
-                    if let Ok(records) = controller.heartbeat(now, node, incarnation, caught_up) {
+                    let decided =
+                        controller.heartbeat(now, node, incarnation, caught_up, shutting_down);
+                    if let Ok(records) = decided {
                         self.propose(records)?;
                     }
                 }
@@ -739,8 +783,17 @@ impl<P: StorageProvider> ClusterNode<P> {
                 node: self.node,
                 incarnation,
                 caught_up: true,
+                shutting_down: self.shutting_down,
             };
             let _ = self.send_to_controller(now, heartbeat);
+        }
+        if self.shutting_down
+            && self.handed_off()
+            && self.quorum.is_leader()
+            && resend(self.last_transfer, self.config.tick_ms * 5)
+        {
+            self.last_transfer = Some(now);
+            self.quorum.transfer_leadership();
         }
         if !registered {
             // Its partition roles may be stale until its registration is applied.

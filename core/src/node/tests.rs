@@ -740,6 +740,12 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             error_code: 37,
             message: "no".into(),
         },
+        PeerMessage::Heartbeat {
+            node: NodeId(2),
+            incarnation: 7,
+            caught_up: true,
+            shutting_down: true,
+        },
     ];
     for message in messages {
         let bytes = message.encode();
@@ -1083,4 +1089,55 @@ fn node_refuses_topics_with_bad_configs_or_names_before_proposing() {
         "nothing was proposed"
     );
     assert_eq!(h.create_topic(2, "good", 1), 0, "the cluster still works");
+}
+
+#[test]
+fn node_controlled_shutdown_moves_leadership_and_the_quorum_away_before_it_stops() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 3), 0);
+    for partition in 0..3 {
+        assert_eq!(h.produce("orders", partition, &values("a", 0..3)).0, 0);
+    }
+    // The controller stops: it leads the quorum and (spread over three nodes) a partition.
+    let stopping = h.controller().unwrap();
+    let led = (0..3).filter(|&p| h.leader_of(stopping, "orders", p) == Some(stopping));
+    assert!(led.count() > 0, "the stopping node leads a partition");
+    let began = h.now;
+    h.node(stopping).begin_shutdown(Millis(began)).unwrap();
+    while !h.node(stopping).shutdown_complete() {
+        assert!(h.now - began < 5_000, "the shutdown hands over within 5 s");
+        h.run(50, 50);
+    }
+    assert!(
+        h.node(stopping).is_serving(),
+        "it answers clients until it stops"
+    );
+    let other = (1..=3).find(|&n| n != stopping).unwrap();
+    assert_ne!(h.controller(), Some(stopping));
+    assert_ne!(h.node(other).quorum_leader(), Some(NodeId(stopping)));
+    let image = h.node(other).image().clone();
+    assert!(!image.is_active(NodeId(stopping)));
+    for p in &image.topic("orders").unwrap().partitions {
+        assert_ne!(p.leader, Some(NodeId(stopping)), "{p:?}");
+        assert!(!p.isr.contains(&NodeId(stopping)), "{p:?}");
+        assert!(p.leader.is_some(), "{p:?}");
+    }
+    // Producers carry on at the new leaders, before and after the node is gone.
+    for partition in 0..3 {
+        assert_eq!(h.produce("orders", partition, &values("b", 0..2)), (0, 3));
+    }
+    h.stop(stopping);
+    for partition in 0..3 {
+        assert_eq!(h.produce("orders", partition, &values("c", 0..2)), (0, 5));
+    }
+    // It comes back as any restarted node: unfenced, caught up, in every ISR again.
+    h.start(stopping);
+    h.run(10_000, 100);
+    let image = h.node(other).image().clone();
+    assert!(image.is_active(NodeId(stopping)));
+    for (partition, p) in image.topic("orders").unwrap().partitions.iter().enumerate() {
+        assert_eq!(p.isr.len(), 3, "{p:?}");
+        assert_eq!(h.log_of(stopping, "orders", partition as i32).1, 7);
+    }
 }

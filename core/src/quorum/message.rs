@@ -69,9 +69,11 @@ pub(super) fn decode(receiver: &Receiver<'_>, from: u64, bytes: &[u8]) -> Result
         | MessageType::MsgRequestVoteResponse
         | MessageType::MsgHeartbeatResponse
         | MessageType::MsgRequestPreVote
-        | MessageType::MsgRequestPreVoteResponse => {}
-        // Local messages, leadership transfer, read index and proposal forwarding are never
-        // sent between Brook voters.
+        | MessageType::MsgRequestPreVoteResponse
+        // A leader handing its leadership over (a controlled shutdown).
+        | MessageType::MsgTimeoutNow => {}
+        // Local messages, read index and proposal forwarding are never sent between Brook
+        // voters.
         other => return Err(format!("{other:?} is not exchanged between voters")),
     }
     Ok(message)

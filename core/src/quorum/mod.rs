@@ -346,6 +346,27 @@ impl<S: Storage> Quorum<S> {
             .map_err(|_| QuorumError::ProposalDropped)
     }
 
+    /// As the leader, hands the leadership to the voter whose log matches the most of this
+    /// one (raft's leadership transfer: it campaigns at once once caught up), so the quorum
+    /// need not wait out an election timeout when this voter stops. Returns the voter asked,
+    /// or `None` when this voter does not lead or has no peer.
+    pub fn transfer_leadership(&mut self) -> Option<NodeId> {
+        if self.failed || !self.is_leader() {
+            return None;
+        }
+        let own = self.raw.raft.id;
+        let (to, _) = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != own)
+            .map(|(id, progress)| (*id, progress.matched))
+            .max_by_key(|&(id, matched)| (matched, std::cmp::Reverse(id)))?;
+        self.raw.transfer_leader(to);
+        Some(node_id(to))
+    }
+
     /// Runs raft's Ready loop: persists and syncs the log and state, then returns the
     /// messages to send and what became committed.
     pub fn poll(&mut self) -> Result<QuorumOutput, QuorumError> {

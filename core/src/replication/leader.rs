@@ -42,6 +42,11 @@ pub struct FollowerFetch {
     pub fetch_offset: Offset,
     /// The epoch of its last batch (Fetch v12+), for the divergence check.
     pub last_fetched_epoch: Option<LeaderEpoch>,
+    /// Whether its broker may join ISRs: registered and unfenced. A fenced broker that still
+    /// fetches (stopping in a controlled shutdown, or cut off from the controller) is served
+    /// but neither rejoins the ISR nor counts as caught up, so it never holds the high
+    /// watermark back once it is gone (KIP-841).
+    pub eligible: bool,
 }
 
 /// How the leader answers a follower fetch that passed its checks.
@@ -302,8 +307,12 @@ impl LeaderState {
                 .filter(|&(_, end_then)| fetch.fetch_offset >= end_then)
                 .map(|(at, _)| at)
         };
-        if let Some(at) = caught_up_at {
-            progress.last_caught_up = Some(progress.last_caught_up.map_or(at, |t| t.max(at)));
+        match caught_up_at {
+            _ if !fetch.eligible => progress.last_caught_up = None,
+            Some(at) => {
+                progress.last_caught_up = Some(progress.last_caught_up.map_or(at, |t| t.max(at)))
+            }
+            None => {}
         }
         progress.last_fetch = Some((now, leader_end));
         progress.log_end_offset = Some(fetch.fetch_offset);
@@ -311,7 +320,8 @@ impl LeaderState {
         let mut update = LeaderUpdate::default();
         // A follower rejoins once it holds everything committed and has reached this
         // leader's epoch (below its start it may still hold another leader's tail).
-        if !self.isr.contains(&fetch.follower)
+        if fetch.eligible
+            && !self.isr.contains(&fetch.follower)
             && fetch.fetch_offset >= self.high_watermark
             && fetch.fetch_offset >= self.epoch_start_offset
         {

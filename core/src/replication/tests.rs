@@ -53,6 +53,7 @@ fn plain(follower: i32, offset: i64) -> FollowerFetch {
         follower: n(follower),
         fetch_offset: Offset(offset),
         last_fetched_epoch: None,
+        eligible: true,
     }
 }
 
@@ -294,6 +295,34 @@ fn a_follower_the_controller_took_out_of_the_isr_holds_nothing_back() {
     s.handle_append(Millis(6), Offset(20));
     assert_eq!(fetch(&mut s, 7, 2, 20).high_watermark, None, "3 holds 15");
     assert_eq!(fetch(&mut s, 8, 3, 20).high_watermark, Some(Offset(20)));
+}
+
+#[test]
+fn a_fenced_follower_that_still_fetches_neither_rejoins_nor_holds_the_watermark() {
+    let mut s = leader(&[1, 2, 3], 10, 10);
+    fetch(&mut s, 1, 2, 10);
+    fetch(&mut s, 1, 3, 10);
+    // 3 stops in a controlled shutdown: fenced, out of the ISR, still fetching at the end.
+    s.commit_isr(Millis(2), &[n(1), n(2)]);
+    let fenced = |offset| FollowerFetch {
+        eligible: false,
+        ..plain(3, offset)
+    };
+    let no_lookup = |_| panic!("no epoch was sent");
+    s.handle_follower_fetch(Millis(3), fenced(10), no_lookup, Offset(0))
+        .unwrap();
+    assert_eq!(
+        proposal(&s),
+        None,
+        "a fenced broker is not proposed for the ISR"
+    );
+    s.handle_append(Millis(4), Offset(15));
+    s.handle_follower_fetch(Millis(5), fenced(15), no_lookup, Offset(0))
+        .unwrap();
+    s.handle_append(Millis(6), Offset(20));
+    // 3 is gone now, caught up a moment ago: the survivors commit without waiting for it.
+    assert_eq!(fetch(&mut s, 7, 2, 20).high_watermark, Some(Offset(20)));
+    assert_eq!(isr(&s), vec![1, 2]);
 }
 
 #[test]
