@@ -34,6 +34,11 @@ pub struct FileConfig {
     pub broker_session_timeout_ms: Option<i64>,
     /// `broker.heartbeat.interval.ms`: how often a node heartbeats to the controller.
     pub broker_heartbeat_interval_ms: Option<i64>,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
+    /// replicas.
+    pub auto_leader_rebalance_enable: Option<bool>,
+    /// `leader.imbalance.check.interval.seconds`: how often the controller checks.
+    pub leader_imbalance_check_interval_seconds: Option<i64>,
     /// Partitions of auto-created topics.
     pub num_partitions: Option<i32>,
     /// Replication factor of new topics.
@@ -108,6 +113,10 @@ pub struct ClusterSettings {
     pub session_timeout_ms: i64,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: i64,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds.
+    pub imbalance_check_interval_ms: i64,
 }
 
 impl ClusterSettings {
@@ -224,6 +233,12 @@ impl FileConfig {
             broker_heartbeat_interval_ms: self
                 .broker_heartbeat_interval_ms
                 .or(lower.broker_heartbeat_interval_ms),
+            auto_leader_rebalance_enable: self
+                .auto_leader_rebalance_enable
+                .or(lower.auto_leader_rebalance_enable),
+            leader_imbalance_check_interval_seconds: self
+                .leader_imbalance_check_interval_seconds
+                .or(lower.leader_imbalance_check_interval_seconds),
             num_partitions: self.num_partitions.or(lower.num_partitions),
             default_replication_factor: self
                 .default_replication_factor
@@ -370,11 +385,20 @@ impl FileConfig {
                 ),
             });
         }
+        let interval_s = self.leader_imbalance_check_interval_seconds.unwrap_or(300);
+        if !(1..=86_400 * 365).contains(&interval_s) {
+            return Err(ConfigError::Invalid {
+                name: "--leader-imbalance-check-interval-seconds",
+                message: format!("{interval_s} is not in 1..=31536000"),
+            });
+        }
         Ok(Some(ClusterSettings {
             voters,
             controller_listen,
             session_timeout_ms,
             heartbeat_interval_ms,
+            auto_leader_rebalance: self.auto_leader_rebalance_enable.unwrap_or(true),
+            imbalance_check_interval_ms: interval_s * 1_000,
         }))
     }
 
@@ -626,6 +650,34 @@ mod tests {
         let err = lonely.resolve().unwrap_err().to_string();
         assert!(
             err.contains("--controller-listen") && err.contains("--voters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_leader_rebalance_defaults_to_kafka_and_bad_intervals_name_their_flag() {
+        let voters = "1@127.0.0.1:9193";
+        let settings = cluster(1, voters).unwrap().cluster.unwrap();
+        assert!(settings.auto_leader_rebalance);
+        assert_eq!(settings.imbalance_check_interval_ms, 300_000);
+        let file: FileConfig = toml::from_str(
+            "node-id = 1\nvoters = \"1@127.0.0.1:9193\"\n\
+             auto-leader-rebalance-enable = false\n\
+             leader-imbalance-check-interval-seconds = 5",
+        )
+        .unwrap();
+        let settings = file.resolve().unwrap().cluster.unwrap();
+        assert!(!settings.auto_leader_rebalance);
+        assert_eq!(settings.imbalance_check_interval_ms, 5_000);
+        let bad = FileConfig {
+            node_id: Some(1),
+            voters: Some(voters.into()),
+            leader_imbalance_check_interval_seconds: Some(0),
+            ..FileConfig::default()
+        };
+        let err = bad.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("--leader-imbalance-check-interval-seconds"),
             "{err}"
         );
     }

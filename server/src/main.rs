@@ -74,6 +74,12 @@ struct ServerArgs {
     /// How often a node heartbeats to the controller [default: 2000].
     #[arg(long, value_name = "MS")]
     broker_heartbeat_interval_ms: Option<i64>,
+    /// Whether the controller moves leadership back to preferred replicas [default: true].
+    #[arg(long, value_name = "BOOL")]
+    auto_leader_rebalance_enable: Option<bool>,
+    /// How often the controller checks the leader balance [default: 300].
+    #[arg(long, value_name = "S")]
+    leader_imbalance_check_interval_seconds: Option<i64>,
     /// Partitions of auto-created topics [default: 1].
     #[arg(long, value_name = "N")]
     num_partitions: Option<i32>,
@@ -117,6 +123,8 @@ impl ServerArgs {
             controller_listen: self.controller_listen,
             broker_session_timeout_ms: self.broker_session_timeout_ms,
             broker_heartbeat_interval_ms: self.broker_heartbeat_interval_ms,
+            auto_leader_rebalance_enable: self.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval_seconds: self.leader_imbalance_check_interval_seconds,
             num_partitions: self.num_partitions,
             default_replication_factor: self.default_replication_factor,
             auto_create_topics: self.auto_create_topics,
@@ -201,6 +209,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             let mut node_config = NodeConfig::new(broker_config, voters, incarnation());
             node_config.controller.session_timeout_ms = cluster.session_timeout_ms;
             node_config.broker_heartbeat_ms = cluster.heartbeat_interval_ms;
+            node_config.controller.auto_leader_rebalance = cluster.auto_leader_rebalance;
+            node_config.controller.imbalance_check_interval_ms =
+                cluster.imbalance_check_interval_ms;
             // Election timeouts differ per node so that one candidate usually wins at once.
             node_config.election_tick = 10 + (node_config.incarnation % 10) as usize;
             let node = ClusterNode::open(data_dir.clone(), node_config, net::now())

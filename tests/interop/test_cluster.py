@@ -537,3 +537,42 @@ def test_cluster_describe_names_the_controller_brokers_and_troubled_partitions(
     finally:
         cluster.nodes[down].start()
         wait_serving(cluster, 3)
+
+
+def test_cluster_elect_leaders_moves_leadership_back_to_the_preferred_replica(cluster, topic_name):
+    from confluent_kafka import ElectionType
+
+    wait_serving(cluster, 3)
+    create_topic(cluster, topic_name, partitions=1)
+    meta = admin_of(cluster.bootstrap).list_topics(topic_name, timeout=5).topics[topic_name]
+    preferred = meta.partitions[0].replicas[0]
+    assert meta.partitions[0].leader == preferred
+    # The preferred leader dies and comes back: another replica leads meanwhile.
+    cluster.nodes[preferred].kill()
+    wait_until("another replica leads", lambda: leaders(cluster, topic_name)[0] not in (preferred, -1))
+    cluster.nodes[preferred].start()
+    wait_serving(cluster, 3)
+
+    def back_in_sync():
+        p = admin_of(cluster.bootstrap).list_topics(topic_name, timeout=5).topics[topic_name]
+        return len(p.partitions[0].isrs) == 3
+
+    wait_until("the preferred replica is back in sync", back_in_sync)
+    assert leaders(cluster, topic_name)[0] != preferred
+    # ElectLeaders at a follower of the partition (not the controller's business who asks).
+    follower = next(n for n in cluster.nodes if n != preferred)
+    admin = admin_of(cluster.nodes[follower].bootstrap)
+    tp = TopicPartition(topic_name, 0)
+    result = admin.elect_leaders(ElectionType.PREFERRED, [tp]).result(timeout=RESULT_TIMEOUT_S)
+    assert result[tp] is None, result
+    assert leaders(cluster, topic_name)[0] == preferred
+    # Asked again, nothing needs electing.
+    again = admin.elect_leaders(ElectionType.PREFERRED, [tp]).result(timeout=RESULT_TIMEOUT_S)
+    assert again[tp] is not None and again[tp].code() == KafkaError.ELECTION_NOT_NEEDED, again
+    # Records produced now go to the preferred leader and are there for every reader.
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(10):
+        producer.produce(topic_name, value=f"e{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    got = read_all(cluster.bootstrap, topic_name, 1, 10)
+    assert got[0] == [f"e{i}" for i in range(10)]

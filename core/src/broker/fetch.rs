@@ -30,6 +30,8 @@ pub enum ParkedId {
     /// A cluster node's CreateTopics or DeleteTopics waiting for the controller and the
     /// metadata log.
     TopicChange(u64),
+    /// A cluster node's ElectLeaders waiting for the controller and the metadata log.
+    Election(u64),
 }
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.

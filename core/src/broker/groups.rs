@@ -115,7 +115,10 @@ impl<P: StorageProvider> Broker<P> {
             }
             ParkedId::Fetch(_) => self.cancel_fetch(id),
             // A group write still applies when it is committed; only its answer is dropped.
-            ParkedId::GroupWrite(_) | ParkedId::Produce(_) | ParkedId::TopicChange(_) => {}
+            ParkedId::GroupWrite(_)
+            | ParkedId::Produce(_)
+            | ParkedId::TopicChange(_)
+            | ParkedId::Election(_) => {}
         }
     }
 

@@ -19,6 +19,7 @@
 
 mod admin;
 mod coordination;
+mod elections;
 mod fetch;
 mod groups;
 mod metadata;
@@ -41,6 +42,7 @@ use crate::storage::{Storage, StorageError};
 use crate::types::Millis;
 
 pub(crate) use admin::{check_partition_count, duplicates, AdminError};
+pub(crate) use elections::{election_response, ElectionAnswer};
 pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;
@@ -441,6 +443,9 @@ impl<P: StorageProvider> Broker<P> {
             }
             RequestKind::DeleteRecords(body) => {
                 ResponseKind::DeleteRecords(self.handle_delete_records(body))
+            }
+            RequestKind::ElectLeaders(body) => {
+                ResponseKind::ElectLeaders(self.handle_elect_leaders(body))
             }
             RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
                 self.handle_offset_for_leader_epoch(body, version),

@@ -30,6 +30,13 @@ pub struct ControllerConfig {
     pub session_timeout_ms: i64,
     /// `min.insync.replicas` of topics that do not set it.
     pub min_insync_replicas: usize,
+    /// `auto.leader.rebalance.enable`: move leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds.
+    pub imbalance_check_interval_ms: i64,
+    /// `leader.imbalance.per.broker.percentage`: a broker whose preferred partitions are led
+    /// elsewhere more than this often gets them back.
+    pub imbalance_per_broker_percentage: u32,
 }
 
 impl Default for ControllerConfig {
@@ -37,8 +44,34 @@ impl Default for ControllerConfig {
         ControllerConfig {
             session_timeout_ms: 9_000,
             min_insync_replicas: 1,
+            auto_leader_rebalance: true,
+            imbalance_check_interval_ms: 300_000,
+            imbalance_per_broker_percentage: 10,
         }
     }
+}
+
+/// Which leader an ElectLeaders request asks for (Kafka's election type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Election {
+    /// The preferred replica (the first of the assignment), if it is active and in sync.
+    Preferred,
+    /// For a partition without a leader: a clean leader if there is one, else any active
+    /// replica, which may lack committed records (the operator accepts the loss).
+    Unclean,
+}
+
+/// The outcome of one partition's election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elected {
+    /// The topic's id.
+    pub topic_id: uuid::Uuid,
+    /// The partition's index.
+    pub partition: i32,
+    /// The new leader epoch, or why there is none: `ELECTION_NOT_NEEDED`,
+    /// `PREFERRED_LEADER_NOT_AVAILABLE`, `ELIGIBLE_LEADERS_NOT_AVAILABLE`,
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub outcome: Result<LeaderEpoch, (ErrorCode, String)>,
 }
 
 /// A CreateTopics request as the controller sees it (validated names and configs).
@@ -80,6 +113,8 @@ pub struct Controller {
     /// When each registered broker last heartbeat (or when this controller took over).
     sessions: BTreeMap<NodeId, Millis>,
     config: ControllerConfig,
+    /// When the leader balance was last checked (`auto.leader.rebalance.enable`).
+    last_balance_check: Millis,
 }
 
 impl Controller {
@@ -91,6 +126,7 @@ impl Controller {
             image,
             sessions,
             config,
+            last_balance_check: now,
         }
     }
 
@@ -174,16 +210,156 @@ impl Controller {
         for node in expired {
             self.fence(node, &mut records);
         }
+        if self.config.auto_leader_rebalance
+            && now.since(self.last_balance_check) >= self.config.imbalance_check_interval_ms
+        {
+            self.last_balance_check = now;
+            self.rebalance_leaders(&mut records);
+        }
         records
     }
 
-    /// When [`Controller::tick`] could next fence a broker.
+    /// When [`Controller::tick`] could next fence a broker or check the leader balance.
     pub fn next_deadline(&self) -> Option<Millis> {
+        let balance = self
+            .config
+            .auto_leader_rebalance
+            .then(|| Millis(self.last_balance_check.0 + self.config.imbalance_check_interval_ms));
         self.sessions
             .iter()
             .filter(|&(&node, _)| self.image.is_active(node))
             .map(|(_, at)| Millis(at.0 + self.config.session_timeout_ms + 1))
+            .chain(balance)
             .min()
+    }
+
+    /// ElectLeaders: an election of `kind` for each of `partitions` (topic id, index), or
+    /// for every partition with `None` (then only those that elected, or could not, are
+    /// reported — not those that needed no election).
+    pub fn elect_leaders(
+        &mut self,
+        kind: Election,
+        partitions: Option<&[(uuid::Uuid, i32)]>,
+    ) -> (Vec<Elected>, Vec<MetadataRecord>) {
+        let all: Vec<(uuid::Uuid, i32)>;
+        let wanted = match partitions {
+            Some(wanted) => wanted,
+            None => {
+                all = self
+                    .partitions()
+                    .map(|p| (p.topic_id, p.partition))
+                    .collect();
+                &all
+            }
+        };
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        for &(topic_id, partition) in wanted {
+            let outcome = match self.image.partition(topic_id, partition) {
+                None => Err((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no partition {partition} of topic {topic_id}"),
+                )),
+                Some(current) => {
+                    let decided = match kind {
+                        Election::Preferred => self.preferred(current),
+                        Election::Unclean => self.unclean(current),
+                    };
+                    decided.map(|next| {
+                        let epoch = next.leader_epoch;
+                        self.push(&mut records, MetadataRecord::Partition(next));
+                        epoch
+                    })
+                }
+            };
+            let not_needed = matches!(&outcome, Err((ErrorCode::ElectionNotNeeded, _)));
+            if partitions.is_some() || !not_needed {
+                results.push(Elected {
+                    topic_id,
+                    partition,
+                    outcome,
+                });
+            }
+        }
+        (results, records)
+    }
+
+    /// `partition` led by its preferred replica, if it can be.
+    fn preferred(
+        &self,
+        partition: &PartitionRecord,
+    ) -> Result<PartitionRecord, (ErrorCode, String)> {
+        let Some(&preferred) = partition.replicas.first() else {
+            return Err((ErrorCode::PreferredLeaderNotAvailable, "no replicas".into()));
+        };
+        if partition.leader == Some(preferred) {
+            let message = format!("broker {} already leads", preferred.0);
+            return Err((ErrorCode::ElectionNotNeeded, message));
+        }
+        if !self.image.is_active(preferred) || !partition.isr.contains(&preferred) {
+            let message = format!("preferred broker {} is not active and in sync", preferred.0);
+            return Err((ErrorCode::PreferredLeaderNotAvailable, message));
+        }
+        let mut next = partition.clone();
+        next.leader = Some(preferred);
+        next.leader_epoch = LeaderEpoch(partition.leader_epoch.0 + 1);
+        next.partition_epoch += 1;
+        Ok(next)
+    }
+
+    /// `partition`, without a leader, led by a clean replica or else any active one.
+    fn unclean(&self, partition: &PartitionRecord) -> Result<PartitionRecord, (ErrorCode, String)> {
+        if let Some(leader) = partition.leader {
+            let message = format!("broker {} leads", leader.0);
+            return Err((ErrorCode::ElectionNotNeeded, message));
+        }
+        let mut next = partition.clone();
+        self.elect(&mut next);
+        if next.leader.is_none() {
+            let active = partition
+                .replicas
+                .iter()
+                .find(|n| self.image.is_active(**n));
+            let Some(&leader) = active else {
+                let message = "no replica is active".to_string();
+                return Err((ErrorCode::EligibleLeadersNotAvailable, message));
+            };
+            // What the ISR and ELR held may be missing at this leader: they start over.
+            next.leader = Some(leader);
+            next.isr = vec![leader];
+            next.elr.clear();
+        }
+        next.leader_epoch = LeaderEpoch(partition.leader_epoch.0 + 1);
+        next.partition_epoch += 1;
+        Ok(next)
+    }
+
+    /// Kafka's automatic leader rebalance: for each broker whose preferred partitions are
+    /// led elsewhere more often than `leader.imbalance.per.broker.percentage`, the
+    /// partitions it can lead again (active, in sync) elect it.
+    fn rebalance_leaders(&mut self, records: &mut Vec<MetadataRecord>) {
+        let mut preferred: BTreeMap<NodeId, (usize, Vec<PartitionRecord>)> = BTreeMap::new();
+        for p in self.partitions() {
+            let Some(&first) = p.replicas.first() else {
+                continue;
+            };
+            let entry = preferred.entry(first).or_default();
+            entry.0 += 1;
+            if p.leader != Some(first) {
+                entry.1.push(p.clone());
+            }
+        }
+        let limit = u64::from(self.config.imbalance_per_broker_percentage);
+        for (total, misled) in preferred.into_values() {
+            if (misled.len() as u64) * 100 <= limit * total as u64 {
+                continue;
+            }
+            for partition in misled {
+                if let Ok(next) = self.preferred(&partition) {
+                    self.push(records, MetadataRecord::Partition(next));
+                }
+            }
+        }
     }
 
     /// Fences a broker now (a controlled shutdown, or an operator); its partitions elect new

@@ -17,6 +17,8 @@ pub(crate) mod records;
 #[cfg(test)]
 mod tests;
 
-pub use controller::{check_assignments, Controller, ControllerConfig, IsrChange, NewTopic};
+pub use controller::{
+    check_assignments, Controller, ControllerConfig, Elected, Election, IsrChange, NewTopic,
+};
 pub use image::{BrokerImage, ClusterImage, ImageError, TopicImage};
 pub use records::{BrokerRegistration, MetadataRecord, PartitionRecord, RecordDecodeError};

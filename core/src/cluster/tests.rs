@@ -523,3 +523,141 @@ fn controller_elects_an_eligible_replica_when_the_last_in_sync_one_lost_power() 
     let p = partition(&controller, "solo", 0);
     assert_eq!((p.leader, p.isr.clone()), (None, vec![]));
 }
+
+/// The leader of partition 0 of "orders" asks for `isr`.
+fn set_isr(controller: &mut Controller, isr: &[NodeId]) {
+    let p = partition(controller, "orders", 0);
+    let change = IsrChange {
+        leader: p.leader.unwrap(),
+        topic_id: p.topic_id,
+        partition: 0,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: isr.to_vec(),
+    };
+    controller.alter_partition(change).unwrap();
+}
+
+fn outcome(results: &[Elected]) -> Vec<Result<LeaderEpoch, ErrorCode>> {
+    let codes = results
+        .iter()
+        .map(|e| e.outcome.clone().map_err(|(c, _)| c));
+    codes.collect()
+}
+
+#[test]
+fn preferred_election_moves_leadership_back_once_the_preferred_replica_is_in_sync() {
+    let (mut controller, _) = cluster(3);
+    controller.create_topic(new_topic("orders", 1, 3)).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let (preferred, id) = (p.replicas[0], p.topic_id);
+    let wanted = [(id, 0), (id, 7)];
+    let elect = |c: &mut Controller| c.elect_leaders(Election::Preferred, Some(&wanted[..1]));
+    assert_eq!(
+        outcome(&elect(&mut controller).0),
+        vec![Err(ErrorCode::ElectionNotNeeded)]
+    );
+    controller.fence_broker(preferred);
+    let moved = partition(&controller, "orders", 0);
+    assert_ne!(moved.leader, Some(preferred));
+    // Back, but not yet in sync: it may not lead.
+    controller
+        .heartbeat(Millis(1), preferred, 1, true, false)
+        .unwrap();
+    assert_eq!(
+        outcome(&elect(&mut controller).0),
+        vec![Err(ErrorCode::PreferredLeaderNotAvailable)]
+    );
+    set_isr(&mut controller, &p.replicas);
+    let (results, records) = controller.elect_leaders(Election::Preferred, Some(&wanted));
+    let epoch = LeaderEpoch(moved.leader_epoch.0 + 1);
+    assert_eq!(
+        outcome(&results),
+        vec![Ok(epoch), Err(ErrorCode::UnknownTopicOrPartition)]
+    );
+    assert_eq!(records.len(), 1);
+    let back = partition(&controller, "orders", 0);
+    assert_eq!((back.leader, back.leader_epoch), (Some(preferred), epoch));
+    assert_eq!(back.isr.len(), 3, "the ISR is unchanged");
+    // Every partition (null): those needing no election are left out.
+    let (results, records) = controller.elect_leaders(Election::Preferred, None);
+    assert!(results.is_empty() && records.is_empty(), "{results:?}");
+}
+
+#[test]
+fn unclean_election_takes_an_active_replica_only_for_a_leaderless_partition() {
+    let (mut controller, _) = cluster(3);
+    controller.create_topic(new_topic("orders", 1, 3)).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let leader = p.leader.unwrap();
+    let id = p.topic_id;
+    let wanted = [(id, 0)];
+    assert_eq!(
+        outcome(&controller.elect_leaders(Election::Unclean, Some(&wanted)).0),
+        vec![Err(ErrorCode::ElectionNotNeeded)]
+    );
+    // The ISR shrinks to the leader, which then dies: no clean leader is left.
+    set_isr(&mut controller, &[leader]);
+    controller.fence_broker(leader);
+    let stuck = partition(&controller, "orders", 0);
+    assert_eq!(stuck.leader, None);
+    let (results, _) = controller.elect_leaders(Election::Unclean, Some(&wanted));
+    let epoch = LeaderEpoch(stuck.leader_epoch.0 + 1);
+    assert_eq!(outcome(&results), vec![Ok(epoch)]);
+    let taken = partition(&controller, "orders", 0);
+    let new_leader = taken.leader.expect("an unclean leader");
+    assert_ne!(new_leader, leader);
+    assert_eq!(
+        taken.isr,
+        vec![new_leader],
+        "the ISR starts over at the new leader"
+    );
+    assert!(taken.elr.is_empty());
+}
+
+#[test]
+fn automatic_rebalance_elects_preferred_leaders_after_the_check_interval() {
+    let config = ControllerConfig {
+        imbalance_check_interval_ms: 1_000,
+        ..ControllerConfig::default()
+    };
+    let mut controller = Controller::new(ClusterImage::new(), Millis(0), config);
+    for node in 1..=3 {
+        controller.register_broker(Millis(0), registration(node, 1), false);
+        controller
+            .heartbeat(Millis(0), NodeId(node), 1, true, false)
+            .unwrap();
+    }
+    controller.create_topic(new_topic("orders", 1, 3)).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let preferred = p.replicas[0];
+    controller.fence_broker(preferred);
+    controller
+        .heartbeat(Millis(500), preferred, 1, true, false)
+        .unwrap();
+    set_isr(&mut controller, &p.replicas);
+    for node in 1..=3 {
+        controller
+            .heartbeat(Millis(900), NodeId(node), 1, true, false)
+            .unwrap();
+    }
+    assert!(controller.tick(Millis(900)).is_empty(), "not yet checked");
+    assert_eq!(controller.next_deadline(), Some(Millis(1_000)));
+    let records = controller.tick(Millis(1_000));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(partition(&controller, "orders", 0).leader, Some(preferred));
+    // Disabled, it never moves leadership by itself.
+    let config = ControllerConfig {
+        auto_leader_rebalance: false,
+        ..config
+    };
+    let mut off = Controller::new(controller.image().clone(), Millis(0), config);
+    let p = partition(&off, "orders", 0);
+    off.fence_broker(preferred);
+    off.heartbeat(Millis(1), preferred, 1, true, false).unwrap();
+    set_isr(&mut off, &p.replicas);
+    assert!(off
+        .tick(Millis(5_000))
+        .iter()
+        .all(|r| !matches!(r, MetadataRecord::Partition(_))));
+}

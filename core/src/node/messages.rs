@@ -11,7 +11,10 @@ use bytes::{Buf, BufMut};
 use crate::cluster::records::{
     get_i16, get_i32, get_nodes, get_u128, get_u64, get_u8, need, put_nodes,
 };
-use crate::cluster::{BrokerRegistration, IsrChange, MetadataRecord, RecordDecodeError};
+use crate::cluster::{
+    BrokerRegistration, Elected, Election, IsrChange, MetadataRecord, RecordDecodeError,
+};
+use crate::error::ErrorCode;
 use crate::types::{LeaderEpoch, NodeId};
 
 /// One message between two nodes.
@@ -88,6 +91,23 @@ pub enum PeerMessage {
         error_code: i16,
         /// Why it was refused.
         message: String,
+    },
+    /// To the controller: ElectLeaders for these partitions (`None`: every partition).
+    ElectLeaders {
+        /// Matches the answer to the request.
+        request: u64,
+        /// Which leader is wanted.
+        election: Election,
+        /// (topic id, partition) each.
+        partitions: Option<Vec<(uuid::Uuid, i32)>>,
+    },
+    /// From the controller: the outcome of a [`PeerMessage::ElectLeaders`] (its records
+    /// proposed; the asker waits to see them applied).
+    LeadersElected {
+        /// The request answered.
+        request: u64,
+        /// One per partition.
+        results: Vec<Elected>,
     },
     /// A follower's Fetch (a Kafka Fetch request body at [`crate::broker::REPLICA_FETCH_VERSION`]).
     Fetch {
@@ -243,6 +263,48 @@ impl PeerMessage {
                 put_bytes(&mut out, name.as_bytes());
                 put_string_map(&mut out, configs);
             }
+            PeerMessage::ElectLeaders {
+                request,
+                election,
+                partitions,
+            } => {
+                out.put_u8(13);
+                out.put_u64(*request);
+                out.put_u8(match election {
+                    Election::Preferred => 0,
+                    Election::Unclean => 1,
+                });
+                match partitions {
+                    None => out.put_u8(0),
+                    Some(partitions) => {
+                        out.put_u8(1);
+                        out.put_u32(partitions.len() as u32);
+                        for (topic_id, partition) in partitions {
+                            out.put_u128(topic_id.as_u128());
+                            out.put_i32(*partition);
+                        }
+                    }
+                }
+            }
+            PeerMessage::LeadersElected { request, results } => {
+                out.put_u8(14);
+                out.put_u64(*request);
+                out.put_u32(results.len() as u32);
+                for result in results {
+                    out.put_u128(result.topic_id.as_u128());
+                    out.put_i32(result.partition);
+                    match &result.outcome {
+                        Ok(epoch) => {
+                            out.put_i16(0);
+                            out.put_i32(epoch.0);
+                        }
+                        Err((code, message)) => {
+                            out.put_i16(code.code());
+                            put_bytes(&mut out, message.as_bytes());
+                        }
+                    }
+                }
+            }
             PeerMessage::CreatePartitions {
                 name,
                 count,
@@ -356,6 +418,48 @@ impl PeerMessage {
                     count,
                     assignments,
                 }
+            }
+            13 => {
+                let request = get_u64(input)?;
+                let election = match get_u8(input)? {
+                    0 => Election::Preferred,
+                    1 => Election::Unclean,
+                    other => return Err(MessageDecodeError(format!("unknown election {other}"))),
+                };
+                let partitions = match get_u8(input)? {
+                    0 => None,
+                    _ => {
+                        let count = get_len(input, 20)?;
+                        let list = (0..count)
+                            .map(|_| Ok((uuid::Uuid::from_u128(get_u128(input)?), get_i32(input)?)))
+                            .collect::<Result<_, RecordDecodeError>>()?;
+                        Some(list)
+                    }
+                };
+                PeerMessage::ElectLeaders {
+                    request,
+                    election,
+                    partitions,
+                }
+            }
+            14 => {
+                let request = get_u64(input)?;
+                let count = get_len(input, 22)?;
+                let mut results = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
+                    let partition = get_i32(input)?;
+                    let outcome = match get_i16(input)? {
+                        0 => Ok(LeaderEpoch(get_i32(input)?)),
+                        code => Err((ErrorCode::from_code(code), get_string(input)?)),
+                    };
+                    results.push(Elected {
+                        topic_id,
+                        partition,
+                        outcome,
+                    });
+                }
+                PeerMessage::LeadersElected { request, results }
             }
             other => return Err(MessageDecodeError(format!("unknown message type {other}"))),
         };

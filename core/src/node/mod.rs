@@ -13,6 +13,7 @@
 //! [`ClusterNode::poll_outgoing`] to the peers (they may be lost) and deliver
 //! [`ClusterNode::poll_completed`] to the clients waiting.
 
+mod elections;
 mod messages;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use elections::ParkedElection;
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
 use topics::ParkedTopics;
 
@@ -153,6 +155,9 @@ pub struct ClusterNode<P: StorageProvider> {
     topic_results: BTreeMap<(TopicChange, String), (i16, String)>,
     /// Clients' CreateTopics and DeleteTopics waiting for their changes.
     topic_changes: BTreeMap<ParkedId, ParkedTopics>,
+    /// Clients' ElectLeaders waiting for the controller and the new leaders.
+    elections: BTreeMap<ParkedId, ParkedElection>,
+    /// Numbers the parked topic changes and elections.
     next_topic_change: u64,
     /// Peers whose connection the driver reported lost, until they send again.
     peers_down: std::collections::BTreeSet<NodeId>,
@@ -207,6 +212,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             topics_out: BTreeMap::new(),
             topic_results: BTreeMap::new(),
             topic_changes: BTreeMap::new(),
+            elections: BTreeMap::new(),
             next_topic_change: 0,
             peers_down: Default::default(),
             shutting_down: false,
@@ -330,6 +336,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             RequestKind::CreatePartitions(body) => self.create_partitions(now, body),
             RequestKind::AlterConfigs(body) => self.alter_configs(now, body),
             RequestKind::IncrementalAlterConfigs(body) => self.incremental_alter_configs(now, body),
+            RequestKind::ElectLeaders(body) => self.elect_leaders(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -475,6 +482,21 @@ impl<P: StorageProvider> ClusterNode<P> {
                     c.add_partitions(&topic, count, &assignments)
                 })?;
             }
+            PeerMessage::ElectLeaders {
+                request,
+                election,
+                partitions,
+            } => {
+                let Some(controller) = &mut self.controller else {
+                    return Ok(()); // the client asks again after its timeout
+                };
+                let (results, records) = controller.elect_leaders(election, partitions.as_deref());
+                self.propose(records)?;
+                self.send(now, from, PeerMessage::LeadersElected { request, results })?;
+            }
+            PeerMessage::LeadersElected { request, results } => {
+                self.take_election_results(request, results)
+            }
             PeerMessage::TopicChanged {
                 change,
                 name,
@@ -549,7 +571,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         let broker = self.broker.next_deadline();
         let controller = self.controller.as_ref().and_then(Controller::next_deadline);
         let topics = self.next_topic_change_deadline();
-        [Some(quorum), broker, controller, topics]
+        let elections = self.next_election_deadline();
+        [Some(quorum), broker, controller, topics, elections]
             .into_iter()
             .flatten()
             .min()
@@ -588,7 +611,7 @@ impl<P: StorageProvider> ClusterNode<P> {
 
     /// Forgets a parked client request whose connection went away.
     pub fn cancel_parked(&mut self, id: ParkedId) {
-        if self.topic_changes.remove(&id).is_none() {
+        if self.topic_changes.remove(&id).is_none() && self.elections.remove(&id).is_none() {
             self.broker.cancel_parked(id);
         }
     }
@@ -628,6 +651,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.broker.set_controller(self.quorum.leader());
         self.broker_requests(now);
         self.complete_topic_changes(now);
+        self.complete_elections(now);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::*;
+use crate::cluster::{Elected, Election};
 use crate::error::ErrorCode;
 use crate::record::{BatchBuilder, Record};
 use crate::storage::MemoryDirs;
@@ -135,6 +136,7 @@ impl Harness {
             RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
             RequestKind::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
+            RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -746,6 +748,31 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             caught_up: true,
             shutting_down: true,
         },
+        PeerMessage::ElectLeaders {
+            request: 3,
+            election: Election::Unclean,
+            partitions: Some(vec![(uuid::Uuid::from_u128(9), 2)]),
+        },
+        PeerMessage::ElectLeaders {
+            request: 4,
+            election: Election::Preferred,
+            partitions: None,
+        },
+        PeerMessage::LeadersElected {
+            request: 3,
+            results: vec![
+                Elected {
+                    topic_id: uuid::Uuid::from_u128(9),
+                    partition: 2,
+                    outcome: Ok(crate::types::LeaderEpoch(5)),
+                },
+                Elected {
+                    topic_id: uuid::Uuid::from_u128(9),
+                    partition: 3,
+                    outcome: Err((ErrorCode::ElectionNotNeeded, "leads".into())),
+                },
+            ],
+        },
     ];
     for message in messages {
         let bytes = message.encode();
@@ -1139,5 +1166,59 @@ fn node_controlled_shutdown_moves_leadership_and_the_quorum_away_before_it_stops
     for (partition, p) in image.topic("orders").unwrap().partitions.iter().enumerate() {
         assert_eq!(p.isr.len(), 3, "{p:?}");
         assert_eq!(h.log_of(stopping, "orders", partition as i32).1, 7);
+    }
+}
+
+/// ElectLeaders (preferred) at `at` for partitions of "orders": (partition, error code) each.
+fn elect_preferred(h: &mut Harness, at: i32, partitions: &[i32]) -> Vec<(i32, i16)> {
+    let mut topic = elect_leaders_request::TopicPartitions::default();
+    topic.topic = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = partitions.to_vec();
+    let mut request = ElectLeadersRequest::default();
+    request.election_type = 0;
+    request.topic_partitions = Some(vec![topic]);
+    request.timeout_ms = 10_000;
+    let ResponseKind::ElectLeaders(response) =
+        answer(h, at, 2, RequestKind::ElectLeaders(request), 1_000)
+    else {
+        panic!()
+    };
+    let results = response
+        .replica_election_results
+        .iter()
+        .flat_map(|t| &t.partition_result);
+    results.map(|r| (r.partition_id, r.error_code)).collect()
+}
+
+#[test]
+fn node_elect_leaders_at_a_follower_moves_leadership_back_to_the_preferred_replica() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    assert_eq!(h.produce("orders", 0, &values("a", 0..3)).0, 0);
+    let preferred = h.node(1).image().topic("orders").unwrap().partitions[0].replicas[0].0;
+    assert_eq!(
+        elect_preferred(&mut h, preferred, &[0, 5]),
+        vec![
+            (5, ErrorCode::UnknownTopicOrPartition.code()),
+            (0, ErrorCode::ElectionNotNeeded.code())
+        ]
+    );
+    // The preferred leader restarts; another replica leads meanwhile.
+    h.stop(preferred);
+    h.run(12_000, 100);
+    h.start(preferred);
+    h.run(10_000, 100);
+    let other = (1..=3).find(|&n| n != preferred).unwrap();
+    let led_by = h.leader_of(other, "orders", 0).unwrap();
+    assert_ne!(led_by, preferred);
+    let at = (1..=3).find(|&n| n != h.controller().unwrap()).unwrap();
+    assert_eq!(elect_preferred(&mut h, at, &[0]), vec![(0, 0)]);
+    // Answered once the asking node's image has the new leader.
+    assert_eq!(h.leader_of(at, "orders", 0), Some(preferred));
+    assert_eq!(h.produce("orders", 0, &values("b", 0..2)), (0, 3));
+    for id in 1..=3 {
+        h.run(1_000, 100);
+        assert_eq!(h.log_of(id, "orders", 0).0.len(), 5, "node {id}");
     }
 }
