@@ -576,3 +576,19 @@ def test_cluster_elect_leaders_moves_leadership_back_to_the_preferred_replica(cl
     assert producer.flush(30) == 0
     got = read_all(cluster.bootstrap, topic_name, 1, 10)
     assert got[0] == [f"e{i}" for i in range(10)]
+
+
+def test_cluster_java_client_bootstrapped_from_one_node_finds_the_cluster_and_its_leaders(cluster):
+    """The Java client (kafka-clients 4.x, built as in test_java.py) from one node only:
+    describeCluster, describeMetadataQuorum (DescribeQuorum), an RF 3 topic whose leaders
+    are spread over the nodes, and records produced and read through those leaders."""
+    from test_java import RUN_TIMEOUT_S, java_command
+
+    wait_serving(cluster, 3)
+    node = next(iter(cluster.nodes.values()))
+    cmd = [*java_command(), "--cluster", node.bootstrap, "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "PASS: every check passed" in proc.stdout, output
+    assert "describeMetadataQuorum" in proc.stdout, output
+

@@ -32,6 +32,8 @@ pub enum ParkedId {
     TopicChange(u64),
     /// A cluster node's ElectLeaders waiting for the controller and the metadata log.
     Election(u64),
+    /// A cluster node's DescribeQuorum waiting for the quorum leader's answer.
+    Quorum(u64),
 }
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.

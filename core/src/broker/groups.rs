@@ -118,7 +118,8 @@ impl<P: StorageProvider> Broker<P> {
             ParkedId::GroupWrite(_)
             | ParkedId::Produce(_)
             | ParkedId::TopicChange(_)
-            | ParkedId::Election(_) => {}
+            | ParkedId::Election(_)
+            | ParkedId::Quorum(_) => {}
         }
     }
 

@@ -26,6 +26,7 @@ mod metadata;
 mod partition;
 mod produce;
 mod producer_state;
+mod quorum;
 mod replica;
 mod topics;
 
@@ -446,6 +447,9 @@ impl<P: StorageProvider> Broker<P> {
             }
             RequestKind::ElectLeaders(body) => {
                 ResponseKind::ElectLeaders(self.handle_elect_leaders(body))
+            }
+            RequestKind::DescribeQuorum(body) => {
+                ResponseKind::DescribeQuorum(self.handle_describe_quorum(body))
             }
             RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
                 self.handle_offset_for_leader_epoch(body, version),

@@ -15,6 +15,7 @@ use crate::cluster::{
     BrokerRegistration, Elected, Election, IsrChange, MetadataRecord, RecordDecodeError,
 };
 use crate::error::ErrorCode;
+use crate::quorum::QuorumState;
 use crate::types::{LeaderEpoch, NodeId};
 
 /// One message between two nodes.
@@ -108,6 +109,18 @@ pub enum PeerMessage {
         request: u64,
         /// One per partition.
         results: Vec<Elected>,
+    },
+    /// To the quorum's leader: describe the quorum (DescribeQuorum).
+    DescribeQuorum {
+        /// Matches the answer to the request.
+        request: u64,
+    },
+    /// From the quorum's leader: its view (`None`: it no longer leads).
+    QuorumDescribed {
+        /// The request answered.
+        request: u64,
+        /// Leader, term, commit index and each voter's log end.
+        state: Option<QuorumState>,
     },
     /// A follower's Fetch (a Kafka Fetch request body at [`crate::broker::REPLICA_FETCH_VERSION`]).
     Fetch {
@@ -305,6 +318,28 @@ impl PeerMessage {
                     }
                 }
             }
+            PeerMessage::DescribeQuorum { request } => {
+                out.put_u8(15);
+                out.put_u64(*request);
+            }
+            PeerMessage::QuorumDescribed { request, state } => {
+                out.put_u8(16);
+                out.put_u64(*request);
+                match state {
+                    None => out.put_u8(0),
+                    Some(state) => {
+                        out.put_u8(1);
+                        out.put_i32(state.leader.0);
+                        out.put_u64(state.term);
+                        out.put_u64(state.committed);
+                        out.put_u32(state.voters.len() as u32);
+                        for (node, end) in &state.voters {
+                            out.put_i32(node.0);
+                            out.put_u64(*end);
+                        }
+                    }
+                }
+            }
             PeerMessage::CreatePartitions {
                 name,
                 count,
@@ -460,6 +495,31 @@ impl PeerMessage {
                     });
                 }
                 PeerMessage::LeadersElected { request, results }
+            }
+            15 => PeerMessage::DescribeQuorum {
+                request: get_u64(input)?,
+            },
+            16 => {
+                let request = get_u64(input)?;
+                let state = match get_u8(input)? {
+                    0 => None,
+                    _ => {
+                        let leader = NodeId(get_i32(input)?);
+                        let term = get_u64(input)?;
+                        let committed = get_u64(input)?;
+                        let count = get_len(input, 12)?;
+                        let voters = (0..count)
+                            .map(|_| Ok((NodeId(get_i32(input)?), get_u64(input)?)))
+                            .collect::<Result<_, RecordDecodeError>>()?;
+                        Some(QuorumState {
+                            leader,
+                            term,
+                            committed,
+                            voters,
+                        })
+                    }
+                };
+                PeerMessage::QuorumDescribed { request, state }
             }
             other => return Err(MessageDecodeError(format!("unknown message type {other}"))),
         };

@@ -13,6 +13,7 @@
 //! [`ClusterNode::poll_outgoing`] to the peers (they may be lost) and deliver
 //! [`ClusterNode::poll_completed`] to the clients waiting.
 
+mod describe_quorum;
 mod elections;
 mod messages;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use describe_quorum::ParkedQuorum;
 use elections::ParkedElection;
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
 use topics::ParkedTopics;
@@ -45,6 +47,8 @@ use crate::types::{Millis, NodeId};
 
 /// The storage directory of the metadata quorum's files.
 pub const QUORUM_DIR: &str = "__cluster_metadata-0";
+/// The metadata log's topic name, as DescribeQuorum names it.
+pub const QUORUM_TOPIC: &str = "__cluster_metadata";
 
 /// The storage directory of the node's own small files.
 pub const NODE_DIR: &str = "node";
@@ -157,6 +161,8 @@ pub struct ClusterNode<P: StorageProvider> {
     topic_changes: BTreeMap<ParkedId, ParkedTopics>,
     /// Clients' ElectLeaders waiting for the controller and the new leaders.
     elections: BTreeMap<ParkedId, ParkedElection>,
+    /// Clients' DescribeQuorum waiting for the quorum leader.
+    quorum_asks: BTreeMap<ParkedId, ParkedQuorum>,
     /// Numbers the parked topic changes and elections.
     next_topic_change: u64,
     /// Peers whose connection the driver reported lost, until they send again.
@@ -213,6 +219,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             topic_results: BTreeMap::new(),
             topic_changes: BTreeMap::new(),
             elections: BTreeMap::new(),
+            quorum_asks: BTreeMap::new(),
             next_topic_change: 0,
             peers_down: Default::default(),
             shutting_down: false,
@@ -337,6 +344,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             RequestKind::AlterConfigs(body) => self.alter_configs(now, body),
             RequestKind::IncrementalAlterConfigs(body) => self.incremental_alter_configs(now, body),
             RequestKind::ElectLeaders(body) => self.elect_leaders(now, body),
+            RequestKind::DescribeQuorum(body) => self.describe_quorum(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -497,6 +505,13 @@ impl<P: StorageProvider> ClusterNode<P> {
             PeerMessage::LeadersElected { request, results } => {
                 self.take_election_results(request, results)
             }
+            PeerMessage::DescribeQuorum { request } => {
+                let state = self.quorum.describe();
+                self.send(now, from, PeerMessage::QuorumDescribed { request, state })?;
+            }
+            PeerMessage::QuorumDescribed { request, state } => {
+                self.take_quorum_state(request, state)
+            }
             PeerMessage::TopicChanged {
                 change,
                 name,
@@ -572,7 +587,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         let controller = self.controller.as_ref().and_then(Controller::next_deadline);
         let topics = self.next_topic_change_deadline();
         let elections = self.next_election_deadline();
-        [Some(quorum), broker, controller, topics, elections]
+        let asks = self.next_quorum_deadline();
+        [Some(quorum), broker, controller, topics, elections, asks]
             .into_iter()
             .flatten()
             .min()
@@ -611,7 +627,10 @@ impl<P: StorageProvider> ClusterNode<P> {
 
     /// Forgets a parked client request whose connection went away.
     pub fn cancel_parked(&mut self, id: ParkedId) {
-        if self.topic_changes.remove(&id).is_none() && self.elections.remove(&id).is_none() {
+        let mine = self.topic_changes.remove(&id).is_some()
+            || self.elections.remove(&id).is_some()
+            || self.quorum_asks.remove(&id).is_some();
+        if !mine {
             self.broker.cancel_parked(id);
         }
     }
@@ -652,6 +671,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.broker_requests(now);
         self.complete_topic_changes(now);
         self.complete_elections(now);
+        self.expire_quorum_asks(now);
         Ok(())
     }
 

@@ -137,6 +137,7 @@ impl Harness {
             RequestKind::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
+            RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -758,6 +759,20 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             election: Election::Preferred,
             partitions: None,
         },
+        PeerMessage::DescribeQuorum { request: 8 },
+        PeerMessage::QuorumDescribed {
+            request: 8,
+            state: None,
+        },
+        PeerMessage::QuorumDescribed {
+            request: 9,
+            state: Some(crate::quorum::QuorumState {
+                leader: NodeId(2),
+                term: 4,
+                committed: 17,
+                voters: vec![(NodeId(1), 15), (NodeId(2), 18)],
+            }),
+        },
         PeerMessage::LeadersElected {
             request: 3,
             results: vec![
@@ -1221,4 +1236,74 @@ fn node_elect_leaders_at_a_follower_moves_leadership_back_to_the_preferred_repli
         h.run(1_000, 100);
         assert_eq!(h.log_of(id, "orders", 0).0.len(), 5, "node {id}");
     }
+}
+
+/// DescribeQuorum at `at`: (error, leader, epoch, high watermark, voters with log ends).
+fn describe_quorum(h: &mut Harness, at: i32, topic: &str) -> (i16, i32, i32, i64, Vec<(i32, i64)>) {
+    let mut partition = describe_quorum_request::PartitionData::default();
+    partition.partition_index = 0;
+    let mut data = describe_quorum_request::TopicData::default();
+    data.topic_name = TopicName(StrBytes::from_string(topic.into()));
+    data.partitions = vec![partition];
+    let mut request = DescribeQuorumRequest::default();
+    request.topics = vec![data];
+    let ResponseKind::DescribeQuorum(response) =
+        answer(h, at, 2, RequestKind::DescribeQuorum(request), 200)
+    else {
+        panic!()
+    };
+    let p = &response.topics[0].partitions[0];
+    let voters = p
+        .current_voters
+        .iter()
+        .map(|v| (v.replica_id.0, v.log_end_offset));
+    let voters = voters.collect();
+    (
+        p.error_code,
+        p.leader_id.0,
+        p.leader_epoch,
+        p.high_watermark,
+        voters,
+    )
+}
+
+#[test]
+fn node_describe_quorum_at_any_node_tells_the_leader_and_each_voter_s_log_end() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    h.run(1_000, 50);
+    let leader = h.controller().unwrap();
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let at_leader = describe_quorum(&mut h, leader, QUORUM_TOPIC);
+    let at_follower = describe_quorum(&mut h, follower, QUORUM_TOPIC);
+    assert_eq!(at_leader, at_follower, "a follower asks the leader");
+    let (code, id, epoch, committed, voters) = at_leader;
+    assert_eq!((code, id), (0, leader));
+    assert_eq!(epoch as u64, h.node(leader).quorum.term());
+    assert!(committed > 0);
+    assert_eq!(
+        voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(
+        voters.iter().all(|&(_, end)| end >= committed),
+        "{voters:?}"
+    );
+    // Another partition has no quorum; without a leader a follower cannot say.
+    let (code, ..) = describe_quorum(&mut h, follower, "orders");
+    assert_eq!(code, ErrorCode::UnknownTopicOrPartition.code());
+    h.stop(leader);
+    let survivor = (1..=3).find(|&n| n != leader && n != follower).unwrap();
+    h.stop(survivor);
+    h.run(3_000, 100);
+    let (code, ..) = describe_quorum(&mut h, follower, QUORUM_TOPIC);
+    assert!(
+        [
+            ErrorCode::NotLeaderOrFollower.code(),
+            ErrorCode::RequestTimedOut.code()
+        ]
+        .contains(&code),
+        "{code}"
+    );
 }

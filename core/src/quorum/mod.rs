@@ -74,6 +74,19 @@ pub struct QuorumOutput {
     pub committed: Vec<Committed>,
 }
 
+/// The quorum as its leader sees it (DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumState {
+    /// The leader (this voter).
+    pub leader: NodeId,
+    /// Its term (Kafka's leader epoch of the metadata partition).
+    pub term: u64,
+    /// The commit index (Kafka's high watermark of the metadata log).
+    pub committed: u64,
+    /// Each voter and the log index it is known to hold, by node id.
+    pub voters: Vec<(NodeId, u64)>,
+}
+
 /// One step of the committed log, handed to the caller's state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Committed {
@@ -344,6 +357,29 @@ impl<S: Storage> Quorum<S> {
         self.raw
             .propose(Vec::new(), data)
             .map_err(|_| QuorumError::ProposalDropped)
+    }
+
+    /// The quorum's state, on the leader only (only it knows how far each voter is).
+    pub fn describe(&self) -> Option<QuorumState> {
+        if !self.is_leader() {
+            return None;
+        }
+        let own = self.raw.raft.id;
+        let last = self.raw.raft.raft_log.last_index();
+        let mut voters: Vec<(NodeId, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, p)| (node_id(*id), if *id == own { last } else { p.matched }))
+            .collect();
+        voters.sort();
+        Some(QuorumState {
+            leader: node_id(own),
+            term: self.raw.raft.term,
+            committed: self.raw.raft.raft_log.committed,
+            voters,
+        })
     }
 
     /// As the leader, hands the leadership to the voter whose log matches the most of this

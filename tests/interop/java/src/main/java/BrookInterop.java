@@ -18,7 +18,9 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.QuorumInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -43,8 +45,11 @@ import org.apache.kafka.common.utils.Utils;
 /**
  * The Apache Kafka Java client (AdminClient, KafkaProducer, KafkaConsumer) against a broker.
  *
- * <p>Usage: {@code java BrookInterop HOST:PORT [RECORDS_PER_CODEC]}. Prints one line per
- * step and exits 0 when every check passed, 1 on the first failure (with its stack trace).
+ * <p>Usage: {@code java BrookInterop HOST:PORT [RECORDS_PER_CODEC]}, or against a cluster
+ * {@code java BrookInterop --cluster HOST:PORT BROKERS} (bootstrapped from one node: the
+ * cluster, the metadata quorum, an RF 3 topic's leaders, produce and consume through the
+ * leaders the client finds). Prints one line per step and exits 0 when every check passed,
+ * 1 on the first failure (with its stack trace).
  * Consumers use assign() without a group.id and never commit.
  */
 public final class BrookInterop {
@@ -65,14 +70,20 @@ public final class BrookInterop {
     record Sent(int seq, byte[] key, byte[] value, List<Header> headers, long timestamp, long offset) {}
 
     public static void main(String[] args) {
-        if (args.length < 1 || args.length > 2) {
+        boolean cluster = args.length == 3 && args[0].equals("--cluster");
+        if (!cluster && (args.length < 1 || args.length > 2)) {
             System.err.println("usage: BrookInterop HOST:PORT [RECORDS_PER_CODEC]");
+            System.err.println("       BrookInterop --cluster HOST:PORT BROKERS");
             System.exit(2);
         }
         int records = args.length == 2 ? Integer.parseInt(args[1]) : 5000;
         int code = 0;
         try {
-            new BrookInterop(args[0], records).run();
+            if (cluster) {
+                new BrookInterop(args[1], 2000).runCluster(Integer.parseInt(args[2]));
+            } else {
+                new BrookInterop(args[0], records).run();
+            }
             System.out.println("PASS: every check passed");
         } catch (Throwable t) {
             System.out.println("FAIL: " + t);
@@ -127,6 +138,74 @@ public final class BrookInterop {
             }
             describeConfigs(admin, topics.get(0));
             deleteTopics(admin, topics);
+        }
+        System.out.printf("   total %.1f s%n", (System.nanoTime() - started) / 1e9);
+    }
+
+    Properties adminProps() {
+        Properties adminProps = new Properties();
+        adminProps.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        adminProps.put(AdminClientConfig.CLIENT_ID_CONFIG, "brook-interop-admin");
+        adminProps.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, (int) TIMEOUT.toMillis());
+        adminProps.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 15000);
+        return adminProps;
+    }
+
+    /** Against a cluster of {@code brokers} nodes, bootstrapped from one of them. */
+    void runCluster(int brokers) throws Exception {
+        long started = System.nanoTime();
+        System.out.println("kafka-clients " + AppInfoParser.getVersion() + " against a cluster, bootstrap "
+                + bootstrap);
+        try (Admin admin = Admin.create(adminProps())) {
+            step("AdminClient describeCluster");
+            DescribeClusterResult cluster = admin.describeCluster();
+            var nodes = cluster.nodes().get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            var controller = cluster.controller().get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            checkEq(brokers, nodes.size(), "brokers listed");
+            check(nodes.stream().anyMatch(n -> n.id() == controller.id()), "the controller is a broker");
+            ok(nodes.size() + " brokers, controller " + controller.id());
+
+            step("AdminClient describeMetadataQuorum");
+            QuorumInfo quorum = admin.describeMetadataQuorum().quorumInfo()
+                    .get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            checkEq(brokers, quorum.voters().size(), "voters");
+            check(quorum.voters().stream().anyMatch(v -> v.replicaId() == quorum.leaderId()),
+                    "the quorum leader is a voter");
+            check(quorum.highWatermark() > 0, "the metadata log has committed entries");
+            for (QuorumInfo.ReplicaState voter : quorum.voters()) {
+                check(voter.logEndOffset() >= 0, "voter " + voter.replicaId() + " has a log end");
+            }
+            ok("leader " + quorum.leaderId() + " in epoch " + quorum.leaderEpoch() + ", high watermark "
+                    + quorum.highWatermark());
+
+            String topic = "java-cluster-" + suffix;
+            step("AdminClient createTopics " + topic + " (" + PARTITIONS + " partitions, RF 3)");
+            admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 3))).all()
+                    .get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            TopicDescription description = null;
+            long deadline = System.nanoTime() + TIMEOUT.toNanos();
+            while (true) {
+                description = admin.describeTopics(List.of(topic)).allTopicNames()
+                        .get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS).get(topic);
+                boolean inSync = description.partitions().stream().allMatch(p -> p.isr().size() == 3);
+                if (inSync || System.nanoTime() > deadline) {
+                    break;
+                }
+                Thread.sleep(100);
+            }
+            Set<Integer> leaders = new java.util.HashSet<>();
+            for (TopicPartitionInfo p : description.partitions()) {
+                check(p.leader() != null, "partition " + p.partition() + " has a leader");
+                checkEq(3, p.replicas().size(), "replicas of partition " + p.partition());
+                checkEq(3, p.isr().size(), "ISR of partition " + p.partition());
+                leaders.add(p.leader().id());
+            }
+            checkEq(Math.min(PARTITIONS, brokers), leaders.size(), "distinct leaders");
+            ok("leaders " + leaders);
+
+            Map<Integer, List<Sent>> sent = produce("lz4", topic);
+            consumeAndCheckOffsets(topic, sent);
+            deleteTopics(admin, List.of(topic));
         }
         System.out.printf("   total %.1f s%n", (System.nanoTime() - started) / 1e9);
     }
