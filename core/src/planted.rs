@@ -35,11 +35,20 @@ pub enum PlantedBug {
     /// A broker that starts to lead a `__consumer_offsets` partition answers for its groups
     /// without replaying the partition's log.
     CoordinatorSkipsLoad = 2048,
+    /// A replica that becomes a follower (a new leader or epoch, or a restart) cuts its log
+    /// back to its high watermark instead of reconciling by leader epoch (pre-KIP-101).
+    TruncateToHighWatermark = 4096,
+    /// A diverged follower truncates to the leader's epoch end without comparing it with its
+    /// own end of that epoch (pre-KIP-279).
+    TruncateToLeaderEpochEnd = 8192,
+    /// A broker registering after its machine lost power stays in the ISRs and ELRs it was in
+    /// (the controller skips forgetting it: KIP-966's unclean-shutdown rule).
+    PowerLostReplicaStaysEligible = 16384,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -52,6 +61,9 @@ impl PlantedBug {
         PlantedBug::UncleanElection,
         PlantedBug::AckOnLeaderAppend,
         PlantedBug::CoordinatorSkipsLoad,
+        PlantedBug::TruncateToHighWatermark,
+        PlantedBug::TruncateToLeaderEpochEnd,
+        PlantedBug::PowerLostReplicaStaysEligible,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -69,6 +81,9 @@ impl PlantedBug {
             PlantedBug::UncleanElection => "unclean-election",
             PlantedBug::AckOnLeaderAppend => "ack-on-leader-append",
             PlantedBug::CoordinatorSkipsLoad => "coordinator-skips-load",
+            PlantedBug::TruncateToHighWatermark => "truncate-to-high-watermark",
+            PlantedBug::TruncateToLeaderEpochEnd => "truncate-to-leader-epoch-end",
+            PlantedBug::PowerLostReplicaStaysEligible => "power-lost-replica-stays-eligible",
         }
     }
 
@@ -110,6 +125,15 @@ impl PlantedBug {
             PlantedBug::CoordinatorSkipsLoad => {
                 "a new group coordinator answers without loading __consumer_offsets (3-node run)"
             }
+            PlantedBug::TruncateToHighWatermark => {
+                "a new follower truncates to its high watermark, not by leader epoch (pre-KIP-101; 3-node run)"
+            }
+            PlantedBug::TruncateToLeaderEpochEnd => {
+                "a diverged follower truncates to the leader's epoch end, ignoring its own (pre-KIP-279; 3-node run)"
+            }
+            PlantedBug::PowerLostReplicaStaysEligible => {
+                "a broker back from a power loss stays in the ISR and ELR (KIP-966; 3-node run)"
+            }
         }
     }
 
@@ -121,6 +145,20 @@ impl PlantedBug {
             PlantedBug::UncleanElection
                 | PlantedBug::AckOnLeaderAppend
                 | PlantedBug::CoordinatorSkipsLoad
+                | PlantedBug::TruncateToHighWatermark
+                | PlantedBug::TruncateToLeaderEpochEnd
+                | PlantedBug::PowerLostReplicaStaysEligible
+        )
+    }
+
+    /// Whether only a named scenario (`scripts/sim --scenario`) is known to meet the bug: the
+    /// drawn fault plans line up the faults it needs too rarely to be relied on.
+    pub fn scenario_only(self) -> bool {
+        matches!(
+            self,
+            PlantedBug::TruncateToHighWatermark
+                | PlantedBug::TruncateToLeaderEpochEnd
+                | PlantedBug::PowerLostReplicaStaysEligible
         )
     }
 }

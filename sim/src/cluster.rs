@@ -22,7 +22,7 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 
 use crate::checker::{check, Failure};
-use crate::cluster_node::{run_node, Registry};
+use crate::cluster_node::{run_node, NodeContext, Registry};
 use crate::cluster_workload as workload;
 use crate::disk::SimDisk;
 use crate::group_member::{observe_group, start_members, GroupEvent, GROUP};
@@ -44,7 +44,7 @@ const CONSUMERS: usize = 2;
 const MEMBERS: usize = 3;
 
 /// One fault of a cluster run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
     /// The node's process dies; its page cache survives.
     Kill(i32),
@@ -66,6 +66,28 @@ enum Fault {
     /// The node coordinating the group when the fault starts is cut off from the other
     /// nodes (scenarios).
     IsolateCoordinator,
+    /// The node's replica fetcher is stuck: it stays in the quorum and keeps heartbeating,
+    /// but fetches nothing, so it falls behind (and, restarted, stays behind) (scenarios).
+    StallFetcher(i32),
+}
+
+/// The nodes of the workload's partition 0 by role when a scenario's schedule starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Roles {
+    /// Its leader.
+    leader: i32,
+    /// The follower the controller elects first (assignment order).
+    first: i32,
+    /// The other follower.
+    second: i32,
+}
+
+/// A fault as it happened: when it started and ended (simulated ms), on which node.
+#[derive(Clone, Copy, Debug)]
+struct Happened {
+    fault: Fault,
+    start_ms: i64,
+    end_ms: i64,
 }
 
 /// The faults of a run, drawn from its seed.
@@ -122,20 +144,81 @@ impl ClusterPlan {
 }
 
 impl ClusterPlan {
-    /// The fixed schedule of a scenario.
-    fn scripted(scenario: Scenario) -> ClusterPlan {
-        let faults = match scenario {
+    /// A scenario's plan before its schedule is known: no drawn settings, no faults yet.
+    fn quiet() -> ClusterPlan {
+        ClusterPlan {
+            faults: Vec::new(),
+            segment_bytes: None,
+            peer_loss_per_mille: 0,
+        }
+    }
+
+    /// The fixed schedule of a scenario over the nodes' roles in partition 0: (start ms into
+    /// the safety phase, how long, fault). A node whose fetcher must stay stuck after a
+    /// restart has it stuck before it comes back.
+    fn scripted(scenario: Scenario, roles: Roles) -> Vec<(u64, u64, Fault)> {
+        let Roles {
+            leader,
+            first,
+            second,
+        } = roles;
+        match scenario {
             // Members commit every half second: a kill 4 s in lands among them; the next
             // coordinator is cut off once the first is back and in sync.
             Scenario::CoordinatorFailoverMidCommit => vec![
                 (4_000, 6_000, Fault::KillCoordinator),
                 (13_000, 5_000, Fault::IsolateCoordinator),
             ],
-        };
-        ClusterPlan {
-            faults,
-            segment_bytes: None,
-            peer_loss_per_mille: 0,
+            // The second follower is fenced (ISR leader + first); the first follower is
+            // fenced while the ISR is at min.insync.replicas, so it becomes eligible (ELR)
+            // holding every committed record, and restarts (a new follower); the leader
+            // dies and the controller elects the first follower from the ELR. Each kill
+            // lasts 5 s: the fence lands before the restart even when the killed node was
+            // the controller (a quorum election with check-quorum takes up to 4 s).
+            Scenario::Kip101HwTruncateThenElect => vec![
+                (1_000, 5_000, Fault::Kill(second)),
+                (2_000, 25_000, Fault::StallFetcher(second)),
+                (7_000, 5_000, Fault::Kill(first)),
+                (8_000, 19_000, Fault::StallFetcher(first)),
+                (14_000, 5_000, Fault::Kill(leader)),
+            ],
+            // The first follower stops fetching, so the leader's newest (uncommitted) tail
+            // reaches the second follower only; the leader loses power and the first
+            // follower leads a new epoch from its shorter log while nobody fetches from it
+            // (the old leader comes back with a stuck fetcher); it loses power too, and the
+            // second follower leads from its longer log. The first follower returns
+            // holding batches of an epoch its leader never had, at offsets where the
+            // leader holds the older epoch's tail.
+            Scenario::Kip279DoubleFailoverDivergence => vec![
+                (1_000, 2_100, Fault::StallFetcher(first)),
+                (2_900, 9_100, Fault::StallFetcher(second)),
+                (3_000, 5_000, Fault::PowerLoss(leader)),
+                (7_500, 4_500, Fault::StallFetcher(leader)),
+                (10_000, 2_000, Fault::PowerLoss(first)),
+            ],
+            // The first follower is fenced and kept behind (the ISR is leader + second,
+            // still committing); the second follower goes down (ISR the leader alone, the
+            // second eligible); the leader loses power while no quorum is left, and comes
+            // back before the second does.
+            Scenario::Kip966LastReplicaStanding => vec![
+                (1_000, 5_000, Fault::Kill(first)),
+                (2_000, 25_000, Fault::StallFetcher(first)),
+                (7_000, 20_000, Fault::Kill(second)),
+                (13_000, 4_000, Fault::PowerLoss(leader)),
+            ],
+            // Longer than a quorum election (up to 4 s) plus the broker session timeout
+            // (9 s).
+            Scenario::IsolatedOldLeader => vec![(1_000, 18_000, Fault::Isolate(leader))],
+            // Both followers are fenced in turn and come back behind: the first outside the
+            // ISR and the ELR, the second eligible; then the leader is cut off until the
+            // controller fences it (9 s, after an election of up to 4 s) and elects.
+            Scenario::Jepsen2013IsrShrinkThenIsolate => vec![
+                (1_000, 5_000, Fault::Kill(first)),
+                (2_000, 28_000, Fault::StallFetcher(first)),
+                (7_000, 5_000, Fault::Kill(second)),
+                (8_000, 22_000, Fault::StallFetcher(second)),
+                (13_000, 17_000, Fault::Isolate(leader)),
+            ],
         }
     }
 }
@@ -177,23 +260,34 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let history: SharedHistory = Arc::new(Mutex::new(History::default()));
     // Producers, consumers, the setup, the group's observer and watcher, the final reader.
     let clients = PRODUCERS + WEAK_PRODUCERS + CONSUMERS + 4;
-    let plan = match options.scenario {
-        Some(scenario) => ClusterPlan::scripted(scenario),
+    let mut plan = match options.scenario {
+        Some(_) => ClusterPlan::quiet(),
         None => ClusterPlan::draw(nodes, options.safety_secs * 1000, clients),
     };
-    trace.record(format!("seed {seed} plan {plan}"));
+    match options.scenario {
+        Some(scenario) => trace.record(format!("seed {seed} scenario {}", scenario.name())),
+        None => trace.record(format!("seed {seed} plan {plan}")),
+    }
     let registry: Registry = Arc::default();
     let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
     let disks: Vec<SimDisk> = (0..nodes).map(|_| SimDisk::default()).collect();
     let reboots: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
     let stalls: Vec<crate::node::DiskStall> = (0..nodes).map(|_| Arc::default()).collect();
+    let fetchers: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
     let node_handles: Vec<NodeHandle> = (1..=nodes)
         .map(|id| {
             let disk = disks[id as usize - 1].clone();
             let rebooted = reboots[id as usize - 1].clone();
             let stall = stalls[id as usize - 1].clone();
+            let fetcher = fetchers[id as usize - 1].clone();
             let loss = plan.peer_loss_per_mille;
-            let (voters, trace, registry) = (voters.clone(), trace.clone(), registry.clone());
+            let context = NodeContext {
+                trace: trace.clone(),
+                history: history.clone(),
+                registry: registry.clone(),
+                distinct_election_ticks: options.scenario.is_some(),
+            };
+            let voters = voters.clone();
             handle
                 .create_node()
                 .name(format!("node{id}"))
@@ -204,9 +298,10 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                         rebooted: rebooted.clone(),
                         disk_stall: stall.clone(),
                         loss_per_mille: loss,
+                        fetcher_stalled: fetcher.clone(),
                         ..MachineFaults::default()
                     };
-                    run_node(id, voters, disk, machine, trace.clone(), registry.clone())
+                    run_node(id, voters, disk, machine, context.clone())
                 })
                 .build()
         })
@@ -263,15 +358,23 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let loads = watch_group_loads(registry.clone(), nodes, stop.clone(), history.clone());
     drop(madsim::task::spawn(loads));
 
-    // A scenario's schedule starts once the group has a coordinator (a slow election can
-    // hold the cluster's start back).
-    if options.scenario.is_some() {
+    // A scenario's schedule starts once the group has a coordinator and partition 0 a
+    // leader (a slow election can hold the cluster's start back).
+    let mut roles = None;
+    if let Some(scenario) = options.scenario {
         let ready = madsim::time::Instant::now() + Duration::from_secs(60);
-        while coordinator_now(&registry, nodes, &vec![false; nodes as usize + 1]).is_none()
-            && madsim::time::Instant::now() < ready
-        {
+        loop {
+            let coordinator = coordinator_now(&registry, nodes, &vec![false; nodes as usize + 1]);
+            roles = roles_now(&registry, nodes);
+            if (coordinator.is_some() && roles.is_some()) || madsim::time::Instant::now() >= ready {
+                break;
+            }
             madsim::time::sleep(Duration::from_millis(100)).await;
         }
+        if let Some(roles) = roles {
+            plan.faults = ClusterPlan::scripted(scenario, roles);
+        }
+        trace.record(format!("{} scenario roles {roles:?}, plan {plan}", now().0));
     }
     // Safety phase: faults on.
     let net = NetSim::current();
@@ -287,6 +390,8 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let mut power_lost = false;
     // The node a coordinator fault picked when it started, by fault.
     let mut picked: BTreeMap<usize, i32> = BTreeMap::new();
+    // The faults that started, by fault: what the scenarios' checks look at.
+    let mut happened: BTreeMap<usize, Happened> = BTreeMap::new();
     for (at, start, index, fault) in events {
         madsim::time::sleep_until(phase_start + Duration::from_millis(at)).await;
         let fault = match fault {
@@ -310,6 +415,23 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             }
             other => other,
         };
+        let skipped = match fault {
+            Fault::Kill(n) | Fault::PowerLoss(n) => start && down[n as usize],
+            _ => false,
+        };
+        if start && !skipped {
+            let (start_ms, end_ms) = (now().0, i64::MAX);
+            happened.insert(
+                index,
+                Happened {
+                    fault,
+                    start_ms,
+                    end_ms,
+                },
+            );
+        } else if let Some(seen) = happened.get_mut(&index).filter(|_| !start) {
+            seen.end_ms = now().0;
+        }
         match (fault, start) {
             (Fault::Kill(n) | Fault::PowerLoss(n), true) => {
                 if down[n as usize] {
@@ -382,6 +504,13 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 }
                 trace.record(format!("{} fault: node{n} cut off {cut}", now().0));
             }
+            (Fault::StallFetcher(n), stalled) => {
+                fetchers[n as usize - 1].store(stalled, Ordering::Relaxed);
+                trace.record(format!(
+                    "{} fault: node{n} fetcher stalled {stalled}",
+                    now().0
+                ));
+            }
             (Fault::SlowDisk(n, ms), slow) => {
                 let ms = if slow { ms } else { 0 };
                 stalls[n as usize - 1].store(ms, Ordering::Relaxed);
@@ -430,6 +559,13 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     for stall in &stalls {
         stall.store(0, Ordering::Relaxed);
     }
+    for fetcher in &fetchers {
+        fetcher.store(false, Ordering::Relaxed);
+    }
+    let heal_ms = now().0;
+    for seen in happened.values_mut() {
+        seen.end_ms = seen.end_ms.min(heal_ms);
+    }
     trace.record(format!("{} heal: network healed, every node up", now().0));
     let deadline = madsim::time::Instant::now() + Duration::from_secs(options.liveness_secs);
     for producer in producers {
@@ -469,14 +605,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     // Group commits are acks=all writes to `__consumer_offsets` (RF 3, min.insync.replicas
     // 2): no single power loss may take an acknowledged one back.
     crate::checker::check_group(&history, false, true, &mut verdict);
-    if options.scenario.is_some() && history.coordinators.len() < 2 {
-        verdict.failures.push(Failure {
-            checker: "scenario",
-            detail: format!(
-                "the group's coordinator never moved (seen on {:?})",
-                history.coordinators
-            ),
-        });
+    if let Some(scenario) = options.scenario {
+        let happened: Vec<Happened> = happened.into_values().collect();
+        if let Some(detail) = scenario_missed(scenario, roles, &happened, &history) {
+            verdict.failures.push(Failure {
+                checker: "scenario",
+                detail,
+            });
+        }
     }
     match converged {
         Ok(replicas) => check_replicas(&history, &replicas, &mut verdict.failures),
@@ -522,6 +658,132 @@ fn coordinator_now(registry: &Registry, nodes: i32, down: &[bool]) -> Option<i32
         Some((epoch.0, id))
     });
     coordinating.max().map(|(_, id)| id)
+}
+
+/// Partition 0's roles as the first node with a view of it sees them: its leader, then its
+/// other replicas in assignment order.
+fn roles_now(registry: &Registry, nodes: i32) -> Option<Roles> {
+    let registry = registry.lock().expect("registry");
+    (1..=nodes).find_map(|id| {
+        let state = registry.get(&id)?.lock();
+        let topic = state.node().image().topic(TOPIC)?;
+        let partition = topic.partitions.first()?;
+        let leader = partition.leader?.0;
+        let mut followers = partition
+            .replicas
+            .iter()
+            .map(|n| n.0)
+            .filter(|&n| n != leader);
+        let (first, second) = (followers.next()?, followers.next()?);
+        Some(Roles {
+            leader,
+            first,
+            second,
+        })
+    })
+}
+
+/// What a scenario scripted that did not happen (its `scenario` check), if anything.
+fn scenario_missed(
+    scenario: Scenario,
+    roles: Option<Roles>,
+    happened: &[Happened],
+    history: &History,
+) -> Option<String> {
+    if scenario == Scenario::CoordinatorFailoverMidCommit {
+        return (history.coordinators.len() < 2).then(|| {
+            format!(
+                "the group's coordinator never moved (seen on {:?})",
+                history.coordinators
+            )
+        });
+    }
+    let Some(roles) = roles else {
+        return Some("partition 0 never had a leader with three replicas".into());
+    };
+    let views = || history.partition_views.iter().filter(|v| v.partition == 0);
+    // When a node first saw partition 0's ISR as `node` alone.
+    let alone = |node: i32| views().find(|v| v.isr == [node]).map(|v| v.at_ms);
+    // The first view of partition 0 led by `node` in an epoch after `epoch`.
+    let led_by =
+        |node: i32, epoch: i32| views().find(|v| v.leader == Some(node) && v.epoch > epoch);
+    let window = |fault: Fault| happened.iter().find(|h| h.fault == fault);
+    let Roles {
+        leader,
+        first,
+        second,
+    } = roles;
+    match scenario {
+        Scenario::CoordinatorFailoverMidCommit => None,
+        Scenario::Kip101HwTruncateThenElect => {
+            if alone(leader).is_none() {
+                Some(format!(
+                    "partition 0's ISR never shrank to its leader node{leader}"
+                ))
+            } else if led_by(first, 0).is_none() {
+                Some(format!(
+                    "the restarted follower node{first} was never elected"
+                ))
+            } else {
+                None
+            }
+        }
+        Scenario::Kip279DoubleFailoverDivergence => {
+            let powered_off = happened
+                .iter()
+                .filter(|h| matches!(h.fault, Fault::PowerLoss(_)))
+                .count();
+            let second_term = led_by(first, 0).and_then(|v| led_by(second, v.epoch));
+            if powered_off < 2 {
+                Some(format!("{powered_off} of 2 nodes lost power"))
+            } else if second_term.is_none() {
+                Some(format!(
+                    "partition 0 was not led by node{first} and then node{second}"
+                ))
+            } else {
+                None
+            }
+        }
+        Scenario::Kip966LastReplicaStanding => {
+            let loss = window(Fault::PowerLoss(leader));
+            match (alone(leader), loss) {
+                (Some(at), Some(loss)) if at < loss.start_ms => None,
+                (at, loss) => Some(format!(
+                    "node{leader} did not lose power as the ISR's last member (alone at {at:?}, power lost {:?})",
+                    loss.map(|l| l.start_ms)
+                )),
+            }
+        }
+        Scenario::IsolatedOldLeader | Scenario::Jepsen2013IsrShrinkThenIsolate => {
+            let Some(cut) = window(Fault::Isolate(leader)) else {
+                return Some(format!("node{leader} was never cut off"));
+            };
+            let during = |at: i64| (cut.start_ms..=cut.end_ms).contains(&at);
+            let replaced = views().any(|v| {
+                during(v.at_ms) && v.leader.is_some_and(|l| l != leader) && v.node != leader
+            });
+            let sends = history
+                .produce_sends
+                .iter()
+                .filter(|s| s.node == leader && s.partition == 0 && during(s.at_ms))
+                .count();
+            if !replaced {
+                Some(format!(
+                    "no new leader was elected while node{leader} was cut off"
+                ))
+            } else if scenario == Scenario::IsolatedOldLeader && sends == 0 {
+                Some(format!("node{leader} got no produce request while cut off"))
+            } else if scenario == Scenario::Jepsen2013IsrShrinkThenIsolate
+                && alone(leader).is_none_or(|at| at > cut.start_ms)
+            {
+                Some(format!(
+                    "partition 0's ISR had not shrunk to node{leader} when it was cut off"
+                ))
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// Until `stop`, records a [`GroupEvent::CoordinatorLoaded`] whenever a node is seen

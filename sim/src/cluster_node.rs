@@ -14,13 +14,14 @@ use madsim::rand::Rng;
 use crate::disk::SimDisk;
 use crate::node::{node_ip, now, serve, MachineFaults, Observer, SharedNode, BROKER_PORT};
 use crate::trace::Trace;
+use crate::workload::{PartitionView, SharedHistory};
 
 /// The running nodes, for the checkers to inspect replicas once the run is over.
 pub type Registry = Arc<Mutex<BTreeMap<i32, SharedNode<ClusterNode<SimDisk>>>>>;
 
-/// An observer that records in the trace each change of the workload topic's partitions in
-/// the node's image (leader, leader epoch, ISR).
-fn trace_changes(id: i32, trace: Trace) -> Observer<ClusterNode<SimDisk>> {
+/// An observer that records in the trace and the history each change of the workload
+/// topic's partitions in the node's image (leader, leader epoch, ISR).
+fn trace_changes(id: i32, trace: Trace, history: SharedHistory) -> Observer<ClusterNode<SimDisk>> {
     let mut seen: Vec<(Option<i32>, i32, Vec<i32>)> = Vec::new();
     Box::new(move |node: &ClusterNode<SimDisk>| {
         let Some(topic) = node.image().topic(crate::workload::TOPIC) else {
@@ -55,10 +56,36 @@ fn trace_changes(id: i32, trace: Trace) -> Observer<ClusterNode<SimDisk>> {
                     "{} node{id}: p{i} leader {leader:?} epoch {epoch} isr {isr:?}",
                     now().0
                 ));
+                let view = PartitionView {
+                    at_ms: now().0,
+                    node: id,
+                    partition: i as i32,
+                    leader: *leader,
+                    epoch: *epoch,
+                    isr: isr.clone(),
+                };
+                history.lock().expect("history").partition_views.push(view);
             }
         }
         seen = states;
     })
+}
+
+/// What a node process shares with its run: the trace, the history (partition changes), the
+/// registry of running nodes, and how its election timeout is drawn.
+#[derive(Clone)]
+pub struct NodeContext {
+    /// The run's trace.
+    pub trace: Trace,
+    /// The run's history.
+    pub history: SharedHistory,
+    /// The running nodes.
+    pub registry: Registry,
+    /// Draw each node's election timeout from its own range, so no two voters share one. A
+    /// voter's timeout is fixed for its process (raft-rs's random window is closed), and two
+    /// survivors with the same one can split their votes in step for a long time; scripted
+    /// scenarios time their faults around elections and need them prompt.
+    pub distinct_election_ticks: bool,
 }
 
 /// Runs one incarnation of node `id` until it is killed, under `machine`'s faults.
@@ -67,9 +94,14 @@ pub async fn run_node(
     voters: Vec<NodeId>,
     disk: SimDisk,
     machine: MachineFaults,
-    trace: Trace,
-    registry: Registry,
+    context: NodeContext,
 ) {
+    let NodeContext {
+        trace,
+        history,
+        registry,
+        distinct_election_ticks,
+    } = context;
     let mut rng = madsim::rand::thread_rng();
     let incarnation: u64 = rng.gen();
     let mut broker = BrokerConfig {
@@ -93,7 +125,10 @@ pub async fn run_node(
         .rebooted
         .swap(false, std::sync::atomic::Ordering::SeqCst);
     // Election jitter from the seed: raft-rs's own draw escapes madsim.
-    config.election_tick = 10 + rng.gen_range(0..10);
+    config.election_tick = match distinct_election_ticks {
+        true => 10 + 3 * (id.max(1) as usize - 1) + rng.gen_range(0..3),
+        false => 10 + rng.gen_range(0..10),
+    };
     let node = match ClusterNode::open(disk, config, now()) {
         Ok(node) => node,
         Err(err) => {
@@ -102,7 +137,7 @@ pub async fn run_node(
         }
     };
     trace.record(format!("{} node{id}: open", now().0));
-    let observer = trace_changes(id, trace.clone());
+    let observer = trace_changes(id, trace.clone(), history);
     let ready = move |shared| {
         registry.lock().expect("registry").insert(id, shared);
     };

@@ -22,7 +22,8 @@ use crate::node::node_ip;
 use crate::node::{now, BROKER_PORT};
 use crate::trace::Trace;
 use crate::workload::{
-    fetch_request_for, produce_request, read_partition, Ack, Read, SharedHistory, PARTITIONS, TOPIC,
+    fetch_request_for, produce_request, read_partition, Ack, ProduceSend, Read, SharedHistory,
+    PARTITIONS, TOPIC,
 };
 
 /// `min.insync.replicas` of the workload topic.
@@ -320,6 +321,12 @@ pub async fn producer(
             let Some(leader) = router.leader(partition).await else {
                 continue;
             };
+            let send = ProduceSend {
+                at_ms: now().0,
+                node: leader,
+                partition,
+            };
+            history.lock().expect("history").produce_sends.push(send);
             let Some(ResponseKind::Produce(response)) =
                 router.call(leader, ApiKey::Produce, 9, &request).await
             else {

@@ -139,13 +139,23 @@ mod cli {
         };
         if args.list_bugs {
             for bug in PlantedBug::ALL {
-                say!("{} — {}", bug.name(), bug.description());
+                let only = if bug.scenario_only() {
+                    " (scenario only)"
+                } else {
+                    ""
+                };
+                say!("{} — {}{only}", bug.name(), bug.description());
             }
             return ExitCode::SUCCESS;
         }
         if args.list_scenarios {
             for scenario in Scenario::ALL {
-                say!("{} — {}", scenario.name(), scenario.description());
+                say!(
+                    "{} — {}; planted bug: {}",
+                    scenario.name(),
+                    scenario.description(),
+                    scenario.planted_bug().name()
+                );
             }
             return ExitCode::SUCCESS;
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use brook_core::broker::{Broker, BrokerConfig, RequestContext};
 use brook_core::driver::{ConnectionId, Driver, Effect, Machine};
+use brook_core::node::PeerMessage;
 use brook_core::protocol::frame_len;
 use brook_core::{Millis, NodeId};
 use bytes::BytesMut;
@@ -63,6 +64,10 @@ pub struct MachineFaults {
     /// Of a thousand Produce responses, how many are lost with their connection after the
     /// request was handled (a reset at the worst moment), so clients retry what was written.
     pub produce_responses_lost_per_mille: u32,
+    /// Set while the node's replica fetcher is stuck: its follower fetches never leave it,
+    /// while everything else (raft, heartbeats, clients) goes on, so its leaders drop it from
+    /// the ISR and a restarted node stays behind.
+    pub fetcher_stalled: Arc<AtomicBool>,
 }
 
 /// What a connection task is handed for its request.
@@ -208,11 +213,10 @@ pub async fn serve<M: Machine + Send + 'static>(
     } else {
         None
     };
-    let loss = faults.loss_per_mille;
     if let Some(endpoint) = &endpoint {
         let (sender, mut downs) = mpsc::unbounded_channel();
         shared.lock().peer_down = Some(sender);
-        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        let (shared, endpoint, faults) = (shared.clone(), endpoint.clone(), faults.clone());
         madsim::task::spawn(async move {
             while let Some(peer) = downs.recv().await {
                 let outgoing = {
@@ -223,12 +227,12 @@ pub async fn serve<M: Machine + Send + 'static>(
                     state.dispatch()
                 };
                 shared.rearm();
-                send_all(&endpoint, outgoing, loss).await;
+                send_all(&endpoint, outgoing, &faults).await;
             }
         });
     }
     if let Some(endpoint) = &endpoint {
-        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        let (shared, endpoint, faults) = (shared.clone(), endpoint.clone(), faults.clone());
         let disk_stall = faults.disk_stall.clone();
         madsim::task::spawn(async move {
             loop {
@@ -247,13 +251,13 @@ pub async fn serve<M: Machine + Send + 'static>(
                     state.dispatch()
                 };
                 shared.rearm();
-                send_all(&endpoint, outgoing, loss).await;
+                send_all(&endpoint, outgoing, &faults).await;
             }
         });
     }
     // Timers: sleep until the next deadline, or until an input moves it.
     {
-        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        let (shared, endpoint, faults) = (shared.clone(), endpoint.clone(), faults.clone());
         madsim::task::spawn(async move {
             loop {
                 let wait = {
@@ -279,7 +283,7 @@ pub async fn serve<M: Machine + Send + 'static>(
                     state.dispatch()
                 };
                 if let Some(endpoint) = &endpoint {
-                    send_all(endpoint, outgoing, loss).await;
+                    send_all(endpoint, outgoing, &faults).await;
                 }
             }
         });
@@ -338,10 +342,16 @@ fn node_of(addr: SocketAddr) -> Option<NodeId> {
 }
 
 /// Sends the peer messages; each is lost with probability `loss_per_mille` / 1000 (datagram
-/// loss: the protocols above retry what matters).
-async fn send_all(endpoint: &Endpoint, outgoing: Vec<(NodeId, Vec<u8>)>, loss_per_mille: u32) {
+/// loss: the protocols above retry what matters), and follower fetches are held back while
+/// the node's fetcher is stalled.
+async fn send_all(endpoint: &Endpoint, outgoing: Vec<(NodeId, Vec<u8>)>, faults: &MachineFaults) {
+    let loss_per_mille = faults.loss_per_mille;
+    let stalled = faults.fetcher_stalled.load(Ordering::Relaxed);
     for (to, bytes) in outgoing {
         if loss_per_mille > 0 && madsim::rand::thread_rng().gen_range(0..1000) < loss_per_mille {
+            continue;
+        }
+        if stalled && matches!(PeerMessage::decode(&bytes), Ok(PeerMessage::Fetch { .. })) {
             continue;
         }
         let last = u8::try_from(to.0).unwrap_or(0);
@@ -389,7 +399,7 @@ async fn serve_client<M: Machine + Send>(
         };
         shared.rearm();
         if let Some(endpoint) = &endpoint {
-            send_all(endpoint, outgoing, faults.loss_per_mille).await;
+            send_all(endpoint, outgoing, &faults).await;
         }
         let Some(Answer::Respond(api, bytes)) = answers.recv().await else {
             return Ok(());

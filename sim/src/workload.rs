@@ -59,6 +59,34 @@ pub struct Read {
     pub value: String,
 }
 
+/// One node's view of a workload partition after a change of it (cluster run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    /// When the node applied the change, in simulated milliseconds.
+    pub at_ms: i64,
+    /// The node whose image it is.
+    pub node: i32,
+    /// The partition.
+    pub partition: i32,
+    /// Its leader, if any.
+    pub leader: Option<i32>,
+    /// Its leader epoch.
+    pub epoch: i32,
+    /// Its ISR.
+    pub isr: Vec<i32>,
+}
+
+/// A produce request a cluster producer sent (acks=all or acks=1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceSend {
+    /// When it was sent, in simulated milliseconds.
+    pub at_ms: i64,
+    /// The node it went to (the partition's leader as the producer knew it).
+    pub node: i32,
+    /// The partition.
+    pub partition: i32,
+}
+
 /// Everything the clients observed.
 #[derive(Default, Debug)]
 pub struct History {
@@ -97,6 +125,10 @@ pub struct History {
     pub epoch_bumps: Vec<(usize, i16)>,
     /// Produce answers with `KAFKA_STORAGE_ERROR` (an offline partition), for the report.
     pub storage_errors: usize,
+    /// Every node's view of the workload partitions, at each change (cluster run).
+    pub partition_views: Vec<PartitionView>,
+    /// The produce requests the cluster producers sent, for the scenarios' checks.
+    pub produce_sends: Vec<ProduceSend>,
 }
 
 /// The history shared by every client of a run.

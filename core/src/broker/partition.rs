@@ -9,6 +9,7 @@
 use crate::cluster::PartitionRecord;
 use crate::error::ErrorCode;
 use crate::log::{AppendInfo, EpochEnd, LogConfig, LogError, PartitionLog};
+use crate::planted::{self, PlantedBug};
 use crate::replication::{
     out_of_range_reset, truncation_offset, FetchPosition, FetchVerdict, FollowerFetch,
     FollowerState, LeaderInit, LeaderState, LeaderUpdate, OutOfRangeReset, ReplicationConfig,
@@ -163,7 +164,16 @@ impl<S: Storage> Partition<S> {
                 self.log.set_high_watermark(committed);
             }
             (_, Some(leader)) => {
+                let new_follower = !matches!(
+                    &self.role,
+                    Role::Follower(f) if f.leader() == leader && f.epoch() == epoch
+                );
                 self.drop_unused_epochs()?;
+                if new_follower && planted::is_planted(PlantedBug::TruncateToHighWatermark) {
+                    // Pre-KIP-101: the watermark a follower knows trails its leader's (and is
+                    // the log start after a restart: Brook keeps no watermark checkpoint).
+                    self.truncate_to(self.log.high_watermark())?;
+                }
                 self.role = Role::Follower(FollowerState::new(leader, epoch));
             }
             (_, None) => {
@@ -247,11 +257,7 @@ impl<S: Storage> Partition<S> {
     /// while it waits for the followers.
     pub(crate) fn acks_all_outcome(&self, next_offset: Offset) -> Option<Result<(), ErrorCode>> {
         match &self.role {
-            Role::Leader(_)
-                if crate::planted::is_planted(crate::planted::PlantedBug::AckOnLeaderAppend) =>
-            {
-                Some(Ok(()))
-            }
+            Role::Leader(_) if planted::is_planted(PlantedBug::AckOnLeaderAppend) => Some(Ok(())),
             Role::Leader(leader) => leader.acks_all_outcome(next_offset),
             _ => Some(Err(ErrorCode::NotLeaderOrFollower)),
         }
@@ -355,7 +361,11 @@ impl<S: Storage> Partition<S> {
             ReplicaAnswer::Diverging(diverging) => {
                 let end = self.log.log_end_offset();
                 let local = self.log.end_offset_for_epoch(diverging.epoch);
-                let local = (local.epoch.0 >= 0).then_some(local);
+                let mut local = (local.epoch.0 >= 0).then_some(local);
+                if planted::is_planted(PlantedBug::TruncateToLeaderEpochEnd) {
+                    // Pre-KIP-279: the leader's epoch end taken as is.
+                    local = None;
+                }
                 let truncation = truncation_offset(diverging, local, end);
                 self.truncate_to(truncation.offset)?;
             }

@@ -149,7 +149,9 @@ impl Controller {
         if self.image.is_active(registration.node) {
             self.fence(registration.node, &mut records);
         }
-        if lost_unsynced {
+        let stays =
+            crate::planted::is_planted(crate::planted::PlantedBug::PowerLostReplicaStaysEligible);
+        if lost_unsynced && !stays {
             self.forget_replica(registration.node, &mut records);
         }
         self.sessions.insert(registration.node, now);
