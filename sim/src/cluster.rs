@@ -285,7 +285,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 trace: trace.clone(),
                 history: history.clone(),
                 registry: registry.clone(),
-                distinct_election_ticks: options.scenario.is_some(),
+                scripted: options.scenario.is_some(),
             };
             let voters = voters.clone();
             handle
