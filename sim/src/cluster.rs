@@ -48,6 +48,9 @@ const MEMBERS: usize = 3;
 enum Fault {
     /// The node's process dies; its page cache survives.
     Kill(i32),
+    /// The node stops as on SIGTERM: a controlled shutdown hands its leadership over (up to
+    /// the session timeout), then the process ends.
+    Shutdown(i32),
     /// The node's machine loses power: unsynced bytes are lost or torn.
     PowerLoss(i32),
     /// The node is cut off from the other nodes (clients still reach it).
@@ -109,6 +112,9 @@ impl ClusterPlan {
             let duration = rng.gen_range(500..12_000);
             let node = rng.gen_range(1..=nodes);
             let fault = match rng.gen_range(0..10) {
+                // A third of the stops are controlled shutdowns (no extra draw: the seed's
+                // other faults stay as they were).
+                0..=3 if at % 3 == 0 => Fault::Shutdown(node),
                 0..=3 => Fault::Kill(node),
                 // Damage within what the cluster claims to survive: fewer nodes than
                 // min.insync.replicas lose power, so at most one.
@@ -416,7 +422,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             other => other,
         };
         let skipped = match fault {
-            Fault::Kill(n) | Fault::PowerLoss(n) => start && down[n as usize],
+            Fault::Kill(n) | Fault::PowerLoss(n) | Fault::Shutdown(n) => start && down[n as usize],
             _ => false,
         };
         if start && !skipped {
@@ -433,9 +439,26 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
             seen.end_ms = now().0;
         }
         match (fault, start) {
-            (Fault::Kill(n) | Fault::PowerLoss(n), true) => {
+            (Fault::Kill(n) | Fault::PowerLoss(n) | Fault::Shutdown(n), true) => {
                 if down[n as usize] {
                     continue;
+                }
+                if let Fault::Shutdown(_) = fault {
+                    let node = registry.lock().expect("registry").get(&n).cloned();
+                    if let Some(node) = node {
+                        node.begin_shutdown();
+                        let began = now().0;
+                        // As `brook server` bounds it: the broker session timeout.
+                        while !node.shutdown_complete() && now().0 - began < 9_000 {
+                            madsim::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        let done = node.shutdown_complete();
+                        let took = now().0 - began;
+                        trace.record(format!(
+                            "{} fault: node{n} controlled shutdown handed over {done} in {took} ms",
+                            now().0
+                        ));
+                    }
                 }
                 handle.kill(node_id(n));
                 down[n as usize] = true;
@@ -454,7 +477,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 }
                 trace.record(format!("{} fault: {fault:?}", now().0));
             }
-            (Fault::Kill(n) | Fault::PowerLoss(n), false) => {
+            (Fault::Kill(n) | Fault::PowerLoss(n) | Fault::Shutdown(n), false) => {
                 if down[n as usize] {
                     handle.restart(node_id(n));
                     down[n as usize] = false;

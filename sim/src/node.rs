@@ -93,6 +93,9 @@ pub struct NodeState<M: Machine> {
     peer_down: Option<mpsc::UnboundedSender<NodeId>>,
     /// When the timer task will next wake.
     armed_at: Millis,
+    /// A controlled shutdown was asked for ([`SharedNode::begin_shutdown`]) and whether the
+    /// timer task has started it.
+    shutdown: (bool, bool),
 }
 
 impl<M: Machine> NodeState<M> {
@@ -159,6 +162,19 @@ impl<M: Machine> SharedNode<M> {
         }
     }
 
+    /// Begins a controlled shutdown (as SIGTERM does to `brook server`): the timer task
+    /// starts it at once and sends what it produces.
+    pub fn begin_shutdown(&self) {
+        self.lock().shutdown.0 = true;
+        self.1.notify_one();
+    }
+
+    /// Whether the controlled shutdown handed over what it can.
+    pub fn shutdown_complete(&self) -> bool {
+        let state = self.lock();
+        state.shutdown.1 && state.driver.shutdown_complete()
+    }
+
     /// Wakes the timer task when an input brought the next deadline before its wake-up
     /// (each wake-up is a simulated timer: waking for nothing slows the simulation).
     fn rearm(&self) {
@@ -202,6 +218,7 @@ pub async fn serve<M: Machine + Send + 'static>(
         trace,
         peer_down: None,
         armed_at: Millis(i64::MAX),
+        shutdown: (false, false),
     };
     let shared = SharedNode(Arc::new(Mutex::new(state)), Arc::new(Notify::new()));
     ready(shared.clone());
@@ -270,17 +287,24 @@ pub async fn serve<M: Machine + Send + 'static>(
                 tokio::select! {
                     biased;
                     _ = madsim::time::sleep(Duration::from_millis(wait as u64)) => {}
-                    _ = shared.1.notified() => continue,
+                    _ = shared.1.notified() => {}
                 }
                 let outgoing = {
                     let mut state = shared.lock();
-                    if state.driver.next_deadline() > now() {
+                    if state.shutdown == (true, false) {
+                        state.shutdown.1 = true;
+                        if let Err(err) = state.driver.begin_shutdown(now()) {
+                            state.failed(err);
+                        }
+                        state.dispatch()
+                    } else if state.driver.next_deadline() > now() {
                         continue;
+                    } else {
+                        if let Err(err) = state.driver.handle_tick(now()) {
+                            state.failed(err);
+                        }
+                        state.dispatch()
                     }
-                    if let Err(err) = state.driver.handle_tick(now()) {
-                        state.failed(err);
-                    }
-                    state.dispatch()
                 };
                 if let Some(endpoint) = &endpoint {
                     send_all(endpoint, outgoing, &faults).await;
