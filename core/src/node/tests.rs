@@ -1307,3 +1307,24 @@ fn node_describe_quorum_at_any_node_tells_the_leader_and_each_voter_s_log_end() 
         "{code}"
     );
 }
+
+#[test]
+fn node_forgets_the_controller_s_answers_once_no_request_waits_for_them() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let controller = h.controller().unwrap();
+    let other = (1..=3).find(|&n| n != controller).unwrap();
+    for at in [controller, other] {
+        let name = format!("orders-{at}");
+        assert_eq!(h.create_topic(at, &name, 1), 0);
+        assert_eq!(
+            h.create_topic(at, &name, 1),
+            ErrorCode::TopicAlreadyExists.code()
+        );
+    }
+    h.run(1_000, 50);
+    for id in 1..=3 {
+        assert!(h.node(id).topic_results.is_empty(), "node {id}");
+        assert!(h.node(id).topic_changes.is_empty(), "node {id}");
+    }
+}

@@ -474,5 +474,15 @@ impl<P: StorageProvider> ClusterNode<P> {
                 self.topic_changes.insert(id, request);
             }
         }
+        // The controller's answers matter only to requests still waiting for them.
+        let waited: std::collections::BTreeSet<(TopicChange, &str)> = (self.topic_changes.values())
+            .flat_map(|r| {
+                r.waiting
+                    .iter()
+                    .map(|(name, _, want)| (want.change(), name.as_str()))
+            })
+            .collect();
+        self.topic_results
+            .retain(|(change, name), _| waited.contains(&(*change, name.as_str())));
     }
 }
