@@ -19,6 +19,7 @@
 
 mod admin;
 mod coordination;
+mod describe_partitions;
 mod elections;
 mod fetch;
 mod groups;
@@ -451,6 +452,9 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::DescribeQuorum(body) => {
                 ResponseKind::DescribeQuorum(self.handle_describe_quorum(body))
             }
+            RequestKind::DescribeTopicPartitions(body) => ResponseKind::DescribeTopicPartitions(
+                self.handle_describe_topic_partitions(now, body),
+            ),
             RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
                 self.handle_offset_for_leader_epoch(body, version),
             ),

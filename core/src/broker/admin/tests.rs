@@ -48,6 +48,9 @@ fn api_key(body: &RequestKind) -> ApiKey {
         RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
         RequestKind::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
+        RequestKind::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
+        RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
+        RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
         other => panic!("no key for {other:?}"),
     }
 }
@@ -1055,4 +1058,124 @@ fn internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted() {
     let overrides = overrides(&broker, OFFSETS_TOPIC);
     assert!(overrides.contains(&("cleanup.policy".to_string(), "compact".to_string())));
     assert!(overrides.contains(&("flush.messages".to_string(), "1".to_string())));
+}
+
+/// DescribeTopicPartitions of `names` from `cursor`, `limit` partitions a page: the
+/// (topic, partition, leader, error) listed and the next cursor.
+fn describe_partitions(
+    broker: &mut Broker<Dirs>,
+    names: &[&str],
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> (Vec<(String, i32, i32, i16)>, Option<(String, i32)>) {
+    let mut request = DescribeTopicPartitionsRequest::default();
+    request.topics = names
+        .iter()
+        .map(|n| {
+            let mut t = describe_topic_partitions_request::TopicRequest::default();
+            t.name = TopicName(StrBytes::from_string(n.to_string()));
+            t
+        })
+        .collect();
+    request.response_partition_limit = limit;
+    request.cursor = cursor.map(|(name, partition)| {
+        let mut c = describe_topic_partitions_request::Cursor::default();
+        c.topic_name = TopicName(StrBytes::from_string(name.into()));
+        c.partition_index = partition;
+        c
+    });
+    let ResponseKind::DescribeTopicPartitions(response) =
+        call(broker, 0, RequestKind::DescribeTopicPartitions(request))
+    else {
+        panic!()
+    };
+    let mut listed = Vec::new();
+    for t in &response.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        if t.error_code != 0 {
+            listed.push((name.clone(), -1, -1, t.error_code));
+        }
+        for p in &t.partitions {
+            assert_eq!(p.eligible_leader_replicas, Some(Vec::new()));
+            listed.push((name.clone(), p.partition_index, p.leader_id.0, p.error_code));
+        }
+    }
+    let next = response
+        .next_cursor
+        .map(|c| (c.topic_name.0.to_string(), c.partition_index));
+    (listed, next)
+}
+
+#[test]
+fn describe_topic_partitions_pages_sorted_topics_by_cursor() {
+    let mut b = broker();
+    create(&mut b, "b-topic", 2, &[]);
+    create(&mut b, "a-topic", 3, &[]);
+    let (page, next) = describe_partitions(&mut b, &[], 4, None);
+    let names: Vec<(String, i32)> = page.iter().map(|(n, p, ..)| (n.clone(), *p)).collect();
+    let expected = [
+        ("a-topic", 0),
+        ("a-topic", 1),
+        ("a-topic", 2),
+        ("b-topic", 0),
+    ];
+    assert_eq!(names, expected.map(|(n, p)| (n.to_string(), p)));
+    assert!(page
+        .iter()
+        .all(|&(_, _, leader, code)| leader == 1 && code == 0));
+    assert_eq!(next, Some(("b-topic".to_string(), 1)));
+    let (rest, next) = describe_partitions(&mut b, &[], 4, Some(("b-topic", 1)));
+    assert_eq!(rest, vec![("b-topic".to_string(), 1, 1, 0)]);
+    assert_eq!(next, None);
+    // Named topics only; an unknown one is refused by name and not created.
+    let (named, _) = describe_partitions(&mut b, &["b-topic", "nope"], 10, None);
+    let unknown = ErrorCode::UnknownTopicOrPartition.code();
+    assert_eq!(
+        named,
+        vec![
+            ("b-topic".to_string(), 0, 1, 0),
+            ("b-topic".to_string(), 1, 1, 0),
+            ("nope".to_string(), -1, -1, unknown)
+        ]
+    );
+    assert!(!b.topic_names().contains(&"nope".to_string()));
+}
+
+#[test]
+fn single_broker_elections_and_quorum_answer_without_a_cluster() {
+    let mut b = broker();
+    create(&mut b, "orders", 1, &[]);
+    let mut topic = elect_leaders_request::TopicPartitions::default();
+    topic.topic = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![0, 4];
+    let mut request = ElectLeadersRequest::default();
+    request.topic_partitions = Some(vec![topic]);
+    let ResponseKind::ElectLeaders(response) = call(&mut b, 2, RequestKind::ElectLeaders(request))
+    else {
+        panic!()
+    };
+    let codes: Vec<(i32, i16)> = response.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|r| (r.partition_id, r.error_code))
+        .collect();
+    let expected = vec![
+        (0, ErrorCode::ElectionNotNeeded.code()),
+        (4, ErrorCode::UnknownTopicOrPartition.code()),
+    ];
+    assert_eq!(codes, expected);
+    let mut partition = describe_quorum_request::PartitionData::default();
+    partition.partition_index = 0;
+    let mut data = describe_quorum_request::TopicData::default();
+    data.topic_name = TopicName(StrBytes::from_static_str("__cluster_metadata"));
+    data.partitions = vec![partition];
+    let mut request = DescribeQuorumRequest::default();
+    request.topics = vec![data];
+    let ResponseKind::DescribeQuorum(response) =
+        call(&mut b, 2, RequestKind::DescribeQuorum(request))
+    else {
+        panic!()
+    };
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, ErrorCode::InvalidRequest.code());
 }
