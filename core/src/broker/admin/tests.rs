@@ -1060,14 +1060,17 @@ fn internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted() {
     assert!(overrides.contains(&("flush.messages".to_string(), "1".to_string())));
 }
 
+/// One listed partition: (topic, partition, leader, error).
+type Listed = (String, i32, i32, i16);
+
 /// DescribeTopicPartitions of `names` from `cursor`, `limit` partitions a page: the
-/// (topic, partition, leader, error) listed and the next cursor.
+/// partitions listed and the next cursor.
 fn describe_partitions(
     broker: &mut Broker<Dirs>,
     names: &[&str],
     limit: i32,
     cursor: Option<(&str, i32)>,
-) -> (Vec<(String, i32, i32, i16)>, Option<(String, i32)>) {
+) -> (Vec<Listed>, Option<(String, i32)>) {
     let mut request = DescribeTopicPartitionsRequest::default();
     request.topics = names
         .iter()
