@@ -24,6 +24,8 @@ pub(super) struct ParkedElection {
     names: BTreeMap<uuid::Uuid, String>,
     /// The partitions asked of the controller (`None`: every partition).
     asked: Option<Vec<(uuid::Uuid, i32)>>,
+    /// The request's version (v0 has no top-level error code).
+    version: i16,
     /// The controller's answer, once it came.
     results: Option<Vec<Elected>>,
     deadline: Millis,
@@ -31,14 +33,24 @@ pub(super) struct ParkedElection {
 
 impl<P: StorageProvider> ClusterNode<P> {
     /// A client's ElectLeaders (see the module doc).
-    pub(super) fn elect_leaders(&mut self, now: Millis, request: ElectLeadersRequest) -> Reply {
+    pub(super) fn elect_leaders(
+        &mut self,
+        now: Millis,
+        request: ElectLeadersRequest,
+        version: i16,
+    ) -> Reply {
         let election = match request.election_type {
             0 => Election::Preferred,
             1 => Election::Unclean,
             other => {
                 let message = format!("election type {other} is not 0 (preferred) or 1 (unclean)");
                 let answers = self.each_named(&request, ErrorCode::InvalidRequest, &message);
-                let response = election_response(answers, ErrorCode::InvalidRequest.code());
+                let code = if version >= 1 {
+                    ErrorCode::InvalidRequest.code()
+                } else {
+                    0
+                };
+                let response = election_response(answers, code);
                 return Reply::Response(Box::new(ResponseKind::ElectLeaders(response)));
             }
         };
@@ -86,6 +98,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             answered,
             names,
             asked: partitions,
+            version,
             results: None,
             deadline,
         };
@@ -151,6 +164,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 names,
                 asked,
                 results,
+                version,
                 ..
             } = election;
             let mut error_code = 0;
@@ -178,7 +192,9 @@ impl<P: StorageProvider> ClusterNode<P> {
                             answered.push((name, partition, code, Some(message)));
                         }
                     }
-                    None => error_code = ErrorCode::RequestTimedOut.code(),
+                    // v0 has no top-level code: an empty answer is all it can say.
+                    None if version >= 1 => error_code = ErrorCode::RequestTimedOut.code(),
+                    None => {}
                 },
             }
             let response = ResponseKind::ElectLeaders(election_response(answered, error_code));

@@ -343,7 +343,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             RequestKind::CreatePartitions(body) => self.create_partitions(now, body),
             RequestKind::AlterConfigs(body) => self.alter_configs(now, body),
             RequestKind::IncrementalAlterConfigs(body) => self.incremental_alter_configs(now, body),
-            RequestKind::ElectLeaders(body) => self.elect_leaders(now, body),
+            RequestKind::ElectLeaders(body) => self.elect_leaders(now, body, request.api_version),
             RequestKind::DescribeQuorum(body) => self.describe_quorum(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
@@ -685,12 +685,13 @@ impl<P: StorageProvider> ClusterNode<P> {
         let term = self.quorum.term();
         if self.marker_term != Some(term) {
             self.controller = None;
-            self.marker_term = Some(term);
             // The marker commits after every entry of earlier terms: once applied, the
-            // image is complete.
-            let _ = self
-                .quorum
-                .propose(LogEntry::LeaderMarker { term }.encode());
+            // image is complete. A refused proposal (a leadership transfer pending) is
+            // proposed again at the next input.
+            let marker = LogEntry::LeaderMarker { term }.encode();
+            if self.quorum.propose(marker).is_ok() {
+                self.marker_term = Some(term);
+            }
         }
     }
 
@@ -831,13 +832,16 @@ impl<P: StorageProvider> ClusterNode<P> {
             };
             let _ = self.send_to_controller(now, heartbeat);
         }
+        // Asked again no sooner than raft gives a pending transfer up (an election timeout):
+        // meanwhile it refuses proposals, so the controller cannot act.
+        let transfer_every = self.config.tick_ms * (self.config.election_tick as i64 + 1);
         if self.shutting_down
             && self.handed_off()
             && self.quorum.is_leader()
-            && resend(self.last_transfer, self.config.tick_ms * 5)
+            && resend(self.last_transfer, transfer_every)
         {
             self.last_transfer = Some(now);
-            self.quorum.transfer_leadership();
+            self.quorum.transfer_leadership(&self.peers_down);
         }
         if !registered {
             // Its partition roles may be stale until its registration is applied.

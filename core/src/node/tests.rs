@@ -1328,3 +1328,38 @@ fn node_forgets_the_controller_s_answers_once_no_request_waits_for_them() {
         assert!(h.node(id).topic_changes.is_empty(), "node {id}");
     }
 }
+
+#[test]
+fn node_controlled_shutdown_hands_the_quorum_to_a_live_voter_and_the_controller_carries_on() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    let stopping = h.controller().unwrap();
+    let mut others = (1..=3).filter(|&n| n != stopping);
+    let (gone, live) = (others.next().unwrap(), others.next().unwrap());
+    // One follower's process is gone (its connections closed) before the controller stops.
+    h.stop(gone);
+    let now = Millis(h.now);
+    for id in [stopping, live] {
+        h.node(id).handle_peer_down(now, NodeId(gone)).unwrap();
+    }
+    h.run(1_000, 50);
+    let began = h.now;
+    h.node(stopping).begin_shutdown(Millis(began)).unwrap();
+    while !h.node(stopping).shutdown_complete() {
+        assert!(h.now - began < 5_000, "the shutdown hands over within 5 s");
+        h.run(50, 50);
+    }
+    assert_eq!(h.node(live).quorum_leader(), Some(NodeId(live)));
+    h.stop(stopping);
+    h.start(gone);
+    h.run(3_000, 100);
+    assert_eq!(
+        h.controller(),
+        Some(live),
+        "the live voter took over the controller"
+    );
+    h.start(stopping);
+    h.run(5_000, 100);
+    assert_eq!(h.create_topic(live, "after", 1), 0);
+}

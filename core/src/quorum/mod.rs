@@ -24,6 +24,8 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
+
 use raft::eraftpb::{Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{RawNode, SnapshotStatus, StateRole};
 
@@ -384,9 +386,11 @@ impl<S: Storage> Quorum<S> {
 
     /// As the leader, hands the leadership to the voter whose log matches the most of this
     /// one (raft's leadership transfer: it campaigns at once once caught up), so the quorum
-    /// need not wait out an election timeout when this voter stops. Returns the voter asked,
-    /// or `None` when this voter does not lead or has no peer.
-    pub fn transfer_leadership(&mut self) -> Option<NodeId> {
+    /// need not wait out an election timeout when this voter stops. Only a voter heard from
+    /// lately and not in `down` is asked. Returns the voter asked, or `None` when this voter
+    /// does not lead or no peer qualifies. While a transfer is pending (up to an election
+    /// timeout) raft refuses proposals.
+    pub fn transfer_leadership(&mut self, down: &BTreeSet<NodeId>) -> Option<NodeId> {
         if self.failed || !self.is_leader() {
             return None;
         }
@@ -396,7 +400,9 @@ impl<S: Storage> Quorum<S> {
             .raft
             .prs()
             .iter()
-            .filter(|(id, _)| **id != own)
+            .filter(|(id, progress)| {
+                **id != own && progress.recent_active && !down.contains(&node_id(**id))
+            })
             .map(|(id, progress)| (*id, progress.matched))
             .max_by_key(|&(id, matched)| (matched, std::cmp::Reverse(id)))?;
         self.raw.transfer_leader(to);
