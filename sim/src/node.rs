@@ -81,6 +81,17 @@ enum Answer {
 /// Called after every step with the machine, for the run's trace.
 pub type Observer<M> = Box<dyn FnMut(&M) + Send>;
 
+/// A node's controlled shutdown, as the simulator drives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shutdown {
+    /// Not asked for.
+    None,
+    /// Asked for; the timer task starts it at its next wake-up.
+    Asked,
+    /// Started in the driver.
+    Begun,
+}
+
 /// A node's driver and the connections waiting for answers.
 pub struct NodeState<M: Machine> {
     driver: Driver<M>,
@@ -93,9 +104,8 @@ pub struct NodeState<M: Machine> {
     peer_down: Option<mpsc::UnboundedSender<NodeId>>,
     /// When the timer task will next wake.
     armed_at: Millis,
-    /// A controlled shutdown was asked for ([`SharedNode::begin_shutdown`]) and whether the
-    /// timer task has started it.
-    shutdown: (bool, bool),
+    /// Where a controlled shutdown ([`SharedNode::begin_shutdown`]) stands.
+    shutdown: Shutdown,
 }
 
 impl<M: Machine> NodeState<M> {
@@ -165,14 +175,14 @@ impl<M: Machine> SharedNode<M> {
     /// Begins a controlled shutdown (as SIGTERM does to `brook server`): the timer task
     /// starts it at once and sends what it produces.
     pub fn begin_shutdown(&self) {
-        self.lock().shutdown.0 = true;
+        self.lock().shutdown = Shutdown::Asked;
         self.1.notify_one();
     }
 
     /// Whether the controlled shutdown handed over what it can.
     pub fn shutdown_complete(&self) -> bool {
         let state = self.lock();
-        state.shutdown.1 && state.driver.shutdown_complete()
+        state.shutdown == Shutdown::Begun && state.driver.shutdown_complete()
     }
 
     /// Wakes the timer task when an input brought the next deadline before its wake-up
@@ -218,7 +228,7 @@ pub async fn serve<M: Machine + Send + 'static>(
         trace,
         peer_down: None,
         armed_at: Millis(i64::MAX),
-        shutdown: (false, false),
+        shutdown: Shutdown::None,
     };
     let shared = SharedNode(Arc::new(Mutex::new(state)), Arc::new(Notify::new()));
     ready(shared.clone());
@@ -291,8 +301,8 @@ pub async fn serve<M: Machine + Send + 'static>(
                 }
                 let outgoing = {
                     let mut state = shared.lock();
-                    if state.shutdown == (true, false) {
-                        state.shutdown.1 = true;
+                    if state.shutdown == Shutdown::Asked {
+                        state.shutdown = Shutdown::Begun;
                         if let Err(err) = state.driver.begin_shutdown(now()) {
                             state.failed(err);
                         }

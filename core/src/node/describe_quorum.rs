@@ -37,8 +37,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             );
             return answer(&request, Err(refusal));
         };
-        let number = self.next_topic_change;
-        self.next_topic_change += 1;
+        let number = self.next_parked_number();
         let id = ParkedId::Quorum(number);
         let deadline = Millis(now.0 + self.config.request_timeout_ms);
         self.quorum_asks

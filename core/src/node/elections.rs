@@ -86,8 +86,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             let response = election_response(answered, 0);
             return Reply::Response(Box::new(ResponseKind::ElectLeaders(response)));
         }
-        let number = self.next_topic_change;
-        self.next_topic_change += 1;
+        let number = self.next_parked_number();
         let message = PeerMessage::ElectLeaders {
             request: number,
             election,

@@ -479,7 +479,7 @@ impl PeerMessage {
             }
             14 => {
                 let request = get_u64(input)?;
-                let count = get_len(input, 22)?;
+                let count = get_len(input, 26)?;
                 let mut results = Vec::with_capacity(count);
                 for _ in 0..count {
                     let topic_id = uuid::Uuid::from_u128(get_u128(input)?);

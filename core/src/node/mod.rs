@@ -163,8 +163,8 @@ pub struct ClusterNode<P: StorageProvider> {
     elections: BTreeMap<ParkedId, ParkedElection>,
     /// Clients' DescribeQuorum waiting for the quorum leader.
     quorum_asks: BTreeMap<ParkedId, ParkedQuorum>,
-    /// Numbers the parked topic changes and elections.
-    next_topic_change: u64,
+    /// Numbers this node's parked topic changes, elections and quorum descriptions.
+    next_parked: u64,
     /// Peers whose connection the driver reported lost, until they send again.
     peers_down: std::collections::BTreeSet<NodeId>,
     /// A controlled shutdown began ([`ClusterNode::begin_shutdown`]).
@@ -220,7 +220,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             topic_changes: BTreeMap::new(),
             elections: BTreeMap::new(),
             quorum_asks: BTreeMap::new(),
-            next_topic_change: 0,
+            next_parked: 0,
             peers_down: Default::default(),
             shutting_down: false,
             last_transfer: None,
@@ -305,8 +305,14 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// Whether the committed image shows this node fenced and leading nothing.
     fn handed_off(&self) -> bool {
         let image = self.image();
-        let partitions = image.topics().values().flat_map(|t| &t.partitions);
-        !image.is_active(self.node) && !partitions.into_iter().any(|p| p.leader == Some(self.node))
+        let mut partitions = image.topics().values().flat_map(|t| &t.partitions);
+        !image.is_active(self.node) && !partitions.any(|p| p.leader == Some(self.node))
+    }
+
+    /// A fresh number for a request this node parks itself (its `ParkedId`).
+    fn next_parked_number(&mut self) -> u64 {
+        self.next_parked += 1;
+        self.next_parked
     }
 
     /// Whether this incarnation's registration is applied: every metadata decision made

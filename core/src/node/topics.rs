@@ -417,8 +417,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         if waiting.is_empty() {
             return Reply::Response(Box::new(response.into_response()));
         }
-        let id = ParkedId::TopicChange(self.next_topic_change);
-        self.next_topic_change += 1;
+        let id = ParkedId::TopicChange(self.next_parked_number());
         let deadline = Millis(now.0 + i64::from(timeout_ms.max(0)));
         let parked = ParkedTopics {
             response,
