@@ -28,7 +28,8 @@ pub struct FileConfig {
     /// The metadata quorum's voters, `ID@HOST:PORT,...` (their controller listeners): set,
     /// the node is a cluster member; unset, a single broker.
     pub voters: Option<String>,
-    /// Address this node's controller (peer) listener binds [default: its entry in voters].
+    /// Address this node's controller (peer) listener binds [default: its entry in voters;
+    /// a node that is not a voter must give it].
     pub controller_listen: Option<String>,
     /// `broker.session.timeout.ms`: a node silent this long is fenced and loses leadership.
     pub broker_session_timeout_ms: Option<i64>,
@@ -109,6 +110,13 @@ pub struct ClusterSettings {
     pub voters: Vec<(i32, String)>,
     /// The address the controller (peer) listener binds.
     pub controller_listen: SocketAddr,
+    /// Whether this node is one of the voters (else a broker only, an observer of the
+    /// metadata log).
+    pub voter: bool,
+    /// The address other nodes dial for peer messages: a voter's entry in the voters list,
+    /// or a broker's controller listener (its host replaced by the advertised host when it
+    /// binds every interface).
+    pub peer_address: String,
     /// `broker.session.timeout.ms`.
     pub session_timeout_ms: i64,
     /// `broker.heartbeat.interval.ms`.
@@ -342,7 +350,8 @@ impl FileConfig {
         Ok((group, partitions))
     }
 
-    /// The cluster settings, when `voters` is set: this node must be one of the voters.
+    /// The cluster settings, when `voters` is set: a node among the voters votes; any other
+    /// is a broker only and must name its controller (peer) listener.
     fn resolve_cluster(&self, node_id: i32) -> Result<Option<ClusterSettings>, ConfigError> {
         let Some(text) = &self.voters else {
             if self.controller_listen.is_some() {
@@ -354,21 +363,28 @@ impl FileConfig {
             return Ok(None);
         };
         let voters = parse_voters(text)?;
-        let Some((_, own)) = voters.iter().find(|(id, _)| *id == node_id) else {
-            let ids: Vec<String> = voters.iter().map(|(id, _)| id.to_string()).collect();
-            return Err(ConfigError::Invalid {
-                name: "--node-id",
-                message: format!(
-                    "node {node_id} is not among the voters ({}); nodes that are not voters \
-                     are not supported yet",
-                    ids.join(", ")
-                ),
-            });
+        let own = voters.iter().find(|(id, _)| *id == node_id);
+        let listen_text = match (&self.controller_listen, own) {
+            (Some(text), _) => text.clone(),
+            (None, Some((_, own))) => own.clone(),
+            (None, None) => {
+                let ids: Vec<String> = voters.iter().map(|(id, _)| id.to_string()).collect();
+                return Err(ConfigError::Invalid {
+                    name: "--controller-listen",
+                    message: format!(
+                        "node {node_id} is not among the voters ({}), so it joins as a broker \
+                         only and needs --controller-listen HOST:PORT for its peers",
+                        ids.join(", ")
+                    ),
+                });
+            }
         };
-        let listen_text = self
-            .controller_listen
-            .clone()
-            .unwrap_or_else(|| own.clone());
+        if own.is_none() && voters.iter().any(|(_, addr)| *addr == listen_text) {
+            return Err(ConfigError::Invalid {
+                name: "--controller-listen",
+                message: format!("{listen_text} is a voter's address in --voters"),
+            });
+        }
         let controller_listen: SocketAddr =
             resolve_addr(&listen_text).ok_or_else(|| ConfigError::Invalid {
                 name: "--controller-listen",
@@ -392,7 +408,13 @@ impl FileConfig {
                 message: format!("{interval_s} is not in 1..=31536000"),
             });
         }
+        let peer_address = match own {
+            Some((_, own)) => own.clone(),
+            None => listen_text,
+        };
         Ok(Some(ClusterSettings {
+            voter: own.is_some(),
+            peer_address,
             voters,
             controller_listen,
             session_timeout_ms,
@@ -434,6 +456,17 @@ impl FileConfig {
         } else {
             host
         };
+        let mut cluster = cluster;
+        if let Some(settings) = cluster
+            .as_mut()
+            .filter(|s| s.controller_listen.ip().is_unspecified())
+        {
+            if !settings.voter {
+                // Bound to every interface: peers reach it where clients do.
+                let port = settings.controller_listen.port();
+                settings.peer_address = format!("{host}:{port}");
+            }
+        }
         let positive = |name: &'static str, value: i64| {
             if value < 1 {
                 Err(ConfigError::Invalid {
@@ -636,7 +669,18 @@ mod tests {
             (cluster(1, "1@127.0.0.1"), "is not HOST:PORT"),
             (
                 cluster(3, "1@127.0.0.1:1,2@127.0.0.1:2"),
-                "node 3 is not among the voters",
+                "node 3 is not among the voters (1, 2), so it joins as a broker only and \
+                 needs --controller-listen",
+            ),
+            (
+                FileConfig {
+                    node_id: Some(3),
+                    voters: Some("1@127.0.0.1:1,2@127.0.0.1:2".into()),
+                    controller_listen: Some("127.0.0.1:2".into()),
+                    ..FileConfig::default()
+                }
+                .resolve(),
+                "127.0.0.1:2 is a voter's address",
             ),
         ];
         for (result, message) in refused {
@@ -652,6 +696,27 @@ mod tests {
             err.contains("--controller-listen") && err.contains("--voters"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn config_a_node_outside_the_voters_is_a_broker_with_its_own_peer_address() {
+        let voters = "1@127.0.0.1:9193,2@127.0.0.1:9194,3@127.0.0.1:9195";
+        let broker = |listen: &str| FileConfig {
+            node_id: Some(4),
+            voters: Some(voters.into()),
+            controller_listen: Some(listen.into()),
+            advertised_listen: Some("10.0.0.4:9092".into()),
+            ..FileConfig::default()
+        };
+        let settings = broker("127.0.0.1:9196").resolve().unwrap().cluster.unwrap();
+        assert!(!settings.voter);
+        assert_eq!(settings.peer_address, "127.0.0.1:9196");
+        let voter = cluster(1, voters).unwrap().cluster.unwrap();
+        assert!(voter.voter);
+        assert_eq!(voter.peer_address, "127.0.0.1:9193");
+        assert_eq!(settings.cluster_id(), voter.cluster_id(), "one cluster");
+        let everywhere = broker("0.0.0.0:9196").resolve().unwrap().cluster.unwrap();
+        assert_eq!(everywhere.peer_address, "10.0.0.4:9196");
     }
 
     #[test]

@@ -62,10 +62,13 @@ struct ServerArgs {
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
     /// The metadata quorum's voters, ID@HOST:PORT,... (their controller listeners); makes
-    /// this node a cluster member [default: none, a single broker].
+    /// this node a cluster member — a voter if its id is listed, else a broker that joins
+    /// through them [default: none, a single broker].
     #[arg(long, value_name = "ID@HOST:PORT,...")]
     voters: Option<String>,
-    /// Address the controller (peer) listener binds [default: this node's entry in --voters].
+    /// Address the controller (peer) listener binds; other nodes send replication and
+    /// controller traffic there [default: this node's entry in --voters; required for a
+    /// node that is not a voter].
     #[arg(long, value_name = "HOST:PORT")]
     controller_listen: Option<String>,
     /// A node silent this long is fenced and its partitions get new leaders [default: 9000].
@@ -207,6 +210,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         (Some(cluster), Some(cluster_id)) => {
             let voters = cluster.voters.iter().map(|(id, _)| NodeId(*id)).collect();
             let mut node_config = NodeConfig::new(broker_config, voters, incarnation());
+            node_config.peer_listener = cluster.peer_address.clone();
             node_config.controller.session_timeout_ms = cluster.session_timeout_ms;
             node_config.broker_heartbeat_ms = cluster.heartbeat_interval_ms;
             node_config.controller.auto_leader_rebalance = cluster.auto_leader_rebalance;
@@ -228,6 +232,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             let peers = peer::start(
                 NodeId(config.node_id),
                 cluster_id.clone(),
+                &cluster.peer_address,
                 peer_listener,
                 &cluster.voters,
                 inputs.clone(),
@@ -235,8 +240,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             tracing::info!(
                 cluster_id,
                 controller_listen = %cluster.controller_listen,
-                "cluster node {} of voters {:?}",
+                "cluster node {} ({}) of voters {:?}",
                 config.node_id,
+                if cluster.voter { "voter" } else { "broker only" },
                 cluster.voters
             );
             NodeThread::start_with(node, peers, inputs, receiver)

@@ -53,6 +53,13 @@ pub enum Input {
     },
     /// The connection from or to a peer node was lost.
     PeerDown(NodeId),
+    /// A peer that dialled this node names the address it takes messages at.
+    PeerAddress {
+        /// The peer.
+        from: NodeId,
+        /// Its `HOST:PORT`.
+        address: String,
+    },
     /// Begin a controlled shutdown: hand leadership over, keep serving.
     BeginShutdown,
     /// Answer what came before, close the logs and end.
@@ -144,7 +151,7 @@ impl NodeThread {
 fn run<M: Machine>(
     mut driver: Driver<M>,
     inputs: mpsc::Receiver<Input>,
-    peers: PeerSender,
+    mut peers: PeerSender,
     handed_off: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), String> {
     let mut connections = std::collections::HashMap::new();
@@ -173,6 +180,10 @@ fn run<M: Machine>(
             }
             Ok(Input::Peer { from, bytes }) => driver.handle_peer_message(now(), from, &bytes),
             Ok(Input::PeerDown(peer)) => driver.handle_peer_down(now(), peer),
+            Ok(Input::PeerAddress { from, address }) => {
+                peers.learn(from, address);
+                Ok(())
+            }
             Ok(Input::BeginShutdown) => {
                 shutting_down = true;
                 driver.begin_shutdown(now())
@@ -200,7 +211,9 @@ fn run<M: Machine>(
                         let _ = answers.send(Answer::Close(reason));
                     }
                 }
-                Effect::Peer { to, bytes } => peers.send(to, bytes),
+                Effect::Peer { to, bytes } => {
+                    peers.send(to, bytes, || driver.machine().peer_address(to))
+                }
             }
         }
         if shutting_down && driver.shutdown_complete() && !*handed_off.borrow() {

@@ -2,9 +2,11 @@
 //! heartbeats, ISR changes, follower fetches), over TCP on each node's controller listener.
 //!
 //! Each node dials every other voter once and keeps that connection for what it sends; what
-//! it receives comes on the connections the others dialled. A connection opens with a hello —
-//! `BRKP`, version 1, the sender's node id and cluster id — and then carries size-prefixed
-//! messages. Like the simulator's datagrams, a message may be lost (a peer down, a queue
+//! it receives comes on the connections the others dialled. A node that is not a voter is
+//! dialled once a message is first sent to it, at the peer address its registration names. A connection opens with a hello —
+//! `BRKP`, version 2, the sender's node id, cluster id and peer address — and then carries
+//! size-prefixed messages. The address lets a voter answer a node that is not a voter
+//! before its registration names it. Like the simulator's datagrams, a message may be lost (a peer down, a queue
 //! full, a connection reset): the protocols above retry what matters. A hello from another
 //! cluster, or a frame above [`PEER_FRAME_MAX`], closes the connection.
 
@@ -25,35 +27,72 @@ pub const PEER_FRAME_MAX: usize = 128 << 20;
 /// Messages queued for one peer while it is slow or down; more are dropped.
 const QUEUE_MAX: usize = 4_096;
 const MAGIC: &[u8; 4] = b"BRKP";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 /// Hands messages to the connections to the other nodes, without waiting.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct PeerSender {
     queues: BTreeMap<NodeId, async_mpsc::Sender<Vec<u8>>>,
+    /// What dialling a peer learnt later needs (none for a single broker).
+    dialer: Option<Dialer>,
+    /// Peer addresses from the hellos of nodes that dialled this one.
+    learnt: BTreeMap<NodeId, String>,
+}
+
+/// Starts connections to peers from the driver thread.
+struct Dialer {
+    runtime: tokio::runtime::Handle,
+    hello: Vec<u8>,
+    inputs: mpsc::Sender<Input>,
 }
 
 impl PeerSender {
-    /// Queues `bytes` for `to`; dropped when `to` is unknown or its queue is full.
-    pub fn send(&self, to: NodeId, bytes: Vec<u8>) {
-        if let Some(queue) = self.queues.get(&to) {
-            let _ = queue.try_send(bytes);
+    /// Queues `bytes` for `to`; dropped when its queue is full, or when `to` is neither
+    /// connected nor has an address — from `address`, or from its hello — (then it is
+    /// dialled there first).
+    pub fn send(&mut self, to: NodeId, bytes: Vec<u8>, address: impl FnOnce() -> Option<String>) {
+        if !self.queues.contains_key(&to) {
+            let addr = address().or_else(|| self.learnt.get(&to).cloned());
+            let (Some(dialer), Some(addr)) = (&self.dialer, addr) else {
+                return;
+            };
+            let (queue, messages) = async_mpsc::channel(QUEUE_MAX);
+            let down = (dialer.inputs.clone(), to);
+            let hello = dialer.hello.clone();
+            dialer.runtime.spawn(dial(addr, hello, messages, down));
+            self.queues.insert(to, queue);
         }
+        let _ = self.queues[&to].try_send(bytes);
+    }
+
+    /// Keeps the address a peer's hello named, for when a message is first sent to it.
+    pub fn learn(&mut self, peer: NodeId, addr: String) {
+        self.learnt.insert(peer, addr);
     }
 }
 
 /// Starts the transport of node `node` in `cluster_id`: a task accepting the other nodes'
 /// connections on `listener` (their messages become [`Input::Peer`]s), and one task per peer
-/// in `peers` (id, `HOST:PORT`) dialling it, again after each failure.
+/// in `peers` (id, `HOST:PORT`) dialling it, again after each failure. Runs on the current
+/// tokio runtime.
 pub fn start(
     node: NodeId,
     cluster_id: String,
+    address: &str,
     listener: TcpListener,
     peers: &[(i32, String)],
     inputs: mpsc::Sender<Input>,
 ) -> PeerSender {
-    let hello = hello(node, &cluster_id);
-    let mut sender = PeerSender::default();
+    let hello = hello(node, &cluster_id, address);
+    let mut sender = PeerSender {
+        learnt: BTreeMap::new(),
+        queues: BTreeMap::new(),
+        dialer: Some(Dialer {
+            runtime: tokio::runtime::Handle::current(),
+            hello: hello.clone(),
+            inputs: inputs.clone(),
+        }),
+    };
     for (id, addr) in peers {
         if *id == node.0 {
             continue;
@@ -67,13 +106,15 @@ pub fn start(
     sender
 }
 
-fn hello(node: NodeId, cluster_id: &str) -> Vec<u8> {
+fn hello(node: NodeId, cluster_id: &str, address: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + cluster_id.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&node.0.to_be_bytes());
     out.extend_from_slice(&(cluster_id.len() as u16).to_be_bytes());
     out.extend_from_slice(cluster_id.as_bytes());
+    out.extend_from_slice(&(address.len() as u16).to_be_bytes());
+    out.extend_from_slice(address.as_bytes());
     out
 }
 
@@ -175,6 +216,14 @@ async fn receive(
             from.0
         );
         return Err(refuse(format!("peer of another cluster ({theirs})")));
+    }
+    let len = stream.read_u16().await?;
+    let mut address = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut address).await?;
+    let address =
+        String::from_utf8(address).map_err(|_| refuse("a peer address not UTF-8".into()))?;
+    if inputs.send(Input::PeerAddress { from, address }).is_err() {
+        return Ok(());
     }
     let result = async {
         loop {

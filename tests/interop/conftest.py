@@ -188,12 +188,24 @@ class Cluster:
 
     def __init__(self, root, nodes=3, extra_args=()):
         controller_ports = [free_port() for _ in range(nodes)]
-        voters = ",".join(f"{n + 1}@127.0.0.1:{p}" for n, p in enumerate(controller_ports))
+        self.root = Path(root)
+        self.extra_args = list(extra_args)
+        self.voters = ",".join(f"{n + 1}@127.0.0.1:{p}" for n, p in enumerate(controller_ports))
         self.nodes = {}
         for n in range(1, nodes + 1):
-            args = ["--node-id", str(n), "--voters", voters, *extra_args]
-            self.nodes[n] = Broker(Path(root) / f"node{n}" / "data", args)
+            args = ["--node-id", str(n), "--voters", self.voters, *extra_args]
+            self.nodes[n] = Broker(self.root / f"node{n}" / "data", args)
             self.nodes[n].data_dir.parent.mkdir(parents=True)
+
+    def add_node(self):
+        """Starts one more node, not a voter: a broker that joins through the voters."""
+        n = max(self.nodes) + 1
+        args = ["--node-id", str(n), "--voters", self.voters]
+        args += ["--controller-listen", f"127.0.0.1:{free_port()}", *self.extra_args]
+        self.nodes[n] = Broker(self.root / f"node{n}" / "data", args)
+        self.nodes[n].data_dir.parent.mkdir(parents=True)
+        self.nodes[n].start()
+        return n
 
     @property
     def bootstrap(self):

@@ -87,6 +87,7 @@ impl Cluster {
             incarnation: node.incarnation,
             host: "127.0.0.1".into(),
             port: 9000 + id,
+            peer: String::new(),
         };
         let records = self
             .controller

@@ -94,6 +94,8 @@ impl<S: Storage> Partition<S> {
             leader: Some(node),
             leader_epoch: epoch,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         Partition::with_record(log, producers, node, &record, now)
     }
@@ -229,6 +231,8 @@ impl<S: Storage> Partition<S> {
             leader: Some(self.node),
             leader_epoch: epoch,
             partition_epoch: self.partition_epoch + 1,
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         self.apply_record(now, &record)
     }

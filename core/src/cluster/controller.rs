@@ -498,6 +498,8 @@ impl Controller {
             replicas,
             leader_epoch: LeaderEpoch(0),
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

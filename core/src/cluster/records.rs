@@ -3,7 +3,9 @@
 //!
 //! Encoding (big-endian, one record per log entry): a format version byte (1), a type byte,
 //! then the fields in declaration order — integers fixed-width, strings and lists as a `u16`
-//! count followed by their items, an optional node id as `-1` for none.
+//! count followed by their items, an optional node id as `-1` for none. Fields added after
+//! a record type first shipped come last: a record written before them ends early, and reads
+//! them as empty (a broker's peer listener, a partition's reassignment).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,9 @@ pub struct BrokerRegistration {
     pub host: String,
     /// The port clients connect to.
     pub port: i32,
+    /// Where other nodes send it peer messages (`HOST:PORT`, its controller listener); empty
+    /// when its peers know it otherwise (a voter, from the voters list).
+    pub peer: String,
 }
 
 /// The whole replication state of one partition, as the controller decided it.
@@ -50,6 +55,26 @@ pub struct PartitionRecord {
     pub leader_epoch: LeaderEpoch,
     /// Bumped at every change of the record; a leader's ISR change names the one it saw.
     pub partition_epoch: i32,
+    /// Replicas a reassignment adds (in `replicas` already, catching up).
+    pub adding: Vec<NodeId>,
+    /// Replicas a reassignment removes once every added one is in sync (in `replicas` still).
+    pub removing: Vec<NodeId>,
+}
+
+impl PartitionRecord {
+    /// Whether a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas once the reassignment under way completes (the replicas, without those
+    /// it removes).
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        (self.replicas.iter())
+            .filter(|n| !self.removing.contains(n))
+            .copied()
+            .collect()
+    }
 }
 
 /// One change to the cluster image.
@@ -114,6 +139,7 @@ impl MetadataRecord {
                 out.put_u64(r.incarnation);
                 put_str(&mut out, &r.host);
                 out.put_i32(r.port);
+                put_str(&mut out, &r.peer);
             }
             MetadataRecord::FenceBroker { node } => {
                 out.put_u8(2);
@@ -139,6 +165,8 @@ impl MetadataRecord {
                 out.put_i32(p.leader.map_or(-1, |n| n.0));
                 out.put_i32(p.leader_epoch.0);
                 out.put_i32(p.partition_epoch);
+                put_nodes(&mut out, &p.adding);
+                put_nodes(&mut out, &p.removing);
             }
             MetadataRecord::RemoveTopic { id } => {
                 out.put_u8(6);
@@ -172,6 +200,10 @@ impl MetadataRecord {
                 incarnation: get_u64(input)?,
                 host: get_str(input)?,
                 port: get_i32(input)?,
+                peer: match input.is_empty() {
+                    true => String::new(), // written before peers were named
+                    false => get_str(input)?,
+                },
             }),
             2 => MetadataRecord::FenceBroker {
                 node: NodeId(get_i32(input)?),
@@ -185,19 +217,29 @@ impl MetadataRecord {
                 let configs = get_configs(input)?;
                 MetadataRecord::Topic { name, id, configs }
             }
-            5 => MetadataRecord::Partition(PartitionRecord {
-                topic_id: uuid::Uuid::from_u128(get_u128(input)?),
-                partition: get_i32(input)?,
-                replicas: get_nodes(input)?,
-                isr: get_nodes(input)?,
-                elr: get_nodes(input)?,
-                leader: match get_i32(input)? {
-                    -1 => None,
-                    node => Some(NodeId(node)),
-                },
-                leader_epoch: LeaderEpoch(get_i32(input)?),
-                partition_epoch: get_i32(input)?,
-            }),
+            5 => {
+                let mut partition = PartitionRecord {
+                    topic_id: uuid::Uuid::from_u128(get_u128(input)?),
+                    partition: get_i32(input)?,
+                    replicas: get_nodes(input)?,
+                    isr: get_nodes(input)?,
+                    elr: get_nodes(input)?,
+                    leader: match get_i32(input)? {
+                        -1 => None,
+                        node => Some(NodeId(node)),
+                    },
+                    leader_epoch: LeaderEpoch(get_i32(input)?),
+                    partition_epoch: get_i32(input)?,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                };
+                // A record written before reassignments ends here: none under way.
+                if !input.is_empty() {
+                    partition.adding = get_nodes(input)?;
+                    partition.removing = get_nodes(input)?;
+                }
+                MetadataRecord::Partition(partition)
+            }
             6 => MetadataRecord::RemoveTopic {
                 id: uuid::Uuid::from_u128(get_u128(input)?),
             },

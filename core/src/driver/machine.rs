@@ -71,6 +71,9 @@ pub trait Machine {
     /// The broker whose files answers' file ranges point into.
     fn broker(&self) -> &Broker<Self::Provider>;
 
+    /// Where `peer` takes peer messages (`HOST:PORT`), when its registration names it.
+    fn peer_address(&self, peer: NodeId) -> Option<String>;
+
     /// Closes the logs cleanly.
     fn close(self) -> Result<(), String>;
 }
@@ -139,6 +142,10 @@ impl<P: StorageProvider> Machine for Broker<P> {
 
     fn broker(&self) -> &Broker<P> {
         self
+    }
+
+    fn peer_address(&self, _: NodeId) -> Option<String> {
+        None // a single broker has no peers
     }
 
     fn close(self) -> Result<(), String> {
@@ -210,6 +217,11 @@ impl<P: StorageProvider> Machine for ClusterNode<P> {
 
     fn broker(&self) -> &Broker<P> {
         ClusterNode::broker(self)
+    }
+
+    fn peer_address(&self, peer: NodeId) -> Option<String> {
+        let registration = &self.image().brokers().get(&peer)?.registration;
+        Some(registration.peer.clone()).filter(|addr| !addr.is_empty())
     }
 
     fn close(self) -> Result<(), String> {

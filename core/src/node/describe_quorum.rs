@@ -27,10 +27,10 @@ pub(super) struct ParkedQuorum {
 impl<P: StorageProvider> ClusterNode<P> {
     /// A client's DescribeQuorum (see the module doc).
     pub(super) fn describe_quorum(&mut self, now: Millis, request: DescribeQuorumRequest) -> Reply {
-        if let Some(state) = self.quorum.describe() {
+        if let Some(state) = self.metadata.describe() {
             return answer(&request, Ok(&state));
         }
-        let Some(leader) = self.quorum.leader() else {
+        let Some(leader) = self.metadata.leader() else {
             let refusal = (
                 ErrorCode::NotLeaderOrFollower,
                 "no quorum leader is known".to_string(),

@@ -15,7 +15,7 @@ use crate::cluster::{
     BrokerRegistration, Elected, Election, IsrChange, MetadataRecord, RecordDecodeError,
 };
 use crate::error::ErrorCode;
-use crate::quorum::QuorumState;
+use crate::quorum::{Committed, QuorumState};
 use crate::types::{LeaderEpoch, NodeId};
 
 /// One message between two nodes.
@@ -136,6 +136,29 @@ pub enum PeerMessage {
         correlation: u64,
         /// The encoded response.
         response: Vec<u8>,
+    },
+    /// From a broker that is not a voter (an observer), to a voter: the committed metadata
+    /// log after index `after`, held until there is some (or a moment passed).
+    MetadataFetch {
+        /// Matches the answer to the request.
+        correlation: u64,
+        /// The last log index the observer applied.
+        after: u64,
+    },
+    /// A voter's answer to a [`PeerMessage::MetadataFetch`].
+    MetadataEntries {
+        /// The request's correlation.
+        correlation: u64,
+        /// The quorum leader the voter knows of.
+        leader: Option<NodeId>,
+        /// The voter's term.
+        term: u64,
+        /// The last log index the answer covers (its last entries may be empty ones, not
+        /// sent).
+        through: u64,
+        /// The committed entries after `after` up to `through`, in log order; a snapshot
+        /// first when the voter no longer holds the entries right after `after`.
+        committed: Vec<Committed>,
     },
 }
 
@@ -340,6 +363,40 @@ impl PeerMessage {
                     }
                 }
             }
+            PeerMessage::MetadataFetch { correlation, after } => {
+                out.put_u8(17);
+                out.put_u64(*correlation);
+                out.put_u64(*after);
+            }
+            PeerMessage::MetadataEntries {
+                correlation,
+                leader,
+                term,
+                through,
+                committed,
+            } => {
+                out.put_u8(18);
+                out.put_u64(*correlation);
+                out.put_i32(leader.map_or(-1, |n| n.0));
+                out.put_u64(*term);
+                out.put_u64(*through);
+                out.put_u32(committed.len() as u32);
+                for step in committed {
+                    match step {
+                        Committed::Entry { index, term, data } => {
+                            out.put_u8(1);
+                            out.put_u64(*index);
+                            out.put_u64(*term);
+                            put_bytes(&mut out, data);
+                        }
+                        Committed::Snapshot { index, data } => {
+                            out.put_u8(2);
+                            out.put_u64(*index);
+                            put_bytes(&mut out, data);
+                        }
+                    }
+                }
+            }
             PeerMessage::CreatePartitions {
                 name,
                 count,
@@ -521,6 +578,42 @@ impl PeerMessage {
                 };
                 PeerMessage::QuorumDescribed { request, state }
             }
+            17 => PeerMessage::MetadataFetch {
+                correlation: get_u64(input)?,
+                after: get_u64(input)?,
+            },
+            18 => {
+                let correlation = get_u64(input)?;
+                let leader = match get_i32(input)? {
+                    -1 => None,
+                    node => Some(NodeId(node)),
+                };
+                let term = get_u64(input)?;
+                let through = get_u64(input)?;
+                let count = get_len(input, 13)?;
+                let mut committed = Vec::with_capacity(count);
+                for _ in 0..count {
+                    committed.push(match get_u8(input)? {
+                        1 => Committed::Entry {
+                            index: get_u64(input)?,
+                            term: get_u64(input)?,
+                            data: get_bytes(input)?,
+                        },
+                        2 => Committed::Snapshot {
+                            index: get_u64(input)?,
+                            data: get_bytes(input)?,
+                        },
+                        other => return Err(MessageDecodeError(format!("committed step {other}"))),
+                    });
+                }
+                PeerMessage::MetadataEntries {
+                    correlation,
+                    leader,
+                    term,
+                    through,
+                    committed,
+                }
+            }
             other => return Err(MessageDecodeError(format!("unknown message type {other}"))),
         };
         if !input.is_empty() {
@@ -582,7 +675,6 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.put_slice(bytes);
 }
 
-/// A list length, refused when the input cannot hold that many items of `min_item` bytes.
 fn put_string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
     out.put_u32(map.len() as u32);
     for (key, value) in map {
@@ -601,6 +693,7 @@ fn get_string_map(input: &mut &[u8]) -> Result<BTreeMap<String, String>, Message
     Ok(map)
 }
 
+/// A list length, refused when the input cannot hold that many items of `min_item` bytes.
 fn get_len(input: &mut &[u8], min_item: usize) -> Result<usize, MessageDecodeError> {
     need(input, 4)?;
     let count = input.get_u32() as usize;

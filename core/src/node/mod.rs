@@ -15,7 +15,10 @@
 
 mod describe_quorum;
 mod elections;
+mod follow_metadata;
 mod messages;
+mod metadata;
+mod observer;
 #[cfg(test)]
 mod tests;
 mod topics;
@@ -27,7 +30,10 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use describe_quorum::ParkedQuorum;
 use elections::ParkedElection;
+use follow_metadata::ParkedMetadataFetch;
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
+use metadata::MetadataLog;
+use observer::Observer;
 use topics::ParkedTopics;
 
 use crate::driver::Completed;
@@ -41,7 +47,7 @@ use crate::cluster::{
 };
 use crate::error::ErrorCode;
 use crate::protocol::{FetchResponseData, Request};
-use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError};
+use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError, Recovered};
 use crate::storage::Storage;
 use crate::types::{Millis, NodeId};
 
@@ -61,8 +67,12 @@ const UNSYNCED_LOSS_FILE: &str = "unsynced-loss";
 pub struct NodeConfig {
     /// The broker's settings (its `node_id` is this node's).
     pub broker: BrokerConfig,
-    /// The metadata quorum's voters (this node among them).
+    /// The metadata quorum's voters. A node among them votes (and may be the controller);
+    /// any other node follows the metadata log as an observer and is a broker only.
     pub voters: Vec<NodeId>,
+    /// Where the other nodes send this node peer messages (`HOST:PORT`, registered with
+    /// the controller); empty when the voters list is enough to find it (a voter).
+    pub peer_listener: String,
     /// Quorum ticks without a leader before this node campaigns; the driver jitters it per
     /// node (from its seed, or at random).
     pub election_tick: usize,
@@ -96,6 +106,7 @@ impl NodeConfig {
         NodeConfig {
             broker,
             voters,
+            peer_listener: String::new(),
             election_tick: 10,
             heartbeat_tick: 2,
             tick_ms: 100,
@@ -135,7 +146,8 @@ pub struct ClusterNode<P: StorageProvider> {
     /// A power loss not yet reported in an applied registration.
     lost_unsynced: bool,
     node: NodeId,
-    quorum: Quorum<P::Storage>,
+    /// The metadata log: this node's quorum voter, or its observer when it is not a voter.
+    metadata: MetadataLog<P::Storage>,
     broker: Broker<P>,
     controller: Option<Controller>,
     /// The term this node last proposed its leader marker in.
@@ -163,6 +175,8 @@ pub struct ClusterNode<P: StorageProvider> {
     elections: BTreeMap<ParkedId, ParkedElection>,
     /// Clients' DescribeQuorum waiting for the quorum leader.
     quorum_asks: BTreeMap<ParkedId, ParkedQuorum>,
+    /// As a voter: observers' metadata fetches held until there is more to send.
+    metadata_fetches: BTreeMap<NodeId, ParkedMetadataFetch>,
     /// Numbers this node's parked topic changes, elections and quorum descriptions.
     next_parked: u64,
     /// Peers whose connection the driver reported lost, until they send again.
@@ -188,22 +202,28 @@ impl<P: StorageProvider> ClusterNode<P> {
             own.write_atomic(UNSYNCED_LOSS_FILE, b"1")
                 .map_err(BrokerError::from)?;
         }
-        let storage = provider.open_dir(QUORUM_DIR).map_err(BrokerError::from)?;
-        let quorum_config = QuorumConfig {
-            node,
-            voters: config.voters.clone(),
-            election_tick: config.election_tick,
-            heartbeat_tick: config.heartbeat_tick,
-            snapshot_interval: config.snapshot_interval,
+        let (metadata, recovered) = if config.voters.contains(&node) {
+            let storage = provider.open_dir(QUORUM_DIR).map_err(BrokerError::from)?;
+            let quorum_config = QuorumConfig {
+                node,
+                voters: config.voters.clone(),
+                election_tick: config.election_tick,
+                heartbeat_tick: config.heartbeat_tick,
+                snapshot_interval: config.snapshot_interval,
+            };
+            let (quorum, recovered) = Quorum::open(storage, quorum_config)?;
+            (MetadataLog::Voter(Box::new(quorum)), recovered)
+        } else {
+            let observer = Observer::new(config.voters.clone());
+            (MetadataLog::Observer(observer), Recovered::default())
         };
-        let (quorum, recovered) = Quorum::open(storage, quorum_config)?;
         let broker = Broker::open_member(provider, config.broker.clone(), now)?;
         let mut node = ClusterNode {
             config,
             own,
             lost_unsynced,
             node,
-            quorum,
+            metadata,
             broker,
             controller: None,
             marker_term: None,
@@ -220,6 +240,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             topic_changes: BTreeMap::new(),
             elections: BTreeMap::new(),
             quorum_asks: BTreeMap::new(),
+            metadata_fetches: BTreeMap::new(),
             next_parked: 0,
             peers_down: Default::default(),
             shutting_down: false,
@@ -299,7 +320,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         if !self.caught_up() || alone {
             return true;
         }
-        self.handed_off() && (!self.quorum.is_leader() || self.config.voters.len() == 1)
+        self.handed_off() && (!self.metadata.is_leader() || self.config.voters.len() == 1)
     }
 
     /// Whether the committed image shows this node fenced and leading nothing.
@@ -331,7 +352,7 @@ impl<P: StorageProvider> ClusterNode<P> {
 
     /// The quorum leader this node knows of.
     pub fn quorum_leader(&self) -> Option<NodeId> {
-        self.quorum.leader()
+        self.metadata.leader()
     }
 
     /// A client request. CreateTopics, DeleteTopics, CreatePartitions and config changes go
@@ -377,6 +398,10 @@ impl<P: StorageProvider> ClusterNode<P> {
             return Ok(());
         }
         self.peers_down.insert(peer);
+        self.metadata_fetches.remove(&peer);
+        if let Some(observer) = self.metadata.observer() {
+            observer.peer_down(peer);
+        }
         if let Some(controller) = &mut self.controller {
             let records = controller.fence_broker(peer);
             self.propose(records)?;
@@ -409,7 +434,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         match message {
             PeerMessage::Raft(bytes) => {
                 // A damaged or misdirected quorum message is dropped like a lost one.
-                let _ = self.quorum.handle_message(from, &bytes);
+                let _ = self.metadata.handle_raft(from, &bytes);
             }
             PeerMessage::Register(registration, lost_unsynced) => {
                 if let Some(controller) = &mut self.controller {
@@ -459,8 +484,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             } => {
                 // A stable id from the name and the log position: no randomness in the core.
                 let seed = u128::from(crc32c::crc32c(name.as_bytes()))
-                    | (u128::from(self.quorum.applied_index()) << 32)
-                    | (u128::from(self.quorum.term()) << 96);
+                    | (u128::from(self.metadata.applied_index()) << 32)
+                    | (u128::from(self.metadata.term()) << 96);
                 let topic = NewTopic {
                     name: name.clone(),
                     id: uuid::Uuid::from_u128(seed | 1),
@@ -512,7 +537,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 self.take_election_results(request, results)
             }
             PeerMessage::DescribeQuorum { request } => {
-                let state = self.quorum.describe();
+                let state = self.metadata.describe();
                 self.send(now, from, PeerMessage::QuorumDescribed { request, state })?;
             }
             PeerMessage::QuorumDescribed { request, state } => {
@@ -538,6 +563,16 @@ impl<P: StorageProvider> ClusterNode<P> {
                 request,
             } if self.caught_up() => self.serve_fetch(now, from, correlation, &request)?,
             PeerMessage::Fetch { .. } => {}
+            PeerMessage::MetadataFetch { correlation, after } => {
+                self.serve_metadata_fetch(now, from, correlation, after)
+            }
+            PeerMessage::MetadataEntries {
+                correlation,
+                leader,
+                term,
+                through,
+                committed,
+            } => self.take_metadata_entries(from, correlation, (leader, term), through, committed),
             PeerMessage::FetchResponse {
                 correlation,
                 response,
@@ -561,7 +596,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// unanswered.
     pub fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError> {
         while now.0 - self.last_quorum_tick.0 >= self.config.tick_ms {
-            self.quorum.handle_tick();
+            self.metadata.handle_tick();
             self.last_quorum_tick = Millis(self.last_quorum_tick.0 + self.config.tick_ms);
         }
         if let Some(controller) = &mut self.controller {
@@ -594,11 +629,20 @@ impl<P: StorageProvider> ClusterNode<P> {
         let topics = self.next_topic_change_deadline();
         let elections = self.next_election_deadline();
         let asks = self.next_quorum_deadline();
-        [Some(quorum), broker, controller, topics, elections, asks]
-            .into_iter()
-            .flatten()
-            .min()
-            .expect("the quorum always ticks")
+        let metadata = self.next_metadata_fetch_deadline();
+        [
+            Some(quorum),
+            broker,
+            controller,
+            topics,
+            elections,
+            asks,
+            metadata,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("the quorum always ticks")
     }
 
     /// Drains the messages for peers: (to, bytes).
@@ -652,7 +696,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     fn pump(&mut self, now: Millis) -> Result<(), NodeError> {
         // Committing can make the controller decide, which proposes more: a few rounds.
         for _ in 0..4 {
-            let output = self.quorum.poll()?;
+            let output = self.metadata.poll()?;
             let idle = output.messages.is_empty() && output.committed.is_empty();
             for (to, bytes) in output.messages {
                 self.outbox.push((to, PeerMessage::Raft(bytes)));
@@ -668,12 +712,13 @@ impl<P: StorageProvider> ClusterNode<P> {
                 break;
             }
         }
-        if self.quorum.snapshot_due() {
+        if self.metadata.snapshot_due() {
             let data = LogEntry::Records(self.image().to_records()).encode();
-            let applied = self.quorum.applied_index();
-            self.quorum.snapshot(applied, data)?;
+            self.metadata.snapshot(data)?;
         }
-        self.broker.set_controller(self.quorum.leader());
+        self.broker.set_controller(self.metadata.leader());
+        self.answer_parked_metadata_fetches(now);
+        self.send_metadata_fetch(now);
         self.broker_requests(now);
         self.complete_topic_changes(now);
         self.complete_elections(now);
@@ -684,18 +729,18 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// Starts the controller once this node leads the quorum and applied its marker; drops
     /// it when the leadership is gone.
     fn update_controller(&mut self) {
-        if !self.quorum.is_leader() {
+        if !self.metadata.is_leader() {
             self.controller = None;
             return;
         }
-        let term = self.quorum.term();
+        let term = self.metadata.term();
         if self.marker_term != Some(term) {
             self.controller = None;
             // The marker commits after every entry of earlier terms: once applied, the
             // image is complete. A refused proposal (a leadership transfer pending) is
             // proposed again at the next input.
             let marker = LogEntry::LeaderMarker { term }.encode();
-            if self.quorum.propose(marker).is_ok() {
+            if self.metadata.propose(marker).is_ok() {
                 self.marker_term = Some(term);
             }
         }
@@ -710,7 +755,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 }
             }
             LogEntry::LeaderMarker { term } => {
-                if self.quorum.is_leader() && self.quorum.term() == term {
+                if self.metadata.is_leader() && self.metadata.term() == term {
                     let image = self.image().clone();
                     let mut controller = Controller::new(image, now, self.config.controller);
                     let records: Vec<_> = (self.peers_down.iter())
@@ -743,7 +788,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             return Ok(());
         }
         if self
-            .quorum
+            .metadata
             .propose(LogEntry::Records(records).encode())
             .is_err()
         {
@@ -788,7 +833,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     }
 
     fn send_to_controller(&mut self, now: Millis, message: PeerMessage) -> Result<(), NodeError> {
-        match self.quorum.leader() {
+        match self.metadata.leader() {
             Some(leader) => self.send(now, leader, message),
             None => Ok(()),
         }
@@ -818,6 +863,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 incarnation,
                 host: self.config.broker.advertised_host.clone(),
                 port: self.config.broker.advertised_port,
+                peer: self.config.peer_listener.clone(),
             };
             let message = PeerMessage::Register(registration, self.lost_unsynced);
             let _ = self.send_to_controller(now, message);
@@ -843,11 +889,11 @@ impl<P: StorageProvider> ClusterNode<P> {
         let transfer_every = self.config.tick_ms * (self.config.election_tick as i64 + 1);
         if self.shutting_down
             && self.handed_off()
-            && self.quorum.is_leader()
+            && self.metadata.is_leader()
             && resend(self.last_transfer, transfer_every)
         {
             self.last_transfer = Some(now);
-            self.quorum.transfer_leadership(&self.peers_down);
+            self.metadata.transfer_leadership(&self.peers_down);
         }
         if !registered {
             // Its partition roles may be stale until its registration is applied.

@@ -760,6 +760,34 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             partitions: None,
         },
         PeerMessage::DescribeQuorum { request: 8 },
+        PeerMessage::MetadataFetch {
+            correlation: 5,
+            after: 41,
+        },
+        PeerMessage::MetadataEntries {
+            correlation: 5,
+            leader: Some(NodeId(3)),
+            term: 6,
+            through: 47,
+            committed: vec![
+                crate::quorum::Committed::Snapshot {
+                    index: 44,
+                    data: vec![1, 2, 3],
+                },
+                crate::quorum::Committed::Entry {
+                    index: 46,
+                    term: 6,
+                    data: vec![4],
+                },
+            ],
+        },
+        PeerMessage::MetadataEntries {
+            correlation: 6,
+            leader: None,
+            term: 6,
+            through: 47,
+            committed: Vec::new(),
+        },
         PeerMessage::QuorumDescribed {
             request: 8,
             state: None,
@@ -1280,7 +1308,7 @@ fn node_describe_quorum_at_any_node_tells_the_leader_and_each_voter_s_log_end() 
     assert_eq!(at_leader, at_follower, "a follower asks the leader");
     let (code, id, epoch, committed, voters) = at_leader;
     assert_eq!((code, id), (0, leader));
-    assert_eq!(epoch as u64, h.node(leader).quorum.term());
+    assert_eq!(epoch as u64, h.node(leader).metadata.term());
     assert!(committed > 0);
     assert_eq!(
         voters.iter().map(|v| v.0).collect::<Vec<_>>(),
@@ -1362,4 +1390,71 @@ fn node_controlled_shutdown_hands_the_quorum_to_a_live_voter_and_the_controller_
     h.start(stopping);
     h.run(5_000, 100);
     assert_eq!(h.create_topic(live, "after", 1), 0);
+}
+
+/// A node that is not a voter joins a running cluster: it follows the metadata log as an
+/// observer, registers, is unfenced and gets replicas; it leads and follows partitions like
+/// any broker, keeps up when the quorum's leader changes, and catches up again after a
+/// restart (it keeps no metadata of its own) — from a snapshot once the voters compacted.
+#[test]
+fn node_a_fourth_node_that_is_no_voter_joins_and_hosts_replicas() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    h.dirs.insert(4, MemoryDirs::default());
+    h.start(4);
+    h.run(3_000, 50);
+    assert!(!h.node(4).is_controller());
+    for at in [1, 4] {
+        assert!(h.node(at).image().is_active(NodeId(4)), "seen at {at}");
+    }
+    assert!(h.node(4).is_serving());
+    let expected = h.node(1).image().clone();
+    assert_eq!(h.node(4).image(), &expected);
+    assert_eq!(h.create_topic(4, "orders", 4), 0);
+    let image = h.node(1).image().clone();
+    let partitions = &image.topic("orders").unwrap().partitions;
+    let on_four: Vec<usize> = (0..4)
+        .filter(|&p| partitions[p].replicas.contains(&NodeId(4)))
+        .collect();
+    assert_eq!(on_four.len(), 3, "replicas spread over four brokers");
+    assert!(
+        partitions.iter().any(|p| p.leader == Some(NodeId(4))),
+        "node 4 leads one: {partitions:?}"
+    );
+    for partition in 0..4 {
+        let (code, _) = h.produce("orders", partition, &values("a", 0..3));
+        assert_eq!(code, 0, "partition {partition}");
+    }
+    h.run(1_000, 50);
+    for &partition in &on_four {
+        assert_eq!(h.log_of(4, "orders", partition as i32).0, values("a", 0..3));
+    }
+    // The quorum's leader stops: the observer finds the next one and keeps up.
+    let controller = h.controller().unwrap();
+    h.stop(controller);
+    h.run(15_000, 100);
+    let next = h.controller().expect("a new controller");
+    assert_eq!(h.node(4).quorum_leader(), Some(NodeId(next)));
+    assert_eq!(h.create_topic(4, "after", 1), 0);
+    h.run(1_000, 50);
+    assert!(h.node(4).image().topic("after").is_some());
+    h.start(controller);
+    h.run(5_000, 100);
+    // Restarted after the voters snapshotted (interval 20): it starts from a snapshot.
+    h.stop(4);
+    for i in 0..25 {
+        assert_eq!(
+            h.create_topic(1, &format!("t{i}"), 1),
+            0,
+            "topic t{i} while node 4 is away"
+        );
+    }
+    h.start(4);
+    h.run(5_000, 100);
+    assert!(h.node(4).is_serving());
+    let expected = h.node(1).image().clone();
+    assert_eq!(h.node(4).image().topics(), expected.topics());
+    for &partition in &on_four {
+        assert_eq!(h.log_of(4, "orders", partition as i32).0, values("a", 0..3));
+    }
 }

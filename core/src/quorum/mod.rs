@@ -384,6 +384,42 @@ impl<S: Storage> Quorum<S> {
         })
     }
 
+    /// What this voter handed out as committed after index `after`, for a node that follows
+    /// the log without voting (an observer): the snapshot first when its entries after
+    /// `after` are compacted away, then the non-empty entries, stopping once `max_bytes` of
+    /// data are taken (at least one step when there is any). Also returns the last index the
+    /// answer covers (the applied index when all fit).
+    pub fn committed_after(&self, after: u64, max_bytes: usize) -> (Vec<Committed>, u64) {
+        let store = self.raw.store();
+        let mut steps = Vec::new();
+        let mut taken = 0;
+        let mut through = after.min(self.applied_index);
+        if after < store.snapshot_index() {
+            let data = store.snapshot.data.to_vec();
+            taken += data.len();
+            through = store.snapshot_index();
+            steps.push(Committed::Snapshot {
+                index: through,
+                data,
+            });
+        }
+        while through < self.applied_index && taken < max_bytes {
+            through += 1;
+            let entry = store
+                .entry(through)
+                .expect("the applied entries after the snapshot are held");
+            if !entry.data.is_empty() {
+                taken += entry.data.len();
+                steps.push(Committed::Entry {
+                    index: through,
+                    term: entry.term,
+                    data: entry.data.to_vec(),
+                });
+            }
+        }
+        (steps, through)
+    }
+
     /// As the leader, hands the leadership to the voter whose log matches the most of this
     /// one (raft's leadership transfer: it campaigns at once once caught up), so the quorum
     /// need not wait out an election timeout when this voter stops. Only a voter heard from
