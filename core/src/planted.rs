@@ -44,11 +44,14 @@ pub enum PlantedBug {
     /// A broker registering after its machine lost power stays in the ISRs and ELRs it was in
     /// (the controller skips forgetting it: KIP-966's unclean-shutdown rule).
     PowerLostReplicaStaysEligible = 16384,
+    /// A reassignment completes — the old replicas removed — as soon as it starts, before the
+    /// new replicas have caught up.
+    ReassignBeforeCaughtUp = 32768,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -64,6 +67,7 @@ impl PlantedBug {
         PlantedBug::TruncateToHighWatermark,
         PlantedBug::TruncateToLeaderEpochEnd,
         PlantedBug::PowerLostReplicaStaysEligible,
+        PlantedBug::ReassignBeforeCaughtUp,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -84,6 +88,7 @@ impl PlantedBug {
             PlantedBug::TruncateToHighWatermark => "truncate-to-high-watermark",
             PlantedBug::TruncateToLeaderEpochEnd => "truncate-to-leader-epoch-end",
             PlantedBug::PowerLostReplicaStaysEligible => "power-lost-replica-stays-eligible",
+            PlantedBug::ReassignBeforeCaughtUp => "reassign-before-caught-up",
         }
     }
 
@@ -134,6 +139,9 @@ impl PlantedBug {
             PlantedBug::PowerLostReplicaStaysEligible => {
                 "a broker back from a power loss stays in the ISR and ELR (KIP-966; 3-node run)"
             }
+            PlantedBug::ReassignBeforeCaughtUp => {
+                "a reassignment drops the old replicas before the new ones caught up (3-node run)"
+            }
         }
     }
 
@@ -148,6 +156,7 @@ impl PlantedBug {
                 | PlantedBug::TruncateToHighWatermark
                 | PlantedBug::TruncateToLeaderEpochEnd
                 | PlantedBug::PowerLostReplicaStaysEligible
+                | PlantedBug::ReassignBeforeCaughtUp
         )
     }
 
@@ -159,6 +168,7 @@ impl PlantedBug {
             PlantedBug::TruncateToHighWatermark
                 | PlantedBug::TruncateToLeaderEpochEnd
                 | PlantedBug::PowerLostReplicaStaysEligible
+                | PlantedBug::ReassignBeforeCaughtUp
         )
     }
 }

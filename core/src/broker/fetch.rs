@@ -34,6 +34,9 @@ pub enum ParkedId {
     Election(u64),
     /// A cluster node's DescribeQuorum waiting for the quorum leader's answer.
     Quorum(u64),
+    /// A cluster node's AlterPartitionReassignments waiting for the controller and the
+    /// metadata log.
+    Reassignment(u64),
 }
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.

@@ -119,7 +119,8 @@ impl<P: StorageProvider> Broker<P> {
             | ParkedId::Produce(_)
             | ParkedId::TopicChange(_)
             | ParkedId::Election(_)
-            | ParkedId::Quorum(_) => {}
+            | ParkedId::Quorum(_)
+            | ParkedId::Reassignment(_) => {}
         }
     }
 

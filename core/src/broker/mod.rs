@@ -28,6 +28,7 @@ mod partition;
 mod produce;
 mod producer_state;
 mod quorum;
+mod reassignments;
 mod replica;
 mod topics;
 
@@ -48,6 +49,7 @@ pub(crate) use elections::{election_response, ElectionAnswer};
 pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;
 pub(crate) use partition::Partition;
+pub(crate) use reassignments::{reassignment_response, ReassignmentAnswer};
 pub use replica::REPLICA_FETCH_VERSION;
 pub(crate) use topics::deleted_topics;
 pub use topics::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
@@ -260,6 +262,11 @@ impl<S: Storage> Partitions<S> {
         self.slots[slot] = Some(partition);
     }
 
+    /// Takes partition `index` out (this broker no longer holds it), if held.
+    pub(crate) fn release(&mut self, index: i32) -> Option<Partition<S>> {
+        self.slots.get_mut(usize::try_from(index).ok()?)?.take()
+    }
+
     /// Drops the partitions from `count` on (undoing an `extend`).
     pub(crate) fn truncate(&mut self, count: i32) {
         self.slots.truncate(usize::try_from(count).unwrap_or(0));
@@ -451,6 +458,12 @@ impl<P: StorageProvider> Broker<P> {
             }
             RequestKind::DescribeQuorum(body) => {
                 ResponseKind::DescribeQuorum(self.handle_describe_quorum(body))
+            }
+            RequestKind::AlterPartitionReassignments(body) => {
+                ResponseKind::AlterPartitionReassignments(self.handle_alter_reassignments(body))
+            }
+            RequestKind::ListPartitionReassignments(body) => {
+                ResponseKind::ListPartitionReassignments(self.handle_list_reassignments(body))
             }
             RequestKind::DescribeTopicPartitions(body) => ResponseKind::DescribeTopicPartitions(
                 self.handle_describe_topic_partitions(now, body),

@@ -136,6 +136,8 @@ impl<S: Storage> Partition<S> {
         let epoch = record.leader_epoch;
         match (&mut self.role, record.leader) {
             (Role::Leader(leader), Some(node)) if node == self.node && leader.epoch() == epoch => {
+                // A reassignment adds or removes replicas under the same leader.
+                leader.set_replicas(&record.replicas);
                 let update = leader.commit_isr(now, &record.isr);
                 self.apply(update);
             }

@@ -340,11 +340,17 @@ impl<P: StorageProvider> Broker<P> {
             partition: partition_dir(&name, record.partition),
             source,
         };
+        if !record.replicas.contains(&node) {
+            // Reassigned away (or never here): the replica and its files go.
+            if let Some(partition) = topic.partitions.release(record.partition) {
+                drop(partition.log.abandon());
+                self.provider
+                    .remove_dir(&partition_dir(&name, record.partition))?;
+            }
+            return Ok(());
+        }
         if let Some(partition) = topic.partitions.get_mut(record.partition) {
             return partition.apply_record(now, record).map_err(failed);
-        }
-        if !record.replicas.contains(&node) {
-            return Ok(());
         }
         let overrides = topic.overrides.clone();
         let log_config = self.member_log_config(&name, &overrides);

@@ -16,7 +16,11 @@
 //! machine lost power (it may have lost unsynced records) leaves every ISR and ELR it was in,
 //! even as the last member: it is never elected on records it may no longer have.
 
+mod reassign;
+
 use std::collections::BTreeMap;
+
+pub use reassign::{Reassigned, Reassignment};
 
 use super::image::ClusterImage;
 use super::records::{BrokerRegistration, MetadataRecord, PartitionRecord};
@@ -595,6 +599,7 @@ impl Controller {
         }
         normalize_elr(&mut next, min_isr);
         next.partition_epoch += 1;
+        self.complete_if_caught_up(&mut next);
         let mut records = Vec::new();
         self.push(&mut records, MetadataRecord::Partition(next.clone()));
         Ok((next, records))

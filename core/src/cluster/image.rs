@@ -182,7 +182,20 @@ impl ClusterImage {
             && partition.isr.iter().all(|n| partition.replicas.contains(n))
             && partition.elr.iter().all(|n| partition.replicas.contains(n))
             && partition.elr.iter().all(|n| !partition.isr.contains(n))
-            && partition.leader.is_none_or(|l| partition.isr.contains(&l));
+            && partition.leader.is_none_or(|l| partition.isr.contains(&l))
+            && partition
+                .adding
+                .iter()
+                .all(|n| partition.replicas.contains(n))
+            && partition
+                .removing
+                .iter()
+                .all(|n| partition.replicas.contains(n))
+            && partition
+                .adding
+                .iter()
+                .all(|n| !partition.removing.contains(n))
+            && partition.removing.len() < partition.replicas.len();
         if !consistent {
             return Err(ImageError(format!("inconsistent {partition:?}")));
         }

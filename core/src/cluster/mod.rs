@@ -19,6 +19,7 @@ mod tests;
 
 pub use controller::{
     check_assignments, Controller, ControllerConfig, Elected, Election, IsrChange, NewTopic,
+    Reassigned, Reassignment,
 };
 pub use image::{BrokerImage, ClusterImage, ImageError, TopicImage};
 pub use records::{BrokerRegistration, MetadataRecord, PartitionRecord, RecordDecodeError};

@@ -694,3 +694,103 @@ fn automatic_rebalance_elects_preferred_leaders_after_the_check_interval() {
         .iter()
         .all(|r| !matches!(r, MetadataRecord::Partition(_))));
 }
+
+/// A reassignment widens the replicas to target plus original, completes once every target
+/// replica is in sync (the removed leader handing over), and can be cancelled or refused.
+#[test]
+fn controller_reassignment_adds_first_and_removes_once_the_target_is_in_sync() {
+    let (mut controller, mut log) = cluster(4);
+    log.extend(controller.create_topic(new_topic("orders", 1, 3)).unwrap());
+    let p = partition(&controller, "orders", 0);
+    let old = p.replicas.clone();
+    let outside = (1..=4).map(NodeId).find(|n| !old.contains(n)).unwrap();
+    let leader = p.leader.unwrap();
+    // The leader leaves, the fourth broker comes.
+    let mut target: Vec<NodeId> = old.iter().copied().filter(|&n| n != leader).collect();
+    target.push(outside);
+    let want = |target: Option<Vec<NodeId>>| Reassignment {
+        topic_id: p.topic_id,
+        partition: 0,
+        target,
+    };
+    let (results, records) = controller.reassign(&[want(Some(target.clone()))]);
+    log.extend(records);
+    assert_eq!(results[0].outcome, Ok(1));
+    let moving = partition(&controller, "orders", 0);
+    assert_eq!(moving.adding, vec![outside]);
+    assert_eq!(moving.removing, vec![leader]);
+    assert_eq!(moving.replicas[..3], target[..], "target first");
+    assert_eq!(moving.replicas.len(), 4);
+    assert_eq!(
+        moving.leader,
+        Some(leader),
+        "the old leader serves meanwhile"
+    );
+    assert_eq!(moving.target_replicas(), target);
+    // The new replica catches up: the leader's ISR change completes the move.
+    let mut isr = moving.isr.clone();
+    isr.push(outside);
+    let change = IsrChange {
+        leader,
+        topic_id: p.topic_id,
+        partition: 0,
+        leader_epoch: moving.leader_epoch,
+        partition_epoch: moving.partition_epoch,
+        isr,
+    };
+    let (done, records) = controller.alter_partition(change).unwrap();
+    log.extend(records);
+    assert!(!done.reassigning());
+    assert_eq!(done.replicas, target);
+    let mut in_sync = target.clone();
+    in_sync.sort();
+    assert_eq!(done.isr, in_sync);
+    assert_eq!(
+        done.leader,
+        Some(target[0]),
+        "the removed leader handed over"
+    );
+    assert_eq!(done.leader_epoch.0, moving.leader_epoch.0 + 1);
+    assert_eq!(
+        replay(&log),
+        *controller.image(),
+        "the records rebuild the image"
+    );
+
+    // Cancelled before the new replica catches up: back to the replicas it had.
+    let back: Vec<NodeId> = old.clone();
+    let (_, records) = controller.reassign(&[want(Some(back.clone()))]);
+    log.extend(records);
+    let (results, records) = controller.reassign(&[want(None)]);
+    log.extend(records);
+    assert!(results[0].outcome.is_ok());
+    let cancelled = partition(&controller, "orders", 0);
+    assert!(!cancelled.reassigning());
+    assert_eq!(cancelled.replicas, target);
+    assert!(
+        !cancelled.isr.contains(&leader),
+        "the cancelled addition is not in sync"
+    );
+    let (results, _) = controller.reassign(&[want(None)]);
+    assert_eq!(
+        results[0].outcome.as_ref().unwrap_err().0,
+        ErrorCode::NoReassignmentInProgress
+    );
+    // Bad targets and partitions are refused and change nothing.
+    for bad in [
+        vec![],
+        vec![NodeId(1), NodeId(1)],
+        vec![NodeId(1), NodeId(9)],
+    ] {
+        let (results, records) = controller.reassign(&[want(Some(bad.clone()))]);
+        assert!(records.is_empty(), "{bad:?}");
+        let code = results[0].outcome.as_ref().unwrap_err().0;
+        assert_eq!(code, ErrorCode::InvalidReplicaAssignment, "{bad:?}");
+    }
+    let mut unknown = want(Some(target.clone()));
+    unknown.partition = 5;
+    let (results, _) = controller.reassign(&[unknown]);
+    let code = results[0].outcome.as_ref().unwrap_err().0;
+    assert_eq!(code, ErrorCode::UnknownTopicOrPartition);
+    assert_eq!(replay(&log), *controller.image());
+}

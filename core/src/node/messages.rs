@@ -12,7 +12,8 @@ use crate::cluster::records::{
     get_i16, get_i32, get_nodes, get_u128, get_u64, get_u8, need, put_nodes,
 };
 use crate::cluster::{
-    BrokerRegistration, Elected, Election, IsrChange, MetadataRecord, RecordDecodeError,
+    BrokerRegistration, Elected, Election, IsrChange, MetadataRecord, Reassigned, Reassignment,
+    RecordDecodeError,
 };
 use crate::error::ErrorCode;
 use crate::quorum::{Committed, QuorumState};
@@ -136,6 +137,22 @@ pub enum PeerMessage {
         correlation: u64,
         /// The encoded response.
         response: Vec<u8>,
+    },
+    /// To the controller: start, replace or cancel reassignments
+    /// (AlterPartitionReassignments).
+    Reassign {
+        /// Matches the answer to the request.
+        request: u64,
+        /// One per partition.
+        partitions: Vec<Reassignment>,
+    },
+    /// From the controller: the outcome of a [`PeerMessage::Reassign`] (its records
+    /// proposed; the asker waits to see them applied).
+    Reassigned {
+        /// The request answered.
+        request: u64,
+        /// One per partition.
+        results: Vec<Reassigned>,
     },
     /// From a broker that is not a voter (an observer), to a voter: the committed metadata
     /// log after index `after`, held until there is some (or a moment passed).
@@ -329,16 +346,7 @@ impl PeerMessage {
                 for result in results {
                     out.put_u128(result.topic_id.as_u128());
                     out.put_i32(result.partition);
-                    match &result.outcome {
-                        Ok(epoch) => {
-                            out.put_i16(0);
-                            out.put_i32(epoch.0);
-                        }
-                        Err((code, message)) => {
-                            out.put_i16(code.code());
-                            put_bytes(&mut out, message.as_bytes());
-                        }
-                    }
+                    put_outcome(&mut out, result.outcome.as_ref().map(|e| e.0));
                 }
             }
             PeerMessage::DescribeQuorum { request } => {
@@ -361,6 +369,35 @@ impl PeerMessage {
                             out.put_u64(*end);
                         }
                     }
+                }
+            }
+            PeerMessage::Reassign {
+                request,
+                partitions,
+            } => {
+                out.put_u8(19);
+                out.put_u64(*request);
+                out.put_u32(partitions.len() as u32);
+                for want in partitions {
+                    out.put_u128(want.topic_id.as_u128());
+                    out.put_i32(want.partition);
+                    match &want.target {
+                        None => out.put_u8(0),
+                        Some(target) => {
+                            out.put_u8(1);
+                            put_nodes(&mut out, target);
+                        }
+                    }
+                }
+            }
+            PeerMessage::Reassigned { request, results } => {
+                out.put_u8(20);
+                out.put_u64(*request);
+                out.put_u32(results.len() as u32);
+                for result in results {
+                    out.put_u128(result.topic_id.as_u128());
+                    out.put_i32(result.partition);
+                    put_outcome(&mut out, result.outcome.as_ref().copied());
                 }
             }
             PeerMessage::MetadataFetch { correlation, after } => {
@@ -541,10 +578,7 @@ impl PeerMessage {
                 for _ in 0..count {
                     let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
                     let partition = get_i32(input)?;
-                    let outcome = match get_i16(input)? {
-                        0 => Ok(LeaderEpoch(get_i32(input)?)),
-                        code => Err((ErrorCode::from_code(code), get_string(input)?)),
-                    };
+                    let outcome = get_outcome(input)?.map(LeaderEpoch);
                     results.push(Elected {
                         topic_id,
                         partition,
@@ -577,6 +611,44 @@ impl PeerMessage {
                     }
                 };
                 PeerMessage::QuorumDescribed { request, state }
+            }
+            19 => {
+                let request = get_u64(input)?;
+                let count = get_len(input, 21)?;
+                let mut partitions = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
+                    let partition = get_i32(input)?;
+                    let target = match get_u8(input)? {
+                        0 => None,
+                        _ => Some(get_nodes(input)?),
+                    };
+                    partitions.push(Reassignment {
+                        topic_id,
+                        partition,
+                        target,
+                    });
+                }
+                PeerMessage::Reassign {
+                    request,
+                    partitions,
+                }
+            }
+            20 => {
+                let request = get_u64(input)?;
+                let count = get_len(input, 26)?;
+                let mut results = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
+                    let partition = get_i32(input)?;
+                    let outcome = get_outcome(input)?;
+                    results.push(Reassigned {
+                        topic_id,
+                        partition,
+                        outcome,
+                    });
+                }
+                PeerMessage::Reassigned { request, results }
             }
             17 => PeerMessage::MetadataFetch {
                 correlation: get_u64(input)?,
@@ -673,6 +745,31 @@ impl LogEntry {
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.put_u32(u32::try_from(bytes.len()).expect("messages are far below 4 GiB"));
     out.put_slice(bytes);
+}
+
+/// A controller's per-partition outcome: an epoch, or an error code and message.
+fn put_outcome(out: &mut Vec<u8>, outcome: Result<i32, &(ErrorCode, String)>) {
+    match outcome {
+        Ok(epoch) => {
+            out.put_i16(0);
+            out.put_i32(epoch);
+        }
+        Err((code, message)) => {
+            out.put_i16(code.code());
+            put_bytes(out, message.as_bytes());
+        }
+    }
+}
+
+/// A per-partition outcome as [`put_outcome`] writes it.
+type Outcome = Result<i32, (ErrorCode, String)>;
+
+/// Reads what [`put_outcome`] wrote.
+fn get_outcome(input: &mut &[u8]) -> Result<Outcome, MessageDecodeError> {
+    Ok(match get_i16(input)? {
+        0 => Ok(get_i32(input)?),
+        code => Err((ErrorCode::from_code(code), get_string(input)?)),
+    })
 }
 
 fn put_string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {

@@ -19,6 +19,7 @@ mod follow_metadata;
 mod messages;
 mod metadata;
 mod observer;
+mod reassignments;
 #[cfg(test)]
 mod tests;
 mod topics;
@@ -34,6 +35,7 @@ use follow_metadata::ParkedMetadataFetch;
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
 use metadata::MetadataLog;
 use observer::Observer;
+use reassignments::ParkedReassignment;
 use topics::ParkedTopics;
 
 use crate::driver::Completed;
@@ -175,6 +177,8 @@ pub struct ClusterNode<P: StorageProvider> {
     elections: BTreeMap<ParkedId, ParkedElection>,
     /// Clients' DescribeQuorum waiting for the quorum leader.
     quorum_asks: BTreeMap<ParkedId, ParkedQuorum>,
+    /// Clients' AlterPartitionReassignments waiting for the controller and the new records.
+    reassignments: BTreeMap<ParkedId, ParkedReassignment>,
     /// As a voter: observers' metadata fetches held until there is more to send.
     metadata_fetches: BTreeMap<NodeId, ParkedMetadataFetch>,
     /// Numbers this node's parked topic changes, elections and quorum descriptions.
@@ -240,6 +244,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             topic_changes: BTreeMap::new(),
             elections: BTreeMap::new(),
             quorum_asks: BTreeMap::new(),
+            reassignments: BTreeMap::new(),
             metadata_fetches: BTreeMap::new(),
             next_parked: 0,
             peers_down: Default::default(),
@@ -372,6 +377,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             RequestKind::IncrementalAlterConfigs(body) => self.incremental_alter_configs(now, body),
             RequestKind::ElectLeaders(body) => self.elect_leaders(now, body, request.api_version),
             RequestKind::DescribeQuorum(body) => self.describe_quorum(now, body),
+            RequestKind::AlterPartitionReassignments(body) => self.alter_reassignments(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -536,6 +542,20 @@ impl<P: StorageProvider> ClusterNode<P> {
             PeerMessage::LeadersElected { request, results } => {
                 self.take_election_results(request, results)
             }
+            PeerMessage::Reassign {
+                request,
+                partitions,
+            } => {
+                let Some(controller) = &mut self.controller else {
+                    return Ok(()); // the client asks again after its timeout
+                };
+                let (results, records) = controller.reassign(&partitions);
+                self.propose(records)?;
+                self.send(now, from, PeerMessage::Reassigned { request, results })?;
+            }
+            PeerMessage::Reassigned { request, results } => {
+                self.take_reassignment_results(request, results)
+            }
             PeerMessage::DescribeQuorum { request } => {
                 let state = self.metadata.describe();
                 self.send(now, from, PeerMessage::QuorumDescribed { request, state })?;
@@ -630,6 +650,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         let elections = self.next_election_deadline();
         let asks = self.next_quorum_deadline();
         let metadata = self.next_metadata_fetch_deadline();
+        let moves = self.next_reassignment_deadline();
         [
             Some(quorum),
             broker,
@@ -638,6 +659,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             elections,
             asks,
             metadata,
+            moves,
         ]
         .into_iter()
         .flatten()
@@ -679,7 +701,8 @@ impl<P: StorageProvider> ClusterNode<P> {
     pub fn cancel_parked(&mut self, id: ParkedId) {
         let mine = self.topic_changes.remove(&id).is_some()
             || self.elections.remove(&id).is_some()
-            || self.quorum_asks.remove(&id).is_some();
+            || self.quorum_asks.remove(&id).is_some()
+            || self.reassignments.remove(&id).is_some();
         if !mine {
             self.broker.cancel_parked(id);
         }
@@ -722,6 +745,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.broker_requests(now);
         self.complete_topic_changes(now);
         self.complete_elections(now);
+        self.complete_reassignments(now);
         self.expire_quorum_asks(now);
         Ok(())
     }

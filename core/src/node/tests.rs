@@ -138,6 +138,8 @@ impl Harness {
             RequestKind::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
             RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
+            RequestKind::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
+            RequestKind::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -760,6 +762,36 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             partitions: None,
         },
         PeerMessage::DescribeQuorum { request: 8 },
+        PeerMessage::Reassign {
+            request: 2,
+            partitions: vec![
+                crate::cluster::Reassignment {
+                    topic_id: uuid::Uuid::from_u128(9),
+                    partition: 1,
+                    target: Some(vec![NodeId(4), NodeId(2)]),
+                },
+                crate::cluster::Reassignment {
+                    topic_id: uuid::Uuid::from_u128(9),
+                    partition: 2,
+                    target: None,
+                },
+            ],
+        },
+        PeerMessage::Reassigned {
+            request: 2,
+            results: vec![
+                crate::cluster::Reassigned {
+                    topic_id: uuid::Uuid::from_u128(9),
+                    partition: 1,
+                    outcome: Ok(7),
+                },
+                crate::cluster::Reassigned {
+                    topic_id: uuid::Uuid::from_u128(9),
+                    partition: 2,
+                    outcome: Err((ErrorCode::NoReassignmentInProgress, "none".into())),
+                },
+            ],
+        },
         PeerMessage::MetadataFetch {
             correlation: 5,
             after: 41,
@@ -1457,4 +1489,131 @@ fn node_a_fourth_node_that_is_no_voter_joins_and_hosts_replicas() {
     for &partition in &on_four {
         assert_eq!(h.log_of(4, "orders", partition as i32).0, values("a", 0..3));
     }
+}
+
+/// AlterPartitionReassignments v0 at `at` for `orders-0` (`None` cancels): the partition's
+/// (error code, message).
+fn reassign(h: &mut Harness, at: i32, target: Option<&[i32]>) -> (i16, Option<String>) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    let mut partition = ReassignablePartition::default();
+    partition.partition_index = 0;
+    partition.replicas = target.map(|t| t.iter().map(|&n| BrokerId(n)).collect());
+    let mut topic = ReassignableTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![partition];
+    let mut body = AlterPartitionReassignmentsRequest::default();
+    body.timeout_ms = 10_000;
+    body.topics = vec![topic];
+    let request = RequestKind::AlterPartitionReassignments(body);
+    let ResponseKind::AlterPartitionReassignments(r) = answer(h, at, 0, request, 500) else {
+        panic!()
+    };
+    let result = &r.responses[0].partitions[0];
+    (
+        result.error_code,
+        result.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// One listed reassignment: (partition, replicas, adding, removing).
+type Moving = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// ListPartitionReassignments v0 at `at`.
+fn list_reassignments(h: &mut Harness, at: i32) -> Vec<Moving> {
+    let body = ListPartitionReassignmentsRequest::default();
+    let request = RequestKind::ListPartitionReassignments(body);
+    let ResponseKind::ListPartitionReassignments(r) = answer(h, at, 0, request, 0) else {
+        panic!()
+    };
+    let ids = |b: &[BrokerId]| b.iter().map(|b| b.0).collect::<Vec<i32>>();
+    (r.topics.iter().flat_map(|t| &t.partitions))
+        .map(|p| {
+            let replicas = ids(&p.replicas);
+            (
+                p.partition_index,
+                replicas,
+                ids(&p.adding_replicas),
+                ids(&p.removing_replicas),
+            )
+        })
+        .collect()
+}
+
+/// A reassignment moves a partition's replicas to the fourth node while it keeps its data:
+/// the new replica catches up, the old one (its leader) leaves and drops its files, the
+/// partition keeps every acknowledged record and takes writes at its new leader. While a
+/// new replica cannot catch up (its node stopped) the move stays listed, and the old replicas
+/// keep serving; it completes when the node is back.
+#[test]
+fn node_reassignment_moves_a_partition_to_a_new_node_without_losing_records() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    h.dirs.insert(4, MemoryDirs::default());
+    h.start(4);
+    h.run(3_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    let old: Vec<i32> = h.node(1).image().topic("orders").unwrap().partitions[0]
+        .replicas
+        .iter()
+        .map(|n| n.0)
+        .collect();
+    let outside = (1..=4).find(|n| !old.contains(n)).unwrap();
+    assert_eq!(h.produce("orders", 0, &values("a", 0..20)).0, 0);
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let mut target: Vec<i32> = old.iter().copied().filter(|&n| n != leader).collect();
+    target.push(outside);
+    // The new replica's node is down: the move starts but cannot complete.
+    h.stop(outside);
+    let asked_at = (1..=3).find(|&n| n != leader && n != outside).unwrap();
+    assert_eq!(reassign(&mut h, asked_at, Some(&target)), (0, None));
+    let listed = list_reassignments(&mut h, asked_at);
+    let mut widened = target.clone();
+    widened.push(leader);
+    assert_eq!(listed, vec![(0, widened, vec![outside], vec![leader])]);
+    assert_eq!(
+        h.produce("orders", 0, &values("b", 0..5)).0,
+        0,
+        "writes go on"
+    );
+    h.run(3_000, 100);
+    assert_eq!(
+        list_reassignments(&mut h, asked_at).len(),
+        1,
+        "still moving"
+    );
+    // Back: it catches up and the move completes.
+    h.start(outside);
+    h.run(8_000, 100);
+    assert!(list_reassignments(&mut h, asked_at).is_empty(), "done");
+    let image = h.node(asked_at).image().clone();
+    let p = &image.topic("orders").unwrap().partitions[0];
+    assert_eq!(p.replicas.iter().map(|n| n.0).collect::<Vec<_>>(), target);
+    assert_eq!(p.isr.len(), 3);
+    assert_ne!(
+        p.leader,
+        Some(NodeId(leader)),
+        "the removed leader handed over"
+    );
+    assert!(
+        h.node(leader).broker().partition_log("orders", 0).is_none(),
+        "the removed replica dropped its log"
+    );
+    let mut expected = values("a", 0..20);
+    expected.extend(values("b", 0..5));
+    assert_eq!(h.log_of(outside, "orders", 0).0, expected);
+    assert_eq!(h.produce("orders", 0, &values("c", 0..3)), (0, 25));
+    h.run(1_000, 50);
+    expected.extend(values("c", 0..3));
+    for &n in &target {
+        assert_eq!(h.log_of(n, "orders", 0), (expected.clone(), 28), "node {n}");
+    }
+    // Cancelling when nothing moves, and a target naming an unknown broker, are refused.
+    assert_eq!(
+        reassign(&mut h, 4, None).0,
+        ErrorCode::NoReassignmentInProgress.code()
+    );
+    assert_eq!(
+        reassign(&mut h, 4, Some(&[1, 9])).0,
+        ErrorCode::InvalidReplicaAssignment.code()
+    );
 }

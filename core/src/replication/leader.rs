@@ -241,6 +241,30 @@ impl LeaderState {
         self.watermark_update(now)
     }
 
+    /// The controller changed the partition's replicas under this leader (a reassignment
+    /// added or removed some): new followers start as never caught up, removed ones are
+    /// forgotten. Call before [`LeaderState::commit_isr`] with the same record's ISR.
+    ///
+    /// # Panics
+    /// If `replicas` lacks this leader or repeats a node.
+    pub fn set_replicas(&mut self, replicas: &[NodeId]) {
+        assert!(replicas.contains(&self.node), "the leader is a replica");
+        let set: BTreeSet<NodeId> = replicas.iter().copied().collect();
+        assert_eq!(set.len(), replicas.len(), "replicas are distinct");
+        self.followers.retain(|r, _| set.contains(r));
+        self.isr.retain(|r| set.contains(r));
+        self.committed_isr.retain(|r| set.contains(r));
+        for &r in replicas.iter().filter(|&&r| r != self.node) {
+            self.followers.entry(r).or_insert(FollowerProgress {
+                log_end_offset: None,
+                last_caught_up: None,
+                last_fetch: None,
+            });
+        }
+        self.replicas = replicas.to_vec();
+        self.check_invariants();
+    }
+
     /// The partition's replicas, in assignment order.
     pub fn replicas(&self) -> &[NodeId] {
         &self.replicas

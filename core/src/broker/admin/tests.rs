@@ -51,6 +51,8 @@ fn api_key(body: &RequestKind) -> ApiKey {
         RequestKind::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
         RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
         RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
+        RequestKind::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
+        RequestKind::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
         other => panic!("no key for {other:?}"),
     }
 }
@@ -1181,4 +1183,58 @@ fn single_broker_elections_and_quorum_answer_without_a_cluster() {
     };
     let p = &response.topics[0].partitions[0];
     assert_eq!(p.error_code, ErrorCode::InvalidRequest.code());
+}
+
+/// A single broker holds every replica: a target of itself needs nothing, any other target
+/// or a cancellation is refused with its reason, and nothing is ever listed as moving.
+#[test]
+fn reassignments_on_a_single_broker_take_only_itself_and_list_nothing() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    let mut broker = broker();
+    create(&mut broker, "orders", 1, &[]);
+    let own = broker.broker_config().node_id;
+    let cases = [
+        ("orders", Some(vec![own]), ErrorCode::None),
+        (
+            "orders",
+            Some(vec![own, own + 1]),
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        ("orders", None, ErrorCode::NoReassignmentInProgress),
+        (
+            "missing",
+            Some(vec![own]),
+            ErrorCode::UnknownTopicOrPartition,
+        ),
+    ];
+    for (name, target, expected) in cases {
+        let mut partition = ReassignablePartition::default();
+        partition.replicas = target
+            .clone()
+            .map(|t| t.into_iter().map(BrokerId).collect());
+        let mut topic = ReassignableTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str(name));
+        topic.partitions = vec![partition];
+        let mut request = AlterPartitionReassignmentsRequest::default();
+        request.topics = vec![topic];
+        let ResponseKind::AlterPartitionReassignments(r) = call(
+            &mut broker,
+            0,
+            RequestKind::AlterPartitionReassignments(request),
+        ) else {
+            panic!()
+        };
+        let result = &r.responses[0].partitions[0];
+        assert_eq!(result.error_code, expected.code(), "{name} {target:?}");
+        assert_eq!(result.error_message.is_some(), expected != ErrorCode::None);
+    }
+    let request = ListPartitionReassignmentsRequest::default();
+    let ResponseKind::ListPartitionReassignments(r) = call(
+        &mut broker,
+        0,
+        RequestKind::ListPartitionReassignments(request),
+    ) else {
+        panic!()
+    };
+    assert!(r.topics.is_empty());
 }
