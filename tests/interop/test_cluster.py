@@ -114,7 +114,7 @@ def outage(acked, since):
     return longest
 
 
-def produce_through(cluster, name, count, during, idempotent=True):
+def produce_through(cluster, name, count, during, idempotent=True, partitions=3):
     """Produces `count` records (acks=all) round the partitions, a few milliseconds apart,
     calling `during()` once a third of them are sent; returns the delivery reports and when
     `during` ran."""
@@ -132,7 +132,7 @@ def produce_through(cluster, name, count, during, idempotent=True):
     acked = Acked()
     event_at = None
     for i in range(count):
-        producer.produce(name, value=f"v{i}".encode(), partition=i % 3, on_delivery=acked)
+        producer.produce(name, value=f"v{i}".encode(), partition=i % partitions, on_delivery=acked)
         producer.poll(0)
         time.sleep(0.002)
         if i == count // 3:

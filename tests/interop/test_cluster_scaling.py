@@ -1,9 +1,21 @@
 """Online scaling of a real cluster: a node that is not a voter joins three running
 `brook server` voters with no restart of theirs, and takes its share of new replicas."""
 
-from confluent_kafka import Producer
+import subprocess
+import threading
 
-from test_cluster import Acked, admin_of, create_topic, read_all, wait_serving
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
+
+from test_cluster import (
+    Acked,
+    admin_of,
+    create_topic,
+    produce_through,
+    read_all,
+    wait_serving,
+    wait_until,
+)
 
 
 def test_cluster_a_fourth_node_joins_without_restarts_and_hosts_replicas(cluster, topic_name):
@@ -34,3 +46,87 @@ def test_cluster_a_fourth_node_joins_without_restarts_and_hosts_replicas(cluster
     meta = admin_of(cluster.nodes[1].bootstrap).list_topics(topic_name, timeout=5)
     for p in meta.topics[topic_name].partitions.values():
         assert sorted(p.isrs) == sorted(p.replicas), p
+
+
+def brook_cluster(bootstrap, *args):
+    from conftest import BROOK_BIN
+
+    out = subprocess.run(
+        [str(BROOK_BIN), "cluster", *args, "--bootstrap", bootstrap],
+        capture_output=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    return out.stdout.decode()
+
+
+def produce_while(cluster, name, count, outputs, *command):
+    """Produces `count` records over four partitions while `brook cluster COMMAND` runs in
+    a thread started a third of the way in; its output goes to `outputs`."""
+    worker = threading.Thread(
+        target=lambda: outputs.append(brook_cluster(cluster.bootstrap, *command))
+    )
+    acked, _ = produce_through(cluster, name, count, worker.start, partitions=4)
+    worker.join(240)
+    assert outputs, f"brook cluster {' '.join(command)} did not finish"
+    return acked
+
+
+def replicas_by_node(bootstrap, names):
+    counts = {}
+    meta = admin_of(bootstrap).list_topics(timeout=5)
+    for name in names:
+        for p in meta.topics[name].partitions.values():
+            for r in p.replicas:
+                counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
+def test_cluster_rebalance_moves_replicas_onto_a_new_node_under_a_producer(cluster, topic_name):
+    """Run after the test above (the module's cluster then has a fourth node): a topic
+    created before it holds nothing there; `brook cluster rebalance` moves its share there
+    while a producer writes, and every acknowledged record is there once, in order. Then
+    `brook cluster remove-node` drains the new node again under the same producer."""
+    wait_serving(cluster, 4)
+    new = max(cluster.nodes)
+    # Created on the three voters only: replicas assigned explicitly.
+    admin = admin_of(cluster.bootstrap)
+    assignment = [[1, 2, 3], [2, 3, 1], [3, 1, 2], [1, 3, 2]]
+    topic = NewTopic(
+        topic_name, num_partitions=4, replication_factor=-1, replica_assignment=assignment,
+        config={"min.insync.replicas": "2"},
+    )
+    admin.create_topics([topic])[topic_name].result(timeout=30)
+    wait_until("the topic is in sync", lambda: all(
+        len(p.isrs) == 3
+        for p in admin.list_topics(topic_name, timeout=2).topics[topic_name].partitions.values()
+    ))
+    before = replicas_by_node(cluster.bootstrap, [topic_name])
+    assert new not in before
+    dry = brook_cluster(cluster.bootstrap, "rebalance", "--dry-run")
+    assert "-> " in dry and f"{topic_name}-" in dry, dry
+    assert replicas_by_node(cluster.bootstrap, [topic_name]) == before, "dry run moved nothing"
+
+    outputs = []
+    acked = produce_while(cluster, topic_name, 3_000, outputs, "rebalance")
+    print(f"\nbrook cluster rebalance under a producer:\n{outputs[0]}")
+    assert "done:" in outputs[0], outputs[0]
+    assert not acked.errors, acked.errors[:5]
+    after = replicas_by_node(cluster.bootstrap, [topic_name])
+    assert after.get(new, 0) >= 2, f"the new node got its share: {after}\n{outputs[0]}"
+    got = read_all(cluster.bootstrap, topic_name, 4, 3_000)
+    for partition in range(4):
+        assert got[partition] == acked.values[partition], f"partition {partition}"
+    text = brook_cluster(cluster.bootstrap, "describe")
+    assert "Reassigning: 0" in text, text
+
+    # Drained again: nothing of any topic stays on the node.
+    outputs = []
+    acked = produce_while(cluster, topic_name, 1_500, outputs, "remove-node", str(new))
+    assert f"node {new} holds no replica" in outputs[0], outputs[0]
+    assert not acked.errors, acked.errors[:5]
+    names = [n for n in admin.list_topics(timeout=5).topics]
+    assert new not in replicas_by_node(cluster.bootstrap, names), names
+    got = read_all(cluster.bootstrap, topic_name, 4, 4_500)
+    total = {p: len(v) for p, v in got.items()}
+    assert sum(total.values()) == 4_500, total

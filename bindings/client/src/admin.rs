@@ -27,9 +27,11 @@ use crate::parse_number;
 
 mod cluster;
 mod groups;
+mod reassignments;
 
 pub use cluster::{BrokerDescription, ClusterDescription};
 pub use groups::{GroupDescription, GroupListing, GroupState, MemberDescription, OffsetSpec};
+pub use reassignments::PartitionReassignment;
 
 /// The config resource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
 const RESOURCE_TOPIC: i8 = 2;

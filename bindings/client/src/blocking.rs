@@ -426,6 +426,22 @@ impl Admin {
         self.runtime.block_on(self.inner.describe_cluster())
     }
 
+    /// Starts, replaces or cancels partition moves (see
+    /// [`crate::Admin::alter_partition_reassignments`]).
+    pub fn alter_partition_reassignments(
+        &self,
+        moves: &[crate::PartitionReassignment],
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.alter_partition_reassignments(moves))
+    }
+
+    /// The partition moves under way.
+    pub fn list_partition_reassignments(&self) -> Result<Vec<crate::PartitionReassignment>, Error> {
+        self.runtime
+            .block_on(self.inner.list_partition_reassignments())
+    }
+
     /// Grows `topic` to `total_partitions` partitions.
     pub fn create_partitions(&self, topic: &str, total_partitions: i32) -> Result<(), Error> {
         self.runtime

@@ -134,6 +134,7 @@ impl Cluster {
             partitions,
             replication_factor,
             configs: BTreeMap::from([("min.insync.replicas".to_string(), min_insync.to_string())]),
+            assignments: Vec::new(),
         };
         let records = self.controller.create_topic(topic).unwrap();
         self.commit(records);

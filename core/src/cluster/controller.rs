@@ -91,6 +91,9 @@ pub struct NewTopic {
     pub replication_factor: i16,
     /// Config overrides.
     pub configs: BTreeMap<String, String>,
+    /// Each partition's replicas, led by the first active one (empty: spread over the
+    /// active brokers with `replication_factor`).
+    pub assignments: Vec<Vec<NodeId>>,
 }
 
 /// A leader's request to change its partition's ISR (Kafka's AlterPartition).
@@ -397,7 +400,10 @@ impl Controller {
         }
         let active = self.active_brokers();
         let factor = usize::try_from(topic.replication_factor).unwrap_or(0);
-        if factor < 1 || factor > active.len() {
+        if !topic.assignments.is_empty() {
+            let count = usize::try_from(topic.partitions).unwrap_or(0);
+            check_assignments(&topic.assignments, count, factor, &self.image)?;
+        } else if factor < 1 || factor > active.len() {
             let message = format!(
                 "replication factor {} with {} active brokers",
                 topic.replication_factor,
@@ -414,7 +420,10 @@ impl Controller {
                 configs: topic.configs,
             },
         );
-        let lists = spread(&active, &topic.name, 0..topic.partitions, factor);
+        let lists = match topic.assignments.is_empty() {
+            true => spread(&active, &topic.name, 0..topic.partitions, factor),
+            false => topic.assignments,
+        };
         for (partition, replicas) in (0..topic.partitions).zip(lists) {
             let record = self.new_partition(topic.id, partition, replicas);
             self.push(&mut records, MetadataRecord::Partition(record));

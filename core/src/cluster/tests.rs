@@ -69,6 +69,7 @@ fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
         partitions,
         replication_factor,
         configs: BTreeMap::new(),
+        assignments: Vec::new(),
     }
 }
 

@@ -59,6 +59,8 @@ pub enum PeerMessage {
         replication_factor: i16,
         /// Config overrides.
         configs: BTreeMap<String, String>,
+        /// Each partition's replicas, in order (empty: the controller spreads them).
+        assignments: Vec<Vec<NodeId>>,
     },
     /// To the controller: delete a topic.
     DeleteTopic {
@@ -267,12 +269,14 @@ impl PeerMessage {
                 partitions,
                 replication_factor,
                 configs,
+                assignments,
             } => {
                 out.put_u8(6);
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i32(*partitions);
                 out.put_i16(*replication_factor);
                 put_string_map(&mut out, configs);
+                put_assignments(&mut out, assignments);
             }
             PeerMessage::TopicChanged {
                 change,
@@ -442,10 +446,7 @@ impl PeerMessage {
                 out.put_u8(11);
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i32(*count);
-                out.put_u32(assignments.len() as u32);
-                for replicas in assignments {
-                    put_nodes(&mut out, replicas);
-                }
+                put_assignments(&mut out, assignments);
             }
         }
         out
@@ -501,11 +502,13 @@ impl PeerMessage {
                 let partitions = get_i32(input)?;
                 let replication_factor = get_i16(input)?;
                 let configs = get_string_map(input)?;
+                let assignments = get_assignments(input)?;
                 PeerMessage::CreateTopic {
                     name,
                     partitions,
                     replication_factor,
                     configs,
+                    assignments,
                 }
             }
             7 => PeerMessage::TopicChanged {
@@ -538,10 +541,7 @@ impl PeerMessage {
             11 => {
                 let name = get_string(input)?;
                 let count = get_i32(input)?;
-                let lists = get_len(input, 2)?;
-                let assignments = (0..lists)
-                    .map(|_| get_nodes(input))
-                    .collect::<Result<_, RecordDecodeError>>()?;
+                let assignments = get_assignments(input)?;
                 PeerMessage::CreatePartitions {
                     name,
                     count,
@@ -745,6 +745,23 @@ impl LogEntry {
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.put_u32(u32::try_from(bytes.len()).expect("messages are far below 4 GiB"));
     out.put_slice(bytes);
+}
+
+/// Replica lists, one per partition.
+fn put_assignments(out: &mut Vec<u8>, assignments: &[Vec<NodeId>]) {
+    out.put_u32(assignments.len() as u32);
+    for replicas in assignments {
+        put_nodes(out, replicas);
+    }
+}
+
+/// Reads what [`put_assignments`] wrote.
+fn get_assignments(input: &mut &[u8]) -> Result<Vec<Vec<NodeId>>, MessageDecodeError> {
+    let lists = get_len(input, 2)?;
+    let assignments = (0..lists)
+        .map(|_| get_nodes(input))
+        .collect::<Result<_, RecordDecodeError>>()?;
+    Ok(assignments)
 }
 
 /// A controller's per-partition outcome: an epoch, or an error code and message.

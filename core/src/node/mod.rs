@@ -487,6 +487,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 partitions,
                 replication_factor,
                 configs,
+                assignments,
             } => {
                 // A stable id from the name and the log position: no randomness in the core.
                 let seed = u128::from(crc32c::crc32c(name.as_bytes()))
@@ -498,6 +499,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     partitions,
                     replication_factor,
                     configs,
+                    assignments,
                 };
                 self.decide_topic_change(now, from, TopicChange::Create, name, |c| {
                     c.create_topic(topic)
@@ -972,6 +974,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 partitions,
                 replication_factor,
                 configs,
+                assignments: Vec::new(),
             };
             let _ = self.send_to_controller(now, request);
         }

@@ -734,6 +734,13 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
         PeerMessage::DeleteTopic {
             name: "orders".into(),
         },
+        PeerMessage::CreateTopic {
+            name: "orders".into(),
+            partitions: 2,
+            replication_factor: 2,
+            configs: BTreeMap::from([("retention.ms".to_string(), "5".to_string())]),
+            assignments: vec![vec![NodeId(1), NodeId(4)], vec![NodeId(4), NodeId(2)]],
+        },
         PeerMessage::CreatePartitions {
             name: "orders".into(),
             count: 4,
@@ -1616,4 +1623,79 @@ fn node_reassignment_moves_a_partition_to_a_new_node_without_losing_records() {
         reassign(&mut h, 4, Some(&[1, 9])).0,
         ErrorCode::InvalidReplicaAssignment.code()
     );
+}
+
+/// CreateTopics at any node with explicit replica lists (count and factor -1) places each
+/// partition on the brokers listed, led by the first; lists Kafka refuses are refused
+/// before the controller is asked.
+#[test]
+fn node_create_topics_with_replica_assignments_places_each_partition_as_listed() {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let create = |h: &mut Harness, name: &str, counts: (i32, i16), lists: &[&[i32]]| {
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(StrBytes::from_string(name.into()));
+        (topic.num_partitions, topic.replication_factor) = counts;
+        topic.assignments = (lists.iter().enumerate())
+            .map(|(i, list)| {
+                let mut a = CreatableReplicaAssignment::default();
+                a.partition_index = i as i32;
+                a.broker_ids = list.iter().map(|&n| BrokerId(n)).collect();
+                a
+            })
+            .collect();
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        let ResponseKind::CreateTopics(r) =
+            answer(h, 2, 5, RequestKind::CreateTopics(request), 500)
+        else {
+            panic!()
+        };
+        (
+            r.topics[0].error_code,
+            r.topics[0].error_message.as_ref().map(|m| m.to_string()),
+        )
+    };
+    assert_eq!(create(&mut h, "placed", (-1, -1), &[&[3, 1], &[2, 3]]).0, 0);
+    let image = h.node(1).image().clone();
+    let placed = &image.topic("placed").unwrap().partitions;
+    let replicas: Vec<Vec<i32>> = (placed.iter())
+        .map(|p| p.replicas.iter().map(|n| n.0).collect())
+        .collect();
+    assert_eq!(replicas, vec![vec![3, 1], vec![2, 3]]);
+    assert_eq!(placed[0].leader, Some(NodeId(3)));
+    let refused = [
+        (
+            "counts",
+            (2, -1),
+            vec![&[1, 2][..], &[2, 3]],
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            "uneven",
+            (-1, -1),
+            vec![&[1, 2][..], &[2]],
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (
+            "twice",
+            (-1, -1),
+            vec![&[1, 1][..]],
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (
+            "unknown",
+            (-1, -1),
+            vec![&[1, 9][..]],
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+    ];
+    for (name, counts, lists, code) in refused {
+        let (error, message) = create(&mut h, name, counts, &lists);
+        assert_eq!(error, code.code(), "{name}: {message:?}");
+        assert!(message.is_some_and(|m| !m.is_empty()), "{name} says why");
+        assert!(h.node(1).image().topic(name).is_none());
+    }
 }

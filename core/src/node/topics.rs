@@ -140,9 +140,30 @@ impl<P: StorageProvider> ClusterNode<P> {
                 .iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                 .collect();
-            let partitions = match topic.num_partitions {
-                -1 => self.config.broker.num_partitions,
-                n => n,
+            // Explicit replica lists, by partition index (then the count and factor are -1).
+            let mut listed: Vec<(i32, Vec<NodeId>)> = (topic.assignments.iter())
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| NodeId(b.0)).collect(),
+                    )
+                })
+                .collect();
+            listed.sort_by_key(|(index, _)| *index);
+            let in_order = listed
+                .iter()
+                .enumerate()
+                .all(|(i, (index, _))| *index == i as i32);
+            let assignments: Vec<Vec<NodeId>> = listed.into_iter().map(|(_, r)| r).collect();
+            let partitions = match (topic.num_partitions, assignments.len()) {
+                (-1, 0) => self.config.broker.num_partitions,
+                (-1, listed) => listed as i32,
+                (n, _) => n,
+            };
+            let replication_factor = match (topic.replication_factor, assignments.first()) {
+                (-1, None) => self.config.broker.default_replication_factor,
+                (-1, Some(first)) => first.len() as i16,
+                (n, _) => n,
             };
             let refusal = if self.image().topic(&name).is_some() {
                 Some((
@@ -158,6 +179,18 @@ impl<P: StorageProvider> ClusterNode<P> {
                 let max = crate::broker::PARTITIONS_MAX;
                 let message = format!("partition count {partitions} is not in 1..={max}");
                 Some((ErrorCode::InvalidPartitions, message))
+            } else if !assignments.is_empty()
+                && (topic.num_partitions != -1 || topic.replication_factor != -1)
+            {
+                let message = "replica assignments need num_partitions and \
+                               replication_factor -1"
+                    .to_string();
+                Some((ErrorCode::InvalidRequest, message))
+            } else if !in_order {
+                let message = "replica assignments must name partitions 0, 1, … once each";
+                Some((ErrorCode::InvalidReplicaAssignment, message.to_string()))
+            } else if let Err(refused) = self.check_listed(&assignments, replication_factor) {
+                Some(refused)
             } else if let Err(err) = self.broker.log_config_for(&configs) {
                 Some((ErrorCode::InvalidConfig, err.to_string()))
             } else {
@@ -167,10 +200,6 @@ impl<P: StorageProvider> ClusterNode<P> {
                 result.error_code = code.code();
                 result.error_message = Some(StrBytes::from_string(message));
             } else {
-                let replication_factor = match topic.replication_factor {
-                    -1 => self.config.broker.default_replication_factor,
-                    n => n,
-                };
                 self.topic_results
                     .remove(&(TopicChange::Create, name.clone()));
                 self.topics_out.insert(name.clone(), now);
@@ -179,6 +208,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     partitions,
                     replication_factor,
                     configs,
+                    assignments,
                 };
                 let _ = self.send_to_controller(now, message);
                 waiting.push((name, response.topics.len(), Want::Exists));
@@ -187,6 +217,19 @@ impl<P: StorageProvider> ClusterNode<P> {
         }
         let response = TopicsResponse::Create(response);
         self.park_topics(now, response, waiting, request.timeout_ms)
+    }
+
+    /// Explicit replica lists of a new topic, checked as the controller will (none: fine).
+    fn check_listed(
+        &self,
+        assignments: &[Vec<NodeId>],
+        replication_factor: i16,
+    ) -> Result<(), (ErrorCode, String)> {
+        if assignments.is_empty() {
+            return Ok(());
+        }
+        let factor = usize::try_from(replication_factor).unwrap_or(0);
+        check_assignments(assignments, assignments.len(), factor, self.image())
     }
 
     /// A client's DeleteTopics (by name, or by topic id from v6): each topic asked of the

@@ -1,10 +1,12 @@
 //! `brook cluster describe`: the cluster's brokers, its controller, and every partition's
 //! leader, replicas and in-sync replicas, with the partitions that need attention
-//! (under-replicated, offline) and how leadership is spread over the brokers.
+//! (under-replicated, offline, being reassigned) and how leadership is spread over the
+//! brokers. `brook cluster rebalance` and `remove-node` move replicas (`rebalance.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use brook_client::{blocking, ClusterDescription, TopicInfo};
+use brook_client::{blocking, ClusterDescription, PartitionReassignment, TopicInfo};
 use clap::{Args, Subcommand};
 
 use super::topics::partition_line;
@@ -26,6 +28,29 @@ pub struct ClusterArgs {
 pub enum ClusterCommand {
     /// Show the brokers, the controller and every partition's leader, replicas and ISR.
     Describe,
+    /// Spread the replicas and preferred leaders evenly over the serving brokers (a new
+    /// node gets its share): prints the moves, applies them as reassignments and waits.
+    Rebalance(MoveArgs),
+    /// Move every replica off node N onto the other serving brokers, so it can be stopped.
+    RemoveNode {
+        /// The node to drain.
+        #[arg(value_name = "N")]
+        node: i32,
+        /// How to move.
+        #[command(flatten)]
+        moves: MoveArgs,
+    },
+}
+
+/// Flags of the subcommands that move replicas.
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// Print the planned moves without applying them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait for the moves to complete, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub timeout: u64,
 }
 
 /// Runs `brook cluster …`, printing results on stdout.
@@ -33,8 +58,37 @@ pub fn run(args: ClusterArgs) -> Result<(), ToolError> {
     let admin = super::admin(&args.connect.bootstrap)?;
     let text = match args.command {
         ClusterCommand::Describe => describe(&admin)?,
+        ClusterCommand::Rebalance(moves) => {
+            let brokers = serving(&admin)?;
+            let timeout = Duration::from_secs(moves.timeout);
+            super::rebalance::rebalance(&admin, &brokers, moves.dry_run, timeout)?
+        }
+        ClusterCommand::RemoveNode { node, moves } => {
+            let mut brokers = serving(&admin)?;
+            if !brokers.remove(&node) {
+                let known: Vec<String> = brokers.iter().map(i32::to_string).collect();
+                return Err(ToolError::Usage(format!(
+                    "node {node} is not a serving broker (serving: {})",
+                    known.join(", ")
+                )));
+            }
+            let timeout = Duration::from_secs(moves.timeout);
+            let mut text = super::rebalance::rebalance(&admin, &brokers, moves.dry_run, timeout)?;
+            if !moves.dry_run {
+                text.push_str(&format!(
+                    "node {node} holds no replica: it may be stopped\n"
+                ));
+            }
+            text
+        }
     };
     super::print(&text)
+}
+
+/// The ids of the brokers serving now.
+fn serving(admin: &blocking::Admin) -> Result<BTreeSet<i32>, ToolError> {
+    let cluster = admin.describe_cluster()?;
+    Ok(cluster.brokers.iter().map(|b| b.id).collect())
 }
 
 fn describe(admin: &blocking::Admin) -> Result<String, ToolError> {
@@ -43,13 +97,20 @@ fn describe(admin: &blocking::Admin) -> Result<String, ToolError> {
     for name in admin.list_topics()? {
         topics.push(super::topic_info(admin, &name, false)?);
     }
-    Ok(format_cluster(&cluster, &topics))
+    // A single broker, or an older one, may not know reassignments: nothing is moving.
+    let moving = admin.list_partition_reassignments().unwrap_or_default();
+    Ok(format_cluster(&cluster, &topics, &moving))
 }
 
 /// The description as text: the cluster line, one line per broker (with the partitions it
 /// leads and holds), a summary, and one line per partition, marked when it is
-/// under-replicated (fewer in sync than replicas) or offline (no leader).
-fn format_cluster(cluster: &ClusterDescription, topics: &[TopicInfo]) -> String {
+/// under-replicated (fewer in sync than replicas), offline (no leader) or being reassigned
+/// (with the replicas added and removed).
+fn format_cluster(
+    cluster: &ClusterDescription,
+    topics: &[TopicInfo],
+    moving: &[PartitionReassignment],
+) -> String {
     let controller = cluster
         .controller
         .map_or_else(|| "none".to_string(), |id| id.to_string());
@@ -83,9 +144,11 @@ fn format_cluster(cluster: &ClusterDescription, topics: &[TopicInfo]) -> String 
         .filter(|p| p.isr.len() < p.replicas.len());
     let offline = partitions.clone().filter(|p| p.leader < 0).count();
     text.push_str(&format!(
-        "Partitions: {count}\tUnder-replicated: {}\tOffline: {offline}\n",
-        under.count()
+        "Partitions: {count}\tUnder-replicated: {}\tOffline: {offline}\tReassigning: {}\n",
+        under.count(),
+        moving.len()
     ));
+    let list = |r: &[i32]| r.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     for topic in topics {
         for p in &topic.partitions {
             let mut state = String::new();
@@ -93,6 +156,17 @@ fn format_cluster(cluster: &ClusterDescription, topics: &[TopicInfo]) -> String 
                 state.push_str("\toffline");
             } else if p.isr.len() < p.replicas.len() {
                 state.push_str("\tunder-replicated");
+            }
+            let moves = moving.iter();
+            if let Some(m) = moves
+                .clone()
+                .find(|m| m.topic == topic.name && m.partition == p.partition)
+            {
+                state.push_str(&format!(
+                    "\treassigning (adding {}; removing {})",
+                    list(&m.adding),
+                    list(&m.removing)
+                ));
             }
             text.push_str(&partition_line(&topic.name, p));
             text.push_str(&state);
@@ -139,22 +213,30 @@ mod tests {
                 partition(2, -1, vec![]),
             ],
         };
-        let text = format_cluster(&cluster, &[topic]);
+        let moving = [PartitionReassignment {
+            topic: "orders".into(),
+            partition: 1,
+            replicas: Some(vec![1, 2, 3]),
+            adding: vec![3],
+            removing: vec![2],
+        }];
+        let text = format_cluster(&cluster, &[topic], &moving);
         assert_eq!(
             text,
             "Cluster: c1\tController: 2\tBrokers: 3\n\
              \tBroker: 1\t127.0.0.1:9091\tLeaders: 2\tReplicas: 3\n\
              \tBroker: 2\t127.0.0.1:9092\tLeaders: 0\tReplicas: 3\n\
              \tBroker: 3\t127.0.0.1:9093\tLeaders: 0\tReplicas: 3\n\
-             Partitions: 3\tUnder-replicated: 2\tOffline: 1\n\
+             Partitions: 3\tUnder-replicated: 2\tOffline: 1\tReassigning: 1\n\
              \tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,2,3\n\
-             \tTopic: orders\tPartition: 1\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,3\tunder-replicated\n\
+             \tTopic: orders\tPartition: 1\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,3\tunder-replicated\
+             \treassigning (adding 3; removing 2)\n\
              \tTopic: orders\tPartition: 2\tLeader: -1\tReplicas: 1,2,3\tIsr: \toffline\n"
         );
         let leaderless = ClusterDescription {
             controller: None,
             ..cluster
         };
-        assert!(format_cluster(&leaderless, &[]).starts_with("Cluster: c1\tController: none"));
+        assert!(format_cluster(&leaderless, &[], &[]).starts_with("Cluster: c1\tController: none"));
     }
 }

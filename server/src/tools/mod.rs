@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod consume;
 pub mod groups;
 pub mod produce;
+pub mod rebalance;
 pub mod topics;
 
 use brook_client::{blocking, AdminConfig, ErrorCode, TopicInfo};

@@ -1,0 +1,291 @@
+//! `brook cluster rebalance` and `brook cluster remove-node`: plans an even spread of
+//! replicas and preferred leaders over the brokers, prints the moves and applies them as
+//! partition reassignments, then waits until they complete.
+//!
+//! The plan moves as few replicas as it can: replicas on brokers that are leaving (or gone)
+//! go first, each to the least-loaded broker the partition is not on; then, while one
+//! broker holds two or more replicas more than another, one replica moves from the most to
+//! the least loaded. Last, each partition's preferred leader (its first replica) is chosen
+//! among its replicas so that every broker is preferred about equally often; a reorder moves
+//! no data, and the controller's leader rebalance (or `ElectLeaders`) then moves leadership.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use brook_client::{blocking, PartitionReassignment};
+
+use super::ToolError;
+
+/// One partition's replicas, as they are or as the plan wants them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// The topic.
+    pub topic: String,
+    /// The partition's index.
+    pub partition: i32,
+    /// The replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
+}
+
+/// The assignments that change to spread `current` evenly over `brokers` (none left on a
+/// broker outside it): each as (current, planned). Deterministic for the same input.
+pub fn plan(current: &[Assignment], brokers: &BTreeSet<i32>) -> Vec<(Assignment, Assignment)> {
+    if brokers.is_empty() {
+        return Vec::new();
+    }
+    let mut planned: Vec<Assignment> = current.to_vec();
+    let mut load: BTreeMap<i32, usize> = brokers.iter().map(|&b| (b, 0)).collect();
+    for a in &planned {
+        for r in &a.replicas {
+            if let Some(count) = load.get_mut(r) {
+                *count += 1;
+            }
+        }
+    }
+    let least_loaded = |load: &BTreeMap<i32, usize>, exclude: &[i32]| {
+        (load.iter())
+            .filter(|(b, _)| !exclude.contains(b))
+            .min_by_key(|&(b, count)| (*count, *b))
+            .map(|(b, _)| *b)
+    };
+    // Replicas off the brokers that stay move first.
+    for a in &mut planned {
+        for i in 0..a.replicas.len() {
+            if brokers.contains(&a.replicas[i]) {
+                continue;
+            }
+            if let Some(to) = least_loaded(&load, &a.replicas) {
+                a.replicas[i] = to;
+                *load.get_mut(&to).expect("a broker") += 1;
+            }
+        }
+    }
+    // Then from the most to the least loaded until no two differ by more than one.
+    loop {
+        let (&most, &high) = (load.iter())
+            .max_by_key(|&(b, count)| (*count, std::cmp::Reverse(*b)))
+            .expect("brokers");
+        let (&fewest, &low) = (load.iter())
+            .min_by_key(|&(b, count)| (*count, *b))
+            .expect("brokers");
+        if high <= low + 1 {
+            break;
+        }
+        let movable = (planned.iter_mut())
+            .find(|a| a.replicas.contains(&most) && !a.replicas.contains(&fewest));
+        let Some(a) = movable else {
+            break;
+        };
+        let i = a.replicas.iter().position(|&r| r == most).expect("found");
+        a.replicas[i] = fewest;
+        *load.get_mut(&most).expect("a broker") -= 1;
+        *load.get_mut(&fewest).expect("a broker") += 1;
+    }
+    // Preferred leaders: each partition's first replica is the one preferred least so far,
+    // its current first kept on a tie.
+    let mut preferred: BTreeMap<i32, usize> = brokers.iter().map(|&b| (b, 0)).collect();
+    for a in &mut planned {
+        let first = a.replicas[0];
+        let Some(chosen) = (a.replicas.iter())
+            .filter(|r| preferred.contains_key(r))
+            .min_by_key(|&&r| (preferred[&r], r != first, r))
+            .copied()
+        else {
+            continue;
+        };
+        let i = a.replicas.iter().position(|&r| r == chosen).expect("found");
+        a.replicas.swap(0, i);
+        *preferred.get_mut(&chosen).expect("a broker") += 1;
+    }
+    (current.iter().zip(planned))
+        .filter(|(before, after)| before.replicas != after.replicas)
+        .map(|(before, after)| (before.clone(), after))
+        .collect()
+}
+
+/// The moves as text, one line each: `TOPIC-PARTITION: 1,2,3 -> 2,3,4`.
+pub fn format_moves(moves: &[(Assignment, Assignment)]) -> String {
+    let list = |r: &[i32]| r.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let mut text = String::new();
+    for (before, after) in moves {
+        text.push_str(&format!(
+            "{}-{}: {} -> {}\n",
+            before.topic,
+            before.partition,
+            list(&before.replicas),
+            list(&after.replicas)
+        ));
+    }
+    text
+}
+
+/// Every partition's replicas as the cluster's metadata names them.
+pub fn current_assignments(admin: &blocking::Admin) -> Result<Vec<Assignment>, ToolError> {
+    let mut assignments = Vec::new();
+    for name in admin.list_topics()? {
+        let topic = super::topic_info(admin, &name, false)?;
+        for p in &topic.partitions {
+            assignments.push(Assignment {
+                topic: name.clone(),
+                partition: p.partition,
+                replicas: p.replicas.clone(),
+            });
+        }
+    }
+    Ok(assignments)
+}
+
+/// Plans the moves onto `brokers`, prints them, and unless `dry_run` applies them and waits
+/// up to `timeout` for every one to complete.
+pub fn rebalance(
+    admin: &blocking::Admin,
+    brokers: &BTreeSet<i32>,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<String, ToolError> {
+    let moves = plan(&current_assignments(admin)?, brokers);
+    let mut text = format!(
+        "{} partition(s) to move over brokers {:?}\n",
+        moves.len(),
+        brokers
+    );
+    text.push_str(&format_moves(&moves));
+    if dry_run || moves.is_empty() {
+        return Ok(text);
+    }
+    let asked: Vec<PartitionReassignment> = (moves.iter())
+        .map(|(_, after)| {
+            PartitionReassignment::to(&after.topic, after.partition, after.replicas.clone())
+        })
+        .collect();
+    admin.alter_partition_reassignments(&asked)?;
+    let started = Instant::now();
+    loop {
+        let under_way = admin.list_partition_reassignments()?;
+        if under_way.is_empty() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            let names: Vec<String> = (under_way.iter())
+                .map(|m| format!("{}-{}", m.topic, m.partition))
+                .collect();
+            return Err(ToolError::Usage(format!(
+                "{} move(s) still under way after {} s: {} (they go on; `brook cluster \
+                 describe` shows them)",
+                under_way.len(),
+                timeout.as_secs(),
+                names.join(", ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    text.push_str(&format!(
+        "done: {} partition(s) moved in {:.1} s\n",
+        moves.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(partition: i32, replicas: &[i32]) -> Assignment {
+        Assignment {
+            topic: "orders".into(),
+            partition,
+            replicas: replicas.to_vec(),
+        }
+    }
+
+    fn loads(assignments: &[Assignment]) -> BTreeMap<i32, (usize, usize)> {
+        let mut loads = BTreeMap::new();
+        for a in assignments {
+            for (i, r) in a.replicas.iter().enumerate() {
+                let entry: &mut (usize, usize) = loads.entry(*r).or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(i == 0);
+            }
+        }
+        loads
+    }
+
+    fn apply(current: &[Assignment], moves: &[(Assignment, Assignment)]) -> Vec<Assignment> {
+        let mut after = current.to_vec();
+        for (_, planned) in moves {
+            let slot = after.iter_mut().find(|a| a.partition == planned.partition);
+            *slot.expect("a partition") = planned.clone();
+        }
+        after
+    }
+
+    #[test]
+    fn rebalance_plan_spreads_replicas_onto_a_new_broker_with_few_moves() {
+        // Six RF=3 partitions on three brokers: six replicas each.
+        let current: Vec<Assignment> = (0..6)
+            .map(|p| {
+                let first = p % 3 + 1;
+                assignment(p, &[first, first % 3 + 1, (first + 1) % 3 + 1])
+            })
+            .collect();
+        let brokers: BTreeSet<i32> = [1, 2, 3, 4].into();
+        let moves = plan(&current, &brokers);
+        let after = apply(&current, &moves);
+        let loads = loads(&after);
+        // 18 replicas over four brokers: 4 or 5 each, each partition on distinct brokers.
+        for (broker, (replicas, _)) in &loads {
+            assert!((4..=5).contains(replicas), "broker {broker}: {loads:?}");
+        }
+        for a in &after {
+            let distinct: BTreeSet<i32> = a.replicas.iter().copied().collect();
+            assert_eq!(distinct.len(), 3, "{a:?}");
+        }
+        let preferred: Vec<usize> = loads.values().map(|l| l.1).collect();
+        assert!(
+            preferred.iter().all(|&p| p <= 2),
+            "leaders spread: {loads:?}"
+        );
+        // Only what must move: four replicas reach broker 4.
+        let moved: usize = (moves.iter())
+            .map(|(b, a)| {
+                a.replicas
+                    .iter()
+                    .filter(|r| !b.replicas.contains(r))
+                    .count()
+            })
+            .sum();
+        assert_eq!(moved, 4, "{}", format_moves(&moves));
+        assert!(plan(&after, &brokers).is_empty(), "balanced stays put");
+        assert_eq!(
+            format_moves(&moves[..1]).lines().count(),
+            1,
+            "one line per move"
+        );
+    }
+
+    #[test]
+    fn rebalance_plan_drains_a_broker_that_leaves() {
+        let current = vec![
+            assignment(0, &[4, 1, 2]),
+            assignment(1, &[1, 4, 3]),
+            assignment(2, &[2, 3, 1]),
+        ];
+        let brokers: BTreeSet<i32> = [1, 2, 3].into();
+        let after = apply(&current, &plan(&current, &brokers));
+        assert!(after.iter().all(|a| !a.replicas.contains(&4)), "{after:?}");
+        assert!(after.iter().all(|a| a.replicas.len() == 3));
+        assert_eq!(
+            format_moves(&[(current[0].clone(), after[0].clone())]),
+            format!(
+                "orders-0: 4,1,2 -> {}\n",
+                after[0]
+                    .replicas
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        );
+    }
+}
