@@ -138,11 +138,14 @@ impl Controller {
             return;
         }
         let target = partition.target_replicas();
-        // Planted bug: the old replicas go as soon as the new ones are assigned, before
-        // they hold what was acknowledged.
-        let caught_up = target.iter().all(|n| partition.isr.contains(n))
-            || is_planted(PlantedBug::ReassignBeforeCaughtUp);
-        if !caught_up {
+        let active = |n: &NodeId| self.image.is_active(*n);
+        if is_planted(PlantedBug::ReassignBeforeCaughtUp) && target.iter().all(active) {
+            // Planted bug: the new replicas count as in sync as soon as they are assigned,
+            // and the old ones go — before the new ones hold what was acknowledged.
+            partition.isr = target.clone();
+            partition.isr.sort();
+        }
+        if partition.isr.is_empty() || !target.iter().all(|n| partition.isr.contains(n)) {
             return;
         }
         partition.replicas = target.clone();
@@ -150,15 +153,6 @@ impl Controller {
         partition.removing.clear();
         partition.isr.retain(|n| target.contains(n));
         partition.elr.retain(|n| target.contains(n));
-        if partition.isr.is_empty() {
-            // Only under the planted bug: the new replicas lead with what they have.
-            partition.isr = target
-                .iter()
-                .copied()
-                .filter(|&n| self.image.is_active(n))
-                .take(1)
-                .collect();
-        }
         if partition.leader.is_none_or(|l| !target.contains(&l)) {
             self.hand_over(partition);
         }
