@@ -4,7 +4,7 @@
 import subprocess
 import threading
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 
 from test_cluster import (
@@ -72,6 +72,47 @@ def produce_while(cluster, name, count, outputs, *command):
     return acked
 
 
+def throttle_of(cluster, broker):
+    """The leader.replication.throttled.rate broker `broker` reports when set dynamically
+    (value, source), else None."""
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+
+    resource = ConfigResource("BROKER", broker)
+    admin = admin_of(cluster.bootstrap)  # kept until the answer came
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    entry = configs["leader.replication.throttled.rate"]
+    dynamic = (ConfigSource.DYNAMIC_BROKER_CONFIG, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
+    return (entry.value, ConfigSource(entry.source)) if ConfigSource(entry.source) in dynamic else None
+
+
+def test_cluster_replication_throttles_are_dynamic_broker_configs(cluster):
+    """An admin client sets a broker's replication throttle (kafka-configs --entity-type
+    brokers --entity-name 1), that broker reports it as its own dynamic config and the
+    others do not, and it is deleted again; a static broker config is refused with a message
+    saying so. (`brook cluster rebalance --throttle` sets the every-broker default, below.)"""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
+
+    wait_serving(cluster, len(cluster.nodes))
+    admin = admin_of(cluster.bootstrap)
+
+    def alter(name, op, value=None, resource="1"):
+        entry = ConfigEntry(name, value, incremental_operation=op)
+        target = ConfigResource("BROKER", resource, incremental_configs=[entry])
+        return admin.incremental_alter_configs([target])[target].result(timeout=30)
+
+    alter("leader.replication.throttled.rate", AlterConfigOpType.SET, "1048576")
+    expected = ("1048576", ConfigSource.DYNAMIC_BROKER_CONFIG)
+    assert wait_until("broker 1 has it", lambda: throttle_of(cluster, "1")) == expected
+    assert throttle_of(cluster, "2") is None, "set for broker 1 only"
+    alter("leader.replication.throttled.rate", AlterConfigOpType.DELETE)
+    wait_until("it is gone", lambda: throttle_of(cluster, "1") is None)
+    try:
+        alter("num.partitions", AlterConfigOpType.SET, "3")
+        raise AssertionError("a static broker config was changed")
+    except KafkaException as err:
+        assert "static" in str(err), err
+
+
 def replicas_by_node(bootstrap, names):
     counts = {}
     meta = admin_of(bootstrap).list_topics(timeout=5)
@@ -108,7 +149,7 @@ def test_cluster_rebalance_moves_replicas_onto_a_new_node_under_a_producer(clust
     assert replicas_by_node(cluster.bootstrap, [topic_name]) == before, "dry run moved nothing"
 
     outputs = []
-    acked = produce_while(cluster, topic_name, 3_000, outputs, "rebalance")
+    acked = produce_while(cluster, topic_name, 3_000, outputs, "rebalance", "--throttle", "50000000")
     print(f"\nbrook cluster rebalance under a producer:\n{outputs[0]}")
     assert "done:" in outputs[0], outputs[0]
     assert not acked.errors, acked.errors[:5]
@@ -119,6 +160,8 @@ def test_cluster_rebalance_moves_replicas_onto_a_new_node_under_a_producer(clust
         assert got[partition] == acked.values[partition], f"partition {partition}"
     text = brook_cluster(cluster.bootstrap, "describe")
     assert "Reassigning: 0" in text, text
+    assert "throttled to 50000000 bytes/s" in outputs[0], outputs[0]
+    assert throttle_of(cluster, "1") is None, "the throttle is removed once the moves are done"
 
     # Drained again: nothing of any topic stays on the node.
     outputs = []

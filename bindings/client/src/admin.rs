@@ -35,6 +35,8 @@ pub use reassignments::PartitionReassignment;
 
 /// The config resource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
 const RESOURCE_TOPIC: i8 = 2;
+/// The resource type of a broker in config requests.
+const RESOURCE_BROKER: i8 = 4;
 /// DescribeConfigs config source of a value set on the topic itself (v1+).
 const CONFIG_SOURCE_TOPIC: i8 = 1;
 /// The config source v0 answers decode with (v0 has none).
@@ -284,20 +286,42 @@ impl Admin {
         topic: &str,
         changes: &[(&str, ConfigOp)],
     ) -> Result<(), Error> {
+        let context = format!("alter configs of {topic}");
+        self.alter_resource_configs(RESOURCE_TOPIC, topic, changes, &context)
+            .await
+    }
+
+    /// Changes dynamic broker configs (`kafka-configs --entity-type brokers`): of broker
+    /// `broker`, or with `None` of every broker (`--entity-default`).
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        changes: &[(&str, ConfigOp)],
+    ) -> Result<(), Error> {
+        let name = broker.map_or_else(String::new, |b| b.to_string());
+        let context = format!("alter configs of broker {name:?}");
+        self.alter_resource_configs(RESOURCE_BROKER, &name, changes, &context)
+            .await
+    }
+
+    /// IncrementalAlterConfigs of one resource, at the controller.
+    async fn alter_resource_configs(
+        &self,
+        kind: i8,
+        name: &str,
+        changes: &[(&str, ConfigOp)],
+        context: &str,
+    ) -> Result<(), Error> {
         self.refresh_controller().await?;
         let response = self
             .network
             .call_controller(ALTER_CONFIGS_VERSIONS, |_| {
-                alter_configs_request(topic, changes)
+                resource_configs_request(kind, name, changes)
             })
             .await?;
         for result in &response.responses {
             let message = result.error_message.as_ref().map(|m| m.as_str());
-            check(
-                result.error_code,
-                message,
-                &format!("alter configs of {topic}"),
-            )?;
+            check(result.error_code, message, context)?;
         }
         Ok(())
     }
@@ -351,8 +375,10 @@ fn describe_configs_request(topic: &str) -> DescribeConfigsRequest {
     DescribeConfigsRequest::default().with_resources(vec![resource])
 }
 
-fn alter_configs_request(
-    topic: &str,
+/// IncrementalAlterConfigs of one resource (type and name).
+fn resource_configs_request(
+    kind: i8,
+    name: &str,
     changes: &[(&str, ConfigOp)],
 ) -> IncrementalAlterConfigsRequest {
     let configs = changes
@@ -360,8 +386,8 @@ fn alter_configs_request(
         .map(|(name, op)| alterable_config(name, op))
         .collect();
     let resource = AlterConfigsResource::default()
-        .with_resource_type(RESOURCE_TOPIC)
-        .with_resource_name(StrBytes::from_string(topic.to_string()))
+        .with_resource_type(kind)
+        .with_resource_name(StrBytes::from_string(name.to_string()))
         .with_configs(configs);
     IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
 }
@@ -459,7 +485,7 @@ mod tests {
         );
         let changes = [("a", ConfigOp::Set("1".into())), ("b", ConfigOp::Delete)];
         encodes(
-            &alter_configs_request("t", &changes),
+            &resource_configs_request(RESOURCE_TOPIC, "t", &changes),
             ALTER_CONFIGS_VERSIONS,
             "IncrementalAlterConfigs",
         );

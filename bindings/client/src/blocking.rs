@@ -436,6 +436,16 @@ impl Admin {
             .block_on(self.inner.alter_partition_reassignments(moves))
     }
 
+    /// Changes dynamic broker configs (see [`crate::Admin::alter_broker_configs`]).
+    pub fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        changes: &[(&str, ConfigOp)],
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.inner.alter_broker_configs(broker, changes))
+    }
+
     /// The partition moves under way.
     pub fn list_partition_reassignments(&self) -> Result<Vec<crate::PartitionReassignment>, Error> {
         self.runtime

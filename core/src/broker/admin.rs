@@ -9,7 +9,10 @@
 //! topic `__consumer_offsets` is protected from changes that would break it (`internal.rs`).
 
 mod configs;
+mod dynamic;
 mod internal;
+
+pub use dynamic::{FOLLOWER_THROTTLE, LEADER_THROTTLE};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -44,7 +44,8 @@ use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
 use crate::storage::{Storage, StorageError};
 use crate::types::Millis;
 
-pub(crate) use admin::{check_partition_count, duplicates, AdminError};
+pub(crate) use admin::{check_partition_count, duplicates, AdminError, RESOURCE_BROKER};
+pub use admin::{FOLLOWER_THROTTLE, LEADER_THROTTLE};
 pub(crate) use elections::{election_response, ElectionAnswer};
 pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;

@@ -181,7 +181,8 @@ impl<P: StorageProvider> Broker<P> {
             MetadataRecord::RegisterBroker(_)
             | MetadataRecord::FenceBroker { .. }
             | MetadataRecord::UnfenceBroker { .. }
-            | MetadataRecord::ProducerIds { .. } => {}
+            | MetadataRecord::ProducerIds { .. }
+            | MetadataRecord::BrokerConfigs { .. } => {}
         }
         self.after_roles_change(now)
     }

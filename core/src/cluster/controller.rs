@@ -550,6 +550,26 @@ impl Controller {
         Ok(records)
     }
 
+    /// Replaces the dynamic configs of broker `node` (-1: the default of every broker; the
+    /// asking node checked the keys and values). Errors: `INVALID_REQUEST` for a broker that
+    /// is not registered.
+    pub fn alter_broker_configs(
+        &mut self,
+        node: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Vec<MetadataRecord>, (ErrorCode, String)> {
+        if node != -1 && !self.image.brokers().contains_key(&NodeId(node)) {
+            let message = format!("broker {node} is not registered");
+            return Err((ErrorCode::InvalidRequest, message));
+        }
+        let mut records = Vec::new();
+        self.push(
+            &mut records,
+            MetadataRecord::BrokerConfigs { node, configs },
+        );
+        Ok(records)
+    }
+
     /// Hands out `count` producer ids: returns the first and the record that reserves them.
     pub fn allocate_producer_ids(&mut self, count: i64) -> (i64, Vec<MetadataRecord>) {
         let first = self.image.next_producer_id();

@@ -40,6 +40,8 @@ pub struct ClusterImage {
     topics: BTreeMap<String, TopicImage>,
     names: BTreeMap<uuid::Uuid, String>,
     next_producer_id: i64,
+    /// Dynamic broker configs by broker (-1: the default of every broker).
+    broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
 }
 
 impl ClusterImage {
@@ -79,6 +81,20 @@ impl ClusterImage {
         topic.partitions.get(usize::try_from(partition).ok()?)
     }
 
+    /// The dynamic configs set for `node` (-1: the cluster-wide default), without the
+    /// default's values.
+    pub fn broker_configs(&self, node: i32) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&node)
+    }
+
+    /// A dynamic broker config as it applies to `node`: its own value, else the
+    /// cluster-wide default's.
+    pub fn broker_config(&self, node: NodeId, key: &str) -> Option<&str> {
+        let own = self.broker_configs.get(&node.0).and_then(|c| c.get(key));
+        let default = || self.broker_configs.get(&-1).and_then(|c| c.get(key));
+        own.or_else(default).map(String::as_str)
+    }
+
     /// The next producer id InitProducerId may hand out.
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
@@ -107,6 +123,10 @@ impl ClusterImage {
         if self.next_producer_id > 0 {
             let next = self.next_producer_id;
             records.push(MetadataRecord::ProducerIds { next });
+        }
+        for (&node, configs) in &self.broker_configs {
+            let configs = configs.clone();
+            records.push(MetadataRecord::BrokerConfigs { node, configs });
         }
         records
     }
@@ -156,6 +176,15 @@ impl ClusterImage {
                     .ok_or_else(|| ImageError(format!("no topic with id {id}")))?;
                 let topic = self.topics.get_mut(name).expect("names and topics agree");
                 topic.configs = configs.clone();
+            }
+            MetadataRecord::BrokerConfigs { node, configs } => {
+                if *node < -1 {
+                    return Err(ImageError(format!("broker configs of node {node}")));
+                }
+                match configs.is_empty() {
+                    true => self.broker_configs.remove(node),
+                    false => self.broker_configs.insert(*node, configs.clone()),
+                };
             }
             MetadataRecord::ProducerIds { next } => {
                 if *next < self.next_producer_id {

@@ -115,6 +115,15 @@ pub enum MetadataRecord {
         /// The whole new set of overrides (Kafka names → values).
         configs: BTreeMap<String, String>,
     },
+    /// Dynamic broker configs (IncrementalAlterConfigs of a BROKER resource) were replaced:
+    /// the whole new set for one broker, or for every broker (`node` -1: the cluster-wide
+    /// default).
+    BrokerConfigs {
+        /// The broker, or -1 for the default of every broker.
+        node: i32,
+        /// The whole new set (Kafka names → values).
+        configs: BTreeMap<String, String>,
+    },
     /// The producer ids below `next` are handed out (InitProducerId).
     ProducerIds {
         /// The next producer id to hand out.
@@ -179,6 +188,11 @@ impl MetadataRecord {
             MetadataRecord::TopicConfigs { id, configs } => {
                 out.put_u8(8);
                 out.put_u128(id.as_u128());
+                put_configs(&mut out, configs);
+            }
+            MetadataRecord::BrokerConfigs { node, configs } => {
+                out.put_u8(9);
+                out.put_i32(*node);
                 put_configs(&mut out, configs);
             }
         }
@@ -248,6 +262,10 @@ impl MetadataRecord {
             },
             8 => MetadataRecord::TopicConfigs {
                 id: uuid::Uuid::from_u128(get_u128(input)?),
+                configs: get_configs(input)?,
+            },
+            9 => MetadataRecord::BrokerConfigs {
+                node: get_i32(input)?,
                 configs: get_configs(input)?,
             },
             other => return Err(RecordDecodeError(format!("unknown record type {other}"))),

@@ -99,8 +99,29 @@ fn metadata_records_round_trip_and_damage_is_an_error() {
     log.extend(controller.allocate_producer_ids(1000).1);
     log.extend(controller.tick(Millis(TIMEOUT + 1)));
     log.extend(controller.delete_topic("orders").unwrap());
+    let throttle = BTreeMap::from([("leader.replication.throttled.rate".into(), "9".into())]);
+    log.extend(
+        controller
+            .alter_broker_configs(-1, throttle.clone())
+            .unwrap(),
+    );
+    log.extend(controller.alter_broker_configs(2, throttle).unwrap());
+    assert!(
+        controller.alter_broker_configs(7, BTreeMap::new()).is_err(),
+        "not registered"
+    );
     let kinds: std::collections::BTreeSet<u8> = log.iter().map(|r| r.encode()[1]).collect();
-    assert_eq!(kinds.len(), 7, "every record type is exercised: {kinds:?}");
+    assert_eq!(kinds.len(), 8, "every record type is exercised: {kinds:?}");
+    let image = replay(&log);
+    assert_eq!(
+        image.broker_config(NodeId(1), "leader.replication.throttled.rate"),
+        Some("9")
+    );
+    assert_eq!(
+        replay(&image.to_records()),
+        image,
+        "a snapshot keeps broker configs"
+    );
     for record in &log {
         let bytes = record.encode();
         assert_eq!(&MetadataRecord::decode(&bytes).unwrap(), record);

@@ -83,6 +83,14 @@ pub enum PeerMessage {
         /// The whole new set of overrides.
         configs: BTreeMap<String, String>,
     },
+    /// To the controller: replace a broker's dynamic configs (-1: every broker's default;
+    /// checked by the asker).
+    AlterBrokerConfigs {
+        /// The broker, or -1.
+        node: i32,
+        /// The whole new set.
+        configs: BTreeMap<String, String>,
+    },
     /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] or
     /// [`PeerMessage::DeleteTopic`] (once its records are proposed; the asker waits to see
     /// them applied).
@@ -190,8 +198,10 @@ pub enum TopicChange {
     Delete,
     /// CreatePartitions.
     AddPartitions,
-    /// AlterConfigs or IncrementalAlterConfigs.
+    /// AlterConfigs or IncrementalAlterConfigs of a topic.
     Configs,
+    /// IncrementalAlterConfigs of a broker's dynamic configs.
+    BrokerConfigs,
 }
 
 /// What a metadata-log entry holds.
@@ -290,6 +300,7 @@ impl PeerMessage {
                     TopicChange::Delete => 1,
                     TopicChange::AddPartitions => 2,
                     TopicChange::Configs => 3,
+                    TopicChange::BrokerConfigs => 4,
                 });
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i16(*error_code);
@@ -374,6 +385,11 @@ impl PeerMessage {
                         }
                     }
                 }
+            }
+            PeerMessage::AlterBrokerConfigs { node, configs } => {
+                out.put_u8(21);
+                out.put_i32(*node);
+                put_string_map(&mut out, configs);
             }
             PeerMessage::Reassign {
                 request,
@@ -517,6 +533,7 @@ impl PeerMessage {
                     1 => TopicChange::Delete,
                     2 => TopicChange::AddPartitions,
                     3 => TopicChange::Configs,
+                    4 => TopicChange::BrokerConfigs,
                     other => return Err(MessageDecodeError(format!("unknown change {other}"))),
                 },
                 name: get_string(input)?,
@@ -612,6 +629,10 @@ impl PeerMessage {
                 };
                 PeerMessage::QuorumDescribed { request, state }
             }
+            21 => PeerMessage::AlterBrokerConfigs {
+                node: get_i32(input)?,
+                configs: get_string_map(input)?,
+            },
             19 => {
                 let request = get_u64(input)?;
                 let count = get_len(input, 21)?;

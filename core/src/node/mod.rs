@@ -22,6 +22,7 @@ mod observer;
 mod reassignments;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
 use metadata::MetadataLog;
 use observer::Observer;
 use reassignments::ParkedReassignment;
+use throttle::Throttle;
 use topics::ParkedTopics;
 
 use crate::driver::Completed;
@@ -181,6 +183,9 @@ pub struct ClusterNode<P: StorageProvider> {
     reassignments: BTreeMap<ParkedId, ParkedReassignment>,
     /// As a voter: observers' metadata fetches held until there is more to send.
     metadata_fetches: BTreeMap<NodeId, ParkedMetadataFetch>,
+    /// The replication throttles of reassignments' catch-up: as leader, as follower.
+    leader_throttle: Throttle,
+    follower_throttle: Throttle,
     /// Numbers this node's parked topic changes, elections and quorum descriptions.
     next_parked: u64,
     /// Peers whose connection the driver reported lost, until they send again.
@@ -246,6 +251,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             quorum_asks: BTreeMap::new(),
             reassignments: BTreeMap::new(),
             metadata_fetches: BTreeMap::new(),
+            leader_throttle: Throttle::default(),
+            follower_throttle: Throttle::default(),
             next_parked: 0,
             peers_down: Default::default(),
             shutting_down: false,
@@ -516,6 +523,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                 let topic = name.clone();
                 self.decide_topic_change(now, from, TopicChange::Configs, name, |c| {
                     c.alter_topic_configs(&topic, configs)
+                })?;
+            }
+            PeerMessage::AlterBrokerConfigs { node, configs } => {
+                let name = broker_resource_name(node);
+                self.decide_topic_change(now, from, TopicChange::BrokerConfigs, name, |c| {
+                    c.alter_broker_configs(node, configs)
                 })?;
             }
             PeerMessage::CreatePartitions {
@@ -932,7 +945,11 @@ impl<P: StorageProvider> ClusterNode<P> {
             .replica_fetches(self.config.replica_fetch_wait_ms, |leader| {
                 leader == node || fetching.contains_key(&leader)
             });
-        for (leader, request) in wanted {
+        for (leader, mut request) in wanted {
+            self.throttle_own_fetch(now, &mut request);
+            if request.topics.is_empty() {
+                continue; // only throttled partitions, and the throttle is spent
+            }
             let mut body = bytes::BytesMut::new();
             if request.encode(&mut body, REPLICA_FETCH_VERSION).is_err() {
                 continue;
@@ -989,12 +1006,13 @@ impl<P: StorageProvider> ClusterNode<P> {
         body: &[u8],
     ) -> Result<(), NodeError> {
         let mut bytes = bytes::Bytes::copy_from_slice(body);
-        let Ok(request) = FetchRequest::decode(&mut bytes, REPLICA_FETCH_VERSION) else {
+        let Ok(mut request) = FetchRequest::decode(&mut bytes, REPLICA_FETCH_VERSION) else {
             return Ok(());
         };
         if request.replica_id.0 != from.0 {
             return Ok(()); // a peer fetches as itself only
         }
+        self.throttle_follower_fetch(now, from, &mut request);
         let request = Request {
             api_key: ApiKey::Fetch,
             api_version: REPLICA_FETCH_VERSION,
@@ -1013,6 +1031,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     }
 
     fn send_fetch_response(&mut self, to: NodeId, correlation: u64, data: &FetchResponseData) {
+        self.count_throttled_sent(to, data);
         // A partition that vanished between the read and now leaves the follower to retry.
         if let Ok(response) = self
             .broker
@@ -1040,8 +1059,18 @@ impl<P: StorageProvider> ClusterNode<P> {
         let Some(response) = decode_fetch_response(bytes) else {
             return;
         };
+        self.count_throttled_received(&response);
         self.broker
             .handle_replica_fetch_response(now, &request, response);
+    }
+}
+
+/// The BROKER resource name of dynamic configs for `node` (-1: the empty name, every
+/// broker's default).
+fn broker_resource_name(node: i32) -> String {
+    match node {
+        -1 => String::new(),
+        node => node.to_string(),
     }
 }
 

@@ -40,6 +40,16 @@ impl Harness {
         harness
     }
 
+    /// Three voters with a controller, and a fourth node that is not a voter, serving.
+    fn with_fourth_node() -> Harness {
+        let mut harness = Harness::new();
+        harness.run(5_000, 50);
+        harness.dirs.insert(4, MemoryDirs::default());
+        harness.start(4);
+        harness.run(3_000, 50);
+        harness
+    }
+
     fn start(&mut self, id: i32) {
         let incarnation = self.incarnations.entry(id).or_insert(0);
         *incarnation += 1;
@@ -877,9 +887,20 @@ fn alter_topic(
     changes: &[(i8, &str, Option<&str>)],
     validate_only: bool,
 ) -> (i16, Option<String>) {
+    alter_resource(h, at, (2, name), changes, validate_only)
+}
+
+/// IncrementalAlterConfigs v1 of one resource (type, name) at `at`; its (error, message).
+fn alter_resource(
+    h: &mut Harness,
+    at: i32,
+    (kind, name): (i8, &str),
+    changes: &[(i8, &str, Option<&str>)],
+    validate_only: bool,
+) -> (i16, Option<String>) {
     use kafka_protocol::messages::incremental_alter_configs_request::*;
     let mut resource = AlterConfigsResource::default();
-    resource.resource_type = 2;
+    resource.resource_type = kind;
     resource.resource_name = StrBytes::from_string(name.into());
     resource.configs = changes
         .iter()
@@ -907,9 +928,21 @@ fn alter_topic(
 
 /// A topic config as DescribeConfigs at `at` reports it.
 fn described(h: &mut Harness, at: i32, name: &str, key: &str) -> Option<String> {
+    let (value, _) = describe_one(h, at, (2, name), key)?;
+    Some(value)
+}
+
+/// One config of resource (type, name) as DescribeConfigs v4 at `at` reports it: (value,
+/// source).
+fn describe_one(
+    h: &mut Harness,
+    at: i32,
+    (kind, name): (i8, &str),
+    key: &str,
+) -> Option<(String, i8)> {
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
     let mut resource = DescribeConfigsResource::default();
-    resource.resource_type = 2;
+    resource.resource_type = kind;
     resource.resource_name = StrBytes::from_string(name.into());
     resource.configuration_keys = Some(vec![StrBytes::from_string(key.into())]);
     let mut body = DescribeConfigsRequest::default();
@@ -919,7 +952,7 @@ fn described(h: &mut Harness, at: i32, name: &str, key: &str) -> Option<String> 
         panic!()
     };
     let config = r.results[0].configs.first()?;
-    config.value.as_ref().map(|v| v.to_string())
+    Some((config.value.as_ref()?.to_string(), config.config_source))
 }
 
 #[test]
@@ -1437,11 +1470,7 @@ fn node_controlled_shutdown_hands_the_quorum_to_a_live_voter_and_the_controller_
 /// restart (it keeps no metadata of its own) — from a snapshot once the voters compacted.
 #[test]
 fn node_a_fourth_node_that_is_no_voter_joins_and_hosts_replicas() {
-    let mut h = Harness::new();
-    h.run(5_000, 50);
-    h.dirs.insert(4, MemoryDirs::default());
-    h.start(4);
-    h.run(3_000, 50);
+    let mut h = Harness::with_fourth_node();
     assert!(!h.node(4).is_controller());
     for at in [1, 4] {
         assert!(h.node(at).image().is_active(NodeId(4)), "seen at {at}");
@@ -1553,18 +1582,9 @@ fn list_reassignments(h: &mut Harness, at: i32) -> Vec<Moving> {
 /// keep serving; it completes when the node is back.
 #[test]
 fn node_reassignment_moves_a_partition_to_a_new_node_without_losing_records() {
-    let mut h = Harness::new();
-    h.run(5_000, 50);
-    h.dirs.insert(4, MemoryDirs::default());
-    h.start(4);
-    h.run(3_000, 50);
+    let mut h = Harness::with_fourth_node();
     assert_eq!(h.create_topic(1, "orders", 1), 0);
-    let old: Vec<i32> = h.node(1).image().topic("orders").unwrap().partitions[0]
-        .replicas
-        .iter()
-        .map(|n| n.0)
-        .collect();
-    let outside = (1..=4).find(|n| !old.contains(n)).unwrap();
+    let (old, outside) = replicas_and_outside(&mut h);
     assert_eq!(h.produce("orders", 0, &values("a", 0..20)).0, 0);
     let leader = h.leader_of(1, "orders", 0).unwrap();
     let mut target: Vec<i32> = old.iter().copied().filter(|&n| n != leader).collect();
@@ -1698,4 +1718,110 @@ fn node_create_topics_with_replica_assignments_places_each_partition_as_listed()
         assert!(message.is_some_and(|m| !m.is_empty()), "{name} says why");
         assert!(h.node(1).image().topic(name).is_none());
     }
+}
+
+/// A broker config as DescribeConfigs at `at` reports it for BROKER resource `name`:
+/// (value, source).
+fn broker_config(h: &mut Harness, at: i32, name: &str, key: &str) -> (String, i8) {
+    describe_one(h, at, (4, name), key).expect("the broker reports it")
+}
+
+/// `orders-0`'s replicas at node 1, and the one of four nodes that holds none of it.
+fn replicas_and_outside(h: &mut Harness) -> (Vec<i32>, i32) {
+    let partition = &h.node(1).image().topic("orders").unwrap().partitions[0];
+    let old: Vec<i32> = partition.replicas.iter().map(|n| n.0).collect();
+    let outside = (1..=4).find(|n| !old.contains(n)).unwrap();
+    (old, outside)
+}
+
+/// Simulated milliseconds until `orders-0`'s move to `target` completes (at most `limit`).
+fn time_to_move(h: &mut Harness, target: &[i32], limit: i64) -> i64 {
+    assert_eq!(reassign(h, 1, Some(target)), (0, None));
+    let start = h.now;
+    while !list_reassignments(h, 1).is_empty() && h.now - start < limit {
+        h.run(100, 50);
+    }
+    h.now - start
+}
+
+/// `leader.replication.throttled.rate` (and the follower's), set for every broker with
+/// IncrementalAlterConfigs of the empty BROKER resource at any node, reach every node's
+/// metadata and bound a reassignment's catch-up near the rate; deleted, the next move goes
+/// at full speed. Static broker configs and bad rates are refused.
+#[test]
+fn node_replication_throttle_bounds_a_reassignment_s_catch_up_rate() {
+    let mut h = Harness::with_fourth_node();
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    // About 200 KB in the partition.
+    let chunk: Vec<String> = (0..50).map(|i| format!("{i:0>1000}")).collect();
+    for _ in 0..4 {
+        assert_eq!(h.produce("orders", 0, &chunk).0, 0);
+    }
+    let (old, outside) = replicas_and_outside(&mut h);
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let rate = "40000"; // bytes per second: about five seconds for the partition
+    for key in [
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+    ] {
+        let set = alter_resource(&mut h, 2, (4, ""), &[(0, key, Some(rate))], false);
+        assert_eq!(set, (0, None), "{key}");
+        for at in 1..=4 {
+            assert_eq!(
+                broker_config(&mut h, at, &at.to_string(), key),
+                (rate.into(), 3)
+            );
+        }
+    }
+    // Onto the fourth node, keeping the leader: throttled.
+    let mut target: Vec<i32> = old
+        .iter()
+        .copied()
+        .filter(|&n| n != leader)
+        .take(1)
+        .collect();
+    target.insert(0, leader);
+    target.push(outside);
+    let throttled = time_to_move(&mut h, &target, 60_000);
+    assert!(
+        (3_000..=12_000).contains(&throttled),
+        "200 KB at 40 KB/s took {throttled} ms"
+    );
+    assert_eq!(h.log_of(outside, "orders", 0).0.len(), 200);
+    // Unthrottled: the move back is quick.
+    for key in [
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+    ] {
+        assert_eq!(
+            alter_resource(&mut h, 3, (4, ""), &[(1, key, None)], false).0,
+            0
+        );
+    }
+    let spare = *old.iter().find(|n| !target.contains(n)).unwrap();
+    let back = [leader, outside, spare];
+    let quick = time_to_move(&mut h, &back, 60_000);
+    assert!(quick < 2_000, "unthrottled took {quick} ms");
+    assert_eq!(h.log_of(spare, "orders", 0).0.len(), 200);
+    // Refused: a static config, a bad rate, an unknown broker; nothing changes.
+    let refused = [
+        ((4, ""), "num.partitions", "3", ErrorCode::InvalidRequest),
+        (
+            (4, ""),
+            "leader.replication.throttled.rate",
+            "-5",
+            ErrorCode::InvalidConfig,
+        ),
+        (
+            (4, "9"),
+            "leader.replication.throttled.rate",
+            "5",
+            ErrorCode::InvalidRequest,
+        ),
+    ];
+    for (resource, key, value, code) in refused {
+        let (error, message) = alter_resource(&mut h, 1, resource, &[(0, key, Some(value))], false);
+        assert_eq!(error, code.code(), "{key}={value}: {message:?}");
+    }
+    assert!(h.node(1).image().broker_configs(-1).is_none());
 }

@@ -21,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::messages::{PeerMessage, TopicChange};
 use super::ClusterNode;
-use crate::broker::{AdminError, ParkedId, Reply, StorageProvider, OFFSETS_TOPIC};
+use crate::broker::{AdminError, ParkedId, Reply, StorageProvider, OFFSETS_TOPIC, RESOURCE_BROKER};
 use crate::cluster::check_assignments;
 use crate::driver::Completed;
 use crate::error::ErrorCode;
@@ -29,7 +29,13 @@ use crate::types::{Millis, NodeId};
 
 /// A config resource of a request: (resource type, name, the overrides it would give or why
 /// not).
-type CheckedResource = (i8, StrBytes, Result<BTreeMap<String, String>, AdminError>);
+/// A resource of a config change, checked: its type, name, and the broker a dynamic broker
+/// config change is for (-1: every broker) with the new set — or why it is refused.
+type CheckedResource = (
+    i8,
+    StrBytes,
+    Result<(Option<i32>, BTreeMap<String, String>), AdminError>,
+);
 
 /// How long a config change waits for the controller (AlterConfigs and
 /// IncrementalAlterConfigs carry no timeout): Kafka's default `request.timeout.ms`.
@@ -56,6 +62,8 @@ enum Want {
     Partitions(i32),
     /// The topic has these config overrides.
     Configs(BTreeMap<String, String>),
+    /// The broker (-1: every broker's default) has these dynamic configs.
+    BrokerConfigs(i32, BTreeMap<String, String>),
 }
 
 impl Want {
@@ -65,6 +73,7 @@ impl Want {
             Want::Gone => TopicChange::Delete,
             Want::Partitions(_) => TopicChange::AddPartitions,
             Want::Configs(_) => TopicChange::Configs,
+            Want::BrokerConfigs(..) => TopicChange::BrokerConfigs,
         }
     }
 }
@@ -368,7 +377,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     pub(super) fn alter_configs(&mut self, now: Millis, request: AlterConfigsRequest) -> Reply {
         let mut response = AlterConfigsResponse::default();
         let resources = request.resources.iter().map(|r| {
-            let overrides = self.broker.alter_configs_overrides(r);
+            let overrides = self.broker.alter_configs_overrides(r).map(|c| (None, c));
             (r.resource_type, r.resource_name.clone(), overrides)
         });
         let checked: Vec<_> = resources.collect();
@@ -394,7 +403,12 @@ impl<P: StorageProvider> ClusterNode<P> {
     ) -> Reply {
         let mut response = IncrementalAlterConfigsResponse::default();
         let resources = request.resources.iter().map(|r| {
-            let overrides = self.broker.incremental_alter_overrides(r);
+            let overrides = match r.resource_type {
+                // Dynamic broker configs: by the broker's id, -1 for every broker.
+                RESOURCE_BROKER => (self.broker.dynamic_broker_overrides(r))
+                    .map(|(node, configs)| (Some(node), configs)),
+                _ => (self.broker.incremental_alter_overrides(r)).map(|c| (None, c)),
+            };
             (r.resource_type, r.resource_name.clone(), overrides)
         });
         let checked: Vec<_> = resources.collect();
@@ -433,7 +447,17 @@ impl<P: StorageProvider> ClusterNode<P> {
                 }
                 Err(err) => response.fail(position, err.code().code(), err.to_string()),
                 Ok(_) if validate_only => {}
-                Ok(configs) => {
+                Ok((Some(node), configs)) => {
+                    let name = super::broker_resource_name(node);
+                    let change = TopicChange::BrokerConfigs;
+                    self.topic_results.remove(&(change, name.clone()));
+                    let configs_asked = configs.clone();
+                    let message = PeerMessage::AlterBrokerConfigs { node, configs };
+                    let _ = self.send_to_controller(now, message);
+                    let want = Want::BrokerConfigs(node, configs_asked);
+                    waiting.push((name, position, want));
+                }
+                Ok((None, configs)) => {
                     self.topic_results
                         .remove(&(TopicChange::Configs, name.clone()));
                     let message = PeerMessage::AlterTopicConfigs {
@@ -491,6 +515,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                         topic.is_some_and(|t| t.partitions.len() >= *count as usize)
                     }
                     Want::Configs(configs) => topic.is_some_and(|t| t.configs == *configs),
+                    Want::BrokerConfigs(node, configs) => {
+                        let empty = BTreeMap::new();
+                        self.image().broker_configs(*node).unwrap_or(&empty) == configs
+                    }
                 };
                 if done {
                     continue;

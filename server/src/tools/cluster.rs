@@ -4,7 +4,6 @@
 //! brokers. `brook cluster rebalance` and `remove-node` move replicas (`rebalance.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use brook_client::{blocking, ClusterDescription, PartitionReassignment, TopicInfo};
 use clap::{Args, Subcommand};
@@ -51,6 +50,11 @@ pub struct MoveArgs {
     /// How long to wait for the moves to complete, in seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     pub timeout: u64,
+    /// Bound the new replicas' catch-up to this many bytes per second (sets
+    /// leader.replication.throttled.rate and follower.replication.throttled.rate for every
+    /// broker while the moves run, and removes them once they are done).
+    #[arg(long, value_name = "BYTES_PER_S")]
+    pub throttle: Option<u64>,
 }
 
 /// Runs `brook cluster …`, printing results on stdout.
@@ -60,8 +64,7 @@ pub fn run(args: ClusterArgs) -> Result<(), ToolError> {
         ClusterCommand::Describe => describe(&admin)?,
         ClusterCommand::Rebalance(moves) => {
             let brokers = serving(&admin)?;
-            let timeout = Duration::from_secs(moves.timeout);
-            super::rebalance::rebalance(&admin, &brokers, moves.dry_run, timeout)?
+            super::rebalance::rebalance(&admin, &brokers, &moves)?
         }
         ClusterCommand::RemoveNode { node, moves } => {
             let mut brokers = serving(&admin)?;
@@ -72,8 +75,7 @@ pub fn run(args: ClusterArgs) -> Result<(), ToolError> {
                     known.join(", ")
                 )));
             }
-            let timeout = Duration::from_secs(moves.timeout);
-            let mut text = super::rebalance::rebalance(&admin, &brokers, moves.dry_run, timeout)?;
+            let mut text = super::rebalance::rebalance(&admin, &brokers, &moves)?;
             if !moves.dry_run {
                 text.push_str(&format!(
                     "node {node} holds no replica: it may be stopped\n"

@@ -12,9 +12,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use brook_client::{blocking, PartitionReassignment};
+use brook_client::{blocking, ConfigOp, PartitionReassignment};
 
+use super::cluster::MoveArgs;
 use super::ToolError;
+
+/// The throttles `--throttle` sets for the moves' duration.
+const THROTTLES: [&str; 2] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
 
 /// One partition's replicas, as they are or as the plan wants them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,14 +142,14 @@ pub fn current_assignments(admin: &blocking::Admin) -> Result<Vec<Assignment>, T
     Ok(assignments)
 }
 
-/// Plans the moves onto `brokers`, prints them, and unless `dry_run` applies them and waits
-/// up to `timeout` for every one to complete.
+/// Plans the moves onto `brokers`, prints them, and unless `--dry-run` applies them (under
+/// `--throttle`, if given) and waits up to `--timeout` for every one to complete.
 pub fn rebalance(
     admin: &blocking::Admin,
     brokers: &BTreeSet<i32>,
-    dry_run: bool,
-    timeout: Duration,
+    args: &MoveArgs,
 ) -> Result<String, ToolError> {
+    let (dry_run, timeout) = (args.dry_run, Duration::from_secs(args.timeout));
     let moves = plan(&current_assignments(admin)?, brokers);
     let mut text = format!(
         "{} partition(s) to move over brokers {:?}\n",
@@ -158,7 +165,35 @@ pub fn rebalance(
             PartitionReassignment::to(&after.topic, after.partition, after.replicas.clone())
         })
         .collect();
+    if let Some(rate) = args.throttle {
+        let rate = rate.max(1).to_string();
+        let set: Vec<(&str, ConfigOp)> = (THROTTLES.iter())
+            .map(|&key| (key, ConfigOp::Set(rate.clone())))
+            .collect();
+        admin.alter_broker_configs(None, &set)?;
+        text.push_str(&format!("throttled to {rate} bytes/s while moving\n"));
+    }
     admin.alter_partition_reassignments(&asked)?;
+    let started = Instant::now();
+    let waited = wait_for_moves(admin, timeout);
+    if args.throttle.is_some() {
+        let unset: Vec<(&str, ConfigOp)> = THROTTLES
+            .iter()
+            .map(|&key| (key, ConfigOp::Delete))
+            .collect();
+        admin.alter_broker_configs(None, &unset)?;
+    }
+    waited?;
+    text.push_str(&format!(
+        "done: {} partition(s) moved in {:.1} s\n",
+        moves.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(text)
+}
+
+/// Waits until no move is under way, or fails naming those still moving after `timeout`.
+fn wait_for_moves(admin: &blocking::Admin, timeout: Duration) -> Result<(), ToolError> {
     let started = Instant::now();
     loop {
         let under_way = admin.list_partition_reassignments()?;
@@ -179,12 +214,7 @@ pub fn rebalance(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    text.push_str(&format!(
-        "done: {} partition(s) moved in {:.1} s\n",
-        moves.len(),
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(text)
+    Ok(())
 }
 
 #[cfg(test)]

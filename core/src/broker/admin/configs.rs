@@ -21,6 +21,10 @@ use crate::record::TimestampType;
 
 /// `ConfigSource.TOPIC_CONFIG`: a per-topic override.
 pub(crate) const SOURCE_TOPIC_CONFIG: i8 = 1;
+/// `ConfigSource.DYNAMIC_BROKER_CONFIG`: set for this broker while the cluster runs.
+pub(crate) const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+/// `ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG`: set for every broker while the cluster runs.
+pub(crate) const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 /// `ConfigSource.STATIC_BROKER_CONFIG`: set in the broker's startup configuration.
 pub(crate) const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 /// `ConfigSource.DEFAULT_CONFIG`: the built-in default.
@@ -253,6 +257,21 @@ fn broker_values(config: &BrokerConfig) -> BTreeMap<&'static str, BrokerValue> {
     for (name, value, kind, doc) in own {
         values.insert(name, BrokerValue { value, kind, doc });
     }
+    let throttles = [
+        (
+            super::dynamic::LEADER_THROTTLE,
+            "Bytes per second a leader sends the replicas a reassignment adds (dynamic).",
+        ),
+        (
+            super::dynamic::FOLLOWER_THROTTLE,
+            "Bytes per second a reassignment's new replica fetches (dynamic).",
+        ),
+    ];
+    for (name, doc) in throttles {
+        let value = i64::MAX.to_string();
+        let kind = ConfigType::Long;
+        values.insert(name, BrokerValue { value, kind, doc });
+    }
     values
 }
 
@@ -385,25 +404,34 @@ pub(crate) fn topic_entries(
         .collect()
 }
 
-/// Every broker config Brook reports, sorted by name; all read-only.
-pub(crate) fn broker_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
+/// Every broker config Brook reports, sorted by name; read-only but for the dynamic ones,
+/// whose values set while the cluster runs (`dynamic`: value and source by name) come first.
+pub(crate) fn broker_entries(
+    config: &BrokerConfig,
+    dynamic: &BTreeMap<&str, (String, i8)>,
+) -> Vec<ConfigEntry> {
     let current = broker_values(config);
     let defaults = broker_values(&BrokerConfig::default());
     current
         .iter()
         .map(|(&name, value)| {
-            let synonyms = broker_synonyms(name, &current, &defaults);
-            let source = synonyms
+            let mut synonyms = broker_synonyms(name, &current, &defaults);
+            if let Some((set, source)) = dynamic.get(name) {
+                synonyms.insert(0, (name.to_string(), set.clone(), *source));
+            }
+            let (value, source) = synonyms
                 .first()
-                .map_or(SOURCE_STATIC_BROKER_CONFIG, |s| s.2);
+                .map_or((value.value.clone(), SOURCE_STATIC_BROKER_CONFIG), |s| {
+                    (s.1.clone(), s.2)
+                });
             ConfigEntry {
                 name: name.to_string(),
-                value: value.value.clone(),
+                value,
                 source,
                 is_default: source == SOURCE_DEFAULT_CONFIG,
-                read_only: true,
-                kind: value.kind,
-                doc: value.doc,
+                read_only: !super::dynamic::DYNAMIC_BROKER_CONFIGS.contains(&name),
+                kind: current[name].kind,
+                doc: current[name].doc,
                 synonyms,
             }
         })
@@ -463,12 +491,35 @@ impl<P: StorageProvider> Broker<P> {
             }
             RESOURCE_BROKER => {
                 self.check_broker_resource(name)?;
-                Ok(broker_entries(&self.config))
+                Ok(broker_entries(&self.config, &self.dynamic_values(name)))
             }
             other => Err(AdminError::InvalidRequest(format!(
                 "resource type {other} is not supported (topics are 2, brokers 4)"
             ))),
         }
+    }
+
+    /// The dynamic configs a BROKER resource shows (its own, else the cluster default's),
+    /// with their sources; none on a single broker.
+    fn dynamic_values(&self, name: &str) -> BTreeMap<&'static str, (String, i8)> {
+        let mut values = BTreeMap::new();
+        let Some(image) = self.image() else {
+            return values;
+        };
+        let own = (!name.is_empty()).then(|| image.broker_configs(self.config.node_id));
+        let default = image.broker_configs(-1);
+        for key in super::dynamic::DYNAMIC_BROKER_CONFIGS {
+            let own = own.flatten().and_then(|c| c.get(key));
+            let found = match (own, default.and_then(|c| c.get(key))) {
+                (Some(value), _) => Some((value.clone(), SOURCE_DYNAMIC_BROKER_CONFIG)),
+                (None, Some(value)) => Some((value.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)),
+                (None, None) => None,
+            };
+            if let Some(found) = found {
+                values.insert(key, found);
+            }
+        }
+        values
     }
 
     /// A broker resource must name this node, or be empty (the cluster-wide defaults).
