@@ -511,6 +511,10 @@ def test_cluster_describe_names_the_controller_brokers_and_troubled_partitions(
 ):
     wait_serving(cluster, 3)
     create_topic(cluster, topic_name, partitions=3)
+    # A topic that needs every replica in sync: a replica that leaves its ISR is eligible
+    # (KIP-966's ELR), which describe shows.
+    strict = f"{topic_name}-strict"
+    create_topic(cluster, strict, partitions=1, configs={"min.insync.replicas": "3"})
     leader = leaders(cluster, topic_name)[0]
     follower = next(n for n in cluster.nodes if n != leader)
     text = brook_cluster_describe(cluster.nodes[follower].bootstrap)
@@ -534,6 +538,8 @@ def test_cluster_describe_names_the_controller_brokers_and_troubled_partitions(
 
         text = wait_until("the node is fenced and its partitions under-replicated", flagged)
         assert f"\tBroker: {down}\t" not in text, text
+        strict_line = next(line for line in text.splitlines() if f"Topic: {strict}\t" in line)
+        assert f"\tElr: {down}\t" in strict_line, strict_line
     finally:
         cluster.nodes[down].start()
         wait_serving(cluster, 3)

@@ -446,6 +446,16 @@ impl Admin {
             .block_on(self.inner.alter_broker_configs(broker, changes))
     }
 
+    /// The eligible leader replicas of `topics`' partitions (see
+    /// [`crate::Admin::eligible_leader_replicas`]).
+    pub fn eligible_leader_replicas(
+        &self,
+        topics: &[String],
+    ) -> Result<std::collections::BTreeMap<(String, i32), Vec<i32>>, Error> {
+        self.runtime
+            .block_on(self.inner.eligible_leader_replicas(topics))
+    }
+
     /// The partition moves under way.
     pub fn list_partition_reassignments(&self) -> Result<Vec<crate::PartitionReassignment>, Error> {
         self.runtime

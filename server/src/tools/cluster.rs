@@ -99,20 +99,29 @@ fn describe(admin: &blocking::Admin) -> Result<String, ToolError> {
     for name in admin.list_topics()? {
         topics.push(super::topic_info(admin, &name, false)?);
     }
-    // A single broker, or an older one, may not know reassignments: nothing is moving.
+    // A single broker, or an older one, may not know these: nothing moving, none eligible.
     let moving = admin.list_partition_reassignments().unwrap_or_default();
-    Ok(format_cluster(&cluster, &topics, &moving))
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let eligible = admin.eligible_leader_replicas(&names).unwrap_or_default();
+    let states = States { moving, eligible };
+    Ok(format_cluster(&cluster, &topics, &states))
+}
+
+/// What a partition line adds beside its replicas and ISR.
+#[derive(Default)]
+struct States {
+    /// The moves under way.
+    moving: Vec<PartitionReassignment>,
+    /// The eligible leader replicas (KIP-966) of the partitions that have any.
+    eligible: BTreeMap<(String, i32), Vec<i32>>,
 }
 
 /// The description as text: the cluster line, one line per broker (with the partitions it
 /// leads and holds), a summary, and one line per partition, marked when it is
 /// under-replicated (fewer in sync than replicas), offline (no leader) or being reassigned
-/// (with the replicas added and removed).
-fn format_cluster(
-    cluster: &ClusterDescription,
-    topics: &[TopicInfo],
-    moving: &[PartitionReassignment],
-) -> String {
+/// (with the replicas added and removed), with its eligible leader replicas when it has any.
+fn format_cluster(cluster: &ClusterDescription, topics: &[TopicInfo], states: &States) -> String {
+    let moving = &states.moving;
     let controller = cluster
         .controller
         .map_or_else(|| "none".to_string(), |id| id.to_string());
@@ -154,6 +163,9 @@ fn format_cluster(
     for topic in topics {
         for p in &topic.partitions {
             let mut state = String::new();
+            if let Some(elr) = states.eligible.get(&(topic.name.clone(), p.partition)) {
+                state.push_str(&format!("\tElr: {}", list(elr)));
+            }
             if p.leader < 0 {
                 state.push_str("\toffline");
             } else if p.isr.len() < p.replicas.len() {
@@ -215,14 +227,17 @@ mod tests {
                 partition(2, -1, vec![]),
             ],
         };
-        let moving = [PartitionReassignment {
-            topic: "orders".into(),
-            partition: 1,
-            replicas: Some(vec![1, 2, 3]),
-            adding: vec![3],
-            removing: vec![2],
-        }];
-        let text = format_cluster(&cluster, &[topic], &moving);
+        let states = States {
+            moving: vec![PartitionReassignment {
+                topic: "orders".into(),
+                partition: 1,
+                replicas: Some(vec![1, 2, 3]),
+                adding: vec![3],
+                removing: vec![2],
+            }],
+            eligible: BTreeMap::from([(("orders".to_string(), 2), vec![2, 3])]),
+        };
+        let text = format_cluster(&cluster, &[topic], &states);
         assert_eq!(
             text,
             "Cluster: c1\tController: 2\tBrokers: 3\n\
@@ -233,12 +248,13 @@ mod tests {
              \tTopic: orders\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,2,3\n\
              \tTopic: orders\tPartition: 1\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,3\tunder-replicated\
              \treassigning (adding 3; removing 2)\n\
-             \tTopic: orders\tPartition: 2\tLeader: -1\tReplicas: 1,2,3\tIsr: \toffline\n"
+             \tTopic: orders\tPartition: 2\tLeader: -1\tReplicas: 1,2,3\tIsr: \tElr: 2,3\toffline\n"
         );
         let leaderless = ClusterDescription {
             controller: None,
             ..cluster
         };
-        assert!(format_cluster(&leaderless, &[], &[]).starts_with("Cluster: c1\tController: none"));
+        assert!(format_cluster(&leaderless, &[], &States::default())
+            .starts_with("Cluster: c1\tController: none"));
     }
 }

@@ -1,7 +1,11 @@
 //! The admin client's view of the cluster: its id, its brokers and the active controller
 //! (DescribeCluster, what `kafka-cluster cluster-id` and `kafka-broker-api-versions` show).
 
-use kafka_protocol::messages::DescribeClusterRequest;
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeTopicPartitionsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 use super::Admin;
 use crate::error::{check, Error};
@@ -57,5 +61,71 @@ impl Admin {
             controller: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
             brokers,
         })
+    }
+}
+
+/// DescribeTopicPartitions versions this client speaks.
+const DESCRIBE_TOPIC_PARTITIONS_VERSIONS: (i16, i16) = (0, 0);
+/// Partitions per DescribeTopicPartitions answer (the rest follow by cursor).
+const PARTITIONS_PER_PAGE: i32 = 2_000;
+
+impl Admin {
+    /// The eligible leader replicas (KIP-966) of each partition of `topics` that has any,
+    /// by (topic, partition): replicas that left the ISR while it was below
+    /// `min.insync.replicas` and may still lead. From DescribeTopicPartitions, page by page.
+    pub async fn eligible_leader_replicas(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<(String, i32), Vec<i32>>, Error> {
+        let mut eligible = BTreeMap::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let request = |_| {
+                let wanted = (topics.iter())
+                    .map(|t| {
+                        TopicRequest::default()
+                            .with_name(TopicName(StrBytes::from_string(t.clone())))
+                    })
+                    .collect();
+                DescribeTopicPartitionsRequest::default()
+                    .with_topics(wanted)
+                    .with_response_partition_limit(PARTITIONS_PER_PAGE)
+                    .with_cursor(cursor.clone())
+            };
+            let response = (self.network)
+                .call_any(DESCRIBE_TOPIC_PARTITIONS_VERSIONS, request)
+                .await?;
+            for topic in &response.topics {
+                let name = topic
+                    .name
+                    .as_ref()
+                    .map_or_else(String::new, |n| n.0.to_string());
+                check(
+                    topic.error_code,
+                    None,
+                    &format!("describe partitions of {name}"),
+                )?;
+                for p in &topic.partitions {
+                    let elr: Vec<i32> = p
+                        .eligible_leader_replicas
+                        .iter()
+                        .flatten()
+                        .map(|b| b.0)
+                        .collect();
+                    if !elr.is_empty() {
+                        eligible.insert((name.clone(), p.partition_index), elr);
+                    }
+                }
+            }
+            match response.next_cursor {
+                Some(next) => {
+                    let resume = Cursor::default()
+                        .with_topic_name(next.topic_name)
+                        .with_partition_index(next.partition_index);
+                    cursor = Some(resume);
+                }
+                None => return Ok(eligible),
+            }
+        }
     }
 }
