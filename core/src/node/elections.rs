@@ -14,7 +14,7 @@ use crate::broker::{election_response, ElectionAnswer, ParkedId, Reply, StorageP
 use crate::cluster::{Elected, Election};
 use crate::driver::Completed;
 use crate::error::ErrorCode;
-use crate::types::Millis;
+use crate::types::{Millis, NodeId};
 
 /// A client's ElectLeaders waiting for the controller and the metadata log.
 pub(super) struct ParkedElection {
@@ -28,6 +28,9 @@ pub(super) struct ParkedElection {
     version: i16,
     /// The controller's answer, once it came.
     results: Option<Vec<Elected>>,
+    /// What was asked of the controller, and the node it was sent to (`None`: no
+    /// controller was known): asked again of a new controller until answered.
+    ask: (PeerMessage, Option<NodeId>),
     deadline: Millis,
 }
 
@@ -93,12 +96,14 @@ impl<P: StorageProvider> ClusterNode<P> {
             partitions: partitions.clone(),
         };
         let deadline = Millis(now.0 + i64::from(request.timeout_ms.max(0)));
+        let sent_to = self.metadata.leader();
         let parked = ParkedElection {
             answered,
             names,
             asked: partitions,
             version,
             results: None,
+            ask: (message.clone(), sent_to),
             deadline,
         };
         let id = ParkedId::Election(number);
@@ -142,7 +147,11 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// are out of time.
     pub(super) fn complete_elections(&mut self, now: Millis) {
         let parked = std::mem::take(&mut self.elections);
-        for (id, election) in parked {
+        let mut asks = Vec::new();
+        for (id, mut election) in parked {
+            if election.results.is_none() {
+                asks.extend(self.ask_again_if_moved(&mut election.ask));
+            }
             let applied = |e: &Elected| match &e.outcome {
                 Ok(epoch) => self
                     .image()
@@ -199,6 +208,9 @@ impl<P: StorageProvider> ClusterNode<P> {
             let response = ResponseKind::ElectLeaders(election_response(answered, error_code));
             self.completed
                 .push(Completed::Response(id, Box::new(response)));
+        }
+        for ask in asks {
+            let _ = self.send_to_controller(now, ask);
         }
     }
 }

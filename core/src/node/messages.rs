@@ -229,6 +229,21 @@ impl From<RecordDecodeError> for MessageDecodeError {
 }
 
 impl PeerMessage {
+    /// Whether the message asks the controller for a decision a client waits on: the
+    /// quorum leader holds it until its controller is active instead of dropping it.
+    pub fn waits_for_controller(&self) -> bool {
+        matches!(
+            self,
+            PeerMessage::CreateTopic { .. }
+                | PeerMessage::DeleteTopic { .. }
+                | PeerMessage::CreatePartitions { .. }
+                | PeerMessage::AlterTopicConfigs { .. }
+                | PeerMessage::AlterBrokerConfigs { .. }
+                | PeerMessage::ElectLeaders { .. }
+                | PeerMessage::Reassign { .. }
+        )
+    }
+
     /// The message's encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();

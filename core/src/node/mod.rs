@@ -60,6 +60,9 @@ pub const QUORUM_DIR: &str = "__cluster_metadata-0";
 /// The metadata log's topic name, as DescribeQuorum names it.
 pub const QUORUM_TOPIC: &str = "__cluster_metadata";
 
+/// The most controller requests a new quorum leader holds until its controller is active.
+const AWAITING_CONTROLLER_MAX: usize = 1_024;
+
 /// The storage directory of the node's own small files.
 pub const NODE_DIR: &str = "node";
 /// Present while a power loss is not yet reported to the controller: the report must
@@ -156,6 +159,9 @@ pub struct ClusterNode<P: StorageProvider> {
     controller: Option<Controller>,
     /// The term this node last proposed its leader marker in.
     marker_term: Option<u64>,
+    /// Requests for the controller that reached this node as quorum leader before its
+    /// controller was active (its marker not yet applied): decided once it is.
+    awaiting_controller: Vec<(NodeId, PeerMessage)>,
     /// Messages for peers, in order.
     outbox: Vec<(NodeId, PeerMessage)>,
     /// When the quorum last ticked, the broker last heartbeat and registered.
@@ -227,6 +233,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             (MetadataLog::Observer(observer), Recovered::default())
         };
         let broker = Broker::open_member(provider, config.broker.clone(), now)?;
+        let config_incarnation = config.incarnation;
         let mut node = ClusterNode {
             config,
             own,
@@ -236,6 +243,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             broker,
             controller: None,
             marker_term: None,
+            awaiting_controller: Vec::new(),
             outbox: Vec::new(),
             last_quorum_tick: now,
             last_heartbeat: None,
@@ -253,7 +261,9 @@ impl<P: StorageProvider> ClusterNode<P> {
             metadata_fetches: BTreeMap::new(),
             leader_throttle: Throttle::default(),
             follower_throttle: Throttle::default(),
-            next_parked: 0,
+            // Numbers of an earlier incarnation are not reused: a late controller answer to
+            // one of its requests finds nothing waiting under its number.
+            next_parked: incarnation_base(config_incarnation),
             peers_down: Default::default(),
             shutting_down: false,
             last_transfer: None,
@@ -444,6 +454,13 @@ impl<P: StorageProvider> ClusterNode<P> {
         from: NodeId,
         message: PeerMessage,
     ) -> Result<(), NodeError> {
+        if self.controller.is_none() && self.metadata.is_leader() && message.waits_for_controller()
+        {
+            if self.awaiting_controller.len() < AWAITING_CONTROLLER_MAX {
+                self.awaiting_controller.push((from, message));
+            }
+            return Ok(());
+        }
         match message {
             PeerMessage::Raft(bytes) => {
                 // A damaged or misdirected quorum message is dropped like a lost one.
@@ -770,6 +787,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     fn update_controller(&mut self) {
         if !self.metadata.is_leader() {
             self.controller = None;
+            self.awaiting_controller.clear(); // their senders ask the next leader
             return;
         }
         let term = self.metadata.term();
@@ -802,6 +820,9 @@ impl<P: StorageProvider> ClusterNode<P> {
                         .collect();
                     self.controller = Some(controller);
                     self.propose(records)?;
+                    for (from, message) in std::mem::take(&mut self.awaiting_controller) {
+                        self.dispatch(now, from, message)?;
+                    }
                 }
             }
         }
@@ -869,6 +890,18 @@ impl<P: StorageProvider> ClusterNode<P> {
             message,
         };
         self.send(now, from, answer)
+    }
+
+    /// The message of `ask` to ask again of the controller, when it is another node than the
+    /// one asked (the first lost its leadership, or none was known then). The caller sends
+    /// it once its parked requests are back in place (to this node, it is acted on at once).
+    fn ask_again_if_moved(&self, ask: &mut (PeerMessage, Option<NodeId>)) -> Option<PeerMessage> {
+        let leader = self.metadata.leader();
+        if leader.is_none() || leader == ask.1 {
+            return None;
+        }
+        ask.1 = leader;
+        Some(ask.0.clone())
     }
 
     fn send_to_controller(&mut self, now: Millis, message: PeerMessage) -> Result<(), NodeError> {
@@ -1063,6 +1096,12 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.broker
             .handle_replica_fetch_response(now, &request, response);
     }
+}
+
+/// Where an incarnation's parked-request numbers start: its incarnation with the low 32
+/// bits cleared, so two incarnations' numbers differ for their first 4 billion requests.
+fn incarnation_base(incarnation: u64) -> u64 {
+    incarnation & !0xFFFF_FFFF
 }
 
 /// The BROKER resource name of dynamic configs for `node` (-1: the empty name, every

@@ -28,6 +28,9 @@ pub(super) struct ParkedReassignment {
     asked: Vec<(uuid::Uuid, i32)>,
     /// The controller's answer, once it came.
     results: Option<Vec<Reassigned>>,
+    /// What was asked of the controller, and the node it was sent to (asked again of a new
+    /// controller until answered).
+    ask: (PeerMessage, Option<NodeId>),
     deadline: Millis,
 }
 
@@ -86,6 +89,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             names,
             asked,
             results: None,
+            ask: (message.clone(), self.metadata.leader()),
             deadline,
         };
         let id = ParkedId::Reassignment(number);
@@ -112,7 +116,11 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// shows, or that are out of time.
     pub(super) fn complete_reassignments(&mut self, now: Millis) {
         let parked = std::mem::take(&mut self.reassignments);
-        for (id, reassignment) in parked {
+        let mut asks = Vec::new();
+        for (id, mut reassignment) in parked {
+            if reassignment.results.is_none() {
+                asks.extend(self.ask_again_if_moved(&mut reassignment.ask));
+            }
             let applied = |r: &Reassigned| match &r.outcome {
                 Ok(epoch) => (self.image().partition(r.topic_id, r.partition))
                     .is_none_or(|p| p.partition_epoch >= *epoch),
@@ -158,6 +166,9 @@ impl<P: StorageProvider> ClusterNode<P> {
             let response = ResponseKind::AlterPartitionReassignments(response);
             self.completed
                 .push(Completed::Response(id, Box::new(response)));
+        }
+        for ask in asks {
+            let _ = self.send_to_controller(now, ask);
         }
     }
 }

@@ -1530,6 +1530,16 @@ fn node_a_fourth_node_that_is_no_voter_joins_and_hosts_replicas() {
 /// AlterPartitionReassignments v0 at `at` for `orders-0` (`None` cancels): the partition's
 /// (error code, message).
 fn reassign(h: &mut Harness, at: i32, target: Option<&[i32]>) -> (i16, Option<String>) {
+    reassign_within(h, at, target, 500)
+}
+
+/// [`reassign`], running up to `wait_ms` for the answer.
+fn reassign_within(
+    h: &mut Harness,
+    at: i32,
+    target: Option<&[i32]>,
+    wait_ms: i64,
+) -> (i16, Option<String>) {
     use kafka_protocol::messages::alter_partition_reassignments_request::*;
     let mut partition = ReassignablePartition::default();
     partition.partition_index = 0;
@@ -1541,7 +1551,7 @@ fn reassign(h: &mut Harness, at: i32, target: Option<&[i32]>) -> (i16, Option<St
     body.timeout_ms = 10_000;
     body.topics = vec![topic];
     let request = RequestKind::AlterPartitionReassignments(body);
-    let ResponseKind::AlterPartitionReassignments(r) = answer(h, at, 0, request, 500) else {
+    let ResponseKind::AlterPartitionReassignments(r) = answer(h, at, 0, request, wait_ms) else {
         panic!()
     };
     let result = &r.responses[0].partitions[0];
@@ -1824,4 +1834,22 @@ fn node_replication_throttle_bounds_a_reassignment_s_catch_up_rate() {
         assert_eq!(error, code.code(), "{key}={value}: {message:?}");
     }
     assert!(h.node(1).image().broker_configs(-1).is_none());
+}
+
+/// An AlterPartitionReassignments asked of a controller that dies before answering is asked
+/// again of the next controller, and answered.
+#[test]
+fn node_a_request_to_a_controller_that_died_goes_to_the_next_one() {
+    let mut h = Harness::with_fourth_node();
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    let (old, outside) = replicas_and_outside(&mut h);
+    let controller = h.controller().unwrap();
+    h.stop(controller);
+    let at = (1..=4).find(|&n| n != controller).unwrap();
+    let mut target = old.clone();
+    target.retain(|&n| n != controller);
+    target.push(outside);
+    target.truncate(3);
+    assert_eq!(reassign_within(&mut h, at, Some(&target), 15_000).0, 0);
+    assert_ne!(h.controller(), Some(controller));
 }
