@@ -27,7 +27,7 @@ pub(super) struct ParkedQuorum {
 impl<P: StorageProvider> ClusterNode<P> {
     /// A client's DescribeQuorum (see the module doc).
     pub(super) fn describe_quorum(&mut self, now: Millis, request: DescribeQuorumRequest) -> Reply {
-        if let Some(state) = self.metadata.describe() {
+        if let Some(state) = self.quorum_state(now) {
             return answer(&request, Ok(&state));
         }
         let Some(leader) = self.metadata.leader() else {
@@ -45,6 +45,18 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.outbox
             .push((leader, PeerMessage::DescribeQuorum { request: number }));
         Reply::Parked(id)
+    }
+
+    /// The quorum's state as this node, its leader, knows it: raft's view of the voters, and
+    /// the observers that fetched the metadata log from it within a session timeout.
+    pub(super) fn quorum_state(&self, now: Millis) -> Option<QuorumState> {
+        let mut state = self.metadata.describe()?;
+        let recent = self.config.controller.session_timeout_ms;
+        state.observers = (self.observers.iter())
+            .filter(|(_, (_, at))| now.0 - at.0 <= recent)
+            .map(|(node, (applied, _))| (*node, *applied))
+            .collect();
+        Some(state)
     }
 
     /// The quorum leader's answer to this node's DescribeQuorum `request` (`None`: it no
@@ -132,14 +144,18 @@ fn describe(partition: &mut PartitionData, state: &QuorumState) {
     partition.leader_id = BrokerId(state.leader.0);
     partition.leader_epoch = i32::try_from(state.term).unwrap_or(i32::MAX);
     partition.high_watermark = clamp(state.committed);
-    partition.current_voters = (state.voters.iter())
-        .map(|&(NodeId(node), end)| {
-            let mut voter = ReplicaState::default();
-            voter.replica_id = BrokerId(node);
-            voter.log_end_offset = clamp(end);
-            voter.last_fetch_timestamp = -1;
-            voter.last_caught_up_timestamp = -1;
-            voter
-        })
-        .collect();
+    let replicas = |list: &[(NodeId, u64)]| {
+        (list.iter())
+            .map(|&(NodeId(node), end)| {
+                let mut replica = ReplicaState::default();
+                replica.replica_id = BrokerId(node);
+                replica.log_end_offset = clamp(end);
+                replica.last_fetch_timestamp = -1;
+                replica.last_caught_up_timestamp = -1;
+                replica
+            })
+            .collect()
+    };
+    partition.current_voters = replicas(&state.voters);
+    partition.observers = replicas(&state.observers);
 }

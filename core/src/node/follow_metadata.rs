@@ -9,6 +9,9 @@ use crate::broker::StorageProvider;
 use crate::quorum::Committed;
 use crate::types::{Millis, NodeId};
 
+/// The most observers a voter keeps track of (for DescribeQuorum).
+const OBSERVERS_MAX: usize = 1_024;
+
 /// The most entry bytes one answer to an observer carries (a snapshot may be larger).
 const ANSWER_BYTES_MAX: usize = 1 << 20;
 
@@ -28,6 +31,10 @@ impl<P: StorageProvider> ClusterNode<P> {
         correlation: u64,
         after: u64,
     ) {
+        let known = self.observers.contains_key(&from) || self.observers.len() < OBSERVERS_MAX;
+        if !self.config.voters.contains(&from) && known {
+            self.observers.insert(from, (after, now));
+        }
         if self.metadata.applied_index() > after {
             self.answer_metadata_fetch(from, correlation, after);
             return;

@@ -393,10 +393,12 @@ impl PeerMessage {
                         out.put_i32(state.leader.0);
                         out.put_u64(state.term);
                         out.put_u64(state.committed);
-                        out.put_u32(state.voters.len() as u32);
-                        for (node, end) in &state.voters {
-                            out.put_i32(node.0);
-                            out.put_u64(*end);
+                        for replicas in [&state.voters, &state.observers] {
+                            out.put_u32(replicas.len() as u32);
+                            for (node, end) in replicas {
+                                out.put_i32(node.0);
+                                out.put_u64(*end);
+                            }
                         }
                     }
                 }
@@ -630,15 +632,21 @@ impl PeerMessage {
                         let leader = NodeId(get_i32(input)?);
                         let term = get_u64(input)?;
                         let committed = get_u64(input)?;
-                        let count = get_len(input, 12)?;
-                        let voters = (0..count)
-                            .map(|_| Ok((NodeId(get_i32(input)?), get_u64(input)?)))
-                            .collect::<Result<_, RecordDecodeError>>()?;
+                        let mut replicas = || -> Result<Vec<(NodeId, u64)>, MessageDecodeError> {
+                            let count = get_len(input, 12)?;
+                            let list = (0..count)
+                                .map(|_| Ok((NodeId(get_i32(input)?), get_u64(input)?)))
+                                .collect::<Result<_, RecordDecodeError>>()?;
+                            Ok(list)
+                        };
+                        let voters = replicas()?;
+                        let observers = replicas()?;
                         Some(QuorumState {
                             leader,
                             term,
                             committed,
                             voters,
+                            observers,
                         })
                     }
                 };

@@ -189,6 +189,8 @@ pub struct ClusterNode<P: StorageProvider> {
     reassignments: BTreeMap<ParkedId, ParkedReassignment>,
     /// As a voter: observers' metadata fetches held until there is more to send.
     metadata_fetches: BTreeMap<NodeId, ParkedMetadataFetch>,
+    /// As a voter: each observer's last fetch — the index it had applied, and when.
+    observers: BTreeMap<NodeId, (u64, Millis)>,
     /// The replication throttles of reassignments' catch-up: as leader, as follower.
     leader_throttle: Throttle,
     follower_throttle: Throttle,
@@ -259,6 +261,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             quorum_asks: BTreeMap::new(),
             reassignments: BTreeMap::new(),
             metadata_fetches: BTreeMap::new(),
+            observers: BTreeMap::new(),
             leader_throttle: Throttle::default(),
             follower_throttle: Throttle::default(),
             // Numbers of an earlier incarnation are not reused: a late controller answer to
@@ -589,7 +592,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 self.take_reassignment_results(request, results)
             }
             PeerMessage::DescribeQuorum { request } => {
-                let state = self.metadata.describe();
+                let state = self.quorum_state(now);
                 self.send(now, from, PeerMessage::QuorumDescribed { request, state })?;
             }
             PeerMessage::QuorumDescribed { request, state } => {

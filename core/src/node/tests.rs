@@ -848,6 +848,7 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
                 term: 4,
                 committed: 17,
                 voters: vec![(NodeId(1), 15), (NodeId(2), 18)],
+                observers: vec![(NodeId(4), 12)],
             }),
         },
         PeerMessage::LeadersElected {
@@ -1340,19 +1341,7 @@ fn node_elect_leaders_at_a_follower_moves_leadership_back_to_the_preferred_repli
 
 /// DescribeQuorum at `at`: (error, leader, epoch, high watermark, voters with log ends).
 fn describe_quorum(h: &mut Harness, at: i32, topic: &str) -> (i16, i32, i32, i64, Vec<(i32, i64)>) {
-    let mut partition = describe_quorum_request::PartitionData::default();
-    partition.partition_index = 0;
-    let mut data = describe_quorum_request::TopicData::default();
-    data.topic_name = TopicName(StrBytes::from_string(topic.into()));
-    data.partitions = vec![partition];
-    let mut request = DescribeQuorumRequest::default();
-    request.topics = vec![data];
-    let ResponseKind::DescribeQuorum(response) =
-        answer(h, at, 2, RequestKind::DescribeQuorum(request), 200)
-    else {
-        panic!()
-    };
-    let p = &response.topics[0].partitions[0];
+    let p = describe_quorum_partition(h, at, topic);
     let voters = p
         .current_voters
         .iter()
@@ -1365,6 +1354,27 @@ fn describe_quorum(h: &mut Harness, at: i32, topic: &str) -> (i16, i32, i32, i64
         p.high_watermark,
         voters,
     )
+}
+
+/// DescribeQuorum v2 at `at` of partition 0 of `topic`: the partition's answer.
+fn describe_quorum_partition(
+    h: &mut Harness,
+    at: i32,
+    topic: &str,
+) -> describe_quorum_response::PartitionData {
+    let mut partition = describe_quorum_request::PartitionData::default();
+    partition.partition_index = 0;
+    let mut data = describe_quorum_request::TopicData::default();
+    data.topic_name = TopicName(StrBytes::from_string(topic.into()));
+    data.partitions = vec![partition];
+    let mut request = DescribeQuorumRequest::default();
+    request.topics = vec![data];
+    let ResponseKind::DescribeQuorum(response) =
+        answer(h, at, 2, RequestKind::DescribeQuorum(request), 200)
+    else {
+        panic!()
+    };
+    response.topics[0].partitions[0].clone()
 }
 
 #[test]
@@ -1852,4 +1862,27 @@ fn node_a_request_to_a_controller_that_died_goes_to_the_next_one() {
     target.truncate(3);
     assert_eq!(reassign_within(&mut h, at, Some(&target), 15_000).0, 0);
     assert_ne!(h.controller(), Some(controller));
+}
+
+/// DescribeQuorum names a broker that is not a voter among the observers, with the log
+/// index it applied, at whichever node it is asked.
+#[test]
+fn node_describe_quorum_lists_the_observers() {
+    let mut h = Harness::with_fourth_node();
+    h.run(1_000, 50);
+    for at in [2, 4] {
+        let p = describe_quorum_partition(&mut h, at, super::QUORUM_TOPIC);
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.current_voters.len(), 3);
+        let observers: Vec<(i32, i64)> = (p.observers.iter())
+            .map(|o| (o.replica_id.0, o.log_end_offset))
+            .collect();
+        assert_eq!(observers.len(), 1, "{observers:?}");
+        assert_eq!(observers[0].0, 4);
+        assert!(
+            observers[0].1 > 0 && observers[0].1 <= p.high_watermark,
+            "{observers:?} at {}",
+            p.high_watermark
+        );
+    }
 }

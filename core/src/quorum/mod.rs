@@ -87,6 +87,9 @@ pub struct QuorumState {
     pub committed: u64,
     /// Each voter and the log index it is known to hold, by node id.
     pub voters: Vec<(NodeId, u64)>,
+    /// Each observer (a broker that is not a voter) heard from lately and the log index it
+    /// applied, by node id (the quorum's caller fills these in; raft knows only voters).
+    pub observers: Vec<(NodeId, u64)>,
 }
 
 /// One step of the committed log, handed to the caller's state machine.
@@ -381,6 +384,7 @@ impl<S: Storage> Quorum<S> {
             term: self.raw.raft.term,
             committed: self.raw.raft.raft_log.committed,
             voters,
+            observers: Vec::new(),
         })
     }
 
