@@ -114,10 +114,12 @@ def outage(acked, since):
     return longest
 
 
-def produce_through(cluster, name, count, during, idempotent=True, partitions=3):
+def produce_through(
+    cluster, name, count, during, idempotent=True, partitions=3, producer_config=None
+):
     """Produces `count` records (acks=all) round the partitions, a few milliseconds apart,
     calling `during()` once a third of them are sent; returns the delivery reports and when
-    `during` ran."""
+    `during` ran. `producer_config` adds to (or overrides) the producer's settings."""
     producer = Producer(
         {
             "bootstrap.servers": cluster.bootstrap,
@@ -127,6 +129,7 @@ def produce_through(cluster, name, count, during, idempotent=True, partitions=3)
             "message.timeout.ms": 60_000,
             "retry.backoff.ms": 50,
             "topic.metadata.refresh.interval.ms": 1_000,
+            **(producer_config or {}),
         }
     )
     acked = Acked()
