@@ -48,6 +48,23 @@ def test_cluster_a_fourth_node_joins_without_restarts_and_hosts_replicas(cluster
         assert sorted(p.isrs) == sorted(p.replicas), p
 
 
+def test_cluster_java_client_sees_the_observer_and_moves_a_partition_onto_it(cluster):
+    """Run after the fourth node joined: the Java client (kafka-clients 4.x) bootstrapped
+    from that node finds four brokers, three voters and one observer in DescribeQuorum, and
+    moves a partition onto a broker it was not on with alterPartitionReassignments, watching
+    listPartitionReassignments until the move completes (kafka-reassign-partitions' calls)."""
+    from test_java import RUN_TIMEOUT_S, java_command
+
+    wait_serving(cluster, 4)
+    new = max(cluster.nodes)
+    cmd = [*java_command(), "--cluster", cluster.nodes[new].bootstrap, "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "PASS: every check passed" in proc.stdout, output
+    assert "3 voters, 1 observers" in proc.stdout, output
+    assert "moved; listPartitionReassignments empty" in proc.stdout, output
+
+
 def brook_cluster(bootstrap, *args):
     from conftest import BROOK_BIN
 

@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.UUID;
@@ -19,7 +20,9 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.QuorumInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -168,7 +171,8 @@ public final class BrookInterop {
             step("AdminClient describeMetadataQuorum");
             QuorumInfo quorum = admin.describeMetadataQuorum().quorumInfo()
                     .get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-            checkEq(brokers, quorum.voters().size(), "voters");
+            checkEq(brokers, quorum.voters().size() + quorum.observers().size(),
+                    "voters and observers (brokers that are not voters)");
             check(quorum.voters().stream().anyMatch(v -> v.replicaId() == quorum.leaderId()),
                     "the quorum leader is a voter");
             check(quorum.highWatermark() > 0, "the metadata log has committed entries");
@@ -176,7 +180,8 @@ public final class BrookInterop {
                 check(voter.logEndOffset() >= 0, "voter " + voter.replicaId() + " has a log end");
             }
             ok("leader " + quorum.leaderId() + " in epoch " + quorum.leaderEpoch() + ", high watermark "
-                    + quorum.highWatermark());
+                    + quorum.highWatermark() + ", " + quorum.voters().size() + " voters, "
+                    + quorum.observers().size() + " observers");
 
             String topic = "java-cluster-" + suffix;
             step("AdminClient createTopics " + topic + " (" + PARTITIONS + " partitions, RF 3)");
@@ -205,9 +210,40 @@ public final class BrookInterop {
 
             Map<Integer, List<Sent>> sent = produce("lz4", topic);
             consumeAndCheckOffsets(topic, sent);
+            reassign(admin, topic, nodes.stream().map(n -> n.id()).toList(), description);
             deleteTopics(admin, List.of(topic));
         }
         System.out.printf("   total %.1f s%n", (System.nanoTime() - started) / 1e9);
+    }
+
+    /**
+     * Moves partition 0 of {@code topic} (kafka-reassign-partitions' calls): onto a broker
+     * it is not on, when there is one, else reversed; waits until listPartitionReassignments
+     * shows nothing moving and describeTopics the target.
+     */
+    void reassign(Admin admin, String topic, List<Integer> brokers, TopicDescription before)
+            throws Exception {
+        List<Integer> replicas = before.partitions().get(0).replicas().stream().map(n -> n.id()).toList();
+        List<Integer> target = new ArrayList<>(replicas);
+        java.util.Collections.reverse(target);
+        brokers.stream().filter(b -> !replicas.contains(b)).findFirst().ifPresent(b -> target.set(0, b));
+        TopicPartition tp = new TopicPartition(topic, 0);
+        step("AdminClient alterPartitionReassignments " + tp + " " + replicas + " -> " + target);
+        admin.alterPartitionReassignments(Map.of(tp, Optional.of(new NewPartitionReassignment(target))))
+                .all().get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        long deadline = System.nanoTime() + TIMEOUT.toNanos();
+        Map<TopicPartition, PartitionReassignment> moving;
+        do {
+            moving = admin.listPartitionReassignments().reassignments()
+                    .get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            check(System.nanoTime() < deadline, "the move completes: " + moving);
+            Thread.sleep(100);
+        } while (!moving.isEmpty());
+        List<Integer> now = admin.describeTopics(List.of(topic)).allTopicNames()
+                .get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS).get(topic).partitions().get(0).replicas()
+                .stream().map(n -> n.id()).toList();
+        checkEq(target, now, "replicas after the move");
+        ok("moved; listPartitionReassignments empty");
     }
 
     void createAndDescribe(Admin admin, List<String> topics) throws Exception {
