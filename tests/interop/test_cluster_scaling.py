@@ -77,6 +77,19 @@ def brook_cluster(bootstrap, *args):
     return out.stdout.decode()
 
 
+def brook_cluster_fails(bootstrap, *args):
+    """`brook cluster ARGS` that must fail: its error output."""
+    from conftest import BROOK_BIN
+
+    out = subprocess.run(
+        [str(BROOK_BIN), "cluster", *args, "--bootstrap", bootstrap],
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode != 0, out.stdout.decode()
+    return out.stderr.decode()
+
+
 def produce_while(cluster, name, count, outputs, *command):
     """Produces `count` records over four partitions while `brook cluster COMMAND` runs in
     a thread started a third of the way in; its output goes to `outputs`."""
@@ -190,3 +203,14 @@ def test_cluster_rebalance_moves_replicas_onto_a_new_node_under_a_producer(clust
     got = read_all(cluster.bootstrap, topic_name, 4, 4_500)
     total = {p: len(v) for p, v in got.items()}
     assert sum(total.values()) == 4_500, total
+    # Stopped and unregistered, it leaves the cluster: the voters list three brokers again.
+    # (The consumer above made __consumer_offsets, spread over four nodes: drained first.)
+    brook_cluster(cluster.bootstrap, "remove-node", str(new))
+    assert "stop it first" in brook_cluster_fails(cluster.bootstrap, "unregister", str(new))
+    assert cluster.nodes[new].stop() == 0
+    wait_serving(cluster, 3)
+    out = brook_cluster(cluster.nodes[1].bootstrap, "unregister", str(new))
+    assert f"node {new} unregistered" in out, out
+    again = brook_cluster_fails(cluster.nodes[1].bootstrap, "unregister", str(new))
+    assert "not registered" in again, again
+    del cluster.nodes[new]

@@ -29,7 +29,7 @@ mod cluster;
 mod groups;
 mod reassignments;
 
-pub use cluster::{BrokerDescription, ClusterDescription};
+pub use cluster::{BrokerDescription, ClusterDescription, PartitionDescription};
 pub use groups::{GroupDescription, GroupListing, GroupState, MemberDescription, OffsetSpec};
 pub use reassignments::PartitionReassignment;
 

@@ -446,14 +446,19 @@ impl Admin {
             .block_on(self.inner.alter_broker_configs(broker, changes))
     }
 
-    /// The eligible leader replicas of `topics`' partitions (see
-    /// [`crate::Admin::eligible_leader_replicas`]).
-    pub fn eligible_leader_replicas(
+    /// The partitions of `topics`, internal ones too (see
+    /// [`crate::Admin::describe_topic_partitions`]).
+    pub fn describe_topic_partitions(
         &self,
         topics: &[String],
-    ) -> Result<std::collections::BTreeMap<(String, i32), Vec<i32>>, Error> {
+    ) -> Result<std::collections::BTreeMap<(String, i32), crate::PartitionDescription>, Error> {
         self.runtime
-            .block_on(self.inner.eligible_leader_replicas(topics))
+            .block_on(self.inner.describe_topic_partitions(topics))
+    }
+
+    /// Removes a stopped, drained broker (see [`crate::Admin::unregister_broker`]).
+    pub fn unregister_broker(&self, id: i32) -> Result<(), Error> {
+        self.runtime.block_on(self.inner.unregister_broker(id))
     }
 
     /// The partition moves under way.

@@ -53,7 +53,7 @@ mod producer;
 pub use admin::{
     Admin, AdminConfig, BrokerDescription, ClusterDescription, ConfigEntry, ConfigOp,
     GroupDescription, GroupListing, GroupState, MemberDescription, NewTopic, OffsetSpec,
-    PartitionReassignment,
+    PartitionDescription, PartitionReassignment,
 };
 pub use assignor::Assignor;
 pub use brook_core::record::{Compression, Header};

@@ -466,6 +466,9 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::ListPartitionReassignments(body) => {
                 ResponseKind::ListPartitionReassignments(self.handle_list_reassignments(body))
             }
+            RequestKind::UnregisterBroker(body) => {
+                ResponseKind::UnregisterBroker(reassignments::unregister_alone(body))
+            }
             RequestKind::DescribeTopicPartitions(body) => ResponseKind::DescribeTopicPartitions(
                 self.handle_describe_topic_partitions(now, body),
             ),

@@ -13,6 +13,7 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -98,6 +99,19 @@ impl<P: StorageProvider> Broker<P> {
         }
         response
     }
+}
+
+/// UnregisterBroker on a single broker: it is the whole cluster, so there is no other
+/// broker to remove and it cannot remove itself (`INVALID_REQUEST`).
+pub(crate) fn unregister_alone(request: UnregisterBrokerRequest) -> UnregisterBrokerResponse {
+    let mut response = UnregisterBrokerResponse::default();
+    response.error_code = ErrorCode::InvalidRequest.code();
+    let message = format!(
+        "a single broker has no other brokers to unregister (asked for {})",
+        request.broker_id.0
+    );
+    response.error_message = Some(StrBytes::from_string(message));
+    response
 }
 
 /// An AlterPartitionReassignments response from per-partition answers, grouped by topic in

@@ -182,7 +182,8 @@ impl<P: StorageProvider> Broker<P> {
             | MetadataRecord::FenceBroker { .. }
             | MetadataRecord::UnfenceBroker { .. }
             | MetadataRecord::ProducerIds { .. }
-            | MetadataRecord::BrokerConfigs { .. } => {}
+            | MetadataRecord::BrokerConfigs { .. }
+            | MetadataRecord::UnregisterBroker { .. } => {}
         }
         self.after_roles_change(now)
     }

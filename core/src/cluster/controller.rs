@@ -550,6 +550,41 @@ impl Controller {
         Ok(records)
     }
 
+    /// UnregisterBroker: `node` leaves the cluster. Errors: `BROKER_ID_NOT_REGISTERED`;
+    /// `INVALID_REQUEST` while it runs (stop it first) or holds replicas (move them off it
+    /// first, e.g. `brook cluster remove-node`).
+    pub fn unregister_broker(
+        &mut self,
+        node: NodeId,
+    ) -> Result<Vec<MetadataRecord>, (ErrorCode, String)> {
+        if !self.image.brokers().contains_key(&node) {
+            let message = format!("broker {} is not registered", node.0);
+            return Err((ErrorCode::BrokerIdNotRegistered, message));
+        }
+        if self.image.is_active(node) {
+            let message = format!("broker {} is running: stop it first", node.0);
+            return Err((ErrorCode::InvalidRequest, message));
+        }
+        let held: Vec<String> = (self.image.topics().values())
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .filter(|(_, p)| p.replicas.contains(&node))
+            .map(|(t, p)| format!("{}-{}", t.name, p.partition))
+            .take(5)
+            .collect();
+        if !held.is_empty() {
+            let message = format!(
+                "broker {} still holds replicas ({}…): move them off it first",
+                node.0,
+                held.join(", ")
+            );
+            return Err((ErrorCode::InvalidRequest, message));
+        }
+        self.sessions.remove(&node);
+        let mut records = Vec::new();
+        self.push(&mut records, MetadataRecord::UnregisterBroker { node });
+        Ok(records)
+    }
+
     /// Replaces the dynamic configs of broker `node` (-1: the default of every broker; the
     /// asking node checked the keys and values). Errors: `INVALID_REQUEST` for a broker that
     /// is not registered.

@@ -177,6 +177,18 @@ impl ClusterImage {
                 let topic = self.topics.get_mut(name).expect("names and topics agree");
                 topic.configs = configs.clone();
             }
+            MetadataRecord::UnregisterBroker { node } => {
+                let holds = (self.topics.values())
+                    .flat_map(|t| &t.partitions)
+                    .any(|p| p.replicas.contains(node));
+                if holds || self.brokers.remove(node).is_none() {
+                    return Err(ImageError(format!(
+                        "broker {} is not registered or holds replicas",
+                        node.0
+                    )));
+                }
+                self.broker_configs.remove(&node.0);
+            }
             MetadataRecord::BrokerConfigs { node, configs } => {
                 if *node < -1 {
                     return Err(ImageError(format!("broker configs of node {node}")));

@@ -115,6 +115,11 @@ pub enum MetadataRecord {
         /// The whole new set of overrides (Kafka names → values).
         configs: BTreeMap<String, String>,
     },
+    /// A broker left the cluster (UnregisterBroker): stopped, and holding no replica.
+    UnregisterBroker {
+        /// The broker.
+        node: NodeId,
+    },
     /// Dynamic broker configs (IncrementalAlterConfigs of a BROKER resource) were replaced:
     /// the whole new set for one broker, or for every broker (`node` -1: the cluster-wide
     /// default).
@@ -190,6 +195,10 @@ impl MetadataRecord {
                 out.put_u128(id.as_u128());
                 put_configs(&mut out, configs);
             }
+            MetadataRecord::UnregisterBroker { node } => {
+                out.put_u8(10);
+                out.put_i32(node.0);
+            }
             MetadataRecord::BrokerConfigs { node, configs } => {
                 out.put_u8(9);
                 out.put_i32(*node);
@@ -263,6 +272,9 @@ impl MetadataRecord {
             8 => MetadataRecord::TopicConfigs {
                 id: uuid::Uuid::from_u128(get_u128(input)?),
                 configs: get_configs(input)?,
+            },
+            10 => MetadataRecord::UnregisterBroker {
+                node: NodeId(get_i32(input)?),
             },
             9 => MetadataRecord::BrokerConfigs {
                 node: get_i32(input)?,

@@ -83,6 +83,11 @@ pub enum PeerMessage {
         /// The whole new set of overrides.
         configs: BTreeMap<String, String>,
     },
+    /// To the controller: a stopped broker that holds no replica leaves the cluster.
+    UnregisterBroker {
+        /// The broker.
+        node: NodeId,
+    },
     /// To the controller: replace a broker's dynamic configs (-1: every broker's default;
     /// checked by the asker).
     AlterBrokerConfigs {
@@ -202,6 +207,8 @@ pub enum TopicChange {
     Configs,
     /// IncrementalAlterConfigs of a broker's dynamic configs.
     BrokerConfigs,
+    /// UnregisterBroker.
+    Unregister,
 }
 
 /// What a metadata-log entry holds.
@@ -239,6 +246,7 @@ impl PeerMessage {
                 | PeerMessage::CreatePartitions { .. }
                 | PeerMessage::AlterTopicConfigs { .. }
                 | PeerMessage::AlterBrokerConfigs { .. }
+                | PeerMessage::UnregisterBroker { .. }
                 | PeerMessage::ElectLeaders { .. }
                 | PeerMessage::Reassign { .. }
         )
@@ -316,6 +324,7 @@ impl PeerMessage {
                     TopicChange::AddPartitions => 2,
                     TopicChange::Configs => 3,
                     TopicChange::BrokerConfigs => 4,
+                    TopicChange::Unregister => 5,
                 });
                 put_bytes(&mut out, name.as_bytes());
                 out.put_i16(*error_code);
@@ -402,6 +411,10 @@ impl PeerMessage {
                         }
                     }
                 }
+            }
+            PeerMessage::UnregisterBroker { node } => {
+                out.put_u8(22);
+                out.put_i32(node.0);
             }
             PeerMessage::AlterBrokerConfigs { node, configs } => {
                 out.put_u8(21);
@@ -551,6 +564,7 @@ impl PeerMessage {
                     2 => TopicChange::AddPartitions,
                     3 => TopicChange::Configs,
                     4 => TopicChange::BrokerConfigs,
+                    5 => TopicChange::Unregister,
                     other => return Err(MessageDecodeError(format!("unknown change {other}"))),
                 },
                 name: get_string(input)?,
@@ -652,6 +666,9 @@ impl PeerMessage {
                 };
                 PeerMessage::QuorumDescribed { request, state }
             }
+            22 => PeerMessage::UnregisterBroker {
+                node: NodeId(get_i32(input)?),
+            },
             21 => PeerMessage::AlterBrokerConfigs {
                 node: get_i32(input)?,
                 configs: get_string_map(input)?,

@@ -398,6 +398,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             RequestKind::ElectLeaders(body) => self.elect_leaders(now, body, request.api_version),
             RequestKind::DescribeQuorum(body) => self.describe_quorum(now, body),
             RequestKind::AlterPartitionReassignments(body) => self.alter_reassignments(now, body),
+            RequestKind::UnregisterBroker(body) => self.unregister_broker(now, body),
             RequestKind::Fetch(mut body) => {
                 // Only peers fetch as followers (their fetches come as peer messages): a client
                 // naming a replica id is a consumer, or it could move the high watermark.
@@ -543,6 +544,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                 let topic = name.clone();
                 self.decide_topic_change(now, from, TopicChange::Configs, name, |c| {
                     c.alter_topic_configs(&topic, configs)
+                })?;
+            }
+            PeerMessage::UnregisterBroker { node } => {
+                let name = node.0.to_string();
+                self.decide_topic_change(now, from, TopicChange::Unregister, name, |c| {
+                    c.unregister_broker(node)
                 })?;
             }
             PeerMessage::AlterBrokerConfigs { node, configs } => {

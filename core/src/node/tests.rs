@@ -150,6 +150,7 @@ impl Harness {
             RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             RequestKind::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
             RequestKind::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
+            RequestKind::UnregisterBroker(_) => ApiKey::UnregisterBroker,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -1550,9 +1551,21 @@ fn reassign_within(
     target: Option<&[i32]>,
     wait_ms: i64,
 ) -> (i16, Option<String>) {
+    reassign_partition(h, at, 0, target, wait_ms)
+}
+
+/// AlterPartitionReassignments v0 of `orders`' `index` at `at`, running up to `wait_ms` for
+/// the answer: the partition's (error code, message).
+fn reassign_partition(
+    h: &mut Harness,
+    at: i32,
+    index: i32,
+    target: Option<&[i32]>,
+    wait_ms: i64,
+) -> (i16, Option<String>) {
     use kafka_protocol::messages::alter_partition_reassignments_request::*;
     let mut partition = ReassignablePartition::default();
-    partition.partition_index = 0;
+    partition.partition_index = index;
     partition.replicas = target.map(|t| t.iter().map(|&n| BrokerId(n)).collect());
     let mut topic = ReassignableTopic::default();
     topic.name = TopicName(StrBytes::from_static_str("orders"));
@@ -1885,4 +1898,67 @@ fn node_describe_quorum_lists_the_observers() {
             p.high_watermark
         );
     }
+}
+
+/// UnregisterBroker v0 of `node` at `at`: (error code, message).
+fn unregister(h: &mut Harness, at: i32, node: i32) -> (i16, Option<String>) {
+    let mut body = UnregisterBrokerRequest::default();
+    body.broker_id = BrokerId(node);
+    let ResponseKind::UnregisterBroker(r) =
+        answer(h, at, 0, RequestKind::UnregisterBroker(body), 500)
+    else {
+        panic!()
+    };
+    (r.error_code, r.error_message.map(|m| m.to_string()))
+}
+
+/// A drained, stopped node leaves the cluster with UnregisterBroker at any node; while it
+/// runs or holds a replica it is refused with the reason, and an unknown id is
+/// BROKER_ID_NOT_REGISTERED.
+#[test]
+fn node_unregister_broker_removes_a_stopped_drained_node() {
+    let mut h = Harness::with_fourth_node();
+    assert_eq!(h.create_topic(1, "orders", 4), 0);
+    let holds = |h: &mut Harness| {
+        let image = h.node(1).image().clone();
+        (image.topics().values().flat_map(|t| &t.partitions))
+            .any(|p| p.replicas.contains(&NodeId(4)))
+    };
+    assert!(holds(&mut h), "four RF=3 partitions over four nodes");
+    let (code, message) = unregister(&mut h, 2, 4);
+    assert_eq!(code, ErrorCode::InvalidRequest.code());
+    assert!(message.unwrap().contains("stop it first"));
+    h.stop(4);
+    h.run(12_000, 100); // fenced once its session expires
+    let (code, message) = unregister(&mut h, 2, 4);
+    assert_eq!(code, ErrorCode::InvalidRequest.code());
+    assert!(message.unwrap().contains("holds replicas"));
+    // Drained: every partition on it moves to the three others.
+    let partitions = h
+        .node(1)
+        .image()
+        .topic("orders")
+        .unwrap()
+        .partitions
+        .clone();
+    for p in partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&NodeId(4)))
+    {
+        let moved = reassign_partition(&mut h, 1, p.partition, Some(&[1, 2, 3]), 2_000);
+        assert_eq!(moved.0, 0, "{moved:?}");
+    }
+    h.run(3_000, 100);
+    assert!(!holds(&mut h), "drained");
+    assert_eq!(unregister(&mut h, 3, 4), (0, None));
+    for at in 1..=3 {
+        assert!(
+            !h.node(at).image().brokers().contains_key(&NodeId(4)),
+            "gone at {at}"
+        );
+    }
+    assert_eq!(
+        unregister(&mut h, 3, 4).0,
+        ErrorCode::BrokerIdNotRegistered.code()
+    );
 }

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind, TopicName,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -64,6 +65,8 @@ enum Want {
     Configs(BTreeMap<String, String>),
     /// The broker (-1: every broker's default) has these dynamic configs.
     BrokerConfigs(i32, BTreeMap<String, String>),
+    /// The broker is not registered.
+    Unregistered(NodeId),
 }
 
 impl Want {
@@ -74,6 +77,7 @@ impl Want {
             Want::Partitions(_) => TopicChange::AddPartitions,
             Want::Configs(_) => TopicChange::Configs,
             Want::BrokerConfigs(..) => TopicChange::BrokerConfigs,
+            Want::Unregistered(_) => TopicChange::Unregister,
         }
     }
 }
@@ -85,6 +89,7 @@ enum TopicsResponse {
     AddPartitions(CreatePartitionsResponse),
     AlterConfigs(AlterConfigsResponse),
     IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
+    Unregister(UnregisterBrokerResponse),
 }
 
 impl TopicsResponse {
@@ -118,6 +123,10 @@ impl TopicsResponse {
                 result.error_code = code;
                 result.error_message = Some(StrBytes::from_string(message));
             }
+            TopicsResponse::Unregister(response) => {
+                response.error_code = code;
+                response.error_message = Some(StrBytes::from_string(message));
+            }
         }
     }
 
@@ -130,6 +139,7 @@ impl TopicsResponse {
             TopicsResponse::IncrementalAlterConfigs(response) => {
                 ResponseKind::IncrementalAlterConfigs(response)
             }
+            TopicsResponse::Unregister(response) => ResponseKind::UnregisterBroker(response),
         }
     }
 }
@@ -226,6 +236,32 @@ impl<P: StorageProvider> ClusterNode<P> {
         }
         let response = TopicsResponse::Create(response);
         self.park_topics(now, response, waiting, request.timeout_ms)
+    }
+
+    /// A client's UnregisterBroker (what `kafka-cluster unregister --id N` sends): asked of
+    /// the controller, answered once this node's image no longer has the broker.
+    pub(super) fn unregister_broker(
+        &mut self,
+        now: Millis,
+        request: UnregisterBrokerRequest,
+    ) -> Reply {
+        let node = NodeId(request.broker_id.0);
+        let name = node.0.to_string();
+        let mut waiting = Vec::new();
+        if self.image().brokers().contains_key(&node) {
+            self.topic_results
+                .remove(&(TopicChange::Unregister, name.clone()));
+            let _ = self.send_to_controller(now, PeerMessage::UnregisterBroker { node });
+            waiting.push((name, 0, Want::Unregistered(node)));
+        }
+        let mut answer = UnregisterBrokerResponse::default();
+        answer.error_message = None;
+        let mut response = TopicsResponse::Unregister(answer);
+        if waiting.is_empty() {
+            let message = format!("broker {} is not registered", node.0);
+            response.fail(0, ErrorCode::BrokerIdNotRegistered.code(), message);
+        }
+        self.park_topics(now, response, waiting, CONFIGS_TIMEOUT_MS)
     }
 
     /// Explicit replica lists of a new topic, checked as the controller will (none: fine).
@@ -515,6 +551,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                         topic.is_some_and(|t| t.partitions.len() >= *count as usize)
                     }
                     Want::Configs(configs) => topic.is_some_and(|t| t.configs == *configs),
+                    Want::Unregistered(node) => !self.image().brokers().contains_key(node),
                     Want::BrokerConfigs(node, configs) => {
                         let empty = BTreeMap::new();
                         self.image().broker_configs(*node).unwrap_or(&empty) == configs

@@ -30,6 +30,12 @@ pub enum ClusterCommand {
     /// Spread the replicas and preferred leaders evenly over the serving brokers (a new
     /// node gets its share): prints the moves, applies them as reassignments and waits.
     Rebalance(MoveArgs),
+    /// Remove a stopped node that holds no replica from the cluster (after remove-node).
+    Unregister {
+        /// The node.
+        #[arg(value_name = "N")]
+        node: i32,
+    },
     /// Move every replica off node N onto the other serving brokers, so it can be stopped.
     RemoveNode {
         /// The node to drain.
@@ -65,6 +71,10 @@ pub fn run(args: ClusterArgs) -> Result<(), ToolError> {
         ClusterCommand::Rebalance(moves) => {
             let brokers = serving(&admin)?;
             super::rebalance::rebalance(&admin, &brokers, &moves)?
+        }
+        ClusterCommand::Unregister { node } => {
+            admin.unregister_broker(node)?;
+            format!("node {node} unregistered\n")
         }
         ClusterCommand::RemoveNode { node, moves } => {
             let mut brokers = serving(&admin)?;
@@ -102,7 +112,11 @@ fn describe(admin: &blocking::Admin) -> Result<String, ToolError> {
     // A single broker, or an older one, may not know these: nothing moving, none eligible.
     let moving = admin.list_partition_reassignments().unwrap_or_default();
     let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    let eligible = admin.eligible_leader_replicas(&names).unwrap_or_default();
+    let described = admin.describe_topic_partitions(&names).unwrap_or_default();
+    let eligible = (described.into_iter())
+        .filter(|(_, p)| !p.eligible.is_empty())
+        .map(|(key, p)| (key, p.eligible))
+        .collect();
     let states = States { moving, eligible };
     Ok(format_cluster(&cluster, &topics, &states))
 }

@@ -2,12 +2,15 @@
 //! replicas and preferred leaders over the brokers, prints the moves and applies them as
 //! partition reassignments, then waits until they complete.
 //!
-//! The plan moves as few replicas as it can: replicas on brokers that are leaving (or gone)
-//! go first, each to the least-loaded broker the partition is not on; then, while one
-//! broker holds two or more replicas more than another, one replica moves from the most to
-//! the least loaded. Last, each partition's preferred leader (its first replica) is chosen
-//! among its replicas so that every broker is preferred about equally often; a reorder moves
-//! no data, and the controller's leader rebalance (or `ElectLeaders`) then moves leadership.
+//! Each topic is spread on its own (as `kafka-reassign-partitions --generate` does), so
+//! every topic's partitions are served by every broker about equally. The plan moves as few
+//! replicas as it can: replicas on brokers that are leaving (or gone) go first, each to the
+//! broker with the fewest of the topic's replicas the partition is not on; then, while one
+//! broker holds two or more of the topic's replicas more than another, one replica moves
+//! from the most to the least loaded. Last, each partition's preferred leader (its first
+//! replica) is chosen among its replicas so that every broker is preferred about equally
+//! often; a reorder moves no data, and the controller's leader rebalance (or
+//! `ElectLeaders`) then moves leadership.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -34,12 +37,31 @@ pub struct Assignment {
     pub replicas: Vec<i32>,
 }
 
-/// The assignments that change to spread `current` evenly over `brokers` (none left on a
-/// broker outside it): each as (current, planned). Deterministic for the same input.
+/// The assignments that change to spread each topic of `current` evenly over `brokers`
+/// (none left on a broker outside it): each as (current, planned). Deterministic for the
+/// same input.
 pub fn plan(current: &[Assignment], brokers: &BTreeSet<i32>) -> Vec<(Assignment, Assignment)> {
     if brokers.is_empty() {
         return Vec::new();
     }
+    let mut topics: BTreeMap<&str, Vec<Assignment>> = BTreeMap::new();
+    for a in current {
+        topics.entry(&a.topic).or_default().push(a.clone());
+    }
+    let mut moves = Vec::new();
+    for partitions in topics.values() {
+        let planned = plan_topic(partitions, brokers);
+        moves.extend(
+            (partitions.iter().zip(planned))
+                .filter(|(before, after)| before.replicas != after.replicas)
+                .map(|(before, after)| (before.clone(), after)),
+        );
+    }
+    moves
+}
+
+/// One topic's partitions spread evenly over `brokers` (see the module doc).
+fn plan_topic(current: &[Assignment], brokers: &BTreeSet<i32>) -> Vec<Assignment> {
     let mut planned: Vec<Assignment> = current.to_vec();
     let mut load: BTreeMap<i32, usize> = brokers.iter().map(|&b| (b, 0)).collect();
     for a in &planned {
@@ -104,10 +126,7 @@ pub fn plan(current: &[Assignment], brokers: &BTreeSet<i32>) -> Vec<(Assignment,
         a.replicas.swap(0, i);
         *preferred.get_mut(&chosen).expect("a broker") += 1;
     }
-    (current.iter().zip(planned))
-        .filter(|(before, after)| before.replicas != after.replicas)
-        .map(|(before, after)| (before.clone(), after))
-        .collect()
+    planned
 }
 
 /// The moves as text, one line each: `TOPIC-PARTITION: 1,2,3 -> 2,3,4`.
@@ -126,19 +145,20 @@ pub fn format_moves(moves: &[(Assignment, Assignment)]) -> String {
     text
 }
 
-/// Every partition's replicas as the cluster's metadata names them.
+/// Every partition's replicas as the cluster's metadata names them, the internal
+/// `__consumer_offsets` too (Metadata lists it only when asked by name, which would create
+/// it; DescribeTopicPartitions does not).
 pub fn current_assignments(admin: &blocking::Admin) -> Result<Vec<Assignment>, ToolError> {
-    let mut assignments = Vec::new();
-    for name in admin.list_topics()? {
-        let topic = super::topic_info(admin, &name, false)?;
-        for p in &topic.partitions {
-            assignments.push(Assignment {
-                topic: name.clone(),
-                partition: p.partition,
-                replicas: p.replicas.clone(),
-            });
-        }
-    }
+    let mut names = admin.list_topics()?;
+    names.push("__consumer_offsets".to_string());
+    let described = admin.describe_topic_partitions(&names)?;
+    let assignments = (described.into_iter())
+        .map(|((topic, partition), p)| Assignment {
+            topic,
+            partition,
+            replicas: p.replicas,
+        })
+        .collect();
     Ok(assignments)
 }
 
@@ -244,10 +264,39 @@ mod tests {
     fn apply(current: &[Assignment], moves: &[(Assignment, Assignment)]) -> Vec<Assignment> {
         let mut after = current.to_vec();
         for (_, planned) in moves {
-            let slot = after.iter_mut().find(|a| a.partition == planned.partition);
+            let slot = (after.iter_mut())
+                .find(|a| a.topic == planned.topic && a.partition == planned.partition);
             *slot.expect("a partition") = planned.clone();
         }
         after
+    }
+
+    #[test]
+    fn rebalance_plan_spreads_each_topic_on_its_own() {
+        // One topic already spread over four brokers, one only on the first three: the
+        // second gets its share of the fourth too.
+        let mut current: Vec<Assignment> = (0..4)
+            .map(|p| Assignment {
+                topic: "spread".into(),
+                partition: p,
+                replicas: vec![p % 4 + 1, (p + 1) % 4 + 1, (p + 2) % 4 + 1],
+            })
+            .collect();
+        current.extend((0..4).map(|p| assignment(p, &[1, 2, 3])));
+        let brokers: BTreeSet<i32> = [1, 2, 3, 4].into();
+        let after = apply(&current, &plan(&current, &brokers));
+        let orders: Vec<Assignment> = after
+            .iter()
+            .filter(|a| a.topic == "orders")
+            .cloned()
+            .collect();
+        assert_eq!(loads(&orders).get(&4).map(|l| l.0), Some(3), "{orders:?}");
+        let spread: Vec<Assignment> = after
+            .iter()
+            .filter(|a| a.topic == "spread")
+            .cloned()
+            .collect();
+        assert!(loads(&spread).values().all(|l| l.0 == 3), "{spread:?}");
     }
 
     #[test]

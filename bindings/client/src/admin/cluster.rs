@@ -4,11 +4,15 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
-use kafka_protocol::messages::{DescribeClusterRequest, DescribeTopicPartitionsRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeTopicPartitionsRequest, TopicName,
+    UnregisterBrokerRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Admin;
 use crate::error::{check, Error};
+use crate::ErrorCode;
 
 /// DescribeCluster versions this client speaks (v1 added the endpoint type).
 const DESCRIBE_CLUSTER_VERSIONS: (i16, i16) = (0, 1);
@@ -64,27 +68,64 @@ impl Admin {
     }
 }
 
+/// UnregisterBroker versions this client speaks.
+const UNREGISTER_BROKER_VERSIONS: (i16, i16) = (0, 0);
+
+impl Admin {
+    /// Removes broker `id` from the cluster (what `kafka-cluster unregister --id` sends): a
+    /// stopped broker that holds no replica.
+    pub async fn unregister_broker(&self, id: i32) -> Result<(), Error> {
+        let response = self
+            .network
+            .call_controller(UNREGISTER_BROKER_VERSIONS, |_| {
+                UnregisterBrokerRequest::default().with_broker_id(BrokerId(id))
+            })
+            .await?;
+        let message = response.error_message.as_ref().map(|m| m.as_str());
+        check(
+            response.error_code,
+            message,
+            &format!("unregister broker {id}"),
+        )?;
+        self.network.mark_stale();
+        Ok(())
+    }
+}
+
 /// DescribeTopicPartitions versions this client speaks.
 const DESCRIBE_TOPIC_PARTITIONS_VERSIONS: (i16, i16) = (0, 0);
 /// Partitions per DescribeTopicPartitions answer (the rest follow by cursor).
 const PARTITIONS_PER_PAGE: i32 = 2_000;
 
+/// One partition as DescribeTopicPartitions (KIP-966) describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// The leader's node id, or -1.
+    pub leader: i32,
+    /// The replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+    /// The eligible leader replicas: replicas that left the ISR while it was below
+    /// `min.insync.replicas` and may still lead.
+    pub eligible: Vec<i32>,
+}
+
 impl Admin {
-    /// The eligible leader replicas (KIP-966) of each partition of `topics` that has any,
-    /// by (topic, partition): replicas that left the ISR while it was below
-    /// `min.insync.replicas` and may still lead. From DescribeTopicPartitions, page by page.
-    pub async fn eligible_leader_replicas(
+    /// The partitions of `topics` (internal ones too; unknown topics are left out), by
+    /// (topic, partition), from DescribeTopicPartitions page by page.
+    pub async fn describe_topic_partitions(
         &self,
         topics: &[String],
-    ) -> Result<BTreeMap<(String, i32), Vec<i32>>, Error> {
-        let mut eligible = BTreeMap::new();
+    ) -> Result<BTreeMap<(String, i32), PartitionDescription>, Error> {
+        let mut described = BTreeMap::new();
         let mut cursor: Option<Cursor> = None;
         loop {
             let request = |_| {
                 let wanted = (topics.iter())
                     .map(|t| {
-                        TopicRequest::default()
-                            .with_name(TopicName(StrBytes::from_string(t.clone())))
+                        let name = TopicName(StrBytes::from_string(t.clone()));
+                        TopicRequest::default().with_name(name)
                     })
                     .collect();
                 DescribeTopicPartitionsRequest::default()
@@ -100,21 +141,23 @@ impl Admin {
                     .name
                     .as_ref()
                     .map_or_else(String::new, |n| n.0.to_string());
+                if topic.error_code == ErrorCode::UnknownTopicOrPartition.code() {
+                    continue;
+                }
                 check(
                     topic.error_code,
                     None,
                     &format!("describe partitions of {name}"),
                 )?;
+                let ids = |b: &[BrokerId]| b.iter().map(|b| b.0).collect::<Vec<i32>>();
                 for p in &topic.partitions {
-                    let elr: Vec<i32> = p
-                        .eligible_leader_replicas
-                        .iter()
-                        .flatten()
-                        .map(|b| b.0)
-                        .collect();
-                    if !elr.is_empty() {
-                        eligible.insert((name.clone(), p.partition_index), elr);
-                    }
+                    let partition = PartitionDescription {
+                        leader: p.leader_id.0,
+                        replicas: ids(&p.replica_nodes),
+                        isr: ids(&p.isr_nodes),
+                        eligible: ids(p.eligible_leader_replicas.as_deref().unwrap_or(&[])),
+                    };
+                    described.insert((name.clone(), p.partition_index), partition);
                 }
             }
             match response.next_cursor {
@@ -124,7 +167,7 @@ impl Admin {
                         .with_partition_index(next.partition_index);
                     cursor = Some(resume);
                 }
-                None => return Ok(eligible),
+                None => return Ok(described),
             }
         }
     }

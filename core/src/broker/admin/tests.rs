@@ -53,6 +53,7 @@ fn api_key(body: &RequestKind) -> ApiKey {
         RequestKind::DescribeQuorum(_) => ApiKey::DescribeQuorum,
         RequestKind::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
         RequestKind::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
+        RequestKind::UnregisterBroker(_) => ApiKey::UnregisterBroker,
         other => panic!("no key for {other:?}"),
     }
 }
