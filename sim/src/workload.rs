@@ -74,6 +74,11 @@ pub struct PartitionView {
     pub epoch: i32,
     /// Its ISR.
     pub isr: Vec<i32>,
+    /// Its replicas, in assignment order (during a reassignment: the target, then those
+    /// being removed).
+    pub replicas: Vec<i32>,
+    /// Whether a reassignment of it is under way.
+    pub reassigning: bool,
 }
 
 /// A produce request a cluster producer sent (acks=all or acks=1).
@@ -129,6 +134,8 @@ pub struct History {
     pub partition_views: Vec<PartitionView>,
     /// The produce requests the cluster producers sent, for the scenarios' checks.
     pub produce_sends: Vec<ProduceSend>,
+    /// The reassignments the cluster run's reassigner asked for, in order.
+    pub moves: Vec<crate::reassign::Asked>,
 }
 
 /// The history shared by every client of a run.
