@@ -79,6 +79,7 @@ fn trace_changes(id: i32, trace: Trace, history: SharedHistory) -> Observer<Clus
                     isr,
                     replicas,
                     reassigning,
+                    fresh: last.get(i).is_none(),
                 };
                 history.lock().expect("history").partition_views.push(view);
             }

@@ -8,6 +8,7 @@
 //! (`cluster.rs`): after healing, every node must show each partition at the last target
 //! asked for, no longer reassigning, held by exactly those nodes.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -138,21 +139,27 @@ fn request_for(wanted: &Move) -> AlterPartitionReassignmentsRequest {
 }
 
 /// Each partition's replicas as the run must leave them: the last target asked for, or the
-/// replicas it was created with (`1..=nodes`).
-pub fn expected_replicas(history: &History, nodes: i32, partitions: i32) -> Vec<Vec<i32>> {
+/// replicas it was created with (the first view of it any node recorded; `1..=voters`
+/// before any).
+pub fn expected_replicas(history: &History, voters: i32, partitions: i32) -> Vec<Vec<i32>> {
     (0..partitions)
         .map(|p| {
             let last = history.moves.iter().rev().find(|m| m.partition == p);
-            last.map_or_else(|| (1..=nodes).collect(), |m| m.target.clone())
+            let created = || {
+                let first = history.partition_views.iter().find(|v| v.partition == p);
+                first.map_or_else(|| (1..=voters).collect(), |v| v.replicas.clone())
+            };
+            last.map_or_else(created, |m| m.target.clone())
         })
         .collect()
 }
 
 /// `reassign-target` (every move asked for was accepted) and `removed-replica-rejoined`:
-/// once a node saw a move complete — the partition at its target, not reassigning — every
-/// later view of that node until the next move of the partition was asked keeps exactly the
-/// target's replicas, with the ISR among them (a replica the move removed never comes back,
-/// however long it keeps fetching).
+/// once a node saw a move complete — its view of the partition changing to the target, not
+/// reassigning — every later view of that node's incarnation, until the next move of the
+/// partition was asked, keeps exactly the target's replicas, with the ISR among them: a
+/// replica the move removed never comes back, however long it keeps fetching. (A restarted
+/// node's views start over: it replays the metadata log through older states.)
 pub fn check_moves(history: &History, failures: &mut Vec<Failure>) {
     for asked in history.moves.iter().filter(|m| m.accepted_ms.is_none()) {
         failures.push(Failure {
@@ -168,16 +175,23 @@ pub fn check_moves(history: &History, failures: &mut Vec<Failure>) {
             .find(|m| m.partition == asked.partition)
             .map_or(i64::MAX, |m| m.sent_ms);
         let views = (history.partition_views.iter())
-            .filter(|v| v.partition == asked.partition && v.at_ms >= asked.sent_ms)
-            .filter(|v| v.at_ms < until);
-        let mut done_at = std::collections::BTreeMap::new();
+            .filter(|v| v.partition == asked.partition && v.at_ms < until);
+        // Per node: whether its previous view showed the move done, and since when it saw
+        // the move complete.
+        let mut was_done = BTreeMap::new();
+        let mut done_at = BTreeMap::new();
         for view in views {
             let done = !view.reassigning && view.replicas == asked.target;
-            if done {
+            if view.fresh {
+                done_at.remove(&view.node);
+            } else if done
+                && was_done.get(&view.node) == Some(&false)
+                && view.at_ms >= asked.sent_ms
+            {
                 done_at.entry(view.node).or_insert(view.at_ms);
-                continue;
             }
-            let Some(at) = done_at.get(&view.node) else {
+            was_done.insert(view.node, done);
+            let Some(at) = done_at.get(&view.node).filter(|_| !done) else {
                 continue;
             };
             failures.push(Failure {

@@ -79,6 +79,9 @@ pub struct PartitionView {
     pub replicas: Vec<i32>,
     /// Whether a reassignment of it is under way.
     pub reassigning: bool,
+    /// Whether it is the first view of the partition by this incarnation of the node (a
+    /// restarted node replays the metadata log and may pass through old states again).
+    pub fresh: bool,
 }
 
 /// A produce request a cluster producer sent (acks=all or acks=1).
