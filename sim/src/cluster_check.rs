@@ -58,7 +58,7 @@ pub async fn await_convergence(
                 && snapshot.as_ref().is_ok_and(|r| same_ends(r, &expected));
             if done {
                 trace.record(format!("{} replicas converged", now().0));
-                return snapshot.map_err(|detail| converge_failure(detail));
+                return snapshot.map_err(converge_failure);
             }
             if timed_out {
                 let views = describe_views(registry, layout.brokers);

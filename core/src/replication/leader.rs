@@ -306,13 +306,14 @@ impl LeaderState {
         log_start_offset: Offset,
     ) -> Result<FetchVerdict, ErrorCode> {
         let leader_end = self.log_end_offset;
-        if !self.followers.contains_key(&fetch.follower) {
+        if let std::collections::btree_map::Entry::Vacant(stranger) =
+            self.followers.entry(fetch.follower)
+        {
             if !is_planted(PlantedBug::ZombieReplicaRejoins) {
                 return Err(ErrorCode::NotLeaderOrFollower);
             }
             // Planted bug: a broker outside the replicas is served as a follower.
-            self.followers
-                .insert(fetch.follower, FollowerProgress::default());
+            stranger.insert(FollowerProgress::default());
         }
         if let Some(last) = fetch.last_fetched_epoch {
             if let Some(diverging) = divergence(fetch.fetch_offset, last, epoch_end(last))? {
