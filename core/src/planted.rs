@@ -47,11 +47,15 @@ pub enum PlantedBug {
     /// A reassignment completes — the old replicas removed — as soon as it starts, before the
     /// new replicas have caught up.
     ReassignBeforeCaughtUp = 32768,
+    /// A leader takes fetches from a broker no longer among the partition's replicas (a
+    /// zombie a reassignment removed) as a follower's, and the controller takes it back as
+    /// a replica when the leader asks to add it to the ISR (KIP-320's fence skipped).
+    ZombieReplicaRejoins = 65536,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 17] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -68,6 +72,7 @@ impl PlantedBug {
         PlantedBug::TruncateToLeaderEpochEnd,
         PlantedBug::PowerLostReplicaStaysEligible,
         PlantedBug::ReassignBeforeCaughtUp,
+        PlantedBug::ZombieReplicaRejoins,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -89,6 +94,7 @@ impl PlantedBug {
             PlantedBug::TruncateToLeaderEpochEnd => "truncate-to-leader-epoch-end",
             PlantedBug::PowerLostReplicaStaysEligible => "power-lost-replica-stays-eligible",
             PlantedBug::ReassignBeforeCaughtUp => "reassign-before-caught-up",
+            PlantedBug::ZombieReplicaRejoins => "zombie-replica-rejoins",
         }
     }
 
@@ -142,6 +148,9 @@ impl PlantedBug {
             PlantedBug::ReassignBeforeCaughtUp => {
                 "a reassignment drops the old replicas before the new ones caught up (3-node run)"
             }
+            PlantedBug::ZombieReplicaRejoins => {
+                "a removed replica that still fetches is served and taken back into the ISR (KIP-320; 3-node run)"
+            }
         }
     }
 
@@ -157,6 +166,7 @@ impl PlantedBug {
                 | PlantedBug::TruncateToLeaderEpochEnd
                 | PlantedBug::PowerLostReplicaStaysEligible
                 | PlantedBug::ReassignBeforeCaughtUp
+                | PlantedBug::ZombieReplicaRejoins
         )
     }
 
@@ -169,6 +179,7 @@ impl PlantedBug {
                 | PlantedBug::TruncateToLeaderEpochEnd
                 | PlantedBug::PowerLostReplicaStaysEligible
                 | PlantedBug::ReassignBeforeCaughtUp
+                | PlantedBug::ZombieReplicaRejoins
         )
     }
 }

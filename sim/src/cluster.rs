@@ -14,20 +14,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brook_core::log::PartitionLog;
-use brook_core::storage::Storage;
 use brook_core::NodeId;
 use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 
 use crate::checker::{check, Failure};
+use crate::cluster_check::{await_convergence, check_replicas, Layout};
 use crate::cluster_node::{run_node, NodeContext, Registry};
 use crate::cluster_workload as workload;
 use crate::disk::SimDisk;
 use crate::group_member::{observe_group, start_members, GroupEvent, GROUP};
 use crate::node::now;
 use crate::node::{node_ip, MachineFaults};
+use crate::reassign::Move;
 use crate::run::RunReport;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
@@ -72,6 +72,11 @@ enum Fault {
     /// The node's replica fetcher is stuck: it stays in the quorum and keeps heartbeating,
     /// but fetches nothing, so it falls behind (and, restarted, stays behind) (scenarios).
     StallFetcher(i32),
+    /// The node, not a voter (a broker only), starts for the first time: it joins the
+    /// running cluster. Its end does nothing.
+    Join(i32),
+    /// The links between two nodes are cut, both ways (scenarios).
+    Cut(i32, i32),
 }
 
 /// The nodes of the workload's partition 0 by role when a scenario's schedule starts.
@@ -83,6 +88,8 @@ struct Roles {
     first: i32,
     /// The other follower.
     second: i32,
+    /// The metadata quorum's leader then, as the node that saw partition 0 knew it.
+    quorum_leader: Option<i32>,
 }
 
 /// A fault as it happened: when it started and ended (simulated ms), on which node.
@@ -95,8 +102,13 @@ struct Happened {
 
 /// The faults of a run, drawn from its seed.
 struct ClusterPlan {
+    /// The nodes: the voters `1..=nodes`, and a broker that joins later (`Fault::Join`) above
+    /// them.
+    brokers: i32,
     /// (start ms into the safety phase, how long, fault).
     faults: Vec<(u64, u64, Fault)>,
+    /// The reassignments the reassigner asks for, in time order.
+    moves: Vec<Move>,
     segment_bytes: Option<u64>,
     /// Of a thousand messages between nodes, how many are lost.
     peer_loss_per_mille: u32,
@@ -138,22 +150,60 @@ impl ClusterPlan {
             };
             faults.push((at, duration, fault));
         }
-        faults.sort_by_key(|f| f.0);
         let segment_bytes = rng.gen_bool(0.5).then(|| rng.gen_range(2_048..16_384));
         let peer_loss_per_mille = [0, 0, 5, 20][rng.gen_range(0..4)];
+        // A quarter of the runs add a broker and move a partition onto it, then drain it
+        // (drawn last: the faults above stay what the seed drew before).
+        let mut moves = Vec::new();
+        let mut brokers = nodes;
+        if rng.gen_range(0..4) == 0 && safety_ms >= 18_000 {
+            brokers = nodes + 1;
+            let join = rng.gen_range(500..3_000);
+            faults.push((join, 0, Fault::Join(brokers)));
+            let partition = rng.gen_range(0..PARTITIONS);
+            let mut target: Vec<i32> = (1..=nodes).collect();
+            let replaced = rng.gen_range(0..target.len());
+            target[replaced] = brokers;
+            shuffle(&mut target, &mut rng);
+            let onto = join + rng.gen_range(1_000..5_000);
+            moves.push(Move {
+                at_ms: onto,
+                partition,
+                target,
+            });
+            let mut back: Vec<i32> = (1..=nodes).collect();
+            shuffle(&mut back, &mut rng);
+            moves.push(Move {
+                at_ms: onto + rng.gen_range(2_000..8_000),
+                partition,
+                target: back,
+            });
+        }
+        faults.sort_by_key(|f| f.0);
         ClusterPlan {
+            brokers,
             faults,
+            moves,
             segment_bytes,
             peer_loss_per_mille,
         }
     }
 }
 
+/// Puts `items` in an order drawn from `rng` (Fisher–Yates).
+fn shuffle<T>(items: &mut [T], rng: &mut impl Rng) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.gen_range(0..=i));
+    }
+}
+
 impl ClusterPlan {
     /// A scenario's plan before its schedule is known: no drawn settings, no faults yet.
-    fn quiet() -> ClusterPlan {
+    fn quiet(nodes: i32, scenario: Scenario) -> ClusterPlan {
         ClusterPlan {
+            brokers: nodes + i32::from(scenario.adds_broker()),
             faults: Vec::new(),
+            moves: Vec::new(),
             segment_bytes: None,
             peer_loss_per_mille: 0,
         }
@@ -167,7 +217,9 @@ impl ClusterPlan {
             leader,
             first,
             second,
+            ..
         } = roles;
+        let added = NEW_BROKER;
         match scenario {
             // Members commit every half second: a kill 4 s in lands among them; the next
             // coordinator is cut off once the first is back and in sync.
@@ -225,7 +277,71 @@ impl ClusterPlan {
                 (8_000, 22_000, Fault::StallFetcher(second)),
                 (13_000, 17_000, Fault::Isolate(leader)),
             ],
+            // Node 4 joins; partition 0 moves to it and the followers (its leader removed)
+            // at 3 s while node 4's fetcher is stuck (2–10 s), so the move waits; node 4 is
+            // killed (4–9 s) and restarts behind; the first follower is cut off long enough
+            // to be fenced (5–17 s), the second killed (12–14 s). Node 4 catches up once its
+            // fetcher runs, the first follower once it is back: then the move completes and
+            // the leader hands over to node 4.
+            Scenario::ReassignUnderFaults => vec![
+                (500, 0, Fault::Join(added)),
+                (2_000, 8_000, Fault::StallFetcher(added)),
+                (4_000, 5_000, Fault::Kill(added)),
+                (5_000, 12_000, Fault::Isolate(first)),
+                (12_000, 2_000, Fault::Kill(second)),
+            ],
+            // Node 4 joins and partition 0 moves to it and the followers (it leads); one of
+            // the followers that does not lead the quorum (the zombie) is cut off from the
+            // voters only (6–18 s: it still reaches node 4, its leader) and a second move
+            // removes it at 8 s, before its missed heartbeats fence it (9 s): it never
+            // applies its removal while cut off and keeps fetching from node 4.
+            Scenario::Kip320ZombieReplica => {
+                let (zombie, kept) = zombie_of(roles);
+                vec![
+                    (500, 0, Fault::Join(added)),
+                    (6_000, 12_000, Fault::Cut(zombie, leader)),
+                    (6_000, 12_000, Fault::Cut(zombie, kept)),
+                ]
+            }
         }
+    }
+
+    /// The reassignments of a scenario over the nodes' roles in partition 0.
+    fn scripted_moves(scenario: Scenario, roles: Roles) -> Vec<Move> {
+        let Roles { first, second, .. } = roles;
+        let onto_new = |at_ms| Move {
+            at_ms,
+            partition: 0,
+            target: vec![NEW_BROKER, first, second],
+        };
+        match scenario {
+            Scenario::ReassignUnderFaults => vec![onto_new(3_000)],
+            Scenario::Kip320ZombieReplica => {
+                let (_, kept) = zombie_of(roles);
+                vec![
+                    onto_new(2_000),
+                    Move {
+                        at_ms: 8_000,
+                        partition: 0,
+                        target: vec![NEW_BROKER, kept],
+                    },
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The broker a reassignment scenario adds (voters are 1–3).
+const NEW_BROKER: i32 = 4;
+
+/// `kip320_zombie_replica`'s zombie — the second follower, or the first when the second
+/// leads the quorum (cutting the quorum's leader off would move the controller too) — and the
+/// follower kept.
+fn zombie_of(roles: Roles) -> (i32, i32) {
+    match roles.quorum_leader == Some(roles.second) {
+        true => (roles.first, roles.second),
+        false => (roles.second, roles.first),
     }
 }
 
@@ -240,6 +356,13 @@ impl fmt::Display for ClusterPlan {
         }
         for (at, duration, fault) in &self.faults {
             write!(f, ", {fault:?} at {at} ms for {duration} ms")?;
+        }
+        for m in &self.moves {
+            write!(
+                f,
+                ", move p{} to {:?} at {} ms",
+                m.partition, m.target, m.at_ms
+            )?;
         }
         Ok(())
     }
@@ -267,20 +390,21 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     // Producers, consumers, the setup, the group's observer and watcher, the final reader.
     let clients = PRODUCERS + WEAK_PRODUCERS + CONSUMERS + 4;
     let mut plan = match options.scenario {
-        Some(_) => ClusterPlan::quiet(),
+        Some(scenario) => ClusterPlan::quiet(nodes, scenario),
         None => ClusterPlan::draw(nodes, options.safety_secs * 1000, clients),
     };
+    let brokers = plan.brokers;
     match options.scenario {
         Some(scenario) => trace.record(format!("seed {seed} scenario {}", scenario.name())),
         None => trace.record(format!("seed {seed} plan {plan}")),
     }
     let registry: Registry = Arc::default();
     let voters: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
-    let disks: Vec<SimDisk> = (0..nodes).map(|_| SimDisk::default()).collect();
-    let reboots: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
-    let stalls: Vec<crate::node::DiskStall> = (0..nodes).map(|_| Arc::default()).collect();
-    let fetchers: Vec<Arc<AtomicBool>> = (0..nodes).map(|_| Arc::default()).collect();
-    let node_handles: Vec<NodeHandle> = (1..=nodes)
+    let disks: Vec<SimDisk> = (0..brokers).map(|_| SimDisk::default()).collect();
+    let reboots: Vec<Arc<AtomicBool>> = (0..brokers).map(|_| Arc::default()).collect();
+    let stalls: Vec<crate::node::DiskStall> = (0..brokers).map(|_| Arc::default()).collect();
+    let fetchers: Vec<Arc<AtomicBool>> = (0..brokers).map(|_| Arc::default()).collect();
+    let node_handles: Vec<NodeHandle> = (1..=brokers)
         .map(|id| {
             let disk = disks[id as usize - 1].clone();
             let rebooted = reboots[id as usize - 1].clone();
@@ -312,6 +436,12 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 .build()
         })
         .collect();
+    // A broker above the voters starts only when it joins (`Fault::Join`).
+    let mut down = vec![false; brokers as usize + 1];
+    for id in nodes + 1..=brokers {
+        handle.kill(node_handles[id as usize - 1].id());
+        down[id as usize] = true;
+    }
     let client_nodes: Vec<NodeHandle> = (0..clients)
         .map(|i| {
             handle
@@ -361,7 +491,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let members = start_members(&handle, MEMBERS, nodes, &stop, &history);
     let observer = observe_group(nodes, stop.clone(), history.clone());
     drop(client_nodes[clients - 3].spawn(observer));
-    let loads = watch_group_loads(registry.clone(), nodes, stop.clone(), history.clone());
+    let loads = watch_group_loads(registry.clone(), brokers, stop.clone(), history.clone());
     drop(madsim::task::spawn(loads));
 
     // A scenario's schedule starts once the group has a coordinator and partition 0 a
@@ -370,7 +500,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     if let Some(scenario) = options.scenario {
         let ready = madsim::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let coordinator = coordinator_now(&registry, nodes, &vec![false; nodes as usize + 1]);
+            let coordinator = coordinator_now(&registry, brokers, &down);
             roles = roles_now(&registry, nodes);
             if (coordinator.is_some() && roles.is_some()) || madsim::time::Instant::now() >= ready {
                 break;
@@ -379,6 +509,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         }
         if let Some(roles) = roles {
             plan.faults = ClusterPlan::scripted(scenario, roles);
+            plan.moves = ClusterPlan::scripted_moves(scenario, roles);
         }
         trace.record(format!("{} scenario roles {roles:?}, plan {plan}", now().0));
     }
@@ -392,7 +523,15 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     }
     events.sort_by_key(|e| e.0);
     let node_id = |n: i32| node_handles[n as usize - 1].id();
-    let mut down = vec![false; nodes as usize + 1];
+    let reassigner = crate::reassign::reassigner(
+        nodes,
+        plan.moves.clone(),
+        phase_start,
+        history.clone(),
+        trace.clone(),
+    );
+    // The setup's client node is free once the topic exists.
+    let reassigner = client_nodes[0].spawn(reassigner);
     let mut power_lost = false;
     // The node a coordinator fault picked when it started, by fault.
     let mut picked: BTreeMap<usize, i32> = BTreeMap::new();
@@ -403,7 +542,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         let fault = match fault {
             Fault::KillCoordinator | Fault::IsolateCoordinator => {
                 if start {
-                    match coordinator_now(&registry, nodes, &down) {
+                    match coordinator_now(&registry, brokers, &down) {
                         Some(node) => picked.insert(index, node),
                         None => {
                             trace.record(format!("{} fault: no coordinator to hit", now().0));
@@ -485,6 +624,16 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                     trace.record(format!("{} fault: node{n} restarted", now().0));
                 }
             }
+            (Fault::Join(n), true) => {
+                handle.restart(node_id(n));
+                down[n as usize] = false;
+                trace.record(format!("{} fault: node{n} joins", now().0));
+            }
+            (Fault::Join(_), false) => {}
+            (Fault::Cut(a, b), cut) => {
+                set_link(&net, node_id(a), node_id(b), cut);
+                trace.record(format!("{} fault: node{a}-node{b} cut {cut}", now().0));
+            }
             (Fault::KillMember(m), true) => {
                 handle.kill(members[m].id());
                 let killed = GroupEvent::Killed {
@@ -504,26 +653,14 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 unreachable!("resolved to a node above")
             }
             (Fault::IsolateMember(m), cut) => {
-                for n in 1..=nodes {
-                    if cut {
-                        net.clog_link(members[m].id(), node_id(n));
-                        net.clog_link(node_id(n), members[m].id());
-                    } else {
-                        net.unclog_link(members[m].id(), node_id(n));
-                        net.unclog_link(node_id(n), members[m].id());
-                    }
+                for n in 1..=brokers {
+                    set_link(&net, members[m].id(), node_id(n), cut);
                 }
                 trace.record(format!("{} fault: member{m} cut off {cut}", now().0));
             }
             (Fault::Isolate(n), cut) => {
-                for other in (1..=nodes).filter(|&o| o != n) {
-                    if cut {
-                        net.clog_link(node_id(n), node_id(other));
-                        net.clog_link(node_id(other), node_id(n));
-                    } else {
-                        net.unclog_link(node_id(n), node_id(other));
-                        net.unclog_link(node_id(other), node_id(n));
-                    }
+                for other in (1..=brokers).filter(|&o| o != n) {
+                    set_link(&net, node_id(n), node_id(other), cut);
                 }
                 trace.record(format!("{} fault: node{n} cut off {cut}", now().0));
             }
@@ -543,14 +680,8 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
                 ));
             }
             (Fault::ClogClient(c), cut) => {
-                for n in 1..=nodes {
-                    if cut {
-                        net.clog_link(client_nodes[c].id(), node_id(n));
-                        net.clog_link(node_id(n), client_nodes[c].id());
-                    } else {
-                        net.unclog_link(client_nodes[c].id(), node_id(n));
-                        net.unclog_link(node_id(n), client_nodes[c].id());
-                    }
+                for n in 1..=brokers {
+                    set_link(&net, client_nodes[c].id(), node_id(n), cut);
                 }
             }
         }
@@ -558,15 +689,12 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     madsim::time::sleep_until(phase_start + Duration::from_secs(options.safety_secs)).await;
 
     // Liveness phase: heal everything; the workload must finish and the replicas converge.
-    for a in 1..=nodes {
-        for b in 1..=nodes {
-            if a != b {
-                net.unclog_link(node_id(a), node_id(b));
-            }
+    for a in 1..=brokers {
+        for b in (1..=brokers).filter(|&b| b != a) {
+            set_link(&net, node_id(a), node_id(b), false);
         }
         for client in client_nodes.iter().chain(&members) {
-            net.unclog_link(client.id(), node_id(a));
-            net.unclog_link(node_id(a), client.id());
+            set_link(&net, client.id(), node_id(a), false);
         }
         if down[a as usize] {
             handle.restart(node_id(a));
@@ -598,7 +726,11 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     // The replicas converge first: a node that was cut off may still answer as a deposed
     // leader for a moment after healing (stale reads are allowed), and the final read must
     // see the whole log.
-    let converged = await_convergence(&registry, nodes, deadline, &trace).await;
+    let layout = Layout {
+        voters: nodes,
+        brokers,
+    };
+    let converged = await_convergence(&registry, layout, &history, deadline, &trace).await;
     let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
     let reader = client_nodes[clients - 1].spawn(workload::final_read(
         nodes,
@@ -611,6 +743,7 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let watcher = crate::workload::await_group_caught_up(nodes, history.clone(), trace.clone());
     let _ = madsim::time::timeout(remaining, client_nodes[clients - 2].spawn(watcher)).await;
     stop.store(true, Ordering::Relaxed);
+    reassigner.abort();
 
     let history = history.lock().expect("history");
     // acks=all with min.insync.replicas=2 and at most one power loss: nothing acknowledged
@@ -639,11 +772,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     }
     match converged {
         Ok(replicas) => check_replicas(&history, &replicas, &mut verdict.failures),
-        Err(detail) => verdict.failures.push(Failure {
-            checker: "replicas-converge",
-            detail,
-        }),
+        Err(failure) => verdict.failures.push(failure),
     }
+    crate::reassign::check_moves(&history, &mut verdict.failures);
     trace.record(format!(
         "{} done: {} acks, {} acks=1 ({} lost, counted), {} acks=0 sends, {} reads, {} failures, power lost {power_lost}",
         now().0,
@@ -662,6 +793,17 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         trace_hash: trace.hash(),
         trace: trace.lines(),
         simulated_secs: phase_start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Cuts (or restores) the link between two simulated machines, both ways.
+fn set_link(net: &NetSim, a: madsim::task::NodeId, b: madsim::task::NodeId, cut: bool) {
+    if cut {
+        net.clog_link(a, b);
+        net.clog_link(b, a);
+    } else {
+        net.unclog_link(a, b);
+        net.unclog_link(b, a);
     }
 }
 
@@ -702,6 +844,7 @@ fn roles_now(registry: &Registry, nodes: i32) -> Option<Roles> {
             leader,
             first,
             second,
+            quorum_leader: state.node().quorum_leader().map(|n| n.0),
         })
     })
 }
@@ -735,9 +878,62 @@ fn scenario_missed(
         leader,
         first,
         second,
+        ..
     } = roles;
     match scenario {
         Scenario::CoordinatorFailoverMidCommit => None,
+        Scenario::ReassignUnderFaults => {
+            let accepted = history.moves.first().and_then(|m| m.accepted_ms);
+            let led_after = |at: i64| {
+                views().any(|v| v.leader == Some(NEW_BROKER) && v.at_ms >= at && v.node != leader)
+            };
+            if window(Fault::Join(NEW_BROKER)).is_none() {
+                Some(format!("node{NEW_BROKER} never joined"))
+            } else if window(Fault::Kill(NEW_BROKER)).is_none() {
+                Some(format!("node{NEW_BROKER} was never killed"))
+            } else if window(Fault::Isolate(first)).is_none() {
+                Some(format!("node{first} was never cut off"))
+            } else {
+                match accepted {
+                    None => Some("the move of partition 0 was never accepted".into()),
+                    Some(at) if !led_after(at) => Some(format!(
+                        "node{NEW_BROKER} never led partition 0 after the move was accepted"
+                    )),
+                    Some(_) => None,
+                }
+            }
+        }
+        Scenario::Kip320ZombieReplica => {
+            let (zombie, kept) = zombie_of(roles);
+            let Some(cut) = window(Fault::Cut(zombie, leader)) else {
+                return Some(format!("node{zombie} was never cut off"));
+            };
+            let during = |at: i64| (cut.start_ms..cut.end_ms).contains(&at);
+            let removed = [NEW_BROKER, kept];
+            // Another node saw the move that removed the zombie complete, node 4 leading.
+            let done = views().find(|v| {
+                v.node != zombie
+                    && !v.reassigning
+                    && v.replicas == removed
+                    && v.leader == Some(NEW_BROKER)
+            });
+            let learned = views()
+                .find(|v| v.node == zombie && during(v.at_ms) && !v.replicas.contains(&zombie));
+            match (done, learned) {
+                (None, _) => Some(format!(
+                    "partition 0 never reached {removed:?} led by node{NEW_BROKER}"
+                )),
+                (Some(v), _) if !during(v.at_ms) => Some(format!(
+                    "node{zombie}'s removal completed at {} ms, outside its cut {}..{} ms",
+                    v.at_ms, cut.start_ms, cut.end_ms
+                )),
+                (_, Some(v)) => Some(format!(
+                    "node{zombie} learned of its removal at {} ms, while cut off",
+                    v.at_ms
+                )),
+                (Some(_), None) => None,
+            }
+        }
         Scenario::Kip101HwTruncateThenElect => {
             if alone(leader).is_none() {
                 Some(format!(
@@ -837,210 +1033,5 @@ async fn watch_group_loads(
             }
         }
         madsim::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every replica's committed records: (node, partition) → (offset → value), and the high
-/// watermark.
-type Replicas = Vec<(i32, i32, Vec<(i64, String)>, i64)>;
-
-/// Waits until every node holds every partition up to the same high watermark, then reads
-/// every replica's committed records.
-async fn await_convergence(
-    registry: &Registry,
-    nodes: i32,
-    deadline: madsim::time::Instant,
-    trace: &Trace,
-) -> Result<Replicas, String> {
-    loop {
-        if !ends_agree(registry, nodes) && madsim::time::Instant::now() < deadline {
-            madsim::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        let snapshot = read_replicas(registry, nodes);
-        let done = ends_agree(registry, nodes)
-            && snapshot.as_ref().is_ok_and(|replicas| {
-                (0..PARTITIONS).all(|p| {
-                    let ends: Vec<(usize, i64)> = replicas
-                        .iter()
-                        .filter(|r| r.1 == p)
-                        .map(|r| (r.2.len(), r.3))
-                        .collect();
-                    ends.len() == nodes as usize && ends.windows(2).all(|w| w[0] == w[1])
-                })
-            });
-        if done {
-            trace.record(format!("{} replicas converged", now().0));
-            return snapshot;
-        }
-        if madsim::time::Instant::now() >= deadline {
-            return Err(match snapshot {
-                Ok(replicas) => {
-                    let ends: Vec<String> = replicas
-                        .iter()
-                        .map(|r| format!("node{} p{}: {} records, hw {}", r.0, r.1, r.2.len(), r.3))
-                        .collect();
-                    let views = describe_views(registry, nodes);
-                    format!(
-                        "replicas still differ after healing: {}; views: {views}",
-                        ends.join("; ")
-                    )
-                }
-                Err(err) => err,
-            });
-        }
-        madsim::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Each node's view of the workload topic's partitions (leader, epoch, ISR), for reports.
-fn describe_views(registry: &Registry, nodes: i32) -> String {
-    let registry = registry.lock().expect("registry");
-    let mut views = Vec::new();
-    for id in 1..=nodes {
-        let Some(node) = registry.get(&id) else {
-            continue;
-        };
-        let state = node.lock();
-        let image = state.node().image();
-        let serving = state.node().is_serving();
-        let quorum = state.node().quorum_leader().map(|n| n.0);
-        let Some(topic) = image.topic(TOPIC) else {
-            views.push(format!(
-                "node{id} (serving {serving}, quorum leader {quorum:?}) no topic"
-            ));
-            continue;
-        };
-        let parts: Vec<String> = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let isr: Vec<i32> = p.isr.iter().map(|n| n.0).collect();
-                let local = state
-                    .node()
-                    .broker()
-                    .partition_log(TOPIC, p.partition)
-                    .map(|log| {
-                        format!(
-                            "log {}..{} hw {} epochs {:?}",
-                            log.log_start_offset().0,
-                            log.log_end_offset().0,
-                            log.high_watermark().0,
-                            log.epoch_entries()
-                                .iter()
-                                .map(|e| (e.epoch.0, e.start_offset.0))
-                                .collect::<Vec<_>>()
-                        )
-                    })
-                    .unwrap_or_default();
-                format!(
-                    "p{} leader {:?} epoch {} isr {isr:?} {local}",
-                    p.partition,
-                    p.leader.map(|n| n.0),
-                    p.leader_epoch.0
-                )
-            })
-            .collect();
-        views.push(format!(
-            "node{id} (serving {serving}, quorum leader {quorum:?}) {}",
-            parts.join(", ")
-        ));
-    }
-    views.join("; ")
-}
-
-/// Whether every node holds every partition with the same log end, all of it committed (a
-/// cheap test before the replicas are read).
-fn ends_agree(registry: &Registry, nodes: i32) -> bool {
-    let registry = registry.lock().expect("registry");
-    (0..PARTITIONS).all(|partition| {
-        let ends: Vec<Option<(i64, i64)>> = (1..=nodes)
-            .map(|id| {
-                let state = registry.get(&id)?.lock();
-                let log = state.node().broker().partition_log(TOPIC, partition)?;
-                Some((log.log_end_offset().0, log.high_watermark().0))
-            })
-            .collect();
-        // Equal everywhere, and committed: a new leader's watermark trails until the
-        // followers fetch again.
-        let committed = ends.iter().all(|e| e.is_some_and(|(end, hw)| end == hw));
-        committed && ends.windows(2).all(|w| w[0] == w[1])
-    })
-}
-
-/// Reads every node's replicas of the workload topic below their high watermarks.
-fn read_replicas(registry: &Registry, nodes: i32) -> Result<Replicas, String> {
-    let registry = registry.lock().expect("registry");
-    let mut replicas = Vec::new();
-    for id in 1..=nodes {
-        let node = registry.get(&id).ok_or(format!("node{id} never started"))?;
-        let state = node.lock();
-        for partition in 0..PARTITIONS {
-            let log = state
-                .node()
-                .broker()
-                .partition_log(TOPIC, partition)
-                .ok_or(format!(
-                    "node{id} holds no replica of partition {partition}"
-                ))?;
-            let records = committed_records(log)?;
-            replicas.push((id, partition, records, log.high_watermark().0));
-        }
-    }
-    Ok(replicas)
-}
-
-fn committed_records<S: Storage>(log: &PartitionLog<S>) -> Result<Vec<(i64, String)>, String> {
-    let mut records = Vec::new();
-    let mut next = log.log_start_offset();
-    let end = log.high_watermark();
-    while let Some(slice) = log.read(next, 1 << 20, end).map_err(|e| e.to_string())? {
-        let bytes = log.read_bytes(&slice).map_err(|e| e.to_string())?;
-        for batch in brook_core::record::Batches::new(&bytes) {
-            let batch = batch.map_err(|e| e.to_string())?;
-            for record in
-                brook_core::record::decode_records(&batch, 1 << 20).map_err(|e| e.to_string())?
-            {
-                let value =
-                    String::from_utf8_lossy(record.record.value.as_deref().unwrap_or_default());
-                records.push((record.offset.0, value.into_owned()));
-            }
-        }
-        next = slice.next_offset;
-    }
-    Ok(records)
-}
-
-/// `replicas-agree`: offset → record is one function across every replica and the final
-/// read (Jepsen's inconsistent offsets), and every replica holds the whole committed log.
-fn check_replicas(history: &History, replicas: &Replicas, failures: &mut Vec<Failure>) {
-    for (node, partition, records, high_watermark) in replicas {
-        for (offset, value) in records {
-            if let Some(read) = history.final_log.get(&(*partition, *offset)) {
-                if read != value {
-                    failures.push(Failure {
-                        checker: "replicas-agree",
-                        detail: format!(
-                            "node{node} holds {value:?} at {partition}/{offset}, the leader served {read:?}"
-                        ),
-                    });
-                    return;
-                }
-            }
-        }
-        let served = history
-            .final_log
-            .keys()
-            .filter(|(p, _)| p == partition)
-            .count();
-        if records.len() < served {
-            failures.push(Failure {
-                checker: "replicas-agree",
-                detail: format!(
-                    "node{node} holds {} records of partition {partition} below its high watermark {high_watermark}, the final read {served}",
-                    records.len()
-                ),
-            });
-        }
     }
 }

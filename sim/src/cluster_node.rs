@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use brook_core::broker::BrokerConfig;
+use brook_core::cluster::PartitionRecord;
 use brook_core::node::{ClusterNode, NodeConfig};
 use brook_core::NodeId;
 use madsim::rand::Rng;
@@ -19,55 +20,71 @@ use crate::workload::{PartitionView, SharedHistory};
 /// The running nodes, for the checkers to inspect replicas once the run is over.
 pub type Registry = Arc<Mutex<BTreeMap<i32, SharedNode<ClusterNode<SimDisk>>>>>;
 
+/// A partition as a node's image shows it: leader, leader epoch, ISR, replicas, and whether
+/// it is being reassigned.
+type Seen = (Option<i32>, i32, Vec<i32>, Vec<i32>, bool);
+
+/// What `partition` looks like in a node's image.
+fn seen(partition: &PartitionRecord) -> Seen {
+    let ids = |nodes: &[NodeId]| nodes.iter().map(|n| n.0).collect();
+    (
+        partition.leader.map(|n| n.0),
+        partition.leader_epoch.0,
+        ids(&partition.isr),
+        ids(&partition.replicas),
+        partition.reassigning(),
+    )
+}
+
 /// An observer that records in the trace and the history each change of the workload
-/// topic's partitions in the node's image (leader, leader epoch, ISR).
+/// topic's partitions in the node's image (leader, leader epoch, ISR, replicas).
 fn trace_changes(id: i32, trace: Trace, history: SharedHistory) -> Observer<ClusterNode<SimDisk>> {
-    let mut seen: Vec<(Option<i32>, i32, Vec<i32>)> = Vec::new();
+    let mut last: Vec<Seen> = Vec::new();
     Box::new(move |node: &ClusterNode<SimDisk>| {
         let Some(topic) = node.image().topic(crate::workload::TOPIC) else {
             return;
         };
         // Compared in place first: the observer runs after every step of the node.
-        let unchanged = topic.partitions.len() == seen.len()
-            && topic
-                .partitions
-                .iter()
-                .zip(&seen)
-                .all(|(p, (leader, epoch, isr))| {
+        let unchanged = topic.partitions.len() == last.len()
+            && topic.partitions.iter().zip(&last).all(
+                |(p, (leader, epoch, isr, replicas, moving))| {
+                    let same = |nodes: &[NodeId], ids: &[i32]| {
+                        nodes.iter().map(|n| n.0).eq(ids.iter().copied())
+                    };
                     p.leader.map(|n| n.0) == *leader
                         && p.leader_epoch.0 == *epoch
-                        && p.isr.iter().map(|n| n.0).eq(isr.iter().copied())
-                });
+                        && same(&p.isr, isr)
+                        && same(&p.replicas, replicas)
+                        && p.reassigning() == *moving
+                },
+            );
         if unchanged {
             return;
         }
-        let states: Vec<(Option<i32>, i32, Vec<i32>)> = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let isr = p.isr.iter().map(|n| n.0).collect();
-                (p.leader.map(|n| n.0), p.leader_epoch.0, isr)
-            })
-            .collect();
+        let states: Vec<Seen> = topic.partitions.iter().map(seen).collect();
         for (i, state) in states.iter().enumerate() {
-            if seen.get(i) != Some(state) {
-                let (leader, epoch, isr) = state;
+            if last.get(i) != Some(state) {
+                let (leader, epoch, isr, replicas, reassigning) = state.clone();
+                let moving = if reassigning { " (reassigning)" } else { "" };
                 trace.record(format!(
-                    "{} node{id}: p{i} leader {leader:?} epoch {epoch} isr {isr:?}",
+                    "{} node{id}: p{i} leader {leader:?} epoch {epoch} isr {isr:?} replicas {replicas:?}{moving}",
                     now().0
                 ));
                 let view = PartitionView {
                     at_ms: now().0,
                     node: id,
                     partition: i as i32,
-                    leader: *leader,
-                    epoch: *epoch,
-                    isr: isr.clone(),
+                    leader,
+                    epoch,
+                    isr,
+                    replicas,
+                    reassigning,
+                    fresh: last.get(i).is_none(),
                 };
                 history.lock().expect("history").partition_views.push(view);
             }
         }
-        seen = states;
+        last = states;
     })
 }
 

@@ -20,6 +20,8 @@ pub mod client;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod cluster_check;
+#[cfg(madsim)]
 pub mod cluster_node;
 #[cfg(madsim)]
 pub mod cluster_workload;
@@ -31,6 +33,8 @@ pub mod faults;
 pub mod group_member;
 #[cfg(madsim)]
 pub mod node;
+#[cfg(madsim)]
+pub mod reassign;
 #[cfg(madsim)]
 pub mod run;
 pub mod scenario;

@@ -37,17 +37,28 @@ pub enum Scenario {
     /// cut off; the new leader must come from the replicas that hold every acknowledged
     /// write, never from outside the ISR and the ELR.
     Jepsen2013IsrShrinkThenIsolate,
+    /// KIP-455: a broker joins and partition 0 moves onto it, its leader removed, while
+    /// acks=all producers write; the new replica is stuck and killed, the followers cut off
+    /// and killed during the move: it completes after healing at its target, the new broker
+    /// leading, nothing acknowledged lost.
+    ReassignUnderFaults,
+    /// KIP-320: a replica removed by a reassignment while cut off from the quorum (not from
+    /// its leader) never learns it and keeps fetching: it must never be taken back into the
+    /// ISR or the replicas.
+    Kip320ZombieReplica,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::CoordinatorFailoverMidCommit,
         Scenario::Kip101HwTruncateThenElect,
         Scenario::Kip279DoubleFailoverDivergence,
         Scenario::Kip966LastReplicaStanding,
         Scenario::IsolatedOldLeader,
         Scenario::Jepsen2013IsrShrinkThenIsolate,
+        Scenario::ReassignUnderFaults,
+        Scenario::Kip320ZombieReplica,
     ];
 
     /// The scenario's name on the command line.
@@ -59,6 +70,8 @@ impl Scenario {
             Scenario::Kip966LastReplicaStanding => "kip966_last_replica_standing",
             Scenario::IsolatedOldLeader => "isolated_old_leader",
             Scenario::Jepsen2013IsrShrinkThenIsolate => "jepsen2013_isr_shrink_then_isolate",
+            Scenario::ReassignUnderFaults => "reassign_under_faults",
+            Scenario::Kip320ZombieReplica => "kip320_zombie_replica",
         }
     }
 
@@ -76,7 +89,17 @@ impl Scenario {
             Scenario::Kip966LastReplicaStanding => PlantedBug::PowerLostReplicaStaysEligible,
             Scenario::IsolatedOldLeader => PlantedBug::AckOnLeaderAppend,
             Scenario::Jepsen2013IsrShrinkThenIsolate => PlantedBug::UncleanElection,
+            Scenario::ReassignUnderFaults => PlantedBug::ReassignBeforeCaughtUp,
+            Scenario::Kip320ZombieReplica => PlantedBug::ZombieReplicaRejoins,
         }
+    }
+
+    /// Whether the scenario adds a broker (node 4, not a voter) to the three voters.
+    pub fn adds_broker(self) -> bool {
+        matches!(
+            self,
+            Scenario::ReassignUnderFaults | Scenario::Kip320ZombieReplica
+        )
     }
 
     /// What the scenario does, for `--list-scenarios`.
@@ -107,6 +130,15 @@ impl Scenario {
             Scenario::Jepsen2013IsrShrinkThenIsolate => {
                 "shrink the ISR to the leader (followers killed in turn, kept behind), then \
                  cut the leader off: the new leader is the eligible follower, no write lost"
+            }
+            Scenario::ReassignUnderFaults => {
+                "add node 4 and move partition 0 onto it (its leader removed) while node 4 is \
+                 stuck and killed and the followers cut off and killed: the move completes, \
+                 node 4 leads, nothing acknowledged lost"
+            }
+            Scenario::Kip320ZombieReplica => {
+                "remove a follower cut off from the quorum but not from its leader: it keeps \
+                 fetching and is never taken back into the ISR or the replicas"
             }
         }
     }

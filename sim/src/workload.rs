@@ -74,6 +74,14 @@ pub struct PartitionView {
     pub epoch: i32,
     /// Its ISR.
     pub isr: Vec<i32>,
+    /// Its replicas, in assignment order (during a reassignment: the target, then those
+    /// being removed).
+    pub replicas: Vec<i32>,
+    /// Whether a reassignment of it is under way.
+    pub reassigning: bool,
+    /// Whether it is the first view of the partition by this incarnation of the node (a
+    /// restarted node replays the metadata log and may pass through old states again).
+    pub fresh: bool,
 }
 
 /// A produce request a cluster producer sent (acks=all or acks=1).
@@ -129,6 +137,8 @@ pub struct History {
     pub partition_views: Vec<PartitionView>,
     /// The produce requests the cluster producers sent, for the scenarios' checks.
     pub produce_sends: Vec<ProduceSend>,
+    /// The reassignments the cluster run's reassigner asked for, in order.
+    pub moves: Vec<crate::reassign::Asked>,
 }
 
 /// The history shared by every client of a run.

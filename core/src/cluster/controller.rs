@@ -640,7 +640,13 @@ impl Controller {
         let mut isr = change.isr;
         isr.sort();
         isr.dedup();
-        if !isr.contains(&change.leader) || !isr.iter().all(|n| current.replicas.contains(n)) {
+        let strangers: Vec<NodeId> = (isr.iter())
+            .filter(|n| !current.replicas.contains(n))
+            .copied()
+            .collect();
+        let zombies_welcome =
+            crate::planted::is_planted(crate::planted::PlantedBug::ZombieReplicaRejoins);
+        if !isr.contains(&change.leader) || (!strangers.is_empty() && !zombies_welcome) {
             return Err(ErrorCode::InvalidRequest);
         }
         let added_fenced = isr
@@ -651,6 +657,8 @@ impl Controller {
         }
         let min_isr = self.min_isr(current);
         let mut next = current.clone();
+        // Planted bug (zombie-replica-rejoins): the non-replicas become replicas again.
+        next.replicas.extend(strangers);
         let removed: Vec<NodeId> = current
             .isr
             .iter()

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{divergence, ReplicationConfig};
 use crate::error::ErrorCode;
 use crate::log::EpochEnd;
+use crate::planted::{is_planted, PlantedBug};
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
 /// What a broker knows when it becomes a partition's leader.
@@ -78,7 +79,7 @@ impl LeaderUpdate {
 }
 
 /// A follower as its leader sees it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct FollowerProgress {
     /// The offset it last fetched at (its log end offset), unknown until it fetches.
     log_end_offset: Option<Offset>,
@@ -305,8 +306,14 @@ impl LeaderState {
         log_start_offset: Offset,
     ) -> Result<FetchVerdict, ErrorCode> {
         let leader_end = self.log_end_offset;
-        if !self.followers.contains_key(&fetch.follower) {
-            return Err(ErrorCode::NotLeaderOrFollower);
+        if let std::collections::btree_map::Entry::Vacant(stranger) =
+            self.followers.entry(fetch.follower)
+        {
+            if !is_planted(PlantedBug::ZombieReplicaRejoins) {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            // Planted bug: a broker outside the replicas is served as a follower.
+            stranger.insert(FollowerProgress::default());
         }
         if let Some(last) = fetch.last_fetched_epoch {
             if let Some(diverging) = divergence(fetch.fetch_offset, last, epoch_end(last))? {
