@@ -179,7 +179,10 @@ impl<P: StorageProvider> ClusterNode<P> {
             match results {
                 Some(results) => {
                     for e in results {
-                        let name = names.get(&e.topic_id).cloned().unwrap_or_default();
+                        // A topic created after the request was asked is named from the image.
+                        let name = (names.get(&e.topic_id).cloned())
+                            .or_else(|| Some(self.image().topic_by_id(e.topic_id)?.name.clone()))
+                            .unwrap_or_default();
                         let (code, message) = match e.outcome {
                             Ok(_) if !done => {
                                 let code = ErrorCode::RequestTimedOut;
