@@ -20,7 +20,7 @@ mod reassign;
 
 use std::collections::BTreeMap;
 
-pub use reassign::{Reassigned, Reassignment};
+pub use reassign::{check_target, Reassigned, Reassignment};
 
 use super::image::ClusterImage;
 use super::records::{BrokerRegistration, MetadataRecord, PartitionRecord};

@@ -18,8 +18,8 @@ pub(crate) mod records;
 mod tests;
 
 pub use controller::{
-    check_assignments, Controller, ControllerConfig, Elected, Election, IsrChange, NewTopic,
-    Reassigned, Reassignment,
+    check_assignments, check_target, Controller, ControllerConfig, Elected, Election, IsrChange,
+    NewTopic, Reassigned, Reassignment,
 };
 pub use image::{BrokerImage, ClusterImage, ImageError, TopicImage};
 pub use records::{BrokerRegistration, MetadataRecord, PartitionRecord, RecordDecodeError};

@@ -816,3 +816,49 @@ fn controller_reassignment_adds_first_and_removes_once_the_target_is_in_sync() {
     assert_eq!(code, ErrorCode::UnknownTopicOrPartition);
     assert_eq!(replay(&log), *controller.image());
 }
+
+/// Cancelling or replacing a move whose added replicas are the only ones in sync would
+/// leave no in-sync replica (and the records only they hold): refused.
+#[test]
+fn controller_reassignment_never_drops_every_in_sync_replica() {
+    let (mut controller, _) = cluster(5);
+    controller.create_topic(new_topic("orders", 1, 3)).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let outside: Vec<NodeId> = (1..=5)
+        .map(NodeId)
+        .filter(|n| !p.replicas.contains(n))
+        .collect();
+    let want = |target: Option<Vec<NodeId>>| Reassignment {
+        topic_id: p.topic_id,
+        partition: 0,
+        target,
+    };
+    let (results, _) = controller.reassign(&[want(Some(outside.clone()))]);
+    assert!(results[0].outcome.is_ok());
+    let moving = partition(&controller, "orders", 0);
+    // The first new replica catches up, then every old one is fenced: it alone is in sync.
+    let mut isr = moving.isr.clone();
+    isr.push(outside[0]);
+    let change = IsrChange {
+        leader: moving.leader.unwrap(),
+        topic_id: p.topic_id,
+        partition: 0,
+        leader_epoch: moving.leader_epoch,
+        partition_epoch: moving.partition_epoch,
+        isr,
+    };
+    controller.alter_partition(change).unwrap();
+    for old in &p.replicas {
+        controller.fence_broker(*old);
+    }
+    let alone = partition(&controller, "orders", 0);
+    assert_eq!(alone.isr, vec![outside[0]]);
+    assert_eq!(alone.leader, Some(outside[0]));
+    for refused in [None, Some(vec![outside[1], p.replicas[0]])] {
+        let (results, records) = controller.reassign(&[want(refused.clone())]);
+        assert!(records.is_empty(), "{refused:?}");
+        let code = results[0].outcome.as_ref().unwrap_err().0;
+        assert_eq!(code, ErrorCode::InvalidReplicaAssignment, "{refused:?}");
+    }
+    assert_eq!(partition(&controller, "orders", 0), alone, "unchanged");
+}

@@ -30,7 +30,7 @@ pub(super) struct ParkedElection {
     results: Option<Vec<Elected>>,
     /// What was asked of the controller, and the node it was sent to (`None`: no
     /// controller was known): asked again of a new controller until answered.
-    ask: (PeerMessage, Option<NodeId>),
+    ask: (PeerMessage, Option<(NodeId, u64)>),
     deadline: Millis,
 }
 
@@ -96,7 +96,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             partitions: partitions.clone(),
         };
         let deadline = Millis(now.0 + i64::from(request.timeout_ms.max(0)));
-        let sent_to = self.metadata.leader();
+        let sent_to = self.leading();
         let parked = ParkedElection {
             answered,
             names,
@@ -134,7 +134,8 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// The controller's answer to this node's ElectLeaders `request`.
     pub(super) fn take_election_results(&mut self, request: u64, results: Vec<Elected>) {
         if let Some(parked) = self.elections.get_mut(&ParkedId::Election(request)) {
-            parked.results = Some(results);
+            // The first answer stands (one asked again may answer "not needed").
+            parked.results.get_or_insert(results);
         }
     }
 

@@ -73,6 +73,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             leader: self.metadata.leader(),
             term: self.metadata.term(),
             through,
+            latest: self.metadata.applied_index(),
             committed,
         };
         self.outbox.push((to, answer));
@@ -111,11 +112,11 @@ impl<P: StorageProvider> ClusterNode<P> {
         from: NodeId,
         correlation: u64,
         leader: (Option<NodeId>, u64),
-        through: u64,
+        (through, latest): (u64, u64),
         committed: Vec<Committed>,
     ) {
         if let Some(observer) = self.metadata.observer() {
-            observer.take_answer(from, correlation, leader, through, committed);
+            observer.take_answer(from, correlation, leader, (through, latest), committed);
         }
     }
 

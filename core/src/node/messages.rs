@@ -188,6 +188,9 @@ pub enum PeerMessage {
         /// The last log index the answer covers (its last entries may be empty ones, not
         /// sent).
         through: u64,
+        /// The last index the voter has applied: the observer has caught up once it holds
+        /// that much.
+        latest: u64,
         /// The committed entries after `after` up to `through`, in log order; a snapshot
         /// first when the voter no longer holds the entries right after `after`.
         committed: Vec<Committed>,
@@ -460,6 +463,7 @@ impl PeerMessage {
                 leader,
                 term,
                 through,
+                latest,
                 committed,
             } => {
                 out.put_u8(18);
@@ -467,6 +471,7 @@ impl PeerMessage {
                 out.put_i32(leader.map_or(-1, |n| n.0));
                 out.put_u64(*term);
                 out.put_u64(*through);
+                out.put_u64(*latest);
                 out.put_u32(committed.len() as u32);
                 for step in committed {
                     match step {
@@ -723,6 +728,7 @@ impl PeerMessage {
                 };
                 let term = get_u64(input)?;
                 let through = get_u64(input)?;
+                let latest = get_u64(input)?;
                 let count = get_len(input, 13)?;
                 let mut committed = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -744,6 +750,7 @@ impl PeerMessage {
                     leader,
                     term,
                     through,
+                    latest,
                     committed,
                 }
             }

@@ -159,6 +159,10 @@ pub struct ClusterNode<P: StorageProvider> {
     controller: Option<Controller>,
     /// The term this node last proposed its leader marker in.
     marker_term: Option<u64>,
+    /// As an observer since its start, until it caught up: the image its fetched history
+    /// builds, which the broker takes whole once caught up (as a voter takes its replayed
+    /// log), so it never acts on roles long replaced.
+    replay: Option<ClusterImage>,
     /// Requests for the controller that reached this node as quorum leader before its
     /// controller was active (its marker not yet applied): decided once it is.
     awaiting_controller: Vec<(NodeId, PeerMessage)>,
@@ -245,6 +249,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             broker,
             controller: None,
             marker_term: None,
+            replay: None,
             awaiting_controller: Vec::new(),
             outbox: Vec::new(),
             last_quorum_tick: now,
@@ -293,6 +298,9 @@ impl<P: StorageProvider> ClusterNode<P> {
             }
         }
         node.broker.install_image(now, image)?;
+        if node.metadata.observer().is_some() {
+            node.replay = Some(ClusterImage::new());
+        }
         node.pump(now)?;
         Ok(node)
     }
@@ -633,8 +641,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                 leader,
                 term,
                 through,
+                latest,
                 committed,
-            } => self.take_metadata_entries(from, correlation, (leader, term), through, committed),
+            } => {
+                let span = (through, latest);
+                self.take_metadata_entries(from, correlation, (leader, term), span, committed)
+            }
             PeerMessage::FetchResponse {
                 correlation,
                 response,
@@ -767,9 +779,18 @@ impl<P: StorageProvider> ClusterNode<P> {
                 self.outbox.push((to, PeerMessage::Raft(bytes)));
             }
             for committed in output.committed {
+                if let Some(image) = &mut self.replay {
+                    replay_step(image, &committed)?;
+                    continue;
+                }
                 match committed {
                     Committed::Entry { data, .. } => self.apply_entry(now, &data)?,
                     Committed::Snapshot { data, .. } => self.install_snapshot(now, &data)?,
+                }
+            }
+            if self.metadata.observer().is_some_and(|o| o.caught_up()) {
+                if let Some(image) = self.replay.take() {
+                    self.broker.install_image(now, image)?;
                 }
             }
             self.update_controller();
@@ -902,16 +923,26 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.send(now, from, answer)
     }
 
-    /// The message of `ask` to ask again of the controller, when it is another node than the
-    /// one asked (the first lost its leadership, or none was known then). The caller sends
-    /// it once its parked requests are back in place (to this node, it is acted on at once).
-    fn ask_again_if_moved(&self, ask: &mut (PeerMessage, Option<NodeId>)) -> Option<PeerMessage> {
-        let leader = self.metadata.leader();
-        if leader.is_none() || leader == ask.1 {
+    /// The message of `ask` to ask again of the controller, when the quorum's leadership
+    /// moved since it was asked (another leader, or the same one in a later term: the first
+    /// lost its leadership with what it held, or none was known then). The caller sends it
+    /// once its parked requests are back in place (to this node, it is acted on at once).
+    fn ask_again_if_moved(
+        &self,
+        ask: &mut (PeerMessage, Option<(NodeId, u64)>),
+    ) -> Option<PeerMessage> {
+        let leader = self.metadata.leader()?;
+        let now_leading = Some((leader, self.metadata.term()));
+        if now_leading == ask.1 {
             return None;
         }
-        ask.1 = leader;
+        ask.1 = now_leading;
         Some(ask.0.clone())
+    }
+
+    /// Who leads the quorum now, in which term (where a controller request is sent).
+    fn leading(&self) -> Option<(NodeId, u64)> {
+        Some((self.metadata.leader()?, self.metadata.term()))
     }
 
     fn send_to_controller(&mut self, now: Millis, message: PeerMessage) -> Result<(), NodeError> {
@@ -1121,6 +1152,29 @@ fn broker_resource_name(node: i32) -> String {
         -1 => String::new(),
         node => node.to_string(),
     }
+}
+
+/// Applies one committed step to an image being replayed (a leader's marker changes
+/// nothing).
+fn replay_step(image: &mut ClusterImage, step: &Committed) -> Result<(), NodeError> {
+    let records = match step {
+        Committed::Entry { data, .. } => {
+            match LogEntry::decode(data).map_err(|err| NodeError::Log(err.to_string()))? {
+                LogEntry::Records(records) => records,
+                LogEntry::LeaderMarker { .. } => return Ok(()),
+            }
+        }
+        Committed::Snapshot { data, .. } => {
+            *image = ClusterImage::new();
+            snapshot_records(data)?
+        }
+    };
+    for record in &records {
+        image
+            .apply(record)
+            .map_err(|err| NodeError::Log(err.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The records of a metadata snapshot.

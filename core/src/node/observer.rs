@@ -5,7 +5,9 @@
 //! is committed is the same at every voter — but the quorum leader learns of commits first,
 //! so the fetch goes to the leader the last answer named, and round the voters while none is
 //! known or the one asked is silent. The observer keeps nothing on disk: after a restart it
-//! fetches from the start (or the voter's snapshot) again.
+//! fetches from the start (or the voter's snapshot) again — and, like a voter replaying its
+//! log, builds an image of that history before its broker acts on any of it (the node's
+//! `replay`), so past roles (a replica moved away and back) never touch its files.
 
 use std::collections::BTreeSet;
 
@@ -27,6 +29,8 @@ pub(super) struct Observer {
     next_voter: usize,
     /// Taken from answers, not yet handed out by [`Observer::poll`].
     received: Vec<Committed>,
+    /// Whether it once held everything the voter answering had applied.
+    caught_up: bool,
 }
 
 impl Observer {
@@ -40,6 +44,7 @@ impl Observer {
             in_flight: None,
             next_voter: 0,
             received: Vec::new(),
+            caught_up: false,
         }
     }
 
@@ -56,6 +61,12 @@ impl Observer {
     /// The last log index taken.
     pub(super) fn applied_index(&self) -> u64 {
         self.applied
+    }
+
+    /// Whether it once held everything a voter had applied when it answered: the history
+    /// since this start is replayed.
+    pub(super) fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// The fetch to send now, if one is due: (voter, `after`). One is due when none is in
@@ -123,7 +134,7 @@ impl Observer {
         from: NodeId,
         correlation: u64,
         (leader, term): (Option<NodeId>, u64),
-        through: u64,
+        (through, latest): (u64, u64),
         committed: Vec<Committed>,
     ) {
         if self.in_flight.map(|(voter, c, _)| (voter, c)) != Some((from, correlation)) {
@@ -144,6 +155,7 @@ impl Observer {
             }
         }
         self.applied = self.applied.max(through);
+        self.caught_up |= self.applied >= latest;
     }
 
     /// The steps taken since the last call, in log order.

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, ResponseKind}
 use super::messages::PeerMessage;
 use super::ClusterNode;
 use crate::broker::{reassignment_response, ParkedId, ReassignmentAnswer, Reply, StorageProvider};
-use crate::cluster::{Reassigned, Reassignment};
+use crate::cluster::{check_target, Reassigned, Reassignment};
 use crate::driver::Completed;
 use crate::error::ErrorCode;
 use crate::types::{Millis, NodeId};
@@ -30,7 +30,7 @@ pub(super) struct ParkedReassignment {
     results: Option<Vec<Reassigned>>,
     /// What was asked of the controller, and the node it was sent to (asked again of a new
     /// controller until answered).
-    ask: (PeerMessage, Option<NodeId>),
+    ask: (PeerMessage, Option<(NodeId, u64)>),
     deadline: Millis,
 }
 
@@ -51,9 +51,16 @@ impl<P: StorageProvider> ClusterNode<P> {
                 let index = wanted.partition_index;
                 match image {
                     Some(t) if (0..t.partitions.len() as i32).contains(&index) => {
-                        names.insert(t.id, name.clone());
-                        let target = (wanted.replicas.as_ref())
+                        let target: Option<Vec<NodeId>> = (wanted.replicas.as_ref())
                             .map(|r| r.iter().map(|b| NodeId(b.0)).collect());
+                        // Checked here too: a target travels to the controller only when
+                        // it names distinct registered brokers (so it stays small).
+                        let checked = (target.as_deref()).map(|t| check_target(self.image(), t));
+                        if let Some(Err((code, message))) = checked {
+                            answered.push((name.clone(), index, code.code(), Some(message)));
+                            continue;
+                        }
+                        names.insert(t.id, name.clone());
                         partitions.push(Reassignment {
                             topic_id: t.id,
                             partition: index,
@@ -89,7 +96,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             names,
             asked,
             results: None,
-            ask: (message.clone(), self.metadata.leader()),
+            ask: (message.clone(), self.leading()),
             deadline,
         };
         let id = ParkedId::Reassignment(number);
@@ -103,7 +110,8 @@ impl<P: StorageProvider> ClusterNode<P> {
     pub(super) fn take_reassignment_results(&mut self, request: u64, results: Vec<Reassigned>) {
         let id = ParkedId::Reassignment(request);
         if let Some(parked) = self.reassignments.get_mut(&id) {
-            parked.results = Some(results);
+            // The first answer stands (one asked again may answer otherwise).
+            parked.results.get_or_insert(results);
         }
     }
 

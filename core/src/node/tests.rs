@@ -17,6 +17,8 @@ use crate::storage::MemoryDirs;
 use crate::types::Offset;
 
 struct Harness {
+    /// Metadata-log entries between the voters' snapshots.
+    snapshot_interval: u64,
     dirs: BTreeMap<i32, MemoryDirs>,
     nodes: BTreeMap<i32, Option<ClusterNode<MemoryDirs>>>,
     incarnations: BTreeMap<i32, u64>,
@@ -26,7 +28,13 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_snapshot_interval(20)
+    }
+
+    /// Three voters that snapshot their metadata log every `snapshot_interval` entries.
+    fn with_snapshot_interval(snapshot_interval: u64) -> Harness {
         let mut harness = Harness {
+            snapshot_interval,
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             incarnations: BTreeMap::new(),
@@ -42,7 +50,12 @@ impl Harness {
 
     /// Three voters with a controller, and a fourth node that is not a voter, serving.
     fn with_fourth_node() -> Harness {
-        let mut harness = Harness::new();
+        Harness::with_fourth_node_and(20)
+    }
+
+    /// [`Harness::with_fourth_node`] with the voters' snapshot interval.
+    fn with_fourth_node_and(snapshot_interval: u64) -> Harness {
+        let mut harness = Harness::with_snapshot_interval(snapshot_interval);
         harness.run(5_000, 50);
         harness.dirs.insert(4, MemoryDirs::default());
         harness.start(4);
@@ -63,7 +76,7 @@ impl Harness {
         let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
         let mut config = NodeConfig::new(broker, voters, *incarnation);
         config.election_tick = 10 + 3 * id as usize; // fixed jitter
-        config.snapshot_interval = 20;
+        config.snapshot_interval = self.snapshot_interval;
         let node = ClusterNode::open(self.dirs[&id].clone(), config, Millis(self.now)).unwrap();
         self.nodes.insert(id, Some(node));
     }
@@ -819,6 +832,7 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             leader: Some(NodeId(3)),
             term: 6,
             through: 47,
+            latest: 52,
             committed: vec![
                 crate::quorum::Committed::Snapshot {
                     index: 44,
@@ -836,6 +850,7 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             leader: None,
             term: 6,
             through: 47,
+            latest: 47,
             committed: Vec::new(),
         },
         PeerMessage::QuorumDescribed {
@@ -1676,6 +1691,12 @@ fn node_reassignment_moves_a_partition_to_a_new_node_without_losing_records() {
         reassign(&mut h, 4, Some(&[1, 9])).0,
         ErrorCode::InvalidReplicaAssignment.code()
     );
+    // A target of any length is answered, never sent on (its list would not encode).
+    let huge: Vec<i32> = (0..70_000).map(|i| i % 4 + 1).collect();
+    assert_eq!(
+        reassign(&mut h, 4, Some(&huge)).0,
+        ErrorCode::InvalidReplicaAssignment.code()
+    );
 }
 
 /// CreateTopics at any node with explicit replica lists (count and factor -1) places each
@@ -1960,5 +1981,39 @@ fn node_unregister_broker_removes_a_stopped_drained_node() {
     assert_eq!(
         unregister(&mut h, 3, 4).0,
         ErrorCode::BrokerIdNotRegistered.code()
+    );
+}
+
+/// A node that is not a voter restarts after one of its replicas was moved away and back:
+/// it replays the metadata history into an image before its broker acts on it, so the
+/// past move away never deletes the replica it holds now.
+#[test]
+fn node_an_observer_restarting_after_a_move_away_and_back_keeps_its_replica() {
+    // No snapshot on the way: the restarted node fetches the whole history.
+    let mut h = Harness::with_fourth_node_and(100_000);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    let (old, with_four) = ([1, 2, 3], [4, 1, 2]);
+    let moved = |h: &mut Harness, target: &[i32]| {
+        assert_eq!(reassign(h, 1, Some(target)), (0, None), "to {target:?}");
+        h.run(3_000, 100);
+        assert!(list_reassignments(h, 1).is_empty(), "moved to {target:?}");
+    };
+    moved(&mut h, &old);
+    moved(&mut h, &with_four);
+    assert_eq!(h.produce("orders", 0, &values("a", 0..20)).0, 0);
+    h.run(1_000, 50);
+    moved(&mut h, &old);
+    moved(&mut h, &with_four);
+    assert_eq!(h.log_of(4, "orders", 0).0, values("a", 0..20));
+    // The other replicas are down too: nothing could bring back what it would delete.
+    for n in [4, 1, 2] {
+        h.stop(n);
+    }
+    h.start(4);
+    h.run(3_000, 100);
+    assert_eq!(
+        h.log_of(4, "orders", 0).0,
+        values("a", 0..20),
+        "kept over the restart"
     );
 }

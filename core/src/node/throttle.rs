@@ -1,15 +1,17 @@
 //! Replication throttles (Kafka's `leader.replication.throttled.rate` and
 //! `follower.replication.throttled.rate`): byte rates for the catch-up of replicas a
 //! reassignment adds, so a move does not starve the partitions' clients or in-sync
-//! followers. Only the replicas in a partition's `adding` list are throttled (Kafka
-//! throttles the replicas its `*.replication.throttled.replicas` topic configs list, which
-//! `kafka-reassign-partitions --throttle` sets to the moving ones).
+//! followers. Only the replicas in a partition's `adding` list that are not yet in sync are
+//! throttled (Kafka throttles the replicas its `*.replication.throttled.replicas` topic
+//! configs list, which `kafka-reassign-partitions --throttle` sets to the moving ones, and
+//! never an in-sync one).
 //!
 //! Each throttle is a token bucket holding at most a second of its rate. A leader leaves a
 //! throttled partition out of a follower's fetch while its bucket is empty (the follower
-//! asks again); a follower leaves it out of the fetches it sends. What is sent is taken from
-//! the bucket afterwards — the first batch of a fetch goes even when larger than what is
-//! left, so the bucket may go below empty and the average rate still holds.
+//! asks again), and asks no more than the bucket holds otherwise; a follower does the same
+//! with the fetches it sends. What is sent is taken from the bucket afterwards — the first
+//! batch of a fetch goes even when larger than what is left, so the bucket may go below
+//! empty (by a batch at most) and the average rate still holds.
 
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
@@ -44,10 +46,28 @@ impl Throttle {
     }
 }
 
-/// Whether `node`'s replica of `topic`'s `partition` is one a reassignment adds.
+/// Whether `node`'s replica of `topic`'s `partition` is one a reassignment adds and that
+/// is not in sync yet.
 fn adding(image: &ClusterImage, topic: &str, partition: i32, node: NodeId) -> bool {
     let partition = (image.topic(topic)).and_then(|t| t.partitions.get(partition as usize));
-    partition.is_some_and(|p| p.adding.contains(&node))
+    partition.is_some_and(|p| p.adding.contains(&node) && !p.isr.contains(&node))
+}
+
+/// Leaves out of `request` the partitions `throttled` names while `tokens` is spent, and
+/// asks no more than `tokens` of the others it names.
+fn limit_fetch(request: &mut FetchRequest, tokens: f64, throttled: impl Fn(&str, i32) -> bool) {
+    let cap = tokens.clamp(0.0, f64::from(i32::MAX)) as i32;
+    for topic in &mut request.topics {
+        let name = topic.topic.0.as_str();
+        topic.partitions.retain_mut(|p| {
+            if !throttled(name, p.partition) {
+                return true;
+            }
+            p.partition_max_bytes = p.partition_max_bytes.min(cap);
+            cap > 0
+        });
+    }
+    request.topics.retain(|t| !t.partitions.is_empty());
 }
 
 impl<P: StorageProvider> ClusterNode<P> {
@@ -68,15 +88,9 @@ impl<P: StorageProvider> ClusterNode<P> {
         let Some(rate) = self.throttle_rate(crate::broker::LEADER_THROTTLE) else {
             return;
         };
-        if self.leader_throttle.available(now, rate) > 0.0 {
-            return;
-        }
+        let tokens = self.leader_throttle.available(now, rate);
         let image = self.broker.image().expect("a member");
-        for topic in &mut request.topics {
-            let name = topic.topic.0.as_str();
-            (topic.partitions).retain(|p| !adding(image, name, p.partition, follower));
-        }
-        request.topics.retain(|t| !t.partitions.is_empty());
+        limit_fetch(request, tokens, |name, p| adding(image, name, p, follower));
     }
 
     /// As a leader: takes what a fetch answer sends `follower` of throttled partitions.
@@ -99,15 +113,9 @@ impl<P: StorageProvider> ClusterNode<P> {
         let Some(rate) = self.throttle_rate(crate::broker::FOLLOWER_THROTTLE) else {
             return;
         };
-        if self.follower_throttle.available(now, rate) > 0.0 {
-            return;
-        }
+        let tokens = self.follower_throttle.available(now, rate);
         let (image, node) = (self.broker.image().expect("a member"), self.node);
-        for topic in &mut request.topics {
-            let name = topic.topic.0.as_str();
-            (topic.partitions).retain(|p| !adding(image, name, p.partition, node));
-        }
-        request.topics.retain(|t| !t.partitions.is_empty());
+        limit_fetch(request, tokens, |name, p| adding(image, name, p, node));
     }
 
     /// As a follower: takes what a leader's answer brought of throttled partitions.

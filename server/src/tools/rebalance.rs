@@ -129,6 +129,23 @@ fn plan_topic(current: &[Assignment], brokers: &BTreeSet<i32>) -> Vec<Assignment
     planned
 }
 
+/// The partitions that would still hold a replica outside `brokers` once `moves` are made
+/// (more replicas than the brokers can hold), as `TOPIC-PARTITION`.
+pub fn left_outside(
+    current: &[Assignment],
+    moves: &[(Assignment, Assignment)],
+    brokers: &BTreeSet<i32>,
+) -> Vec<String> {
+    (current.iter())
+        .map(|a| {
+            let planned = moves.iter().find(|(before, _)| before == a);
+            planned.map_or(a, |(_, after)| after)
+        })
+        .filter(|a| a.replicas.iter().any(|r| !brokers.contains(r)))
+        .map(|a| format!("{}-{}", a.topic, a.partition))
+        .collect()
+}
+
 /// The moves as text, one line each: `TOPIC-PARTITION: 1,2,3 -> 2,3,4`.
 pub fn format_moves(moves: &[(Assignment, Assignment)]) -> String {
     let list = |r: &[i32]| r.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
@@ -170,7 +187,30 @@ pub fn rebalance(
     args: &MoveArgs,
 ) -> Result<String, ToolError> {
     let (dry_run, timeout) = (args.dry_run, Duration::from_secs(args.timeout));
-    let moves = plan(&current_assignments(admin)?, brokers);
+    // A partition being moved lists its old and new replicas together: planning from that
+    // would grow its replication factor.
+    let under_way = admin.list_partition_reassignments()?;
+    if !under_way.is_empty() {
+        let names: Vec<String> = (under_way.iter())
+            .map(|m| format!("{}-{}", m.topic, m.partition))
+            .collect();
+        return Err(ToolError::Usage(format!(
+            "{} move(s) under way ({}): wait until they complete (`brook cluster describe`)",
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let current = current_assignments(admin)?;
+    let moves = plan(&current, brokers);
+    let stuck = left_outside(&current, &moves, brokers);
+    if !stuck.is_empty() {
+        return Err(ToolError::Usage(format!(
+            "{} partition(s) have more replicas than brokers {brokers:?} can hold ({}): \
+             nothing moved",
+            stuck.len(),
+            stuck.join(", ")
+        )));
+    }
     let mut text = format!(
         "{} partition(s) to move over brokers {:?}\n",
         moves.len(),
@@ -193,9 +233,11 @@ pub fn rebalance(
         admin.alter_broker_configs(None, &set)?;
         text.push_str(&format!("throttled to {rate} bytes/s while moving\n"));
     }
-    admin.alter_partition_reassignments(&asked)?;
     let started = Instant::now();
-    let waited = wait_for_moves(admin, timeout);
+    let waited = admin
+        .alter_partition_reassignments(&asked)
+        .map_err(ToolError::from)
+        .and_then(|()| wait_for_moves(admin, timeout));
     if args.throttle.is_some() {
         let unset: Vec<(&str, ConfigOp)> = THROTTLES
             .iter()
@@ -351,8 +393,14 @@ mod tests {
             assignment(2, &[2, 3, 1]),
         ];
         let brokers: BTreeSet<i32> = [1, 2, 3].into();
-        let after = apply(&current, &plan(&current, &brokers));
+        let moves = plan(&current, &brokers);
+        assert!(left_outside(&current, &moves, &brokers).is_empty());
+        let after = apply(&current, &moves);
         assert!(after.iter().all(|a| !a.replicas.contains(&4)), "{after:?}");
+        // Two brokers cannot hold three replicas: every partition is left on broker 4.
+        let two: BTreeSet<i32> = [1, 2].into();
+        let moves = plan(&current, &two);
+        assert_eq!(left_outside(&current, &moves, &two).len(), 3);
         assert!(after.iter().all(|a| a.replicas.len() == 3));
         assert_eq!(
             format_moves(&[(current[0].clone(), after[0].clone())]),

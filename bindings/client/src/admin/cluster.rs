@@ -165,6 +165,10 @@ impl Admin {
                     let resume = Cursor::default()
                         .with_topic_name(next.topic_name)
                         .with_partition_index(next.partition_index);
+                    if cursor.as_ref() == Some(&resume) {
+                        let message = "DescribeTopicPartitions answered the same cursor twice";
+                        return Err(Error::Protocol(message.into()));
+                    }
                     cursor = Some(resume);
                 }
                 None => return Ok(described),

@@ -11,7 +11,7 @@
 //! reassignment of a partition already moving replaces the old one's target (starting from
 //! the replicas the partition had before either); cancelling (`None`) goes back to those.
 
-use super::{Controller, MetadataRecord, PartitionRecord};
+use super::{ClusterImage, Controller, MetadataRecord, PartitionRecord};
 use crate::error::ErrorCode;
 use crate::planted::{is_planted, PlantedBug};
 use crate::types::{LeaderEpoch, NodeId};
@@ -38,6 +38,26 @@ pub struct Reassigned {
     /// refused: `UNKNOWN_TOPIC_OR_PARTITION`, `INVALID_REPLICA_ASSIGNMENT`,
     /// `NO_REASSIGNMENT_IN_PROGRESS`.
     pub outcome: Result<i32, (ErrorCode, String)>,
+}
+
+/// A reassignment's target must be a list of distinct registered brokers
+/// (`INVALID_REPLICA_ASSIGNMENT` otherwise). Checked by the asking node too, before the
+/// target travels to the controller.
+pub fn check_target(image: &ClusterImage, target: &[NodeId]) -> Result<(), (ErrorCode, String)> {
+    let refuse = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
+    if target.is_empty() {
+        return refuse("the target names no broker".into());
+    }
+    if let Some(unknown) = target.iter().find(|n| !image.brokers().contains_key(n)) {
+        return refuse(format!("broker {} is not registered", unknown.0));
+    }
+    let mut distinct = target.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != target.len() {
+        return refuse(format!("{target:?}: the target needs distinct brokers"));
+    }
+    Ok(())
 }
 
 impl Controller {
@@ -79,11 +99,11 @@ impl Controller {
                     let message = format!("partition {} is not being reassigned", want.partition);
                     return Err((ErrorCode::NoReassignmentInProgress, message));
                 }
-                self.retarget(&mut next, &original, &original);
+                self.retarget(&mut next, &original, &original)?;
             }
             Some(target) => {
-                self.check_target(target)?;
-                self.retarget(&mut next, &original, target);
+                check_target(&self.image, target)?;
+                self.retarget(&mut next, &original, target)?;
             }
         }
         next.partition_epoch += 1;
@@ -91,28 +111,25 @@ impl Controller {
         Ok(next)
     }
 
-    /// A target is a list of distinct registered brokers.
-    fn check_target(&self, target: &[NodeId]) -> Result<(), (ErrorCode, String)> {
-        let refuse = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
-        let mut distinct = target.to_vec();
-        distinct.sort();
-        distinct.dedup();
-        if target.is_empty() || distinct.len() != target.len() {
-            return refuse(format!("{target:?}: the target needs distinct brokers"));
-        }
-        if let Some(unknown) = target
-            .iter()
-            .find(|n| !self.image.brokers().contains_key(n))
-        {
-            return refuse(format!("broker {} is not registered", unknown.0));
-        }
-        Ok(())
-    }
-
     /// Gives `partition` the replicas of a move from `original` to `target`: the target,
     /// then the original replicas it drops; those it adds catch up first. Replicas that leave
-    /// the assignment at once (cancelled additions) leave the ISR and ELR with it.
-    fn retarget(&self, partition: &mut PartitionRecord, original: &[NodeId], target: &[NodeId]) {
+    /// the assignment at once (cancelled or replaced additions) leave the ISR and ELR with
+    /// it — refused (`INVALID_REPLICA_ASSIGNMENT`) when that would leave no in-sync replica,
+    /// as when the additions are the only replicas in sync: their records would be lost.
+    fn retarget(
+        &self,
+        partition: &mut PartitionRecord,
+        original: &[NodeId],
+        target: &[NodeId],
+    ) -> Result<(), (ErrorCode, String)> {
+        let kept = |n: &&NodeId| target.contains(n) || original.contains(n);
+        if !partition.isr.is_empty() && !partition.isr.iter().any(|n| kept(&n)) {
+            let isr: Vec<i32> = partition.isr.iter().map(|n| n.0).collect();
+            let message = format!(
+                "only {isr:?} are in sync, and the new replicas would drop them all: keep one"
+            );
+            return Err((ErrorCode::InvalidReplicaAssignment, message));
+        }
         let removing: Vec<NodeId> = (original.iter())
             .filter(|n| !target.contains(n))
             .copied()
@@ -129,6 +146,7 @@ impl Controller {
         if partition.leader.is_some_and(|l| !replicas.contains(&l)) {
             self.hand_over(partition);
         }
+        Ok(())
     }
 
     /// Completes `partition`'s reassignment once every target replica is in the ISR (see
