@@ -28,11 +28,15 @@ pub const PEER_FRAME_MAX: usize = 128 << 20;
 const QUEUE_MAX: usize = 4_096;
 const MAGIC: &[u8; 4] = b"BRKP";
 const VERSION: u16 = 2;
+/// The most peer addresses kept from hellos.
+const LEARNT_MAX: usize = 1_024;
 
 /// Hands messages to the connections to the other nodes, without waiting.
 #[derive(Default)]
 pub struct PeerSender {
-    queues: BTreeMap<NodeId, async_mpsc::Sender<Vec<u8>>>,
+    /// Each peer's queue, with the address dialled for a peer learnt while running (`None`
+    /// for a voter, whose address is fixed by the voters list).
+    queues: BTreeMap<NodeId, (async_mpsc::Sender<Vec<u8>>, Option<String>)>,
     /// What dialling a peer learnt later needs (none for a single broker).
     dialer: Option<Dialer>,
     /// Peer addresses from the hellos of nodes that dialled this one.
@@ -48,26 +52,36 @@ struct Dialer {
 
 impl PeerSender {
     /// Queues `bytes` for `to`; dropped when its queue is full, or when `to` is neither
-    /// connected nor has an address — from `address`, or from its hello — (then it is
-    /// dialled there first).
+    /// connected nor has an address — from `address` (its registration), or from its hello
+    /// — (then it is dialled there first). A peer learnt while running whose registration
+    /// names another address than the one dialled (it restarted elsewhere) is dialled anew.
     pub fn send(&mut self, to: NodeId, bytes: Vec<u8>, address: impl FnOnce() -> Option<String>) {
-        if !self.queues.contains_key(&to) {
-            let addr = address().or_else(|| self.learnt.get(&to).cloned());
-            let (Some(dialer), Some(addr)) = (&self.dialer, addr) else {
-                return;
-            };
+        let redial = match self.queues.get(&to) {
+            Some((_, None)) => None,
+            Some((_, Some(dialled))) => address().filter(|addr| addr != dialled),
+            None => address().or_else(|| self.learnt.get(&to).cloned()),
+        };
+        if let (Some(addr), Some(dialer)) = (redial, &self.dialer) {
+            // A replaced queue's sender is dropped: its dial task ends.
             let (queue, messages) = async_mpsc::channel(QUEUE_MAX);
             let down = (dialer.inputs.clone(), to);
             let hello = dialer.hello.clone();
-            dialer.runtime.spawn(dial(addr, hello, messages, down));
-            self.queues.insert(to, queue);
+            dialer
+                .runtime
+                .spawn(dial(addr.clone(), hello, messages, down));
+            self.queues.insert(to, (queue, Some(addr)));
         }
-        let _ = self.queues[&to].try_send(bytes);
+        if let Some((queue, _)) = self.queues.get(&to) {
+            let _ = queue.try_send(bytes);
+        }
     }
 
-    /// Keeps the address a peer's hello named, for when a message is first sent to it.
+    /// Keeps the address a peer's hello named, for when a message is first sent to it (a
+    /// bounded number of peers).
     pub fn learn(&mut self, peer: NodeId, addr: String) {
-        self.learnt.insert(peer, addr);
+        if self.learnt.contains_key(&peer) || self.learnt.len() < LEARNT_MAX {
+            self.learnt.insert(peer, addr);
+        }
     }
 }
 
@@ -98,7 +112,7 @@ pub fn start(
             continue;
         }
         let (queue, messages) = async_mpsc::channel(QUEUE_MAX);
-        sender.queues.insert(NodeId(*id), queue);
+        sender.queues.insert(NodeId(*id), (queue, None));
         let down = (inputs.clone(), NodeId(*id));
         tokio::spawn(dial(addr.clone(), hello.clone(), messages, down));
     }

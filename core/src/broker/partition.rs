@@ -138,6 +138,7 @@ impl<S: Storage> Partition<S> {
             (Role::Leader(leader), Some(node)) if node == self.node && leader.epoch() == epoch => {
                 // A reassignment adds or removes replicas under the same leader.
                 leader.set_replicas(&record.replicas);
+                leader.set_moving_out(record.removing.len());
                 let update = leader.commit_isr(now, &record.isr);
                 self.apply(update);
             }
@@ -163,6 +164,8 @@ impl<S: Storage> Partition<S> {
                     min_insync_replicas: self.log.config().min_insync_replicas,
                     config: ReplicationConfig::default(),
                 });
+                let mut leader = leader;
+                leader.set_moving_out(record.removing.len());
                 let committed = leader.high_watermark();
                 self.role = Role::Leader(leader);
                 self.log.set_high_watermark(committed);

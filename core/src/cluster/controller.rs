@@ -457,7 +457,7 @@ impl Controller {
             let message = format!("{name} has {current} partitions; {count} is not more");
             return Err((ErrorCode::InvalidPartitions, message));
         }
-        let factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        let factor = (topic.partitions.first()).map_or(1, |p| p.target_replicas().len());
         let topic_id = topic.id;
         let added = (count - current) as usize;
         let active = self.active_brokers();
@@ -809,7 +809,8 @@ impl Controller {
             .and_then(|t| t.configs.get("min.insync.replicas"))
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(self.config.min_insync_replicas);
-        configured.clamp(1, partition.replicas.len())
+        // While a reassignment moves it, the replicas it keeps (not the widened set).
+        configured.clamp(1, partition.target_replicas().len().max(1))
     }
 
     /// Applies a record to the controller's image and adds it to the output.

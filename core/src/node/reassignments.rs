@@ -24,8 +24,8 @@ pub(super) struct ParkedReassignment {
     answered: Vec<ReassignmentAnswer>,
     /// Topic names by id, for the controller's answers.
     names: BTreeMap<uuid::Uuid, String>,
-    /// The partitions asked of the controller.
-    asked: Vec<(uuid::Uuid, i32)>,
+    /// The partitions asked of the controller, with the target asked (`None`: cancel).
+    asked: Vec<(uuid::Uuid, i32, Option<Vec<NodeId>>)>,
     /// The controller's answer, once it came.
     results: Option<Vec<Reassigned>>,
     /// What was asked of the controller, and the node it was sent to (asked again of a new
@@ -84,7 +84,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         let number = self.next_parked_number();
         let asked = partitions
             .iter()
-            .map(|p| (p.topic_id, p.partition))
+            .map(|p| (p.topic_id, p.partition, p.target.clone()))
             .collect();
         let message = PeerMessage::Reassign {
             request: number,
@@ -129,9 +129,20 @@ impl<P: StorageProvider> ClusterNode<P> {
             if reassignment.results.is_none() {
                 asks.extend(self.ask_again_if_moved(&mut reassignment.ask));
             }
+            // Shown when the partition is past the epoch the controller wrote and as asked:
+            // moving to (or at) the target, or not moving for a cancel. A proposal lost with
+            // the controller's leadership is never taken for done by a later change.
+            let asked = &reassignment.asked;
             let applied = |r: &Reassigned| match &r.outcome {
-                Ok(epoch) => (self.image().partition(r.topic_id, r.partition))
-                    .is_none_or(|p| p.partition_epoch >= *epoch),
+                Ok(epoch) => {
+                    let target = (asked.iter())
+                        .find(|(t, p, _)| (*t, *p) == (r.topic_id, r.partition))
+                        .and_then(|(_, _, target)| target.as_ref());
+                    (self.image().partition(r.topic_id, r.partition)).is_none_or(|p| {
+                        p.partition_epoch >= *epoch
+                            && target.map_or(!p.reassigning(), |t| p.target_replicas() == *t)
+                    })
+                }
                 Err(_) => true,
             };
             let results = reassignment.results.as_ref();
@@ -163,7 +174,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     }
                 }
                 None => {
-                    for (topic_id, partition) in asked {
+                    for (topic_id, partition, _) in asked {
                         let code = ErrorCode::RequestTimedOut.code();
                         let message = "the controller did not answer in time".to_string();
                         answered.push((name_of(topic_id), partition, code, Some(message)));

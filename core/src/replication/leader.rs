@@ -120,6 +120,9 @@ pub struct LeaderState {
     log_end_offset: Offset,
     high_watermark: Offset,
     min_insync_replicas: usize,
+    /// Replicas a reassignment is removing (still among `replicas`): `min.insync.replicas`
+    /// is clamped to the replicas the partition keeps, not the widened set.
+    moving_out: usize,
     config: ReplicationConfig,
 }
 
@@ -173,6 +176,7 @@ impl LeaderState {
             log_end_offset: init.log_end_offset,
             high_watermark: init.high_watermark,
             min_insync_replicas: init.min_insync_replicas,
+            moving_out: 0,
             config: init.config,
         };
         // A leader alone in its ISR commits everything it has at once.
@@ -415,9 +419,16 @@ impl LeaderState {
         self.watermark_update(now)
     }
 
-    /// `min.insync.replicas` as Kafka applies it: never more than the replicas there are.
+    /// `min.insync.replicas` as Kafka applies it: never more than the replicas there are
+    /// (those a reassignment keeps, while one moves).
     pub fn effective_min_insync_replicas(&self) -> usize {
-        self.min_insync_replicas.clamp(1, self.replicas.len())
+        let kept = self.replicas.len().saturating_sub(self.moving_out).max(1);
+        self.min_insync_replicas.clamp(1, kept)
+    }
+
+    /// How many of the replicas a reassignment is removing (0 when none moves).
+    pub fn set_moving_out(&mut self, count: usize) {
+        self.moving_out = count.min(self.replicas.len().saturating_sub(1));
     }
 
     /// Whether an acks=all produce may be appended: `NOT_ENOUGH_REPLICAS` while the ISR is

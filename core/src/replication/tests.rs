@@ -599,3 +599,30 @@ proptest! {
         }
     }
 }
+
+/// While a reassignment widens the replicas, `min.insync.replicas` stays clamped to the
+/// replicas the partition keeps: a one-replica partition with min.insync.replicas=2 moving
+/// to another broker still commits with its one in-sync replica.
+#[test]
+fn leader_clamps_min_insync_replicas_to_the_replicas_a_move_keeps() {
+    let mut alone = init(&[1], &[1], 5, 5);
+    alone.min_insync_replicas = 2;
+    let mut state = LeaderState::new(alone);
+    assert_eq!(state.effective_min_insync_replicas(), 1);
+    // Moving [1] -> [2]: replicas [2, 1], 1 removed once 2 is in sync.
+    state.set_replicas(&[n(2), n(1)]);
+    state.set_moving_out(1);
+    assert_eq!(state.effective_min_insync_replicas(), 1);
+    let update = state.handle_append(Millis(1), Offset(9));
+    assert_eq!(
+        update.high_watermark,
+        Some(Offset(9)),
+        "acks=all still commits"
+    );
+    state.set_moving_out(0);
+    assert_eq!(
+        state.effective_min_insync_replicas(),
+        2,
+        "two replicas kept: both needed"
+    );
+}
