@@ -442,6 +442,8 @@ enum Step {
     Advance(i64),
     Shrink(usize),
     Expand(usize),
+    /// A partition moves to these brokers (`None`: its move is cancelled).
+    Reassign(usize, Option<Vec<i32>>),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -452,7 +454,29 @@ fn step() -> impl Strategy<Value = Step> {
         (1..12_000i64).prop_map(Step::Advance),
         (0..8usize).prop_map(Step::Shrink),
         (0..8usize).prop_map(Step::Expand),
+        (
+            0..8usize,
+            proptest::option::weighted(0.8, proptest::sample::subsequence(vec![1, 2, 3, 4], 1..=4))
+                .prop_shuffle_if_some()
+        )
+            .prop_map(|(i, target)| Step::Reassign(i, target)),
     ]
+}
+
+/// Shuffles the list inside an option strategy (the target's order names the preferred
+/// leader).
+trait ShuffleIfSome {
+    fn prop_shuffle_if_some(self) -> BoxedStrategy<Option<Vec<i32>>>;
+}
+
+impl<S: Strategy<Value = Option<Vec<i32>>> + 'static> ShuffleIfSome for S {
+    fn prop_shuffle_if_some(self) -> BoxedStrategy<Option<Vec<i32>>> {
+        self.prop_flat_map(|target| match target {
+            None => Just(None).boxed(),
+            Some(list) => Just(list).prop_shuffle().prop_map(Some).boxed(),
+        })
+        .boxed()
+    }
 }
 
 proptest! {
@@ -507,6 +531,21 @@ proptest! {
                         }
                     }
                 }
+                Step::Reassign(i, ref target) => {
+                    let p = partition(&controller, "orders", i);
+                    let want = Reassignment {
+                        topic_id: p.topic_id,
+                        partition: p.partition,
+                        target: target.as_ref().map(|t| t.iter().map(|&n| NodeId(n)).collect()),
+                    };
+                    let (results, records) = controller.reassign(&[want]);
+                    if let Err((code, _)) = &results[0].outcome {
+                        let expected = [ErrorCode::NoReassignmentInProgress, ErrorCode::InvalidReplicaAssignment];
+                        prop_assert!(expected.contains(code), "{:?}", code);
+                        prop_assert!(records.is_empty());
+                    }
+                    records
+                }
             };
             log.extend(records);
             let image = controller.image();
@@ -519,11 +558,19 @@ proptest! {
                 prop_assert!(new.leader_epoch >= old.leader_epoch);
                 prop_assert!(new.partition_epoch >= old.partition_epoch);
                 prop_assert!(!new.isr.is_empty() || new.leader.is_none(), "{:?}", new);
+                // A move never leaves a partition without an in-sync replica if it had one (a
+                // power loss may: the replica is not trusted with what it kept).
+                if matches!(step, Step::Reassign(..) | Step::Expand(_)) {
+                    prop_assert!(old.isr.is_empty() || !new.isr.is_empty(), "{:?} → {:?}", old, new);
+                }
                 if let Some(leader) = new.leader {
                     prop_assert!(new.isr.contains(&leader));
                     prop_assert!(image.is_active(leader), "{:?}", new);
                     if new.leader != old.leader {
-                        let eligible = old.isr.contains(&leader) || old.elr.contains(&leader);
+                        // An ISR expansion that completes a move may hand the leadership to a
+                        // replica that joined the ISR in that very record.
+                        let joined = matches!(step, Step::Expand(_)) && old.replicas.contains(&leader);
+                        let eligible = old.isr.contains(&leader) || old.elr.contains(&leader) || joined;
                         prop_assert!(eligible, "unclean election: {:?} → {:?}", old, new);
                         prop_assert!(new.leader_epoch > old.leader_epoch);
                     }
