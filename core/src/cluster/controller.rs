@@ -325,10 +325,10 @@ impl Controller {
         let mut next = partition.clone();
         self.elect(&mut next);
         if next.leader.is_none() {
-            let active = partition
-                .replicas
-                .iter()
-                .find(|n| self.image.is_active(**n));
+            // A replica a reassignment is still adding may hold nothing: the others first.
+            let active = |n: &&NodeId| self.image.is_active(**n);
+            let mut settled = (partition.replicas.iter()).filter(|n| !partition.adding.contains(n));
+            let active = (settled.find(active)).or_else(|| partition.adding.iter().find(active));
             let Some(&leader) = active else {
                 let message = "no replica is active".to_string();
                 return Err((ErrorCode::EligibleLeadersNotAvailable, message));

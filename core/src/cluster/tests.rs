@@ -909,3 +909,41 @@ fn controller_reassignment_never_drops_every_in_sync_replica() {
     }
     assert_eq!(partition(&controller, "orders", 0), alone, "unchanged");
 }
+
+/// An unclean election during a move takes an old replica before one still being added
+/// (which may hold nothing), though the target lists the new one first.
+#[test]
+fn controller_unclean_election_during_a_move_prefers_an_old_replica() {
+    let (mut controller, _) = cluster(4);
+    controller.create_topic(new_topic("orders", 1, 3)).unwrap();
+    let p = partition(&controller, "orders", 0);
+    let leader = p.leader.unwrap();
+    let outside = (1..=4)
+        .map(NodeId)
+        .find(|n| !p.replicas.contains(n))
+        .unwrap();
+    let others: Vec<NodeId> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&n| n != leader)
+        .collect();
+    // The ISR is the leader alone; the new replica comes first in the target.
+    set_isr(&mut controller, &[leader]);
+    let want = Reassignment {
+        topic_id: p.topic_id,
+        partition: 0,
+        target: Some(vec![outside, others[0], others[1]]),
+    };
+    assert!(controller.reassign(&[want]).0[0].outcome.is_ok());
+    controller.fence_broker(leader); // the last in-sync replica: leaderless, kept in the ISR
+    let leaderless = partition(&controller, "orders", 0);
+    assert_eq!(leaderless.leader, None);
+    assert_eq!(leaderless.replicas[0], outside);
+    let id = (leaderless.topic_id, 0);
+    let (results, _) = controller.elect_leaders(Election::Unclean, Some(&[id]));
+    assert!(results[0].outcome.is_ok(), "{results:?}");
+    let elected = partition(&controller, "orders", 0).leader.unwrap();
+    assert_ne!(elected, outside, "not the replica still being added");
+    assert!(others.contains(&elected));
+}
