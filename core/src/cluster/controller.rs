@@ -585,17 +585,24 @@ impl Controller {
         Ok(records)
     }
 
-    /// Replaces the dynamic configs of broker `node` (-1: the default of every broker; the
-    /// asking node checked the keys and values). Errors: `INVALID_REQUEST` for a broker that
-    /// is not registered.
+    /// Changes the dynamic configs of broker `node` (-1: the default of every broker; the
+    /// asking node checked the keys and values): each key set, or deleted with `None`, the
+    /// others kept. Errors: `INVALID_REQUEST` for a broker that is not registered.
     pub fn alter_broker_configs(
         &mut self,
         node: i32,
-        configs: BTreeMap<String, String>,
+        changes: BTreeMap<String, Option<String>>,
     ) -> Result<Vec<MetadataRecord>, (ErrorCode, String)> {
         if node != -1 && !self.image.brokers().contains_key(&NodeId(node)) {
             let message = format!("broker {node} is not registered");
             return Err((ErrorCode::InvalidRequest, message));
+        }
+        let mut configs = self.image.broker_configs(node).cloned().unwrap_or_default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => configs.insert(key, value),
+                None => configs.remove(&key),
+            };
         }
         let mut records = Vec::new();
         self.push(

@@ -99,7 +99,7 @@ fn metadata_records_round_trip_and_damage_is_an_error() {
     log.extend(controller.allocate_producer_ids(1000).1);
     log.extend(controller.tick(Millis(TIMEOUT + 1)));
     log.extend(controller.delete_topic("orders").unwrap());
-    let throttle = BTreeMap::from([("leader.replication.throttled.rate".into(), "9".into())]);
+    let throttle = BTreeMap::from([("leader.replication.throttled.rate".into(), Some("9".into()))]);
     log.extend(
         controller
             .alter_broker_configs(-1, throttle.clone())

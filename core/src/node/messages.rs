@@ -88,13 +88,14 @@ pub enum PeerMessage {
         /// The broker.
         node: NodeId,
     },
-    /// To the controller: replace a broker's dynamic configs (-1: every broker's default;
-    /// checked by the asker).
+    /// To the controller: change a broker's dynamic configs (-1: every broker's default;
+    /// checked by the asker). Only the keys named change, so changes of other keys asked at
+    /// other nodes meanwhile stay.
     AlterBrokerConfigs {
         /// The broker, or -1.
         node: i32,
-        /// The whole new set.
-        configs: BTreeMap<String, String>,
+        /// Each key set to a value, or deleted (`None`).
+        changes: BTreeMap<String, Option<String>>,
     },
     /// From the controller: the outcome of a [`PeerMessage::CreateTopic`] or
     /// [`PeerMessage::DeleteTopic`] (once its records are proposed; the asker waits to see
@@ -419,10 +420,20 @@ impl PeerMessage {
                 out.put_u8(22);
                 out.put_i32(node.0);
             }
-            PeerMessage::AlterBrokerConfigs { node, configs } => {
+            PeerMessage::AlterBrokerConfigs { node, changes } => {
                 out.put_u8(21);
                 out.put_i32(*node);
-                put_string_map(&mut out, configs);
+                out.put_u32(changes.len() as u32);
+                for (key, value) in changes {
+                    put_bytes(&mut out, key.as_bytes());
+                    match value {
+                        None => out.put_u8(0),
+                        Some(value) => {
+                            out.put_u8(1);
+                            put_bytes(&mut out, value.as_bytes());
+                        }
+                    }
+                }
             }
             PeerMessage::Reassign {
                 request,
@@ -674,10 +685,20 @@ impl PeerMessage {
             22 => PeerMessage::UnregisterBroker {
                 node: NodeId(get_i32(input)?),
             },
-            21 => PeerMessage::AlterBrokerConfigs {
-                node: get_i32(input)?,
-                configs: get_string_map(input)?,
-            },
+            21 => {
+                let node = get_i32(input)?;
+                let count = get_len(input, 5)?;
+                let mut changes = BTreeMap::new();
+                for _ in 0..count {
+                    let key = get_string(input)?;
+                    let value = match get_u8(input)? {
+                        0 => None,
+                        _ => Some(get_string(input)?),
+                    };
+                    changes.insert(key, value);
+                }
+                PeerMessage::AlterBrokerConfigs { node, changes }
+            }
             19 => {
                 let request = get_u64(input)?;
                 let count = get_len(input, 21)?;

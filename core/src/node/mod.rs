@@ -560,10 +560,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                     c.unregister_broker(node)
                 })?;
             }
-            PeerMessage::AlterBrokerConfigs { node, configs } => {
+            PeerMessage::AlterBrokerConfigs { node, changes } => {
                 let name = broker_resource_name(node);
                 self.decide_topic_change(now, from, TopicChange::BrokerConfigs, name, |c| {
-                    c.alter_broker_configs(node, configs)
+                    c.alter_broker_configs(node, changes)
                 })?;
             }
             PeerMessage::CreatePartitions {

@@ -793,6 +793,17 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
             partitions: None,
         },
         PeerMessage::DescribeQuorum { request: 8 },
+        PeerMessage::AlterBrokerConfigs {
+            node: -1,
+            changes: BTreeMap::from([
+                (
+                    "leader.replication.throttled.rate".to_string(),
+                    Some("5".to_string()),
+                ),
+                ("follower.replication.throttled.rate".to_string(), None),
+            ]),
+        },
+        PeerMessage::UnregisterBroker { node: NodeId(4) },
         PeerMessage::Reassign {
             request: 2,
             partitions: vec![
@@ -2016,4 +2027,59 @@ fn node_an_observer_restarting_after_a_move_away_and_back_keeps_its_replica() {
         values("a", 0..20),
         "kept over the restart"
     );
+}
+
+/// Two nodes change different dynamic broker configs at once: both stay (each sends only
+/// the keys it changes, not a whole set built from its own image).
+#[test]
+fn node_concurrent_dynamic_config_changes_of_different_keys_both_stay() {
+    use kafka_protocol::messages::incremental_alter_configs_request::*;
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    let body = |key: &str| {
+        let mut config = AlterableConfig::default();
+        config.name = StrBytes::from_string(key.into());
+        config.config_operation = 0;
+        config.value = Some(StrBytes::from_static_str("1000"));
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = 4;
+        resource.resource_name = StrBytes::from_static_str("");
+        resource.configs = vec![config];
+        let mut body = IncrementalAlterConfigsRequest::default();
+        body.resources = vec![resource];
+        RequestKind::IncrementalAlterConfigs(body)
+    };
+    // Both asked before either reaches the controller (no message delivered between).
+    let controller = h.controller().unwrap();
+    let (a, b) = match controller {
+        1 => (2, 3),
+        2 => (1, 3),
+        _ => (1, 2),
+    };
+    let now = Millis(h.now);
+    for (at, key) in [
+        (a, "leader.replication.throttled.rate"),
+        (b, "follower.replication.throttled.rate"),
+    ] {
+        let request = Request {
+            api_key: ApiKey::IncrementalAlterConfigs,
+            api_version: 1,
+            correlation_id: 1,
+            client_id: None,
+            body: body(key),
+        };
+        let reply = h
+            .node(at)
+            .handle_request(now, &RequestContext::default(), request)
+            .unwrap();
+        assert!(matches!(reply, Reply::Parked(_)), "{reply:?}");
+    }
+    h.run(1_000, 50);
+    let set = h
+        .node(3)
+        .image()
+        .broker_configs(-1)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(set.len(), 2, "{set:?}");
 }

@@ -63,8 +63,9 @@ enum Want {
     Partitions(i32),
     /// The topic has these config overrides.
     Configs(BTreeMap<String, String>),
-    /// The broker (-1: every broker's default) has these dynamic configs.
-    BrokerConfigs(i32, BTreeMap<String, String>),
+    /// The broker (-1: every broker's default) has these dynamic config changes (a key
+    /// set to a value, or deleted).
+    BrokerConfigs(i32, BTreeMap<String, Option<String>>),
     /// The broker is not registered.
     Unregistered(NodeId),
 }
@@ -487,10 +488,19 @@ impl<P: StorageProvider> ClusterNode<P> {
                     let name = super::broker_resource_name(node);
                     let change = TopicChange::BrokerConfigs;
                     self.topic_results.remove(&(change, name.clone()));
-                    let configs_asked = configs.clone();
-                    let message = PeerMessage::AlterBrokerConfigs { node, configs };
+                    // Only what this request changes goes: the keys it sets and deletes.
+                    let empty = BTreeMap::new();
+                    let current = self.image().broker_configs(node).unwrap_or(&empty);
+                    let mut changes: BTreeMap<String, Option<String>> = (configs.iter())
+                        .filter(|(key, value)| current.get(*key) != Some(*value))
+                        .map(|(key, value)| (key.clone(), Some(value.clone())))
+                        .collect();
+                    for key in current.keys().filter(|key| !configs.contains_key(*key)) {
+                        changes.insert(key.clone(), None);
+                    }
+                    let want = Want::BrokerConfigs(node, changes.clone());
+                    let message = PeerMessage::AlterBrokerConfigs { node, changes };
                     let _ = self.send_to_controller(now, message);
-                    let want = Want::BrokerConfigs(node, configs_asked);
                     waiting.push((name, position, want));
                 }
                 Ok((None, configs)) => {
@@ -552,9 +562,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                     }
                     Want::Configs(configs) => topic.is_some_and(|t| t.configs == *configs),
                     Want::Unregistered(node) => !self.image().brokers().contains_key(node),
-                    Want::BrokerConfigs(node, configs) => {
+                    Want::BrokerConfigs(node, changes) => {
                         let empty = BTreeMap::new();
-                        self.image().broker_configs(*node).unwrap_or(&empty) == configs
+                        let now_set = self.image().broker_configs(*node).unwrap_or(&empty);
+                        (changes.iter()).all(|(key, value)| now_set.get(key) == value.as_ref())
                     }
                 };
                 if done {
