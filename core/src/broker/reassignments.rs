@@ -57,7 +57,7 @@ impl<P: StorageProvider> Broker<P> {
                 answers.push((name.clone(), index, code.code(), message));
             }
         }
-        reassignment_response(answers, 0, None)
+        reassignment_response(answers)
     }
 
     /// ListPartitionReassignments: the partitions asked for (`None`: every partition) that a
@@ -115,11 +115,9 @@ pub(crate) fn unregister_alone(request: UnregisterBrokerRequest) -> UnregisterBr
 }
 
 /// An AlterPartitionReassignments response from per-partition answers, grouped by topic in
-/// first-seen order, with a top-level error.
+/// first-seen order (no top-level error: every refusal is a partition's).
 pub(crate) fn reassignment_response(
     answers: Vec<ReassignmentAnswer>,
-    error_code: i16,
-    error_message: Option<String>,
 ) -> AlterPartitionReassignmentsResponse {
     let mut topics: Vec<ReassignableTopicResponse> = Vec::new();
     for (name, partition, code, message) in answers {
@@ -139,8 +137,7 @@ pub(crate) fn reassignment_response(
         topics[position].partitions.push(result);
     }
     let mut response = AlterPartitionReassignmentsResponse::default();
-    response.error_code = error_code;
-    response.error_message = error_message.map(StrBytes::from_string);
+    response.error_message = None;
     response.responses = topics;
     response
 }

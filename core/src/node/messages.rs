@@ -385,12 +385,11 @@ impl PeerMessage {
             PeerMessage::LeadersElected { request, results } => {
                 out.put_u8(14);
                 out.put_u64(*request);
-                out.put_u32(results.len() as u32);
-                for result in results {
-                    out.put_u128(result.topic_id.as_u128());
-                    out.put_i32(result.partition);
-                    put_outcome(&mut out, result.outcome.as_ref().map(|e| e.0));
-                }
+                let outcomes = results.iter().map(|r| {
+                    let outcome = r.outcome.as_ref().map(|epoch| epoch.0);
+                    (r.topic_id, r.partition, outcome)
+                });
+                put_outcomes(&mut out, results.len(), outcomes);
             }
             PeerMessage::DescribeQuorum { request } => {
                 out.put_u8(15);
@@ -457,12 +456,9 @@ impl PeerMessage {
             PeerMessage::Reassigned { request, results } => {
                 out.put_u8(20);
                 out.put_u64(*request);
-                out.put_u32(results.len() as u32);
-                for result in results {
-                    out.put_u128(result.topic_id.as_u128());
-                    out.put_i32(result.partition);
-                    put_outcome(&mut out, result.outcome.as_ref().copied());
-                }
+                let outcomes = (results.iter())
+                    .map(|r| (r.topic_id, r.partition, r.outcome.as_ref().copied()));
+                put_outcomes(&mut out, results.len(), outcomes);
             }
             PeerMessage::MetadataFetch { correlation, after } => {
                 out.put_u8(17);
@@ -637,18 +633,13 @@ impl PeerMessage {
             }
             14 => {
                 let request = get_u64(input)?;
-                let count = get_len(input, 26)?;
-                let mut results = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
-                    let partition = get_i32(input)?;
-                    let outcome = get_outcome(input)?.map(LeaderEpoch);
-                    results.push(Elected {
+                let results = (get_outcomes(input)?.into_iter())
+                    .map(|(topic_id, partition, outcome)| Elected {
                         topic_id,
                         partition,
-                        outcome,
-                    });
-                }
+                        outcome: outcome.map(LeaderEpoch),
+                    })
+                    .collect();
                 PeerMessage::LeadersElected { request, results }
             }
             15 => PeerMessage::DescribeQuorum {
@@ -723,18 +714,13 @@ impl PeerMessage {
             }
             20 => {
                 let request = get_u64(input)?;
-                let count = get_len(input, 26)?;
-                let mut results = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
-                    let partition = get_i32(input)?;
-                    let outcome = get_outcome(input)?;
-                    results.push(Reassigned {
+                let results = (get_outcomes(input)?.into_iter())
+                    .map(|(topic_id, partition, outcome)| Reassigned {
                         topic_id,
                         partition,
                         outcome,
-                    });
-                }
+                    })
+                    .collect();
                 PeerMessage::Reassigned { request, results }
             }
             17 => PeerMessage::MetadataFetch {
@@ -853,29 +839,46 @@ fn get_assignments(input: &mut &[u8]) -> Result<Vec<Vec<NodeId>>, MessageDecodeE
     Ok(assignments)
 }
 
-/// A controller's per-partition outcome: an epoch, or an error code and message.
-fn put_outcome(out: &mut Vec<u8>, outcome: Result<i32, &(ErrorCode, String)>) {
-    match outcome {
-        Ok(epoch) => {
-            out.put_i16(0);
-            out.put_i32(epoch);
-        }
-        Err((code, message)) => {
-            out.put_i16(code.code());
-            put_bytes(out, message.as_bytes());
+/// A per-partition outcome of a controller decision: an epoch, or an error code and message.
+type Outcome = Result<i32, (ErrorCode, String)>;
+
+/// A controller's per-partition outcomes: (topic id, partition, epoch or error) each.
+fn put_outcomes<'a>(
+    out: &mut Vec<u8>,
+    count: usize,
+    outcomes: impl Iterator<Item = (uuid::Uuid, i32, Result<i32, &'a (ErrorCode, String)>)>,
+) {
+    out.put_u32(count as u32);
+    for (topic_id, partition, outcome) in outcomes {
+        out.put_u128(topic_id.as_u128());
+        out.put_i32(partition);
+        match outcome {
+            Ok(epoch) => {
+                out.put_i16(0);
+                out.put_i32(epoch);
+            }
+            Err((code, message)) => {
+                out.put_i16(code.code());
+                put_bytes(out, message.as_bytes());
+            }
         }
     }
 }
 
-/// A per-partition outcome as [`put_outcome`] writes it.
-type Outcome = Result<i32, (ErrorCode, String)>;
-
-/// Reads what [`put_outcome`] wrote.
-fn get_outcome(input: &mut &[u8]) -> Result<Outcome, MessageDecodeError> {
-    Ok(match get_i16(input)? {
-        0 => Ok(get_i32(input)?),
-        code => Err((ErrorCode::from_code(code), get_string(input)?)),
-    })
+/// Reads what [`put_outcomes`] wrote.
+fn get_outcomes(input: &mut &[u8]) -> Result<Vec<(uuid::Uuid, i32, Outcome)>, MessageDecodeError> {
+    let count = get_len(input, 26)?;
+    let mut outcomes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
+        let partition = get_i32(input)?;
+        let outcome = match get_i16(input)? {
+            0 => Ok(get_i32(input)?),
+            code => Err((ErrorCode::from_code(code), get_string(input)?)),
+        };
+        outcomes.push((topic_id, partition, outcome));
+    }
+    Ok(outcomes)
 }
 
 fn put_string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {

@@ -76,7 +76,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             }
         }
         if partitions.is_empty() {
-            let response = reassignment_response(answered, 0, None);
+            let response = reassignment_response(answered);
             return Reply::Response(Box::new(ResponseKind::AlterPartitionReassignments(
                 response,
             )));
@@ -181,7 +181,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     }
                 }
             }
-            let response = reassignment_response(answered, 0, None);
+            let response = reassignment_response(answered);
             let response = ResponseKind::AlterPartitionReassignments(response);
             self.completed
                 .push(Completed::Response(id, Box::new(response)));
