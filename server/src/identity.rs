@@ -4,10 +4,11 @@
 //! `--node-id`, `--voters` or `--data-dir` stops with an error instead of mixing two
 //! clusters' logs.
 //!
-//! A single broker's directory has no such file (its cluster id is in `meta/brook.meta`), so
-//! directories written by earlier releases open as they are. A single broker's directory
-//! cannot become a cluster node's (nor the reverse): that migration is not written yet, and
-//! both are refused with a message saying so.
+//! A single node's directory has no such file (its cluster id is in `meta/brook.meta`), so
+//! directories written by earlier releases open as they are (the one-node cluster adopts
+//! their topics, see `brook_core::broker::LegacyTopic`). A single node's directory cannot
+//! become a member of a larger cluster (nor the reverse): that migration is not written
+//! yet, and both are refused with a message saying so.
 
 use std::path::Path;
 
@@ -16,8 +17,9 @@ pub const META_PROPERTIES: &str = "meta.properties";
 
 /// What the directory holds, by the files that mark it.
 fn describe(dir: &Path) -> (Option<(i32, String)>, bool) {
-    let single = dir.join("meta").join("brook.meta").exists()
-        && !dir.join(brook_core::node::QUORUM_DIR).exists();
+    // A cluster node writes `meta.properties` before anything else; a single node never.
+    let single =
+        dir.join("meta").join("brook.meta").exists() && !dir.join(META_PROPERTIES).exists();
     let Ok(text) = std::fs::read_to_string(dir.join(META_PROPERTIES)) else {
         return (None, single);
     };

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use brook_core::broker::{Broker, BrokerConfig};
+use brook_core::broker::BrokerConfig;
 use brook_core::node::{ClusterNode, NodeConfig};
 use brook_core::NodeId;
 use brook_server::config::{ClusterSettings, FileConfig, ServerConfig};
@@ -248,11 +248,26 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             NodeThread::start_with(node, peers, inputs, receiver)
         }
         _ => {
-            let broker = Broker::open(data_dir.clone(), broker_config, net::now())
+            // A single node is a cluster of one voter: the same node, controller and
+            // replication code as a larger cluster, with no peers. A directory a single
+            // broker of an earlier release wrote is adopted at its first start.
+            let voters = vec![NodeId(config.node_id)];
+            let node_config = NodeConfig::new(broker_config, voters, incarnation());
+            let node = ClusterNode::open(data_dir.clone(), node_config, net::now())
                 .map_err(|err| open_failed(err.to_string()))?;
-            NodeThread::start(broker, PeerSender::default())
+            NodeThread::start(node, PeerSender::default())
         }
     };
+    if config.cluster.is_none() {
+        // It leads its quorum at once; its broker serves once registered with itself.
+        tokio::select! {
+            _ = thread.serving() => {}
+            _ = thread.ended() => return Err(open_failed("the node stopped while starting".into())),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                return Err(open_failed("the node did not start serving within 30 s".into()))
+            }
+        }
+    }
     let shared = Shared::new(
         thread.inputs(),
         data_dir,

@@ -82,6 +82,8 @@ pub struct NodeThread {
     ended: tokio::sync::watch::Receiver<bool>,
     /// Fires when a controlled shutdown has handed over what it can.
     handed_off: tokio::sync::watch::Receiver<bool>,
+    /// Whether the machine serves clients, after each input.
+    serving: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeThread {
@@ -100,11 +102,16 @@ impl NodeThread {
     ) -> NodeThread {
         let (ended_tx, ended) = tokio::sync::watch::channel(false);
         let (handed_tx, handed_off) = tokio::sync::watch::channel(false);
+        let (serving_tx, serving) = tokio::sync::watch::channel(false);
+        let watches = Watches {
+            handed_off: handed_tx,
+            serving: serving_tx,
+        };
         let thread = std::thread::Builder::new()
             .name("brook-driver".into())
             .spawn(move || {
                 let driver = Driver::new(machine, now());
-                let result = run(driver, receiver, peers, handed_tx);
+                let result = run(driver, receiver, peers, watches);
                 let _ = ended_tx.send(true);
                 result
             })
@@ -114,7 +121,15 @@ impl NodeThread {
             thread,
             ended,
             handed_off,
+            serving,
         }
+    }
+
+    /// Returns once the machine serves clients (a one-node cluster, once it leads its
+    /// quorum and has its broker registered), or the thread ended.
+    pub async fn serving(&self) {
+        let mut serving = self.serving.clone();
+        let _ = serving.wait_for(|serving| *serving).await;
     }
 
     /// Begins a controlled shutdown (see the module doc).
@@ -148,12 +163,22 @@ impl NodeThread {
     }
 }
 
+/// What the driver thread reports of its machine.
+struct Watches {
+    handed_off: tokio::sync::watch::Sender<bool>,
+    serving: tokio::sync::watch::Sender<bool>,
+}
+
 fn run<M: Machine>(
     mut driver: Driver<M>,
     inputs: mpsc::Receiver<Input>,
     mut peers: PeerSender,
-    handed_off: tokio::sync::watch::Sender<bool>,
+    watches: Watches,
 ) -> Result<(), String> {
+    let Watches {
+        handed_off,
+        serving,
+    } = watches;
     let mut connections = std::collections::HashMap::new();
     let mut shutting_down = false;
     loop {
@@ -216,6 +241,10 @@ fn run<M: Machine>(
                 }
             }
         }
+        serving.send_if_modified(|serving| {
+            let now_serving = driver.machine().is_serving();
+            std::mem::replace(serving, now_serving) != now_serving
+        });
         if shutting_down && driver.shutdown_complete() && !*handed_off.borrow() {
             let _ = handed_off.send(true);
         }

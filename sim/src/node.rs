@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
-use brook_core::broker::{Broker, BrokerConfig, RequestContext};
+use brook_core::broker::{BrokerConfig, RequestContext};
 use brook_core::driver::{ConnectionId, Driver, Effect, Machine};
-use brook_core::node::PeerMessage;
+use brook_core::node::{ClusterNode, NodeConfig, PeerMessage};
 use brook_core::protocol::frame_len;
 use brook_core::{Millis, NodeId};
 use bytes::BytesMut;
@@ -347,10 +347,13 @@ pub async fn serve<M: Machine + Send + 'static>(
     }
 }
 
-/// Runs a single broker over `disk` until the node is killed.
+/// Runs a single node — a cluster of one voter, as `brook server` runs without cluster
+/// flags — over `disk` until it is killed.
 pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace, faults: MachineFaults) {
-    let broker = match Broker::open(disk, config, now()) {
-        Ok(broker) => broker,
+    let incarnation: u64 = madsim::rand::thread_rng().gen();
+    let voters = vec![NodeId(config.node_id)];
+    let node = match ClusterNode::open(disk, NodeConfig::new(config, voters, incarnation), now()) {
+        Ok(node) => node,
         Err(err) => {
             trace.record(format!("{} broker: cannot open: {err}", now().0));
             return;
@@ -359,10 +362,10 @@ pub async fn run_broker(disk: SimDisk, config: BrokerConfig, trace: Trace, fault
     trace.record(format!(
         "{} broker: open, topics {:?}",
         now().0,
-        broker.topic_names()
+        node.broker().topic_names()
     ));
-    let observer: Observer<Broker<SimDisk>> = Box::new(|_| {});
-    serve(broker, 1, faults, false, observer, trace, |_| {}).await;
+    let observer: Observer<ClusterNode<SimDisk>> = Box::new(|_| {});
+    serve(node, 1, faults, false, observer, trace, |_| {}).await;
 }
 
 /// The node a peer address belongs to.

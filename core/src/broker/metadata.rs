@@ -88,6 +88,23 @@ impl StoredMeta {
     }
 }
 
+/// A topic the metadata file of a single broker (a release before the one-node cluster)
+/// lists: a member broker opening that directory holds it here until the metadata log has
+/// it, so the node's controller can adopt it — same id, partitions and configs, the
+/// partitions' existing logs on this node — and nothing in the directory is lost. The file
+/// keeps listing it until then, so a crash before the adoption commits retries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyTopic {
+    /// The topic's name.
+    pub name: String,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its partition count.
+    pub partitions: i32,
+    /// Its config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
 /// A cluster id derived from the time of first start: 22 URL-safe characters like Kafka's.
 fn new_cluster_id(now: Millis, node_id: i32) -> String {
     let bits = u128::from(now.0 as u64) << 32 | u128::from(node_id as u32);
@@ -123,15 +140,24 @@ impl<P: StorageProvider> Broker<P> {
     }
 
     /// Opens a broker without topics (a cluster member's come from the metadata records):
-    /// the metadata file gives the cluster id and the producer-id counter.
+    /// the metadata file gives the cluster id and the producer-id counter, and the topics a
+    /// single broker's file listed (see [`LegacyTopic`]).
     pub(crate) fn open_empty(
         provider: P,
         config: BrokerConfig,
         now: Millis,
-    ) -> Result<Self, BrokerError> {
-        let (mut broker, _) = Broker::open_meta(provider, config, now)?;
-        broker.persist_meta()?;
-        Ok(broker)
+    ) -> Result<(Self, Vec<LegacyTopic>), BrokerError> {
+        let (broker, topics) = Broker::open_meta(provider, config, now)?;
+        let legacy = topics
+            .into_iter()
+            .map(|(name, (id, partitions, configs))| LegacyTopic {
+                name,
+                id,
+                partitions,
+                configs,
+            })
+            .collect();
+        Ok((broker, legacy))
     }
 
     /// Reads the metadata file (or makes a new cluster id) into a broker without topics;
@@ -223,18 +249,19 @@ impl<P: StorageProvider> Broker<P> {
         let stored = StoredMeta {
             cluster_id: self.cluster_id.clone(),
             next_producer_id: self.next_producer_id,
-            // A member's topics live in the metadata log.
-            topics: self
-                .topics
-                .iter()
-                .filter(|_| self.member.is_none())
-                .map(|(name, t)| {
-                    (
-                        name.clone(),
-                        (t.id, t.partitions.count(), t.overrides.clone()),
-                    )
-                })
-                .collect(),
+            topics: match &self.member {
+                // A member's topics live in the metadata log; the file keeps only those of a
+                // single broker not yet adopted into it.
+                Some(member) => (member.legacy.iter())
+                    .map(|t| (t.name.clone(), (t.id, t.partitions, t.configs.clone())))
+                    .collect(),
+                None => (self.topics.iter())
+                    .map(|(name, t)| {
+                        let stored = (t.id, t.partitions.count(), t.overrides.clone());
+                        (name.clone(), stored)
+                    })
+                    .collect(),
+            },
         };
         self.meta
             .write_atomic(META_FILE, stored.encode().as_bytes())?;

@@ -49,6 +49,7 @@ pub use admin::{FOLLOWER_THROTTLE, LEADER_THROTTLE};
 pub(crate) use elections::{election_response, ElectionAnswer};
 pub use fetch::ParkedId;
 pub use groups::OFFSETS_TOPIC;
+pub use metadata::LegacyTopic;
 pub(crate) use partition::Partition;
 pub(crate) use reassignments::{reassignment_response, ReassignmentAnswer};
 pub use replica::REPLICA_FETCH_VERSION;
@@ -325,6 +326,11 @@ impl<P: StorageProvider> Broker<P> {
     /// Names of the topics, sorted.
     pub fn topic_names(&self) -> Vec<String> {
         self.topics.keys().cloned().collect()
+    }
+
+    /// The id of the topic named `name`, if it exists.
+    pub fn topic_id(&self, name: &str) -> Option<uuid::Uuid> {
+        self.topics.get(name).map(|t| t.id)
     }
 
     /// The storage of a partition's log, for drivers that serve its files.

@@ -25,6 +25,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::metadata::LegacyTopic;
 use super::partition::{ReplicaAnswer, ReplicaServe};
 use super::{
     partition_dir, Broker, BrokerError, ParkedId, Partition, Partitions, StorageProvider, Topic,
@@ -47,6 +48,8 @@ pub(crate) struct Member {
     controller: Option<NodeId>,
     /// Topics clients asked for that do not exist, to create with the default settings.
     wanted_topics: Vec<String>,
+    /// A single broker's topics not yet in the metadata log.
+    pub(crate) legacy: Vec<LegacyTopic>,
 }
 
 impl Member {
@@ -97,6 +100,7 @@ impl Member {
             image: ClusterImage::new(),
             controller: None,
             wanted_topics: Vec::new(),
+            legacy: Vec::new(),
         }
     }
 }
@@ -110,16 +114,37 @@ impl<P: StorageProvider> Broker<P> {
         now: Millis,
     ) -> Result<Self, BrokerError> {
         let node = NodeId(config.node_id);
-        let mut broker = Broker::open_empty(provider, config, now)?;
-        broker.member = Some(Member::new(node));
+        let (mut broker, legacy) = Broker::open_empty(provider, config, now)?;
+        let mut member = Member::new(node);
+        member.legacy = legacy;
+        broker.member = Some(member);
         // Producer ids must be unique in the cluster: each node hands out its own range
         // (2^32 ids from `node << 32`), so no two nodes ever give out the same id.
         let range_start = i64::from(node.0.max(0)) << 32;
-        if broker.next_producer_id < range_start {
-            broker.next_producer_id = range_start;
-            broker.persist_meta()?;
-        }
+        broker.next_producer_id = broker.next_producer_id.max(range_start);
+        broker.persist_meta()?;
         Ok(broker)
+    }
+
+    /// The topics of a single broker's metadata file that the metadata log does not have
+    /// yet (see [`LegacyTopic`]); empty on a broker that is not a member.
+    pub fn legacy_topics(&self) -> &[LegacyTopic] {
+        self.member.as_ref().map_or(&[], |m| &m.legacy)
+    }
+
+    /// Forgets the legacy topics the image now has (adopted), keeping the metadata file in
+    /// step.
+    fn forget_adopted_topics(&mut self) -> Result<(), BrokerError> {
+        let Some(member) = &mut self.member else {
+            return Ok(());
+        };
+        let before = member.legacy.len();
+        let image = &member.image;
+        member.legacy.retain(|t| image.topic(&t.name).is_none());
+        if member.legacy.len() != before {
+            self.persist_meta()?;
+        }
+        Ok(())
     }
 
     /// Whether this broker is a member of a cluster.
@@ -166,6 +191,7 @@ impl<P: StorageProvider> Broker<P> {
                     partitions: Partitions::held_all(Vec::new()),
                 };
                 self.topics.insert(name.clone(), topic);
+                self.forget_adopted_topics()?;
             }
             MetadataRecord::Partition(record) => self.apply_partition_record(now, node, record)?,
             MetadataRecord::RemoveTopic { id } => {
@@ -229,6 +255,7 @@ impl<P: StorageProvider> Broker<P> {
                 self.apply_partition_record(now, node, partition)?;
             }
         }
+        self.forget_adopted_topics()?;
         self.after_roles_change(now)
     }
 

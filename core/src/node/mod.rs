@@ -143,6 +143,44 @@ pub enum NodeError {
     /// A committed metadata entry is damaged.
     #[error("metadata log: {0}")]
     Log(String),
+    /// The data directory belongs to another node id.
+    #[error("the data directory belongs to node {stored}, not node {expected}")]
+    OtherNode {
+        /// The id the directory was written by.
+        stored: i32,
+        /// The id this node was started with.
+        expected: i32,
+    },
+    /// A single broker's data directory cannot be adopted as asked.
+    #[error("migration: {0}")]
+    Migration(String),
+}
+
+/// The file in the node's directory that names the node id that wrote it.
+const NODE_ID_FILE: &str = "node-id";
+
+/// Checks that the directory is `node`'s (or new, or written before the file existed) and
+/// records it so: a directory opened under another id would vote with another's log.
+fn claim_node_id<S: Storage>(own: &mut S, node: NodeId) -> Result<(), NodeError> {
+    let stored = own.read_all(NODE_ID_FILE).map_err(BrokerError::from)?;
+    match stored.as_deref().map(std::str::from_utf8) {
+        None => {
+            own.write_atomic(NODE_ID_FILE, node.0.to_string().as_bytes())
+                .map_err(BrokerError::from)?;
+            Ok(())
+        }
+        Some(Ok(text)) => match text.trim().parse::<i32>() {
+            Ok(stored) if stored == node.0 => Ok(()),
+            Ok(stored) => Err(NodeError::OtherNode {
+                stored,
+                expected: node.0,
+            }),
+            Err(_) => Err(NodeError::Log(format!(
+                "{NODE_ID_FILE} is damaged: {text:?}"
+            ))),
+        },
+        Some(Err(_)) => Err(NodeError::Log(format!("{NODE_ID_FILE} is not UTF-8"))),
+    }
 }
 
 /// One node of the cluster. See the module doc.
@@ -214,6 +252,7 @@ impl<P: StorageProvider> ClusterNode<P> {
     pub fn open(mut provider: P, config: NodeConfig, now: Millis) -> Result<Self, NodeError> {
         let node = NodeId(config.broker.node_id);
         let mut own = provider.open_dir(NODE_DIR).map_err(BrokerError::from)?;
+        claim_node_id(&mut own, node)?;
         let reported = own
             .read_all(UNSYNCED_LOSS_FILE)
             .map_err(BrokerError::from)?
@@ -223,8 +262,24 @@ impl<P: StorageProvider> ClusterNode<P> {
             own.write_atomic(UNSYNCED_LOSS_FILE, b"1")
                 .map_err(BrokerError::from)?;
         }
-        let (metadata, recovered) = if config.voters.contains(&node) {
-            let storage = provider.open_dir(QUORUM_DIR).map_err(BrokerError::from)?;
+        let voter_storage = match config.voters.contains(&node) {
+            true => Some(provider.open_dir(QUORUM_DIR).map_err(BrokerError::from)?),
+            false => None,
+        };
+        // The broker opens first: a directory it cannot take is refused before the quorum
+        // writes its voters there.
+        let broker = Broker::open_member(provider, config.broker.clone(), now)?;
+        if !broker.legacy_topics().is_empty() && config.voters != [node] {
+            // Only a node that is the whole cluster can take a single broker's topics as
+            // its own: in a larger one, their logs would be on one node and stale replicas
+            // elsewhere.
+            return Err(NodeError::Migration(format!(
+                "the data directory holds a single broker's topics ({}); it opens only as a \
+                 one-node cluster (voters: this node alone)",
+                broker.legacy_topics().len()
+            )));
+        }
+        let (metadata, recovered) = if let Some(storage) = voter_storage {
             let quorum_config = QuorumConfig {
                 node,
                 voters: config.voters.clone(),
@@ -238,7 +293,6 @@ impl<P: StorageProvider> ClusterNode<P> {
             let observer = Observer::new(config.voters.clone());
             (MetadataLog::Observer(observer), Recovered::default())
         };
-        let broker = Broker::open_member(provider, config.broker.clone(), now)?;
         let config_incarnation = config.incarnation;
         let mut node = ClusterNode {
             config,
@@ -329,7 +383,9 @@ impl<P: StorageProvider> ClusterNode<P> {
         // Fenced for its controlled shutdown, it still answers: Metadata names the new
         // leaders, a produce gets NOT_LEADER_OR_FOLLOWER, so clients move without a
         // dropped connection.
-        self.caught_up() && (active || self.shutting_down)
+        // A single broker's topics not yet adopted would look missing (or be created anew).
+        let adopted = self.broker.legacy_topics().is_empty();
+        self.caught_up() && adopted && (active || self.shutting_down)
     }
 
     /// Begins a controlled shutdown (SIGTERM): the node asks the controller to move its
@@ -794,6 +850,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 }
             }
             self.update_controller();
+            self.adopt_legacy_topics()?;
             if idle {
                 break;
             }
@@ -811,6 +868,39 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.complete_reassignments(now);
         self.expire_quorum_asks(now);
         Ok(())
+    }
+
+    /// As the controller of a one-node cluster in a directory a single broker wrote: adopts
+    /// that broker's topics into the metadata log once this node's broker is active — each
+    /// with its id, partitions and configs, replicated on this node alone, whose logs it
+    /// already holds (the broker forgets them as they apply).
+    fn adopt_legacy_topics(&mut self) -> Result<(), NodeError> {
+        let Some(controller) = &mut self.controller else {
+            return Ok(());
+        };
+        if !controller.image().is_active(self.node) {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        for topic in self.broker.legacy_topics() {
+            if controller.image().topic(&topic.name).is_some() {
+                continue; // proposed already, or adopted before a crash
+            }
+            let count = usize::try_from(topic.partitions).unwrap_or(0);
+            let adopted = NewTopic {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: topic.partitions,
+                replication_factor: 1,
+                configs: topic.configs.clone(),
+                assignments: vec![vec![self.node]; count],
+            };
+            let created = controller.create_topic(adopted).map_err(|(_, message)| {
+                NodeError::Migration(format!("cannot adopt topic {}: {message}", topic.name))
+            })?;
+            records.extend(created);
+        }
+        self.propose(records)
     }
 
     /// Starts the controller once this node leads the quorum and applied its marker; drops
@@ -850,6 +940,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                         .flat_map(|peer| controller.fence_broker(*peer))
                         .collect();
                     self.controller = Some(controller);
+                    // This node's own broker asks the new controller at once (its earlier
+                    // registration or heartbeat found none).
+                    self.last_register = None;
+                    self.last_heartbeat = None;
                     self.propose(records)?;
                     for (from, message) in std::mem::take(&mut self.awaiting_controller) {
                         self.dispatch(now, from, message)?;

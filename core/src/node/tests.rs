@@ -19,6 +19,8 @@ use crate::types::Offset;
 struct Harness {
     /// Metadata-log entries between the voters' snapshots.
     snapshot_interval: u64,
+    /// The quorum's voters.
+    voters: Vec<NodeId>,
     dirs: BTreeMap<i32, MemoryDirs>,
     nodes: BTreeMap<i32, Option<ClusterNode<MemoryDirs>>>,
     incarnations: BTreeMap<i32, u64>,
@@ -35,6 +37,7 @@ impl Harness {
     fn with_snapshot_interval(snapshot_interval: u64) -> Harness {
         let mut harness = Harness {
             snapshot_interval,
+            voters: vec![NodeId(1), NodeId(2), NodeId(3)],
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             incarnations: BTreeMap::new(),
@@ -45,6 +48,21 @@ impl Harness {
             harness.dirs.insert(id, MemoryDirs::default());
             harness.start(id);
         }
+        harness
+    }
+
+    /// Node 1 alone, the only voter, over `dirs`.
+    fn one_node(dirs: MemoryDirs) -> Harness {
+        let mut harness = Harness {
+            snapshot_interval: 20,
+            voters: vec![NodeId(1)],
+            dirs: BTreeMap::from([(1, dirs)]),
+            nodes: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            now: 0,
+            completed: BTreeMap::new(),
+        };
+        harness.start(1);
         harness
     }
 
@@ -69,12 +87,11 @@ impl Harness {
         let broker = BrokerConfig {
             node_id: id,
             advertised_port: 9000 + id,
-            default_replication_factor: 3,
+            default_replication_factor: self.voters.len() as i16,
             offsets_topic_partitions: 3,
             ..BrokerConfig::default()
         };
-        let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
-        let mut config = NodeConfig::new(broker, voters, *incarnation);
+        let mut config = NodeConfig::new(broker, self.voters.clone(), *incarnation);
         config.election_tick = 10 + 3 * id as usize; // fixed jitter
         config.snapshot_interval = self.snapshot_interval;
         let node = ClusterNode::open(self.dirs[&id].clone(), config, Millis(self.now)).unwrap();
@@ -2082,4 +2099,174 @@ fn node_concurrent_dynamic_config_changes_of_different_keys_both_stay() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(set.len(), 2, "{set:?}");
+}
+
+/// A single broker (the release before the one-node cluster) writes topic `orders` with a
+/// config override, three records and a group's commit: the directory it leaves.
+fn single_broker_directory() -> (MemoryDirs, uuid::Uuid) {
+    let dirs = MemoryDirs::default();
+    let config = BrokerConfig {
+        offsets_topic_partitions: 3,
+        ..BrokerConfig::default()
+    };
+    let mut broker = Broker::open(dirs.clone(), config, Millis(0)).unwrap();
+    let call = |broker: &mut Broker<MemoryDirs>, api_key, api_version, body| {
+        let request = Request {
+            api_key,
+            api_version,
+            correlation_id: 1,
+            client_id: None,
+            body,
+        };
+        match broker.handle_request(Millis(10), request) {
+            Reply::Response(response) => *response,
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.num_partitions = 2;
+    topic.replication_factor = 1;
+    let mut config = CreatableTopicConfig::default();
+    config.name = StrBytes::from_static_str("retention.ms");
+    config.value = Some(StrBytes::from_static_str("86400000"));
+    topic.configs = vec![config];
+    let mut body = CreateTopicsRequest::default();
+    body.topics = vec![topic];
+    let ResponseKind::CreateTopics(created) = call(
+        &mut broker,
+        ApiKey::CreateTopics,
+        5,
+        RequestKind::CreateTopics(body),
+    ) else {
+        panic!()
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+    let mut builder = BatchBuilder::new(Offset(0));
+    for value in values("old", 0..3) {
+        builder.push(&Record {
+            timestamp: 10,
+            key: None,
+            value: Some(value.into_bytes()),
+            headers: Vec::new(),
+        });
+    }
+    let mut data = PartitionProduceData::default();
+    data.records = Some(Bytes::from(builder.build()));
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_static_str("orders"));
+    topic_data.partition_data = vec![data];
+    let mut body = ProduceRequest::default();
+    body.acks = -1;
+    body.timeout_ms = 1_000;
+    body.topic_data = vec![topic_data];
+    let ResponseKind::Produce(produced) =
+        call(&mut broker, ApiKey::Produce, 9, RequestKind::Produce(body))
+    else {
+        panic!()
+    };
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    use kafka_protocol::messages::offset_commit_request::*;
+    let mut partition = OffsetCommitRequestPartition::default();
+    partition.committed_offset = 2;
+    let mut topic = OffsetCommitRequestTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![partition];
+    let mut body = OffsetCommitRequest::default();
+    body.group_id = GroupId(StrBytes::from_static_str("g"));
+    body.generation_id_or_member_epoch = -1;
+    body.topics = vec![topic];
+    let ResponseKind::OffsetCommit(committed) = call(
+        &mut broker,
+        ApiKey::OffsetCommit,
+        8,
+        RequestKind::OffsetCommit(body),
+    ) else {
+        panic!()
+    };
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let id = broker.topic_id("orders").unwrap();
+    broker.close().unwrap();
+    (dirs, id)
+}
+
+/// A data directory a single broker wrote opens as a one-node cluster: the node leads at
+/// once, adopts the broker's topics into its metadata log with their ids, partitions and
+/// configs, and serves their records and the group's committed offsets; restarts adopt
+/// nothing twice.
+#[test]
+fn node_a_single_broker_s_directory_opens_as_a_one_node_cluster_with_its_topics_and_offsets() {
+    let (dirs, id) = single_broker_directory();
+    let mut h = Harness::one_node(dirs);
+    assert!(!h.node(1).is_serving(), "not before the topics are adopted");
+    h.run(300, 50);
+    assert!(h.node(1).is_serving());
+    assert_eq!(h.controller(), Some(1));
+    for round in 0..2 {
+        let image = h.node(1).image().clone();
+        let topic = image.topic("orders").expect("adopted");
+        assert_eq!(topic.id, id);
+        assert_eq!(topic.partitions.len(), 2);
+        assert_eq!(topic.configs["retention.ms"], "86400000");
+        assert!(topic.partitions.iter().all(|p| p.leader == Some(NodeId(1))));
+        let (log, high_watermark) = h.log_of(1, "orders", 0);
+        let mut expected = values("old", 0..3);
+        if round == 1 {
+            expected.extend(values("new", 0..2));
+        }
+        assert_eq!(log, expected);
+        assert_eq!(high_watermark, expected.len() as i64);
+        assert_eq!(committed(&mut h, 1, "g"), (0, 2));
+        if round == 0 {
+            assert_eq!(h.produce("orders", 0, &values("new", 0..2)), (0, 3));
+        }
+        assert!(h.node(1).broker().legacy_topics().is_empty());
+        h.stop(1);
+        h.start(1);
+        h.run(500, 50);
+        assert!(h.node(1).is_serving(), "round {round}");
+    }
+    let image = h.node(1).image().clone();
+    assert_eq!(
+        image.topics().len(),
+        2,
+        "orders and __consumer_offsets, once each"
+    );
+}
+
+/// A single broker's directory does not open as a member of a larger cluster (its logs
+/// would be the only replica of topics the others lack), and no directory opens under
+/// another node id than the one that wrote it.
+#[test]
+fn node_refuses_a_single_broker_s_directory_in_a_larger_cluster_and_another_node_s_directory() {
+    let (dirs, _) = single_broker_directory();
+    let broker = BrokerConfig::default();
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let config = NodeConfig::new(broker.clone(), voters, 1);
+    let refused = ClusterNode::open(dirs.clone(), config, Millis(0)).err();
+    assert!(
+        matches!(&refused, Some(NodeError::Migration(m)) if m.contains("one-node cluster")),
+        "{refused:?}"
+    );
+    let config = NodeConfig::new(broker.clone(), vec![NodeId(1)], 1);
+    ClusterNode::open(dirs.clone(), config, Millis(0))
+        .unwrap()
+        .close()
+        .unwrap();
+    let other = BrokerConfig {
+        node_id: 2,
+        ..broker
+    };
+    let config = NodeConfig::new(other, vec![NodeId(2)], 2);
+    let refused = ClusterNode::open(dirs, config, Millis(0)).err();
+    assert!(
+        matches!(
+            refused,
+            Some(NodeError::OtherNode {
+                stored: 1,
+                expected: 2
+            })
+        ),
+        "{refused:?}"
+    );
 }

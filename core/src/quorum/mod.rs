@@ -267,8 +267,14 @@ impl<S: Storage> Quorum<S> {
             ..raft::Config::default()
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raw = RawNode::new(&raft_config, store, &logger)
+        let mut raw = RawNode::new(&raft_config, store, &logger)
             .map_err(|_| QuorumError::InvalidConfig("raft-rs refused the configuration"))?;
+        // A lone voter is its own majority: it leads at once instead of after an election
+        // timeout (a single node serves as soon as it has opened).
+        if voters.len() == 1 {
+            raw.campaign()
+                .map_err(|_| QuorumError::InvalidConfig("raft-rs refused to campaign"))?;
+        }
         let quorum = Quorum {
             raw,
             disk,
