@@ -125,7 +125,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut position = 0;
         for batch in Batches::new(bytes) {
             let batch = batch?;
-            let summary = super::summarize(&batch);
+            let summary = super::append::summarize(&batch);
             let (offset_entry, time_entry) =
                 segment.note_batch(position, &summary, self.config.index_interval_bytes);
             offset_entries.extend(offset_entry.map(|e| e.encode()));

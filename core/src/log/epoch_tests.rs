@@ -3,6 +3,7 @@
 
 use super::tests::{batch, open, small_segments};
 use super::*;
+use crate::record::{set_base_offset, set_partition_leader_epoch};
 use crate::storage::{CrashMode, MemoryStorage};
 
 /// The history as (epoch, start offset) pairs.

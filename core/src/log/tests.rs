@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::log::CompactionReport;
-use crate::record::{BatchBuilder, Record};
+use crate::record::{Batch, BatchBuilder, Record, TimestampType};
 use crate::storage::{CrashMode, MemoryStorage};
 
 pub(super) fn batch(records: usize, value_len: usize, timestamp: i64) -> Vec<u8> {
