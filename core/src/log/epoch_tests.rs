@@ -418,3 +418,36 @@ fn log_truncation_at_the_log_end_drops_an_epoch_without_batches() {
     assert_eq!(log.latest_epoch(), Some(LeaderEpoch(0)));
     assert_eq!(log.log_end_offset(), Offset(3), "nothing else changes");
 }
+
+/// The leader epoch of a batch lies outside its CRC: a bit flipped there makes the batch
+/// claim an epoch the history file never named. Recovery treats that as damage — the batch
+/// and what follows it are cut, like a torn tail — instead of taking the epoch into the
+/// history, where it would refuse every later leader (their epochs look stale next to it).
+#[test]
+fn epochs_a_damaged_epoch_field_is_cut_at_recovery_not_taken_into_the_history() {
+    let (mut log, _) = open(MemoryStorage::new(), small_segments());
+    append(&mut log, 0, 4);
+    append(&mut log, 1, 4);
+    append(&mut log, 1, 4);
+    log.flush().unwrap();
+    let damaged = log.read(Offset(8), 1, Offset(12)).unwrap().unwrap();
+    assert_eq!(damaged.first_offset, Offset(8));
+    let mut storage = log.abandon();
+    // The top bit but one of the epoch's first byte: epoch 1 becomes 2^30 + 1.
+    storage.flip_bit(&damaged.file, damaged.position as usize + 12, 6);
+    storage.crash(CrashMode::LoseUnsynced);
+    let (mut log, report) = open(storage, small_segments());
+    assert!(
+        report
+            .repairs
+            .iter()
+            .any(|r| r.contains("newer than the history's newest")),
+        "{report:?}"
+    );
+    assert_eq!(log.log_end_offset(), Offset(8), "cut at the damaged batch");
+    assert_eq!(entries(&log), vec![(0, 0), (1, 4)]);
+    // The next leader's epoch is taken.
+    log.start_leader_epoch(LeaderEpoch(2)).unwrap();
+    append(&mut log, 2, 1);
+    assert_eq!(entries(&log), vec![(0, 0), (1, 4), (2, 8)]);
+}

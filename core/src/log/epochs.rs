@@ -19,7 +19,9 @@
 //! (a crash may have lost batches whose epoch was recorded first); if the open scanned any
 //! segment, the history is also cut at the first scanned segment's base and re-derived from
 //! the `partition_leader_epoch` of every batch from there to the end (a batch whose epoch is
-//! below the history's newest means the file disagrees with the log: full rebuild). Last, the
+//! below the history's newest means the file disagrees with the log: full rebuild; a scanned
+//! batch of an epoch *newer* than the file's newest is damage — the epoch field lies outside
+//! the CRC — and the scan cuts the log there, as at a torn batch). Last, the
 //! history is cut at the log start offset ([`LeaderEpochCache::truncate_from_start`]).
 //! Batches without an epoch (negative) add no entry, as in Kafka.
 

@@ -141,6 +141,12 @@ impl<S: Storage> PartitionLog<S> {
             (false, Some((_, point))) => point,
             (false, None) => Offset(0),
         };
+        let stored_epochs = storage.read_all(EPOCH_CHECKPOINT_FILE)?;
+        // The newest epoch the history file names: it is written before a batch of a new
+        // epoch is, so a scanned batch of a newer one is damage (see `scan_segment`).
+        let newest_epoch = (stored_epochs.as_deref())
+            .and_then(LeaderEpochCache::decode)
+            .and_then(|epochs| epochs.latest_epoch());
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let mut first_scanned = None;
         for (i, &base) in bases.iter().enumerate() {
@@ -162,7 +168,8 @@ impl<S: Storage> PartitionLog<S> {
                 Some(segment) => (segment, true),
                 None => {
                     first_scanned = first_scanned.or(Some(segments.len()));
-                    scan_segment(&mut storage, &config, base, now, &mut report)?
+                    let scan = Scan { base, newest_epoch };
+                    scan_segment(&mut storage, &config, scan, now, &mut report)?
                 }
             };
             let ends_before_next = next_base.is_none_or(|next| segment.next_offset <= next);
@@ -188,7 +195,6 @@ impl<S: Storage> PartitionLog<S> {
         // describes the log they left.
         storage.sync_dir()?;
         let log_end = segments.last().expect("at least one segment").next_offset;
-        let stored_epochs = storage.read_all(EPOCH_CHECKPOINT_FILE)?;
         let mut log = PartitionLog {
             storage,
             config,
@@ -435,13 +441,22 @@ fn load_segment<S: Storage>(
 /// Reads every batch of a segment, verifying lengths, CRCs and offset order; truncates the
 /// file at the first bad byte and rewrites both indexes. Returns the segment and whether it
 /// was intact.
+/// What a segment's scan checks its batches against.
+struct Scan {
+    /// The segment's base offset.
+    base: Offset,
+    /// The newest epoch of the stored leader-epoch history, when the file is intact.
+    newest_epoch: Option<LeaderEpoch>,
+}
+
 fn scan_segment<S: Storage>(
     storage: &mut S,
     config: &LogConfig,
-    base: Offset,
+    scan: Scan,
     now: Millis,
     report: &mut RecoveryReport,
 ) -> Result<(Segment, bool), StorageError> {
+    let Scan { base, newest_epoch } = scan;
     let mut segment = Segment::new(base, now);
     let file = segment.files.log.clone();
     let size = storage.size(&file)?;
@@ -485,6 +500,17 @@ fn scan_segment<S: Storage>(
             problem = Some(format!(
                 "batch offset {} does not continue the segment at {}",
                 summary.base_offset, segment.next_offset
+            ));
+            break;
+        }
+        // The leader epoch sits outside the CRC's range as well. The history file names an
+        // epoch before the first batch of it is written, so an epoch newer than the file's
+        // newest is damage — kept, it would make the log refuse every leader after.
+        if newest_epoch.is_some_and(|newest| summary.leader_epoch > newest) {
+            problem = Some(format!(
+                "batch leader epoch {} is newer than the history's newest, {}",
+                summary.leader_epoch.0,
+                newest_epoch.map_or(-1, |e| e.0)
             ));
             break;
         }
