@@ -16,7 +16,7 @@ use crate::cluster::{
 use crate::protocol::Request;
 use crate::record::{BatchBuilder, Batches, Record};
 use crate::storage::MemoryDirs;
-use crate::types::{NodeId, Offset};
+use crate::types::{LeaderEpoch, NodeId, Offset};
 
 type Dirs = MemoryDirs;
 
@@ -135,6 +135,7 @@ impl Cluster {
             replication_factor,
             configs: BTreeMap::from([("min.insync.replicas".to_string(), min_insync.to_string())]),
             assignments: Vec::new(),
+            leader_epoch: LeaderEpoch(0),
         };
         let records = self.controller.create_topic(topic).unwrap();
         self.commit(records);

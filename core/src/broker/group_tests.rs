@@ -24,6 +24,7 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::test_node::TestNode;
 use super::*;
 use crate::protocol::{encode_response_for, supported_versions, Request};
 use crate::storage::MemoryStorage;
@@ -87,12 +88,14 @@ impl StorageProvider for Dirs {
 const NOW: Millis = Millis(1_700_000_000_000);
 const SESSION_MS: i32 = 10_000;
 
-fn open(dirs: &Dirs) -> Broker<Dirs> {
+fn open(dirs: &Dirs) -> TestNode<Dirs> {
     let config = BrokerConfig {
         offsets_topic_partitions: 3,
         ..BrokerConfig::default()
     };
-    Broker::open(dirs.clone(), config, NOW).expect("open broker")
+    let mut node = TestNode::open(dirs, config, NOW).expect("open broker");
+    node.create_offsets_topic(NOW);
+    node
 }
 
 fn api_of(body: &RequestKind) -> ApiKey {
@@ -121,7 +124,7 @@ fn encodes(api: ApiKey, version: i16, response: &ResponseKind) {
 }
 
 /// Handles a request; every direct answer must encode in the request's version.
-fn call_at(broker: &mut Broker<Dirs>, now: Millis, version: i16, body: RequestKind) -> Reply {
+fn call_at(broker: &mut TestNode<Dirs>, now: Millis, version: i16, body: RequestKind) -> Reply {
     let api_key = api_of(&body);
     let request = Request {
         api_key,
@@ -137,7 +140,7 @@ fn call_at(broker: &mut Broker<Dirs>, now: Millis, version: i16, body: RequestKi
     reply
 }
 
-fn call(broker: &mut Broker<Dirs>, version: i16, body: RequestKind) -> ResponseKind {
+fn call(broker: &mut TestNode<Dirs>, version: i16, body: RequestKind) -> ResponseKind {
     match call_at(broker, NOW, version, body) {
         Reply::Response(response) => *response,
         other => panic!("expected a response, got {other:?}"),
@@ -154,7 +157,7 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
-fn create_topic(broker: &mut Broker<Dirs>, name: &str, partitions: i32) {
+fn create_topic(broker: &mut TestNode<Dirs>, name: &str, partitions: i32) {
     let mut topic = kafka_protocol::messages::create_topics_request::CreatableTopic::default();
     topic.name = TopicName(s(name));
     topic.num_partitions = partitions;
@@ -186,7 +189,7 @@ fn join_body(group: &str, member: &str, version: i16) -> JoinGroupRequest {
 /// Joins a one-member group through the KIP-394 dance (v4+) and syncs; returns the member id
 /// and the generation.
 fn join_and_sync(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode<Dirs>,
     group: &str,
     join_version: i16,
     sync_version: i16,
@@ -256,7 +259,7 @@ fn join_and_sync(
 }
 
 fn commit(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode<Dirs>,
     version: i16,
     group: &str,
     member: &str,
@@ -293,7 +296,7 @@ fn commit(
 
 /// Committed offsets of a group for `topic` partitions 0..n, via OffsetFetch at `version`.
 fn fetch_offsets(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode<Dirs>,
     version: i16,
     group: &str,
     topic: &str,
@@ -920,7 +923,7 @@ mod random_walk {
 }
 
 /// A broker whose offsets expire after 100 s, checked every second, opened at `now`.
-fn open_with_retention(dirs: &Dirs, now: Millis) -> Broker<Dirs> {
+fn open_with_retention(dirs: &Dirs, now: Millis) -> TestNode<Dirs> {
     let config = BrokerConfig {
         offsets_topic_partitions: 3,
         group: crate::group::GroupConfig {
@@ -930,14 +933,16 @@ fn open_with_retention(dirs: &Dirs, now: Millis) -> Broker<Dirs> {
         },
         ..BrokerConfig::default()
     };
-    Broker::open(dirs.clone(), config, now).expect("open broker")
+    let mut node = TestNode::open(dirs, config, now).expect("open broker");
+    node.create_offsets_topic(now);
+    node
 }
 
 fn after(ms: i64) -> Millis {
     Millis(NOW.0 + ms)
 }
 
-fn leave(broker: &mut Broker<Dirs>, now: Millis, group: &str, member: &str) {
+fn leave(broker: &mut TestNode<Dirs>, now: Millis, group: &str, member: &str) {
     let mut body = LeaveGroupRequest::default();
     body.group_id = GroupId(s(group));
     body.member_id = s(member);
@@ -975,8 +980,9 @@ fn groups_retention_expired_offsets_and_dead_groups_stay_gone_after_restart() {
     assert_eq!(fetch_offsets(&mut broker, 9, "g", "t", 2), vec![5, 6]);
     broker.close().unwrap();
 
-    // Restarted 50 s later: "g" has been Empty since 10 s and "solo" committed at 0 s.
-    let mut broker = open_with_retention(&dirs, after(110_000));
+    // Restarted at once: "g" has been Empty since 10 s and "solo" committed at 0 s, both
+    // within their 100 s, so the replay brings them back; they expire on the timer later.
+    let mut broker = open_with_retention(&dirs, after(60_000));
     assert_eq!(fetch_offsets(&mut broker, 9, "g", "t", 2), vec![5, 6]);
     assert_eq!(fetch_offsets(&mut broker, 9, "solo", "t", 1), vec![9]);
     broker.handle_tick(after(110_000));

@@ -103,6 +103,8 @@ pub struct LegacyTopic {
     pub partitions: i32,
     /// Its config overrides.
     pub configs: BTreeMap<String, String>,
+    /// The newest leader epoch its partitions' epoch files name (0 when none does).
+    pub leader_epoch: LeaderEpoch,
 }
 
 /// A cluster id derived from the time of first start: 22 URL-safe characters like Kafka's.
@@ -147,16 +149,29 @@ impl<P: StorageProvider> Broker<P> {
         config: BrokerConfig,
         now: Millis,
     ) -> Result<(Self, Vec<LegacyTopic>), BrokerError> {
-        let (broker, topics) = Broker::open_meta(provider, config, now)?;
-        let legacy = topics
-            .into_iter()
-            .map(|(name, (id, partitions, configs))| LegacyTopic {
+        let (mut broker, topics) = Broker::open_meta(provider, config, now)?;
+        let mut legacy = Vec::with_capacity(topics.len());
+        for (name, (id, partitions, configs)) in topics {
+            let mut leader_epoch = LeaderEpoch(0);
+            for index in 0..partitions {
+                let storage = broker
+                    .provider
+                    .open_dir(&super::partition_dir(&name, index))?;
+                let stored = storage.read_all(crate::log::EPOCH_CHECKPOINT_FILE)?;
+                let newest = stored
+                    .as_deref()
+                    .and_then(crate::log::LeaderEpochCache::decode)
+                    .and_then(|epochs| epochs.latest_epoch());
+                leader_epoch = leader_epoch.max(newest.unwrap_or(LeaderEpoch(0)));
+            }
+            legacy.push(LegacyTopic {
                 name,
                 id,
                 partitions,
                 configs,
-            })
-            .collect();
+                leader_epoch,
+            });
+        }
         Ok((broker, legacy))
     }
 

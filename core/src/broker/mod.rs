@@ -644,4 +644,6 @@ mod cluster_tests;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
+pub(crate) mod test_node;
+#[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::test_node::TestNode;
 use super::*;
 use crate::protocol::{encode_response, Request};
 use crate::record::{BatchBuilder, Batches, Record};
@@ -20,11 +21,11 @@ type Dirs = MemoryDirs;
 
 const NOW: Millis = Millis(1_700_000_000_000);
 
-fn broker(dirs: &Dirs) -> Broker<Dirs> {
-    Broker::open(dirs.clone(), BrokerConfig::default(), NOW).expect("open broker")
+fn broker(dirs: &Dirs) -> TestNode {
+    TestNode::open(dirs, BrokerConfig::default(), NOW).expect("open broker")
 }
 
-fn call(broker: &mut Broker<Dirs>, version: i16, body: RequestKind) -> Reply {
+fn call(broker: &mut TestNode, version: i16, body: RequestKind) -> Reply {
     let api_key = match &body {
         RequestKind::Produce(_) => ApiKey::Produce,
         RequestKind::Fetch(_) => ApiKey::Fetch,
@@ -33,6 +34,7 @@ fn call(broker: &mut Broker<Dirs>, version: i16, body: RequestKind) -> Reply {
         RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         RequestKind::InitProducerId(_) => ApiKey::InitProducerId,
+        RequestKind::FindCoordinator(_) => ApiKey::FindCoordinator,
         _ => ApiKey::ApiVersions,
     };
     let request = Request {
@@ -60,7 +62,7 @@ fn response(reply: Reply) -> ResponseKind {
     }
 }
 
-fn create(broker: &mut Broker<Dirs>, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+fn create(broker: &mut TestNode, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
     let mut topic = CreatableTopic::default();
     topic.name = TopicName(StrBytes::from_string(name.into()));
     topic.num_partitions = partitions;
@@ -76,6 +78,7 @@ fn create(broker: &mut Broker<Dirs>, name: &str, partitions: i32, configs: &[(&s
         .collect();
     let mut request = CreateTopicsRequest::default();
     request.topics = vec![topic];
+    request.timeout_ms = 1_000;
     match response(call(broker, 5, RequestKind::CreateTopics(request))) {
         ResponseKind::CreateTopics(r) => r.topics[0].error_code,
         other => panic!("{other:?}"),
@@ -99,7 +102,7 @@ fn records(count: usize, producer: Option<(i64, i32)>) -> Bytes {
 }
 
 /// Produces to partition 0 of `topic`; returns (error code, base offset).
-fn produce(broker: &mut Broker<Dirs>, topic: &str, acks: i16, data: Bytes) -> Option<(i16, i64)> {
+fn produce(broker: &mut TestNode, topic: &str, acks: i16, data: Bytes) -> Option<(i16, i64)> {
     let mut partition = PartitionProduceData::default();
     partition.index = 0;
     partition.records = Some(data);
@@ -140,7 +143,7 @@ fn fetch_request(topic: &str, offset: i64, min_bytes: i32, max_wait_ms: i32) -> 
 }
 
 /// The (offset, value) pairs in a fetch answer, read from the partition's storage.
-fn fetched(broker: &Broker<Dirs>, data: &FetchResponseData) -> Vec<(i64, String)> {
+fn fetched(broker: &TestNode, data: &FetchResponseData) -> Vec<(i64, String)> {
     let mut out = Vec::new();
     for partition in data.topics.iter().flat_map(|t| &t.partitions) {
         for range in &partition.records {
@@ -214,12 +217,25 @@ fn broker_metadata_auto_creates_unknown_topics() {
     request.topics = Some(vec![topic]);
     request.allow_auto_topic_creation = true;
     let ResponseKind::Metadata(meta) =
+        response(call(&mut broker, 9, RequestKind::Metadata(request.clone())))
+    else {
+        panic!("metadata")
+    };
+    // As Kafka's: the first answer asks the client to come back while the controller
+    // creates the topic.
+    assert_eq!(
+        meta.topics[0].error_code,
+        ErrorCode::LeaderNotAvailable.code()
+    );
+    broker.handle_tick(NOW);
+    assert_eq!(broker.topic_names(), vec!["auto".to_string()]);
+    let ResponseKind::Metadata(meta) =
         response(call(&mut broker, 9, RequestKind::Metadata(request)))
     else {
         panic!("metadata")
     };
     assert_eq!(meta.topics[0].error_code, 0);
-    assert_eq!(broker.topic_names(), vec!["auto".to_string()]);
+    assert_eq!(meta.topics[0].partitions.len(), 1);
 }
 
 #[test]
@@ -357,7 +373,7 @@ fn broker_fetch_long_poll_answers_as_soon_as_data_arrives_or_at_the_deadline() {
     ) else {
         panic!("an empty partition parks the fetch")
     };
-    assert_eq!(broker.next_deadline(), Some(Millis(NOW.0 + 500)));
+    assert_eq!((*broker).next_deadline(), Some(Millis(NOW.0 + 500)));
     assert!(broker.poll_completed_fetches().is_empty());
     produce(&mut broker, "t", 1, records(2, None));
     let completed = broker.poll_completed_fetches();
@@ -497,6 +513,7 @@ fn broker_restart_keeps_topics_and_records() {
     assert_eq!(fetched(&second, &data).len(), 4);
     let mut request = DeleteTopicsRequest::default();
     request.topic_names = vec![TopicName(StrBytes::from_static_str("kept"))];
+    request.timeout_ms = 1_000;
     let ResponseKind::DeleteTopics(deleted) =
         response(call(&mut second, 4, RequestKind::DeleteTopics(request)))
     else {
@@ -546,12 +563,24 @@ fn broker_internal_offsets_topic_is_created_only_as_the_coordinator_needs_it() {
     );
     assert!(!broker.topic_names().contains(&OFFSETS_TOPIC.to_string()));
 
-    // Auto-creation through Metadata makes it with the coordinator's settings.
+    // Looking up a group's coordinator makes it, with the coordinator's settings.
+    let mut find = FindCoordinatorRequest::default();
+    find.key = StrBytes::from_static_str("g");
+    let ResponseKind::FindCoordinator(found) =
+        response(call(&mut broker, 3, RequestKind::FindCoordinator(find)))
+    else {
+        panic!("find coordinator")
+    };
+    assert_eq!(
+        found.error_code,
+        ErrorCode::CoordinatorNotAvailable.code(),
+        "not yet"
+    );
+    broker.handle_tick(NOW);
     let mut topic = MetadataRequestTopic::default();
     topic.name = Some(TopicName(StrBytes::from_static_str(OFFSETS_TOPIC)));
     let mut request = MetadataRequest::default();
     request.topics = Some(vec![topic]);
-    request.allow_auto_topic_creation = true;
     let ResponseKind::Metadata(meta) =
         response(call(&mut broker, 9, RequestKind::Metadata(request)))
     else {
@@ -645,15 +674,23 @@ fn broker_acks_all_uses_the_effective_min_insync_replicas() {
     );
 }
 
-/// A single broker leads each partition in its log's latest epoch: a log whose batches carry
-/// a later epoch (written by a cluster, or a header flipped on disk: the epoch lies outside
-/// the CRC) still takes appends after a restart.
+/// A directory 0.1.0 wrote whose log holds a later epoch than 0 (batches carry the epoch
+/// their leader stamped) is adopted leading at that epoch: a leader may not lead below its
+/// log's history, and the node still takes appends after the adoption.
 #[test]
-fn broker_single_node_leads_in_the_logs_latest_epoch() {
+fn broker_an_adopted_log_is_led_in_its_latest_epoch() {
     let dirs = Dirs::default();
-    let mut first = broker(&dirs);
-    assert_eq!(create(&mut first, "t", 1, &[]), 0);
-    first.close().unwrap();
+    let meta = super::metadata::StoredMeta {
+        cluster_id: "legacy-cluster".into(),
+        next_producer_id: 1_000,
+        topics: std::collections::BTreeMap::from([(
+            "t".to_string(),
+            (uuid::Uuid::from_u128(7), 1, Default::default()),
+        )]),
+    };
+    dirs.dir(super::metadata::META_DIR)
+        .write_atomic(super::metadata::META_FILE, meta.encode().as_bytes())
+        .unwrap();
     let storage = dirs.dir("t-0");
     let (mut log, _) =
         crate::log::PartitionLog::open(storage, crate::log::LogConfig::default(), NOW).unwrap();
@@ -661,10 +698,11 @@ fn broker_single_node_leads_in_the_logs_latest_epoch() {
     log.append(&mut bytes, crate::types::LeaderEpoch(5), NOW)
         .unwrap();
     log.close().unwrap();
-    let mut second = broker(&dirs);
-    assert_eq!(produce(&mut second, "t", 1, records(1, None)), Some((0, 2)));
+    let mut node = broker(&dirs);
+    assert_eq!(node.cluster_id(), "legacy-cluster");
+    assert_eq!(produce(&mut node, "t", 1, records(1, None)), Some((0, 2)));
     assert_eq!(
-        second.topics["t"].partitions[0].leader_epoch(),
+        node.topics["t"].partitions[0].leader_epoch(),
         crate::types::LeaderEpoch(5)
     );
 }

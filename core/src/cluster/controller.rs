@@ -94,6 +94,9 @@ pub struct NewTopic {
     /// Each partition's replicas, led by the first active one (empty: spread over the
     /// active brokers with `replication_factor`).
     pub assignments: Vec<Vec<NodeId>>,
+    /// The partitions' first leader epoch: 0 for a new topic; for a topic a one-node
+    /// cluster adopts, the newest its logs already hold (a leader may not lead below it).
+    pub leader_epoch: LeaderEpoch,
 }
 
 /// A leader's request to change its partition's ISR (Kafka's AlterPartition).
@@ -203,6 +206,18 @@ impl Controller {
             self.elect_leaderless(&mut records);
         }
         Ok(records)
+    }
+
+    /// Keeps the session of the broker on the controller's own node: its heartbeats cannot
+    /// be lost on the way, so a gap in them means the whole process stalled — controller
+    /// included — and fencing it then only takes leaders away with nobody better to take
+    /// over (a one-node cluster's only broker). A broker not registered, or fenced, is left
+    /// as it is.
+    pub fn keep_alive(&mut self, node: NodeId, incarnation: u64, now: Millis) {
+        let registered = self.image.brokers().get(&node);
+        if registered.is_some_and(|b| b.registration.incarnation == incarnation && !b.fenced) {
+            self.sessions.insert(node, now);
+        }
     }
 
     /// Fences the brokers whose session expired by `now`; their partitions elect new leaders.
@@ -425,7 +440,8 @@ impl Controller {
             false => topic.assignments,
         };
         for (partition, replicas) in (0..topic.partitions).zip(lists) {
-            let record = self.new_partition(topic.id, partition, replicas);
+            let mut record = self.new_partition(topic.id, partition, replicas);
+            record.leader_epoch = topic.leader_epoch;
             self.push(&mut records, MetadataRecord::Partition(record));
         }
         Ok(records)

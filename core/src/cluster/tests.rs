@@ -70,6 +70,7 @@ fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
         replication_factor,
         configs: BTreeMap::new(),
         assignments: Vec::new(),
+        leader_epoch: LeaderEpoch(0),
     }
 }
 

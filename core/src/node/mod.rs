@@ -53,7 +53,7 @@ use crate::error::ErrorCode;
 use crate::protocol::{FetchResponseData, Request};
 use crate::quorum::{Committed, Quorum, QuorumConfig, QuorumError, Recovered};
 use crate::storage::Storage;
-use crate::types::{Millis, NodeId};
+use crate::types::{LeaderEpoch, Millis, NodeId};
 
 /// The storage directory of the metadata quorum's files.
 pub const QUORUM_DIR: &str = "__cluster_metadata-0";
@@ -369,6 +369,12 @@ impl<P: StorageProvider> ClusterNode<P> {
         &self.broker
     }
 
+    /// The broker, for tests that look inside it.
+    #[cfg(test)]
+    pub(crate) fn broker_mut(&mut self) -> &mut Broker<P> {
+        &mut self.broker
+    }
+
     /// The committed cluster image this node applied.
     pub fn image(&self) -> &ClusterImage {
         self.broker.image().expect("a node's broker is a member")
@@ -592,6 +598,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     replication_factor,
                     configs,
                     assignments,
+                    leader_epoch: LeaderEpoch(0),
                 };
                 self.decide_topic_change(now, from, TopicChange::Create, name, |c| {
                     c.create_topic(topic)
@@ -730,6 +737,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             self.last_quorum_tick = Millis(self.last_quorum_tick.0 + self.config.tick_ms);
         }
         if let Some(controller) = &mut self.controller {
+            controller.keep_alive(self.node, self.config.incarnation, now);
             let records = controller.tick(now);
             self.propose(records)?;
         }
@@ -894,6 +902,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 replication_factor: 1,
                 configs: topic.configs.clone(),
                 assignments: vec![vec![self.node]; count],
+                leader_epoch: topic.leader_epoch,
             };
             let created = controller.create_topic(adopted).map_err(|(_, message)| {
                 NodeError::Migration(format!("cannot adopt topic {}: {message}", topic.name))

@@ -21,19 +21,18 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::configs::{SOURCE_DEFAULT_CONFIG, SOURCE_STATIC_BROKER_CONFIG, SOURCE_TOPIC_CONFIG};
 use super::*;
-use crate::broker::metadata::{StoredMeta, META_FILE};
+use crate::broker::test_node::TestNode;
 use crate::broker::{BrokerConfig, Reply, OFFSETS_TOPIC};
 use crate::protocol::{encode_response, supported_versions, Request};
 use crate::record::{BatchBuilder, Record};
-use crate::storage::Storage;
 
 /// The test's disk: shared in-memory directories.
 type Dirs = crate::storage::MemoryDirs;
 
 const NOW: Millis = Millis(1_700_000_000_000);
 
-fn broker() -> Broker<Dirs> {
-    Broker::open(Dirs::default(), BrokerConfig::default(), NOW).expect("open broker")
+fn broker() -> TestNode {
+    TestNode::open(&Dirs::default(), BrokerConfig::default(), NOW).expect("open broker")
 }
 
 fn api_key(body: &RequestKind) -> ApiKey {
@@ -59,7 +58,7 @@ fn api_key(body: &RequestKind) -> ApiKey {
 }
 
 /// Calls the broker at `version` and checks that the response encodes in that version.
-fn call(broker: &mut Broker<Dirs>, version: i16, body: RequestKind) -> ResponseKind {
+fn call(broker: &mut TestNode, version: i16, body: RequestKind) -> ResponseKind {
     let request = Request {
         api_key: api_key(&body),
         api_version: version,
@@ -87,7 +86,7 @@ fn version_range(api: ApiKey) -> [i16; 2] {
     [min, max]
 }
 
-fn create(broker: &mut Broker<Dirs>, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+fn create(broker: &mut TestNode, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let mut topic = CreatableTopic::default();
     topic.name = TopicName(StrBytes::from_string(name.into()));
     topic.num_partitions = partitions;
@@ -109,7 +108,7 @@ fn create(broker: &mut Broker<Dirs>, name: &str, partitions: i32, configs: &[(&s
     }
 }
 
-fn produce(broker: &mut Broker<Dirs>, topic: &str, partition: i32, count: usize) -> i16 {
+fn produce(broker: &mut TestNode, topic: &str, partition: i32, count: usize) -> i16 {
     let mut builder = BatchBuilder::new(Offset(0));
     for i in 0..count {
         builder.push(&Record {
@@ -135,7 +134,7 @@ fn produce(broker: &mut Broker<Dirs>, topic: &str, partition: i32, count: usize)
     }
 }
 
-fn overrides(broker: &Broker<Dirs>, topic: &str) -> Vec<(String, String)> {
+fn overrides(broker: &TestNode, topic: &str) -> Vec<(String, String)> {
     broker.topics[topic]
         .overrides
         .iter()
@@ -143,13 +142,10 @@ fn overrides(broker: &Broker<Dirs>, topic: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The topic overrides as persisted in the metadata file.
-fn persisted_overrides(broker: &Broker<Dirs>, topic: &str) -> Vec<(String, String)> {
-    let bytes = broker.meta.read_all(META_FILE).unwrap().unwrap();
-    let meta = StoredMeta::decode(std::str::from_utf8(&bytes).unwrap()).unwrap();
-    meta.topics[topic]
-        .2
-        .iter()
+/// The topic overrides as the metadata log records them.
+fn persisted_overrides(broker: &TestNode, topic: &str) -> Vec<(String, String)> {
+    let image = broker.image().expect("a member");
+    (image.topic(topic).expect("the topic").configs.iter())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -164,7 +160,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 // --- DescribeConfigs -------------------------------------------------------------------
 
 fn describe(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     version: i16,
     kind: i8,
     name: &str,
@@ -306,7 +302,7 @@ fn describe_configs_broker_answers_for_its_id_and_the_empty_name() {
 fn describe_configs_reports_static_broker_values_as_static() {
     let mut config = BrokerConfig::default();
     config.log.retention_ms = Some(60_000);
-    let mut broker = Broker::open(Dirs::default(), config, NOW).unwrap();
+    let mut broker = TestNode::open(&Dirs::default(), config, NOW).unwrap();
     create(&mut broker, "orders", 1, &[]);
     let result = describe(
         &mut broker,
@@ -352,7 +348,7 @@ fn config_catalog_covers_every_topic_config() {
 // --- AlterConfigs ----------------------------------------------------------------------
 
 fn alter(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     version: i16,
     kind: i8,
     topic: &str,
@@ -461,7 +457,7 @@ fn alter_configs_refuses_bad_values_and_honours_validate_only() {
 /// (config name, operation, value).
 type Op<'a> = (&'a str, i8, Option<&'a str>);
 
-fn alter_incremental(broker: &mut Broker<Dirs>, version: i16, topic: &str, ops: &[Op]) -> i16 {
+fn alter_incremental(broker: &mut TestNode, version: i16, topic: &str, ops: &[Op]) -> i16 {
     let mut resource = incremental::AlterConfigsResource::default();
     resource.resource_type = RESOURCE_TOPIC;
     resource.resource_name = StrBytes::from_string(topic.into());
@@ -580,7 +576,7 @@ fn incremental_alter_configs_refuses_bad_operations() {
 // --- CreatePartitions ------------------------------------------------------------------
 
 fn create_partitions(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     version: i16,
     topic: &str,
     count: i32,
@@ -631,9 +627,12 @@ fn create_partitions_grows_the_topic_and_persists_it() {
             4096,
             "overrides apply"
         );
-        let bytes = broker.meta.read_all(META_FILE).unwrap().unwrap();
-        let meta = StoredMeta::decode(std::str::from_utf8(&bytes).unwrap()).unwrap();
-        assert_eq!(meta.topics["orders"].1, 3);
+        let image = broker.image().expect("a member");
+        assert_eq!(
+            image.topic("orders").unwrap().partitions.len(),
+            3,
+            "recorded"
+        );
         assert_eq!(
             produce(&mut broker, "orders", 2, 3),
             0,
@@ -689,7 +688,7 @@ fn describe_cluster_reports_this_broker_as_the_cluster() {
         advertised_port: 29092,
         ..BrokerConfig::default()
     };
-    let mut broker = Broker::open(Dirs::default(), config, NOW).unwrap();
+    let mut broker = TestNode::open(&Dirs::default(), config, NOW).unwrap();
     for version in version_range(ApiKey::DescribeCluster) {
         let mut request = DescribeClusterRequest::default();
         request.include_cluster_authorized_operations = true;
@@ -724,7 +723,7 @@ fn describe_cluster_reports_this_broker_as_the_cluster() {
 // --- DeleteRecords ---------------------------------------------------------------------
 
 fn delete_records(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     version: i16,
     partitions: &[(i32, i64)],
 ) -> Vec<(i16, i64)> {
@@ -777,7 +776,7 @@ fn delete_records_moves_the_log_start_up_to_the_high_watermark() {
 // --- OffsetForLeaderEpoch --------------------------------------------------------------
 
 fn epoch_end(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     version: i16,
     topic: &str,
     leader_epoch: i32,
@@ -854,7 +853,7 @@ fn offset_for_leader_epoch_fences_older_epochs_and_answers_earlier_ones() {
     assert_eq!(epoch_end(&mut broker, 2, "orders", 2, 2), (0, 2, 4));
 }
 
-fn set_leader_epoch(broker: &mut Broker<Dirs>, epoch: i32) {
+fn set_leader_epoch(broker: &mut TestNode, epoch: i32) {
     broker.topics.get_mut("orders").unwrap().partitions[0]
         .bump_leader_epoch(crate::types::LeaderEpoch(epoch), NOW)
         .unwrap();
@@ -879,7 +878,7 @@ fn offset_for_leader_epoch_answers_from_the_epoch_history() {
         .collect();
     assert_eq!(entries, [(0, 0), (2, 3), (5, 5)]);
     for version in version_range(ApiKey::OffsetForLeaderEpoch) {
-        let answer = |broker: &mut Broker<Dirs>, requested: i32| {
+        let answer = |broker: &mut TestNode, requested: i32| {
             let (code, epoch, end) = epoch_end(broker, version, "orders", requested, -1);
             assert_eq!(code, 0);
             (epoch, end)
@@ -942,7 +941,7 @@ fn admin_apis_are_advertised() {
 
 /// DeleteTopics of one topic, by name or (v6+) by id: (error code, message).
 fn delete_topic(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     version: i16,
     name: Option<&str>,
     id: uuid::Uuid,
@@ -972,7 +971,7 @@ fn delete_topic(
 #[test]
 fn internal_topic_cannot_be_deleted_grown_truncated_or_uncompacted() {
     let mut broker = broker();
-    broker.ensure_offsets_topic(NOW).unwrap();
+    broker.create_offsets_topic(NOW);
     let partitions = broker.topics[OFFSETS_TOPIC].partitions.count();
     let id = broker.topics[OFFSETS_TOPIC].id;
     let denied = ErrorCode::TopicAuthorizationFailed.code();
@@ -1069,7 +1068,7 @@ type Listed = (String, i32, i32, i16);
 /// DescribeTopicPartitions of `names` from `cursor`, `limit` partitions a page: the
 /// partitions listed and the next cursor.
 fn describe_partitions(
-    broker: &mut Broker<Dirs>,
+    broker: &mut TestNode,
     names: &[&str],
     limit: i32,
     cursor: Option<(&str, i32)>,
@@ -1147,8 +1146,10 @@ fn describe_topic_partitions_pages_sorted_topics_by_cursor() {
     assert!(!b.topic_names().contains(&"nope".to_string()));
 }
 
+/// A single node is a cluster of one: its only replica leads already, and DescribeQuorum
+/// names it the quorum's leader and only voter.
 #[test]
-fn single_broker_elections_and_quorum_answer_without_a_cluster() {
+fn one_node_elections_and_quorum_answer_as_a_cluster_of_one() {
     let mut b = broker();
     create(&mut b, "orders", 1, &[]);
     let mut topic = elect_leaders_request::TopicPartitions::default();
@@ -1160,11 +1161,12 @@ fn single_broker_elections_and_quorum_answer_without_a_cluster() {
     else {
         panic!()
     };
-    let codes: Vec<(i32, i16)> = response.replica_election_results[0]
+    let mut codes: Vec<(i32, i16)> = response.replica_election_results[0]
         .partition_result
         .iter()
         .map(|r| (r.partition_id, r.error_code))
         .collect();
+    codes.sort();
     let expected = vec![
         (0, ErrorCode::ElectionNotNeeded.code()),
         (4, ErrorCode::UnknownTopicOrPartition.code()),
@@ -1183,7 +1185,10 @@ fn single_broker_elections_and_quorum_answer_without_a_cluster() {
         panic!()
     };
     let p = &response.topics[0].partitions[0];
-    assert_eq!(p.error_code, ErrorCode::InvalidRequest.code());
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.leader_id.0, 1);
+    let voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+    assert_eq!(voters, vec![1]);
 }
 
 /// A single broker holds every replica: a target of itself needs nothing, any other target

@@ -1,0 +1,183 @@
+//! The broker as `brook server` runs it — the member broker of a one-node cluster (a
+//! [`ClusterNode`] whose only voter is itself) — for the broker's unit tests. A request that
+//! parks only until the node's own metadata log commits (a topic change, an election, an
+//! acks=all or group write of its one replica) is driven to its answer at the same instant,
+//! so a test reads as a call and an answer; fetches and joins and syncs, which wait for data,
+//! time or their group, stay parked and come back from `poll_completed_*`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kafka_protocol::messages::ResponseKind;
+
+use super::{Broker, BrokerConfig, ParkedId, Reply, RequestContext, StorageProvider};
+use crate::driver::Completed;
+use crate::node::{ClusterNode, NodeConfig, NodeError};
+use crate::protocol::{FetchResponseData, Request};
+use crate::storage::MemoryDirs;
+use crate::types::{Millis, NodeId};
+
+/// Inputs a parked request or an opening node gets to settle at one instant.
+const SETTLE_STEPS: usize = 20;
+
+/// Incarnations of the nodes tests open: each open is a new process.
+static INCARNATION: AtomicU64 = AtomicU64::new(1);
+
+/// A one-node cluster over the test's directories; derefs to its broker.
+pub(crate) struct TestNode<P: StorageProvider = MemoryDirs> {
+    node: ClusterNode<P>,
+    completed: Vec<Completed>,
+}
+
+impl<P: StorageProvider + Clone> TestNode<P> {
+    /// Opens the node over `dirs` and lets it start serving at `now`.
+    pub(crate) fn open(
+        dirs: &P,
+        config: BrokerConfig,
+        now: Millis,
+    ) -> Result<TestNode<P>, NodeError> {
+        let voters = vec![NodeId(config.node_id)];
+        let incarnation = INCARNATION.fetch_add(1, Ordering::Relaxed);
+        let node = ClusterNode::open(
+            dirs.clone(),
+            NodeConfig::new(config, voters, incarnation),
+            now,
+        )?;
+        let mut test = TestNode {
+            node,
+            completed: Vec::new(),
+        };
+        for _ in 0..SETTLE_STEPS {
+            if test.node.is_serving() {
+                break;
+            }
+            test.handle_tick(now);
+        }
+        assert!(
+            test.node.is_serving(),
+            "a one-node cluster serves once it has registered with itself"
+        );
+        Ok(test)
+    }
+
+    /// Creates `__consumer_offsets` as a group's first request would (through the
+    /// controller) and lets it settle, so group tests start with a coordinator.
+    pub(crate) fn create_offsets_topic(&mut self, now: Millis) {
+        for _ in 0..SETTLE_STEPS {
+            if self.node.broker_mut().ensure_offsets_topic(now).is_ok() {
+                return;
+            }
+            self.handle_tick(now);
+        }
+        panic!("the offsets topic is created");
+    }
+
+    /// A request with nothing known of its connection.
+    pub(crate) fn handle_request(&mut self, now: Millis, request: Request) -> Reply {
+        self.handle_request_from(now, &RequestContext::default(), request)
+    }
+
+    /// A request; a park that settles at `now` comes back answered.
+    pub(crate) fn handle_request_from(
+        &mut self,
+        now: Millis,
+        context: &RequestContext,
+        request: Request,
+    ) -> Reply {
+        let reply = self
+            .node
+            .handle_request(now, context, request)
+            .expect("the node takes the request");
+        self.collect();
+        let Reply::Parked(id) = reply else {
+            return reply;
+        };
+        // Joins and syncs wait for their group, fetches for data or time: those stay parked.
+        if matches!(id, ParkedId::Fetch(_) | ParkedId::Group(_)) {
+            return reply;
+        }
+        for _ in 0..SETTLE_STEPS {
+            if let Some(answer) = self.take(id) {
+                return answer;
+            }
+            self.handle_tick(now);
+        }
+        Reply::Parked(id)
+    }
+
+    /// The node's timers at `now`.
+    pub(crate) fn handle_tick(&mut self, now: Millis) {
+        self.node.handle_tick(now).expect("the node's timers run");
+        self.collect();
+    }
+
+    /// When the node's next timer is due.
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        Some(self.node.next_deadline())
+    }
+
+    /// The parked fetches answered since the last call.
+    pub(crate) fn poll_completed_fetches(&mut self) -> Vec<(ParkedId, FetchResponseData)> {
+        self.collect();
+        let (fetches, rest) = std::mem::take(&mut self.completed)
+            .into_iter()
+            .partition(|c| matches!(c, Completed::Fetch(..)));
+        self.completed = rest;
+        fetches
+            .into_iter()
+            .filter_map(|c| match c {
+                Completed::Fetch(id, data) => Some((id, data)),
+                Completed::Response(..) => None,
+            })
+            .collect()
+    }
+
+    /// The other parked requests answered since the last call.
+    pub(crate) fn poll_completed_responses(&mut self) -> Vec<(ParkedId, ResponseKind)> {
+        self.collect();
+        let (responses, rest) = std::mem::take(&mut self.completed)
+            .into_iter()
+            .partition(|c| matches!(c, Completed::Response(..)));
+        self.completed = rest;
+        responses
+            .into_iter()
+            .filter_map(|c| match c {
+                Completed::Response(id, response) => Some((id, *response)),
+                Completed::Fetch(..) => None,
+            })
+            .collect()
+    }
+
+    /// Closes the logs cleanly.
+    pub(crate) fn close(self) -> Result<(), NodeError> {
+        self.node.close()
+    }
+
+    fn collect(&mut self) {
+        self.completed.extend(self.node.poll_completed());
+    }
+
+    /// The answer to `id`, if it came.
+    fn take(&mut self, id: ParkedId) -> Option<Reply> {
+        let position = self.completed.iter().position(|c| match c {
+            Completed::Fetch(i, _) | Completed::Response(i, _) => *i == id,
+        })?;
+        Some(match self.completed.remove(position) {
+            Completed::Fetch(_, data) => Reply::Fetch(data),
+            Completed::Response(_, response) => Reply::Response(response),
+        })
+    }
+}
+
+impl<P: StorageProvider> std::ops::Deref for TestNode<P> {
+    type Target = Broker<P>;
+
+    fn deref(&self) -> &Broker<P> {
+        self.node.broker()
+    }
+}
+
+impl<P: StorageProvider> std::ops::DerefMut for TestNode<P> {
+    fn deref_mut(&mut self) -> &mut Broker<P> {
+        self.node.broker_mut()
+    }
+}
