@@ -1,12 +1,14 @@
 //! Bounded arbitrary-bytes run over the request path: random frames and mutations of valid
-//! frames go through `decode_request`, the broker and the response encoder. Nothing may
-//! panic or abort, and afterwards the broker still serves a produce and a fetch.
+//! frames go through `decode_request`, the node `brook server` runs without cluster flags (a
+//! one-node cluster over a real data directory) and the response encoder. Nothing may panic
+//! or abort, and afterwards the node still serves a produce and a fetch.
 //! (`fuzz/` holds the coverage-guided cargo-fuzz targets for longer runs.)
 
-use brook_core::broker::{Broker, BrokerConfig, Reply};
+use brook_core::broker::{BrokerConfig, Reply, RequestContext};
+use brook_core::node::{ClusterNode, NodeConfig};
 use brook_core::protocol::{decode_request, encode_fetch_response, encode_response, Request};
 use brook_core::record::{BatchBuilder, Record};
-use brook_core::{Millis, Offset};
+use brook_core::{Millis, NodeId, Offset};
 use brook_server::alloc::LazyLargeAlloc;
 use brook_server::net::DataDir;
 use bytes::{Bytes, BytesMut};
@@ -156,7 +158,9 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
 }
 
 /// Decodes and handles one frame; everything must come back as a value, never a panic.
-fn exercise(broker: &mut Broker<DataDir>, frame: Vec<u8>) {
+type Node = ClusterNode<DataDir>;
+
+fn exercise(broker: &mut Node, frame: Vec<u8>) {
     let Ok(request) = decode_request(Bytes::from(frame)) else {
         return;
     };
@@ -164,34 +168,49 @@ fn exercise(broker: &mut Broker<DataDir>, frame: Vec<u8>) {
         body: RequestKind::ApiVersions(Default::default()),
         ..request.clone()
     };
-    match broker.handle_request(NOW, request) {
+    let reply = broker
+        .handle_request(NOW, &RequestContext::default(), request)
+        .expect("a request never stops the node");
+    match reply {
         Reply::Response(response) => {
             encode_response(&header, &response).expect("the broker's responses always encode");
         }
         Reply::Fetch(data) => {
             encode_fetch_response(header.api_version, header.correlation_id, &data);
         }
-        Reply::Parked(id) => broker.cancel_fetch(id),
+        Reply::Parked(id) => broker.cancel_parked(id),
         Reply::None => {}
     }
 }
 
-fn open_broker(dir: &std::path::Path) -> Broker<DataDir> {
-    let mut broker = Broker::open(
-        DataDir::new(dir.to_path_buf()),
-        BrokerConfig::default(),
-        NOW,
-    )
-    .unwrap();
+/// Inputs at `NOW` until the node's own metadata log has settled.
+fn settle(node: &mut Node) {
+    for _ in 0..10 {
+        node.handle_tick(NOW).unwrap();
+    }
+}
+
+fn open_broker(dir: &std::path::Path) -> Node {
+    let config = NodeConfig::new(BrokerConfig::default(), vec![NodeId(1)], 1);
+    let mut broker = ClusterNode::open(DataDir::new(dir.to_path_buf()), config, NOW).unwrap();
+    settle(&mut broker);
+    assert!(broker.is_serving());
     let mut creatable = CreatableTopic::default();
     creatable.name = topic("fuzz");
     creatable.num_partitions = 1;
     creatable.replication_factor = 1;
     let mut create = CreateTopicsRequest::default();
     create.topics = vec![creatable];
-    exercise(&mut broker, frame(ApiKey::CreateTopics, 5, &create));
+    create.timeout_ms = 1_000;
+    let request = decode_request(Bytes::from(frame(ApiKey::CreateTopics, 5, &create))).unwrap();
+    let reply = broker.handle_request(NOW, &RequestContext::default(), request);
+    assert!(
+        matches!(reply, Ok(Reply::Parked(_))),
+        "answered once committed"
+    );
+    settle(&mut broker);
     exercise(&mut broker, seeds()[3].clone()); // appends one record
-    assert_eq!(broker.topic_names(), vec!["fuzz".to_string()]);
+    assert_eq!(broker.broker().topic_names(), vec!["fuzz".to_string()]);
     broker
 }
 
@@ -209,7 +228,8 @@ proptest! {
         // The broker still works: the seed produce appends and a fetch finds records.
         exercise(&mut broker, seeds()[3].clone());
         let request = decode_request(Bytes::from(seeds()[6].clone())).unwrap();
-        let Reply::Fetch(data) = broker.handle_request(NOW, request) else {
+        let reply = broker.handle_request(NOW, &RequestContext::default(), request);
+        let Ok(Reply::Fetch(data)) = reply else {
             panic!("a fetch of existing records is answered at once")
         };
         prop_assert!(data.record_bytes() > 0);

@@ -181,3 +181,105 @@ impl<P: StorageProvider> std::ops::DerefMut for TestNode<P> {
         self.node.broker_mut()
     }
 }
+
+/// A topic of a directory in 0.1.0's layout ([`write_0_1_directory`]).
+pub(crate) struct OldTopic<'a> {
+    /// The topic's name.
+    pub name: &'a str,
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its partitions, each the record values of its log.
+    pub partitions: Vec<Vec<String>>,
+    /// Its config overrides.
+    pub configs: &'a [(&'a str, &'a str)],
+}
+
+/// Writes what a 0.1.0 single broker left in its data directory: `meta/brook.meta` listing
+/// the topics (and `__consumer_offsets` with `offsets_partitions` partitions, holding the
+/// simple commits `(group, topic, partition, offset)`), and each partition's log, written
+/// in epoch 0 as that broker wrote them — no metadata log.
+pub(crate) fn write_0_1_directory(
+    dirs: &MemoryDirs,
+    topics: &[OldTopic<'_>],
+    offsets_partitions: i32,
+    commits: &[(&str, &str, i32, i64)],
+    now: Millis,
+) {
+    use crate::group::{partition_for_group, GroupRecord, OffsetValue};
+    use crate::log::{LogConfig, PartitionLog};
+    use crate::record::{BatchBuilder, Record};
+    use crate::storage::Storage;
+    use crate::types::{LeaderEpoch, Offset};
+
+    let mut stored = super::metadata::StoredMeta {
+        cluster_id: "0-1-cluster".into(),
+        next_producer_id: 1_000,
+        topics: Default::default(),
+    };
+    let append = |dir: String, records: Vec<Record>| {
+        let (mut log, _) = PartitionLog::open(dirs.dir(&dir), LogConfig::default(), now).unwrap();
+        if !records.is_empty() {
+            let mut builder = BatchBuilder::new(Offset(0));
+            for record in &records {
+                builder.push(record);
+            }
+            let mut bytes = builder.build();
+            log.append(&mut bytes, LeaderEpoch(0), now).unwrap();
+        }
+        log.close().unwrap();
+    };
+    for topic in topics {
+        let configs = (topic.configs.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let count = topic.partitions.len() as i32;
+        stored
+            .topics
+            .insert(topic.name.to_string(), (topic.id, count, configs));
+        for (index, values) in topic.partitions.iter().enumerate() {
+            let records = (values.iter())
+                .map(|value| Record {
+                    timestamp: now.0,
+                    key: None,
+                    value: Some(value.clone().into_bytes()),
+                    headers: Vec::new(),
+                })
+                .collect();
+            append(super::partition_dir(topic.name, index as i32), records);
+        }
+    }
+    let offsets_id = uuid::Uuid::from_u128(0x0ff5e75);
+    let overrides = Broker::<MemoryDirs>::offsets_topic_overrides();
+    (stored.topics).insert(
+        super::OFFSETS_TOPIC.to_string(),
+        (offsets_id, offsets_partitions, overrides),
+    );
+    for index in 0..offsets_partitions {
+        let records = (commits.iter())
+            .filter(|(group, ..)| partition_for_group(group, offsets_partitions) == index)
+            .map(|&(group, topic, partition, offset)| {
+                let record = GroupRecord::Offset {
+                    group: group.into(),
+                    topic: topic.into(),
+                    partition,
+                    value: Some(OffsetValue {
+                        offset,
+                        leader_epoch: -1,
+                        metadata: String::new(),
+                        commit_timestamp_ms: now.0,
+                    }),
+                };
+                Record {
+                    timestamp: now.0,
+                    key: Some(record.encode_key()),
+                    value: record.encode_value(),
+                    headers: Vec::new(),
+                }
+            })
+            .collect();
+        append(super::partition_dir(super::OFFSETS_TOPIC, index), records);
+    }
+    dirs.dir(super::metadata::META_DIR)
+        .write_atomic(super::metadata::META_FILE, stored.encode().as_bytes())
+        .unwrap();
+}

@@ -1,4 +1,5 @@
-//! What the driver needs of a state machine, for the single broker and the cluster node.
+//! What the driver needs of a state machine: the cluster node (a single node is a cluster of
+//! one voter).
 
 use kafka_protocol::messages::ResponseKind;
 
@@ -76,81 +77,6 @@ pub trait Machine {
 
     /// Closes the logs cleanly.
     fn close(self) -> Result<(), String>;
-}
-
-/// A single broker: no peers, always serving.
-impl<P: StorageProvider> Machine for Broker<P> {
-    type Provider = P;
-
-    fn handle_request(
-        &mut self,
-        now: Millis,
-        context: &RequestContext,
-        request: Request,
-    ) -> Result<Reply, NodeError> {
-        Ok(self.handle_request_from(now, context, request))
-    }
-
-    fn handle_peer_message(&mut self, _: Millis, _: NodeId, _: &[u8]) -> Result<(), NodeError> {
-        Ok(()) // a single broker has no peers
-    }
-
-    fn handle_peer_down(&mut self, _: Millis, _: NodeId) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    fn handle_tick(&mut self, now: Millis) -> Result<(), NodeError> {
-        Broker::handle_tick(self, now);
-        Ok(())
-    }
-
-    fn next_deadline(&self) -> Option<Millis> {
-        Broker::next_deadline(self)
-    }
-
-    fn poll_completed(&mut self) -> Vec<Completed> {
-        let fetches = self.poll_completed_fetches().into_iter();
-        let fetches = fetches.map(|(id, data)| Completed::Fetch(id, data));
-        let responses = self.poll_completed_responses().into_iter();
-        let responses = responses.map(|(id, r)| Completed::Response(id, Box::new(r)));
-        fetches.chain(responses).collect()
-    }
-
-    fn poll_outgoing(&mut self) -> Vec<(NodeId, Vec<u8>)> {
-        Vec::new()
-    }
-
-    fn cancel_parked(&mut self, id: ParkedId) {
-        Broker::cancel_parked(self, id);
-    }
-
-    fn is_serving(&self) -> bool {
-        true
-    }
-
-    fn begin_shutdown(&mut self, _: Millis) -> Result<(), NodeError> {
-        Ok(()) // nothing to hand over
-    }
-
-    fn shutdown_complete(&self) -> bool {
-        true
-    }
-
-    fn poll_background_errors(&mut self) -> Vec<String> {
-        Broker::poll_background_errors(self)
-    }
-
-    fn broker(&self) -> &Broker<P> {
-        self
-    }
-
-    fn peer_address(&self, _: NodeId) -> Option<String> {
-        None // a single broker has no peers
-    }
-
-    fn close(self) -> Result<(), String> {
-        Broker::close(self).map_err(|err| err.to_string())
-    }
 }
 
 /// A cluster node: serving once caught up with the metadata log.

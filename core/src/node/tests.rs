@@ -2101,92 +2101,19 @@ fn node_concurrent_dynamic_config_changes_of_different_keys_both_stay() {
     assert_eq!(set.len(), 2, "{set:?}");
 }
 
-/// A single broker (the release before the one-node cluster) writes topic `orders` with a
-/// config override, three records and a group's commit: the directory it leaves.
+/// The directory a 0.1.0 single broker left: topic `orders` with a config override and
+/// three records in partition 0, and group `g` committed at 2 on `orders-0`.
 fn single_broker_directory() -> (MemoryDirs, uuid::Uuid) {
+    use crate::broker::test_node::{write_0_1_directory, OldTopic};
     let dirs = MemoryDirs::default();
-    let config = BrokerConfig {
-        offsets_topic_partitions: 3,
-        ..BrokerConfig::default()
+    let id = uuid::Uuid::from_u128(0x0de75);
+    let orders = OldTopic {
+        name: "orders",
+        id,
+        partitions: vec![values("old", 0..3), Vec::new()],
+        configs: &[("retention.ms", "86400000")],
     };
-    let mut broker = Broker::open(dirs.clone(), config, Millis(0)).unwrap();
-    let call = |broker: &mut Broker<MemoryDirs>, api_key, api_version, body| {
-        let request = Request {
-            api_key,
-            api_version,
-            correlation_id: 1,
-            client_id: None,
-            body,
-        };
-        match broker.handle_request(Millis(10), request) {
-            Reply::Response(response) => *response,
-            other => panic!("{other:?}"),
-        }
-    };
-    let mut topic = CreatableTopic::default();
-    topic.name = TopicName(StrBytes::from_static_str("orders"));
-    topic.num_partitions = 2;
-    topic.replication_factor = 1;
-    let mut config = CreatableTopicConfig::default();
-    config.name = StrBytes::from_static_str("retention.ms");
-    config.value = Some(StrBytes::from_static_str("86400000"));
-    topic.configs = vec![config];
-    let mut body = CreateTopicsRequest::default();
-    body.topics = vec![topic];
-    let ResponseKind::CreateTopics(created) = call(
-        &mut broker,
-        ApiKey::CreateTopics,
-        5,
-        RequestKind::CreateTopics(body),
-    ) else {
-        panic!()
-    };
-    assert_eq!(created.topics[0].error_code, 0);
-    let mut builder = BatchBuilder::new(Offset(0));
-    for value in values("old", 0..3) {
-        builder.push(&Record {
-            timestamp: 10,
-            key: None,
-            value: Some(value.into_bytes()),
-            headers: Vec::new(),
-        });
-    }
-    let mut data = PartitionProduceData::default();
-    data.records = Some(Bytes::from(builder.build()));
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = TopicName(StrBytes::from_static_str("orders"));
-    topic_data.partition_data = vec![data];
-    let mut body = ProduceRequest::default();
-    body.acks = -1;
-    body.timeout_ms = 1_000;
-    body.topic_data = vec![topic_data];
-    let ResponseKind::Produce(produced) =
-        call(&mut broker, ApiKey::Produce, 9, RequestKind::Produce(body))
-    else {
-        panic!()
-    };
-    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
-    use kafka_protocol::messages::offset_commit_request::*;
-    let mut partition = OffsetCommitRequestPartition::default();
-    partition.committed_offset = 2;
-    let mut topic = OffsetCommitRequestTopic::default();
-    topic.name = TopicName(StrBytes::from_static_str("orders"));
-    topic.partitions = vec![partition];
-    let mut body = OffsetCommitRequest::default();
-    body.group_id = GroupId(StrBytes::from_static_str("g"));
-    body.generation_id_or_member_epoch = -1;
-    body.topics = vec![topic];
-    let ResponseKind::OffsetCommit(committed) = call(
-        &mut broker,
-        ApiKey::OffsetCommit,
-        8,
-        RequestKind::OffsetCommit(body),
-    ) else {
-        panic!()
-    };
-    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
-    let id = broker.topic_id("orders").unwrap();
-    broker.close().unwrap();
+    write_0_1_directory(&dirs, &[orders], 3, &[("g", "orders", 0, 2)], Millis(10));
     (dirs, id)
 }
 
