@@ -17,31 +17,25 @@ pub use dynamic::{FOLLOWER_THROTTLE, LEADER_THROTTLE};
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
-use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource as IncrementalResource;
-use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
 use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, BrokerId, CreatePartitionsRequest,
-    CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    BrokerId, DeleteRecordsRequest, DeleteRecordsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::topics::PARTITIONS_MAX;
 use super::{Broker, Partition, StorageProvider, TopicConfigError, TOPIC_CONFIGS};
 use crate::error::ErrorCode;
-use crate::types::{Millis, Offset};
+use crate::types::Offset;
 
 /// `ConfigResource.Type.TOPIC`.
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
@@ -90,12 +84,6 @@ pub(crate) enum AdminError {
     /// The new partition count is not acceptable (`INVALID_PARTITIONS`).
     #[error("{0}")]
     Partitions(String),
-    /// The replica assignment names brokers that do not exist (`INVALID_REPLICA_ASSIGNMENT`).
-    #[error("{0}")]
-    ReplicaAssignment(String),
-    /// Storage failed while applying the change; retryable (`KAFKA_STORAGE_ERROR`).
-    #[error("storage failure: {0}")]
-    Storage(String),
     /// The change would break the internal topic (`TOPIC_AUTHORIZATION_FAILED`).
     #[error("{0}")]
     InternalTopic(String),
@@ -113,8 +101,6 @@ impl AdminError {
             AdminError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
             AdminError::Config(_) | AdminError::ConfigOperation(_) => ErrorCode::InvalidConfig,
             AdminError::Partitions(_) => ErrorCode::InvalidPartitions,
-            AdminError::ReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
-            AdminError::Storage(_) => ErrorCode::KafkaStorageError,
             AdminError::InternalTopic(_) => ErrorCode::TopicAuthorizationFailed,
             AdminError::Policy(_) => ErrorCode::PolicyViolation,
         }
@@ -140,17 +126,6 @@ pub(crate) fn check_partition_count(
         )));
     }
     Ok(())
-}
-
-/// (error code, error message) of an outcome, as admin responses carry them.
-fn outcome_fields(outcome: Result<(), AdminError>) -> (i16, Option<StrBytes>) {
-    match outcome {
-        Ok(()) => (0, None),
-        Err(err) => (
-            err.code().code(),
-            Some(StrBytes::from_string(err.to_string())),
-        ),
-    }
 }
 
 /// The keys that occur more than once (Kafka refuses every copy of a duplicate resource).
@@ -190,92 +165,6 @@ fn list_items(value: &str) -> Vec<String> {
 }
 
 impl<P: StorageProvider> Broker<P> {
-    /// Answers AlterConfigs: each topic's whole override set is replaced (Kafka semantics:
-    /// a config left out of the request returns to its default).
-    pub(crate) fn handle_alter_configs(
-        &mut self,
-        now: Millis,
-        request: AlterConfigsRequest,
-    ) -> AlterConfigsResponse {
-        let twice = duplicates(
-            request
-                .resources
-                .iter()
-                .map(|r| (r.resource_type, r.resource_name.to_string())),
-        );
-        let mut response = AlterConfigsResponse::default();
-        for resource in &request.resources {
-            let key = (resource.resource_type, resource.resource_name.to_string());
-            let outcome = if twice.contains(&key) {
-                Err(AdminError::InvalidRequest(
-                    "the resource is named twice".into(),
-                ))
-            } else {
-                self.refuse_on_member()
-                    .and_then(|()| self.alter_configs_overrides(resource))
-                    .and_then(|overrides| {
-                        let name = &resource.resource_name;
-                        self.replace_overrides(now, name, overrides, request.validate_only)
-                    })
-            };
-            let mut result = AlterConfigsResourceResponse::default();
-            (result.error_code, result.error_message) = outcome_fields(outcome);
-            result.resource_type = resource.resource_type;
-            result.resource_name = resource.resource_name.clone();
-            response.responses.push(result);
-        }
-        response
-    }
-
-    /// Answers IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's
-    /// overrides, applied in order, validated as a whole.
-    pub(crate) fn handle_incremental_alter_configs(
-        &mut self,
-        now: Millis,
-        request: IncrementalAlterConfigsRequest,
-    ) -> IncrementalAlterConfigsResponse {
-        let twice = duplicates(
-            request
-                .resources
-                .iter()
-                .map(|r| (r.resource_type, r.resource_name.to_string())),
-        );
-        let mut response = IncrementalAlterConfigsResponse::default();
-        for resource in &request.resources {
-            let key = (resource.resource_type, resource.resource_name.to_string());
-            let outcome = if twice.contains(&key) {
-                Err(AdminError::InvalidRequest(
-                    "the resource is named twice".into(),
-                ))
-            } else {
-                self.refuse_on_member()
-                    .and_then(|()| self.incremental_alter_overrides(resource))
-                    .and_then(|overrides| {
-                        let name = &resource.resource_name;
-                        self.replace_overrides(now, name, overrides, request.validate_only)
-                    })
-            };
-            let mut result = IncrementalResult::default();
-            (result.error_code, result.error_message) = outcome_fields(outcome);
-            result.resource_type = resource.resource_type;
-            result.resource_name = resource.resource_name.clone();
-            response.responses.push(result);
-        }
-        response
-    }
-
-    /// A member's configs change through the controller (its node asks), never here:
-    /// min.insync.replicas and the rest live in the controller's records, and one leader's
-    /// view changed alone would break the controller's eligibility rules.
-    fn refuse_on_member(&self) -> Result<(), AdminError> {
-        match self.member {
-            Some(_) => Err(AdminError::InvalidRequest(
-                "config changes on a cluster member go through its node's controller".into(),
-            )),
-            None => Ok(()),
-        }
-    }
-
     /// The overrides an AlterConfigs resource would give its topic, checked as a whole.
     pub(crate) fn alter_configs_overrides(
         &self,
@@ -365,140 +254,7 @@ impl<P: StorageProvider> Broker<P> {
         Ok(overrides)
     }
 
-    /// Makes `overrides` the topic's config overrides: validates them with the topic config
-    /// parser, persists the metadata and hands every partition log its new config.
-    fn replace_overrides(
-        &mut self,
-        now: Millis,
-        name: &str,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
-        let log_config = self.check_overrides(name, &overrides)?;
-        if validate_only {
-            return Ok(());
-        }
-        let topic = self
-            .topics
-            .get_mut(name)
-            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let previous = std::mem::replace(&mut topic.overrides, overrides);
-        if let Err(err) = self.persist_meta() {
-            if let Some(topic) = self.topics.get_mut(name) {
-                topic.overrides = previous;
-            }
-            return Err(AdminError::Storage(err.to_string()));
-        }
-        for partition in self
-            .topics
-            .get_mut(name)
-            .into_iter()
-            .flat_map(|t| t.partitions.held_mut())
-        {
-            let (_, partition) = partition;
-            let applied = partition.set_config(log_config.clone(), now);
-            debug_assert!(applied.is_ok(), "log_config_for validated it: {applied:?}");
-        }
-        Ok(())
-    }
-
-    /// Answers CreatePartitions: grows topics to the requested partition count.
-    pub(crate) fn handle_create_partitions(
-        &mut self,
-        now: Millis,
-        request: CreatePartitionsRequest,
-    ) -> CreatePartitionsResponse {
-        let twice = duplicates(request.topics.iter().map(|t| t.name.0.to_string()));
-        let mut response = CreatePartitionsResponse::default();
-        for topic in &request.topics {
-            let outcome = if twice.contains(topic.name.0.as_str()) {
-                Err(AdminError::InvalidRequest(
-                    "the topic is named twice".into(),
-                ))
-            } else {
-                self.check_new_partitions(topic)
-                    .and_then(|current| match request.validate_only {
-                        true => Ok(()),
-                        false => {
-                            self.add_partitions(now, topic.name.0.as_str(), current, topic.count)
-                        }
-                    })
-            };
-            let mut result = CreatePartitionsTopicResult::default();
-            result.name = topic.name.clone();
-            (result.error_code, result.error_message) = outcome_fields(outcome);
-            response.results.push(result);
-        }
-        response
-    }
-
-    /// Checks a CreatePartitions topic; returns its current partition count.
-    fn check_new_partitions(&self, request: &CreatePartitionsTopic) -> Result<i32, AdminError> {
-        if self.member.is_some() {
-            return Err(AdminError::InvalidRequest(
-                "CreatePartitions on a cluster member goes through its node's controller".into(),
-            ));
-        }
-        let name = request.name.0.as_str();
-        let topic = self
-            .topics
-            .get(name)
-            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let current = topic.partitions.count();
-        let count = request.count;
-        check_partition_count(name, current, count)?;
-        if let Some(assignments) = &request.assignments {
-            let added = count - current;
-            if assignments.len() as i64 != i64::from(added) {
-                return Err(AdminError::ReplicaAssignment(format!(
-                    "{added} new partitions need {added} assignments, not {}",
-                    assignments.len()
-                )));
-            }
-            let node = self.config.node_id;
-            if assignments.iter().any(|a| a.broker_ids != [BrokerId(node)]) {
-                return Err(AdminError::ReplicaAssignment(format!(
-                    "every new partition must be assigned to broker {node} alone"
-                )));
-            }
-        }
-        Ok(current)
-    }
-
-    /// Opens the logs of partitions `current..count` and records them in the metadata.
-    fn add_partitions(
-        &mut self,
-        now: Millis,
-        name: &str,
-        current: i32,
-        count: i32,
-    ) -> Result<(), AdminError> {
-        let overrides = self
-            .topics
-            .get(name)
-            .map(|t| t.overrides.clone())
-            .ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let log_config = self.log_config_for(&overrides)?;
-        let mut opened = Vec::with_capacity((count - current) as usize);
-        for index in current..count {
-            let partition = self
-                .open_partition(name, index, log_config.clone(), now)
-                .map_err(|err| AdminError::Storage(err.to_string()))?;
-            opened.push(partition);
-        }
-        if let Some(topic) = self.topics.get_mut(name) {
-            topic.partitions.extend(opened);
-        }
-        if let Err(err) = self.persist_meta() {
-            if let Some(topic) = self.topics.get_mut(name) {
-                topic.partitions.truncate(current);
-            }
-            return Err(AdminError::Storage(err.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Answers DescribeCluster: this broker is the whole cluster and its controller.
+    /// Answers DescribeCluster from the cluster image.
     pub(crate) fn handle_describe_cluster(
         &self,
         request: DescribeClusterRequest,
@@ -517,28 +273,15 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         response.cluster_id = StrBytes::from_string(self.cluster_id.clone());
-        match &self.member {
-            // A cluster member: the unfenced brokers of the metadata, and the active
-            // controller (-1 while there is none), as Metadata names them.
-            Some(member) => {
-                response.controller_id = BrokerId(member.controller_id());
-                for (node, host, port) in member.serving_brokers() {
-                    let mut entry = DescribeClusterBroker::default();
-                    entry.broker_id = BrokerId(node);
-                    entry.host = StrBytes::from_string(host.to_string());
-                    entry.port = port;
-                    response.brokers.push(entry);
-                }
-            }
-            None => {
-                let node = BrokerId(self.config.node_id);
-                response.controller_id = node;
-                let mut broker = DescribeClusterBroker::default();
-                broker.broker_id = node;
-                broker.host = StrBytes::from_string(self.config.advertised_host.clone());
-                broker.port = self.config.advertised_port;
-                response.brokers = vec![broker];
-            }
+        // The unfenced brokers of the metadata, and the active controller (-1 while there is
+        // none), as Metadata names them.
+        response.controller_id = BrokerId(self.member.controller_id());
+        for (node, host, port) in self.member.serving_brokers() {
+            let mut entry = DescribeClusterBroker::default();
+            entry.broker_id = BrokerId(node);
+            entry.host = StrBytes::from_string(host.to_string());
+            entry.port = port;
+            response.brokers.push(entry);
         }
         if request.include_cluster_authorized_operations {
             response.cluster_authorized_operations = CLUSTER_OPERATIONS_ALL;

@@ -617,32 +617,14 @@ fn cluster_a_retried_idempotent_batch_waits_for_the_first_copy_to_commit() {
     assert_eq!(cluster.log_of(leader, 0).0, vec!["once".to_string()]);
 }
 
-/// Topic and config changes belong to the controller: a member broker refuses them rather
-/// than change one replica alone (its `ClusterNode` takes them to the controller instead,
-/// see `node::tests`).
+/// A group's coordinator lives on the leader of its `__consumer_offsets` partition: while
+/// the topic does not exist, FindCoordinator answers `COORDINATOR_NOT_AVAILABLE` (and the
+/// broker asks the controller for the topic) instead of naming a broker.
 #[test]
-fn cluster_members_refuse_admin_changes_they_cannot_make_alone() {
+fn cluster_find_coordinator_waits_for_the_offsets_topic() {
     let mut cluster = Cluster::new(3);
     cluster.create_topic(1, 3, "2");
-    let mut request = DeleteTopicsRequest::default();
-    request.topic_names = vec![TopicName(StrBytes::from_static_str(TOPIC))];
     let now = Millis(cluster.now);
-    let mut delete = request_of(6, RequestKind::DeleteTopics(request));
-    delete.api_key = ApiKey::DeleteTopics;
-    let Reply::Response(response) = cluster.broker(1).handle_request(now, delete) else {
-        panic!()
-    };
-    let ResponseKind::DeleteTopics(response) = *response else {
-        panic!()
-    };
-    assert_eq!(
-        response.responses[0].error_code,
-        ErrorCode::InvalidRequest.code()
-    );
-    assert!(
-        cluster.broker(1).partition_log(TOPIC, 0).is_some(),
-        "nothing deleted"
-    );
     let mut find = FindCoordinatorRequest::default();
     find.key = StrBytes::from_static_str("group");
     let mut request = request_of(3, RequestKind::FindCoordinator(find));
@@ -656,5 +638,9 @@ fn cluster_members_refuse_admin_changes_they_cannot_make_alone() {
     assert_eq!(
         response.error_code,
         ErrorCode::CoordinatorNotAvailable.code()
+    );
+    assert_eq!(
+        cluster.broker(1).take_topic_requests(),
+        vec![OFFSETS_TOPIC.to_string()]
     );
 }

@@ -2,8 +2,8 @@
 //! replicas of `__consumer_offsets`.
 //!
 //! A group lives in one partition of `__consumer_offsets` (`partition_for_group`), and the
-//! broker that leads that partition is its coordinator — on a single broker every partition,
-//! in a cluster the leaders the controller elected. When this broker starts to lead a
+//! broker that leads that partition is its coordinator — the leader the controller elected
+//! (on a one-node cluster, every partition's). When this broker starts to lead a
 //! partition (or leads it in a new leader epoch) it replays the partition's log into the
 //! [`crate::group::GroupCoordinator`] before it answers for the partition's groups; when it
 //! stops, it forgets them and answers their parked requests `NOT_COORDINATOR`, so clients ask
@@ -13,8 +13,8 @@
 //! answered, and a SyncGroup that hands out a new generation is answered, only once the
 //! records are committed (the high watermark passed them). A commit answered is therefore
 //! held by every in-sync replica, and whichever of them leads next loads it: committed
-//! offsets never go back across a coordinator failover. On a single broker the high
-//! watermark moves with the append, so the answer comes at once.
+//! offsets never go back across a coordinator failover. With one replica the high watermark
+//! moves with the append, so the answer comes at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 

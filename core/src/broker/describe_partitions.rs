@@ -1,7 +1,6 @@
 //! DescribeTopicPartitions (API 75, KIP-966): each topic's partitions with their leader,
 //! replicas, ISR and eligible leader replicas, paged by a cursor. The partitions come from
-//! the same view as Metadata (never auto-creating a topic); a cluster member adds the ELR
-//! from its image, a single broker has none.
+//! the same view as Metadata (never auto-creating a topic), with the ELR from the image.
 
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition as PartitionOut,
@@ -83,7 +82,7 @@ impl<P: StorageProvider> Broker<P> {
                     break;
                 }
                 left -= 1;
-                let elr = self.image().and_then(|image| {
+                let elr = Some(self.image()).and_then(|image| {
                     let stored = image
                         .topic(&name)?
                         .partitions

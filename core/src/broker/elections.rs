@@ -1,42 +1,12 @@
-//! ElectLeaders (API 43) on a single broker, and the response shape a cluster node shares.
-//! A single broker leads every partition it has, so no election is ever needed; a cluster
-//! node takes the request to the controller (`node/elections.rs`).
+//! The ElectLeaders (API 43) response shape; the node takes the request to the controller
+//! (`node/elections.rs`).
 
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
-use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
+use kafka_protocol::messages::{ElectLeadersResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-
-use super::{Broker, StorageProvider};
-use crate::error::ErrorCode;
 
 /// One partition's answer: (topic, partition, error code, message).
 pub type ElectionAnswer = (String, i32, i16, Option<String>);
-
-impl<P: StorageProvider> Broker<P> {
-    /// ElectLeaders on a single broker: `ELECTION_NOT_NEEDED` for each partition it has,
-    /// `UNKNOWN_TOPIC_OR_PARTITION` for the others; nothing for every partition (null).
-    pub(crate) fn handle_elect_leaders(
-        &self,
-        request: ElectLeadersRequest,
-    ) -> ElectLeadersResponse {
-        let mut answers = Vec::new();
-        for topic in request.topic_partitions.iter().flatten() {
-            let name = topic.topic.0.to_string();
-            for &partition in &topic.partitions {
-                let held = self
-                    .topics
-                    .get(&name)
-                    .and_then(|t| t.partitions.get(partition));
-                let (code, message) = match held {
-                    Some(_) => (ErrorCode::ElectionNotNeeded, "this broker leads it"),
-                    None => (ErrorCode::UnknownTopicOrPartition, "no such partition"),
-                };
-                answers.push((name.clone(), partition, code.code(), Some(message.into())));
-            }
-        }
-        election_response(answers, 0)
-    }
-}
 
 /// An ElectLeaders response from per-partition answers, grouped by topic in first-seen
 /// order, with a top-level error code (v1+).

@@ -95,8 +95,7 @@ impl<P: StorageProvider> Broker<P> {
             return Reply::Fetch(data);
         }
         // A follower's fetch (replica id ≥ 0) first tells the leader where the follower is.
-        let follower = (request.replica_id.0 >= 0 && self.member.is_some())
-            .then(|| self.serve_followers(now, &request));
+        let follower = (request.replica_id.0 >= 0).then(|| self.serve_followers(now, &request));
         if follower.is_some() {
             self.complete_ready_fetches(now);
         }

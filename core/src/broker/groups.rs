@@ -192,8 +192,7 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
-    /// The settings `__consumer_offsets` is created with, on a single broker and through the
-    /// controller alike.
+    /// The settings `__consumer_offsets` is created with (through the controller).
     pub(crate) fn offsets_topic_overrides() -> BTreeMap<String, String> {
         BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
@@ -204,20 +203,14 @@ impl<P: StorageProvider> Broker<P> {
         ])
     }
 
-    /// Creates `__consumer_offsets` if it does not exist yet: at once on a single broker; a
-    /// cluster member asks the controller and answers `COORDINATOR_NOT_AVAILABLE` meanwhile.
-    pub(crate) fn ensure_offsets_topic(&mut self, now: Millis) -> Result<(), ErrorCode> {
+    /// Asks the controller for `__consumer_offsets` if it does not exist yet, answering
+    /// `COORDINATOR_NOT_AVAILABLE` meanwhile.
+    pub(crate) fn ensure_offsets_topic(&mut self, _now: Millis) -> Result<(), ErrorCode> {
         if self.topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
-        if self.ask_for_topic(OFFSETS_TOPIC) {
-            return Err(ErrorCode::CoordinatorNotAvailable);
-        }
-        let partitions = self.config.offsets_topic_partitions.max(1);
-        let overrides = Self::offsets_topic_overrides();
-        self.create_topic(OFFSETS_TOPIC, partitions, overrides, now)?;
-        self.sync_coordinated_partitions(now)
-            .map_err(|_| ErrorCode::CoordinatorNotAvailable)
+        self.ask_for_topic(OFFSETS_TOPIC);
+        Err(ErrorCode::CoordinatorNotAvailable)
     }
 
     /// Metadata hides `__consumer_offsets` unless asked for by name, and marks it internal.
@@ -305,9 +298,8 @@ impl<P: StorageProvider> Broker<P> {
         for key in keys {
             let found = match request.key_type {
                 0 => offsets_topic.and_then(|()| self.group_coordinator_of(key.as_str())),
-                // Transactions have no coordinator of their own yet; a single broker answers.
-                1 if self.member.is_some() => Err(ErrorCode::CoordinatorNotAvailable),
-                1 => Ok(self.advertised()),
+                // Transactions have no coordinator of their own yet.
+                1 => Err(ErrorCode::CoordinatorNotAvailable),
                 _ => Err(ErrorCode::InvalidRequest),
             };
             answers.push((key, found));
@@ -339,23 +331,10 @@ impl<P: StorageProvider> Broker<P> {
         response
     }
 
-    /// This broker's (node id, advertised host, port).
-    fn advertised(&self) -> (i32, String, i32) {
-        let config = &self.config;
-        (
-            config.node_id,
-            config.advertised_host.clone(),
-            config.advertised_port,
-        )
-    }
-
-    /// The broker leading `group`'s `__consumer_offsets` partition: this one on a single
-    /// broker, the leader the cluster image names on a member (`COORDINATOR_NOT_AVAILABLE`
-    /// while the partition has none).
+    /// The broker leading `group`'s `__consumer_offsets` partition as the cluster image
+    /// names it (`COORDINATOR_NOT_AVAILABLE` while the partition has none).
     fn group_coordinator_of(&self, group: &str) -> Result<(i32, String, i32), ErrorCode> {
-        let Some(image) = self.image() else {
-            return Ok(self.advertised());
-        };
+        let image = self.image();
         let topic = image
             .topic(OFFSETS_TOPIC)
             .filter(|t| !t.partitions.is_empty())

@@ -1,12 +1,13 @@
-//! The broker's own metadata — cluster id, producer-id counter, topics and their config
-//! overrides — persisted as one small text file in the `meta` directory, replaced atomically
-//! on every change. (The replicated cluster will move this into a metadata log.)
+//! The broker's own small metadata — cluster id and producer-id counter — persisted as one
+//! text file in the `meta` directory, replaced atomically on every change. Topics live in the
+//! metadata log; the file lists them only in a directory 0.1.0 wrote, until they are adopted
+//! (see [`LegacyTopic`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::producer_state::ProducerStates;
-use super::{Broker, BrokerConfig, BrokerError, Partition, Partitions, StorageProvider, Topic};
+use super::{Broker, BrokerConfig, BrokerError, StorageProvider};
 use crate::log::PartitionLog;
 use crate::storage::Storage;
 use crate::types::{LeaderEpoch, Millis, NodeId};
@@ -115,32 +116,6 @@ fn new_cluster_id(now: Millis, node_id: i32) -> String {
 }
 
 impl<P: StorageProvider> Broker<P> {
-    /// Opens the broker's state: reads the metadata file (creating it on first start) and
-    /// opens — recovering if needed — every partition log.
-    pub fn open(provider: P, config: BrokerConfig, now: Millis) -> Result<Self, BrokerError> {
-        let (mut broker, topics) = Broker::open_meta(provider, config, now)?;
-        for (name, (id, count, overrides)) in topics {
-            let log_config = broker
-                .log_config_for(&overrides)
-                .map_err(|err| BrokerError::CorruptMetadata(format!("topic {name}: {err}")))?;
-            let mut partitions = Vec::with_capacity(count as usize);
-            for index in 0..count {
-                partitions.push(broker.open_partition(&name, index, log_config.clone(), now)?);
-            }
-            broker.topics.insert(
-                name,
-                Topic {
-                    id,
-                    overrides,
-                    partitions: Partitions::held_all(partitions),
-                },
-            );
-        }
-        broker.sync_coordinated_partitions(now)?;
-        broker.persist_meta()?;
-        Ok(broker)
-    }
-
     /// Opens a broker without topics (a cluster member's come from the metadata records):
     /// the metadata file gives the cluster id and the producer-id counter, and the topics a
     /// single broker's file listed (see [`LegacyTopic`]).
@@ -212,6 +187,7 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
         let config_group = config.group.clone();
+        let config_node = config.node_id;
         let broker = Broker {
             config,
             provider,
@@ -222,41 +198,10 @@ impl<P: StorageProvider> Broker<P> {
             fetches: Default::default(),
             background_errors: Vec::new(),
             groups: super::groups::Groups::new(config_group),
-            member: None,
+            member: super::replica::Member::new(NodeId(config_node)),
             produces: Default::default(),
         };
         Ok((broker, stored.topics))
-    }
-
-    /// Opens one partition's log (recovering it if needed).
-    pub(crate) fn open_partition(
-        &mut self,
-        topic: &str,
-        index: i32,
-        log_config: crate::log::LogConfig,
-        now: Millis,
-    ) -> Result<Partition<P::Storage>, BrokerError> {
-        let dir = super::partition_dir(topic, index);
-        let storage = self.provider.open_dir(&dir)?;
-        let (mut log, _report) =
-            PartitionLog::open(storage, log_config, now).map_err(|source| BrokerError::Log {
-                partition: dir,
-                source,
-            })?;
-        let failed = |source| BrokerError::Log {
-            partition: super::partition_dir(topic, index),
-            source,
-        };
-        let producers = restore_producers(&mut log).map_err(failed)?;
-        // A single replica is the whole ISR: everything in its log is committed. It leads in
-        // the log's latest epoch (0 for a new log): a single broker never changes leaders, and
-        // an older epoch would refuse every append after the history.
-        let node = NodeId(self.config.node_id);
-        let epoch = log
-            .latest_epoch()
-            .unwrap_or(LeaderEpoch(0))
-            .max(LeaderEpoch(0));
-        Partition::lead_alone(log, producers, node, epoch, now).map_err(failed)
     }
 
     /// Writes the metadata file from the in-memory state.
@@ -264,19 +209,11 @@ impl<P: StorageProvider> Broker<P> {
         let stored = StoredMeta {
             cluster_id: self.cluster_id.clone(),
             next_producer_id: self.next_producer_id,
-            topics: match &self.member {
-                // A member's topics live in the metadata log; the file keeps only those of a
-                // single broker not yet adopted into it.
-                Some(member) => (member.legacy.iter())
-                    .map(|t| (t.name.clone(), (t.id, t.partitions, t.configs.clone())))
-                    .collect(),
-                None => (self.topics.iter())
-                    .map(|(name, t)| {
-                        let stored = (t.id, t.partitions.count(), t.overrides.clone());
-                        (name.clone(), stored)
-                    })
-                    .collect(),
-            },
+            // The topics live in the metadata log; the file keeps only those of a 0.1.0
+            // single broker not yet adopted into it.
+            topics: (self.member.legacy.iter())
+                .map(|t| (t.name.clone(), (t.id, t.partitions, t.configs.clone())))
+                .collect(),
         };
         self.meta
             .write_atomic(META_FILE, stored.encode().as_bytes())?;

@@ -1,11 +1,14 @@
 //! The broker state machine: decoded Kafka requests in, responses out.
 //!
-//! [`Broker`] owns the topics and their partition logs and answers every request the
-//! server or the simulator hands it. It never touches a socket or a clock: time arrives as
-//! [`Millis`], storage through a [`StorageProvider`].
+//! [`Broker`] is the broker of a cluster node ([`crate::node::ClusterNode`]; a single node is
+//! a cluster of one): it owns the topics and the partition logs this node holds, as the
+//! committed metadata records make it a replica of them (`replica.rs`), and answers every
+//! client request but those that go to the controller, which the node answers. It never
+//! touches a socket or a clock: time arrives as [`Millis`], storage through a
+//! [`StorageProvider`].
 //!
-//! Call order for a driver:
-//! 1. [`Broker::open`] once, with the storage provider and the configuration.
+//! Call order for the node (see `replica.rs` for the member calls):
+//! 1. [`Broker::open_member`] once, with the storage provider and the configuration.
 //! 2. For each decoded request, [`Broker::handle_request_from`] with what the driver knows of
 //!    the connection ([`RequestContext`]; [`Broker::handle_request`] when it knows nothing);
 //!    the [`Reply`] says whether to send a response now, send nothing (acks=0), or wait: a
@@ -27,7 +30,6 @@ mod metadata;
 mod partition;
 mod produce;
 mod producer_state;
-mod quorum;
 mod reassignments;
 mod replica;
 mod topics;
@@ -102,8 +104,8 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// The group coordinator's timeouts and limits.
     pub group: GroupConfig,
-    /// The cluster id every member reports (a cluster's nodes share it); `None` for a
-    /// single broker, which makes its own at first start. A data directory that holds another
+    /// The cluster id every member reports (a cluster's nodes share it, derived from their
+    /// voters); `None` for a single node, which makes its own at first start. A data directory that holds another
     /// cluster's id is refused.
     pub cluster_id: Option<String>,
 }
@@ -187,8 +189,8 @@ pub(crate) struct Topic<S: Storage> {
     pub(crate) partitions: Partitions<S>,
 }
 
-/// A topic's partitions: every index the topic has, and the partitions this broker holds (a
-/// single broker holds them all; in a cluster, those it is a replica of).
+/// A topic's partitions: every index the topic has, and the partitions this broker holds
+/// (those it is a replica of).
 pub(crate) struct Partitions<S: Storage> {
     slots: Vec<Option<Partition<S>>>,
 }
@@ -245,11 +247,6 @@ impl<S: Storage> Partitions<S> {
             .filter_map(|(i, p)| Some((i as i32, p?)))
     }
 
-    /// Adds partitions held here after the existing ones.
-    pub(crate) fn extend(&mut self, partitions: Vec<Partition<S>>) {
-        self.slots.extend(partitions.into_iter().map(Some));
-    }
-
     /// Grows the topic to at least `count` partitions (none of the new ones held here).
     pub(crate) fn ensure_count(&mut self, count: i32) {
         let count = usize::try_from(count).unwrap_or(0);
@@ -267,11 +264,6 @@ impl<S: Storage> Partitions<S> {
     /// Takes partition `index` out (this broker no longer holds it), if held.
     pub(crate) fn release(&mut self, index: i32) -> Option<Partition<S>> {
         self.slots.get_mut(usize::try_from(index).ok()?)?.take()
-    }
-
-    /// Drops the partitions from `count` on (undoing an `extend`).
-    pub(crate) fn truncate(&mut self, count: i32) {
-        self.slots.truncate(usize::try_from(count).unwrap_or(0));
     }
 }
 
@@ -306,8 +298,8 @@ pub struct Broker<P: StorageProvider> {
     background_errors: Vec<String>,
     /// Consumer groups and their parked JoinGroup/SyncGroup requests.
     groups: groups::Groups,
-    /// In a cluster: what this broker knows of it (`None`: a single broker).
-    member: Option<replica::Member>,
+    /// What this broker knows of its cluster (a single node is a cluster of one).
+    member: replica::Member,
     /// acks=all produces waiting for the followers.
     produces: replica::ParkedProduces,
 }
@@ -412,12 +404,6 @@ impl<P: StorageProvider> Broker<P> {
                 self.mark_internal_topics(&mut response, &named, version);
                 ResponseKind::Metadata(response)
             }
-            RequestKind::CreateTopics(body) => {
-                ResponseKind::CreateTopics(self.handle_create_topics(now, body, version))
-            }
-            RequestKind::DeleteTopics(body) => {
-                ResponseKind::DeleteTopics(self.handle_delete_topics_guarded(body, version))
-            }
             RequestKind::Produce(mut body) => {
                 let refused = Self::strip_internal_produce(&mut body);
                 let timeout_ms = body.timeout_ms;
@@ -445,35 +431,14 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::DescribeConfigs(body) => {
                 ResponseKind::DescribeConfigs(self.handle_describe_configs(body, version))
             }
-            RequestKind::AlterConfigs(body) => {
-                ResponseKind::AlterConfigs(self.handle_alter_configs(now, body))
-            }
-            RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
-                self.handle_incremental_alter_configs(now, body),
-            ),
-            RequestKind::CreatePartitions(body) => {
-                ResponseKind::CreatePartitions(self.handle_create_partitions(now, body))
-            }
             RequestKind::DescribeCluster(body) => {
                 ResponseKind::DescribeCluster(self.handle_describe_cluster(body, version))
             }
             RequestKind::DeleteRecords(body) => {
                 ResponseKind::DeleteRecords(self.handle_delete_records(body))
             }
-            RequestKind::ElectLeaders(body) => {
-                ResponseKind::ElectLeaders(self.handle_elect_leaders(body))
-            }
-            RequestKind::DescribeQuorum(body) => {
-                ResponseKind::DescribeQuorum(self.handle_describe_quorum(body))
-            }
-            RequestKind::AlterPartitionReassignments(body) => {
-                ResponseKind::AlterPartitionReassignments(self.handle_alter_reassignments(body))
-            }
             RequestKind::ListPartitionReassignments(body) => {
                 ResponseKind::ListPartitionReassignments(self.handle_list_reassignments(body))
-            }
-            RequestKind::UnregisterBroker(body) => {
-                ResponseKind::UnregisterBroker(reassignments::unregister_alone(body))
             }
             RequestKind::DescribeTopicPartitions(body) => ResponseKind::DescribeTopicPartitions(
                 self.handle_describe_topic_partitions(now, body),
@@ -512,7 +477,13 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::DeleteGroups(body) => {
                 ResponseKind::DeleteGroups(self.handle_delete_groups(now, body))
             }
-            other => unreachable!("decode_request only lets served APIs through: {other:?}"),
+            // CreateTopics, DeleteTopics, CreatePartitions, config changes, ElectLeaders,
+            // DescribeQuorum, AlterPartitionReassignments and UnregisterBroker go through the
+            // controller: the node answers them (`ClusterNode::handle_request`).
+            other => unreachable!(
+                "decode_request only lets served APIs through, and the node answers the \
+                 controller's: {other:?}"
+            ),
         };
         Reply::Response(Box::new(response))
     }

@@ -2,9 +2,9 @@
 //!
 //! A partition is led here ([`LeaderState`] decides the high watermark, which the log only
 //! stores, and the acks=all checks) or followed ([`FollowerState`]: the leader and epoch to
-//! fetch from), or waits without a leader. A single broker leads every partition alone, so
-//! each append commits at once; in a cluster the role follows the controller's partition
-//! records ([`Partition::apply_record`]).
+//! fetch from), or waits without a leader, as the controller's partition records say
+//! ([`Partition::apply_record`]). A partition with one replica (a one-node cluster's) is its
+//! own ISR, so each append commits at once.
 
 use crate::cluster::PartitionRecord;
 use crate::error::ErrorCode;
@@ -76,30 +76,6 @@ pub(crate) enum ReplicaAnswer {
 }
 
 impl<S: Storage> Partition<S> {
-    /// Takes an opened log and leads it in `epoch` as its only replica: the epoch is recorded
-    /// at the log end and everything in the log is committed.
-    pub(crate) fn lead_alone(
-        log: PartitionLog<S>,
-        producers: ProducerStates,
-        node: NodeId,
-        epoch: LeaderEpoch,
-        now: Millis,
-    ) -> Result<Partition<S>, LogError> {
-        let record = PartitionRecord {
-            topic_id: uuid::Uuid::nil(),
-            partition: 0,
-            replicas: vec![node],
-            isr: vec![node],
-            elr: Vec::new(),
-            leader: Some(node),
-            leader_epoch: epoch,
-            partition_epoch: 0,
-            adding: Vec::new(),
-            removing: Vec::new(),
-        };
-        Partition::with_record(log, producers, node, &record, now)
-    }
-
     /// Takes an opened log in the role `record` gives `node` (a replica of it).
     pub(crate) fn with_record(
         log: PartitionLog<S>,

@@ -3,7 +3,7 @@
 //! applies its leaders' answers, asks the controller for ISR changes, and answers acks=all
 //! produces once the followers hold the records.
 //!
-//! Call order for the node that drives a member broker (besides the single-broker calls):
+//! Call order for the node that drives the broker (besides the calls of `mod.rs`):
 //! [`Broker::open_member`] instead of `open`; [`Broker::apply_metadata`] for every committed
 //! metadata record, in log order; [`Broker::replica_fetches`] for the Fetch requests to send
 //! each leader (one in flight per leader), [`Broker::handle_replica_fetch_response`] with each
@@ -48,7 +48,7 @@ pub(crate) struct Member {
     controller: Option<NodeId>,
     /// Topics clients asked for that do not exist, to create with the default settings.
     wanted_topics: Vec<String>,
-    /// A single broker's topics not yet in the metadata log.
+    /// A 0.1.0 single broker's topics not yet in the metadata log.
     pub(crate) legacy: Vec<LegacyTopic>,
 }
 
@@ -94,7 +94,7 @@ pub(crate) struct PendingAck {
 }
 
 impl Member {
-    fn new(node: NodeId) -> Member {
+    pub(crate) fn new(node: NodeId) -> Member {
         Member {
             node,
             image: ClusterImage::new(),
@@ -106,8 +106,9 @@ impl Member {
 }
 
 impl<P: StorageProvider> Broker<P> {
-    /// Opens a broker that is a member of a cluster: its partitions come from the metadata
-    /// records ([`Broker::apply_metadata`]), not from the single-broker metadata file.
+    /// Opens the broker of a cluster node (a single node is a cluster of one): its
+    /// partitions come from the metadata records ([`Broker::apply_metadata`]); the metadata
+    /// file gives the cluster id, the producer-id counter and a 0.1.0 directory's topics.
     pub fn open_member(
         provider: P,
         config: super::BrokerConfig,
@@ -115,9 +116,7 @@ impl<P: StorageProvider> Broker<P> {
     ) -> Result<Self, BrokerError> {
         let node = NodeId(config.node_id);
         let (mut broker, legacy) = Broker::open_empty(provider, config, now)?;
-        let mut member = Member::new(node);
-        member.legacy = legacy;
-        broker.member = Some(member);
+        broker.member.legacy = legacy;
         // Producer ids must be unique in the cluster: each node hands out its own range
         // (2^32 ids from `node << 32`), so no two nodes ever give out the same id.
         let range_start = i64::from(node.0.max(0)) << 32;
@@ -126,18 +125,16 @@ impl<P: StorageProvider> Broker<P> {
         Ok(broker)
     }
 
-    /// The topics of a single broker's metadata file that the metadata log does not have
-    /// yet (see [`LegacyTopic`]); empty on a broker that is not a member.
+    /// The topics of a 0.1.0 single broker's metadata file that the metadata log does not
+    /// have yet (see [`LegacyTopic`]).
     pub fn legacy_topics(&self) -> &[LegacyTopic] {
-        self.member.as_ref().map_or(&[], |m| &m.legacy)
+        &self.member.legacy
     }
 
     /// Forgets the legacy topics the image now has (adopted), keeping the metadata file in
     /// step.
     fn forget_adopted_topics(&mut self) -> Result<(), BrokerError> {
-        let Some(member) = &mut self.member else {
-            return Ok(());
-        };
+        let member = &mut self.member;
         let before = member.legacy.len();
         let image = &member.image;
         member.legacy.retain(|t| image.topic(&t.name).is_none());
@@ -147,37 +144,24 @@ impl<P: StorageProvider> Broker<P> {
         Ok(())
     }
 
-    /// Whether this broker is a member of a cluster.
-    pub fn is_member(&self) -> bool {
-        self.member.is_some()
-    }
-
-    /// The cluster image as the applied records left it (members only).
-    pub fn image(&self) -> Option<&ClusterImage> {
-        Some(&self.member.as_ref()?.image)
+    /// The cluster image as the applied records left it.
+    pub fn image(&self) -> &ClusterImage {
+        &self.member.image
     }
 
     /// Tells the broker which node answers for the controller now (for Metadata answers).
     pub fn set_controller(&mut self, controller: Option<NodeId>) {
-        if let Some(member) = &mut self.member {
-            member.controller = controller;
-        }
+        self.member.controller = controller;
     }
 
     /// Applies one committed metadata record: the image changes, and the partitions this
     /// broker is a replica of are opened, led, followed or removed as it says.
-    ///
-    /// # Panics
-    /// If the broker is not a member.
     pub fn apply_metadata(
         &mut self,
         now: Millis,
         record: &MetadataRecord,
     ) -> Result<(), BrokerError> {
-        let member = self
-            .member
-            .as_mut()
-            .expect("apply_metadata on a member broker");
+        let member = &mut self.member;
         member
             .image
             .apply(record)
@@ -217,14 +201,8 @@ impl<P: StorageProvider> Broker<P> {
     /// Replaces the cluster image with a snapshot's (the metadata log was compacted past
     /// what this broker applied): topics the snapshot lacks go, the others take its topic
     /// and partition records.
-    ///
-    /// # Panics
-    /// If the broker is not a member.
     pub fn install_image(&mut self, now: Millis, image: ClusterImage) -> Result<(), BrokerError> {
-        let member = self
-            .member
-            .as_mut()
-            .expect("install_image on a member broker");
+        let member = &mut self.member;
         let node = member.node;
         member.image = image.clone();
         let gone: Vec<String> = self
@@ -269,16 +247,12 @@ impl<P: StorageProvider> Broker<P> {
         Ok(())
     }
 
-    /// Asks the controller for a topic that does not exist (the node sends the request);
-    /// false on a single broker, which creates its topics itself.
-    pub(crate) fn ask_for_topic(&mut self, name: &str) -> bool {
-        let Some(member) = &mut self.member else {
-            return false;
-        };
-        if !member.wanted_topics.iter().any(|n| n == name) {
-            member.wanted_topics.push(name.to_string());
+    /// Asks the controller for a topic that does not exist (the node sends the request).
+    pub(crate) fn ask_for_topic(&mut self, name: &str) {
+        let wanted = &mut self.member.wanted_topics;
+        if !wanted.iter().any(|n| n == name) {
+            wanted.push(name.to_string());
         }
-        true
     }
 
     /// The name of the topic with this id, if this broker has it.
@@ -407,9 +381,7 @@ impl<P: StorageProvider> Broker<P> {
         max_wait_ms: i32,
         busy: impl Fn(NodeId) -> bool,
     ) -> Vec<(NodeId, FetchRequest)> {
-        let Some(member) = &self.member else {
-            return Vec::new();
-        };
+        let member = &self.member;
         let mut by_leader: BTreeMap<NodeId, FetchRequest> = BTreeMap::new();
         for (name, topic) in &self.topics {
             for (index, partition) in topic.partitions.held() {
@@ -516,10 +488,7 @@ impl<P: StorageProvider> Broker<P> {
     /// The ISR changes to ask the controller for (AlterPartition), at most one in flight per
     /// partition.
     pub fn take_isr_changes(&mut self) -> Vec<IsrChange> {
-        let Some(member) = &self.member else {
-            return Vec::new();
-        };
-        let node = member.node;
+        let node = self.member.node;
         let mut changes = Vec::new();
         for topic in self.topics.values_mut() {
             let topic_id = topic.id;
@@ -554,10 +523,7 @@ impl<P: StorageProvider> Broker<P> {
     /// Topics clients asked for (Metadata with auto-creation) that do not exist; the node
     /// asks the controller to create them with the broker's defaults.
     pub fn take_topic_requests(&mut self) -> Vec<String> {
-        self.member
-            .as_mut()
-            .map(|m| std::mem::take(&mut m.wanted_topics))
-            .unwrap_or_default()
+        std::mem::take(&mut self.member.wanted_topics)
     }
 
     /// Checks a follower's Fetch before it is read: records each partition's progress and
@@ -568,7 +534,7 @@ impl<P: StorageProvider> Broker<P> {
         request: &FetchRequest,
     ) -> BTreeMap<(String, i32), Result<Option<EpochEnd>, ErrorCode>> {
         let follower = NodeId(request.replica_id.0);
-        let eligible = self.image().is_some_and(|image| image.is_active(follower));
+        let eligible = self.image().is_active(follower);
         let mut verdicts = BTreeMap::new();
         for topic in &request.topics {
             let name = topic.topic.0.as_str();
@@ -746,7 +712,7 @@ impl<P: StorageProvider> Broker<P> {
         version: i16,
     ) -> MetadataResponse {
         let cluster_id = self.cluster_id.clone();
-        let member = self.member.as_mut().expect("a member broker");
+        let member = &mut self.member;
         let image = &member.image;
         let mut response = MetadataResponse::default();
         for (node, host, port) in member.serving_brokers() {

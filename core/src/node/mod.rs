@@ -377,7 +377,7 @@ impl<P: StorageProvider> ClusterNode<P> {
 
     /// The committed cluster image this node applied.
     pub fn image(&self) -> &ClusterImage {
-        self.broker.image().expect("a node's broker is a member")
+        self.broker.image()
     }
 
     /// Whether the broker serves clients: once its own registration (this incarnation) is
@@ -1154,7 +1154,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             let (partitions, replication_factor, configs) = if name == OFFSETS_TOPIC {
                 // Replicated like any topic, on as many brokers as there are, up to three
                 // (Kafka's offsets.topic.replication.factor, capped by the cluster's size).
-                let registered = self.broker.image().map_or(0, |i| i.brokers().len());
+                let registered = self.broker.image().brokers().len();
                 let brokers = self.config.voters.len().max(registered).clamp(1, 3);
                 let factor = i16::try_from(brokers).expect("at most 3");
                 let configs = Broker::<P>::offsets_topic_overrides();

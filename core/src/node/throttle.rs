@@ -89,7 +89,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             return;
         };
         let tokens = self.leader_throttle.available(now, rate);
-        let image = self.broker.image().expect("a member");
+        let image = self.broker.image();
         limit_fetch(request, tokens, |name, p| adding(image, name, p, follower));
     }
 
@@ -98,7 +98,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         if self.throttle_rate(crate::broker::LEADER_THROTTLE).is_none() {
             return;
         }
-        let image = self.broker.image().expect("a member");
+        let image = self.broker.image();
         let bytes: u64 = (data.topics.iter())
             .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p)))
             .filter(|(name, p)| adding(image, name, p.partition_index, follower))
@@ -114,7 +114,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             return;
         };
         let tokens = self.follower_throttle.available(now, rate);
-        let (image, node) = (self.broker.image().expect("a member"), self.node);
+        let (image, node) = (self.broker.image(), self.node);
         limit_fetch(request, tokens, |name, p| adding(image, name, p, node));
     }
 
@@ -126,7 +126,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         {
             return;
         }
-        let (image, node) = (self.broker.image().expect("a member"), self.node);
+        let (image, node) = (self.broker.image(), self.node);
         let bytes: u64 = (response.responses.iter())
             .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.as_str(), p)))
             .filter(|(name, p)| adding(image, name, p.partition_index, node))

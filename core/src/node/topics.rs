@@ -305,8 +305,8 @@ impl<P: StorageProvider> ClusterNode<P> {
                     ErrorCode::UnknownTopicOrPartition,
                     format!("no topic {}", name.as_deref().unwrap_or_default()),
                 )),
-                // As a single broker answers (Kafka's answer to a client that is not a
-                // super user): the groups' offsets live there.
+                // Kafka's answer to a client that is not a super user: the groups' offsets
+                // live there.
                 Some((name, _)) if name == OFFSETS_TOPIC => Some((
                     ErrorCode::TopicAuthorizationFailed,
                     format!("{name} is an internal topic and cannot be deleted"),

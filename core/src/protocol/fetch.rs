@@ -7,7 +7,7 @@
 //! topic id (v13+) and per partition: index, error_code, high_watermark, last_stable_offset,
 //! log_start_offset (v5+), aborted_transactions, preferred_read_replica (v11+), records.
 //! v14–v17 change only request fields and add optional tagged fields (the current leader and
-//! node endpoints of KIP-951), which a single broker never needs to send.
+//! node endpoints of KIP-951), which Brook does not send (clients refresh their metadata).
 
 use bytes::{BufMut, Bytes, BytesMut};
 

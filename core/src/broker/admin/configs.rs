@@ -500,12 +500,10 @@ impl<P: StorageProvider> Broker<P> {
     }
 
     /// The dynamic configs a BROKER resource shows (its own, else the cluster default's),
-    /// with their sources; none on a single broker.
+    /// with their sources.
     fn dynamic_values(&self, name: &str) -> BTreeMap<&'static str, (String, i8)> {
         let mut values = BTreeMap::new();
-        let Some(image) = self.image() else {
-            return values;
-        };
+        let image = self.image();
         let own = (!name.is_empty()).then(|| image.broker_configs(self.config.node_id));
         let default = image.broker_configs(-1);
         for key in super::dynamic::DYNAMIC_BROKER_CONFIGS {

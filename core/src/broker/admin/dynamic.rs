@@ -27,11 +27,7 @@ impl<P: StorageProvider> Broker<P> {
         &self,
         resource: &IncrementalResource,
     ) -> Result<(i32, BTreeMap<String, String>), AdminError> {
-        let Some(image) = self.image() else {
-            return Err(AdminError::InvalidRequest(
-                "broker configs are static on a single broker: set them when starting it".into(),
-            ));
-        };
+        let image = self.image();
         let name = resource.resource_name.as_str();
         let node = match name {
             "" => -1,

@@ -17,12 +17,8 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-
 use super::{list_items, AdminError};
-use crate::broker::{Broker, StorageProvider, OFFSETS_TOPIC};
+use crate::broker::OFFSETS_TOPIC;
 use crate::error::ErrorCode;
 
 /// The only `cleanup.policy` the internal topic may have.
@@ -69,52 +65,4 @@ pub(crate) fn check_overrides(
         )));
     }
     Ok(())
-}
-
-impl<P: StorageProvider> Broker<P> {
-    /// DeleteTopics: the internal topic (named, or by its id) is refused; the others go to
-    /// the ordinary handler.
-    pub(crate) fn handle_delete_topics_guarded(
-        &mut self,
-        mut request: DeleteTopicsRequest,
-        version: i16,
-    ) -> DeleteTopicsResponse {
-        let internal_id = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.id)
-            .filter(|id| !id.is_nil());
-        let mut refused = 0;
-        request.topic_names.retain(|name| {
-            let internal = is_internal(name.0.as_str());
-            refused += usize::from(internal);
-            !internal
-        });
-        request.topics.retain(|topic| {
-            let named = topic
-                .name
-                .as_ref()
-                .is_some_and(|n| is_internal(n.0.as_str()));
-            let internal = named || Some(topic.topic_id) == internal_id;
-            refused += usize::from(internal);
-            !internal
-        });
-        let mut response = self.handle_delete_topics(request, version);
-        for _ in 0..refused {
-            let mut result = DeletableTopicResult::default();
-            result.name = Some(TopicName(StrBytes::from_static_str(OFFSETS_TOPIC)));
-            if version >= 6 {
-                result.topic_id = internal_id.unwrap_or_default();
-            }
-            result.error_code = ErrorCode::TopicAuthorizationFailed.code();
-            if version >= 5 {
-                result.error_message = Some(StrBytes::from_static_str(
-                    "__consumer_offsets is an internal topic: it holds the committed offsets \
-                     and cannot be deleted",
-                ));
-            }
-            response.responses.push(result);
-        }
-        response
-    }
 }

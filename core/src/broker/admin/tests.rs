@@ -25,6 +25,7 @@ use crate::broker::test_node::TestNode;
 use crate::broker::{BrokerConfig, Reply, OFFSETS_TOPIC};
 use crate::protocol::{encode_response, supported_versions, Request};
 use crate::record::{BatchBuilder, Record};
+use crate::types::Millis;
 
 /// The test's disk: shared in-memory directories.
 type Dirs = crate::storage::MemoryDirs;
@@ -144,7 +145,7 @@ fn overrides(broker: &TestNode, topic: &str) -> Vec<(String, String)> {
 
 /// The topic overrides as the metadata log records them.
 fn persisted_overrides(broker: &TestNode, topic: &str) -> Vec<(String, String)> {
-    let image = broker.image().expect("a member");
+    let image = broker.image();
     (image.topic(topic).expect("the topic").configs.iter())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
@@ -627,7 +628,7 @@ fn create_partitions_grows_the_topic_and_persists_it() {
             4096,
             "overrides apply"
         );
-        let image = broker.image().expect("a member");
+        let image = broker.image();
         assert_eq!(
             image.topic("orders").unwrap().partitions.len(),
             3,
@@ -1191,10 +1192,11 @@ fn one_node_elections_and_quorum_answer_as_a_cluster_of_one() {
     assert_eq!(voters, vec![1]);
 }
 
-/// A single broker holds every replica: a target of itself needs nothing, any other target
-/// or a cancellation is refused with its reason, and nothing is ever listed as moving.
+/// A one-node cluster holds every replica on its one broker: a target of itself starts no
+/// move, a target naming an unregistered broker or a cancellation is refused with its
+/// reason, and nothing is ever listed as moving.
 #[test]
-fn reassignments_on_a_single_broker_take_only_itself_and_list_nothing() {
+fn reassignments_on_one_node_take_only_itself_and_list_nothing() {
     use kafka_protocol::messages::alter_partition_reassignments_request::*;
     let mut broker = broker();
     create(&mut broker, "orders", 1, &[]);
