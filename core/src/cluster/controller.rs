@@ -208,11 +208,10 @@ impl Controller {
         Ok(records)
     }
 
-    /// Keeps the session of the broker on the controller's own node: its heartbeats cannot
-    /// be lost on the way, so a gap in them means the whole process stalled — controller
-    /// included — and fencing it then only takes leaders away with nobody better to take
-    /// over (a one-node cluster's only broker). A broker not registered, or fenced, is left
-    /// as it is.
+    /// Keeps the session of the broker on the controller's own node when nobody could take
+    /// over from it (a one-node cluster's only broker): its heartbeats cannot be lost on the
+    /// way, so a gap in them means the whole process stalled, and fencing it would only take
+    /// every leader away. A broker not registered, or fenced, is left as it is.
     pub fn keep_alive(&mut self, node: NodeId, incarnation: u64, now: Millis) {
         let registered = self.image.brokers().get(&node);
         if registered.is_some_and(|b| b.registration.incarnation == incarnation && !b.fenced) {

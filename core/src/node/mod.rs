@@ -737,7 +737,12 @@ impl<P: StorageProvider> ClusterNode<P> {
             self.last_quorum_tick = Millis(self.last_quorum_tick.0 + self.config.tick_ms);
         }
         if let Some(controller) = &mut self.controller {
-            controller.keep_alive(self.node, self.config.incarnation, now);
+            // A one-node cluster's broker has nobody to hand over to: a stall of the process
+            // is no reason to fence it. In a larger cluster a stalled node is fenced so the
+            // others take over its partitions.
+            if self.config.voters == [self.node] {
+                controller.keep_alive(self.node, self.config.incarnation, now);
+            }
             let records = controller.tick(now);
             self.propose(records)?;
         }
@@ -949,10 +954,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                         .flat_map(|peer| controller.fence_broker(*peer))
                         .collect();
                     self.controller = Some(controller);
-                    // This node's own broker asks the new controller at once (its earlier
-                    // registration or heartbeat found none).
-                    self.last_register = None;
-                    self.last_heartbeat = None;
+                    // A one-node cluster's broker asks its new controller at once (its
+                    // registration at open found none); a larger cluster keeps its timers.
+                    if self.config.voters == [self.node] {
+                        self.last_register = None;
+                        self.last_heartbeat = None;
+                    }
                     self.propose(records)?;
                     for (from, message) in std::mem::take(&mut self.awaiting_controller) {
                         self.dispatch(now, from, message)?;
