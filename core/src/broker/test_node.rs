@@ -117,34 +117,31 @@ impl<P: StorageProvider + Clone> TestNode<P> {
 
     /// The parked fetches answered since the last call.
     pub(crate) fn poll_completed_fetches(&mut self) -> Vec<(ParkedId, FetchResponseData)> {
-        self.collect();
-        let (fetches, rest) = std::mem::take(&mut self.completed)
-            .into_iter()
-            .partition(|c| matches!(c, Completed::Fetch(..)));
-        self.completed = rest;
-        fetches
-            .into_iter()
-            .filter_map(|c| match c {
-                Completed::Fetch(id, data) => Some((id, data)),
-                Completed::Response(..) => None,
-            })
-            .collect()
+        self.drain(|c| match c {
+            Completed::Fetch(id, data) => Ok((id, data)),
+            other => Err(other),
+        })
     }
 
     /// The other parked requests answered since the last call.
     pub(crate) fn poll_completed_responses(&mut self) -> Vec<(ParkedId, ResponseKind)> {
+        self.drain(|c| match c {
+            Completed::Response(id, response) => Ok((id, *response)),
+            other => Err(other),
+        })
+    }
+
+    /// Takes the answers `pick` accepts, keeping the others for the other poll.
+    fn drain<T>(&mut self, mut pick: impl FnMut(Completed) -> Result<T, Completed>) -> Vec<T> {
         self.collect();
-        let (responses, rest) = std::mem::take(&mut self.completed)
-            .into_iter()
-            .partition(|c| matches!(c, Completed::Response(..)));
-        self.completed = rest;
-        responses
-            .into_iter()
-            .filter_map(|c| match c {
-                Completed::Response(id, response) => Some((id, *response)),
-                Completed::Fetch(..) => None,
-            })
-            .collect()
+        let mut picked = Vec::new();
+        for completed in std::mem::take(&mut self.completed) {
+            match pick(completed) {
+                Ok(answer) => picked.push(answer),
+                Err(other) => self.completed.push(other),
+            }
+        }
+        picked
     }
 
     /// Closes the logs cleanly.

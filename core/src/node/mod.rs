@@ -107,6 +107,11 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Whether this node is the only voter: a single node, a cluster of one.
+    pub fn is_single_voter(&self) -> bool {
+        self.voters == [NodeId(self.broker.node_id)]
+    }
+
     /// Kafka's defaults around `broker` and `voters`.
     pub fn new(broker: BrokerConfig, voters: Vec<NodeId>, incarnation: u64) -> NodeConfig {
         let min_insync_replicas = broker.log.min_insync_replicas;
@@ -269,7 +274,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         // The broker opens first: a directory it cannot take is refused before the quorum
         // writes its voters there.
         let broker = Broker::open_member(provider, config.broker.clone(), now)?;
-        if !broker.legacy_topics().is_empty() && config.voters != [node] {
+        if !broker.legacy_topics().is_empty() && !config.is_single_voter() {
             // Only a node that is the whole cluster can take a single broker's topics as
             // its own: in a larger one, their logs would be on one node and stale replicas
             // elsewhere.
@@ -740,7 +745,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             // A one-node cluster's broker has nobody to hand over to: a stall of the process
             // is no reason to fence it. In a larger cluster a stalled node is fenced so the
             // others take over its partitions.
-            if self.config.voters == [self.node] {
+            if self.config.is_single_voter() {
                 controller.keep_alive(self.node, self.config.incarnation, now);
             }
             let records = controller.tick(now);
@@ -956,7 +961,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                     self.controller = Some(controller);
                     // A one-node cluster's broker asks its new controller at once (its
                     // registration at open found none); a larger cluster keeps its timers.
-                    if self.config.voters == [self.node] {
+                    if self.config.is_single_voter() {
                         self.last_register = None;
                         self.last_heartbeat = None;
                     }
