@@ -125,6 +125,11 @@ pub struct Controller {
     config: ControllerConfig,
     /// When the leader balance was last checked (`auto.leader.rebalance.enable`).
     last_balance_check: Millis,
+    /// Per partition, the partition epoch at which its replicas (or the reassignment under
+    /// way) last changed — as far as this controller knows: at activation every partition
+    /// counts as changed at its epoch then. A reassignment asked against an older view is
+    /// refused (`reassign.rs`).
+    assigned_at: BTreeMap<(uuid::Uuid, i32), i32>,
 }
 
 impl Controller {
@@ -132,11 +137,16 @@ impl Controller {
     /// broker's session starts afresh.
     pub fn new(image: ClusterImage, now: Millis, config: ControllerConfig) -> Controller {
         let sessions = image.brokers().keys().map(|&node| (node, now)).collect();
+        let assigned_at = (image.topics().values())
+            .flat_map(|t| &t.partitions)
+            .map(|p| ((p.topic_id, p.partition), p.partition_epoch))
+            .collect();
         Controller {
             image,
             sessions,
             config,
             last_balance_check: now,
+            assigned_at,
         }
     }
 
@@ -837,6 +847,17 @@ impl Controller {
 
     /// Applies a record to the controller's image and adds it to the output.
     fn push(&mut self, records: &mut Vec<MetadataRecord>, record: MetadataRecord) {
+        if let MetadataRecord::Partition(next) = &record {
+            let current = self.image.partition(next.topic_id, next.partition);
+            let same = |c: &&PartitionRecord| {
+                (c.replicas == next.replicas && c.adding == next.adding)
+                    && c.removing == next.removing
+            };
+            if current.filter(same).is_none() {
+                let key = (next.topic_id, next.partition);
+                self.assigned_at.insert(key, next.partition_epoch);
+            }
+        }
         let applied = self.image.apply(&record);
         assert!(
             applied.is_ok(),

@@ -538,6 +538,7 @@ proptest! {
                         topic_id: p.topic_id,
                         partition: p.partition,
                         target: target.as_ref().map(|t| t.iter().map(|&n| NodeId(n)).collect()),
+                        seen_epoch: p.partition_epoch,
                     };
                     let (results, records) = controller.reassign(&[want]);
                     if let Err((code, _)) = &results[0].outcome {
@@ -782,6 +783,7 @@ fn controller_reassignment_adds_first_and_removes_once_the_target_is_in_sync() {
         topic_id: p.topic_id,
         partition: 0,
         target,
+        seen_epoch: i32::MAX, // asked from a view as new as the controller's
     };
     let (results, records) = controller.reassign(&[want(Some(target.clone()))]);
     log.extend(records);
@@ -880,6 +882,7 @@ fn controller_reassignment_never_drops_every_in_sync_replica() {
         topic_id: p.topic_id,
         partition: 0,
         target,
+        seen_epoch: i32::MAX, // asked from a view as new as the controller's
     };
     let (results, _) = controller.reassign(&[want(Some(outside.clone()))]);
     assert!(results[0].outcome.is_ok());
@@ -935,6 +938,7 @@ fn controller_unclean_election_during_a_move_prefers_an_old_replica() {
         topic_id: p.topic_id,
         partition: 0,
         target: Some(vec![outside, others[0], others[1]]),
+        seen_epoch: p.partition_epoch,
     };
     assert!(controller.reassign(&[want]).0[0].outcome.is_ok());
     controller.fence_broker(leader); // the last in-sync replica: leaderless, kept in the ISR
@@ -947,4 +951,47 @@ fn controller_unclean_election_during_a_move_prefers_an_old_replica() {
     let elected = partition(&controller, "orders", 0).leader.unwrap();
     assert_ne!(elected, outside, "not the replica still being added");
     assert!(others.contains(&elected));
+}
+
+/// A reassignment asked from a view older than the partition's last change of replicas is
+/// refused (STALE_CONTROLLER_EPOCH), also by a controller that took over since; ISR changes
+/// alone do not make a view stale.
+#[test]
+fn controller_refuses_a_reassignment_asked_before_the_replicas_last_changed() {
+    let (mut controller, mut log) = cluster(4);
+    log.extend(controller.create_topic(new_topic("orders", 1, 3)).unwrap());
+    let p = partition(&controller, "orders", 0);
+    let outside = (1..=4)
+        .map(NodeId)
+        .find(|n| !p.replicas.contains(n))
+        .unwrap();
+    let target: Vec<NodeId> = p.replicas[1..].iter().copied().chain([outside]).collect();
+    let want = |target: &[NodeId], seen_epoch| Reassignment {
+        topic_id: p.topic_id,
+        partition: 0,
+        target: Some(target.to_vec()),
+        seen_epoch,
+    };
+    // An ISR change since the view: still applies.
+    set_isr(&mut controller, &p.replicas[..2]);
+    let (results, records) = controller.reassign(&[want(&target, p.partition_epoch)]);
+    log.extend(records);
+    let started = results[0].outcome.clone().unwrap();
+    // Asked from the view before that move started: refused, and nothing written.
+    let (results, records) = controller.reassign(&[want(&p.replicas, p.partition_epoch)]);
+    assert!(records.is_empty());
+    let Err((code, message)) = &results[0].outcome else {
+        panic!("{results:?}")
+    };
+    assert_eq!(*code, ErrorCode::StaleControllerEpoch);
+    assert!(message.contains("after the asker's view"), "{message}");
+    // A controller that takes over counts every partition as changed at its epoch then.
+    let image = controller.image().clone();
+    let mut next = Controller::new(image, Millis(0), ControllerConfig::default());
+    let refused = next.reassign(&[want(&p.replicas, started - 1)]).0;
+    assert!(refused[0].outcome.is_err(), "{refused:?}");
+    let current = partition(&next, "orders", 0).partition_epoch;
+    assert!(next.reassign(&[want(&p.replicas, current)]).0[0]
+        .outcome
+        .is_ok());
 }

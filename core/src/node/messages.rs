@@ -444,6 +444,7 @@ impl PeerMessage {
                 for want in partitions {
                     out.put_u128(want.topic_id.as_u128());
                     out.put_i32(want.partition);
+                    out.put_i32(want.seen_epoch);
                     match &want.target {
                         None => out.put_u8(0),
                         Some(target) => {
@@ -692,11 +693,12 @@ impl PeerMessage {
             }
             19 => {
                 let request = get_u64(input)?;
-                let count = get_len(input, 21)?;
+                let count = get_len(input, 25)?;
                 let mut partitions = Vec::with_capacity(count);
                 for _ in 0..count {
                     let topic_id = uuid::Uuid::from_u128(get_u128(input)?);
                     let partition = get_i32(input)?;
+                    let seen_epoch = get_i32(input)?;
                     let target = match get_u8(input)? {
                         0 => None,
                         _ => Some(get_nodes(input)?),
@@ -705,6 +707,7 @@ impl PeerMessage {
                         topic_id,
                         partition,
                         target,
+                        seen_epoch,
                     });
                 }
                 PeerMessage::Reassign {

@@ -959,12 +959,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                         .flat_map(|peer| controller.fence_broker(*peer))
                         .collect();
                     self.controller = Some(controller);
-                    // A one-node cluster's broker asks its new controller at once (its
-                    // registration at open found none); a larger cluster keeps its timers.
-                    if self.config.is_single_voter() {
-                        self.last_register = None;
-                        self.last_heartbeat = None;
-                    }
+                    // This node's own broker asks its new controller at once (its earlier
+                    // registration or heartbeat may have found none).
+                    self.last_register = None;
+                    self.last_heartbeat = None;
                     self.propose(records)?;
                     for (from, message) in std::mem::take(&mut self.awaiting_controller) {
                         self.dispatch(now, from, message)?;

@@ -26,10 +26,14 @@ pub(super) struct ParkedReassignment {
     names: BTreeMap<uuid::Uuid, String>,
     /// The partitions asked of the controller, with the target asked (`None`: cancel).
     asked: Vec<(uuid::Uuid, i32, Option<Vec<NodeId>>)>,
-    /// The controller's answer, once it came.
-    results: Option<Vec<Reassigned>>,
-    /// What was asked of the controller, and the node it was sent to (asked again of a new
-    /// controller until answered).
+    /// The controller's answer for each partition, once it came (the first one stands: a
+    /// request asked again may be answered twice).
+    results: BTreeMap<(uuid::Uuid, i32), Reassigned>,
+    /// Partitions the controller refused as asked from an older view of their replicas, with
+    /// the partition epoch that view had: asked again once this node's image is past it.
+    stale: BTreeMap<(uuid::Uuid, i32), i32>,
+    /// What was last asked of the controller, and the node it was sent to (asked again of a
+    /// new controller until answered).
     ask: (PeerMessage, Option<(NodeId, u64)>),
     deadline: Millis,
 }
@@ -65,6 +69,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                             topic_id: t.id,
                             partition: index,
                             target,
+                            seen_epoch: t.partitions[index as usize].partition_epoch,
                         });
                     }
                     _ => {
@@ -95,7 +100,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             answered,
             names,
             asked,
-            results: None,
+            results: BTreeMap::new(),
+            stale: BTreeMap::new(),
             ask: (message.clone(), self.leading()),
             deadline,
         };
@@ -109,10 +115,63 @@ impl<P: StorageProvider> ClusterNode<P> {
     /// The controller's answer to this node's AlterPartitionReassignments `request`.
     pub(super) fn take_reassignment_results(&mut self, request: u64, results: Vec<Reassigned>) {
         let id = ParkedId::Reassignment(request);
-        if let Some(parked) = self.reassignments.get_mut(&id) {
-            // The first answer stands (one asked again may answer otherwise).
-            parked.results.get_or_insert(results);
+        let Some(parked) = self.reassignments.get_mut(&id) else {
+            return;
+        };
+        let PeerMessage::Reassign { partitions, .. } = &parked.ask.0 else {
+            unreachable!("a parked reassignment asks with Reassign");
+        };
+        for result in results {
+            let key = (result.topic_id, result.partition);
+            let stale = matches!(&result.outcome, Err((ErrorCode::StaleControllerEpoch, _)));
+            let asked = partitions.iter().find(|p| (p.topic_id, p.partition) == key);
+            match asked {
+                // Refused for the view it was last asked from: asked again from a newer one.
+                Some(asked) if stale && !parked.results.contains_key(&key) => {
+                    parked.stale.insert(key, asked.seen_epoch);
+                }
+                _ if stale => {}
+                _ => {
+                    parked.stale.remove(&key);
+                    parked.results.entry(key).or_insert(result);
+                }
+            }
         }
+    }
+
+    /// The partitions of `parked` the controller refused as asked from an older view, asked
+    /// again once this node's image shows each of them changed since.
+    fn ask_again_if_stale(&self, parked: &mut ParkedReassignment) -> Option<PeerMessage> {
+        let newer = |(&(topic_id, partition), &seen): (&(uuid::Uuid, i32), &i32)| {
+            (self.image().partition(topic_id, partition)).is_none_or(|p| p.partition_epoch > seen)
+        };
+        if parked.stale.is_empty() || !parked.stale.iter().all(newer) {
+            return None;
+        }
+        let PeerMessage::Reassign { request, .. } = parked.ask.0 else {
+            unreachable!("a parked reassignment asks with Reassign");
+        };
+        let partitions = (std::mem::take(&mut parked.stale).into_keys())
+            .map(|(topic_id, partition)| {
+                let target = (parked.asked.iter())
+                    .find(|(t, p, _)| (*t, *p) == (topic_id, partition))
+                    .and_then(|(_, _, target)| target.clone());
+                let seen_epoch =
+                    (self.image().partition(topic_id, partition)).map_or(0, |p| p.partition_epoch);
+                Reassignment {
+                    topic_id,
+                    partition,
+                    target,
+                    seen_epoch,
+                }
+            })
+            .collect();
+        let message = PeerMessage::Reassign {
+            request,
+            partitions,
+        };
+        parked.ask = (message.clone(), self.leading());
+        Some(message)
     }
 
     /// The earliest deadline of a parked AlterPartitionReassignments.
@@ -126,27 +185,32 @@ impl<P: StorageProvider> ClusterNode<P> {
         let parked = std::mem::take(&mut self.reassignments);
         let mut asks = Vec::new();
         for (id, mut reassignment) in parked {
-            if reassignment.results.is_none() {
-                asks.extend(self.ask_again_if_moved(&mut reassignment.ask));
+            let answered = |r: &ParkedReassignment| {
+                (r.asked.iter()).all(|(t, p, _)| r.results.contains_key(&(*t, *p)))
+            };
+            if !answered(&reassignment) {
+                match reassignment.stale.is_empty() {
+                    true => asks.extend(self.ask_again_if_moved(&mut reassignment.ask)),
+                    false => asks.extend(self.ask_again_if_stale(&mut reassignment)),
+                }
             }
             // Shown when the partition is past the epoch the controller wrote and as asked:
             // moving to (or at) the target, or not moving for a cancel. A proposal lost with
             // the controller's leadership is never taken for done by a later change.
-            let asked = &reassignment.asked;
-            let applied = |r: &Reassigned| match &r.outcome {
-                Ok(epoch) => {
-                    let target = (asked.iter())
-                        .find(|(t, p, _)| (*t, *p) == (r.topic_id, r.partition))
-                        .and_then(|(_, _, target)| target.as_ref());
-                    (self.image().partition(r.topic_id, r.partition)).is_none_or(|p| {
-                        p.partition_epoch >= *epoch
-                            && target.map_or(!p.reassigning(), |t| p.target_replicas() == *t)
-                    })
-                }
-                Err(_) => true,
-            };
-            let results = reassignment.results.as_ref();
-            let done = results.is_some_and(|r| r.iter().all(applied));
+            let applied =
+                |(topic_id, partition, target): &(uuid::Uuid, i32, Option<Vec<NodeId>>)| {
+                    match (reassignment.results.get(&(*topic_id, *partition))).map(|r| &r.outcome) {
+                        Some(Ok(epoch)) => (self.image().partition(*topic_id, *partition))
+                            .is_none_or(|p| {
+                                p.partition_epoch >= *epoch
+                                    && (target.as_ref())
+                                        .map_or(!p.reassigning(), |t| p.target_replicas() == *t)
+                            }),
+                        Some(Err(_)) => true,
+                        None => false,
+                    }
+                };
+            let done = reassignment.asked.iter().all(applied);
             if !done && reassignment.deadline > now {
                 self.reassignments.insert(id, reassignment);
                 continue;
@@ -155,31 +219,33 @@ impl<P: StorageProvider> ClusterNode<P> {
                 mut answered,
                 names,
                 asked,
-                results,
+                mut results,
+                stale,
                 ..
             } = reassignment;
             let name_of = |topic_id| names.get(&topic_id).cloned().unwrap_or_default();
-            match results {
-                Some(results) => {
-                    for r in results {
-                        let (code, message) = match r.outcome {
-                            Ok(_) if !done => {
-                                let message = "started, not yet applied here".to_string();
-                                (ErrorCode::RequestTimedOut, Some(message))
-                            }
-                            Ok(_) => (ErrorCode::None, None),
-                            Err((code, message)) => (code, Some(message)),
-                        };
-                        answered.push((name_of(r.topic_id), r.partition, code.code(), message));
+            for (topic_id, partition, _) in asked {
+                let (code, message) = match results.remove(&(topic_id, partition)) {
+                    Some(r) => match r.outcome {
+                        Ok(_) if !done => {
+                            let message = "started, not yet applied here".to_string();
+                            (ErrorCode::RequestTimedOut, Some(message))
+                        }
+                        Ok(_) => (ErrorCode::None, None),
+                        Err((code, message)) => (code, Some(message)),
+                    },
+                    None if stale.contains_key(&(topic_id, partition)) => {
+                        let message = "not applied: the partition's replicas changed while \
+                                       this was asked; ask again"
+                            .to_string();
+                        (ErrorCode::RequestTimedOut, Some(message))
                     }
-                }
-                None => {
-                    for (topic_id, partition, _) in asked {
-                        let code = ErrorCode::RequestTimedOut.code();
+                    None => {
                         let message = "the controller did not answer in time".to_string();
-                        answered.push((name_of(topic_id), partition, code, Some(message)));
+                        (ErrorCode::RequestTimedOut, Some(message))
                     }
-                }
+                };
+                answered.push((name_of(topic_id), partition, code.code(), message));
             }
             let response = reassignment_response(answered);
             let response = ResponseKind::AlterPartitionReassignments(response);

@@ -828,11 +828,13 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
                     topic_id: uuid::Uuid::from_u128(9),
                     partition: 1,
                     target: Some(vec![NodeId(4), NodeId(2)]),
+                    seen_epoch: 7,
                 },
                 crate::cluster::Reassignment {
                     topic_id: uuid::Uuid::from_u128(9),
                     partition: 2,
                     target: None,
+                    seen_epoch: 0,
                 },
             ],
         },
@@ -2196,4 +2198,69 @@ fn node_refuses_a_single_broker_s_directory_in_a_larger_cluster_and_another_node
         ),
         "{refused:?}"
     );
+}
+
+/// An AlterPartitionReassignments held up on its way to the controller (answered as timed
+/// out meanwhile) that arrives after a later move of the partition was asked and done is
+/// refused: it never undoes the later move, even when the replicas look as they did when it
+/// was asked.
+#[test]
+fn node_a_reassignment_held_up_on_its_way_never_undoes_a_later_one() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    let mut h = Harness::with_fourth_node();
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    let (old, outside) = replicas_and_outside(&mut h);
+    let controller = h.controller().unwrap();
+    let at = (1..=4).find(|&n| n != controller).unwrap();
+    let moved: Vec<i32> = old[1..].iter().copied().chain([outside]).collect();
+    // Asked at `at`, whose message to the controller is held back.
+    let mut partition = ReassignablePartition::default();
+    partition.replicas = Some(moved.iter().map(|&n| BrokerId(n)).collect());
+    let mut topic = ReassignableTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![partition];
+    let mut body = AlterPartitionReassignmentsRequest::default();
+    body.timeout_ms = 500;
+    body.topics = vec![topic];
+    let request = Request {
+        api_key: ApiKey::AlterPartitionReassignments,
+        api_version: 0,
+        correlation_id: 1,
+        client_id: None,
+        body: RequestKind::AlterPartitionReassignments(body),
+    };
+    let now = Millis(h.now);
+    let context = RequestContext::default();
+    let reply = h.node(at).handle_request(now, &context, request).unwrap();
+    let Reply::Parked(id) = reply else {
+        panic!("{reply:?}")
+    };
+    let outgoing = h.node(at).poll_outgoing();
+    let is_reassign = |b: &[u8]| matches!(PeerMessage::decode(b), Ok(PeerMessage::Reassign { .. }));
+    let (held, others): (Vec<_>, Vec<_>) = outgoing.into_iter().partition(|(_, b)| is_reassign(b));
+    assert_eq!(held.len(), 1, "one Reassign to the controller");
+    for (to, bytes) in others {
+        h.node(to.0)
+            .handle_peer_message(now, NodeId(at), &bytes)
+            .unwrap();
+    }
+    h.run(1_000, 50);
+    let ResponseKind::AlterPartitionReassignments(r) = h.take_completed(at, id).unwrap() else {
+        panic!()
+    };
+    let timed_out = &r.responses[0].partitions[0];
+    assert_eq!(timed_out.error_code, ErrorCode::RequestTimedOut.code());
+    // The same move, asked again and done, then the move back, asked and done.
+    assert!(time_to_move(&mut h, &moved, 20_000) < 20_000);
+    assert!(time_to_move(&mut h, &old, 20_000) < 20_000);
+    // The held request arrives at last.
+    let (to, bytes) = &held[0];
+    let now = Millis(h.now);
+    h.node(to.0)
+        .handle_peer_message(now, NodeId(at), bytes)
+        .unwrap();
+    h.run(3_000, 50);
+    assert!(list_reassignments(&mut h, 1).is_empty());
+    let (replicas, _) = replicas_and_outside(&mut h);
+    assert_eq!(replicas, old, "the later move stands");
 }

@@ -10,6 +10,10 @@
 //! epoch). Until then nothing that was acknowledged depends on a new replica. A new
 //! reassignment of a partition already moving replaces the old one's target (starting from
 //! the replicas the partition had before either); cancelling (`None`) goes back to those.
+//!
+//! A request names the partition epoch its asker saw, and is refused when the replicas
+//! changed after it: a request held up on the way (a stalled controller working through its
+//! backlog, say) never undoes a reassignment asked and applied after it.
 
 use super::{ClusterImage, Controller, MetadataRecord, PartitionRecord};
 use crate::error::ErrorCode;
@@ -25,6 +29,9 @@ pub struct Reassignment {
     pub partition: i32,
     /// The target replicas, the preferred leader first; `None` cancels the one under way.
     pub target: Option<Vec<NodeId>>,
+    /// The partition epoch of the asker's view when it asked: refused
+    /// (`STALE_CONTROLLER_EPOCH`) when the replicas changed since.
+    pub seen_epoch: i32,
 }
 
 /// The outcome of one partition's reassignment request.
@@ -36,7 +43,8 @@ pub struct Reassigned {
     pub partition: i32,
     /// The partition epoch of the record that started (or cancelled) it, or why it was
     /// refused: `UNKNOWN_TOPIC_OR_PARTITION`, `INVALID_REPLICA_ASSIGNMENT`,
-    /// `NO_REASSIGNMENT_IN_PROGRESS`.
+    /// `NO_REASSIGNMENT_IN_PROGRESS`, or `STALE_CONTROLLER_EPOCH` when the replicas changed
+    /// after the asker's view (the asker asks again from a newer one).
     pub outcome: Result<i32, (ErrorCode, String)>,
 }
 
@@ -92,6 +100,17 @@ impl Controller {
             .filter(|n| !current.adding.contains(n))
             .copied()
             .collect();
+        let assigned_at = self.assigned_at.get(&(want.topic_id, want.partition));
+        if let Some(&at) = assigned_at.filter(|&&at| at > want.seen_epoch) {
+            // Asked before a later change of the replicas reached the asker — a request held
+            // up on its way, perhaps answered as timed out long ago: applying it now would
+            // undo a newer reassignment.
+            let message = format!(
+                "partition {} was reassigned at epoch {at}, after the asker's view (epoch {})",
+                want.partition, want.seen_epoch
+            );
+            return Err((ErrorCode::StaleControllerEpoch, message));
+        }
         let mut next = current.clone();
         match &want.target {
             None => {
