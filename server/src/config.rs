@@ -35,6 +35,9 @@ pub struct FileConfig {
     pub broker_session_timeout_ms: Option<i64>,
     /// `broker.heartbeat.interval.ms`: how often a node heartbeats to the controller.
     pub broker_heartbeat_interval_ms: Option<i64>,
+    /// `controller.quorum.election.timeout.ms`: how long a voter hears nothing from the
+    /// quorum's leader before it stands for election.
+    pub controller_quorum_election_timeout_ms: Option<i64>,
     /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
     /// replicas.
     pub auto_leader_rebalance_enable: Option<bool>,
@@ -121,6 +124,8 @@ pub struct ClusterSettings {
     pub session_timeout_ms: i64,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: i64,
+    /// `controller.quorum.election.timeout.ms`.
+    pub election_timeout_ms: i64,
     /// `auto.leader.rebalance.enable`.
     pub auto_leader_rebalance: bool,
     /// `leader.imbalance.check.interval.seconds`, in milliseconds.
@@ -241,6 +246,9 @@ impl FileConfig {
             broker_heartbeat_interval_ms: self
                 .broker_heartbeat_interval_ms
                 .or(lower.broker_heartbeat_interval_ms),
+            controller_quorum_election_timeout_ms: self
+                .controller_quorum_election_timeout_ms
+                .or(lower.controller_quorum_election_timeout_ms),
             auto_leader_rebalance_enable: self
                 .auto_leader_rebalance_enable
                 .or(lower.auto_leader_rebalance_enable),
@@ -401,6 +409,13 @@ impl FileConfig {
                 ),
             });
         }
+        let election_timeout_ms = self.controller_quorum_election_timeout_ms.unwrap_or(1_000);
+        if !(100..=60_000).contains(&election_timeout_ms) {
+            return Err(ConfigError::Invalid {
+                name: "--controller-quorum-election-timeout-ms",
+                message: format!("{election_timeout_ms} is not in 100..=60000"),
+            });
+        }
         let interval_s = self.leader_imbalance_check_interval_seconds.unwrap_or(300);
         if !(1..=86_400 * 365).contains(&interval_s) {
             return Err(ConfigError::Invalid {
@@ -419,6 +434,7 @@ impl FileConfig {
             controller_listen,
             session_timeout_ms,
             heartbeat_interval_ms,
+            election_timeout_ms,
             auto_leader_rebalance: self.auto_leader_rebalance_enable.unwrap_or(true),
             imbalance_check_interval_ms: interval_s * 1_000,
         }))
@@ -745,5 +761,33 @@ mod tests {
             err.contains("--leader-imbalance-check-interval-seconds"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn config_quorum_election_timeout_defaults_to_kafka_and_is_bounded() {
+        let voters = "1@127.0.0.1:9193";
+        let settings = cluster(1, voters).unwrap().cluster.unwrap();
+        assert_eq!(settings.election_timeout_ms, 1_000);
+        let file: FileConfig = toml::from_str(
+            "node-id = 1\nvoters = \"1@127.0.0.1:9193\"\n\
+             controller-quorum-election-timeout-ms = 300",
+        )
+        .unwrap();
+        let settings = file.resolve().unwrap().cluster.unwrap();
+        assert_eq!(settings.election_timeout_ms, 300);
+        for bad in [0, 99, 60_001] {
+            let config = FileConfig {
+                node_id: Some(1),
+                voters: Some(voters.into()),
+                controller_quorum_election_timeout_ms: Some(bad),
+                ..FileConfig::default()
+            };
+            let err = config.resolve().unwrap_err().to_string();
+            assert!(
+                err.contains("--controller-quorum-election-timeout-ms"),
+                "{err}"
+            );
+            assert!(err.contains(&bad.to_string()), "{err}");
+        }
     }
 }

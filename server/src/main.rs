@@ -77,6 +77,10 @@ struct ServerArgs {
     /// How often a node heartbeats to the controller [default: 2000].
     #[arg(long, value_name = "MS")]
     broker_heartbeat_interval_ms: Option<i64>,
+    /// How long a voter hears nothing from the quorum's leader before it stands for
+    /// election (each voter waits between this and twice this, fixed per run) [default: 1000].
+    #[arg(long, value_name = "MS")]
+    controller_quorum_election_timeout_ms: Option<i64>,
     /// Whether the controller moves leadership back to preferred replicas [default: true].
     #[arg(long, value_name = "BOOL")]
     auto_leader_rebalance_enable: Option<bool>,
@@ -126,6 +130,7 @@ impl ServerArgs {
             controller_listen: self.controller_listen,
             broker_session_timeout_ms: self.broker_session_timeout_ms,
             broker_heartbeat_interval_ms: self.broker_heartbeat_interval_ms,
+            controller_quorum_election_timeout_ms: self.controller_quorum_election_timeout_ms,
             auto_leader_rebalance_enable: self.auto_leader_rebalance_enable,
             leader_imbalance_check_interval_seconds: self.leader_imbalance_check_interval_seconds,
             num_partitions: self.num_partitions,
@@ -216,8 +221,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             node_config.controller.auto_leader_rebalance = cluster.auto_leader_rebalance;
             node_config.controller.imbalance_check_interval_ms =
                 cluster.imbalance_check_interval_ms;
-            // Election timeouts differ per node so that one candidate usually wins at once.
-            node_config.election_tick = 10 + (node_config.incarnation % 10) as usize;
+            // The quorum ticks ten times per election timeout (at most every 100 ms); the
+            // timeouts differ per node so that one candidate usually wins at once.
+            node_config.tick_ms = (cluster.election_timeout_ms / 10).min(100);
+            let ticks = (cluster.election_timeout_ms / node_config.tick_ms) as usize;
+            node_config.election_tick =
+                ticks + ticks * (node_config.incarnation % 10) as usize / 10;
             let node = ClusterNode::open(data_dir.clone(), node_config, net::now())
                 .map_err(|err| open_failed(err.to_string()))?;
             let peer_listener = tokio::net::TcpListener::bind(cluster.controller_listen)

@@ -37,6 +37,9 @@ pub enum ParkedId {
     /// A cluster node's AlterPartitionReassignments waiting for the controller and the
     /// metadata log.
     Reassignment(u64),
+    /// A cluster node's Metadata waiting for the controller's decision on a leader whose
+    /// node was just lost.
+    Metadata(u64),
 }
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.

@@ -120,7 +120,8 @@ impl<P: StorageProvider> Broker<P> {
             | ParkedId::TopicChange(_)
             | ParkedId::Election(_)
             | ParkedId::Quorum(_)
-            | ParkedId::Reassignment(_) => {}
+            | ParkedId::Reassignment(_)
+            | ParkedId::Metadata(_) => {}
         }
     }
 

@@ -390,19 +390,7 @@ impl<P: StorageProvider> Broker<P> {
         let response = match request.body {
             RequestKind::ApiVersions(_) => api_versions(ErrorCode::None),
             RequestKind::Metadata(body) => {
-                let named: Vec<String> = body
-                    .topics
-                    .iter()
-                    .flatten()
-                    .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
-                    .collect();
-                if named.iter().any(|n| n == OFFSETS_TOPIC) {
-                    // Created with its own settings, never auto-created as a plain topic.
-                    let _ = self.ensure_offsets_topic(now);
-                }
-                let mut response = self.handle_metadata(now, body, version);
-                self.mark_internal_topics(&mut response, &named, version);
-                ResponseKind::Metadata(response)
+                ResponseKind::Metadata(self.metadata_response(now, body, version))
             }
             RequestKind::Produce(mut body) => {
                 let refused = Self::strip_internal_produce(&mut body);

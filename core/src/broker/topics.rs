@@ -156,6 +156,26 @@ impl<P: StorageProvider> Broker<P> {
         Ok(log)
     }
 
+    /// The answer to a Metadata request (`__consumer_offsets`, when named, is created with its
+    /// own settings and marked internal).
+    pub fn metadata_response(
+        &mut self,
+        now: Millis,
+        body: MetadataRequest,
+        version: i16,
+    ) -> MetadataResponse {
+        let named: Vec<String> = (body.topics.iter().flatten())
+            .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
+            .collect();
+        if named.iter().any(|n| n == super::OFFSETS_TOPIC) {
+            // Created with its own settings, never auto-created as a plain topic.
+            let _ = self.ensure_offsets_topic(now);
+        }
+        let mut response = self.handle_metadata(now, body, version);
+        self.mark_internal_topics(&mut response, &named, version);
+        response
+    }
+
     /// Answers Metadata, auto-creating unknown topics when allowed.
     pub(crate) fn handle_metadata(
         &mut self,

@@ -16,6 +16,7 @@
 mod describe_quorum;
 mod elections;
 mod follow_metadata;
+mod held_metadata;
 mod messages;
 mod metadata;
 mod observer;
@@ -33,6 +34,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use describe_quorum::ParkedQuorum;
 use elections::ParkedElection;
 use follow_metadata::ParkedMetadataFetch;
+use held_metadata::HeldMetadata;
+pub use held_metadata::METADATA_HOLD_MS;
 pub use messages::{LogEntry, MessageDecodeError, PeerMessage, TopicChange};
 use metadata::MetadataLog;
 use observer::Observer;
@@ -245,6 +248,10 @@ pub struct ClusterNode<P: StorageProvider> {
     next_parked: u64,
     /// Peers whose connection the driver reported lost, until they send again.
     peers_down: std::collections::BTreeSet<NodeId>,
+    /// When each of `peers_down` was lost (the first report).
+    peers_lost_at: BTreeMap<NodeId, Millis>,
+    /// Metadata requests held for the controller's decision on a lost leader.
+    held_metadata: BTreeMap<ParkedId, HeldMetadata>,
     /// A controlled shutdown began ([`ClusterNode::begin_shutdown`]).
     shutting_down: bool,
     /// When this node last asked a voter to take over the quorum's leadership.
@@ -332,6 +339,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             // one of its requests finds nothing waiting under its number.
             next_parked: incarnation_base(config_incarnation),
             peers_down: Default::default(),
+            peers_lost_at: BTreeMap::new(),
+            held_metadata: BTreeMap::new(),
             shutting_down: false,
             last_transfer: None,
             completed: Vec::new(),
@@ -484,6 +493,16 @@ impl<P: StorageProvider> ClusterNode<P> {
                 };
                 self.broker.handle_request_from(now, context, request)
             }
+            RequestKind::Metadata(body) => match self.metadata_hold(now, &body) {
+                Some(deadline) => self.hold_metadata(body, request.api_version, deadline),
+                None => {
+                    let request = Request {
+                        body: RequestKind::Metadata(body),
+                        ..request
+                    };
+                    self.broker.handle_request_from(now, context, request)
+                }
+            },
             _ => self.broker.handle_request_from(now, context, request),
         };
         self.pump(now)?;
@@ -500,6 +519,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             return Ok(());
         }
         self.peers_down.insert(peer);
+        self.peers_lost_at.entry(peer).or_insert(now);
         self.metadata_fetches.remove(&peer);
         if let Some(observer) = self.metadata.observer() {
             observer.peer_down(peer);
@@ -520,6 +540,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         bytes: &[u8],
     ) -> Result<(), NodeError> {
         self.peers_down.remove(&from);
+        self.peers_lost_at.remove(&from);
         if let Ok(message) = PeerMessage::decode(bytes) {
             self.dispatch(now, from, message)?;
         }
@@ -779,6 +800,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         let asks = self.next_quorum_deadline();
         let metadata = self.next_metadata_fetch_deadline();
         let moves = self.next_reassignment_deadline();
+        let held = self.next_metadata_hold_deadline();
         [
             Some(quorum),
             broker,
@@ -788,6 +810,7 @@ impl<P: StorageProvider> ClusterNode<P> {
             asks,
             metadata,
             moves,
+            held,
         ]
         .into_iter()
         .flatten()
@@ -830,7 +853,8 @@ impl<P: StorageProvider> ClusterNode<P> {
         let mine = self.topic_changes.remove(&id).is_some()
             || self.elections.remove(&id).is_some()
             || self.quorum_asks.remove(&id).is_some()
-            || self.reassignments.remove(&id).is_some();
+            || self.reassignments.remove(&id).is_some()
+            || self.held_metadata.remove(&id).is_some();
         if !mine {
             self.broker.cancel_parked(id);
         }
@@ -884,6 +908,7 @@ impl<P: StorageProvider> ClusterNode<P> {
         self.complete_topic_changes(now);
         self.complete_elections(now);
         self.complete_reassignments(now);
+        self.release_metadata(now);
         self.expire_quorum_asks(now);
         Ok(())
     }

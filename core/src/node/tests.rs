@@ -2264,3 +2264,83 @@ fn node_a_reassignment_held_up_on_its_way_never_undoes_a_later_one() {
     let (replicas, _) = replicas_and_outside(&mut h);
     assert_eq!(replicas, old, "the later move stands");
 }
+
+/// Metadata v12 for `orders` at `at`, sent without delivering anything first: the reply.
+fn metadata_request(h: &mut Harness, at: i32) -> Reply {
+    let mut topic = metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(TopicName(StrBytes::from_static_str("orders")));
+    let mut body = MetadataRequest::default();
+    body.topics = Some(vec![topic]);
+    let request = Request {
+        api_key: ApiKey::Metadata,
+        api_version: 12,
+        correlation_id: 1,
+        client_id: None,
+        body: RequestKind::Metadata(body),
+    };
+    let now = Millis(h.now);
+    let context = RequestContext::default();
+    h.node(at).handle_request(now, &context, request).unwrap()
+}
+
+/// The leader Metadata names for `orders-0` in `response`.
+fn metadata_leader(response: ResponseKind) -> i32 {
+    let ResponseKind::Metadata(r) = response else {
+        panic!("{response:?}")
+    };
+    r.topics[0].partitions[0].leader_id.0
+}
+
+/// Metadata asked the moment a leader's node is lost waits for the controller to fence it
+/// and elect another leader, so the client's first refresh names the new leader.
+#[test]
+fn node_metadata_asked_as_a_leader_dies_names_its_successor() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    h.run(1_000, 50);
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let at = (1..=3).find(|&n| n != leader).unwrap();
+    h.stop(leader);
+    let now = Millis(h.now);
+    for n in (1..=3).filter(|&n| n != leader) {
+        h.node(n).handle_peer_down(now, NodeId(leader)).unwrap();
+    }
+    let Reply::Parked(id) = metadata_request(&mut h, at) else {
+        panic!("held while the lost leader is active in the image")
+    };
+    h.run(200, 10);
+    let response = h
+        .take_completed(at, id)
+        .expect("answered once the leader moved");
+    let successor = metadata_leader(response);
+    assert_ne!(successor, leader);
+    assert_eq!(Some(successor), h.leader_of(at, "orders", 0));
+}
+
+/// A peer cut off from this node alone (the controller still hears it) holds Metadata for a
+/// moment after the loss, never longer: then it is answered as the image stands.
+#[test]
+fn node_metadata_for_a_leader_lost_to_this_node_alone_waits_only_briefly() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    h.run(1_000, 50);
+    let leader = h.leader_of(1, "orders", 0).unwrap();
+    let controller = h.controller().unwrap();
+    let Some(at) = (1..=3).find(|&n| n != leader && n != controller) else {
+        return; // the leader is the controller: no third node to lose it alone
+    };
+    let now = Millis(h.now);
+    h.node(at).handle_peer_down(now, NodeId(leader)).unwrap();
+    let Reply::Parked(id) = metadata_request(&mut h, at) else {
+        panic!("held right after the loss")
+    };
+    h.run(METADATA_HOLD_MS - 50, 50);
+    assert!(h.take_completed(at, id).is_none(), "held up to the limit");
+    h.run(100, 50);
+    let response = h.take_completed(at, id).expect("answered at the limit");
+    assert_eq!(metadata_leader(response), leader);
+    // Later requests are answered at once, the loss being old now.
+    assert!(matches!(metadata_request(&mut h, at), Reply::Response(_)));
+}
