@@ -221,12 +221,14 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             node_config.controller.auto_leader_rebalance = cluster.auto_leader_rebalance;
             node_config.controller.imbalance_check_interval_ms =
                 cluster.imbalance_check_interval_ms;
-            // The quorum ticks ten times per election timeout (at most every 100 ms); the
-            // timeouts differ per node so that one candidate usually wins at once.
+            // The quorum ticks ten times per election timeout (at most every 100 ms). Each
+            // voter's timeout is longer by a tenth per unit of its node id's last digit, so
+            // voters time out apart and one candidate wins at once: equal timeouts could
+            // split the votes in step, election after election.
             node_config.tick_ms = (cluster.election_timeout_ms / 10).min(100);
             let ticks = (cluster.election_timeout_ms / node_config.tick_ms) as usize;
-            node_config.election_tick =
-                ticks + ticks * (node_config.incarnation % 10) as usize / 10;
+            let digit = config.node_id.rem_euclid(10) as usize;
+            node_config.election_tick = ticks + ticks * digit / 10;
             let node = ClusterNode::open(data_dir.clone(), node_config, net::now())
                 .map_err(|err| open_failed(err.to_string()))?;
             let peer_listener = tokio::net::TcpListener::bind(cluster.controller_listen)

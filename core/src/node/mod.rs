@@ -1277,10 +1277,12 @@ impl<P: StorageProvider> ClusterNode<P> {
     }
 }
 
-/// Where an incarnation's parked-request numbers start: its incarnation with the low 32
-/// bits cleared, so two incarnations' numbers differ for their first 4 billion requests.
+/// Where an incarnation's parked-request numbers start: the incarnation's low 32 bits
+/// moved to the high half, so two incarnations' numbers differ for their first 4 billion
+/// requests — whether incarnations count up (the simulator, tests) or are drawn at random
+/// (the server).
 fn incarnation_base(incarnation: u64) -> u64 {
-    incarnation & !0xFFFF_FFFF
+    (incarnation & 0xFFFF_FFFF) << 32
 }
 
 /// The BROKER resource name of dynamic configs for `node` (-1: the empty name, every

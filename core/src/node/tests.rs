@@ -2344,3 +2344,88 @@ fn node_metadata_for_a_leader_lost_to_this_node_alone_waits_only_briefly() {
     // Later requests are answered at once, the loss being old now.
     assert!(matches!(metadata_request(&mut h, at), Reply::Response(_)));
 }
+
+/// AlterPartitionReassignments v0 of `orders-0` to `target` at `at`, taken by the node but
+/// not delivered: the parked id and the Reassign message it sends the controller (to, bytes).
+fn reassign_held(h: &mut Harness, at: i32, target: &[i32]) -> (ParkedId, (NodeId, Vec<u8>)) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    let mut partition = ReassignablePartition::default();
+    partition.replicas = Some(target.iter().map(|&n| BrokerId(n)).collect());
+    let mut topic = ReassignableTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![partition];
+    let mut body = AlterPartitionReassignmentsRequest::default();
+    body.timeout_ms = 5_000;
+    body.topics = vec![topic];
+    let request = Request {
+        api_key: ApiKey::AlterPartitionReassignments,
+        api_version: 0,
+        correlation_id: 1,
+        client_id: None,
+        body: RequestKind::AlterPartitionReassignments(body),
+    };
+    let now = Millis(h.now);
+    let context = RequestContext::default();
+    let reply = h.node(at).handle_request(now, &context, request).unwrap();
+    let Reply::Parked(id) = reply else {
+        panic!("{reply:?}")
+    };
+    let outgoing = h.node(at).poll_outgoing();
+    let is_reassign = |b: &[u8]| matches!(PeerMessage::decode(b), Ok(PeerMessage::Reassign { .. }));
+    let (mut held, others): (Vec<_>, Vec<_>) =
+        outgoing.into_iter().partition(|(_, b)| is_reassign(b));
+    for (to, bytes) in others {
+        h.node(to.0)
+            .handle_peer_message(now, NodeId(at), &bytes)
+            .unwrap();
+    }
+    assert_eq!(held.len(), 1, "one Reassign to the controller");
+    (id, held.remove(0))
+}
+
+/// A node numbers its parked requests afresh in each incarnation: a controller's late answer
+/// to a request of the node's previous run never answers one of this run.
+#[test]
+fn node_a_late_answer_to_an_earlier_incarnation_s_request_answers_nothing() {
+    let mut h = Harness::with_fourth_node();
+    assert_eq!(h.create_topic(1, "orders", 1), 0);
+    let (old, outside) = replicas_and_outside(&mut h);
+    let controller = h.controller().unwrap();
+    let at = (1..=4).find(|&n| n != controller).unwrap();
+    let moved: Vec<i32> = old[1..].iter().copied().chain([outside]).collect();
+    let (first, (_, bytes)) = reassign_held(&mut h, at, &moved);
+    let Ok(PeerMessage::Reassign {
+        request: earlier,
+        partitions,
+    }) = PeerMessage::decode(&bytes)
+    else {
+        panic!()
+    };
+    h.stop(at);
+    h.start(at);
+    h.run(3_000, 50);
+    let (second, (to, bytes)) = reassign_held(&mut h, at, &moved);
+    assert_ne!(first, second, "numbered afresh");
+    // The controller's answer to the earlier run's request arrives now: a refusal.
+    let late = PeerMessage::Reassigned {
+        request: earlier,
+        results: vec![crate::cluster::Reassigned {
+            topic_id: partitions[0].topic_id,
+            partition: 0,
+            outcome: Err((ErrorCode::InvalidReplicaAssignment, "late".into())),
+        }],
+    };
+    let now = Millis(h.now);
+    (h.node(at)
+        .handle_peer_message(now, NodeId(controller), &late.encode()))
+    .unwrap();
+    h.node(to.0)
+        .handle_peer_message(now, NodeId(at), &bytes)
+        .unwrap();
+    h.run(3_000, 50);
+    let ResponseKind::AlterPartitionReassignments(r) = h.take_completed(at, second).unwrap() else {
+        panic!()
+    };
+    let answer = &r.responses[0].partitions[0];
+    assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+}
