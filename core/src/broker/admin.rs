@@ -32,7 +32,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::topics::PARTITIONS_MAX;
+use super::topic_admin::PARTITIONS_MAX;
 use super::{Broker, Partition, StorageProvider, TopicConfigError, TOPIC_CONFIGS};
 use crate::error::ErrorCode;
 use crate::types::Offset;

@@ -32,7 +32,7 @@ mod produce;
 mod producer_state;
 mod reassignments;
 mod replica;
-mod topics;
+mod topic_admin;
 
 use std::collections::BTreeMap;
 
@@ -55,8 +55,8 @@ pub use metadata::LegacyTopic;
 pub(crate) use partition::Partition;
 pub(crate) use reassignments::{reassignment_response, ReassignmentAnswer};
 pub use replica::REPLICA_FETCH_VERSION;
-pub(crate) use topics::deleted_topics;
-pub use topics::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
+pub(crate) use topic_admin::deleted_topics;
+pub use topic_admin::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
 
 /// Opens the storage directories the broker keeps its state in.
 pub trait StorageProvider {

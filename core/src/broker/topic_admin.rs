@@ -1,4 +1,5 @@
-//! Topic administration: names, configs, Metadata, CreateTopics and DeleteTopics.
+//! Topic administration: names, configs, the log config a topic's overrides make, Metadata,
+//! and the topics a DeleteTopics names.
 
 use std::collections::BTreeMap;
 
