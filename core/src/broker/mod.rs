@@ -1,11 +1,19 @@
 //! The broker state machine: decoded Kafka requests in, responses out.
 //!
 //! [`Broker`] is the broker of a cluster node ([`crate::node::ClusterNode`]; a single node is
-//! a cluster of one): it owns the topics and the partition logs this node holds, as the
-//! committed metadata records make it a replica of them (`replica.rs`), and answers every
-//! client request but those that go to the controller, which the node answers. It never
-//! touches a socket or a clock: time arrives as [`Millis`], storage through a
-//! [`StorageProvider`].
+//! a cluster of one): it holds the partition logs of which the committed metadata records
+//! make this node a replica (`replica.rs`), and answers every client request but those that
+//! go to the controller, which the node answers. It never touches a socket or a clock: time
+//! arrives as [`Millis`], storage through a [`StorageProvider`].
+//!
+//! Its state is a few components, each with one job; the broker's own files turn requests
+//! and records into calls on them:
+//! - `topics.rs`: the topics, the partitions held here and their directories (and the
+//!   metadata file's), with lookups by name, id and index;
+//! - `replica.rs`: what this node knows of its cluster (`Member`: image, controller, topics
+//!   to ask for) and the acks=all produces waiting for the followers (`ParkedProduces`);
+//! - `fetch.rs`: the fetches waiting for data or their deadline (`ParkedFetches`);
+//! - `groups.rs`: the consumer groups, their parked requests and their writes (`Groups`).
 //!
 //! Call order for the node (see `replica.rs` for the member calls):
 //! 1. [`Broker::open_member`] once, with the storage provider and the configuration.
@@ -189,6 +197,7 @@ pub struct Broker<P: StorageProvider> {
     /// The topics, the partitions held here, and the directories they and the metadata
     /// file live in.
     topics: topics::Topics<P>,
+    /// Fetches waiting for data or their `max_wait_ms`.
     fetches: fetch::ParkedFetches,
     /// Failures of background work (retention, compaction, flush) for the driver to log;
     /// at most `BACKGROUND_ERRORS_MAX` are kept.
