@@ -32,7 +32,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::topics::PARTITIONS_MAX;
+use super::topic_admin::PARTITIONS_MAX;
 use super::{Broker, Partition, StorageProvider, TopicConfigError, TOPIC_CONFIGS};
 use crate::error::ErrorCode;
 use crate::types::Offset;
@@ -210,7 +210,7 @@ impl<P: StorageProvider> Broker<P> {
         match kind {
             RESOURCE_TOPIC => {
                 super::validate_topic_name(name).map_err(AdminError::InvalidTopic)?;
-                if self.topics.contains_key(name) {
+                if self.topics.contains(name) {
                     Ok(())
                 } else {
                     Err(AdminError::UnknownTopic(name.to_string()))
@@ -328,7 +328,7 @@ impl<P: StorageProvider> Broker<P> {
         internal::check_delete_records(topic)?;
         // On a cluster only the leader deletes; its followers move their log start up to it
         // when their fetches' answers carry it (as Kafka's do).
-        let partition = self.led_mut(topic, index)?;
+        let partition = self.topics.led_mut(topic, index)?;
         let log = &mut partition.log;
         let high_watermark = log.high_watermark();
         let target = match offset {
@@ -355,7 +355,7 @@ impl<P: StorageProvider> Broker<P> {
             for wanted in &topic.partitions {
                 let mut result = EpochEndOffset::default();
                 result.partition = wanted.partition;
-                let partition = self.led(topic.topic.0.as_str(), wanted.partition);
+                let partition = self.topics.led(topic.topic.0.as_str(), wanted.partition);
                 match partition.and_then(|p| epoch_end_offset(p, wanted)) {
                     Err(code) => result.error_code = code.code(),
                     Ok((epoch, end_offset)) => {

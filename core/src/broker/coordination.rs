@@ -149,11 +149,7 @@ impl<P: StorageProvider> Broker<P> {
         if is_planted(PlantedBug::CoordinatorSkipsLoad) {
             return Ok(());
         }
-        let Some(partition) = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .and_then(|t| t.partitions.get(index))
-        else {
+        let Some(partition) = self.topics.partition(OFFSETS_TOPIC, index) else {
             return Ok(());
         };
         let log = &partition.log;
@@ -394,11 +390,9 @@ impl<P: StorageProvider> Broker<P> {
 
     /// `None` while the write waits; its result once it is committed or failed.
     fn write_outcome(&self, now: Millis, write: &PendingWrite) -> Option<Result<(), ErrorCode>> {
-        let topic = self.topics.get(OFFSETS_TOPIC);
         let mut waiting = false;
         for &(index, epoch, next_offset) in &write.waits {
-            let partition = topic.and_then(|t| t.partitions.get(index));
-            let partition = match partition {
+            let partition = match self.topics.partition(OFFSETS_TOPIC, index) {
                 Some(p) if p.is_leader() && p.leader_epoch() == epoch => p,
                 _ => return Some(Err(ErrorCode::NotCoordinator)),
             };
@@ -462,10 +456,9 @@ impl<P: StorageProvider> Broker<P> {
     /// was loaded in, and a waiting write waits on loaded partitions only.
     fn check_coordination(&self) {
         if cfg!(debug_assertions) {
-            let topic = self.topics.get(OFFSETS_TOPIC);
             let loaded = &self.groups.coordination.loaded;
             for (index, epoch) in loaded {
-                let partition = topic.and_then(|t| t.partitions.get(*index));
+                let partition = self.topics.partition(OFFSETS_TOPIC, *index);
                 assert!(
                     partition.is_some_and(|p| p.is_leader() && p.leader_epoch() == *epoch),
                     "{OFFSETS_TOPIC}-{index} is loaded in epoch {epoch:?} but not led in it"

@@ -157,7 +157,7 @@ impl<P: StorageProvider> Broker<P> {
                         .rsplit_once('-')
                         .and_then(|(topic, index)| {
                             let index = index.parse::<i32>().ok()?;
-                            self.topics.get(topic)?.partitions.get(index)
+                            self.topics.partition(topic, index)
                         })
                         .map(|p| p.log.storage())
                         .ok_or_else(|| crate::storage::StorageError::NotFound(range.dir.clone()))?;
@@ -220,7 +220,7 @@ impl<P: StorageProvider> Broker<P> {
             let stored = if topic.topic_id.is_nil() {
                 self.topics.get(topic.topic.0.as_str())
             } else {
-                self.topics.values().find(|t| t.id == topic.topic_id)
+                self.topics.by_id(topic.topic_id).map(|(_, t)| t)
             };
             for wanted in &topic.partitions {
                 // A consumer reads below the high watermark, a follower up to the log end:
@@ -261,9 +261,8 @@ impl<P: StorageProvider> Broker<P> {
             let by_id = !topic.topic_id.is_nil();
             let name = if by_id {
                 self.topics
-                    .iter()
-                    .find(|(_, t)| t.id == topic.topic_id)
-                    .map_or("", |(name, _)| name.as_str())
+                    .by_id(topic.topic_id)
+                    .map_or("", |(name, _)| name)
             } else {
                 topic.topic.0.as_str()
             };
@@ -306,17 +305,12 @@ impl<P: StorageProvider> Broker<P> {
         replica: bool,
     ) -> FetchPartitionData {
         let mut out = partition_error(wanted.partition, ErrorCode::None);
-        let stored = self.topics.get(topic);
-        let partition = stored.and_then(|t| t.partitions.get(wanted.partition));
-        let Some(partition) = partition.filter(|p| p.is_leader()) else {
-            let here = stored.is_some_and(|t| t.partitions.exists(wanted.partition));
-            out.error_code = if here {
-                ErrorCode::NotLeaderOrFollower
-            } else {
-                ErrorCode::UnknownTopicOrPartition
+        let partition = match self.topics.led(topic, wanted.partition) {
+            Ok(partition) => partition,
+            Err(code) => {
+                out.error_code = code.code();
+                return out;
             }
-            .code();
-            return out;
         };
         let log = &partition.log;
         out.high_watermark = log.high_watermark().0;
@@ -368,7 +362,9 @@ impl<P: StorageProvider> Broker<P> {
             for wanted in topic.partitions {
                 let mut result = ListOffsetsPartitionResponse::default();
                 result.partition_index = wanted.partition_index;
-                let partition = self.led(topic.name.0.as_str(), wanted.partition_index);
+                let partition = self
+                    .topics
+                    .led(topic.name.0.as_str(), wanted.partition_index);
                 let found = match partition {
                     Err(code) => Err(code),
                     Ok(p) if !p.high_watermark_known() => Err(ErrorCode::OffsetNotAvailable),

@@ -207,7 +207,7 @@ impl<P: StorageProvider> Broker<P> {
     /// Asks the controller for `__consumer_offsets` if it does not exist yet, answering
     /// `COORDINATOR_NOT_AVAILABLE` meanwhile.
     pub(crate) fn ensure_offsets_topic(&mut self, _now: Millis) -> Result<(), ErrorCode> {
-        if self.topics.contains_key(OFFSETS_TOPIC) {
+        if self.topics.contains(OFFSETS_TOPIC) {
             return Ok(());
         }
         self.ask_for_topic(OFFSETS_TOPIC);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::producer_state::ProducerStates;
+use super::topics::Topics;
 use super::{Broker, BrokerConfig, BrokerError, StorageProvider};
 use crate::log::PartitionLog;
 use crate::storage::Storage;
@@ -127,18 +128,7 @@ impl<P: StorageProvider> Broker<P> {
         let (mut broker, topics) = Broker::open_meta(provider, config, now)?;
         let mut legacy = Vec::with_capacity(topics.len());
         for (name, (id, partitions, configs)) in topics {
-            let mut leader_epoch = LeaderEpoch(0);
-            for index in 0..partitions {
-                let storage = broker
-                    .provider
-                    .open_dir(&super::partition_dir(&name, index))?;
-                let stored = storage.read_all(crate::log::EPOCH_CHECKPOINT_FILE)?;
-                let newest = stored
-                    .as_deref()
-                    .and_then(crate::log::LeaderEpochCache::decode)
-                    .and_then(|epochs| epochs.latest_epoch());
-                leader_epoch = leader_epoch.max(newest.unwrap_or(LeaderEpoch(0)));
-            }
+            let leader_epoch = broker.topics.stored_leader_epoch(&name, partitions)?;
             legacy.push(LegacyTopic {
                 name,
                 id,
@@ -154,7 +144,7 @@ impl<P: StorageProvider> Broker<P> {
     /// returns the topics the file lists.
     #[allow(clippy::type_complexity)]
     fn open_meta(
-        mut provider: P,
+        provider: P,
         config: BrokerConfig,
         now: Millis,
     ) -> Result<
@@ -164,13 +154,9 @@ impl<P: StorageProvider> Broker<P> {
         ),
         BrokerError,
     > {
-        let meta_storage = provider.open_dir(META_DIR)?;
-        let stored = match meta_storage.read_all(META_FILE)? {
-            Some(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| BrokerError::CorruptMetadata("not UTF-8".into()))?;
-                StoredMeta::decode(&text).map_err(BrokerError::CorruptMetadata)?
-            }
+        let topics = Topics::open(provider)?;
+        let stored = match topics.read_meta()? {
+            Some(stored) => stored,
             None => StoredMeta {
                 cluster_id: (config.cluster_id.clone())
                     .unwrap_or_else(|| new_cluster_id(now, config.node_id)),
@@ -190,11 +176,9 @@ impl<P: StorageProvider> Broker<P> {
         let config_node = config.node_id;
         let broker = Broker {
             config,
-            provider,
-            meta: meta_storage,
             cluster_id: stored.cluster_id.clone(),
             next_producer_id: stored.next_producer_id,
-            topics: BTreeMap::new(),
+            topics,
             fetches: Default::default(),
             background_errors: Vec::new(),
             groups: super::groups::Groups::new(config_group),
@@ -215,9 +199,7 @@ impl<P: StorageProvider> Broker<P> {
                 .map(|t| (t.name.clone(), (t.id, t.partitions, t.configs.clone())))
                 .collect(),
         };
-        self.meta
-            .write_atomic(META_FILE, stored.encode().as_bytes())?;
-        Ok(())
+        self.topics.write_meta(&stored)
     }
 
     /// The broker configuration the metadata file was opened with.

@@ -1,11 +1,19 @@
 //! The broker state machine: decoded Kafka requests in, responses out.
 //!
 //! [`Broker`] is the broker of a cluster node ([`crate::node::ClusterNode`]; a single node is
-//! a cluster of one): it owns the topics and the partition logs this node holds, as the
-//! committed metadata records make it a replica of them (`replica.rs`), and answers every
-//! client request but those that go to the controller, which the node answers. It never
-//! touches a socket or a clock: time arrives as [`Millis`], storage through a
-//! [`StorageProvider`].
+//! a cluster of one): it holds the partition logs of which the committed metadata records
+//! make this node a replica (`replica.rs`), and answers every client request but those that
+//! go to the controller, which the node answers. It never touches a socket or a clock: time
+//! arrives as [`Millis`], storage through a [`StorageProvider`].
+//!
+//! Its state is a few components, each with one job; the broker's own files turn requests
+//! and records into calls on them:
+//! - `topics.rs`: the topics, the partitions held here and their directories (and the
+//!   metadata file's), with lookups by name, id and index;
+//! - `replica.rs`: what this node knows of its cluster (`Member`: image, controller, topics
+//!   to ask for) and the acks=all produces waiting for the followers (`ParkedProduces`);
+//! - `fetch.rs`: the fetches waiting for data or their deadline (`ParkedFetches`);
+//! - `groups.rs`: the consumer groups, their parked requests and their writes (`Groups`).
 //!
 //! Call order for the node (see `replica.rs` for the member calls):
 //! 1. [`Broker::open_member`] once, with the storage provider and the configuration.
@@ -32,9 +40,8 @@ mod produce;
 mod producer_state;
 mod reassignments;
 mod replica;
+mod topic_admin;
 mod topics;
-
-use std::collections::BTreeMap;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
@@ -55,8 +62,8 @@ pub use metadata::LegacyTopic;
 pub(crate) use partition::Partition;
 pub(crate) use reassignments::{reassignment_response, ReassignmentAnswer};
 pub use replica::REPLICA_FETCH_VERSION;
-pub(crate) use topics::deleted_topics;
-pub use topics::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
+pub(crate) use topic_admin::deleted_topics;
+pub use topic_admin::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
 
 /// Opens the storage directories the broker keeps its state in.
 pub trait StorageProvider {
@@ -181,117 +188,16 @@ pub enum Reply {
     Parked(ParkedId),
 }
 
-/// One topic.
-pub(crate) struct Topic<S: Storage> {
-    pub(crate) id: uuid::Uuid,
-    /// Topic-level config overrides (Kafka names → values).
-    pub(crate) overrides: BTreeMap<String, String>,
-    pub(crate) partitions: Partitions<S>,
-}
-
-/// A topic's partitions: every index the topic has, and the partitions this broker holds
-/// (those it is a replica of).
-pub(crate) struct Partitions<S: Storage> {
-    slots: Vec<Option<Partition<S>>>,
-}
-
-impl<S: Storage> Partitions<S> {
-    /// A topic's partitions, all held here.
-    pub(crate) fn held_all(partitions: Vec<Partition<S>>) -> Partitions<S> {
-        Partitions {
-            slots: partitions.into_iter().map(Some).collect(),
-        }
-    }
-
-    /// How many partitions the topic has.
-    pub(crate) fn count(&self) -> i32 {
-        self.slots.len() as i32
-    }
-
-    /// Whether the topic has partition `index` (held here or not).
-    pub(crate) fn exists(&self, index: i32) -> bool {
-        (0..self.count()).contains(&index)
-    }
-
-    /// Partition `index`, if this broker holds it.
-    pub(crate) fn get(&self, index: i32) -> Option<&Partition<S>> {
-        self.slots.get(usize::try_from(index).ok()?)?.as_ref()
-    }
-
-    /// Partition `index`, if this broker holds it.
-    pub(crate) fn get_mut(&mut self, index: i32) -> Option<&mut Partition<S>> {
-        self.slots.get_mut(usize::try_from(index).ok()?)?.as_mut()
-    }
-
-    /// The partitions held here, with their indexes.
-    pub(crate) fn held(&self) -> impl Iterator<Item = (i32, &Partition<S>)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((i as i32, p.as_ref()?)))
-    }
-
-    /// The partitions held here, with their indexes.
-    pub(crate) fn held_mut(&mut self) -> impl Iterator<Item = (i32, &mut Partition<S>)> {
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, p)| Some((i as i32, p.as_mut()?)))
-    }
-
-    /// Takes the partitions held here, with their indexes.
-    pub(crate) fn into_held(self) -> impl Iterator<Item = (i32, Partition<S>)> {
-        self.slots
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((i as i32, p?)))
-    }
-
-    /// Grows the topic to at least `count` partitions (none of the new ones held here).
-    pub(crate) fn ensure_count(&mut self, count: i32) {
-        let count = usize::try_from(count).unwrap_or(0);
-        if self.slots.len() < count {
-            self.slots.resize_with(count, || None);
-        }
-    }
-
-    /// Holds `partition` here as partition `index`, which the topic has.
-    pub(crate) fn hold(&mut self, index: i32, partition: Partition<S>) {
-        let slot = usize::try_from(index).expect("a partition index");
-        self.slots[slot] = Some(partition);
-    }
-
-    /// Takes partition `index` out (this broker no longer holds it), if held.
-    pub(crate) fn release(&mut self, index: i32) -> Option<Partition<S>> {
-        self.slots.get_mut(usize::try_from(index).ok()?)?.take()
-    }
-}
-
-#[cfg(test)]
-impl<S: Storage> std::ops::Index<i32> for Partitions<S> {
-    type Output = Partition<S>;
-
-    fn index(&self, index: i32) -> &Partition<S> {
-        self.get(index).expect("a partition held here")
-    }
-}
-
-#[cfg(test)]
-impl<S: Storage> std::ops::IndexMut<i32> for Partitions<S> {
-    fn index_mut(&mut self, index: i32) -> &mut Partition<S> {
-        self.get_mut(index).expect("a partition held here")
-    }
-}
-
 /// The broker state machine. See the module doc for the call order.
 pub struct Broker<P: StorageProvider> {
     config: BrokerConfig,
-    provider: P,
-    meta: P::Storage,
     cluster_id: String,
     /// The next producer id InitProducerId hands out.
     next_producer_id: i64,
-    topics: BTreeMap<String, Topic<P::Storage>>,
+    /// The topics, the partitions held here, and the directories they and the metadata
+    /// file live in.
+    topics: topics::Topics<P>,
+    /// Fetches waiting for data or their `max_wait_ms`.
     fetches: fetch::ParkedFetches,
     /// Failures of background work (retention, compaction, flush) for the driver to log;
     /// at most `BACKGROUND_ERRORS_MAX` are kept.
@@ -317,7 +223,7 @@ impl<P: StorageProvider> Broker<P> {
 
     /// Names of the topics, sorted.
     pub fn topic_names(&self) -> Vec<String> {
-        self.topics.keys().cloned().collect()
+        self.topics.names().map(str::to_string).collect()
     }
 
     /// The id of the topic named `name`, if it exists.
@@ -327,41 +233,7 @@ impl<P: StorageProvider> Broker<P> {
 
     /// The storage of a partition's log, for drivers that serve its files.
     pub fn partition_storage(&self, topic: &str, partition: i32) -> Option<&P::Storage> {
-        let topic = self.topics.get(topic)?;
-        let partition = topic.partitions.get(partition)?;
-        Some(partition.log.storage())
-    }
-
-    /// Partition `index` of `topic` if this broker leads it: `NOT_LEADER_OR_FOLLOWER` for a
-    /// partition of the topic it does not lead, `UNKNOWN_TOPIC_OR_PARTITION` for none.
-    pub(crate) fn led(&self, topic: &str, index: i32) -> Result<&Partition<P::Storage>, ErrorCode> {
-        let stored = self
-            .topics
-            .get(topic)
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-        match stored.partitions.get(index) {
-            Some(partition) if partition.is_leader() => Ok(partition),
-            _ if stored.partitions.exists(index) => Err(ErrorCode::NotLeaderOrFollower),
-            _ => Err(ErrorCode::UnknownTopicOrPartition),
-        }
-    }
-
-    /// [`Broker::led`], mutable.
-    pub(crate) fn led_mut(
-        &mut self,
-        topic: &str,
-        index: i32,
-    ) -> Result<&mut Partition<P::Storage>, ErrorCode> {
-        let stored = self
-            .topics
-            .get_mut(topic)
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-        let exists = stored.partitions.exists(index);
-        match stored.partitions.get_mut(index) {
-            Some(partition) if partition.is_leader() => Ok(partition),
-            _ if exists => Err(ErrorCode::NotLeaderOrFollower),
-            _ => Err(ErrorCode::UnknownTopicOrPartition),
-        }
+        Some(self.topics.partition(topic, partition)?.log.storage())
     }
 
     /// The log of a partition held here, to inspect (the simulator's replica checks).
@@ -370,7 +242,7 @@ impl<P: StorageProvider> Broker<P> {
         topic: &str,
         partition: i32,
     ) -> Option<&crate::log::PartitionLog<P::Storage>> {
-        Some(&self.topics.get(topic)?.partitions.get(partition)?.log)
+        Some(&self.topics.partition(topic, partition)?.log)
     }
 
     /// Answers one decoded request from a connection the broker knows nothing about.
@@ -480,22 +352,11 @@ impl<P: StorageProvider> Broker<P> {
     /// `cleanup.policy=compact`, once per rolled segment) and `flush.ms`.
     pub fn handle_tick(&mut self, now: Millis) {
         self.fetches.expire(now);
-        for (name, topic) in &mut self.topics {
-            for (index, partition) in topic.partitions.held_mut() {
-                partition.tick(now);
-                let result = partition
-                    .log
-                    .apply_retention(now)
-                    .and_then(|_| partition.log.compact(now))
-                    .and_then(|_| partition.log.tick(now));
-                if let Err(err) = result {
-                    // Background failures cannot be answered to a client (the next request to
-                    // the partition meets them); the driver logs them.
-                    if self.background_errors.len() < BACKGROUND_ERRORS_MAX {
-                        self.background_errors
-                            .push(format!("{name}-{index}: {err}"));
-                    }
-                }
+        for error in self.topics.tick(now) {
+            // Background failures cannot be answered to a client (the next request to the
+            // partition meets them); the driver logs them.
+            if self.background_errors.len() < BACKGROUND_ERRORS_MAX {
+                self.background_errors.push(error);
             }
         }
         self.complete_ready_fetches(now);
@@ -515,12 +376,7 @@ impl<P: StorageProvider> Broker<P> {
         let groups = self.next_group_deadline();
         let produces = self.next_produce_deadline();
         let group_writes = self.next_group_write_deadline();
-        let partitions = self
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.held())
-            .filter_map(|(_, p)| p.next_deadline())
-            .min();
+        let partitions = self.topics.next_deadline();
         fetches
             .into_iter()
             .chain(groups)
@@ -534,40 +390,13 @@ impl<P: StorageProvider> Broker<P> {
     /// `KAFKA_STORAGE_ERROR` until the broker is reopened, which recovers them. Kafka halts a
     /// broker whose every log directory failed; a driver may do the same.
     pub fn offline_partitions(&self) -> Vec<String> {
-        let mut offline = Vec::new();
-        for (name, topic) in &self.topics {
-            for (index, partition) in topic.partitions.held() {
-                if partition.log.offline_reason().is_some() {
-                    offline.push(format!("{name}-{index}"));
-                }
-            }
-        }
-        offline
+        self.topics.offline()
     }
 
     /// Closes every partition log cleanly (clean-shutdown markers written); an offline log
     /// is left for recovery and reported, after the others are closed.
     pub fn close(self) -> Result<(), BrokerError> {
-        let mut first_error = None;
-        for (name, topic) in self.topics {
-            for (index, mut partition) in topic.partitions.into_held() {
-                // A snapshot at the log end spares the next start replaying batches for the
-                // idempotent producers; without it the replay rebuilds the same state.
-                if !partition.producers.is_empty() && partition.log.offline_reason().is_none() {
-                    let end = partition.log.log_end_offset();
-                    let payload = partition.producers.encode();
-                    if let Err(source) = partition.log.write_producer_snapshot(end, &payload) {
-                        let partition = format!("{name}-{index}");
-                        first_error.get_or_insert(BrokerError::Log { partition, source });
-                    }
-                }
-                if let Err(source) = partition.log.close() {
-                    let partition = format!("{name}-{index}");
-                    first_error.get_or_insert(BrokerError::Log { partition, source });
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.topics.close()
     }
 }
 

@@ -27,12 +27,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::metadata::LegacyTopic;
 use super::partition::{ReplicaAnswer, ReplicaServe};
-use super::{
-    partition_dir, Broker, BrokerError, ParkedId, Partition, Partitions, StorageProvider, Topic,
-};
+use super::{partition_dir, Broker, BrokerError, ParkedId, StorageProvider};
 use crate::cluster::{ClusterImage, IsrChange, MetadataRecord, PartitionRecord};
 use crate::error::ErrorCode;
-use crate::log::{EpochEnd, PartitionLog};
+use crate::log::EpochEnd;
 use crate::protocol::FetchResponseData;
 use crate::replication::FollowerFetch;
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
@@ -169,18 +167,13 @@ impl<P: StorageProvider> Broker<P> {
         let node = member.node;
         match record {
             MetadataRecord::Topic { name, id, configs } => {
-                let topic = Topic {
-                    id: *id,
-                    overrides: configs.clone(),
-                    partitions: Partitions::held_all(Vec::new()),
-                };
-                self.topics.insert(name.clone(), topic);
+                self.topics.insert(name, *id, configs.clone());
                 self.forget_adopted_topics()?;
             }
             MetadataRecord::Partition(record) => self.apply_partition_record(now, node, record)?,
             MetadataRecord::RemoveTopic { id } => {
                 if let Some(name) = self.topic_named_by(*id) {
-                    self.remove_member_topic(&name)?;
+                    self.topics.remove(&name)?;
                 }
             }
             MetadataRecord::TopicConfigs { id, configs } => {
@@ -209,21 +202,16 @@ impl<P: StorageProvider> Broker<P> {
             .topics
             .iter()
             .filter(|(name, t)| image.topic(name).map(|i| i.id) != Some(t.id))
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.to_string())
             .collect();
         for name in gone {
-            self.remove_member_topic(&name)?;
+            self.topics.remove(&name)?;
         }
         for topic in image.topics().values() {
             match self.topics.get(&topic.name) {
-                None => {
-                    let stored = Topic {
-                        id: topic.id,
-                        overrides: topic.configs.clone(),
-                        partitions: Partitions::held_all(Vec::new()),
-                    };
-                    self.topics.insert(topic.name.clone(), stored);
-                }
+                None => self
+                    .topics
+                    .insert(&topic.name, topic.id, topic.configs.clone()),
                 Some(stored) if stored.overrides != topic.configs => {
                     self.apply_member_overrides(now, &topic.name, topic.configs.clone());
                 }
@@ -257,10 +245,7 @@ impl<P: StorageProvider> Broker<P> {
 
     /// The name of the topic with this id, if this broker has it.
     fn topic_named_by(&self, id: uuid::Uuid) -> Option<String> {
-        let mut topics = self.topics.iter();
-        topics
-            .find(|(_, t)| t.id == id)
-            .map(|(name, _)| name.clone())
+        self.topics.by_id(id).map(|(name, _)| name.to_string())
     }
 
     /// Gives a member's topic the overrides the controller recorded, and every replica's
@@ -309,67 +294,36 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
-    /// Drops a topic and its local partitions' files.
-    fn remove_member_topic(&mut self, name: &str) -> Result<(), BrokerError> {
-        if let Some(topic) = self.topics.remove(name) {
-            for (index, partition) in topic.partitions.into_held() {
-                // The log's files go with the directory.
-                drop(partition.log.abandon());
-                self.provider.remove_dir(&partition_dir(name, index))?;
-            }
-        }
-        Ok(())
-    }
-
     fn apply_partition_record(
         &mut self,
         now: Millis,
         node: NodeId,
         record: &PartitionRecord,
     ) -> Result<(), BrokerError> {
-        let Some((name, topic)) = self
-            .topics
-            .iter_mut()
-            .find(|(_, t)| t.id == record.topic_id)
-        else {
+        let Some((name, topic)) = self.topics.by_id_mut(record.topic_id) else {
             return Err(BrokerError::CorruptMetadata(format!(
                 "partition record for unknown topic {}",
                 record.topic_id
             )));
         };
-        let name = name.clone();
+        let name = name.to_string();
         topic.partitions.ensure_count(record.partition + 1);
-        let failed = |source| BrokerError::Log {
-            partition: partition_dir(&name, record.partition),
-            source,
-        };
         if !record.replicas.contains(&node) {
             // Reassigned away (or never here): the replica and its files go.
-            if let Some(partition) = topic.partitions.release(record.partition) {
-                drop(partition.log.abandon());
-                self.provider
-                    .remove_dir(&partition_dir(&name, record.partition))?;
-            }
-            return Ok(());
+            return self.topics.remove_partition(&name, record.partition);
         }
         if let Some(partition) = topic.partitions.get_mut(record.partition) {
-            return partition.apply_record(now, record).map_err(failed);
+            return partition
+                .apply_record(now, record)
+                .map_err(|source| BrokerError::Log {
+                    partition: partition_dir(&name, record.partition),
+                    source,
+                });
         }
         let overrides = topic.overrides.clone();
         let log_config = self.member_log_config(&name, &overrides);
-        let storage = self
-            .provider
-            .open_dir(&partition_dir(&name, record.partition))?;
-        let (mut log, _report) = PartitionLog::open(storage, log_config, now).map_err(failed)?;
-        let producers = super::metadata::restore_producers(&mut log).map_err(failed)?;
-        let partition =
-            Partition::with_record(log, producers, node, record, now).map_err(failed)?;
         self.topics
-            .get_mut(&name)
-            .expect("found above")
-            .partitions
-            .hold(record.partition, partition);
-        Ok(())
+            .open_partition(&name, record, node, log_config, now)
     }
 
     /// The Fetch requests to send the leaders this broker follows, one per leader, each
@@ -383,38 +337,36 @@ impl<P: StorageProvider> Broker<P> {
     ) -> Vec<(NodeId, FetchRequest)> {
         let member = &self.member;
         let mut by_leader: BTreeMap<NodeId, FetchRequest> = BTreeMap::new();
-        for (name, topic) in &self.topics {
-            for (index, partition) in topic.partitions.held() {
-                let Some(position) = partition.fetch_position() else {
-                    continue;
-                };
-                if busy(position.leader) {
-                    continue;
-                }
-                let request = by_leader.entry(position.leader).or_insert_with(|| {
-                    let mut request = FetchRequest::default();
-                    request.replica_id = BrokerId(member.node.0);
-                    request.max_wait_ms = max_wait_ms;
-                    request.min_bytes = 1;
-                    request.max_bytes = self.config.fetch_response_bytes_max;
-                    request
-                });
-                let mut wanted = FetchPartition::default();
-                wanted.partition = index;
-                wanted.current_leader_epoch = position.current_leader_epoch.0;
-                wanted.fetch_offset = position.fetch_offset.0;
-                wanted.last_fetched_epoch = position.last_fetched_epoch.map_or(-1, |e| e.0);
-                wanted.log_start_offset = partition.log.log_start_offset().0;
-                wanted.partition_max_bytes = partition.log.config().max_message_bytes as i32;
-                let topic_name = TopicName(StrBytes::from_string(name.clone()));
-                match request.topics.iter_mut().find(|t| t.topic == topic_name) {
-                    Some(topic) => topic.partitions.push(wanted),
-                    None => {
-                        let mut topic = FetchTopic::default();
-                        topic.topic = topic_name;
-                        topic.partitions.push(wanted);
-                        request.topics.push(topic);
-                    }
+        for (name, index, partition) in self.topics.held() {
+            let Some(position) = partition.fetch_position() else {
+                continue;
+            };
+            if busy(position.leader) {
+                continue;
+            }
+            let request = by_leader.entry(position.leader).or_insert_with(|| {
+                let mut request = FetchRequest::default();
+                request.replica_id = BrokerId(member.node.0);
+                request.max_wait_ms = max_wait_ms;
+                request.min_bytes = 1;
+                request.max_bytes = self.config.fetch_response_bytes_max;
+                request
+            });
+            let mut wanted = FetchPartition::default();
+            wanted.partition = index;
+            wanted.current_leader_epoch = position.current_leader_epoch.0;
+            wanted.fetch_offset = position.fetch_offset.0;
+            wanted.last_fetched_epoch = position.last_fetched_epoch.map_or(-1, |e| e.0);
+            wanted.log_start_offset = partition.log.log_start_offset().0;
+            wanted.partition_max_bytes = partition.log.config().max_message_bytes as i32;
+            let topic_name = TopicName(StrBytes::from_string(name.to_string()));
+            match request.topics.iter_mut().find(|t| t.topic == topic_name) {
+                Some(topic) => topic.partitions.push(wanted),
+                None => {
+                    let mut topic = FetchTopic::default();
+                    topic.topic = topic_name;
+                    topic.partitions.push(wanted);
+                    request.topics.push(topic);
                 }
             }
         }
@@ -461,10 +413,7 @@ impl<P: StorageProvider> Broker<P> {
                     },
                     _ => continue,
                 };
-                let Some(partition) = self
-                    .topics
-                    .get_mut(&name)
-                    .and_then(|t| t.partitions.get_mut(answer.partition_index))
+                let Some(partition) = self.topics.partition_mut(&name, answer.partition_index)
                 else {
                     continue;
                 };
@@ -490,7 +439,7 @@ impl<P: StorageProvider> Broker<P> {
     pub fn take_isr_changes(&mut self) -> Vec<IsrChange> {
         let node = self.member.node;
         let mut changes = Vec::new();
-        for topic in self.topics.values_mut() {
+        for (_, topic) in self.topics.iter_mut() {
             let topic_id = topic.id;
             for (index, partition) in topic.partitions.held_mut() {
                 if let Some((leader_epoch, partition_epoch, isr)) = partition.take_isr_proposal() {
@@ -510,12 +459,8 @@ impl<P: StorageProvider> Broker<P> {
 
     /// The controller refused an ISR change, or it was lost: it may be asked again.
     pub fn isr_change_failed(&mut self, topic_id: uuid::Uuid, partition: i32) {
-        if let Some(partition) = self
-            .topics
-            .values_mut()
-            .find(|t| t.id == topic_id)
-            .and_then(|t| t.partitions.get_mut(partition))
-        {
+        let topic = self.topics.by_id_mut(topic_id);
+        if let Some(partition) = topic.and_then(|(_, t)| t.partitions.get_mut(partition)) {
             partition.isr_change_failed();
         }
     }
@@ -539,11 +484,7 @@ impl<P: StorageProvider> Broker<P> {
         for topic in &request.topics {
             let name = topic.topic.0.as_str();
             for wanted in &topic.partitions {
-                let verdict = match self
-                    .topics
-                    .get_mut(name)
-                    .and_then(|t| t.partitions.get_mut(wanted.partition))
-                {
+                let verdict = match self.topics.partition_mut(name, wanted.partition) {
                     None => Err(ErrorCode::NotLeaderOrFollower),
                     Some(partition) => {
                         let fetch = FollowerFetch {
@@ -652,8 +593,7 @@ impl<P: StorageProvider> Broker<P> {
             for (topic, index, next_offset, (t, p)) in produce.waiting {
                 let outcome = self
                     .topics
-                    .get(&topic)
-                    .and_then(|t| t.partitions.get(index))
+                    .partition(&topic, index)
                     .map_or(Some(Err(ErrorCode::NotLeaderOrFollower)), |partition| {
                         partition.acks_all_outcome(next_offset)
                     });

@@ -1,257 +1,425 @@
-//! Topic administration: names, configs, Metadata, CreateTopics and DeleteTopics.
+//! The topics this broker knows and the partition logs it holds, with the directories they
+//! live in.
+//!
+//! [`Topics`] owns the [`StorageProvider`], the `meta` directory (the broker's metadata
+//! file, see `metadata.rs`) and one [`Topic`] per topic of the cluster image: its id, its
+//! config overrides and its [`Partitions`] — every index the topic has, and a [`Partition`]
+//! (log, producer state, replica role) for each one this broker is a replica of.
+//!
+//! It opens, removes and closes partition logs and their `topic-N` directories, looks a
+//! partition up by topic name (or id) and index, and walks the partitions held here for the
+//! time-based log work (retention, compaction, `flush.ms`).
+//!
+//! **API boundary:** it does not decide anything. Which partitions to hold, in which role
+//! and with which log config, comes from the broker applying the metadata records
+//! (`replica.rs`); it knows no Kafka request, group or parked request.
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::{DeleteTopicsRequest, MetadataRequest, MetadataResponse};
+use super::metadata::{restore_producers, StoredMeta, META_DIR, META_FILE};
+use super::{partition_dir, BrokerError, Partition, StorageProvider};
+use crate::cluster::PartitionRecord;
+use crate::error::ErrorCode;
+use crate::log::{LogConfig, PartitionLog};
+use crate::storage::Storage;
+use crate::types::{LeaderEpoch, Millis, NodeId};
 
-use super::{Broker, StorageProvider};
-use crate::log::LogConfig;
-use crate::record::TimestampType;
-use crate::types::Millis;
-
-/// The longest topic name Kafka accepts.
-pub const TOPIC_NAME_LEN_MAX: usize = 249;
-/// The most partitions one topic may have on this broker.
-pub const PARTITIONS_MAX: i32 = 10_000;
-
-/// A topic config that cannot be applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TopicConfigError {
-    /// The config name is not one Brook knows.
-    #[error("unknown topic config {0}")]
-    Unknown(String),
-    /// The value does not parse or is out of range.
-    #[error("invalid value {value:?} for {name}: {reason}")]
-    Invalid {
-        /// The config name.
-        name: String,
-        /// The value given.
-        value: String,
-        /// Why it was refused.
-        reason: String,
-    },
+/// One topic.
+pub(crate) struct Topic<S: Storage> {
+    /// The topic's id.
+    pub(crate) id: uuid::Uuid,
+    /// Topic-level config overrides (Kafka names → values).
+    pub(crate) overrides: BTreeMap<String, String>,
+    /// Its partitions, held here or not.
+    pub(crate) partitions: Partitions<S>,
 }
 
-/// Checks a topic name as Kafka does: 1–249 characters of `[a-zA-Z0-9._-]`, not `.`/`..`.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name {name:?} is not allowed"));
-    }
-    if name.len() > TOPIC_NAME_LEN_MAX {
-        return Err(format!(
-            "topic name is longer than {TOPIC_NAME_LEN_MAX} characters"
-        ));
-    }
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if let Some(bad) = name.chars().find(|&c| !legal(c)) {
-        return Err(format!(
-            "topic name contains {bad:?}; only [a-zA-Z0-9._-] are allowed"
-        ));
-    }
-    Ok(())
+/// A topic's partitions: every index the topic has, and the partitions this broker holds
+/// (those it is a replica of).
+pub(crate) struct Partitions<S: Storage> {
+    slots: Vec<Option<Partition<S>>>,
 }
 
-/// Topic configs Brook accepts, with the broker default's textual value as a function.
-pub const TOPIC_CONFIGS: &[&str] = &[
-    "cleanup.policy",
-    "flush.messages",
-    "flush.ms",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "message.timestamp.type",
-    "min.insync.replicas",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.index.bytes",
-    "segment.ms",
-];
-
-fn parse_i64(name: &str, value: &str, min: i64) -> Result<i64, TopicConfigError> {
-    let invalid = |reason: String| TopicConfigError::Invalid {
-        name: name.to_string(),
-        value: value.to_string(),
-        reason,
-    };
-    let parsed: i64 = value
-        .trim()
-        .parse()
-        .map_err(|_| invalid("not an integer".into()))?;
-    if parsed < min {
-        return Err(invalid(format!("must be at least {min}")));
-    }
-    Ok(parsed)
-}
-
-/// Applies one config override to a log config.
-fn apply_config(log: &mut LogConfig, name: &str, value: &str) -> Result<(), TopicConfigError> {
-    let invalid = |reason: &str| TopicConfigError::Invalid {
-        name: name.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    };
-    if value.chars().any(char::is_control) {
-        // Values live one per line in the metadata file; control characters are never valid.
-        return Err(invalid("contains a control character"));
-    }
-    match name {
-        "retention.ms" => {
-            let ms = parse_i64(name, value, -1)?;
-            log.retention_ms = (ms >= 0).then_some(ms);
-        }
-        "retention.bytes" => {
-            let bytes = parse_i64(name, value, -1)?;
-            log.retention_bytes = (bytes >= 0).then_some(bytes as u64);
-        }
-        "segment.bytes" => log.segment_bytes = parse_i64(name, value, 1024)? as u64,
-        "segment.ms" => log.segment_ms = parse_i64(name, value, 1)?,
-        "segment.index.bytes" => log.segment_index_bytes = parse_i64(name, value, 64)? as u64,
-        "index.interval.bytes" => log.index_interval_bytes = parse_i64(name, value, 0)? as u64,
-        "max.message.bytes" => log.max_message_bytes = parse_i64(name, value, 61)? as usize,
-        "flush.messages" => {
-            let n = parse_i64(name, value, 1)?;
-            log.flush_messages = (n < i64::MAX).then_some(n as u64);
-        }
-        "flush.ms" => {
-            let ms = parse_i64(name, value, 0)?;
-            log.flush_ms = (ms < i64::MAX).then_some(ms);
-        }
-        "message.timestamp.type" => {
-            log.timestamp_type = match value {
-                "CreateTime" => TimestampType::CreateTime,
-                "LogAppendTime" => TimestampType::LogAppendTime,
-                _ => return Err(invalid("must be CreateTime or LogAppendTime")),
-            }
-        }
-        "cleanup.policy" => {
-            let policies: Vec<&str> = value.split(',').map(str::trim).collect();
-            if policies.is_empty() || !policies.iter().all(|p| matches!(*p, "delete" | "compact")) {
-                return Err(invalid("must be delete, compact or both"));
-            }
-            log.cleanup_delete = policies.contains(&"delete");
-            log.cleanup_compact = policies.contains(&"compact");
-        }
-        "min.insync.replicas" => {
-            let n = parse_i64(name, value, 1)?;
-            log.min_insync_replicas = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        _ => return Err(TopicConfigError::Unknown(name.to_string())),
-    }
-    log.validate().map_err(|err| invalid(&err.reason))
-}
-
-impl<P: StorageProvider> Broker<P> {
-    /// The log config of a topic with these overrides on top of the broker defaults.
-    pub(crate) fn log_config_for(
-        &self,
-        overrides: &BTreeMap<String, String>,
-    ) -> Result<LogConfig, TopicConfigError> {
-        let mut log = self.broker_config().log.clone();
-        for (name, value) in overrides {
-            apply_config(&mut log, name, value)?;
-        }
-        Ok(log)
+impl<S: Storage> Partitions<S> {
+    /// A new topic's partitions: none yet (its partition records add them).
+    fn none() -> Partitions<S> {
+        Partitions { slots: Vec::new() }
     }
 
-    /// The answer to a Metadata request (`__consumer_offsets`, when named, is created with its
-    /// own settings and marked internal).
-    pub fn metadata_response(
-        &mut self,
-        now: Millis,
-        body: MetadataRequest,
-        version: i16,
-    ) -> MetadataResponse {
-        let named: Vec<String> = (body.topics.iter().flatten())
-            .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
-            .collect();
-        if named.iter().any(|n| n == super::OFFSETS_TOPIC) {
-            // Created with its own settings, never auto-created as a plain topic.
-            let _ = self.ensure_offsets_topic(now);
+    /// How many partitions the topic has.
+    pub(crate) fn count(&self) -> i32 {
+        self.slots.len() as i32
+    }
+
+    /// Whether the topic has partition `index` (held here or not).
+    pub(crate) fn exists(&self, index: i32) -> bool {
+        (0..self.count()).contains(&index)
+    }
+
+    /// Partition `index`, if this broker holds it.
+    pub(crate) fn get(&self, index: i32) -> Option<&Partition<S>> {
+        self.slots.get(usize::try_from(index).ok()?)?.as_ref()
+    }
+
+    /// Partition `index`, if this broker holds it.
+    pub(crate) fn get_mut(&mut self, index: i32) -> Option<&mut Partition<S>> {
+        self.slots.get_mut(usize::try_from(index).ok()?)?.as_mut()
+    }
+
+    /// The partitions held here, with their indexes.
+    pub(crate) fn held(&self) -> impl Iterator<Item = (i32, &Partition<S>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as i32, p.as_ref()?)))
+    }
+
+    /// The partitions held here, with their indexes.
+    pub(crate) fn held_mut(&mut self) -> impl Iterator<Item = (i32, &mut Partition<S>)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as i32, p.as_mut()?)))
+    }
+
+    /// Takes the partitions held here, with their indexes.
+    pub(crate) fn into_held(self) -> impl Iterator<Item = (i32, Partition<S>)> {
+        self.slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as i32, p?)))
+    }
+
+    /// Grows the topic to at least `count` partitions (none of the new ones held here).
+    pub(crate) fn ensure_count(&mut self, count: i32) {
+        let count = usize::try_from(count).unwrap_or(0);
+        if self.slots.len() < count {
+            self.slots.resize_with(count, || None);
         }
-        let mut response = self.handle_metadata(now, body, version);
-        self.mark_internal_topics(&mut response, &named, version);
-        response
     }
 
-    /// Answers Metadata, auto-creating unknown topics when allowed.
-    pub(crate) fn handle_metadata(
-        &mut self,
-        _now: Millis,
-        request: MetadataRequest,
-        version: i16,
-    ) -> MetadataResponse {
-        let all = match &request.topics {
-            None => true,
-            Some(topics) => version == 0 && topics.is_empty(),
-        };
-        let auto_create =
-            self.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-        let names = match request.topics {
-            Some(topics) if !all => Some(
-                topics
-                    .into_iter()
-                    .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
-                    .collect(),
-            ),
-            _ => None,
-        };
-        self.member_metadata(names, auto_create, version)
+    /// Holds `partition` here as partition `index`, which the topic has.
+    pub(crate) fn hold(&mut self, index: i32, partition: Partition<S>) {
+        let slot = usize::try_from(index).expect("a partition index");
+        self.slots[slot] = Some(partition);
     }
-}
 
-/// The topics a DeleteTopics names: (name, or none when only the id is given (v6); id, nil
-/// before v6).
-pub(crate) fn deleted_topics(request: &DeleteTopicsRequest) -> Vec<(Option<String>, uuid::Uuid)> {
-    let by_name = request.topic_names.iter();
-    let named = by_name.map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()));
-    let topics = request.topics.iter();
-    let given = topics.map(|t| {
-        (
-            t.name.as_ref().map(|n| n.0.as_str().to_string()),
-            t.topic_id,
-        )
-    });
-    named.chain(given).collect()
+    /// Takes partition `index` out (this broker no longer holds it), if held.
+    pub(crate) fn release(&mut self, index: i32) -> Option<Partition<S>> {
+        self.slots.get_mut(usize::try_from(index).ok()?)?.take()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+impl<S: Storage> std::ops::Index<i32> for Partitions<S> {
+    type Output = Partition<S>;
 
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_topic_name("orders.v1_x-2").is_ok());
-        assert!(validate_topic_name("").is_err());
-        assert!(validate_topic_name("..").is_err());
-        assert!(validate_topic_name("a b").is_err());
-        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    fn index(&self, index: i32) -> &Partition<S> {
+        self.get(index).expect("a partition held here")
+    }
+}
+
+#[cfg(test)]
+impl<S: Storage> std::ops::IndexMut<i32> for Partitions<S> {
+    fn index_mut(&mut self, index: i32) -> &mut Partition<S> {
+        self.get_mut(index).expect("a partition held here")
+    }
+}
+
+/// The topics, the partitions held here and their directories. See the module doc.
+pub(crate) struct Topics<P: StorageProvider> {
+    /// Opens and removes the `meta` and `topic-N` directories.
+    provider: P,
+    /// The `meta` directory, which holds the broker's metadata file.
+    meta: P::Storage,
+    /// Every topic by name, sorted.
+    topics: BTreeMap<String, Topic<P::Storage>>,
+}
+
+impl<P: StorageProvider> Topics<P> {
+    /// Opens (creating if needed) the `meta` directory; no topics yet (they come from the
+    /// metadata records).
+    pub(crate) fn open(mut provider: P) -> Result<Self, BrokerError> {
+        let meta = provider.open_dir(META_DIR)?;
+        Ok(Topics {
+            provider,
+            meta,
+            topics: BTreeMap::new(),
+        })
     }
 
-    #[test]
-    fn topic_configs_apply_and_reject_bad_values() {
-        let mut log = LogConfig::default();
-        apply_config(&mut log, "retention.ms", "-1").unwrap();
-        assert_eq!(log.retention_ms, None);
-        apply_config(&mut log, "message.timestamp.type", "LogAppendTime").unwrap();
-        assert_eq!(log.timestamp_type, TimestampType::LogAppendTime);
-        assert!(matches!(
-            apply_config(&mut log, "segment.bytes", "12"),
-            Err(TopicConfigError::Invalid { .. })
-        ));
-        assert!(matches!(
-            apply_config(&mut log, "retention.ms", "soon"),
-            Err(TopicConfigError::Invalid { .. })
-        ));
-        assert!(matches!(
-            apply_config(&mut log, "no.such", "1"),
-            Err(TopicConfigError::Unknown(_))
-        ));
-        assert!(matches!(
-            apply_config(&mut log, "retention.ms", "100\n"),
-            Err(TopicConfigError::Invalid { .. })
-        ));
+    /// The metadata file, if the `meta` directory has one.
+    pub(crate) fn read_meta(&self) -> Result<Option<StoredMeta>, BrokerError> {
+        let Some(bytes) = self.meta.read_all(META_FILE)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| BrokerError::CorruptMetadata("not UTF-8".into()))?;
+        let stored = StoredMeta::decode(&text).map_err(BrokerError::CorruptMetadata)?;
+        Ok(Some(stored))
+    }
+
+    /// Replaces the metadata file atomically with `stored`.
+    pub(crate) fn write_meta(&mut self, stored: &StoredMeta) -> Result<(), BrokerError> {
+        self.meta
+            .write_atomic(META_FILE, stored.encode().as_bytes())?;
+        Ok(())
+    }
+
+    /// The newest leader epoch the epoch files of partitions `0..count` of `name` name (0
+    /// when none does), read from their directories whether held here or not.
+    pub(crate) fn stored_leader_epoch(
+        &mut self,
+        name: &str,
+        count: i32,
+    ) -> Result<LeaderEpoch, BrokerError> {
+        let mut leader_epoch = LeaderEpoch(0);
+        for index in 0..count {
+            let storage = self.provider.open_dir(&partition_dir(name, index))?;
+            let stored = storage.read_all(crate::log::EPOCH_CHECKPOINT_FILE)?;
+            let newest = stored
+                .as_deref()
+                .and_then(crate::log::LeaderEpochCache::decode)
+                .and_then(|epochs| epochs.latest_epoch());
+            leader_epoch = leader_epoch.max(newest.unwrap_or(LeaderEpoch(0)));
+        }
+        Ok(leader_epoch)
+    }
+
+    /// The topic names, sorted.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.topics.keys().map(String::as_str)
+    }
+
+    /// Whether a topic named `name` exists.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.topics.contains_key(name)
+    }
+
+    /// The topic named `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Topic<P::Storage>> {
+        self.topics.get(name)
+    }
+
+    /// The topic named `name`, mutable.
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Topic<P::Storage>> {
+        self.topics.get_mut(name)
+    }
+
+    /// The topic with id `id`, with its name.
+    pub(crate) fn by_id(&self, id: uuid::Uuid) -> Option<(&str, &Topic<P::Storage>)> {
+        let mut topics = self.iter();
+        topics.find(|(_, t)| t.id == id)
+    }
+
+    /// The topic with id `id`, with its name, mutable.
+    pub(crate) fn by_id_mut(&mut self, id: uuid::Uuid) -> Option<(&str, &mut Topic<P::Storage>)> {
+        let mut topics = self.iter_mut();
+        topics.find(|(_, t)| t.id == id)
+    }
+
+    /// Every topic with its name, sorted by name.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Topic<P::Storage>)> {
+        self.topics.iter().map(|(name, t)| (name.as_str(), t))
+    }
+
+    /// Every topic with its name, sorted by name, mutable.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Topic<P::Storage>)> {
+        self.topics.iter_mut().map(|(name, t)| (name.as_str(), t))
+    }
+
+    /// Adds (or replaces) topic `name` with no partition held here yet.
+    pub(crate) fn insert(
+        &mut self,
+        name: &str,
+        id: uuid::Uuid,
+        overrides: BTreeMap<String, String>,
+    ) {
+        let topic = Topic {
+            id,
+            overrides,
+            partitions: Partitions::none(),
+        };
+        self.topics.insert(name.to_string(), topic);
+    }
+
+    /// Drops topic `name` and the directories of its partitions held here.
+    pub(crate) fn remove(&mut self, name: &str) -> Result<(), BrokerError> {
+        if let Some(topic) = self.topics.remove(name) {
+            for (index, partition) in topic.partitions.into_held() {
+                // The log's files go with the directory.
+                drop(partition.log.abandon());
+                self.provider.remove_dir(&partition_dir(name, index))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Partition `index` of `topic`, if this broker holds it.
+    pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<&Partition<P::Storage>> {
+        self.topics.get(topic)?.partitions.get(index)
+    }
+
+    /// Partition `index` of `topic`, if this broker holds it, mutable.
+    pub(crate) fn partition_mut(
+        &mut self,
+        topic: &str,
+        index: i32,
+    ) -> Option<&mut Partition<P::Storage>> {
+        self.topics.get_mut(topic)?.partitions.get_mut(index)
+    }
+
+    /// Partition `index` of `topic` if this broker leads it: `NOT_LEADER_OR_FOLLOWER` for a
+    /// partition of the topic it does not lead, `UNKNOWN_TOPIC_OR_PARTITION` for none.
+    pub(crate) fn led(&self, topic: &str, index: i32) -> Result<&Partition<P::Storage>, ErrorCode> {
+        let stored = self
+            .topics
+            .get(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        match stored.partitions.get(index) {
+            Some(partition) if partition.is_leader() => Ok(partition),
+            _ if stored.partitions.exists(index) => Err(ErrorCode::NotLeaderOrFollower),
+            _ => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    }
+
+    /// [`Topics::led`], mutable.
+    pub(crate) fn led_mut(
+        &mut self,
+        topic: &str,
+        index: i32,
+    ) -> Result<&mut Partition<P::Storage>, ErrorCode> {
+        let stored = self
+            .topics
+            .get_mut(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let exists = stored.partitions.exists(index);
+        match stored.partitions.get_mut(index) {
+            Some(partition) if partition.is_leader() => Ok(partition),
+            _ if exists => Err(ErrorCode::NotLeaderOrFollower),
+            _ => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    }
+
+    /// The partitions held here: (topic, index, partition), sorted.
+    pub(crate) fn held(&self) -> impl Iterator<Item = (&str, i32, &Partition<P::Storage>)> {
+        let topics = self.iter();
+        topics.flat_map(|(name, t)| t.partitions.held().map(move |(i, p)| (name, i, p)))
+    }
+
+    /// The partitions held here: (topic, index, partition), sorted, mutable.
+    pub(crate) fn held_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&str, i32, &mut Partition<P::Storage>)> {
+        let topics = self.iter_mut();
+        topics.flat_map(|(name, t)| t.partitions.held_mut().map(move |(i, p)| (name, i, p)))
+    }
+
+    /// Opens (creating if needed) partition `record.partition` of `name`'s log, restores its
+    /// producers and holds it here in the role `record` gives `node`. The topic must exist
+    /// and must not hold the partition yet.
+    pub(crate) fn open_partition(
+        &mut self,
+        name: &str,
+        record: &PartitionRecord,
+        node: NodeId,
+        log_config: LogConfig,
+        now: Millis,
+    ) -> Result<(), BrokerError> {
+        let index = record.partition;
+        let failed = |source| BrokerError::Log {
+            partition: partition_dir(name, index),
+            source,
+        };
+        let storage = self.provider.open_dir(&partition_dir(name, index))?;
+        let (mut log, _report) = PartitionLog::open(storage, log_config, now).map_err(failed)?;
+        let producers = restore_producers(&mut log).map_err(failed)?;
+        let partition =
+            Partition::with_record(log, producers, node, record, now).map_err(failed)?;
+        let topic = self.topics.get_mut(name).expect("a topic that exists");
+        debug_assert!(
+            topic.partitions.get(index).is_none(),
+            "{name}-{index} opened twice"
+        );
+        topic.partitions.hold(index, partition);
+        Ok(())
+    }
+
+    /// Stops holding partition `index` of `name` here: its log and its directory go. Nothing
+    /// happens for a partition not held here.
+    pub(crate) fn remove_partition(&mut self, name: &str, index: i32) -> Result<(), BrokerError> {
+        let topic = self.topics.get_mut(name);
+        if let Some(partition) = topic.and_then(|t| t.partitions.release(index)) {
+            drop(partition.log.abandon());
+            self.provider.remove_dir(&partition_dir(name, index))?;
+        }
+        Ok(())
+    }
+
+    /// Runs every held partition's timers and its log's retention, compaction (for
+    /// `cleanup.policy=compact`, once per rolled segment) and `flush.ms`; returns the
+    /// failures, as `topic-N: error`.
+    pub(crate) fn tick(&mut self, now: Millis) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, index, partition) in self.held_mut() {
+            partition.tick(now);
+            let result = partition
+                .log
+                .apply_retention(now)
+                .and_then(|_| partition.log.compact(now))
+                .and_then(|_| partition.log.tick(now));
+            if let Err(err) = result {
+                errors.push(format!("{name}-{index}: {err}"));
+            }
+        }
+        errors
+    }
+
+    /// The earliest deadline of a held partition.
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.held().filter_map(|(_, _, p)| p.next_deadline()).min()
+    }
+
+    /// The held partitions (`topic-N`) whose log a storage failure took offline.
+    pub(crate) fn offline(&self) -> Vec<String> {
+        let held = self.held();
+        let offline = held.filter(|(_, _, p)| p.log.offline_reason().is_some());
+        offline
+            .map(|(name, index, _)| partition_dir(name, index))
+            .collect()
+    }
+
+    /// Closes every held partition's log cleanly (clean-shutdown markers written); an
+    /// offline log is left for recovery and reported, after the others are closed.
+    pub(crate) fn close(self) -> Result<(), BrokerError> {
+        let mut first_error = None;
+        for (name, topic) in self.topics {
+            for (index, mut partition) in topic.partitions.into_held() {
+                // A snapshot at the log end spares the next start replaying batches for the
+                // idempotent producers; without it the replay rebuilds the same state.
+                if !partition.producers.is_empty() && partition.log.offline_reason().is_none() {
+                    let end = partition.log.log_end_offset();
+                    let payload = partition.producers.encode();
+                    if let Err(source) = partition.log.write_producer_snapshot(end, &payload) {
+                        let partition = format!("{name}-{index}");
+                        first_error.get_or_insert(BrokerError::Log { partition, source });
+                    }
+                }
+                if let Err(source) = partition.log.close() {
+                    let partition = format!("{name}-{index}");
+                    first_error.get_or_insert(BrokerError::Log { partition, source });
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+impl<P: StorageProvider> std::ops::Index<&str> for Topics<P> {
+    type Output = Topic<P::Storage>;
+
+    fn index(&self, name: &str) -> &Topic<P::Storage> {
+        self.get(name).expect("a topic that exists")
     }
 }

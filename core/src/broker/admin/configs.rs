@@ -15,7 +15,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{AdminError, RESOURCE_BROKER, RESOURCE_TOPIC};
-use crate::broker::topics::validate_topic_name;
+use crate::broker::topic_admin::validate_topic_name;
 use crate::broker::{Broker, BrokerConfig, StorageProvider, TOPIC_CONFIGS};
 use crate::record::TimestampType;
 
