@@ -2206,7 +2206,6 @@ fn node_refuses_a_single_broker_s_directory_in_a_larger_cluster_and_another_node
 /// was asked.
 #[test]
 fn node_a_reassignment_held_up_on_its_way_never_undoes_a_later_one() {
-    use kafka_protocol::messages::alter_partition_reassignments_request::*;
     let mut h = Harness::with_fourth_node();
     assert_eq!(h.create_topic(1, "orders", 1), 0);
     let (old, outside) = replicas_and_outside(&mut h);
@@ -2214,36 +2213,7 @@ fn node_a_reassignment_held_up_on_its_way_never_undoes_a_later_one() {
     let at = (1..=4).find(|&n| n != controller).unwrap();
     let moved: Vec<i32> = old[1..].iter().copied().chain([outside]).collect();
     // Asked at `at`, whose message to the controller is held back.
-    let mut partition = ReassignablePartition::default();
-    partition.replicas = Some(moved.iter().map(|&n| BrokerId(n)).collect());
-    let mut topic = ReassignableTopic::default();
-    topic.name = TopicName(StrBytes::from_static_str("orders"));
-    topic.partitions = vec![partition];
-    let mut body = AlterPartitionReassignmentsRequest::default();
-    body.timeout_ms = 500;
-    body.topics = vec![topic];
-    let request = Request {
-        api_key: ApiKey::AlterPartitionReassignments,
-        api_version: 0,
-        correlation_id: 1,
-        client_id: None,
-        body: RequestKind::AlterPartitionReassignments(body),
-    };
-    let now = Millis(h.now);
-    let context = RequestContext::default();
-    let reply = h.node(at).handle_request(now, &context, request).unwrap();
-    let Reply::Parked(id) = reply else {
-        panic!("{reply:?}")
-    };
-    let outgoing = h.node(at).poll_outgoing();
-    let is_reassign = |b: &[u8]| matches!(PeerMessage::decode(b), Ok(PeerMessage::Reassign { .. }));
-    let (held, others): (Vec<_>, Vec<_>) = outgoing.into_iter().partition(|(_, b)| is_reassign(b));
-    assert_eq!(held.len(), 1, "one Reassign to the controller");
-    for (to, bytes) in others {
-        h.node(to.0)
-            .handle_peer_message(now, NodeId(at), &bytes)
-            .unwrap();
-    }
+    let (id, held) = reassign_held(&mut h, at, &moved, 500);
     h.run(1_000, 50);
     let ResponseKind::AlterPartitionReassignments(r) = h.take_completed(at, id).unwrap() else {
         panic!()
@@ -2254,7 +2224,7 @@ fn node_a_reassignment_held_up_on_its_way_never_undoes_a_later_one() {
     assert!(time_to_move(&mut h, &moved, 20_000) < 20_000);
     assert!(time_to_move(&mut h, &old, 20_000) < 20_000);
     // The held request arrives at last.
-    let (to, bytes) = &held[0];
+    let (to, bytes) = &held;
     let now = Millis(h.now);
     h.node(to.0)
         .handle_peer_message(now, NodeId(at), bytes)
@@ -2345,9 +2315,14 @@ fn node_metadata_for_a_leader_lost_to_this_node_alone_waits_only_briefly() {
     assert!(matches!(metadata_request(&mut h, at), Reply::Response(_)));
 }
 
-/// AlterPartitionReassignments v0 of `orders-0` to `target` at `at`, taken by the node but
-/// not delivered: the parked id and the Reassign message it sends the controller (to, bytes).
-fn reassign_held(h: &mut Harness, at: i32, target: &[i32]) -> (ParkedId, (NodeId, Vec<u8>)) {
+/// AlterPartitionReassignments v0 of `orders-0` to `target` at `at` (answered within
+/// `timeout_ms`), taken by the node but not delivered: the parked id and the Reassign message it sends the controller (to, bytes).
+fn reassign_held(
+    h: &mut Harness,
+    at: i32,
+    target: &[i32],
+    timeout_ms: i32,
+) -> (ParkedId, (NodeId, Vec<u8>)) {
     use kafka_protocol::messages::alter_partition_reassignments_request::*;
     let mut partition = ReassignablePartition::default();
     partition.replicas = Some(target.iter().map(|&n| BrokerId(n)).collect());
@@ -2355,7 +2330,7 @@ fn reassign_held(h: &mut Harness, at: i32, target: &[i32]) -> (ParkedId, (NodeId
     topic.name = TopicName(StrBytes::from_static_str("orders"));
     topic.partitions = vec![partition];
     let mut body = AlterPartitionReassignmentsRequest::default();
-    body.timeout_ms = 5_000;
+    body.timeout_ms = timeout_ms;
     body.topics = vec![topic];
     let request = Request {
         api_key: ApiKey::AlterPartitionReassignments,
@@ -2393,7 +2368,7 @@ fn node_a_late_answer_to_an_earlier_incarnation_s_request_answers_nothing() {
     let controller = h.controller().unwrap();
     let at = (1..=4).find(|&n| n != controller).unwrap();
     let moved: Vec<i32> = old[1..].iter().copied().chain([outside]).collect();
-    let (first, (_, bytes)) = reassign_held(&mut h, at, &moved);
+    let (first, (_, bytes)) = reassign_held(&mut h, at, &moved, 5_000);
     let Ok(PeerMessage::Reassign {
         request: earlier,
         partitions,
@@ -2404,7 +2379,7 @@ fn node_a_late_answer_to_an_earlier_incarnation_s_request_answers_nothing() {
     h.stop(at);
     h.start(at);
     h.run(3_000, 50);
-    let (second, (to, bytes)) = reassign_held(&mut h, at, &moved);
+    let (second, (to, bytes)) = reassign_held(&mut h, at, &moved, 5_000);
     assert_ne!(first, second, "numbered afresh");
     // The controller's answer to the earlier run's request arrives now: a refusal.
     let late = PeerMessage::Reassigned {
