@@ -6,7 +6,7 @@
 //! ([`replication`]), the cluster metadata with the controller's decisions ([`cluster`]) and
 //! the controller quorum's consensus that replicates it ([`quorum`]), the cluster node that
 //! combines them ([`node`]) and the driver that server and simulator share ([`driver`]).
-//! Later issues add the transaction state machines here.
+//! The transaction coordinator is [`txn`].
 //!
 //! **Architecture invariant:** no code in this crate opens files or sockets, reads a clock,
 //! spawns threads or draws thread-local randomness. Time arrives as [`types::Millis`] values,
@@ -26,6 +26,7 @@ pub mod quorum;
 pub mod record;
 pub mod replication;
 pub mod storage;
+pub mod txn;
 pub mod types;
 
 pub use error::ErrorCode;

@@ -12,6 +12,8 @@ mod configs;
 mod dynamic;
 mod internal;
 
+pub(crate) use internal::is_internal;
+
 pub use dynamic::{FOLLOWER_THROTTLE, LEADER_THROTTLE};
 
 use std::collections::{BTreeMap, BTreeSet};

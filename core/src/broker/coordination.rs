@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::{
     ApiKey, JoinGroupResponse, OffsetCommitResponse, ResponseKind, SyncGroupResponse,
+    TxnOffsetCommitResponse,
 };
 
 use super::groups::{fail_accepted, sync_response, OFFSETS_TOPIC};
@@ -27,13 +28,11 @@ use super::{partition_dir, Broker, BrokerError, ParkedId, Reply, StorageProvider
 use crate::error::ErrorCode;
 use crate::group::{partition_for_group, GroupRecord, OffsetValue, SyncResponse};
 use crate::planted::{is_planted, PlantedBug};
-use crate::record::{decode_records, BatchBuilder, Batches, Record};
-use crate::types::{LeaderEpoch, Millis, Offset};
+use crate::record::{decode_records, BatchBuilder, Batches, ControlMarker, ControlType, Record};
+use crate::types::{LeaderEpoch, Millis, Offset, ProducerEpoch, ProducerId};
 
 /// The most bytes of one `__consumer_offsets` read while replaying it.
 const REPLAY_READ_BYTES_MAX: u64 = 1 << 20;
-/// The most bytes a stored batch may decompress to while replaying.
-const REPLAY_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 /// `offsets.commit.timeout.ms`: how long a group write may wait for the in-sync replicas.
 const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5_000;
 
@@ -47,6 +46,53 @@ pub(crate) struct Coordination {
     writes: BTreeMap<ParkedId, PendingWrite>,
     next_write: u64,
 }
+
+/// Reads a coordinator's partition from its log start to its log end (the leader's log is
+/// the partition's truth), handing each readable batch to `each` in order.
+pub(super) fn replay_log<S: crate::storage::Storage>(
+    log: &crate::log::PartitionLog<S>,
+    dir: &str,
+    mut each: impl FnMut(&crate::record::Batch<'_>),
+) -> Result<(), BrokerError> {
+    let failed = |source| BrokerError::Log {
+        partition: dir.to_string(),
+        source,
+    };
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let Some(slice) = log
+            .read(offset, REPLAY_READ_BYTES_MAX, end)
+            .map_err(failed)?
+        else {
+            break;
+        };
+        assert!(slice.next_offset > offset, "replay makes progress");
+        offset = slice.next_offset;
+        let bytes = log.read_bytes(&slice).map_err(failed)?;
+        for batch in Batches::new(&bytes) {
+            let Ok(batch) = batch else { break };
+            each(&batch);
+        }
+    }
+    Ok(())
+}
+
+/// The most bytes a stored batch may decompress to while replaying.
+pub(super) const REPLAY_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+
+/// What a replay of `__consumer_offsets` finds, in log order.
+enum Replayed {
+    /// A group or offset record.
+    Record(GroupRecord),
+    /// An offset a transactional producer committed: (group, (topic, partition, offset)).
+    TxnOffset(ProducerId, String, (String, i32, OffsetValue)),
+    /// A producer's transaction ended (committed or not).
+    TxnEnd(ProducerId, bool),
+}
+
+/// The transactional attribute bit of a batch.
+const ATTR_TRANSACTIONAL: i16 = 0x10;
 
 /// Where a group write's records went: (partition, leader epoch of the append, offset after
 /// the records).
@@ -66,6 +112,13 @@ enum AfterWrite {
         group: String,
         accepted: Vec<(String, i32, OffsetValue)>,
         response: OffsetCommitResponse,
+    },
+    /// A TxnOffsetCommit: once committed, its offsets wait for the transaction's end.
+    TxnCommit {
+        group: String,
+        producer_id: ProducerId,
+        accepted: Vec<(String, i32, OffsetValue)>,
+        response: TxnOffsetCommitResponse,
     },
     /// SyncGroup answers that hand out the generation the records store; `groups` rebalance
     /// if the records are not committed.
@@ -149,47 +202,60 @@ impl<P: StorageProvider> Broker<P> {
         if is_planted(PlantedBug::CoordinatorSkipsLoad) {
             return Ok(());
         }
+        let count = self
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(1, |t| t.partitions.count().max(1));
         let Some(partition) = self.topics.partition(OFFSETS_TOPIC, index) else {
             return Ok(());
         };
-        let log = &partition.log;
-        let failed = |source| BrokerError::Log {
-            partition: partition_dir(OFFSETS_TOPIC, index),
-            source,
-        };
         let mut loaded = Vec::new();
-        let end = log.log_end_offset();
-        let mut offset = log.log_start_offset();
-        while offset < end {
-            let Some(slice) = log
-                .read(offset, REPLAY_READ_BYTES_MAX, end)
-                .map_err(failed)?
-            else {
-                break;
-            };
-            assert!(slice.next_offset > offset, "replay makes progress");
-            offset = slice.next_offset;
-            let bytes = log.read_bytes(&slice).map_err(failed)?;
-            for batch in Batches::new(&bytes) {
-                let Ok(batch) = batch else { break };
-                if batch.is_control() {
-                    continue;
+        let dir = partition_dir(OFFSETS_TOPIC, index);
+        replay_log(&partition.log, &dir, |batch| {
+            let producer = batch.producer_id();
+            if batch.is_control() {
+                // A transaction's end: its offsets, read before, stand or go.
+                if let Ok(marker) = ControlMarker::decode(batch) {
+                    let commit = marker.control_type == ControlType::Commit;
+                    loaded.push(Replayed::TxnEnd(producer, commit));
                 }
-                let Ok(decoded) = decode_records(&batch, REPLAY_DECOMPRESSED_BYTES_MAX) else {
-                    continue;
-                };
-                for record in decoded {
-                    let key = record.record.key.as_deref();
-                    // A record Brook cannot read (a future format) is skipped, as Kafka
-                    // skips unknown record types.
-                    if let Ok(record) = GroupRecord::decode(key, record.record.value.as_deref()) {
-                        loaded.push(record);
+                return;
+            }
+            let Ok(decoded) = decode_records(batch, REPLAY_DECOMPRESSED_BYTES_MAX) else {
+                return;
+            };
+            let transactional = batch.is_transactional();
+            for record in decoded {
+                let key = record.record.key.as_deref();
+                // A record Brook cannot read (a future format) is skipped, as Kafka skips
+                // unknown record types.
+                match GroupRecord::decode(key, record.record.value.as_deref()) {
+                    Ok(GroupRecord::Offset {
+                        group,
+                        topic,
+                        partition,
+                        value: Some(value),
+                    }) if transactional => {
+                        let offset = (topic, partition, value);
+                        loaded.push(Replayed::TxnOffset(producer, group, offset));
                     }
+                    Ok(record) => loaded.push(Replayed::Record(record)),
+                    Err(_) => {}
                 }
             }
-        }
-        for record in loaded {
-            self.groups.coordinator.load(record, now);
+        })?;
+        let coordinator = &mut self.groups.coordinator;
+        for replayed in loaded {
+            match replayed {
+                Replayed::Record(record) => coordinator.load(record, now),
+                Replayed::TxnOffset(producer, group, offset) => {
+                    coordinator.stage_txn_offsets(producer, &group, vec![offset]);
+                }
+                Replayed::TxnEnd(producer, commit) => {
+                    let here = |group: &str| partition_for_group(group, count) == index;
+                    coordinator.end_txn_offsets(now, producer, commit, here);
+                }
+            }
         }
         self.groups.coordinator.check_invariants();
         Ok(())
@@ -229,6 +295,18 @@ impl<P: StorageProvider> Broker<P> {
         now: Millis,
         records: &[GroupRecord],
     ) -> Result<WriteWaits, ErrorCode> {
+        self.write_group_batches(now, records, None)
+    }
+
+    /// [`Broker::write_group_records`], as one transactional producer's batches when `txn`
+    /// names it (TxnOffsetCommit): the partition's producer state fences an older epoch,
+    /// and a replay holds the offsets until the transaction's marker.
+    pub(crate) fn write_group_batches(
+        &mut self,
+        now: Millis,
+        records: &[GroupRecord],
+        txn: Option<(ProducerId, ProducerEpoch)>,
+    ) -> Result<WriteWaits, ErrorCode> {
         self.ensure_offsets_topic(now)?;
         let topic = self
             .topics
@@ -240,7 +318,12 @@ impl<P: StorageProvider> Broker<P> {
             let partition = partition_for_group(record.group(), count);
             batches
                 .entry(partition)
-                .or_insert_with(|| BatchBuilder::new(Offset(0)))
+                .or_insert_with(|| match txn {
+                    None => BatchBuilder::new(Offset(0)),
+                    Some((id, epoch)) => BatchBuilder::new(Offset(0))
+                        .producer(id, epoch, -1)
+                        .attributes(ATTR_TRANSACTIONAL),
+                })
                 .push(&Record {
                     timestamp: now.0,
                     key: Some(record.encode_key()),
@@ -259,10 +342,16 @@ impl<P: StorageProvider> Broker<P> {
             partition
                 .check_acks_all()
                 .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+            if let Some((id, epoch)) = txn {
+                partition.producers.check_marker(id, epoch)?;
+            }
             let mut bytes = builder.build();
-            partition
+            let info = partition
                 .append_as_leader(&mut bytes, now)
                 .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+            if let Some((id, _)) = txn {
+                partition.producers.begin_transaction(id, info.base_offset);
+            }
             waits.push((
                 index,
                 partition.leader_epoch(),
@@ -292,6 +381,26 @@ impl<P: StorageProvider> Broker<P> {
     ) -> ParkedId {
         let then = AfterWrite::Commit {
             group,
+            accepted,
+            response,
+        };
+        self.await_write(now, waits, then)
+    }
+
+    /// Waits for a TxnOffsetCommit's records: once committed, `accepted` is held for the
+    /// producer's transaction and `response` answered.
+    pub(crate) fn await_txn_commit(
+        &mut self,
+        now: Millis,
+        waits: WriteWaits,
+        group: String,
+        producer_id: ProducerId,
+        accepted: Vec<(String, i32, OffsetValue)>,
+        response: TxnOffsetCommitResponse,
+    ) -> ParkedId {
+        let then = AfterWrite::TxnCommit {
+            group,
+            producer_id,
             accepted,
             response,
         };
@@ -427,6 +536,28 @@ impl<P: StorageProvider> Broker<P> {
                     Err(code) => fail_accepted(&mut response, code),
                 }
                 let response = ResponseKind::OffsetCommit(response);
+                self.groups.completed.push((id, response));
+            }
+            AfterWrite::TxnCommit {
+                group,
+                producer_id,
+                accepted,
+                mut response,
+            } => {
+                match outcome {
+                    Ok(()) => {
+                        self.groups
+                            .coordinator
+                            .stage_txn_offsets(producer_id, &group, accepted)
+                    }
+                    Err(code) => {
+                        let partitions = response.topics.iter_mut().flat_map(|t| &mut t.partitions);
+                        for partition in partitions.filter(|p| p.error_code == 0) {
+                            partition.error_code = code.code();
+                        }
+                    }
+                }
+                let response = ResponseKind::TxnOffsetCommit(response);
                 self.groups.completed.push((id, response));
             }
             AfterWrite::Syncs { answers, groups } => {

@@ -11,7 +11,6 @@ use kafka_protocol::messages::{
     BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, MetadataRequest,
 };
 
-use super::groups::OFFSETS_TOPIC;
 use super::{Broker, StorageProvider};
 use crate::types::Millis;
 
@@ -66,7 +65,7 @@ impl<P: StorageProvider> Broker<P> {
             out.error_code = topic.error_code;
             out.name = topic.name.clone();
             out.topic_id = topic.topic_id;
-            out.is_internal = name == OFFSETS_TOPIC;
+            out.is_internal = super::admin::is_internal(&name);
             out.topic_authorized_operations = i32::MIN; // not asked for: Kafka's "omitted"
             let mut partitions = topic.partitions;
             partitions.sort_by_key(|p| p.partition_index);

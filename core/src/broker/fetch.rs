@@ -40,6 +40,9 @@ pub enum ParkedId {
     /// A cluster node's Metadata waiting for the controller's decision on a leader whose
     /// node was just lost.
     Metadata(u64),
+    /// A transaction request (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn)
+    /// whose transition waits for the in-sync replicas of `__transaction_state`.
+    TxnWrite(u64),
 }
 
 /// The most fetches that may wait at once; beyond it a fetch is answered at once.
@@ -225,12 +228,16 @@ impl<P: StorageProvider> Broker<P> {
             for wanted in &topic.partitions {
                 // A consumer reads below the high watermark, a follower up to the log end:
                 // only that bound can give it more.
+                // (a read_committed one below the last stable offset).
                 let follower = request.replica_id.0 >= 0;
+                let committed = request.isolation_level == READ_COMMITTED;
                 let mark = stored
                     .and_then(|t| t.partitions.get(wanted.partition))
                     .map_or((-1, -1), |p| {
                         let bound = if follower {
                             p.log.log_end_offset()
+                        } else if committed {
+                            p.last_stable_offset()
                         } else {
                             p.log.high_watermark()
                         };
@@ -283,7 +290,13 @@ impl<P: StorageProvider> Broker<P> {
                 // The first batch of the response is sent even over the limits, so that
                 // consumers always progress (Kafka's rule).
                 let first = data.record_bytes() == 0;
-                let partition = self.read_partition(name, wanted, budget, first, replica);
+                let committed = request.isolation_level == READ_COMMITTED && !replica;
+                let reader = match (replica, committed) {
+                    (true, _) => Reader::Follower,
+                    (false, true) => Reader::ReadCommitted,
+                    (false, false) => Reader::ReadUncommitted,
+                };
+                let partition = self.read_partition(name, wanted, budget, first, reader);
                 remaining -= partition
                     .records
                     .iter()
@@ -302,8 +315,9 @@ impl<P: StorageProvider> Broker<P> {
         wanted: &kafka_protocol::messages::fetch_request::FetchPartition,
         budget: i64,
         first: bool,
-        replica: bool,
+        reader: Reader,
     ) -> FetchPartitionData {
+        let replica = reader == Reader::Follower;
         let mut out = partition_error(wanted.partition, ErrorCode::None);
         let partition = match self.topics.led(topic, wanted.partition) {
             Ok(partition) => partition,
@@ -314,7 +328,7 @@ impl<P: StorageProvider> Broker<P> {
         };
         let log = &partition.log;
         out.high_watermark = log.high_watermark().0;
-        out.last_stable_offset = log.high_watermark().0;
+        out.last_stable_offset = partition.last_stable_offset().0;
         out.log_start_offset = log.log_start_offset().0;
         if let Some(code) = epoch_error(wanted.current_leader_epoch, partition.leader_epoch().0) {
             out.error_code = code.code();
@@ -329,19 +343,30 @@ impl<P: StorageProvider> Broker<P> {
         if budget <= 0 && !first {
             return out;
         }
-        // Consumers read what is committed; followers copy the whole log.
-        let upper = if replica {
-            log.log_end_offset()
-        } else {
-            log.high_watermark()
+        // Consumers read what is committed (read_committed ones, what is also stable);
+        // followers copy the whole log.
+        let upper = match reader {
+            Reader::Follower => log.log_end_offset(),
+            Reader::ReadCommitted => partition.last_stable_offset(),
+            Reader::ReadUncommitted => log.high_watermark(),
         };
         match log.read(Offset(wanted.fetch_offset), budget.max(0) as u64, upper) {
-            Ok(Some(slice)) => out.records.push(FileRange {
-                dir: partition_dir(topic, wanted.partition),
-                file: slice.file,
-                position: slice.position,
-                length: slice.length,
-            }),
+            Ok(Some(slice)) => {
+                if reader == Reader::ReadCommitted {
+                    let from = Offset(wanted.fetch_offset);
+                    let aborted = partition.producers.aborted_between(from, slice.next_offset);
+                    out.aborted_transactions = aborted
+                        .iter()
+                        .map(|a| (a.producer_id.0, a.first_offset.0))
+                        .collect();
+                }
+                out.records.push(FileRange {
+                    dir: partition_dir(topic, wanted.partition),
+                    file: slice.file,
+                    position: slice.position,
+                    length: slice.length,
+                })
+            }
             Ok(None) => {}
             Err(err) => out.error_code = ErrorCode::from(&err).code(),
         }
@@ -356,6 +381,7 @@ impl<P: StorageProvider> Broker<P> {
         version: i16,
     ) -> ListOffsetsResponse {
         let mut response = ListOffsetsResponse::default();
+        let request_isolation = request.isolation_level;
         for topic in request.topics {
             let mut answer = ListOffsetsTopicResponse::default();
             answer.name = topic.name.clone();
@@ -371,7 +397,9 @@ impl<P: StorageProvider> Broker<P> {
                     Ok(p) => match epoch_error(wanted.current_leader_epoch, p.leader_epoch().0) {
                         Some(code) => Err(code),
                         None => {
-                            lookup_offset(&p.log, wanted.timestamp).map(|r| (r, p.leader_epoch().0))
+                            let isolation = request_isolation;
+                            lookup_offset(p, wanted.timestamp, isolation)
+                                .map(|r| (r, p.leader_epoch().0))
                         }
                     },
                 };
@@ -403,12 +431,30 @@ impl<P: StorageProvider> Broker<P> {
     }
 }
 
+/// Who reads a partition, which decides how far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    /// A follower copies up to the log end.
+    Follower,
+    /// A consumer reading committed records only reads below the last stable offset.
+    ReadCommitted,
+    /// Any other consumer reads below the high watermark.
+    ReadUncommitted,
+}
+
+/// Fetch's and ListOffsets' `isolation_level` for read_committed.
+const READ_COMMITTED: i8 = 1;
+
 /// Resolves a ListOffsets timestamp to (offset, timestamp); -1/-1 when no record matches.
+/// Latest (-1) is the last stable offset for a read_committed client.
 fn lookup_offset<S: crate::storage::Storage>(
-    log: &crate::log::PartitionLog<S>,
+    partition: &super::Partition<S>,
     timestamp: i64,
+    isolation_level: i8,
 ) -> Result<(i64, i64), ErrorCode> {
+    let log = &partition.log;
     match timestamp {
+        -1 if isolation_level == READ_COMMITTED => Ok((partition.last_stable_offset().0, -1)),
         // -4 (KIP-405, v8+) is the earliest offset kept locally: without tiered storage
         // that is the log start, like -2.
         -2 | -4 => Ok((log.log_start_offset().0, -1)),

@@ -19,7 +19,6 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -42,14 +41,18 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::admin::is_internal;
 use super::coordination::Coordination;
+use super::TRANSACTION_STATE_TOPIC;
 use super::{Broker, ParkedId, Reply, RequestContext, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::{
     partition_for_group, Answer, CommitRequest, Completion, GroupConfig, GroupCoordinator,
     GroupRecord, GroupState, JoinRequest, MemberIdentity, OffsetValue, SyncRequest, SyncResponse,
 };
+use crate::txn::partition_for_transactional_id;
 use crate::types::Millis;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -100,6 +103,7 @@ impl<P: StorageProvider> Broker<P> {
     pub fn poll_completed_responses(&mut self) -> Vec<(ParkedId, ResponseKind)> {
         let mut completed = std::mem::take(&mut self.groups.completed);
         completed.extend(self.poll_completed_produces());
+        completed.extend(self.poll_completed_transactions());
         completed
     }
 
@@ -121,7 +125,8 @@ impl<P: StorageProvider> Broker<P> {
             | ParkedId::Election(_)
             | ParkedId::Quorum(_)
             | ParkedId::Reassignment(_)
-            | ParkedId::Metadata(_) => {}
+            | ParkedId::Metadata(_)
+            | ParkedId::TxnWrite(_) => {}
         }
     }
 
@@ -221,14 +226,17 @@ impl<P: StorageProvider> Broker<P> {
         named: &[String],
         version: i16,
     ) {
-        if !named.iter().any(|n| n == OFFSETS_TOPIC) {
-            response
-                .topics
-                .retain(|t| t.name.as_ref().map(|n| n.0.as_str()) != Some(OFFSETS_TOPIC));
-        }
+        let internal =
+            |t: &MetadataResponseTopic| t.name.as_ref().is_some_and(|n| is_internal(n.0.as_str()));
+        response.topics.retain(|t| {
+            !internal(t)
+                || named
+                    .iter()
+                    .any(|n| Some(n.as_str()) == t.name.as_ref().map(|x| x.0.as_str()))
+        });
         if version >= 1 {
             for topic in &mut response.topics {
-                if topic.name.as_ref().map(|n| n.0.as_str()) == Some(OFFSETS_TOPIC) {
+                if internal(topic) {
                     mark_internal(topic);
                 }
             }
@@ -242,7 +250,7 @@ impl<P: StorageProvider> Broker<P> {
     ) -> Vec<(TopicName, Vec<i32>)> {
         let mut refused = Vec::new();
         request.topic_data.retain(|topic| {
-            if topic.name.0.as_str() == OFFSETS_TOPIC {
+            if is_internal(topic.name.0.as_str()) {
                 refused.push((
                     topic.name.clone(),
                     topic.partition_data.iter().map(|p| p.index).collect(),
@@ -291,16 +299,25 @@ impl<P: StorageProvider> Broker<P> {
         } else {
             vec![request.key]
         };
-        let offsets_topic = match request.key_type {
+        let internal_topic = match request.key_type {
             0 => self.ensure_offsets_topic(now),
+            1 => self.ensure_transaction_state_topic(),
             _ => Ok(()),
         };
         let mut answers = Vec::new();
         for key in keys {
             let found = match request.key_type {
-                0 => offsets_topic.and_then(|()| self.group_coordinator_of(key.as_str())),
-                // Transactions have no coordinator of their own yet.
-                1 => Err(ErrorCode::CoordinatorNotAvailable),
+                0 => internal_topic.and_then(|()| {
+                    self.coordinator_of(OFFSETS_TOPIC, |count| {
+                        partition_for_group(key.as_str(), count)
+                    })
+                }),
+                1 if key.is_empty() => Err(ErrorCode::InvalidRequest),
+                1 => internal_topic.and_then(|()| {
+                    self.coordinator_of(TRANSACTION_STATE_TOPIC, |count| {
+                        partition_for_transactional_id(key.as_str(), count)
+                    })
+                }),
                 _ => Err(ErrorCode::InvalidRequest),
             };
             answers.push((key, found));
@@ -332,16 +349,22 @@ impl<P: StorageProvider> Broker<P> {
         response
     }
 
-    /// The broker leading `group`'s `__consumer_offsets` partition as the cluster image
-    /// names it (`COORDINATOR_NOT_AVAILABLE` while the partition has none).
-    fn group_coordinator_of(&self, group: &str) -> Result<(i32, String, i32), ErrorCode> {
+    /// The broker leading the partition of an internal topic (`__consumer_offsets` for a
+    /// group, `__transaction_state` for a transactional id) that `partition_of` picks for
+    /// the topic's partition count, as the cluster image names it
+    /// (`COORDINATOR_NOT_AVAILABLE` while the partition has none).
+    fn coordinator_of(
+        &self,
+        internal_topic: &str,
+        partition_of: impl Fn(i32) -> i32,
+    ) -> Result<(i32, String, i32), ErrorCode> {
         let image = self.image();
         let topic = image
-            .topic(OFFSETS_TOPIC)
+            .topic(internal_topic)
             .filter(|t| !t.partitions.is_empty())
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let count = i32::try_from(topic.partitions.len()).expect("partition counts fit i32");
-        let index = partition_for_group(group, count);
+        let index = partition_of(count);
         let leader = topic
             .partitions
             .iter()
@@ -568,27 +591,17 @@ impl<P: StorageProvider> Broker<P> {
             let partitions = self.topics.get(name).map_or(0, |t| t.partitions.count());
             let mut topic_codes = Vec::new();
             for partition in &topic.partitions {
-                let metadata = partition
-                    .committed_metadata
-                    .as_ref()
-                    .map_or("", |m| m.as_str());
-                let code = match verdict {
+                let metadata = partition.committed_metadata.as_ref();
+                let leader_epoch = (version >= 6).then_some(partition.committed_leader_epoch);
+                let asked = AskedOffset {
+                    partition: partition.partition_index,
+                    offset: partition.committed_offset,
+                    leader_epoch,
+                    metadata: metadata.map_or("", |m| m.as_str()),
+                };
+                let code = match offset_to_commit(now, verdict, partitions, metadata_max, &asked) {
                     Err(code) => code,
-                    Ok(()) if !(0..partitions).contains(&partition.partition_index) => {
-                        ErrorCode::UnknownTopicOrPartition
-                    }
-                    Ok(()) if metadata.len() > metadata_max => ErrorCode::OffsetMetadataTooLarge,
-                    Ok(()) => {
-                        let value = OffsetValue {
-                            offset: partition.committed_offset,
-                            leader_epoch: if version >= 6 {
-                                partition.committed_leader_epoch
-                            } else {
-                                -1
-                            },
-                            metadata: metadata.to_string(),
-                            commit_timestamp_ms: now.0,
-                        };
+                    Ok(value) => {
                         accepted.push((name.to_string(), partition.partition_index, value));
                         ErrorCode::None
                     }
@@ -686,6 +699,7 @@ impl<P: StorageProvider> Broker<P> {
         version: i16,
     ) -> OffsetFetchResponse {
         let mut response = OffsetFetchResponse::default();
+        let stable = version >= 7 && request.require_stable;
         if version >= 8 {
             for group in request.groups {
                 let wanted = group.topics.map(|topics| {
@@ -702,18 +716,20 @@ impl<P: StorageProvider> Broker<P> {
                     continue;
                 }
                 let fetched = self.fetch_offsets(group.group_id.0.as_str(), wanted);
+                let group_id = group.group_id.0.to_string();
                 answer.group_id = group.group_id;
                 for (topic, partitions) in fetched {
                     let mut t = OffsetFetchResponseTopics::default();
-                    t.name = TopicName(text(topic));
                     for (index, offset, epoch, metadata) in partitions {
                         let mut p = OffsetFetchResponsePartitions::default();
+                        p.error_code = self.stability(stable, &group_id, &topic, index).code();
                         p.partition_index = index;
                         p.committed_offset = offset;
                         p.committed_leader_epoch = epoch;
                         p.metadata = Some(text(metadata));
                         t.partitions.push(p);
                     }
+                    t.name = TopicName(text(topic));
                     answer.topics.push(t);
                 }
                 response.groups.push(answer);
@@ -730,11 +746,12 @@ impl<P: StorageProvider> Broker<P> {
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        for (topic, partitions) in self.fetch_offsets(request.group_id.0.as_str(), wanted) {
+        let group_id = request.group_id.0.to_string();
+        for (topic, partitions) in self.fetch_offsets(&group_id, wanted) {
             let mut t = OffsetFetchResponseTopic::default();
-            t.name = TopicName(text(topic));
             for (index, offset, epoch, metadata) in partitions {
                 let mut p = OffsetFetchResponsePartition::default();
+                p.error_code = self.stability(stable, &group_id, &topic, index).code();
                 p.partition_index = index;
                 p.committed_offset = offset;
                 if version >= 5 {
@@ -743,9 +760,20 @@ impl<P: StorageProvider> Broker<P> {
                 p.metadata = Some(text(metadata));
                 t.partitions.push(p);
             }
+            t.name = TopicName(text(topic));
             response.topics.push(t);
         }
         response
+    }
+
+    /// KIP-447: with `require_stable`, an offset a transaction is about to replace is
+    /// `UNSTABLE_OFFSET_COMMIT` (the consumer asks again) instead of the stale one.
+    fn stability(&self, stable: bool, group: &str, topic: &str, partition: i32) -> ErrorCode {
+        let coordinator = &self.groups.coordinator;
+        match stable && coordinator.has_pending_txn_offset(group, topic, partition) {
+            true => ErrorCode::UnstableOffsetCommit,
+            false => ErrorCode::None,
+        }
     }
 
     /// OffsetDelete: offsets of topics the group no longer subscribes to.
@@ -918,6 +946,39 @@ pub(super) fn fail_accepted(response: &mut OffsetCommitResponse, code: ErrorCode
     for partition in partitions.filter(|p| p.error_code == ErrorCode::None.code()) {
         partition.error_code = code.code();
     }
+}
+
+/// One partition's offset as an OffsetCommit or TxnOffsetCommit asks to commit it.
+pub(super) struct AskedOffset<'a> {
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    /// The leader epoch, for versions that carry it.
+    pub(super) leader_epoch: Option<i32>,
+    pub(super) metadata: &'a str,
+}
+
+/// The offset to store for one partition of a commit, or why not: the commit's own verdict,
+/// a partition the topic does not have, metadata over `offset.metadata.max.bytes`.
+pub(super) fn offset_to_commit(
+    now: Millis,
+    verdict: Result<(), ErrorCode>,
+    partitions: i32,
+    metadata_max: usize,
+    asked: &AskedOffset<'_>,
+) -> Result<OffsetValue, ErrorCode> {
+    verdict?;
+    if !(0..partitions).contains(&asked.partition) {
+        return Err(ErrorCode::UnknownTopicOrPartition);
+    }
+    if asked.metadata.len() > metadata_max {
+        return Err(ErrorCode::OffsetMetadataTooLarge);
+    }
+    Ok(OffsetValue {
+        offset: asked.offset,
+        leader_epoch: asked.leader_epoch.unwrap_or(-1),
+        metadata: asked.metadata.to_string(),
+        commit_timestamp_ms: now.0,
+    })
 }
 
 /// (topic, [(partition, offset, leader epoch, metadata)]) per topic.

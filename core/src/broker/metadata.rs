@@ -184,6 +184,7 @@ impl<P: StorageProvider> Broker<P> {
             groups: super::groups::Groups::new(config_group),
             member: super::replica::Member::new(NodeId(config_node)),
             produces: Default::default(),
+            transactions: Default::default(),
         };
         Ok((broker, stored.topics))
     }

@@ -42,6 +42,8 @@ mod reassignments;
 mod replica;
 mod topic_admin;
 mod topics;
+mod transactions;
+mod txn_offsets;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
@@ -53,6 +55,7 @@ use crate::protocol::{FetchResponseData, Request, SUPPORTED_APIS};
 use crate::storage::{Storage, StorageError};
 use crate::types::Millis;
 
+pub(crate) use admin::is_internal as is_internal_topic;
 pub(crate) use admin::{check_partition_count, duplicates, AdminError, RESOURCE_BROKER};
 pub use admin::{FOLLOWER_THROTTLE, LEADER_THROTTLE};
 pub(crate) use elections::{election_response, ElectionAnswer};
@@ -64,6 +67,7 @@ pub(crate) use reassignments::{reassignment_response, ReassignmentAnswer};
 pub use replica::REPLICA_FETCH_VERSION;
 pub(crate) use topic_admin::deleted_topics;
 pub use topic_admin::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
+pub use transactions::TRANSACTION_STATE_TOPIC;
 
 /// Opens the storage directories the broker keeps its state in.
 pub trait StorageProvider {
@@ -109,6 +113,9 @@ pub struct BrokerConfig {
     pub fetch_response_bytes_max: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
     pub offsets_topic_partitions: i32,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` when
+    /// created.
+    pub transaction_state_partitions: i32,
     /// The group coordinator's timeouts and limits.
     pub group: GroupConfig,
     /// The cluster id every member reports (a cluster's nodes share it, derived from their
@@ -129,6 +136,7 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             fetch_response_bytes_max: 55 * 1024 * 1024,
             offsets_topic_partitions: 50,
+            transaction_state_partitions: 50,
             group: GroupConfig::default(),
             cluster_id: None,
         }
@@ -208,6 +216,8 @@ pub struct Broker<P: StorageProvider> {
     member: replica::Member,
     /// acks=all produces waiting for the followers.
     produces: replica::ParkedProduces,
+    /// The transaction coordinator, its writes and markers.
+    transactions: transactions::Transactions,
 }
 
 impl<P: StorageProvider> Broker<P> {
@@ -285,8 +295,16 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::ListOffsets(body) => {
                 ResponseKind::ListOffsets(self.handle_list_offsets(body, version))
             }
-            RequestKind::InitProducerId(body) => {
-                ResponseKind::InitProducerId(self.handle_init_producer_id(body))
+            RequestKind::InitProducerId(body) => return self.handle_init_producer_id(now, body),
+            RequestKind::AddPartitionsToTxn(body) => {
+                return self.handle_add_partitions_to_txn(now, body, version)
+            }
+            RequestKind::AddOffsetsToTxn(body) => {
+                return self.handle_add_offsets_to_txn(now, body, version)
+            }
+            RequestKind::EndTxn(body) => return self.handle_end_txn(now, body, version),
+            RequestKind::TxnOffsetCommit(body) => {
+                return self.handle_txn_offset_commit(now, body, version)
             }
             RequestKind::DescribeConfigs(body) => {
                 ResponseKind::DescribeConfigs(self.handle_describe_configs(body, version))
@@ -362,6 +380,7 @@ impl<P: StorageProvider> Broker<P> {
         self.complete_ready_fetches(now);
         self.complete_parked_produces(now);
         self.complete_group_writes(now);
+        self.advance_transactions(now);
         self.tick_groups(now);
     }
 
@@ -377,8 +396,10 @@ impl<P: StorageProvider> Broker<P> {
         let produces = self.next_produce_deadline();
         let group_writes = self.next_group_write_deadline();
         let partitions = self.topics.next_deadline();
+        let transactions = self.next_transaction_deadline();
         fetches
             .into_iter()
+            .chain(transactions)
             .chain(groups)
             .chain(produces)
             .chain(group_writes)

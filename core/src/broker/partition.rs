@@ -267,6 +267,36 @@ impl<S: Storage> Partition<S> {
         Ok(info)
     }
 
+    /// The last stable offset: read_committed consumers read below it.
+    pub(crate) fn last_stable_offset(&self) -> Offset {
+        self.producers.last_stable_offset(self.log.high_watermark())
+    }
+
+    /// Appends a transaction marker as the leader; returns the offset after it, which an
+    /// acks=all wait uses. `INVALID_PRODUCER_EPOCH` if the partition saw a newer epoch of the
+    /// producer, `NOT_LEADER_OR_FOLLOWER` unless this broker leads.
+    pub(crate) fn write_marker(
+        &mut self,
+        now: Millis,
+        marker: &crate::record::ControlMarker,
+    ) -> Result<Offset, ErrorCode> {
+        if !self.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let (id, epoch) = (marker.producer_id, marker.producer_epoch);
+        self.producers.check_marker(id, epoch)?;
+        let mut bytes = marker.encode(Offset(0));
+        let info = self
+            .append_as_leader(&mut bytes, now)
+            .map_err(|err| ErrorCode::from(&err))?;
+        let control = marker.control_type;
+        self.producers
+            .record_marker(id, epoch, control, info.base_offset);
+        let (high_watermark, log_start) = (self.log.high_watermark(), self.log.log_start_offset());
+        self.producers.prune(high_watermark, log_start);
+        Ok(Offset(info.last_offset.0 + 1))
+    }
+
     /// The leader's check of a follower's fetch (records its progress when served).
     /// `current_leader_epoch` is the epoch the follower believes current (-1: unknown).
     pub(crate) fn serve_follower(

@@ -57,14 +57,15 @@ impl<P: StorageProvider> Broker<P> {
             let mut topic_response = TopicProduceResponse::default();
             topic_response.name = topic.name;
             for partition in topic.partition_data {
-                let outcome = if transactional {
-                    Outcome::error(
-                        ErrorCode::TransactionalIdAuthorizationFailed,
-                        "transactions are not supported yet",
-                    )
-                } else {
-                    self.produce_partition(now, &name, partition.index, partition.records, acks)
-                };
+                let records = partition.records;
+                let outcome = self.produce_partition(
+                    now,
+                    &name,
+                    partition.index,
+                    records,
+                    acks,
+                    transactional,
+                );
                 if let Some(next_offset) = outcome.waits_for {
                     pending.push(PendingAck {
                         topic: name.clone(),
@@ -101,6 +102,7 @@ impl<P: StorageProvider> Broker<P> {
         index: i32,
         records: Option<bytes::Bytes>,
         acks: i16,
+        transactional: bool,
     ) -> Outcome {
         if !matches!(acks, -1..=1) {
             return Outcome::error(
@@ -153,11 +155,24 @@ impl<P: StorageProvider> Broker<P> {
         };
         // Idempotence: one batch per request for an idempotent producer, as Kafka requires.
         let idempotent = match Batch::parse(&bytes) {
+            Ok(batch) if transactional && batch.producer_id().0 < 0 => {
+                return Outcome::error(
+                    ErrorCode::InvalidRecord,
+                    "a transactional request's batches carry the producer id",
+                );
+            }
             Ok(batch) if batch.producer_id().0 >= 0 => {
-                if batch.is_transactional() || batch.is_control() {
+                if batch.is_control() {
                     return Outcome::error(
                         ErrorCode::InvalidRecord,
-                        "transactional and control batches are not accepted yet",
+                        "control batches are written by the transaction coordinator only",
+                    );
+                }
+                if batch.is_transactional() != transactional {
+                    return Outcome::error(
+                        ErrorCode::InvalidRecord,
+                        "transactional batches need a transactional.id in the request, \
+                         and a request with one sends transactional batches only",
                     );
                 }
                 if batch.size() != bytes.len() {
@@ -203,6 +218,9 @@ impl<P: StorageProvider> Broker<P> {
             Ok(info) => {
                 let segment = partition.log.active_segment_base();
                 if segment != segment_before {
+                    let high_watermark = partition.log.high_watermark();
+                    let log_start = partition.log.log_start_offset();
+                    partition.producers.prune(high_watermark, log_start);
                     // The log rolled: snapshot the producer state as of the new segment (every
                     // batch before this one), so a restart need not replay older segments.
                     let payload = partition.producers.encode();
@@ -221,6 +239,9 @@ impl<P: StorageProvider> Broker<P> {
                         base_offset: info.base_offset,
                     };
                     partition.producers.record(id, epoch, batch);
+                    if transactional {
+                        partition.producers.begin_transaction(id, info.base_offset);
+                    }
                 }
                 let next_offset = Offset(info.last_offset.0 + 1);
                 let (error, waits_for) = ack_outcome(partition, acks, next_offset);
@@ -244,18 +265,21 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
+    /// A new producer id from this broker's counter (persisted before it is handed out).
+    pub(crate) fn allocate_producer_id(&mut self) -> Result<ProducerId, ErrorCode> {
+        let id = ProducerId(self.next_producer_id);
+        self.next_producer_id += 1;
+        self.persist_meta()
+            .map_err(|_| ErrorCode::KafkaStorageError)?;
+        Ok(id)
+    }
+
     /// Answers InitProducerId for idempotent (non-transactional) producers.
-    pub(crate) fn handle_init_producer_id(
+    pub(crate) fn init_idempotent_producer(
         &mut self,
-        request: InitProducerIdRequest,
+        request: &InitProducerIdRequest,
     ) -> InitProducerIdResponse {
         let mut response = InitProducerIdResponse::default();
-        if request.transactional_id.is_some() {
-            response.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
-            response.producer_id = kafka_protocol::messages::ProducerId(-1);
-            response.producer_epoch = -1;
-            return response;
-        }
         let previous = (request.producer_id.0 >= 0).then_some((
             ProducerId(request.producer_id.0),
             ProducerEpoch(request.producer_epoch),
@@ -267,15 +291,13 @@ impl<P: StorageProvider> Broker<P> {
             {
                 (id, ProducerEpoch(epoch.0 + 1))
             }
-            _ => {
-                let id = ProducerId(self.next_producer_id);
-                self.next_producer_id += 1;
-                if self.persist_meta().is_err() {
-                    response.error_code = ErrorCode::KafkaStorageError.code();
+            _ => match self.allocate_producer_id() {
+                Ok(id) => (id, ProducerEpoch(0)),
+                Err(code) => {
+                    response.error_code = code.code();
                     return response;
                 }
-                (id, ProducerEpoch(0))
-            }
+            },
         };
         response.producer_id = kafka_protocol::messages::ProducerId(id.0);
         response.producer_epoch = epoch.0;

@@ -229,8 +229,10 @@ impl<P: StorageProvider> Broker<P> {
     /// its partitions, and parked requests whose partitions moved are answered.
     fn after_roles_change(&mut self, now: Millis) -> Result<(), BrokerError> {
         self.sync_coordinated_partitions(now)?;
+        self.sync_transaction_partitions(now)?;
         self.complete_parked_produces(now);
         self.complete_group_writes(now);
+        self.advance_transactions(now);
         self.complete_ready_fetches(now);
         Ok(())
     }
@@ -506,6 +508,7 @@ impl<P: StorageProvider> Broker<P> {
         }
         self.complete_parked_produces(now);
         self.complete_group_writes(now);
+        self.advance_transactions(now);
         verdicts
     }
 

@@ -172,6 +172,9 @@ impl<P: StorageProvider> Broker<P> {
             // Created with its own settings, never auto-created as a plain topic.
             let _ = self.ensure_offsets_topic(now);
         }
+        if named.iter().any(|n| n == super::TRANSACTION_STATE_TOPIC) {
+            let _ = self.ensure_transaction_state_topic();
+        }
         let mut response = self.handle_metadata(now, body, version);
         self.mark_internal_topics(&mut response, &named, version);
         response

@@ -28,6 +28,7 @@ mod offsets;
 pub mod records;
 #[cfg(test)]
 mod tests;
+mod txn_offsets;
 
 use std::collections::BTreeMap;
 
@@ -485,6 +486,8 @@ pub struct GroupCoordinator {
     outbox: Outbox,
     /// When committed offsets are next checked for expiry; `None` while no group has any.
     next_offsets_check: Option<Millis>,
+    /// Offsets committed in transactions not yet ended, by producer.
+    txn_offsets: BTreeMap<crate::types::ProducerId, txn_offsets::PendingOffsets>,
 }
 
 impl GroupCoordinator {
@@ -495,6 +498,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             outbox: Outbox::default(),
             next_offsets_check: None,
+            txn_offsets: BTreeMap::new(),
         }
     }
 
@@ -544,6 +548,7 @@ impl GroupCoordinator {
     /// elsewhere now — and returns their parked JoinGroup/SyncGroup requests, which the
     /// caller answers `NOT_COORDINATOR` (the members find the new coordinator).
     pub fn unload(&mut self, moved: impl Fn(&str) -> bool) -> Vec<ParkId> {
+        self.unload_txn_offsets(&moved);
         let gone: Vec<String> = self.groups.keys().filter(|g| moved(g)).cloned().collect();
         let mut parked = Vec::new();
         for group_id in gone {

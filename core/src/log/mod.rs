@@ -177,6 +177,11 @@ pub struct ProducerBatch {
     pub last_offset: Offset,
     /// Whether it is a transaction marker.
     pub is_control: bool,
+    /// Whether it belongs to a transaction (data or marker).
+    pub is_transactional: bool,
+    /// For a transaction marker: commit or abort (`None` for data, or a control batch that
+    /// is not a readable marker).
+    pub control_type: Option<crate::record::ControlType>,
 }
 
 /// Where the bytes of a read are: a run of whole batches in one segment file.

@@ -104,7 +104,10 @@ impl<S: Storage> PartitionLog<S> {
                     let mut header = [0u8; crate::record::HEADER_LEN];
                     self.storage
                         .read_at(&segment.files.log, position, &mut header)?;
-                    if let Some(batch) = producer_fields(&header, &summary) {
+                    if let Some(mut batch) = producer_fields(&header, &summary) {
+                        if batch.is_control {
+                            batch.control_type = self.marker_type(segment, position, &summary)?;
+                        }
                         out.push(batch);
                     }
                 }
@@ -114,6 +117,31 @@ impl<S: Storage> PartitionLog<S> {
         Ok(out)
     }
 }
+
+impl<S: Storage> PartitionLog<S> {
+    /// The control type of the marker batch at `position` (`None` if it is not a readable
+    /// transaction marker: it then ends nothing, as Kafka skips unknown control records).
+    fn marker_type(
+        &self,
+        segment: &super::segment::Segment,
+        position: u64,
+        summary: &BatchSummary,
+    ) -> Result<Option<crate::record::ControlType>, LogError> {
+        if summary.size > MARKER_BATCH_BYTES_MAX {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; summary.size as usize];
+        self.storage
+            .read_at(&segment.files.log, position, &mut bytes)?;
+        let marker = crate::record::Batch::parse(&bytes)
+            .ok()
+            .and_then(|batch| crate::record::ControlMarker::decode(&batch).ok());
+        Ok(marker.map(|m| m.control_type))
+    }
+}
+
+/// The largest control batch read for its marker; a real one is under 100 bytes.
+const MARKER_BATCH_BYTES_MAX: u64 = 4096;
 
 /// The producer fields of a batch header, or `None` for a batch without a producer id.
 fn producer_fields(header: &[u8], summary: &BatchSummary) -> Option<ProducerBatch> {
@@ -132,5 +160,7 @@ fn producer_fields(header: &[u8], summary: &BatchSummary) -> Option<ProducerBatc
         base_offset: summary.base_offset,
         last_offset: summary.last_offset,
         is_control: attributes & 0x20 != 0,
+        is_transactional: attributes & 0x10 != 0,
+        control_type: None,
     })
 }

@@ -47,7 +47,7 @@ use crate::driver::Completed;
 
 use crate::broker::{
     Broker, BrokerConfig, BrokerError, ParkedId, Reply, RequestContext, StorageProvider,
-    OFFSETS_TOPIC, REPLICA_FETCH_VERSION,
+    OFFSETS_TOPIC, REPLICA_FETCH_VERSION, TRANSACTION_STATE_TOPIC,
 };
 use crate::cluster::{
     BrokerRegistration, ClusterImage, Controller, ControllerConfig, MetadataRecord, NewTopic,
@@ -1194,6 +1194,13 @@ impl<P: StorageProvider> ClusterNode<P> {
                 let factor = i16::try_from(brokers).expect("at most 3");
                 let configs = Broker::<P>::offsets_topic_overrides();
                 (broker.offsets_topic_partitions.max(1), factor, configs)
+            } else if name == TRANSACTION_STATE_TOPIC {
+                // As Kafka's transaction.state.log.replication.factor, capped likewise.
+                let registered = self.broker.image().brokers().len();
+                let brokers = self.config.voters.len().max(registered).clamp(1, 3);
+                let factor = i16::try_from(brokers).expect("at most 3");
+                let configs = Broker::<P>::offsets_topic_overrides();
+                (broker.transaction_state_partitions.max(1), factor, configs)
             } else {
                 let factor = broker.default_replication_factor;
                 (broker.num_partitions, factor, BTreeMap::new())

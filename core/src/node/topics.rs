@@ -22,7 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::messages::{PeerMessage, TopicChange};
 use super::ClusterNode;
-use crate::broker::{AdminError, ParkedId, Reply, StorageProvider, OFFSETS_TOPIC, RESOURCE_BROKER};
+use crate::broker::{AdminError, ParkedId, Reply, StorageProvider, RESOURCE_BROKER};
 use crate::cluster::check_assignments;
 use crate::driver::Completed;
 use crate::error::ErrorCode;
@@ -307,7 +307,7 @@ impl<P: StorageProvider> ClusterNode<P> {
                 )),
                 // Kafka's answer to a client that is not a super user: the groups' offsets
                 // live there.
-                Some((name, _)) if name == OFFSETS_TOPIC => Some((
+                Some((name, _)) if crate::broker::is_internal_topic(name) => Some((
                     ErrorCode::TopicAuthorizationFailed,
                     format!("{name} is an internal topic and cannot be deleted"),
                 )),

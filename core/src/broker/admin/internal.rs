@@ -26,7 +26,7 @@ const INTERNAL_CLEANUP_POLICY: &str = "compact";
 
 /// Whether a topic is Brook's internal one.
 pub(crate) fn is_internal(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC
+    topic == OFFSETS_TOPIC || topic == crate::broker::TRANSACTION_STATE_TOPIC
 }
 
 /// CreatePartitions on the internal topic is refused.
