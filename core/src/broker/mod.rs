@@ -43,6 +43,7 @@ mod replica;
 mod topic_admin;
 mod topics;
 mod transactions;
+mod txn_markers;
 mod txn_offsets;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -68,6 +69,7 @@ pub use replica::REPLICA_FETCH_VERSION;
 pub(crate) use topic_admin::deleted_topics;
 pub use topic_admin::{validate_topic_name, TopicConfigError, PARTITIONS_MAX, TOPIC_CONFIGS};
 pub use transactions::TRANSACTION_STATE_TOPIC;
+pub use txn_markers::{MarkerEntry, MarkerMessage};
 
 /// Opens the storage directories the broker keeps its state in.
 pub trait StorageProvider {

@@ -11,9 +11,8 @@
 //!
 //! A transition is answered only once its record is committed (the in-sync replicas hold
 //! it), like a group write. After a prepare, the markers are written to every partition of
-//! the transaction (as their leader, acks=all) and, once all are committed, the completion
-//! is written; markers that cannot be written yet (the partition has no leader here) are
-//! tried again on the next tick.
+//! the transaction by its leader (`txn_markers.rs`) and, once all are committed, the
+//! completion is written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,11 +29,10 @@ use super::coordination::{replay_log, REPLAY_DECOMPRESSED_BYTES_MAX};
 use super::{partition_dir, Broker, BrokerError, ParkedId, Reply, StorageProvider};
 use crate::error::ErrorCode;
 use crate::group::partition_for_group;
-use crate::planted::{is_planted, PlantedBug};
-use crate::record::{decode_records, BatchBuilder, ControlMarker, Record};
+use crate::record::{decode_records, BatchBuilder, Record};
 use crate::txn::{
-    partition_for_transactional_id, Decision, MarkerJob, TransactionCoordinator, TxnRecord,
-    TxnValue, EXPIRY_CHECK_INTERVAL_MS,
+    partition_for_transactional_id, Decision, TransactionCoordinator, TxnRecord, TxnValue,
+    EXPIRY_CHECK_INTERVAL_MS,
 };
 use crate::types::{LeaderEpoch, Millis, Offset, ProducerEpoch, ProducerId};
 
@@ -42,8 +40,6 @@ use crate::types::{LeaderEpoch, Millis, Offset, ProducerEpoch, ProducerId};
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// How long a coordinator write may wait for the in-sync replicas.
 const TXN_WRITE_TIMEOUT_MS: i64 = 5_000;
-/// How soon a marker that could not be written is tried again.
-const MARKER_RETRY_MS: i64 = 100;
 
 /// The coordinator, its loaded partitions, its waiting writes and its markers in progress.
 #[derive(Default)]
@@ -54,14 +50,12 @@ pub(crate) struct Transactions {
     /// Coordinator writes waiting to be committed.
     writes: BTreeMap<ParkedId, TxnWrite>,
     next_write: u64,
-    /// Markers being written, by transactional id.
-    markers: BTreeMap<String, MarkerProgress>,
+    /// Markers being written: this coordinator's, and those peers asked of this leader.
+    pub(super) markers: super::txn_markers::Markers,
     /// Answers ready for the driver.
     completed: Vec<(ParkedId, ResponseKind)>,
     /// When open transactions are next checked against their timeouts.
     next_expiry: Option<Millis>,
-    /// When markers that could not be written are tried again.
-    next_marker_retry: Option<Millis>,
 }
 
 /// A transition appended to `__transaction_state`, waiting to be committed.
@@ -77,7 +71,7 @@ struct TxnWrite {
 }
 
 /// A request answered once its transition is committed.
-enum Waiting {
+pub(super) enum Waiting {
     InitProducerId,
     AddPartitions {
         version: i16,
@@ -85,15 +79,6 @@ enum Waiting {
     },
     AddOffsets,
     EndTxn,
-}
-
-/// One transaction's markers: those still to write or to be committed.
-struct MarkerProgress {
-    job: MarkerJob,
-    /// The coordinator's epoch (its partition's leader epoch), written in the markers.
-    coordinator_epoch: i32,
-    /// Partition → where its marker went (leader epoch, offset after it), once written.
-    remaining: BTreeMap<(String, i32), Option<(LeaderEpoch, Offset)>>,
 }
 
 impl<P: StorageProvider> Broker<P> {
@@ -200,9 +185,7 @@ impl<P: StorageProvider> Broker<P> {
         let in_partition =
             |id: &str| count > 0 && partition_for_transactional_id(id, count) == index;
         self.transactions.coordinator.unload(in_partition);
-        self.transactions
-            .markers
-            .retain(|id, _| !in_partition(id.as_str()));
+        self.transactions.markers.forget(in_partition);
         let writes = std::mem::take(&mut self.transactions.writes);
         for (id, write) in writes {
             if write.partition == index {
@@ -257,7 +240,7 @@ impl<P: StorageProvider> Broker<P> {
 
     /// Writes a transition and waits for it; `answer` is answered once it is committed (or
     /// at once if it cannot be written).
-    fn write_transition(
+    pub(super) fn write_transition(
         &mut self,
         now: Millis,
         transactional_id: &str,
@@ -403,124 +386,6 @@ impl<P: StorageProvider> Broker<P> {
         std::mem::take(&mut self.transactions.completed)
     }
 
-    /// Starts writing a transaction's markers.
-    fn start_markers(&mut self, job: MarkerJob, coordinator_epoch: LeaderEpoch) {
-        let remaining = job.partitions.iter().map(|p| (p.clone(), None)).collect();
-        let progress = MarkerProgress {
-            job,
-            coordinator_epoch: coordinator_epoch.0,
-            remaining,
-        };
-        let id = progress.job.transactional_id.clone();
-        self.transactions.markers.insert(id, progress);
-    }
-
-    /// Writes the markers that can be written, checks those written, and writes the
-    /// completion of every transaction whose markers are all committed.
-    fn advance_markers(&mut self, now: Millis) {
-        if self.transactions.markers.is_empty() {
-            return;
-        }
-        let mut markers = std::mem::take(&mut self.transactions.markers);
-        let mut done = Vec::new();
-        let mut retry = false;
-        for (id, progress) in &mut markers {
-            let marker = ControlMarker {
-                producer_id: progress.job.producer_id,
-                producer_epoch: progress.job.producer_epoch,
-                control_type: progress.job.control,
-                coordinator_epoch: progress.coordinator_epoch,
-                timestamp: now.0,
-            };
-            let mut finished = Vec::new();
-            for ((topic, index), written) in &mut progress.remaining {
-                match self.marker_step(now, topic, *index, &marker, *written) {
-                    MarkerStep::Committed => finished.push((topic.clone(), *index)),
-                    MarkerStep::Waiting(at) => *written = Some(at),
-                    MarkerStep::Retry => {
-                        *written = None;
-                        retry = true;
-                    }
-                }
-            }
-            for key in finished {
-                progress.remaining.remove(&key);
-            }
-            if progress.remaining.is_empty() {
-                done.push(id.clone());
-            }
-        }
-        for id in &done {
-            markers.remove(id);
-        }
-        self.transactions.markers = markers;
-        self.transactions.next_marker_retry = retry.then_some(Millis(now.0 + MARKER_RETRY_MS));
-        for id in done {
-            let completion = self.transactions.coordinator.markers_written(now, &id);
-            if let Some(value) = completion {
-                self.write_transition(now, &id, value, None);
-            }
-        }
-    }
-
-    /// One partition's marker: written now if it is not yet (this broker must lead the
-    /// partition), then waited on until committed.
-    fn marker_step(
-        &mut self,
-        now: Millis,
-        topic: &str,
-        index: i32,
-        marker: &ControlMarker,
-        written: Option<(LeaderEpoch, Offset)>,
-    ) -> MarkerStep {
-        let Some(stored) = self.topics.get_mut(topic) else {
-            // The topic is gone: there is nothing to end.
-            return MarkerStep::Committed;
-        };
-        if !stored.partitions.exists(index) {
-            return MarkerStep::Committed;
-        }
-        let Some(partition) = stored.partitions.get_mut(index).filter(|p| p.is_leader()) else {
-            // Led elsewhere (or by no one yet): tried again later.
-            return MarkerStep::Retry;
-        };
-        let at = match written {
-            Some((epoch, next_offset)) if epoch == partition.leader_epoch() => (epoch, next_offset),
-            _ => match partition.write_marker(now, marker) {
-                Ok(next_offset) => (partition.leader_epoch(), next_offset),
-                // A newer instance's epoch is there already: this transaction was ended.
-                Err(ErrorCode::InvalidProducerEpoch) => return MarkerStep::Committed,
-                Err(_) => return MarkerStep::Retry,
-            },
-        };
-        if is_planted(PlantedBug::AckOnLeaderAppend) {
-            return MarkerStep::Committed;
-        }
-        match partition.acks_all_outcome(at.1) {
-            Some(Ok(())) => {
-                if topic == super::OFFSETS_TOPIC {
-                    self.end_group_offsets(now, index, marker);
-                }
-                MarkerStep::Committed
-            }
-            Some(Err(_)) => MarkerStep::Retry,
-            None => MarkerStep::Waiting(at),
-        }
-    }
-
-    /// A marker is committed in a `__consumer_offsets` partition: the offsets the
-    /// transaction committed for that partition's groups stand or go.
-    fn end_group_offsets(&mut self, now: Millis, index: i32, marker: &ControlMarker) {
-        let count = self
-            .topics
-            .get(super::OFFSETS_TOPIC)
-            .map_or(1, |t| t.partitions.count().max(1));
-        let commit = marker.control_type == crate::record::ControlType::Commit;
-        let here = |group: &str| partition_for_group(group, count) == index;
-        let coordinator = &mut self.groups.coordinator;
-        coordinator.end_txn_offsets(now, marker.producer_id, commit, here);
-    }
-
     /// Runs the coordinator's work that follows appends, role changes and time: committed
     /// writes, markers, and the abort of transactions past their timeout.
     pub(crate) fn advance_transactions(&mut self, now: Millis) {
@@ -538,14 +403,11 @@ impl<P: StorageProvider> Broker<P> {
     /// The earliest time the coordinator has work to do.
     pub(crate) fn next_transaction_deadline(&self) -> Option<Millis> {
         let writes = self.transactions.writes.values().map(|w| w.deadline).min();
-        [
-            writes,
-            self.transactions.next_expiry,
-            self.transactions.next_marker_retry,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let markers = self.transactions.markers.next_deadline();
+        [writes, self.transactions.next_expiry, markers]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// InitProducerId: a transactional id goes to its coordinator; any other is answered
@@ -774,16 +636,6 @@ impl<P: StorageProvider> Broker<P> {
             }
         }
     }
-}
-
-/// What one partition's marker came to.
-enum MarkerStep {
-    /// Committed (or nothing to write): done.
-    Committed,
-    /// Written, waiting for the in-sync replicas.
-    Waiting((LeaderEpoch, Offset)),
-    /// Not written: try again later.
-    Retry,
 }
 
 /// Whether a topic is the transaction coordinator's own (clients cannot add it to a

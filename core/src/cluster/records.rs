@@ -360,7 +360,7 @@ pub(crate) fn get_i32(input: &mut &[u8]) -> Result<i32, RecordDecodeError> {
     Ok(input.get_i32())
 }
 
-fn get_i64(input: &mut &[u8]) -> Result<i64, RecordDecodeError> {
+pub(crate) fn get_i64(input: &mut &[u8]) -> Result<i64, RecordDecodeError> {
     need(input, 8)?;
     Ok(input.get_i64())
 }

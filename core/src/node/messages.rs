@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut};
 
+use crate::broker::{MarkerEntry, MarkerMessage};
 use crate::cluster::records::{
-    get_i16, get_i32, get_nodes, get_u128, get_u64, get_u8, need, put_nodes,
+    get_i16, get_i32, get_i64, get_nodes, get_u128, get_u64, get_u8, need, put_nodes,
 };
 use crate::cluster::{
     BrokerRegistration, Elected, Election, IsrChange, MetadataRecord, Reassigned, Reassignment,
@@ -17,7 +18,8 @@ use crate::cluster::{
 };
 use crate::error::ErrorCode;
 use crate::quorum::{Committed, QuorumState};
-use crate::types::{LeaderEpoch, NodeId};
+use crate::record::ControlType;
+use crate::types::{LeaderEpoch, NodeId, ProducerEpoch, ProducerId};
 
 /// One message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +198,9 @@ pub enum PeerMessage {
         /// first when the voter no longer holds the entries right after `after`.
         committed: Vec<Committed>,
     },
+    /// Between a transaction coordinator and a partition leader: markers to write, or how
+    /// they ended.
+    Markers(MarkerMessage),
 }
 
 /// A change to a topic asked of the controller.
@@ -507,6 +512,29 @@ impl PeerMessage {
                 out.put_i32(*count);
                 put_assignments(&mut out, assignments);
             }
+            PeerMessage::Markers(MarkerMessage::Write { request, markers }) => {
+                out.put_u8(23);
+                out.put_u64(*request);
+                out.put_u32(markers.len() as u32);
+                for marker in markers {
+                    put_bytes(&mut out, marker.topic.as_bytes());
+                    out.put_i32(marker.partition);
+                    out.put_i64(marker.producer_id.0);
+                    out.put_i16(marker.producer_epoch.0);
+                    out.put_u8(marker.control as u8);
+                    out.put_i32(marker.coordinator_epoch);
+                }
+            }
+            PeerMessage::Markers(MarkerMessage::Written { request, results }) => {
+                out.put_u8(24);
+                out.put_u64(*request);
+                out.put_u32(results.len() as u32);
+                for (topic, partition, code) in results {
+                    put_bytes(&mut out, topic.as_bytes());
+                    out.put_i32(*partition);
+                    out.put_i16(*code);
+                }
+            }
         }
         out
     }
@@ -725,6 +753,40 @@ impl PeerMessage {
                     })
                     .collect();
                 PeerMessage::Reassigned { request, results }
+            }
+            23 => {
+                let request = get_u64(input)?;
+                // Topic length, partition, producer id, epoch, control type, coordinator epoch.
+                let count = get_len(input, 23)?;
+                let mut markers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let topic = get_string(input)?;
+                    let partition = get_i32(input)?;
+                    let producer_id = ProducerId(get_i64(input)?);
+                    let producer_epoch = ProducerEpoch(get_i16(input)?);
+                    let control = ControlType::from_id(i16::from(get_u8(input)?))
+                        .ok_or_else(|| MessageDecodeError("unknown marker type".into()))?;
+                    let coordinator_epoch = get_i32(input)?;
+                    markers.push(MarkerEntry {
+                        topic,
+                        partition,
+                        producer_id,
+                        producer_epoch,
+                        control,
+                        coordinator_epoch,
+                    });
+                }
+                PeerMessage::Markers(MarkerMessage::Write { request, markers })
+            }
+            24 => {
+                let request = get_u64(input)?;
+                let count = get_len(input, 10)?;
+                let mut results = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let topic = get_string(input)?;
+                    results.push((topic, get_i32(input)?, get_i16(input)?));
+                }
+                PeerMessage::Markers(MarkerMessage::Written { request, results })
             }
             17 => PeerMessage::MetadataFetch {
                 correlation: get_u64(input)?,

@@ -46,8 +46,8 @@ use topics::ParkedTopics;
 use crate::driver::Completed;
 
 use crate::broker::{
-    Broker, BrokerConfig, BrokerError, ParkedId, Reply, RequestContext, StorageProvider,
-    OFFSETS_TOPIC, REPLICA_FETCH_VERSION, TRANSACTION_STATE_TOPIC,
+    Broker, BrokerConfig, BrokerError, MarkerMessage, ParkedId, Reply, RequestContext,
+    StorageProvider, OFFSETS_TOPIC, REPLICA_FETCH_VERSION, TRANSACTION_STATE_TOPIC,
 };
 use crate::cluster::{
     BrokerRegistration, ClusterImage, Controller, ControllerConfig, MetadataRecord, NewTopic,
@@ -740,6 +740,12 @@ impl<P: StorageProvider> ClusterNode<P> {
                 correlation,
                 response,
             } => self.take_fetch_response(now, from, correlation, &response),
+            PeerMessage::Markers(MarkerMessage::Write { request, markers }) => self
+                .broker
+                .write_markers_for_peer(now, from, request, markers),
+            PeerMessage::Markers(MarkerMessage::Written { request, results }) => {
+                self.broker.markers_written_by_peer(now, request, results)
+            }
         }
         Ok(())
     }
@@ -1174,6 +1180,11 @@ impl<P: StorageProvider> ClusterNode<P> {
                 request: body.to_vec(),
             };
             self.outbox.push((leader, message));
+        }
+        for (to, message) in self.broker.take_marker_messages() {
+            if to != self.node {
+                self.outbox.push((to, PeerMessage::Markers(message)));
+            }
         }
         for change in self.broker.take_isr_changes() {
             self.isr_out

@@ -181,6 +181,11 @@ impl Harness {
             RequestKind::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
             RequestKind::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
             RequestKind::UnregisterBroker(_) => ApiKey::UnregisterBroker,
+            RequestKind::InitProducerId(_) => ApiKey::InitProducerId,
+            RequestKind::AddPartitionsToTxn(_) => ApiKey::AddPartitionsToTxn,
+            RequestKind::EndTxn(_) => ApiKey::EndTxn,
+            RequestKind::Fetch(_) => ApiKey::Fetch,
+            RequestKind::ListOffsets(_) => ApiKey::ListOffsets,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -912,6 +917,21 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
                 },
             ],
         },
+        PeerMessage::Markers(crate::broker::MarkerMessage::Write {
+            request: 4,
+            markers: vec![crate::broker::MarkerEntry {
+                topic: "orders".into(),
+                partition: 2,
+                producer_id: crate::types::ProducerId(1000),
+                producer_epoch: crate::types::ProducerEpoch(3),
+                control: crate::record::ControlType::Commit,
+                coordinator_epoch: 7,
+            }],
+        }),
+        PeerMessage::Markers(crate::broker::MarkerMessage::Written {
+            request: 4,
+            results: vec![("orders".into(), 2, 0), ("orders".into(), 3, 6)],
+        }),
     ];
     for message in messages {
         let bytes = message.encode();
@@ -2403,4 +2423,185 @@ fn node_a_late_answer_to_an_earlier_incarnation_s_request_answers_nothing() {
     };
     let answer = &r.responses[0].partitions[0];
     assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+}
+
+/// FindCoordinator v3 for a transactional id at `at`, asked until it names one.
+fn txn_coordinator(h: &mut Harness, at: i32, id: &str) -> i32 {
+    for _ in 0..20 {
+        let mut body = FindCoordinatorRequest::default();
+        body.key = StrBytes::from_string(id.into());
+        body.key_type = 1;
+        let body = RequestKind::FindCoordinator(body);
+        let ResponseKind::FindCoordinator(r) = answer(h, at, 3, body, 0) else {
+            panic!()
+        };
+        if r.error_code == 0 {
+            return r.node_id.0;
+        }
+        h.run(500, 50);
+    }
+    panic!("no transaction coordinator for {id}");
+}
+
+/// A transactional acks=all produce of `values` by `(producer, epoch)` at the leader.
+/// `sequence` is the batch's first sequence number.
+fn txn_produce(
+    h: &mut Harness,
+    producer: (i64, i16),
+    partition: i32,
+    sequence: i32,
+    values: &[String],
+) -> i16 {
+    let (id, epoch) = (
+        crate::types::ProducerId(producer.0),
+        crate::types::ProducerEpoch(producer.1),
+    );
+    let mut builder = BatchBuilder::new(Offset(0))
+        .producer(id, epoch, sequence)
+        .attributes(0x10);
+    for value in values {
+        builder.push(&Record {
+            timestamp: h.now,
+            key: None,
+            value: Some(value.clone().into_bytes()),
+            headers: Vec::new(),
+        });
+    }
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(Bytes::from(builder.build()));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+    request.acks = -1;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic];
+    let leader = h
+        .leader_of(1, "orders", partition as usize)
+        .expect("a leader");
+    let ResponseKind::Produce(r) = answer(h, leader, 9, RequestKind::Produce(request), 2_000)
+    else {
+        panic!()
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// ListOffsets v5 latest at the partition's leader, for read_committed (isolation 1) or not.
+fn latest_offset(h: &mut Harness, partition: i32, isolation: i8) -> i64 {
+    let mut wanted =
+        kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default();
+    wanted.partition_index = partition;
+    wanted.timestamp = -1;
+    let mut topic = kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default();
+    topic.name = TopicName(StrBytes::from_static_str("orders"));
+    topic.partitions = vec![wanted];
+    let mut request = ListOffsetsRequest::default();
+    request.isolation_level = isolation;
+    request.topics = vec![topic];
+    let leader = h
+        .leader_of(1, "orders", partition as usize)
+        .expect("a leader");
+    let ResponseKind::ListOffsets(r) = answer(h, leader, 5, RequestKind::ListOffsets(request), 0)
+    else {
+        panic!()
+    };
+    r.topics[0].partitions[0].offset
+}
+
+/// EndTxn v3 at the coordinator: its error code.
+fn end_txn(h: &mut Harness, at: i32, producer: (i64, i16), commit: bool) -> i16 {
+    let mut request = EndTxnRequest::default();
+    request.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+    request.producer_id = ProducerId(producer.0);
+    request.producer_epoch = producer.1;
+    request.committed = commit;
+    let ResponseKind::EndTxn(r) = answer(h, at, 3, RequestKind::EndTxn(request), 2_000) else {
+        panic!()
+    };
+    r.error_code
+}
+
+#[test]
+fn node_a_transaction_ends_on_partitions_other_nodes_lead() {
+    let mut h = Harness::new();
+    h.run(5_000, 50);
+    assert_eq!(h.create_topic(1, "orders", 3), 0);
+    h.run(1_000, 50);
+    let coordinator = txn_coordinator(&mut h, 1, "tx");
+    let leaders: Vec<i32> = (0..3)
+        .map(|p| h.leader_of(1, "orders", p).unwrap())
+        .collect();
+    assert!(
+        leaders.iter().any(|&l| l != coordinator),
+        "some partition is led away from the coordinator: {leaders:?} vs {coordinator}"
+    );
+    let mut init = InitProducerIdRequest::default();
+    init.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+    init.transaction_timeout_ms = 60_000;
+    let body = RequestKind::InitProducerId(init);
+    let ResponseKind::InitProducerId(r) = answer(&mut h, coordinator, 3, body, 2_000) else {
+        panic!()
+    };
+    assert_eq!(r.error_code, 0);
+    let producer = (r.producer_id.0, r.producer_epoch);
+
+    for (round, commit, prefix) in [(0, true, "c"), (1, false, "a")] {
+        let mut topic = kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str("orders"));
+        topic.partitions = vec![0, 1, 2];
+        let mut add = AddPartitionsToTxnRequest::default();
+        add.v3_and_below_transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+        add.v3_and_below_producer_id = ProducerId(producer.0);
+        add.v3_and_below_producer_epoch = producer.1;
+        add.v3_and_below_topics = vec![topic];
+        let body = RequestKind::AddPartitionsToTxn(add);
+        let ResponseKind::AddPartitionsToTxn(r) = answer(&mut h, coordinator, 3, body, 2_000)
+        else {
+            panic!()
+        };
+        let codes: Vec<i16> = (r.results_by_topic_v3_and_below[0]
+            .results_by_partition
+            .iter())
+        .map(|p| p.partition_error_code)
+        .collect();
+        assert_eq!(codes, vec![0, 0, 0]);
+        let before: Vec<i64> = (0..3).map(|p| latest_offset(&mut h, p, 0)).collect();
+        for partition in 0..3 {
+            let code = txn_produce(
+                &mut h,
+                producer,
+                partition,
+                round * 2,
+                &values(prefix, 0..2),
+            );
+            assert_eq!(code, 0, "partition {partition}");
+            assert_eq!(
+                latest_offset(&mut h, partition, 1),
+                before[partition as usize],
+                "the open transaction holds read_committed back"
+            );
+            assert_eq!(
+                latest_offset(&mut h, partition, 0),
+                before[partition as usize] + 2
+            );
+        }
+        assert_eq!(end_txn(&mut h, coordinator, producer, commit), 0);
+        h.run(1_000, 50);
+        for partition in 0..3 {
+            let end = latest_offset(&mut h, partition, 0);
+            assert_eq!(
+                end,
+                before[partition as usize] + 3,
+                "the records and a marker"
+            );
+            assert_eq!(
+                latest_offset(&mut h, partition, 1),
+                end,
+                "partition {partition} (leader {}) is stable once its marker is in",
+                leaders[partition as usize]
+            );
+        }
+    }
 }
