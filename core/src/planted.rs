@@ -51,11 +51,17 @@ pub enum PlantedBug {
     /// zombie a reassignment removed) as a follower's, and the controller takes it back as
     /// a replica when the leader asks to add it to the ISR (KIP-320's fence skipped).
     ZombieReplicaRejoins = 65536,
+    /// A read_committed Fetch reads up to the high watermark and lists no aborted
+    /// transactions, as a read_uncommitted one.
+    ReadCommittedPastStable = 131072,
+    /// A partition takes a transactional producer's batches and markers from an epoch older
+    /// than the one it has seen (a fenced zombie's writes).
+    AcceptZombieEpoch = 262144,
 }
 
 impl PlantedBug {
     /// Every plantable bug.
-    pub const ALL: [PlantedBug; 17] = [
+    pub const ALL: [PlantedBug; 19] = [
         PlantedBug::SkipRecoveryCrc,
         PlantedBug::AckBeforeSync,
         PlantedBug::DropTailOnRecovery,
@@ -73,6 +79,8 @@ impl PlantedBug {
         PlantedBug::PowerLostReplicaStaysEligible,
         PlantedBug::ReassignBeforeCaughtUp,
         PlantedBug::ZombieReplicaRejoins,
+        PlantedBug::ReadCommittedPastStable,
+        PlantedBug::AcceptZombieEpoch,
     ];
 
     /// The bug's name on the simulator's command line.
@@ -95,6 +103,8 @@ impl PlantedBug {
             PlantedBug::PowerLostReplicaStaysEligible => "power-lost-replica-stays-eligible",
             PlantedBug::ReassignBeforeCaughtUp => "reassign-before-caught-up",
             PlantedBug::ZombieReplicaRejoins => "zombie-replica-rejoins",
+            PlantedBug::ReadCommittedPastStable => "read-committed-past-stable",
+            PlantedBug::AcceptZombieEpoch => "accept-zombie-epoch",
         }
     }
 
@@ -150,6 +160,12 @@ impl PlantedBug {
             }
             PlantedBug::ZombieReplicaRejoins => {
                 "a removed replica that still fetches is served and taken back into the ISR (KIP-320; 3-node run)"
+            }
+            PlantedBug::ReadCommittedPastStable => {
+                "read_committed reads past the last stable offset and is told of no aborted transactions"
+            }
+            PlantedBug::AcceptZombieEpoch => {
+                "a partition takes a fenced transactional producer's writes (zombie fencing off)"
             }
         }
     }

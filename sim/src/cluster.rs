@@ -40,6 +40,9 @@ const PRODUCERS: usize = 2;
 const WEAK_PRODUCERS: usize = 2;
 /// Consumers in a cluster run.
 const CONSUMERS: usize = 2;
+/// Transactions the second instance of the transactional producer runs (the first runs
+/// until fenced).
+const TRANSACTIONS_PER_INSTANCE: u32 = 20;
 /// Consumer-group members in a cluster run.
 const MEMBERS: usize = 3;
 
@@ -483,6 +486,34 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
         );
         producers.push(client_nodes[1 + id].spawn(task));
     }
+    // A transactional producer and, later, its second instance, which fences the first
+    // (as in the one-node run, `run.rs`).
+    let safety_ms = (options.safety_secs * 1000) as i64;
+    let zombie_after = thread_rng().gen_range(0..(safety_ms as u64 / 2).max(1));
+    let schedules = [
+        crate::txn_workload::Schedule {
+            after_first: false,
+            delay_ms: 0,
+            transactions: u32::MAX,
+            run_ms: safety_ms,
+        },
+        crate::txn_workload::Schedule {
+            after_first: true,
+            delay_ms: zombie_after,
+            transactions: TRANSACTIONS_PER_INSTANCE,
+            run_ms: i64::MAX,
+        },
+    ];
+    for (instance, schedule) in schedules.into_iter().enumerate() {
+        let task = crate::txn_workload::transactional_producer(
+            instance,
+            nodes,
+            schedule,
+            history.clone(),
+            trace.clone(),
+        );
+        producers.push(client_nodes[1 + instance].spawn(task));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for id in 0..CONSUMERS {
         let task = workload::consumer(id, nodes, stop.clone(), history.clone());
@@ -742,6 +773,13 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
     let watcher = crate::workload::await_group_caught_up(nodes, history.clone(), trace.clone());
     let _ = madsim::time::timeout(remaining, client_nodes[clients - 2].spawn(watcher)).await;
+    let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
+    let reader = client_nodes[clients - 1].spawn(crate::txn_workload::final_read_committed(
+        nodes,
+        history.clone(),
+        trace.clone(),
+    ));
+    let _ = madsim::time::timeout(remaining, reader).await;
     stop.store(true, Ordering::Relaxed);
     reassigner.abort();
 
@@ -761,6 +799,9 @@ async fn simulate(seed: u64, options: Options) -> RunReport {
     // Group commits are acks=all writes to `__consumer_offsets` (RF 3, min.insync.replicas
     // 2): no single power loss may take an acknowledged one back.
     crate::checker::check_group(&history, false, true, &mut verdict);
+    // Transactions: the coordinator's state (`__transaction_state`, RF 3, min.insync 2) and
+    // the markers are acks=all writes too: exactly-once holds through any fault drawn.
+    crate::txn_workload::check_transactions(&history, &mut verdict);
     if let Some(scenario) = options.scenario {
         let happened: Vec<Happened> = happened.into_values().collect();
         if let Some(detail) = scenario_missed(scenario, roles, &happened, &history) {

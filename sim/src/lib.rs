@@ -40,6 +40,8 @@ pub mod run;
 pub mod scenario;
 pub mod trace;
 #[cfg(madsim)]
+pub mod txn_workload;
+#[cfg(madsim)]
 pub mod workload;
 
 /// Options of one simulation run, from the command line.

@@ -139,17 +139,28 @@ pub struct History {
     pub produce_sends: Vec<ProduceSend>,
     /// The reassignments the cluster run's reassigner asked for, in order.
     pub moves: Vec<crate::reassign::Asked>,
+    /// The transactions the transactional producers ran, and how each ended for them.
+    pub transactions: Vec<crate::txn_workload::TxnRun>,
+    /// What a read_committed reader read after healing: (partition, offset) → value.
+    pub committed_log: BTreeMap<(i32, i64), String>,
+    /// Whether that read reached the last stable offset of every partition.
+    pub committed_read_done: bool,
+    /// Whether the first transactional instance has its producer id, or gave up (the second
+    /// waits for it).
+    pub first_initialised: bool,
 }
 
 /// The history shared by every client of a run.
 pub type SharedHistory = Arc<Mutex<History>>;
 
-fn topic_name() -> TopicName {
+pub(crate) fn topic_name() -> TopicName {
     TopicName(StrBytes::from_static_str(TOPIC))
 }
 
 /// Prefix of the values idempotent producers write (`i{producer}-{send}`).
 pub const IDEMPOTENT_PREFIX: &str = "i";
+/// What a reader records for a transaction marker's offset.
+pub const MARKER_VALUE: &str = "<marker>";
 /// Consecutive storage errors after which the final read gives a partition up (5 s at its
 /// 10 ms pace): only a batch damaged on disk keeps failing once the faults are healed.
 const STORAGE_ERRORS_MAX: u32 = 500;
@@ -460,6 +471,16 @@ pub fn read_partition(
                 .push(detail);
             break;
         }
+        if batch.is_control() {
+            // A transaction marker: read as one record with a value of its own, so readers
+            // still see dense offsets (a Kafka consumer skips it).
+            let offset = batch.base_offset().0;
+            if offset >= position {
+                fetched.records.push((offset, MARKER_VALUE.to_string()));
+            }
+            fetched.next = Some(batch.next_offset().0);
+            continue;
+        }
         let Ok(records) = decode_records(&batch, 1 << 20) else {
             break;
         };
@@ -475,7 +496,7 @@ pub fn read_partition(
 /// Calls the broker over `conn`, connecting first if needed: `None` when the connection could
 /// not be made (after a pause) or the call failed (the connection is then dropped, so the
 /// next call reconnects).
-async fn call_reconnecting<T: kafka_protocol::protocol::Encodable>(
+pub(crate) async fn call_reconnecting<T: kafka_protocol::protocol::Encodable>(
     conn: &mut Option<Conn>,
     api: ApiKey,
     version: i16,

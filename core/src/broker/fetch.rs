@@ -10,6 +10,7 @@ use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, ListOffsetsResp
 use super::{partition_dir, Broker, Reply, StorageProvider};
 use crate::error::ErrorCode;
 use crate::log::LogError;
+use crate::planted::{is_planted, PlantedBug};
 use crate::protocol::fetch_types::FileRange;
 use crate::protocol::{FetchPartitionData, FetchResponseData, FetchTopicData};
 use crate::types::{Millis, Offset};
@@ -290,7 +291,9 @@ impl<P: StorageProvider> Broker<P> {
                 // The first batch of the response is sent even over the limits, so that
                 // consumers always progress (Kafka's rule).
                 let first = data.record_bytes() == 0;
-                let committed = request.isolation_level == READ_COMMITTED && !replica;
+                let committed = request.isolation_level == READ_COMMITTED
+                    && !replica
+                    && !is_planted(PlantedBug::ReadCommittedPastStable);
                 let reader = match (replica, committed) {
                     (true, _) => Reader::Follower,
                     (false, true) => Reader::ReadCommitted,

@@ -48,6 +48,10 @@ pub(crate) struct Member {
     wanted_topics: Vec<String>,
     /// A 0.1.0 single broker's topics not yet in the metadata log.
     pub(crate) legacy: Vec<LegacyTopic>,
+    /// Whether the node has replayed the metadata decisions made while it was away: until
+    /// then its image may name it leader of partitions that moved, and it must write
+    /// nothing as their leader on its own (transaction markers, coordinator records).
+    pub(crate) caught_up: bool,
 }
 
 impl Member {
@@ -99,6 +103,7 @@ impl Member {
             controller: None,
             wanted_topics: Vec::new(),
             legacy: Vec::new(),
+            caught_up: false,
         }
     }
 }
@@ -150,6 +155,12 @@ impl<P: StorageProvider> Broker<P> {
     /// Tells the broker which node answers for the controller now (for Metadata answers).
     pub fn set_controller(&mut self, controller: Option<NodeId>) {
         self.member.controller = controller;
+    }
+
+    /// Whether the node has caught up with the metadata log (see [`Member`]): background
+    /// writes as a leader wait for it.
+    pub fn set_caught_up(&mut self, caught_up: bool) {
+        self.member.caught_up = caught_up;
     }
 
     /// Applies one committed metadata record: the image changes, and the partitions this

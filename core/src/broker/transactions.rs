@@ -31,8 +31,8 @@ use crate::error::ErrorCode;
 use crate::group::partition_for_group;
 use crate::record::{decode_records, BatchBuilder, Record};
 use crate::txn::{
-    partition_for_transactional_id, Decision, TransactionCoordinator, TxnRecord, TxnValue,
-    EXPIRY_CHECK_INTERVAL_MS,
+    partition_for_transactional_id, Decision, TransactionCoordinator, TxnRecord, TxnState,
+    TxnValue, EXPIRY_CHECK_INTERVAL_MS,
 };
 use crate::types::{LeaderEpoch, Millis, Offset, ProducerEpoch, ProducerId};
 
@@ -56,6 +56,10 @@ pub(crate) struct Transactions {
     completed: Vec<(ParkedId, ResponseKind)>,
     /// When open transactions are next checked against their timeouts.
     next_expiry: Option<Millis>,
+    /// Transactions whose markers are all written but whose completion could not be
+    /// written (no ISR, leadership moving): tried again at this time.
+    completions: BTreeSet<String>,
+    next_completion: Option<Millis>,
 }
 
 /// A transition appended to `__transaction_state`, waiting to be committed.
@@ -203,6 +207,10 @@ impl<P: StorageProvider> Broker<P> {
         transactional_id: &str,
         value: &TxnValue,
     ) -> Result<(i32, LeaderEpoch, Offset), ErrorCode> {
+        if !self.member.caught_up {
+            // See `Member::caught_up`: a stale image may name this broker leader.
+            return Err(ErrorCode::NotCoordinator);
+        }
         let topic = self
             .topics
             .get_mut(TRANSACTION_STATE_TOPIC)
@@ -266,10 +274,40 @@ impl<P: StorageProvider> Broker<P> {
             Err(code) => {
                 let coordinator = &mut self.transactions.coordinator;
                 coordinator.complete_write(transactional_id, &value, false);
+                self.retry_if_completion(now, transactional_id, &value);
                 self.answer_write(id, answer, Err(code), None);
             }
         }
         Some(id)
+    }
+
+    /// A completion that was not written is written again later: nothing else would end
+    /// its prepared transaction (its markers are written already).
+    fn retry_if_completion(&mut self, now: Millis, transactional_id: &str, value: &TxnValue) {
+        if matches!(
+            value.state,
+            TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) {
+            let transactions = &mut self.transactions;
+            transactions
+                .completions
+                .insert(transactional_id.to_string());
+            let at = Millis(now.0 + super::txn_markers::MARKER_RETRY_MS);
+            transactions.next_completion.get_or_insert(at);
+        }
+    }
+
+    /// Writes again the completions that could not be written.
+    fn retry_completions(&mut self, now: Millis) {
+        if self.transactions.next_completion.is_none_or(|at| at > now) {
+            return;
+        }
+        self.transactions.next_completion = None;
+        for id in std::mem::take(&mut self.transactions.completions) {
+            if let Some(value) = self.transactions.coordinator.markers_written(now, &id) {
+                self.write_transition(now, &id, value, None);
+            }
+        }
     }
 
     /// Completes the coordinator writes that are committed, failed or out of time; starts
@@ -288,11 +326,15 @@ impl<P: StorageProvider> Broker<P> {
                 Some(outcome) => finished.push((id, write, outcome)),
             }
         }
+        let mut markers_started = false;
         for (id, write, outcome) in finished {
             let coordinator = &mut self.transactions.coordinator;
             let job =
                 coordinator.complete_write(&write.transactional_id, &write.value, outcome.is_ok());
             coordinator.check_invariants();
+            if outcome.is_err() {
+                self.retry_if_completion(now, &write.transactional_id, &write.value);
+            }
             let value = outcome.is_ok().then_some(&write.value);
             let (producer_id, producer_epoch) = value
                 .map_or((ProducerId(-1), ProducerEpoch(-1)), |v| {
@@ -306,7 +348,11 @@ impl<P: StorageProvider> Broker<P> {
             );
             if let Some(job) = job {
                 self.start_markers(job, write.epoch);
+                markers_started = true;
             }
+        }
+        if markers_started {
+            self.advance_markers(now);
         }
     }
 
@@ -391,6 +437,7 @@ impl<P: StorageProvider> Broker<P> {
     pub(crate) fn advance_transactions(&mut self, now: Millis) {
         self.complete_txn_writes(now);
         self.advance_markers(now);
+        self.retry_completions(now);
         if self.transactions.next_expiry.is_some_and(|at| at <= now) {
             self.transactions.next_expiry = (!self.transactions.loaded.is_empty())
                 .then_some(Millis(now.0 + EXPIRY_CHECK_INTERVAL_MS));
@@ -404,7 +451,8 @@ impl<P: StorageProvider> Broker<P> {
     pub(crate) fn next_transaction_deadline(&self) -> Option<Millis> {
         let writes = self.transactions.writes.values().map(|w| w.deadline).min();
         let markers = self.transactions.markers.next_deadline();
-        [writes, self.transactions.next_expiry, markers]
+        let completions = self.transactions.next_completion;
+        [writes, self.transactions.next_expiry, markers, completions]
             .into_iter()
             .flatten()
             .min()
@@ -431,6 +479,9 @@ impl<P: StorageProvider> Broker<P> {
         };
         if transactional_id.is_empty() {
             return refuse(ErrorCode::InvalidRequest);
+        }
+        if let Err(code) = self.ensure_transaction_state_topic() {
+            return refuse(code);
         }
         if let Some(code) = self.txn_coordinator_error(&transactional_id) {
             return refuse(code);

@@ -24,9 +24,12 @@ use crate::types::{LeaderEpoch, Millis, NodeId, Offset, ProducerEpoch, ProducerI
 
 /// How soon a marker that could not be written is tried again.
 pub const MARKER_RETRY_MS: i64 = 100;
-/// How long a marker asked of another node may go unanswered before it is asked again, and
-/// how long a node asked for markers waits for them to be committed.
-pub const MARKER_REMOTE_TIMEOUT_MS: i64 = 5_000;
+/// How long a marker asked of another node may go unanswered before it is asked again (a
+/// repeat writes at most one more marker, which ends nothing).
+pub const MARKER_REMOTE_TIMEOUT_MS: i64 = 1_000;
+/// How long a node asked for markers waits for them to be committed before it answers
+/// `REQUEST_TIMED_OUT`.
+pub const MARKER_COMMIT_TIMEOUT_MS: i64 = 5_000;
 
 /// One partition's marker as one node asks another to write it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,14 +273,25 @@ impl<P: StorageProvider> Broker<P> {
         marker: &ControlMarker,
         written: Option<(LeaderEpoch, Offset)>,
     ) -> MarkerStep {
-        let Some(stored) = self.topics.get_mut(topic) else {
-            // The topic is gone: there is nothing to end.
-            return MarkerStep::Committed;
-        };
-        if !stored.partitions.exists(index) {
+        let in_image = self
+            .image()
+            .topic(topic)
+            .is_some_and(|t| t.partitions.iter().any(|p| p.partition == index));
+        if !in_image {
+            // The topic is gone from the cluster: there is nothing to end.
             return MarkerStep::Committed;
         }
-        let Some(partition) = stored.partitions.get_mut(index).filter(|p| p.is_leader()) else {
+        if !self.member.caught_up {
+            // Its image may still name it leader of partitions that moved while it was
+            // away: it writes nothing as their leader until it has caught up.
+            return MarkerStep::Failed(ErrorCode::NotLeaderOrFollower);
+        }
+        let led = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(index));
+        let Some(partition) = led.filter(|p| p.is_leader()) else {
+            // Led elsewhere, or not opened here yet (a restart loads its roles in turn).
             return MarkerStep::NotLeader;
         };
         let (epoch, next_offset) = match written {
@@ -338,7 +352,7 @@ impl<P: StorageProvider> Broker<P> {
         self.transactions.markers.asked.push(AskedMarkers {
             from,
             request,
-            deadline: Millis(now.0 + MARKER_REMOTE_TIMEOUT_MS),
+            deadline: Millis(now.0 + MARKER_COMMIT_TIMEOUT_MS),
             entries,
         });
         self.advance_asked_markers(now);

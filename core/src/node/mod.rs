@@ -908,6 +908,8 @@ impl<P: StorageProvider> ClusterNode<P> {
             self.metadata.snapshot(data)?;
         }
         self.broker.set_controller(self.metadata.leader());
+        let caught_up = self.caught_up();
+        self.broker.set_caught_up(caught_up);
         self.answer_parked_metadata_fetches(now);
         self.send_metadata_fetch(now);
         self.broker_requests(now);
@@ -1210,7 +1212,10 @@ impl<P: StorageProvider> ClusterNode<P> {
                 let registered = self.broker.image().brokers().len();
                 let brokers = self.config.voters.len().max(registered).clamp(1, 3);
                 let factor = i16::try_from(brokers).expect("at most 3");
-                let configs = Broker::<P>::offsets_topic_overrides();
+                let mut configs = Broker::<P>::offsets_topic_overrides();
+                // Kafka's transaction.state.log.min.isr (2), capped by the replicas there are.
+                let min_insync = factor.min(2).to_string();
+                configs.insert("min.insync.replicas".to_string(), min_insync);
                 (broker.transaction_state_partitions.max(1), factor, configs)
             } else {
                 let factor = broker.default_replication_factor;
