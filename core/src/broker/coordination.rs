@@ -343,7 +343,7 @@ impl<P: StorageProvider> Broker<P> {
                 .check_acks_all()
                 .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
             if let Some((id, epoch)) = txn {
-                partition.producers.check_marker(id, epoch)?;
+                partition.producers.check_epoch(id, epoch)?;
             }
             let mut bytes = builder.build();
             let info = partition

@@ -17,7 +17,7 @@ use crate::replication::{
 use crate::storage::Storage;
 use crate::types::{LeaderEpoch, Millis, NodeId, Offset};
 
-use super::producer_state::ProducerStates;
+use super::producer_state::{MarkerCheck, ProducerStates};
 
 /// What this broker is for a partition.
 #[derive(Debug)]
@@ -274,7 +274,9 @@ impl<S: Storage> Partition<S> {
 
     /// Appends a transaction marker as the leader; returns the offset after it, which an
     /// acks=all wait uses. `INVALID_PRODUCER_EPOCH` if the partition saw a newer epoch of the
-    /// producer, `NOT_LEADER_OR_FOLLOWER` unless this broker leads.
+    /// producer, `NOT_LEADER_OR_FOLLOWER` unless this broker leads. A marker whose
+    /// transaction's marker is here already (its token) is not written again: the answer
+    /// waits for the log as it is.
     pub(crate) fn write_marker(
         &mut self,
         now: Millis,
@@ -284,14 +286,17 @@ impl<S: Storage> Partition<S> {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         let (id, epoch) = (marker.producer_id, marker.producer_epoch);
-        self.producers.check_marker(id, epoch)?;
+        if self.producers.check_marker(id, epoch, marker.token)? == MarkerCheck::Written {
+            return Ok(self.log.log_end_offset());
+        }
         let mut bytes = marker.encode(Offset(0));
         let info = self
             .append_as_leader(&mut bytes, now)
             .map_err(|err| ErrorCode::from(&err))?;
         let control = marker.control_type;
+        let token = marker.token;
         self.producers
-            .record_marker(id, epoch, control, info.base_offset);
+            .record_marker(id, epoch, control, info.base_offset, token);
         let (high_watermark, log_start) = (self.log.high_watermark(), self.log.log_start_offset());
         self.producers.prune(high_watermark, log_start);
         Ok(Offset(info.last_offset.0 + 1))

@@ -52,6 +52,17 @@ struct ProducerEntry {
     epoch: ProducerEpoch,
     batches: VecDeque<BatchSequence>,
     last_used: u64,
+    /// The token of the last transaction marker written for the producer (-1: none).
+    marker_token: i64,
+}
+
+/// What a marker may do at this partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkerCheck {
+    /// Write it.
+    Write,
+    /// A marker with its token (or a later one) is here already: it ends nothing more.
+    Written,
 }
 
 /// A transaction with records in this partition whose end is not committed yet.
@@ -145,8 +156,9 @@ impl ProducerStates {
         for batch in batches {
             if batch.is_control {
                 if let Some(control) = batch.control_type {
-                    let id = batch.producer_id;
-                    self.record_marker(id, batch.producer_epoch, control, batch.base_offset);
+                    let (id, epoch) = (batch.producer_id, batch.producer_epoch);
+                    let (offset, token) = (batch.base_offset, batch.marker_token);
+                    self.record_marker(id, epoch, control, offset, token);
                 }
                 continue;
             }
@@ -180,9 +192,29 @@ impl ProducerStates {
         }
     }
 
-    /// Whether a marker of `epoch` may end `id`'s transaction: `INVALID_PRODUCER_EPOCH` when
-    /// the partition has seen a newer epoch of the producer.
-    pub fn check_marker(&self, id: ProducerId, epoch: ProducerEpoch) -> Result<(), ErrorCode> {
+    /// Whether a marker of `epoch` with `token` may end `id`'s transaction:
+    /// `INVALID_PRODUCER_EPOCH` when the partition has seen a newer epoch of the producer,
+    /// [`MarkerCheck::Written`] when it holds this transaction's marker (or a later one's).
+    pub fn check_marker(
+        &self,
+        id: ProducerId,
+        epoch: ProducerEpoch,
+        token: i64,
+    ) -> Result<MarkerCheck, ErrorCode> {
+        let written = self
+            .producers
+            .get(&id)
+            .is_some_and(|e| token >= 0 && token <= e.marker_token);
+        self.check_epoch(id, epoch)?;
+        Ok(match written {
+            true => MarkerCheck::Written,
+            false => MarkerCheck::Write,
+        })
+    }
+
+    /// `INVALID_PRODUCER_EPOCH` when the partition has seen a newer epoch of `id` (a
+    /// transactional write from a fenced instance).
+    pub fn check_epoch(&self, id: ProducerId, epoch: ProducerEpoch) -> Result<(), ErrorCode> {
         match self.producers.get(&id) {
             Some(entry)
                 if epoch < entry.epoch
@@ -205,6 +237,7 @@ impl ProducerStates {
         epoch: ProducerEpoch,
         control: ControlType,
         offset: Offset,
+        token: i64,
     ) {
         self.clock += 1;
         let clock = self.clock;
@@ -212,12 +245,14 @@ impl ProducerStates {
             epoch,
             batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
             last_used: clock,
+            marker_token: -1,
         });
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
         }
         entry.last_used = clock;
+        entry.marker_token = entry.marker_token.max(token);
         let Some(open) = self.open.get_mut(&id).filter(|o| o.marker.is_none()) else {
             // Nothing of the transaction was written here: the marker ends nothing.
             return;
@@ -290,6 +325,16 @@ impl ProducerStates {
             out.extend_from_slice(&aborted.first_offset.0.to_be_bytes());
             out.extend_from_slice(&aborted.last_offset.0.to_be_bytes());
         }
+        let mut tokens: Vec<(i64, i64)> = (self.producers.iter())
+            .filter(|(_, e)| e.marker_token >= 0)
+            .map(|(id, e)| (id.0, e.marker_token))
+            .collect();
+        tokens.sort_unstable();
+        out.extend_from_slice(&(tokens.len() as u32).to_be_bytes());
+        for (id, token) in tokens {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&token.to_be_bytes());
+        }
         out
     }
 
@@ -314,6 +359,17 @@ impl ProducerStates {
             let batches = take(1)?[0];
             if usize::from(batches) > BATCHES_REMEMBERED {
                 return None;
+            }
+            if batches == 0 {
+                // Known by its epoch alone (a marker fenced it, no batch remembered).
+                states.clock += 1;
+                let entry = ProducerEntry {
+                    epoch,
+                    batches: VecDeque::new(),
+                    last_used: states.clock,
+                    marker_token: -1,
+                };
+                states.producers.insert(id, entry);
             }
             for _ in 0..batches {
                 let first_sequence = i32::from_be_bytes(take(4)?.try_into().ok()?);
@@ -352,6 +408,12 @@ impl ProducerStates {
                     last_offset: Offset(int(8)? as i64),
                 });
             }
+            let tokens = int(4)?;
+            for _ in 0..tokens {
+                let id = ProducerId(int(8)? as i64);
+                let token = int(8)? as i64;
+                states.producers.get_mut(&id)?.marker_token = token;
+            }
         }
         take(1).is_none().then_some(states)
     }
@@ -377,6 +439,7 @@ impl ProducerStates {
             epoch,
             batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
             last_used: clock,
+            marker_token: -1,
         });
         if epoch != entry.epoch {
             entry.epoch = epoch;
@@ -513,7 +576,7 @@ mod tests {
             "never past the watermark"
         );
         // a aborts at 13: stable only once the marker is committed.
-        states.record_marker(a, EPOCH, ControlType::Abort, Offset(13));
+        states.record_marker(a, EPOCH, ControlType::Abort, Offset(13), 100);
         assert_eq!(states.last_stable_offset(Offset(13)), Offset(10));
         assert_eq!(
             states.last_stable_offset(Offset(14)),
@@ -531,24 +594,38 @@ mod tests {
             "ended before"
         );
         // b commits; a marker for a producer with nothing open here ends nothing.
-        states.record_marker(b, EPOCH, ControlType::Commit, Offset(14));
-        states.record_marker(ProducerId(3), EPOCH, ControlType::Abort, Offset(15));
+        states.record_marker(b, EPOCH, ControlType::Commit, Offset(14), 101);
+        states.record_marker(ProducerId(3), EPOCH, ControlType::Abort, Offset(15), 102);
         assert_eq!(states.last_stable_offset(Offset(16)), Offset(16));
         assert_eq!(states.aborted_between(Offset(0), Offset(16)).len(), 1);
         // A marker fences older epochs of its producer.
-        states.record_marker(a, ProducerEpoch(4), ControlType::Abort, Offset(16));
+        states.record_marker(a, ProducerEpoch(4), ControlType::Abort, Offset(16), 103);
         assert_eq!(
             states.check(a, EPOCH, 1, 1),
             SequenceVerdict::Refuse(ErrorCode::InvalidProducerEpoch)
         );
         assert_eq!(
-            states.check_marker(a, EPOCH),
+            states.check_marker(a, EPOCH, 104),
             Err(ErrorCode::InvalidProducerEpoch)
         );
 
-        // The snapshot keeps it all; a version 1 snapshot (no transactions) still loads.
+        // A marker whose transaction already has its marker here is not written again, even
+        // once the producer's next transaction has begun: a delayed request cannot end it.
         states.begin_transaction(b, Offset(17));
+        assert_eq!(states.check_marker(b, EPOCH, 101), Ok(MarkerCheck::Written));
+        assert_eq!(states.check_marker(b, EPOCH, 105), Ok(MarkerCheck::Write));
+        assert_eq!(
+            states.check_marker(b, EPOCH, -1),
+            Ok(MarkerCheck::Write),
+            "no token"
+        );
+
+        // The snapshot keeps it all; a version 1 snapshot (no transactions) still loads.
         let decoded = ProducerStates::decode(&states.encode()).expect("round trip");
+        assert_eq!(
+            decoded.check_marker(b, EPOCH, 101),
+            Ok(MarkerCheck::Written)
+        );
         assert_eq!(decoded.last_stable_offset(Offset(30)), Offset(17));
         assert_eq!(
             decoded.aborted_between(Offset(0), Offset(30)),
@@ -557,7 +634,7 @@ mod tests {
         let mut old = ProducerStates::default();
         old.record(a, EPOCH, batch(0, 0, 1));
         let mut v1 = old.encode();
-        v1.truncate(v1.len() - 8);
+        v1.truncate(v1.len() - 12);
         v1[0] = 1;
         assert!(ProducerStates::decode(&v1).is_some(), "version 1 loads");
         // Pruning forgets committed ends and aborts before the log start.

@@ -170,13 +170,14 @@ impl<P: StorageProvider> Broker<P> {
             };
             for record in decoded {
                 let key = record.record.key.as_deref();
+                let offset = record.offset.0;
                 if let Ok(record) = TxnRecord::decode(key, record.record.value.as_deref()) {
-                    loaded.push(record);
+                    loaded.push((record, offset));
                 }
             }
         })?;
-        for record in loaded {
-            self.transactions.coordinator.load(record);
+        for (record, offset) in loaded {
+            self.transactions.coordinator.load(record, offset);
         }
         self.transactions.coordinator.check_invariants();
         Ok(())
@@ -273,7 +274,7 @@ impl<P: StorageProvider> Broker<P> {
             }
             Err(code) => {
                 let coordinator = &mut self.transactions.coordinator;
-                coordinator.complete_write(transactional_id, &value, false);
+                coordinator.complete_write(transactional_id, &value, false, -1);
                 self.retry_if_completion(now, transactional_id, &value);
                 self.answer_write(id, answer, Err(code), None);
             }
@@ -329,8 +330,14 @@ impl<P: StorageProvider> Broker<P> {
         let mut markers_started = false;
         for (id, write, outcome) in finished {
             let coordinator = &mut self.transactions.coordinator;
-            let job =
-                coordinator.complete_write(&write.transactional_id, &write.value, outcome.is_ok());
+            // The record is the last of its batch: the offset before the one waited for.
+            let at = write.next_offset.0 - 1;
+            let job = coordinator.complete_write(
+                &write.transactional_id,
+                &write.value,
+                outcome.is_ok(),
+                at,
+            );
             coordinator.check_invariants();
             if outcome.is_err() {
                 self.retry_if_completion(now, &write.transactional_id, &write.value);

@@ -46,6 +46,8 @@ pub struct MarkerEntry {
     pub control: ControlType,
     /// The coordinator's epoch.
     pub coordinator_epoch: i32,
+    /// The transaction's token ([`ControlMarker::token`]).
+    pub token: i64,
 }
 
 /// What a transaction coordinator and a partition leader tell each other about markers.
@@ -189,6 +191,7 @@ impl<P: StorageProvider> Broker<P> {
                 control_type: job.control,
                 coordinator_epoch: progress.coordinator_epoch,
                 timestamp: now.0,
+                token: job.token,
             };
             let mut finished = Vec::new();
             for ((topic, index), state) in &mut progress.remaining {
@@ -221,6 +224,7 @@ impl<P: StorageProvider> Broker<P> {
                                 producer_epoch: marker.producer_epoch,
                                 control: marker.control_type,
                                 coordinator_epoch: marker.coordinator_epoch,
+                                token: marker.token,
                             });
                             *state = PartitionMarker::Remote(*request, now);
                         }
@@ -413,6 +417,7 @@ impl<P: StorageProvider> Broker<P> {
                     control_type: entry.control,
                     coordinator_epoch: entry.coordinator_epoch,
                     timestamp: now.0,
+                    token: entry.token,
                 };
                 let (topic, index) = (entry.topic.clone(), entry.partition);
                 match self.marker_step(now, &topic, index, &marker, *written) {

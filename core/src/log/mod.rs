@@ -182,6 +182,8 @@ pub struct ProducerBatch {
     /// For a transaction marker: commit or abort (`None` for data, or a control batch that
     /// is not a readable marker).
     pub control_type: Option<crate::record::ControlType>,
+    /// For a transaction marker: its token (-1 when it has none).
+    pub marker_token: i64,
 }
 
 /// Where the bytes of a read are: a run of whole batches in one segment file.

@@ -106,7 +106,10 @@ impl<S: Storage> PartitionLog<S> {
                         .read_at(&segment.files.log, position, &mut header)?;
                     if let Some(mut batch) = producer_fields(&header, &summary) {
                         if batch.is_control {
-                            batch.control_type = self.marker_type(segment, position, &summary)?;
+                            if let Some(marker) = self.marker(segment, position, &summary)? {
+                                batch.control_type = Some(marker.control_type);
+                                batch.marker_token = marker.token;
+                            }
                         }
                         out.push(batch);
                     }
@@ -119,14 +122,14 @@ impl<S: Storage> PartitionLog<S> {
 }
 
 impl<S: Storage> PartitionLog<S> {
-    /// The control type of the marker batch at `position` (`None` if it is not a readable
-    /// transaction marker: it then ends nothing, as Kafka skips unknown control records).
-    fn marker_type(
+    /// The marker batch at `position` (`None` if it is not a readable transaction marker:
+    /// it then ends nothing, as Kafka skips unknown control records).
+    fn marker(
         &self,
         segment: &super::segment::Segment,
         position: u64,
         summary: &BatchSummary,
-    ) -> Result<Option<crate::record::ControlType>, LogError> {
+    ) -> Result<Option<crate::record::ControlMarker>, LogError> {
         if summary.size > MARKER_BATCH_BYTES_MAX {
             return Ok(None);
         }
@@ -136,7 +139,7 @@ impl<S: Storage> PartitionLog<S> {
         let marker = crate::record::Batch::parse(&bytes)
             .ok()
             .and_then(|batch| crate::record::ControlMarker::decode(&batch).ok());
-        Ok(marker.map(|m| m.control_type))
+        Ok(marker)
     }
 }
 
@@ -162,5 +165,6 @@ fn producer_fields(header: &[u8], summary: &BatchSummary) -> Option<ProducerBatc
         is_control: attributes & 0x20 != 0,
         is_transactional: attributes & 0x10 != 0,
         control_type: None,
+        marker_token: -1,
     })
 }

@@ -523,6 +523,7 @@ impl PeerMessage {
                     out.put_i16(marker.producer_epoch.0);
                     out.put_u8(marker.control as u8);
                     out.put_i32(marker.coordinator_epoch);
+                    out.put_i64(marker.token);
                 }
             }
             PeerMessage::Markers(MarkerMessage::Written { request, results }) => {
@@ -756,8 +757,9 @@ impl PeerMessage {
             }
             23 => {
                 let request = get_u64(input)?;
-                // Topic length, partition, producer id, epoch, control type, coordinator epoch.
-                let count = get_len(input, 23)?;
+                // Topic length, partition, producer id, epoch, control type, coordinator
+                // epoch, token.
+                let count = get_len(input, 31)?;
                 let mut markers = Vec::with_capacity(count);
                 for _ in 0..count {
                     let topic = get_string(input)?;
@@ -767,6 +769,7 @@ impl PeerMessage {
                     let control = ControlType::from_id(i16::from(get_u8(input)?))
                         .ok_or_else(|| MessageDecodeError("unknown marker type".into()))?;
                     let coordinator_epoch = get_i32(input)?;
+                    let token = get_i64(input)?;
                     markers.push(MarkerEntry {
                         topic,
                         partition,
@@ -774,6 +777,7 @@ impl PeerMessage {
                         producer_epoch,
                         control,
                         coordinator_epoch,
+                        token,
                     });
                 }
                 PeerMessage::Markers(MarkerMessage::Write { request, markers })

@@ -926,6 +926,7 @@ fn node_peer_messages_round_trip_and_damaged_ones_are_refused() {
                 producer_epoch: crate::types::ProducerEpoch(3),
                 control: crate::record::ControlType::Commit,
                 coordinator_epoch: 7,
+                token: 41,
             }],
         }),
         PeerMessage::Markers(crate::broker::MarkerMessage::Written {

@@ -4,7 +4,13 @@
 //! record (Kafka's `EndTransactionMarker`):
 //!
 //! - key: version (int16, 0) and control type (int16: 0 abort, 1 commit);
-//! - value: version (int16, 0) and the transaction coordinator's epoch (int32).
+//! - value: version (int16, 0) and the transaction coordinator's epoch (int32); Brook
+//!   appends the transaction's token (int64, see [`ControlMarker::token`]), which Kafka's
+//!   readers skip as a later field.
+//!
+//! The token makes a marker idempotent per transaction: a partition that holds a marker
+//! with a token takes no marker with that token or an older one again, so a marker request
+//! delayed past the next transaction's first records cannot end that transaction.
 
 use super::batch::{Batch, BatchError};
 use super::builder::{BatchBuilder, Record};
@@ -54,6 +60,10 @@ pub struct ControlMarker {
     pub coordinator_epoch: i32,
     /// The marker's timestamp in milliseconds (supplied by the caller).
     pub timestamp: i64,
+    /// Which end of the producer's transactions this is: increasing from one transaction to
+    /// the next (Brook's coordinator uses the offset of the prepare record in
+    /// `__transaction_state`); -1 when unknown (a marker written by another broker).
+    pub token: i64,
 }
 
 impl ControlMarker {
@@ -62,9 +72,12 @@ impl ControlMarker {
         let mut key = Vec::with_capacity(KEY_LEN);
         key.extend_from_slice(&0i16.to_be_bytes());
         key.extend_from_slice(&(self.control_type as i16).to_be_bytes());
-        let mut value = Vec::with_capacity(VALUE_LEN);
+        let mut value = Vec::with_capacity(VALUE_LEN + 8);
         value.extend_from_slice(&0i16.to_be_bytes());
         value.extend_from_slice(&self.coordinator_epoch.to_be_bytes());
+        if self.token >= 0 {
+            value.extend_from_slice(&self.token.to_be_bytes());
+        }
         let mut builder = BatchBuilder::new(base_offset)
             .producer(self.producer_id, self.producer_epoch, -1)
             .attributes(ATTR_TRANSACTIONAL_CONTROL);
@@ -102,12 +115,17 @@ impl ControlMarker {
             .ok_or_else(|| invalid("control record value is null"))?;
         let control_type = parse_key(key)?;
         let coordinator_epoch = parse_value(value)?;
+        let token = match value.get(VALUE_LEN..VALUE_LEN + 8) {
+            Some(bytes) => i64::from_be_bytes(bytes.try_into().expect("8 bytes")),
+            None => -1,
+        };
         Ok(ControlMarker {
             producer_id: batch.producer_id(),
             producer_epoch: batch.producer_epoch(),
             control_type,
             coordinator_epoch,
             timestamp: record.timestamp,
+            token,
         })
     }
 }
@@ -159,6 +177,7 @@ mod tests {
             control_type,
             coordinator_epoch: 9,
             timestamp: 1_700_000_000_000,
+            token: 77,
         }
     }
 
@@ -196,13 +215,31 @@ mod tests {
 
     #[test]
     fn control_marker_wire_layout_matches_kafka() {
-        let bytes = marker(ControlType::Commit).encode(Offset(0));
+        let untokened = ControlMarker {
+            token: -1,
+            ..marker(ControlType::Commit)
+        };
+        let bytes = untokened.encode(Offset(0));
         let batch = Batch::parse(&bytes).unwrap();
         let section = record_section(&batch, 100).unwrap();
         let record = RecordIter::new(&batch, &section).next().unwrap().unwrap();
         assert_eq!(record.key, Some(&[0, 0, 0, 1][..]));
         assert_eq!(record.value, Some(&[0, 0, 0, 0, 0, 9][..]));
         assert_eq!(batch.attributes(), 0x30);
+        // Brook's token follows Kafka's fields, which a Kafka reader parses the same.
+        let bytes = marker(ControlType::Commit).encode(Offset(0));
+        let batch = Batch::parse(&bytes).unwrap();
+        let section = record_section(&batch, 100).unwrap();
+        let record = RecordIter::new(&batch, &section).next().unwrap().unwrap();
+        assert_eq!(
+            record.value,
+            Some(&[0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 77][..])
+        );
+        assert_eq!(ControlMarker::decode(&batch).unwrap().token, 77);
+        assert_eq!(
+            decode_bytes(&untokened.encode(Offset(0))).unwrap().token,
+            -1
+        );
     }
 
     #[test]

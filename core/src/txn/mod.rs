@@ -73,6 +73,11 @@ pub struct MarkerJob {
     pub control: ControlType,
     /// The partitions of the transaction.
     pub partitions: BTreeSet<(String, i32)>,
+    /// The transaction's token, written in its markers: the offset of its prepare record in
+    /// `__transaction_state`, which grows from one transaction of an id to the next (a
+    /// partition takes no marker of a token it holds already, so a delayed marker request
+    /// cannot end a later transaction).
+    pub token: i64,
 }
 
 /// One transactional id as the coordinator holds it.
@@ -85,6 +90,8 @@ struct Entry {
     /// The epoch before the last bump (KIP-360: a producer retrying its InitProducerId, or
     /// recovering after a timeout abort, names it).
     last_epoch: Option<ProducerEpoch>,
+    /// The offset of the record in `__transaction_state` that holds `value`.
+    written_at: i64,
 }
 
 /// The transaction coordinator's state for the ids of the partitions this broker leads.
@@ -96,9 +103,9 @@ pub struct TransactionCoordinator {
 }
 
 impl TransactionCoordinator {
-    /// Takes one record of a `__transaction_state` partition being loaded (in log order): the
-    /// id's latest value wins, a tombstone removes it.
-    pub fn load(&mut self, record: TxnRecord) {
+    /// Takes one record of a `__transaction_state` partition being loaded (in log order), at
+    /// `offset`: the id's latest value wins, a tombstone removes it.
+    pub fn load(&mut self, record: TxnRecord, offset: i64) {
         match record.value {
             None => {
                 self.entries.remove(&record.transactional_id);
@@ -108,6 +115,7 @@ impl TransactionCoordinator {
                     value,
                     pending: None,
                     last_epoch: None,
+                    written_at: offset,
                 };
                 self.entries.insert(record.transactional_id, entry);
             }
@@ -120,7 +128,7 @@ impl TransactionCoordinator {
         let mut jobs = std::mem::take(&mut self.loaded_markers);
         for (id, entry) in &self.entries {
             if entry.pending.is_none() {
-                if let Some(job) = marker_job(id, &entry.value) {
+                if let Some(job) = marker_job(id, &entry.value, entry.written_at) {
                     jobs.push(job);
                 }
             }
@@ -145,14 +153,15 @@ impl TransactionCoordinator {
         self.entries.iter().map(|(id, e)| (id.as_str(), &e.value))
     }
 
-    /// Ends the transition written for `transactional_id`: applies it if `written`, else
-    /// drops it (the state stays as it was). After a committed prepare, returns the markers to
-    /// write.
+    /// Ends the transition written for `transactional_id`: applies it if `written` (its record
+    /// at offset `at`), else drops it (the state stays as it was). After a committed prepare,
+    /// returns the markers to write.
     pub fn complete_write(
         &mut self,
         transactional_id: &str,
         value: &TxnValue,
         written: bool,
+        at: i64,
     ) -> Option<MarkerJob> {
         let entry = self.entries.get_mut(transactional_id)?;
         if entry.pending.as_ref() != Some(value) {
@@ -173,8 +182,9 @@ impl TransactionCoordinator {
             entry.last_epoch = Some(entry.value.producer_epoch).filter(|e| e.0 >= 0);
         }
         entry.value = value.clone();
+        entry.written_at = at;
         self.check_invariants();
-        marker_job(transactional_id, value)
+        marker_job(transactional_id, value, at)
     }
 
     /// The markers of `transactional_id`'s transaction are all written: the completion to
@@ -254,8 +264,9 @@ impl TransactionCoordinator {
     }
 }
 
-/// The markers a committed value owes: those of a prepared transaction.
-fn marker_job(transactional_id: &str, value: &TxnValue) -> Option<MarkerJob> {
+/// The markers a committed value (its record at `token`) owes: those of a prepared
+/// transaction.
+fn marker_job(transactional_id: &str, value: &TxnValue, token: i64) -> Option<MarkerJob> {
     let control = match value.state {
         TxnState::PrepareCommit => ControlType::Commit,
         TxnState::PrepareAbort => ControlType::Abort,
@@ -267,6 +278,7 @@ fn marker_job(transactional_id: &str, value: &TxnValue) -> Option<MarkerJob> {
         producer_epoch: value.producer_epoch,
         control,
         partitions: value.partitions.clone(),
+        token,
     })
 }
 

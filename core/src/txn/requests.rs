@@ -53,6 +53,7 @@ impl TransactionCoordinator {
                 value: placeholder,
                 pending: Some(value.clone()),
                 last_epoch: None,
+                written_at: -1,
             };
             self.entries.insert(transactional_id.to_string(), entry);
             return Decision::Write(value);

@@ -6,6 +6,13 @@ use super::*;
 
 const ID: &str = "payments-tx";
 
+/// Offsets in `__transaction_state` for the records the tests write, increasing.
+fn next_offset() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 fn partitions(names: &[(&str, i32)]) -> BTreeSet<(String, i32)> {
     names.iter().map(|(t, p)| (t.to_string(), *p)).collect()
 }
@@ -19,12 +26,12 @@ fn commit(
     match decision {
         Decision::Answer(answer) => (answer, None),
         Decision::Write(value) => {
-            let job = c.complete_write(ID, &value, true);
+            let job = c.complete_write(ID, &value, true, next_offset());
             c.check_invariants();
             (Ok(()), job)
         }
         Decision::WriteAndAnswer(value, code) => {
-            let job = c.complete_write(ID, &value, true);
+            let job = c.complete_write(ID, &value, true, next_offset());
             c.check_invariants();
             (Err(code), job)
         }
@@ -81,7 +88,7 @@ fn txn_commit_goes_through_prepare_markers_and_complete() {
     let complete = c.markers_written(Millis(30), ID).expect("prepared");
     assert_eq!(complete.state, TxnState::CompleteCommit);
     assert!(complete.partitions.is_empty());
-    assert_eq!(c.complete_write(ID, &complete, true), None);
+    assert_eq!(c.complete_write(ID, &complete, true, next_offset()), None);
     assert_eq!(c.get(ID).unwrap().state, TxnState::CompleteCommit);
     // A retry after completion is answered as done; the opposite end is refused.
     assert_eq!(
@@ -133,7 +140,7 @@ fn txn_a_new_instance_fences_the_old_one_and_aborts_its_transaction() {
     );
     let complete = c.markers_written(Millis(23), ID).expect("prepared");
     assert_eq!(complete.state, TxnState::CompleteAbort);
-    c.complete_write(ID, &complete, true);
+    c.complete_write(ID, &complete, true, next_offset());
     let decision = c.init_producer_id(Millis(24), ID, 60_000, None, &mut no_new_ids);
     assert_eq!(commit(&mut c, decision).0, Ok(()));
     assert_eq!(c.get(ID).unwrap().producer_epoch, ProducerEpoch(2));
@@ -179,7 +186,9 @@ fn txn_an_expired_transaction_is_aborted_and_its_producer_fenced() {
     assert_eq!(abort.producer_epoch, ProducerEpoch(1));
     // Pending: a second check does not abort it twice, and the producer's commit waits.
     assert!(c.expire(Millis(100 + 60_002)).is_empty());
-    let job = c.complete_write(ID, abort, true).expect("markers");
+    let job = c
+        .complete_write(ID, abort, true, next_offset())
+        .expect("markers");
     assert_eq!(job.control, ControlType::Abort);
     // The producer that let it expire learns it is fenced, never that its commit happened.
     assert_eq!(
@@ -201,7 +210,7 @@ fn txn_a_failed_write_leaves_the_state_as_it_was() {
         Decision::Answer(Err(ErrorCode::ConcurrentTransactions)),
         "one transition at a time"
     );
-    assert_eq!(c.complete_write(ID, &value, false), None);
+    assert_eq!(c.complete_write(ID, &value, false, -1), None);
     assert_eq!(c.get(ID).unwrap().state, TxnState::Empty);
     assert_eq!(
         c.end_transaction(Millis(12), ID, pid, epoch, true),
@@ -215,7 +224,7 @@ fn txn_a_failed_write_leaves_the_state_as_it_was() {
     else {
         panic!("a write");
     };
-    c.complete_write("other", &first, false);
+    c.complete_write("other", &first, false, -1);
     assert!(c.get("other").is_none());
 }
 
@@ -287,10 +296,13 @@ fn txn_a_new_coordinator_finishes_what_it_finds_prepared() {
         ("c", Some(value(TxnState::Empty, BTreeSet::new()))),
         ("c", None),
     ] {
-        c.load(TxnRecord {
-            transactional_id: id.to_string(),
-            value: v,
-        });
+        c.load(
+            TxnRecord {
+                transactional_id: id.to_string(),
+                value: v,
+            },
+            next_offset(),
+        );
     }
     c.check_invariants();
     assert!(c.get("c").is_none(), "a tombstone removes the id");
@@ -307,4 +319,22 @@ fn txn_a_new_coordinator_finishes_what_it_finds_prepared() {
     c.unload(|id| id == "a");
     assert!(c.get("a").is_none());
     assert!(c.get("b").is_some());
+}
+
+#[test]
+fn txn_each_transaction_s_markers_carry_a_larger_token() {
+    let mut c = initialised();
+    let (pid, epoch) = (ProducerId(1000), ProducerEpoch(0));
+    let mut tokens = Vec::new();
+    for round in 0..3 {
+        let decision =
+            c.add_partitions(Millis(round), ID, pid, epoch, &partitions(&[("orders", 0)]));
+        assert_eq!(commit(&mut c, decision).0, Ok(()));
+        let decision = c.end_transaction(Millis(round), ID, pid, epoch, round % 2 == 0);
+        let job = commit(&mut c, decision).1.expect("markers");
+        tokens.push(job.token);
+        let complete = c.markers_written(Millis(round), ID).expect("prepared");
+        c.complete_write(ID, &complete, true, next_offset());
+    }
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens {tokens:?}");
 }
