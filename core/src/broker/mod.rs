@@ -43,6 +43,7 @@ mod replica;
 mod topic_admin;
 mod topics;
 mod transactions;
+mod txn_admin;
 mod txn_markers;
 mod txn_offsets;
 
@@ -307,6 +308,12 @@ impl<P: StorageProvider> Broker<P> {
             RequestKind::EndTxn(body) => return self.handle_end_txn(now, body, version),
             RequestKind::TxnOffsetCommit(body) => {
                 return self.handle_txn_offset_commit(now, body, version)
+            }
+            RequestKind::DescribeTransactions(body) => {
+                ResponseKind::DescribeTransactions(self.handle_describe_transactions(body))
+            }
+            RequestKind::ListTransactions(body) => {
+                ResponseKind::ListTransactions(self.handle_list_transactions(now, body, version))
             }
             RequestKind::DescribeConfigs(body) => {
                 ResponseKind::DescribeConfigs(self.handle_describe_configs(body, version))

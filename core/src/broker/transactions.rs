@@ -87,7 +87,7 @@ pub(super) enum Waiting {
 
 impl<P: StorageProvider> Broker<P> {
     /// Why this broker cannot coordinate `transactional_id` now, if it cannot.
-    fn txn_coordinator_error(&self, transactional_id: &str) -> Option<ErrorCode> {
+    pub(super) fn txn_coordinator_error(&self, transactional_id: &str) -> Option<ErrorCode> {
         let Some(topic) = self.topics.get(TRANSACTION_STATE_TOPIC) else {
             return Some(ErrorCode::NotCoordinator);
         };

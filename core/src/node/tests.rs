@@ -186,6 +186,8 @@ impl Harness {
             RequestKind::EndTxn(_) => ApiKey::EndTxn,
             RequestKind::Fetch(_) => ApiKey::Fetch,
             RequestKind::ListOffsets(_) => ApiKey::ListOffsets,
+            RequestKind::DescribeTransactions(_) => ApiKey::DescribeTransactions,
+            RequestKind::ListTransactions(_) => ApiKey::ListTransactions,
             _ => ApiKey::Metadata,
         };
         let request = Request {
@@ -2588,6 +2590,21 @@ fn node_a_transaction_ends_on_partitions_other_nodes_lead() {
                 before[partition as usize] + 2
             );
         }
+        if commit {
+            // Operators see the open transaction at its coordinator only.
+            let (code, state, partitions) = describe_txn(&mut h, coordinator);
+            assert_eq!(
+                (code, state.as_str(), partitions),
+                (0, "Ongoing", vec![0, 1, 2])
+            );
+            let other = (1..=3).find(|&n| n != coordinator).unwrap();
+            let (code, _, _) = describe_txn(&mut h, other);
+            assert_eq!(code, ErrorCode::NotCoordinator.code());
+            let (listed, unknown) = list_txns(&mut h, coordinator, &["Ongoing", "Bogus"]);
+            assert_eq!(listed, vec![("tx".to_string(), "Ongoing".to_string())]);
+            assert_eq!(unknown, vec!["Bogus".to_string()]);
+            assert!(list_txns(&mut h, coordinator, &["Empty"]).0.is_empty());
+        }
         assert_eq!(end_txn(&mut h, coordinator, producer, commit), 0);
         h.run(1_000, 50);
         for partition in 0..3 {
@@ -2605,4 +2622,54 @@ fn node_a_transaction_ends_on_partitions_other_nodes_lead() {
             );
         }
     }
+}
+
+/// DescribeTransactions of `tx` at `at`: (error, state, partitions of `orders`).
+fn describe_txn(h: &mut Harness, at: i32) -> (i16, String, Vec<i32>) {
+    let mut request = DescribeTransactionsRequest::default();
+    request.transactional_ids = vec![TransactionalId(StrBytes::from_static_str("tx"))];
+    let body = RequestKind::DescribeTransactions(request);
+    let ResponseKind::DescribeTransactions(r) = answer(h, at, 0, body, 0) else {
+        panic!()
+    };
+    let state = &r.transaction_states[0];
+    let partitions = state
+        .topics
+        .first()
+        .map(|t| t.partitions.clone())
+        .unwrap_or_default();
+    (
+        state.error_code,
+        state.transaction_state.to_string(),
+        partitions,
+    )
+}
+
+/// ListTransactions v1 at `at` with these state filters: ((id, state) listed, unknown
+/// filters).
+fn list_txns(h: &mut Harness, at: i32, states: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut request = ListTransactionsRequest::default();
+    request.state_filters = states
+        .iter()
+        .map(|s| StrBytes::from_string(s.to_string()))
+        .collect();
+    request.duration_filter = -1;
+    let body = RequestKind::ListTransactions(request);
+    let ResponseKind::ListTransactions(r) = answer(h, at, 1, body, 0) else {
+        panic!()
+    };
+    let listed = (r.transaction_states.iter())
+        .map(|t| {
+            (
+                t.transactional_id.0.to_string(),
+                t.transaction_state.to_string(),
+            )
+        })
+        .collect();
+    let unknown = r
+        .unknown_state_filters
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (listed, unknown)
 }
