@@ -94,6 +94,7 @@ fn control_batches_are_skipped_and_aborted_transactions_hidden_in_read_committed
         control_type: ControlType::Abort,
         coordinator_epoch: 0,
         timestamp: 1,
+        token: -1,
     };
     bytes.extend(marker.encode(Offset(2)));
     bytes.extend(batch(3, &["z"]));
