@@ -10,16 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use brook_core::record::{
-    decode_records, BatchBuilder, Batches, ControlMarker, ControlType, Record,
-};
-use brook_core::{ErrorCode, Offset, ProducerEpoch, ProducerId};
-use bytes::Bytes;
+use brook_core::record::{decode_records, Batches, ControlMarker, ControlType};
+use brook_core::{ErrorCode, ProducerEpoch, ProducerId};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, ApiKey, EndTxnRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ProduceRequest, ResponseKind, TransactionalId,
+    InitProducerIdRequest, ResponseKind, TransactionalId,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use madsim::rand::{thread_rng, Rng};
@@ -30,7 +26,7 @@ use crate::cluster_workload::{coordinator_moved, Router};
 use crate::node::now;
 use crate::trace::Trace;
 use crate::workload::{
-    call_reconnecting, fetch_request_for, topic_name, SharedHistory, PARTITIONS,
+    call_reconnecting, fetch_request_for, produce_request_in, topic_name, SharedHistory, PARTITIONS,
 };
 
 /// The transactional id both instances share.
@@ -378,26 +374,8 @@ async fn send(
     sequence: i32,
     value: &str,
 ) -> Step {
-    let mut builder = BatchBuilder::new(Offset(0))
-        .producer(producer.0, producer.1, sequence)
-        .attributes(0x10);
-    builder.push(&Record {
-        timestamp: now().0,
-        key: None,
-        value: Some(value.as_bytes().to_vec()),
-        headers: Vec::new(),
-    });
-    let mut data = PartitionProduceData::default();
-    data.index = partition;
-    data.records = Some(Bytes::from(builder.build()));
-    let mut topic = TopicProduceData::default();
-    topic.name = topic_name();
-    topic.partition_data = vec![data];
-    let mut request = ProduceRequest::default();
-    request.transactional_id = Some(transactional_id());
-    request.acks = -1;
-    request.timeout_ms = 1000;
-    request.topic_data = vec![topic];
+    let idempotence = (producer.0, producer.1, sequence);
+    let request = produce_request_in(partition, value, Some(idempotence), Some(TRANSACTIONAL_ID));
     let give_up = now().0 + STEP_RETRY_MS;
     while now().0 < give_up {
         if let Some(ResponseKind::Produce(r)) = conn

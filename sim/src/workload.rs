@@ -15,7 +15,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, FetchRequest, InitProducerIdRequest, ProduceRequest, ResponseKind,
-    TopicName,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
@@ -205,7 +205,7 @@ pub async fn create_topic(sync_every_append: bool, segment_bytes: Option<u64>, t
 }
 
 /// The producer fields of an idempotent batch: id, epoch, base sequence.
-type Idempotence = (ProducerId, ProducerEpoch, i32);
+pub type Idempotence = (ProducerId, ProducerEpoch, i32);
 
 /// An acks=all Produce of one record.
 pub fn produce_request(partition: i32, value: &str) -> ProduceRequest {
@@ -217,10 +217,24 @@ fn produce_request_as(
     value: &str,
     idempotence: Option<Idempotence>,
 ) -> ProduceRequest {
+    produce_request_in(partition, value, idempotence, None)
+}
+
+/// An acks=all Produce of one record by an idempotent producer, as part of the transaction
+/// of `transactional_id` when one is named (a transactional batch).
+pub fn produce_request_in(
+    partition: i32,
+    value: &str,
+    idempotence: Option<Idempotence>,
+    transactional_id: Option<&'static str>,
+) -> ProduceRequest {
     let mut builder = match idempotence {
         Some((id, epoch, sequence)) => BatchBuilder::new(Offset(0)).producer(id, epoch, sequence),
         None => BatchBuilder::new(Offset(0)),
     };
+    if transactional_id.is_some() {
+        builder = builder.attributes(ATTR_TRANSACTIONAL);
+    }
     builder.push(&Record {
         timestamp: now().0,
         key: None,
@@ -234,12 +248,16 @@ fn produce_request_as(
     topic.name = topic_name();
     topic.partition_data = vec![data];
     let mut request = ProduceRequest::default();
-    request.transactional_id = None;
+    request.transactional_id =
+        transactional_id.map(|id| TransactionalId(StrBytes::from_static_str(id)));
     request.acks = -1;
     request.timeout_ms = 1000;
     request.topic_data = vec![topic];
     request
 }
+
+/// The transactional bit of a batch's attributes.
+const ATTR_TRANSACTIONAL: i16 = 0x10;
 
 /// Sends `quota` records with acks=all, each retried until acknowledged.
 pub async fn producer(id: usize, quota: u32, history: SharedHistory, trace: Trace) {
