@@ -157,8 +157,8 @@ impl<P: StorageProvider> Broker<P> {
         self.member.controller = controller;
     }
 
-    /// Whether the node has caught up with the metadata log (see [`Member`]): background
-    /// writes as a leader wait for it.
+    /// Whether the node has caught up with the metadata log (its own registration applied):
+    /// background writes as a leader (transaction markers, coordinator records) wait for it.
     pub fn set_caught_up(&mut self, caught_up: bool) {
         self.member.caught_up = caught_up;
     }
