@@ -1,5 +1,6 @@
-//! The `brook` command: `brook server` runs a single-node broker; `brook topics`,
-//! `brook produce` and `brook consume` are console clients of a running one.
+//! The `brook` command: `brook server` runs a broker; `brook topics`, `brook produce`,
+//! `brook consume`, `brook groups`, `brook transactions` and `brook cluster` are console
+//! clients of a running one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Consume(tools::consume::ConsumeArgs),
     /// List, describe, reset the offsets of, or delete consumer groups.
     Groups(tools::groups::GroupsArgs),
+    /// List transactional ids, or describe one's current transaction.
+    Transactions(tools::transactions::TransactionsArgs),
     /// Describe a cluster: brokers, controller, partition leaders and replicas.
     Cluster(tools::cluster::ClusterArgs),
 }
@@ -161,6 +164,9 @@ fn main() -> ExitCode {
         Command::Produce(args) => tools::produce::run(args).map_err(|err| err.to_string()),
         Command::Consume(args) => tools::consume::run(args).map_err(|err| err.to_string()),
         Command::Groups(args) => tools::groups::run(args).map_err(|err| err.to_string()),
+        Command::Transactions(args) => {
+            tools::transactions::run(args).map_err(|err| err.to_string())
+        }
         Command::Cluster(args) => tools::cluster::run(args).map_err(|err| err.to_string()),
     };
     match result {

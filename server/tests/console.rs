@@ -1,13 +1,23 @@
 //! The console tools against a real `brook server` process: `brook topics`, `brook produce`,
-//! `brook consume` and `brook groups` run as separate processes, the way an operator runs them.
+//! `brook consume`, `brook groups` and `brook transactions` run as separate processes, the
+//! way an operator runs them. A transaction to look at is opened with raw Kafka requests
+//! (`Wire`), since no console tool produces transactionally.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use brook_core::ErrorCode;
 use brook_server::tools::produce::partition_for_key;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest,
+    ProducerId, RequestHeader, ResponseHeader, TopicName, TransactionalId,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -770,4 +780,213 @@ fn console_groups_member_joining_mid_stream_rebalances_without_duplicates() {
     produced.sort();
     assert_eq!(seen.len(), produced.len(), "duplicates or losses");
     assert_eq!(seen, produced);
+}
+
+/// A raw Kafka connection, for what no console tool does: opening and ending a transaction.
+struct Wire {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Wire {
+    fn connect(addr: &str) -> Wire {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(COMMAND_TIMEOUT))
+            .expect("read timeout");
+        Wire {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends `request` in `version` and reads its answer.
+    fn call<R: Request>(&mut self, version: i16, request: &R) -> R::Response {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("console-test")));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, R::header_version(version))
+            .expect("encode header");
+        request.encode(&mut frame, version).expect("encode request");
+        let size = i32::try_from(frame.len()).expect("small request");
+        self.stream
+            .write_all(&size.to_be_bytes())
+            .and_then(|()| self.stream.write_all(&frame))
+            .expect("send request");
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).expect("response size");
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).expect("response");
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+            .expect("response header");
+        assert_eq!(header.correlation_id, self.correlation_id);
+        R::Response::decode(&mut body, version).expect("response body")
+    }
+}
+
+/// Calls `ask` until it answers no error code or one that is not retriable (the coordinator
+/// is created and loaded on first use); returns the last code.
+fn until_settled(mut ask: impl FnMut() -> i16) -> i16 {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let code = ask();
+        if code == 0 || !ErrorCode::from_code(code).is_retriable() || Instant::now() > deadline {
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Opens a transaction of `id` on `partitions` of `topic` (FindCoordinator, InitProducerId,
+/// AddPartitionsToTxn, as a transactional producer's first send does); returns the
+/// producer id and epoch.
+fn open_transaction(wire: &mut Wire, id: &str, topic: &str, partitions: &[i32]) -> (i64, i16) {
+    let key = StrBytes::from_string(id.to_string());
+    let find = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![key.clone()]);
+    let found = until_settled(|| wire.call(4, &find).coordinators[0].error_code);
+    assert_eq!(found, 0, "FindCoordinator of {id}");
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(key.clone())))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let mut producer = (-1, -1);
+    let code = until_settled(|| {
+        let response = wire.call(4, &init);
+        producer = (response.producer_id.0, response.producer_epoch);
+        response.error_code
+    });
+    assert_eq!(code, 0, "InitProducerId of {id}");
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(key))
+        .with_v3_and_below_producer_id(ProducerId(producer.0))
+        .with_v3_and_below_producer_epoch(producer.1)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(partitions.to_vec())]);
+    let added = wire.call(3, &add);
+    for result in added.results_by_topic_v3_and_below {
+        for partition in result.results_by_partition {
+            assert_eq!(partition.partition_error_code, 0, "AddPartitionsToTxn");
+        }
+    }
+    producer
+}
+
+/// The rows under the header of a `brook transactions` table, split into cells.
+fn table_rows(text: &str) -> Vec<Vec<String>> {
+    let rows = text.lines().skip(1);
+    rows.map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// The header row of `brook transactions describe` (`kafka-transactions.sh describe`'s
+/// columns; each value here is shorter than its column's name).
+const DESCRIBE_HEADER: &str = concat!(
+    "CoordinatorId  TransactionalId  ProducerId  ProducerEpoch  TransactionState  ",
+    "TransactionTimeoutMs  CurrentTransactionStartTimeMs  TopicPartitions\n"
+);
+
+#[test]
+fn console_transactions_list_and_describe_an_open_transaction() {
+    let server = Server::start();
+    let header = "TransactionalId  Coordinator  ProducerId  TransactionState\n";
+    assert_eq!(server.ok(&["transactions", "list"], ""), header);
+    let unknown = server.run(
+        &["transactions", "describe", "--transactional-id", "nope"],
+        "",
+    );
+    assert_error(
+        &unknown,
+        "transactional id nope: TRANSACTIONAL_ID_NOT_FOUND (105)",
+    );
+    assert_eq!(String::from_utf8_lossy(&unknown.stderr).lines().count(), 1);
+    assert_error(
+        &server.run(&["transactions", "list", "--state", "Open"], ""),
+        "--state Open: not a transaction state",
+    );
+
+    server.ok(&["topics", "create", "orders", "--partitions", "2"], "");
+    let mut wire = Wire::connect(&server.addr);
+    let (producer_id, epoch) = open_transaction(&mut wire, "tx", "orders", &[1, 0]);
+    let producer = producer_id.to_string();
+    let list = |filters: &[&str]| {
+        let args = [&["transactions", "list"], filters].concat();
+        table_rows(&server.ok(&args, ""))
+    };
+    let none: Vec<Vec<String>> = Vec::new();
+    let ongoing = vec![vec![
+        "tx".to_string(),
+        "1".to_string(),
+        producer.clone(),
+        "Ongoing".to_string(),
+    ]];
+    assert_eq!(list(&[]), ongoing);
+    assert_eq!(
+        list(&["--state", "Ongoing", "--producer-id", &producer]),
+        ongoing
+    );
+    assert_eq!(
+        list(&["--state", "Empty", "--state", "PrepareCommit"]),
+        none
+    );
+    assert_eq!(
+        list(&["--producer-id", &(producer_id + 1).to_string()]),
+        none
+    );
+    assert_eq!(list(&["--duration-ms", "600000"]), none, "open < 10 min");
+
+    let describe = || {
+        let args = ["transactions", "describe", "--transactional-id", "tx"];
+        let text = server.ok(&args, "");
+        assert!(text.starts_with(DESCRIBE_HEADER), "{text}");
+        let mut rows = table_rows(&text);
+        assert_eq!(rows.len(), 1, "{text}");
+        rows.remove(0)
+    };
+    let described = describe();
+    let start_ms: i64 = described[6].parse().expect("a start time");
+    assert!(start_ms > 0, "{described:?}");
+    assert_eq!(
+        described,
+        [
+            "1",
+            "tx",
+            &producer,
+            &epoch.to_string(),
+            "Ongoing",
+            "60000",
+            &start_ms.to_string(),
+            "orders-0,orders-1",
+        ]
+    );
+
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(false);
+    assert_eq!(wire.call(3, &end).error_code, 0, "EndTxn abort");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = describe();
+        if described[4] == "CompleteAbort" {
+            assert_eq!(described[7], "-", "no partitions once it ended");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never CompleteAbort: {described:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(list(&["--state", "Ongoing"]), none);
 }

@@ -1,9 +1,10 @@
 //! The admin client: topics (create, delete, list, describe, add partitions), topic
 //! configs (describe, incremental alter), partition offsets, and consumer groups (list,
-//! describe, delete, committed offsets; in `admin/groups.rs`), and the cluster's brokers and
-//! controller (`admin/cluster.rs`). Topic requests go to the
-//! controller when the metadata names one, otherwise to any broker; group requests go to
-//! the group's coordinator.
+//! describe, delete, committed offsets; in `admin/groups.rs`), transactions (list, describe;
+//! `admin/transactions.rs`), and the cluster's brokers and controller (`admin/cluster.rs`).
+//! Topic requests go to the controller when the metadata names one, otherwise to any
+//! broker; group and transaction requests go to the coordinator of the group or
+//! transactional id (`admin/coordinator.rs`), listings to every broker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +27,17 @@ use crate::network::{Network, NetworkConfig, TopicInfo};
 use crate::parse_number;
 
 mod cluster;
+mod coordinator;
 mod groups;
 mod reassignments;
+mod transactions;
 
 pub use cluster::{BrokerDescription, ClusterDescription, PartitionDescription};
 pub use groups::{GroupDescription, GroupListing, GroupState, MemberDescription, OffsetSpec};
 pub use reassignments::PartitionReassignment;
+pub use transactions::{
+    ListTransactionsFilter, TransactionDescription, TransactionListing, TransactionState,
+};
 
 /// The config resource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
 const RESOURCE_TOPIC: i8 = 2;

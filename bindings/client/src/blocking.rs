@@ -11,8 +11,9 @@ use tokio::runtime::Runtime;
 
 use crate::{
     AdminConfig, ConfigEntry, ConfigOp, ConsumerConfig, ConsumerRecord, DeliveryFuture, Error,
-    GroupDescription, GroupListing, GroupState, NewTopic, OffsetSpec, ProducerConfig,
-    ProducerRecord, RebalanceListener, RecordMetadata, TopicInfo, TopicPartition,
+    GroupDescription, GroupListing, GroupState, ListTransactionsFilter, NewTopic, OffsetSpec,
+    ProducerConfig, ProducerRecord, RebalanceListener, RecordMetadata, TopicInfo, TopicPartition,
+    TransactionDescription, TransactionListing,
 };
 
 /// A runtime with worker threads, so a producer's background task runs between calls.
@@ -533,5 +534,23 @@ impl Admin {
     ) -> Result<(), Error> {
         self.runtime
             .block_on(self.inner.delete_group_offsets(group, partitions))
+    }
+
+    /// Every transactional id the cluster's coordinators hold that passes `filter` (see
+    /// [`crate::Admin::list_transactions`]).
+    pub fn list_transactions(
+        &self,
+        filter: ListTransactionsFilter,
+    ) -> Result<Vec<TransactionListing>, Error> {
+        self.runtime.block_on(self.inner.list_transactions(filter))
+    }
+
+    /// Each of `ids` as its coordinator describes it (TRANSACTIONAL_ID_NOT_FOUND if one is
+    /// unknown).
+    pub fn describe_transactions(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<TransactionDescription>, Error> {
+        self.runtime.block_on(self.inner.describe_transactions(ids))
     }
 }

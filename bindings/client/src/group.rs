@@ -576,15 +576,72 @@ impl GroupClient {
     }
 }
 
+/// What a FindCoordinator key names (the request's `key_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CoordinatorType {
+    /// A consumer group: key type 0, the leader of its `__consumer_offsets` partition.
+    Group,
+    /// A transactional id: key type 1 (FindCoordinator v1+), the leader of its
+    /// `__transaction_state` partition.
+    Transaction,
+}
+
+impl CoordinatorType {
+    /// The protocol's `key_type`.
+    fn key_type(self) -> i8 {
+        match self {
+            CoordinatorType::Group => 0,
+            CoordinatorType::Transaction => 1,
+        }
+    }
+
+    /// The FindCoordinator versions that can ask for this type (v0 knows only groups).
+    fn versions(self) -> (i16, i16) {
+        match self {
+            CoordinatorType::Group => FIND_COORDINATOR_VERSIONS,
+            CoordinatorType::Transaction => (1, FIND_COORDINATOR_VERSIONS.1),
+        }
+    }
+
+    /// How error messages name a key of this type ("group g", "transactional id t").
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            CoordinatorType::Group => "group",
+            CoordinatorType::Transaction => "transactional id",
+        }
+    }
+}
+
+/// A coordinator as FindCoordinator names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Coordinator {
+    /// Its node id.
+    pub node_id: i32,
+    /// Its HOST:PORT.
+    pub addr: String,
+}
+
 /// The HOST:PORT of `group`'s coordinator, asked of any broker (FindCoordinator). Shared by
 /// group members and the admin client.
 pub(crate) async fn find_coordinator(network: &Network, group: &str) -> Result<String, Error> {
+    let coordinator = find_coordinator_of(network, CoordinatorType::Group, group).await?;
+    Ok(coordinator.addr)
+}
+
+/// The coordinator of `key`, a group id or a transactional id as `kind` says, asked of any
+/// broker (FindCoordinator). Group members and every admin call that goes to a coordinator
+/// find it here.
+pub(crate) async fn find_coordinator_of(
+    network: &Network,
+    kind: CoordinatorType,
+    key: &str,
+) -> Result<Coordinator, Error> {
     let response = network
-        .call_any(FIND_COORDINATOR_VERSIONS, |version| {
-            find_coordinator_request(version, group)
+        .call_any(kind.versions(), |version| {
+            find_coordinator_request(version, kind, key)
         })
         .await?;
-    coordinator_addr(&response)
+    coordinator_of(&response)
 }
 
 /// An OffsetFetch request (v1–7 layout) of `group`'s committed offsets of `partitions`, or
@@ -631,32 +688,47 @@ pub(crate) fn committed_offsets(
     Ok(found)
 }
 
-/// A FindCoordinator request for a group: one key (v0–3) or a batch of one (v4+).
-fn find_coordinator_request(version: i16, group: &str) -> FindCoordinatorRequest {
-    let key = StrBytes::from_string(group.to_string());
-    if version >= 4 {
+/// A FindCoordinator request for one key of type `kind`: one key (v0–3) or a batch of one
+/// (v4+); the key type from v1 (v0 asks only for groups).
+fn find_coordinator_request(
+    version: i16,
+    kind: CoordinatorType,
+    key: &str,
+) -> FindCoordinatorRequest {
+    assert!(
+        version >= 1 || kind == CoordinatorType::Group,
+        "FindCoordinator v0 has no key type"
+    );
+    let key = StrBytes::from_string(key.to_string());
+    let request = if version >= 4 {
         FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
     } else {
         FindCoordinatorRequest::default().with_key(key)
-    }
+    };
+    request.with_key_type(kind.key_type())
 }
 
-/// The coordinator's HOST:PORT from either FindCoordinator layout.
-fn coordinator_addr(response: &FindCoordinatorResponse) -> Result<String, Error> {
-    if let Some(coordinator) = response.coordinators.first() {
+/// The coordinator from either FindCoordinator layout.
+fn coordinator_of(response: &FindCoordinatorResponse) -> Result<Coordinator, Error> {
+    let (node_id, host, port) = if let Some(coordinator) = response.coordinators.first() {
         let message = coordinator.error_message.as_deref();
         check(coordinator.error_code, message, "FindCoordinator")?;
-        return Ok(format!("{}:{}", coordinator.host, coordinator.port));
-    }
-    let message = response.error_message.as_deref();
-    check(response.error_code, message, "FindCoordinator")?;
-    if response.host.is_empty() {
+        (coordinator.node_id.0, &coordinator.host, coordinator.port)
+    } else {
+        let message = response.error_message.as_deref();
+        check(response.error_code, message, "FindCoordinator")?;
+        (response.node_id.0, &response.host, response.port)
+    };
+    if host.is_empty() {
         return Err(Error::kafka(
             ErrorCode::CoordinatorNotAvailable as i16,
             "FindCoordinator named no host",
         ));
     }
-    Ok(format!("{}:{}", response.host, response.port))
+    Ok(Coordinator {
+        node_id,
+        addr: format!("{host}:{port}"),
+    })
 }
 
 /// A LeaveGroup request for one member: by member id (v0–2) or as a batch of one (v3+).
@@ -729,8 +801,11 @@ mod tests {
 
     #[test]
     fn group_requests_encode_in_every_version_used() {
-        for version in FIND_COORDINATOR_VERSIONS.0..=FIND_COORDINATOR_VERSIONS.1 {
-            encodes(&find_coordinator_request(version, "g"), version);
+        for kind in [CoordinatorType::Group, CoordinatorType::Transaction] {
+            let (min, max) = kind.versions();
+            for version in min..=max {
+                encodes(&find_coordinator_request(version, kind, "g"), version);
+            }
         }
         let client = client();
         let topics = ["t".to_string()];
@@ -749,6 +824,30 @@ mod tests {
         for version in OFFSET_COMMIT_VERSIONS.0..=OFFSET_COMMIT_VERSIONS.1 {
             encodes(&commit, version);
         }
+    }
+
+    /// FindCoordinator names the coordinator in top-level fields up to v3 and in a batch
+    /// from v4; either gives its node id and address, and an answer without a host is
+    /// COORDINATOR_NOT_AVAILABLE.
+    #[test]
+    fn find_coordinator_answers_name_the_node_in_either_layout() {
+        use kafka_protocol::messages::find_coordinator_response::Coordinator as Named;
+        use kafka_protocol::messages::BrokerId;
+        let host = StrBytes::from_static_str("h");
+        let flat = FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(2))
+            .with_host(host.clone())
+            .with_port(9);
+        let batched = FindCoordinatorResponse::default().with_coordinators(vec![Named::default()
+            .with_node_id(BrokerId(3))
+            .with_host(host)
+            .with_port(8)]);
+        let found = |response| coordinator_of(&response).expect("named");
+        assert_eq!(found(flat).node_id, 2);
+        let coordinator = found(batched);
+        assert_eq!((coordinator.node_id, coordinator.addr.as_str()), (3, "h:8"));
+        let nobody = coordinator_of(&FindCoordinatorResponse::default()).unwrap_err();
+        assert_eq!(nobody.code(), ErrorCode::CoordinatorNotAvailable);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! batching, idempotent [`Producer`], a [`Consumer`] of a consumer group's partitions
 //! (`subscribe`, classic protocol with the range and roundrobin assignors, commits) or of
 //! hand-assigned ones, and an [`Admin`] client, all async on tokio, plus a [`blocking`]
-//! facade for the C and Python bindings. Transactions are not here yet.
+//! facade for the C and Python bindings. The admin client lists and describes transactions;
+//! a transactional producer is not here yet.
 //!
 //! ```no_run
 //! use brook_client::{Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
@@ -52,8 +53,9 @@ mod producer;
 
 pub use admin::{
     Admin, AdminConfig, BrokerDescription, ClusterDescription, ConfigEntry, ConfigOp,
-    GroupDescription, GroupListing, GroupState, MemberDescription, NewTopic, OffsetSpec,
-    PartitionDescription, PartitionReassignment,
+    GroupDescription, GroupListing, GroupState, ListTransactionsFilter, MemberDescription,
+    NewTopic, OffsetSpec, PartitionDescription, PartitionReassignment, TransactionDescription,
+    TransactionListing, TransactionState,
 };
 pub use assignor::Assignor;
 pub use brook_core::record::{Compression, Header};

@@ -347,6 +347,19 @@ impl Network {
         addrs
     }
 
+    /// Every broker the metadata named, as (node id, HOST:PORT) sorted by id; empty before
+    /// any metadata arrived.
+    pub fn brokers(&self) -> Vec<(i32, String)> {
+        let image = self.image.lock().expect("metadata lock");
+        let mut brokers: Vec<(i32, String)> = image
+            .brokers
+            .iter()
+            .map(|(&id, addr)| (id, addr.clone()))
+            .collect();
+        brokers.sort();
+        brokers
+    }
+
     /// Broker addresses to try for requests any broker can answer.
     fn candidate_addrs(&self) -> Vec<String> {
         let image = self.image.lock().expect("metadata lock");

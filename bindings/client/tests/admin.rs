@@ -1,8 +1,11 @@
-//! The admin client against a real `brook server`: topics and configs round trip.
+//! The admin client against a real `brook server`: topics and configs round trip, and the
+//! transaction calls on a broker that has seen no transactional producer.
 
 mod common;
 
-use brook_client::{Admin, AdminConfig, ConfigOp, ErrorCode, NewTopic};
+use brook_client::{
+    Admin, AdminConfig, ConfigOp, ErrorCode, ListTransactionsFilter, NewTopic, TransactionState,
+};
 use common::Server;
 
 fn config_value(entries: &[brook_client::ConfigEntry], name: &str) -> (Option<String>, bool) {
@@ -110,4 +113,33 @@ async fn admin_round_trip() {
     assert_eq!(gone.code(), ErrorCode::UnknownTopicOrPartition);
     let missing = admin.describe_topic("orders").await.expect_err("deleted");
     assert_eq!(missing.code(), ErrorCode::UnknownTopicOrPartition);
+}
+
+/// The Rust client has no transactional producer yet, so only a broker without transactions:
+/// nothing is listed, and an unknown id is TRANSACTIONAL_ID_NOT_FOUND once the coordinator
+/// (created by the look-up, `__transaction_state`) answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_transactions_on_a_broker_without_any() {
+    let server = Server::start();
+    let admin = Admin::new(AdminConfig::new(&server.addr)).expect("admin");
+    let all = admin
+        .list_transactions(ListTransactionsFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all, []);
+    let unknown = admin
+        .describe_transactions(&["nope"])
+        .await
+        .expect_err("unknown id");
+    assert_eq!(
+        unknown.code(),
+        ErrorCode::TransactionalIdNotFound,
+        "{unknown}"
+    );
+    let filter = ListTransactionsFilter {
+        states: vec![TransactionState::Ongoing],
+        producer_ids: vec![1],
+        duration_ms: Some(0),
+    };
+    assert_eq!(admin.list_transactions(filter).await.expect("list"), []);
 }

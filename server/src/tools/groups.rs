@@ -316,11 +316,13 @@ fn delete_group(admin: &blocking::Admin, group: &str) -> Result<String, ToolErro
     Ok(format!("Deleted group {group}.\n"))
 }
 
-fn header(names: &[&str]) -> Vec<String> {
+/// A header row of `names`.
+pub(crate) fn header(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
 
-fn or_dash(text: &str) -> String {
+/// `text`, or "-" when it is empty (a table cell is never blank).
+pub(crate) fn or_dash(text: &str) -> String {
     if text.is_empty() {
         "-".to_string()
     } else {
@@ -329,7 +331,7 @@ fn or_dash(text: &str) -> String {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

@@ -1,6 +1,6 @@
 //! Console tools in the spirit of `kafka-topics`, `kafka-console-producer`,
-//! `kafka-console-consumer` and `kafka-consumer-groups`: `brook topics`, `brook produce`,
-//! `brook consume` and `brook groups`.
+//! `kafka-console-consumer`, `kafka-consumer-groups` and `kafka-transactions`: `brook topics`,
+//! `brook produce`, `brook consume`, `brook groups`, `brook transactions` and `brook cluster`.
 //!
 //! They talk to a broker over the Kafka protocol like any other application, through
 //! `brook-client`'s blocking facade (its `Admin`, `Producer` and `Consumer`); they never open
@@ -15,6 +15,7 @@ pub mod groups;
 pub mod produce;
 pub mod rebalance;
 pub mod topics;
+pub mod transactions;
 
 use brook_client::{blocking, AdminConfig, ErrorCode, TopicInfo};
 use clap::Args;

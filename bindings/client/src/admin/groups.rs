@@ -1,10 +1,10 @@
 //! The admin client's consumer-group calls: list, describe and delete groups, and read,
 //! alter and delete their committed offsets (what `kafka-consumer-groups` does).
 //!
-//! Every call but `list_groups` goes to the group's coordinator, found with FindCoordinator
-//! (`group::find_coordinator`, the lookup group members use too) and asked again when the
-//! answer is NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE. `list_groups` asks every broker,
-//! since each coordinates its own groups.
+//! Every call but `list_groups` goes to the group's coordinator through
+//! `Admin::ask_coordinator` (`admin/coordinator.rs`: FindCoordinator, asked again when the
+//! answer is NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or COORDINATOR_LOAD_IN_PROGRESS).
+//! `list_groups` asks every broker, since each coordinates its own groups.
 //!
 //! **API boundary:** these calls act on a group from outside it. Offsets are altered as a
 //! "simple" client (generation -1, no member id), which the coordinator accepts only while
@@ -23,12 +23,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
+use super::coordinator::{first_coordinator_error, CoordinatorAnswer};
 use super::Admin;
 use crate::assignor;
 use crate::consumer::{list_offset, IsolationLevel, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use crate::error::{check, Error};
 use crate::group::{
-    commit_topics, committed_offsets, find_coordinator, offset_fetch_request,
+    commit_topics, committed_offsets, offset_fetch_request, CoordinatorType,
     CONSUMER_PROTOCOL_TYPE, OFFSET_COMMIT_VERSIONS,
 };
 use crate::TopicPartition;
@@ -40,10 +41,6 @@ const DELETE_GROUPS_VERSIONS: (i16, i16) = (0, 2);
 const OFFSET_DELETE_VERSIONS: (i16, i16) = (0, 0);
 /// OffsetFetch v2 is the first that may ask for every partition (null topics).
 const ADMIN_OFFSET_FETCH_VERSIONS: (i16, i16) = (2, 7);
-/// How many times a group call looks for the coordinator again before giving up.
-const COORDINATOR_ATTEMPTS_MAX: u32 = 10;
-/// The pause before asking again after a coordinator error.
-const COORDINATOR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The state of a classic consumer group, as the coordinator names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -373,8 +370,7 @@ impl Admin {
         Ok(found)
     }
 
-    /// Sends `build(version)` to `group`'s coordinator, finding it first and again after
-    /// an answer or a failure that says it moved or is still loading.
+    /// Sends `build(version)` to `group`'s coordinator (see [`Admin::ask_coordinator`]).
     async fn call_coordinator<R: Request>(
         &self,
         group: &str,
@@ -384,56 +380,11 @@ impl Admin {
     where
         R::Response: CoordinatorAnswer,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match find_coordinator(&self.network, group).await {
-                Ok(addr) => {
-                    self.network
-                        .call(&addr, versions, Duration::ZERO, &build)
-                        .await
-                }
-                Err(err) => Err(err),
-            };
-            let err = match result {
-                Ok(response) => match response.coordinator_error() {
-                    Some(code) => Error::kafka(code, format!("coordinator of group {group}")),
-                    None => return Ok(response),
-                },
-                Err(err) => err,
-            };
-            let moved = matches!(
-                err.code(),
-                ErrorCode::NotCoordinator
-                    | ErrorCode::CoordinatorNotAvailable
-                    | ErrorCode::CoordinatorLoadInProgress
-            ) || matches!(err, Error::Connection { .. } | Error::Timeout(_));
-            if !moved || attempt >= COORDINATOR_ATTEMPTS_MAX {
-                return Err(err);
-            }
-            tokio::time::sleep(COORDINATOR_BACKOFF).await;
-        }
+        let (_, response) = self
+            .ask_coordinator(CoordinatorType::Group, group, versions, build)
+            .await?;
+        Ok(response)
     }
-}
-
-/// A response that may say "ask the coordinator again": its first coordinator error code
-/// (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS), if any.
-pub(crate) trait CoordinatorAnswer {
-    /// The code of the first such error in the answer.
-    fn coordinator_error(&self) -> Option<i16>;
-}
-
-fn is_coordinator_error(code: i16) -> bool {
-    matches!(
-        ErrorCode::from_code(code),
-        ErrorCode::NotCoordinator
-            | ErrorCode::CoordinatorNotAvailable
-            | ErrorCode::CoordinatorLoadInProgress
-    )
-}
-
-fn first_coordinator_error(codes: impl IntoIterator<Item = i16>) -> Option<i16> {
-    codes.into_iter().find(|&code| is_coordinator_error(code))
 }
 
 impl CoordinatorAnswer for kafka_protocol::messages::DescribeGroupsResponse {
