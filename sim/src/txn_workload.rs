@@ -232,7 +232,7 @@ pub async fn transactional_producer(
     let started = now().0;
     let mut conn = Transport::new(nodes);
     let until = started.saturating_add(schedule.run_ms);
-    let Some((producer_id, epoch)) = init(&mut conn, until).await else {
+    let Some((mut producer_id, mut epoch)) = init(&mut conn, until, None).await else {
         trace.record(format!("{} txn{instance}: no producer id", now().0));
         history.lock().expect("history").first_initialised = true;
         return;
@@ -257,31 +257,55 @@ pub async fn transactional_producer(
             values: Vec::new(),
             end: TxnEnd::Aborted,
         };
-        let fenced = run_one(&mut conn, (producer_id, epoch), &mut sequences, &mut run).await;
+        let next = run_one(&mut conn, (producer_id, epoch), &mut sequences, &mut run).await;
         trace.record(format!("{} txn{instance}: {number} {:?}", now().0, run.end));
         history.lock().expect("history").transactions.push(run);
-        if fenced {
-            return;
+        match next {
+            Next::Continue => {}
+            Next::Stop => return,
+            Next::Reinit => {
+                // A send whose outcome it never learned: its sequence number may be taken,
+                // so it bumps its epoch (KIP-360) and numbers from 0 again, as clients do.
+                let expected = Some((producer_id, epoch));
+                let Some(bumped) = init(&mut conn, now().0 + STEP_RETRY_MS, expected).await else {
+                    trace.record(format!("{} txn{instance}: fenced on re-init", now().0));
+                    return;
+                };
+                (producer_id, epoch) = bumped;
+                sequences.iter_mut().for_each(|s| *s = 0);
+                trace.record(format!("{} txn{instance}: epoch {}", now().0, epoch.0));
+            }
         }
         let pause = thread_rng().gen_range(0..100);
         madsim::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
-/// Runs one transaction; whether the instance is fenced (and must stop).
+/// What an instance does after a transaction.
+enum Next {
+    /// The next transaction.
+    Continue,
+    /// Nothing more: it is fenced.
+    Stop,
+    /// Bump its epoch first: a send's outcome is unknown.
+    Reinit,
+}
+
+/// Runs one transaction.
 async fn run_one(
     conn: &mut Transport,
     producer: (ProducerId, ProducerEpoch),
     sequences: &mut [i32],
     run: &mut TxnRun,
-) -> bool {
+) -> Next {
+    let stop_or = |fenced: bool, otherwise: Next| if fenced { Next::Stop } else { otherwise };
     match add_partitions(conn, producer).await {
         Step::Done => {}
         Step::Fenced => {
             run.end = TxnEnd::Fenced;
-            return true;
+            return Next::Stop;
         }
-        Step::Abort => return end(conn, producer, false, run).await,
+        Step::Abort => return stop_or(end(conn, producer, false, run).await, Next::Continue),
     }
     let records = thread_rng().gen_range(1..4);
     for k in 0..records {
@@ -296,24 +320,30 @@ async fn run_one(
                 Step::Done => sequences[slot] = sequences[slot].wrapping_add(1),
                 Step::Fenced => {
                     run.end = TxnEnd::Fenced;
-                    return true;
+                    return Next::Stop;
                 }
-                Step::Abort => return end(conn, producer, false, run).await,
+                Step::Abort => return stop_or(end(conn, producer, false, run).await, Next::Reinit),
             }
         }
     }
     let commit = thread_rng().gen_bool(0.7);
-    end(conn, producer, commit, run).await
+    stop_or(end(conn, producer, commit, run).await, Next::Continue)
 }
 
-/// InitProducerId for the transactional id, retried while the coordinator is busy or away.
-/// Gives up at `until` (simulated ms).
-async fn init(conn: &mut Transport, until: i64) -> Option<(ProducerId, ProducerEpoch)> {
+/// InitProducerId for the transactional id (naming the producer's current id and epoch
+/// when `expected`, KIP-360), retried while the coordinator is busy or away. Gives up at
+/// `until` (simulated ms), or when fenced.
+async fn init(
+    conn: &mut Transport,
+    until: i64,
+    expected: Option<(ProducerId, ProducerEpoch)>,
+) -> Option<(ProducerId, ProducerEpoch)> {
     let mut request = InitProducerIdRequest::default();
     request.transactional_id = Some(transactional_id());
     request.transaction_timeout_ms = TRANSACTION_TIMEOUT_MS;
-    request.producer_id = kafka_protocol::messages::ProducerId(-1);
-    request.producer_epoch = -1;
+    let (id, epoch) = expected.unwrap_or((ProducerId(-1), ProducerEpoch(-1)));
+    request.producer_id = kafka_protocol::messages::ProducerId(id.0);
+    request.producer_epoch = epoch.0;
     while now().0 < until {
         let answer = conn
             .coordinator_call(ApiKey::InitProducerId, 3, &request, txn_code)
@@ -321,6 +351,9 @@ async fn init(conn: &mut Transport, until: i64) -> Option<(ProducerId, ProducerE
         if let Some(ResponseKind::InitProducerId(r)) = answer {
             if r.error_code == 0 {
                 return Some((ProducerId(r.producer_id.0), ProducerEpoch(r.producer_epoch)));
+            }
+            if r.error_code == ErrorCode::ProducerFenced.code() {
+                return None;
             }
         }
         madsim::time::sleep(Duration::from_millis(100)).await;
