@@ -157,23 +157,25 @@ impl<P: StorageProvider> Broker<P> {
         }
     }
 
+    /// An internal topic's partition count and the partitions of it this broker leads, with
+    /// their leader epochs (what a coordinator loads; 0 and none without the topic).
+    pub(super) fn led_partitions(&self, topic: &str) -> (i32, BTreeMap<i32, LeaderEpoch>) {
+        let Some(topic) = self.topics.get(topic) else {
+            return (0, BTreeMap::new());
+        };
+        let led = (topic.partitions.held())
+            .filter(|(_, p)| p.is_leader())
+            .map(|(index, p)| (index, p.leader_epoch()))
+            .collect();
+        (topic.partitions.count(), led)
+    }
+
     /// Loads the groups of the `__consumer_offsets` partitions this broker now leads and
     /// forgets those of the partitions it no longer leads (or leads in a newer epoch: they
     /// are loaded again from the log, which the epoch change may have truncated). Runs after
     /// every change of partition roles.
     pub(crate) fn sync_coordinated_partitions(&mut self, now: Millis) -> Result<(), BrokerError> {
-        let (count, led): (i32, BTreeMap<i32, LeaderEpoch>) = match self.topics.get(OFFSETS_TOPIC) {
-            None => (0, BTreeMap::new()),
-            Some(topic) => (
-                topic.partitions.count(),
-                topic
-                    .partitions
-                    .held()
-                    .filter(|(_, p)| p.is_leader())
-                    .map(|(index, p)| (index, p.leader_epoch()))
-                    .collect(),
-            ),
-        };
+        let (count, led) = self.led_partitions(OFFSETS_TOPIC);
         let loaded = &self.groups.coordination.loaded;
         let stale: Vec<i32> = loaded
             .iter()

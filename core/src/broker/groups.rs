@@ -610,15 +610,7 @@ impl<P: StorageProvider> Broker<P> {
             }
             codes.push(topic_codes);
         }
-        let records: Vec<GroupRecord> = accepted
-            .iter()
-            .map(|(topic, partition, value)| GroupRecord::Offset {
-                group: group_id.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                value: Some(value.clone()),
-            })
-            .collect();
+        let records = offset_records(&group_id, &accepted);
         let mut response = OffsetCommitResponse::default();
         for (topic, topic_codes) in request.topics.iter().zip(codes) {
             let mut answer = OffsetCommitResponseTopic::default();
@@ -946,6 +938,22 @@ pub(super) fn fail_accepted(response: &mut OffsetCommitResponse, code: ErrorCode
     for partition in partitions.filter(|p| p.error_code == ErrorCode::None.code()) {
         partition.error_code = code.code();
     }
+}
+
+/// The `__consumer_offsets` records of a group's accepted offsets.
+pub(super) fn offset_records(
+    group: &str,
+    accepted: &[(String, i32, OffsetValue)],
+) -> Vec<GroupRecord> {
+    accepted
+        .iter()
+        .map(|(topic, partition, value)| GroupRecord::Offset {
+            group: group.to_string(),
+            topic: topic.clone(),
+            partition: *partition,
+            value: Some(value.clone()),
+        })
+        .collect()
 }
 
 /// One partition's offset as an OffsetCommit or TxnOffsetCommit asks to commit it.

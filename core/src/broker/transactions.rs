@@ -117,19 +117,7 @@ impl<P: StorageProvider> Broker<P> {
     /// Loads the ids of the `__transaction_state` partitions this broker now leads and
     /// forgets those of the partitions it no longer leads (or leads in a newer epoch).
     pub(crate) fn sync_transaction_partitions(&mut self, now: Millis) -> Result<(), BrokerError> {
-        let (count, led): (i32, BTreeMap<i32, LeaderEpoch>) =
-            match self.topics.get(TRANSACTION_STATE_TOPIC) {
-                None => (0, BTreeMap::new()),
-                Some(topic) => (
-                    topic.partitions.count(),
-                    topic
-                        .partitions
-                        .held()
-                        .filter(|(_, p)| p.is_leader())
-                        .map(|(index, p)| (index, p.leader_epoch()))
-                        .collect(),
-                ),
-            };
+        let (count, led) = self.led_partitions(TRANSACTION_STATE_TOPIC);
         let stale: Vec<i32> = (self.transactions.loaded.iter())
             .filter(|(index, epoch)| led.get(index) != Some(epoch))
             .map(|(index, _)| *index)

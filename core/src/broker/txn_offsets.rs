@@ -9,10 +9,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::groups::{offset_to_commit, AskedOffset};
+use super::groups::{offset_records, offset_to_commit, AskedOffset};
 use super::{Broker, Reply, StorageProvider};
 use crate::error::ErrorCode;
-use crate::group::{GroupRecord, MemberIdentity};
+use crate::group::MemberIdentity;
 use crate::types::{Millis, ProducerEpoch, ProducerId};
 
 impl<P: StorageProvider> Broker<P> {
@@ -63,15 +63,7 @@ impl<P: StorageProvider> Broker<P> {
         if accepted.is_empty() {
             return Reply::Response(Box::new(ResponseKind::TxnOffsetCommit(response)));
         }
-        let records: Vec<GroupRecord> = accepted
-            .iter()
-            .map(|(topic, partition, value)| GroupRecord::Offset {
-                group: group_id.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                value: Some(value.clone()),
-            })
-            .collect();
+        let records = offset_records(&group_id, &accepted);
         match self.write_group_batches(now, &records, Some((producer_id, epoch))) {
             Err(code) => {
                 let code = match code {
